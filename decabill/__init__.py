@@ -1,0 +1,1 @@
+"""Decabill: a self-hostable billing manager for hosting products."""

@@ -1,0 +1,63 @@
+"""The HTTP application: Connexion routes every request from spec/openapi.yaml to `handlers/`."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+import connexion
+from connexion.middleware import MiddlewarePosition
+from starlette.middleware.cors import CORSMiddleware
+
+from decabill import db
+from decabill.config import Settings, get_settings
+from decabill.web import errors
+from decabill.web.middleware import RequestContextMiddleware
+from decabill.web.security import SECURITY_MAP
+from decabill.web.validation import VALIDATOR_MAP
+from handlers import AreaResolver
+from spec import OPENAPI_PATH
+
+ALLOWED_HEADERS = ["Content-Type", "Authorization", "X-Correlation-Id", "X-Request-Id", "X-Tenant", "Stripe-Signature"]
+EXPOSED_HEADERS = ["Content-Range", "X-Content-Range", "X-Correlation-Id"]
+
+
+def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        owns_engine = False
+        try:
+            db.get_engine()
+        except RuntimeError:
+            db.init_engine(settings.database_url)
+            owns_engine = True
+        yield
+        if owns_engine:
+            await db.dispose_engine()
+
+    app = connexion.AsyncApp(__name__, lifespan=lifespan, security_map=SECURITY_MAP)
+    app.add_api(
+        OPENAPI_PATH,
+        base_path="/api",
+        resolver=AreaResolver(),
+        pythonic_params=True,
+        strict_validation=True,
+        validate_responses=settings.validate_responses,
+        validator_map=VALIDATOR_MAP,
+        swagger_ui_options=None,
+    )
+    errors.register(app)
+    origins = settings.cors_origins
+    app.add_middleware(
+        CORSMiddleware,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        allow_origins=origins,
+        allow_credentials=bool(origins) and "*" not in origins,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=ALLOWED_HEADERS,
+        expose_headers=EXPOSED_HEADERS,
+    )
+    # Added after CORS so it sits inside it: its own refusals (400 tenant, 403 origin, 429) carry CORS headers.
+    app.add_middleware(RequestContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, settings=settings)
+    return app

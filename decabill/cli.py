@@ -1,0 +1,160 @@
+"""The `decabill` console command: serve, socket, migrate, create-admin."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import os
+import signal
+import sys
+
+import structlog
+import uvicorn
+
+from decabill.config import ConfigurationError, Settings, get_settings
+
+log = structlog.get_logger("decabill")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn.Server whose signal handling we own: one SIGTERM must stop every listener of the process."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+def _load_settings() -> Settings:
+    try:
+        return get_settings()
+    except ConfigurationError as exc:
+        print(f"decabill: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+async def _run_servers(servers: list) -> None:
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    await asyncio.gather(*(server.serve() for server in servers))
+
+
+def _uvicorn_config(app, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+
+
+async def _serve(settings: Settings, *, http: bool, socket: bool) -> None:
+    from decabill import db
+    from decabill.migrations import migrate
+
+    if http:
+        await migrate(settings.database_url)
+    db.init_engine(settings.database_url)
+    servers = []
+    if http:
+        from decabill.app import create_app
+
+        servers.append(_Server(_uvicorn_config(create_app(settings), settings.host, settings.port)))
+    if socket and settings.websocket_port:
+        from decabill.realtime.server import create_socket_app
+
+        servers.append(_Server(_uvicorn_config(create_socket_app(settings), settings.host, settings.websocket_port)))
+    log.info(
+        "decabill.starting",
+        http_port=settings.port if http else None,
+        websocket_port=settings.websocket_port if socket else None,
+        database=settings.database_url.split("://", 1)[0],
+        authentication=settings.authentication_method,
+    )
+    try:
+        await _run_servers(servers)
+    finally:
+        await db.dispose_engine()
+        log.info("decabill.stopped")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    settings = _load_settings()
+    asyncio.run(_serve(settings, http=True, socket=not args.no_socket))
+
+
+def cmd_socket(_args: argparse.Namespace) -> None:
+    settings = _load_settings()
+    asyncio.run(_serve(settings, http=False, socket=True))
+
+
+def cmd_migrate(_args: argparse.Namespace) -> None:
+    from decabill.migrations import migrate
+
+    settings = _load_settings()
+    asyncio.run(migrate(settings.database_url))
+    print("database is up to date")
+
+
+def cmd_create_admin(args: argparse.Namespace) -> None:
+    from decabill import db
+    from decabill.errors import DecabillError
+    from decabill.identity.service import create_admin
+    from decabill.migrations import migrate
+    from decabill.tenancy import bound_tenant, resolve_tenant
+
+    settings = _load_settings()
+    password = args.password or os.environ.get("DECABILL_ADMIN_PASSWORD") or getpass.getpass("Password: ")
+
+    async def run() -> None:
+        await migrate(settings.database_url)
+        db.init_engine(settings.database_url)
+        try:
+            with bound_tenant(resolve_tenant(args.tenant, settings.tenants)):
+                user = await create_admin(args.email, password)
+            print(f"created admin {user.email} ({user.id}) in tenant {user.tenant_id}")
+        finally:
+            await db.dispose_engine()
+
+    try:
+        asyncio.run(run())
+    except DecabillError as exc:
+        print(f"decabill: {exc.message}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="decabill", description="Decabill billing manager")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="migrate the database, then serve HTTP (PORT) and Socket.IO (WEBSOCKET_PORT)")
+    serve.add_argument("--no-socket", action="store_true", help="do not start the Socket.IO listener")
+    serve.set_defaults(func=cmd_serve)
+
+    socket = sub.add_parser("socket", help="serve only the Socket.IO dashboard gateway (WEBSOCKET_PORT)")
+    socket.set_defaults(func=cmd_socket)
+
+    migrate = sub.add_parser("migrate", help="upgrade the database schema to the newest revision")
+    migrate.set_defaults(func=cmd_migrate)
+
+    admin = sub.add_parser("create-admin", help="create a confirmed admin user in a tenant")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--password", help="password (else DECABILL_ADMIN_PASSWORD or a prompt)")
+    admin.add_argument("--tenant", default="default", help="tenant id (default: default)")
+    admin.set_defaults(func=cmd_create_admin)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    from decabill.logging import configure_logging
+
+    with contextlib.suppress(ConfigurationError):
+        configure_logging(get_settings().log_level)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""Typed configuration from environment variables (the reference's names and defaults).
+
+`load_settings()` validates everything at start-up; `decabill.cli` turns a validation error into one
+line naming the variable, so an operator never sees a traceback for a typo in the environment.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+AuthMethod = Literal["api-key", "keycloak", "users"]
+QueueRole = Literal["api", "scheduler", "worker", "all"]
+
+
+def _split_csv(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    # --- HTTP / process -------------------------------------------------------------------
+    node_env: str = Field("development", alias="NODE_ENV")
+    host: str = Field("0.0.0.0", alias="HOST")
+    port: int = Field(3200, alias="PORT", ge=1, le=65535)
+    data_dir: Path = Field(Path("data"), alias="DECABILL_DATA_DIR")
+    validate_responses: bool = Field(False, alias="DECABILL_VALIDATE_RESPONSES")
+    log_level: str = Field("info", alias="LOG_LEVEL")
+
+    # --- authentication ---------------------------------------------------------------------
+    authentication_method_raw: str | None = Field(None, alias="AUTHENTICATION_METHOD")
+    static_api_key: str | None = Field(None, alias="STATIC_API_KEY")
+    static_api_key_tenant_id: str | None = Field(None, alias="STATIC_API_KEY_TENANT_ID")
+    jwt_secret: str | None = Field(None, alias="JWT_SECRET")
+    jwt_expiry_days: int = Field(7, alias="JWT_EXPIRY_DAYS", ge=1)
+    password_hash_rounds: int = Field(12, alias="PASSWORD_HASH_ROUNDS", ge=4, le=16)
+    disable_signup_raw: str = Field("false", alias="DISABLE_SIGNUP")
+    keycloak_server_url: str | None = Field(None, alias="KEYCLOAK_SERVER_URL")
+    keycloak_auth_server_url: str | None = Field(None, alias="KEYCLOAK_AUTH_SERVER_URL")
+    keycloak_realm: str | None = Field(None, alias="KEYCLOAK_REALM")
+    keycloak_client_id: str | None = Field(None, alias="KEYCLOAK_CLIENT_ID")
+    keycloak_client_secret: str | None = Field(None, alias="KEYCLOAK_CLIENT_SECRET")
+    keycloak_token_validation: str = Field("offline", alias="KEYCLOAK_TOKEN_VALIDATION")
+    keycloak_jwks_cache_seconds: int = Field(300, alias="KEYCLOAK_JWKS_CACHE_SECONDS", ge=0)
+
+    # --- tenancy -----------------------------------------------------------------------------
+    tenants_raw: str | None = Field(None, alias="TENANTS")
+
+    # --- web hardening -----------------------------------------------------------------------
+    cors_origin_raw: str | None = Field(None, alias="CORS_ORIGIN")
+    rate_limit_enabled_raw: str | None = Field(None, alias="RATE_LIMIT_ENABLED")
+    rate_limit_ttl: int = Field(60, alias="RATE_LIMIT_TTL", ge=1)
+    rate_limit_limit: int = Field(100, alias="RATE_LIMIT_LIMIT", ge=1)
+    # Stricter budget for credential endpoints (login, register, password reset, confirm).
+    rate_limit_auth_limit: int = Field(10, alias="RATE_LIMIT_AUTH_LIMIT", ge=1)
+
+    # --- secrets at rest ---------------------------------------------------------------------
+    encryption_key: str | None = Field(None, alias="ENCRYPTION_KEY")
+
+    # --- database ----------------------------------------------------------------------------
+    database_url_raw: str | None = Field(None, alias="DATABASE_URL")
+    db_host: str | None = Field(None, alias="DB_HOST")
+    db_port: int = Field(5432, alias="DB_PORT", ge=1, le=65535)
+    db_username: str = Field("postgres", alias="DB_USERNAME")
+    db_password: str = Field("postgres", alias="DB_PASSWORD")
+    db_database: str = Field("billing", alias="DB_DATABASE")
+
+    # --- queue / redis -----------------------------------------------------------------------
+    redis_url_raw: str | None = Field(None, alias="REDIS_URL")
+    redis_host: str | None = Field(None, alias="REDIS_HOST")
+    redis_port: int = Field(6379, alias="REDIS_PORT")
+    redis_password: str | None = Field(None, alias="REDIS_PASSWORD")
+    redis_db: int = Field(0, alias="REDIS_DB", ge=0)
+    redis_key_prefix: str = Field("decabill-billing", alias="REDIS_KEY_PREFIX")
+    queue_role: QueueRole = Field("all", alias="QUEUE_ROLE")
+
+    # --- email -------------------------------------------------------------------------------
+    smtp_host: str | None = Field("mailhog", alias="SMTP_HOST")
+    smtp_port: int = Field(1025, alias="SMTP_PORT", ge=1, le=65535)
+    smtp_user: str | None = Field(None, alias="SMTP_USER")
+    smtp_password: str | None = Field(None, alias="SMTP_PASSWORD")
+    email_from: str = Field("noreply@localhost", alias="EMAIL_FROM")
+
+    # --- realtime ----------------------------------------------------------------------------
+    websocket_port: int = Field(8082, alias="WEBSOCKET_PORT", ge=0, le=65535)
+    websocket_namespace: str = Field("billing", alias="WEBSOCKET_NAMESPACE")
+    websocket_cors_origin: str = Field("*", alias="WEBSOCKET_CORS_ORIGIN")
+    status_poll_interval: int = Field(15000, alias="STATUS_POLL_INTERVAL")
+
+    # --- billing -----------------------------------------------------------------------------
+    billing_currency: str = Field("EUR", alias="BILLING_CURRENCY", min_length=3, max_length=3)
+    billing_tax_rate_standard: Decimal = Field(Decimal("19"), alias="BILLING_TAX_RATE_STANDARD", ge=0, le=100)
+    billing_tax_rate_reduced: Decimal = Field(Decimal("7"), alias="BILLING_TAX_RATE_REDUCED", ge=0, le=100)
+
+    @field_validator("websocket_namespace")
+    @classmethod
+    def _strip_namespace(cls, value: str) -> str:
+        return value.strip().strip("/") or "billing"
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> "Settings":
+        if self.authentication_method in ("users", "keycloak") and not (self.jwt_secret or "").strip():
+            raise ValueError(
+                f"JWT_SECRET must be set when AUTHENTICATION_METHOD={self.authentication_method}"
+            )
+        if self.encryption_key is not None:
+            try:
+                raw = base64.b64decode(self.encryption_key, validate=True)
+            except (binascii.Error, ValueError):
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError("ENCRYPTION_KEY must decode to 32 bytes (AES-256).")
+        elif self.is_production:
+            raise ValueError("ENCRYPTION_KEY must be set in production (base64 of 32 random bytes).")
+        if self.authentication_method == "keycloak" and not (self.keycloak_server_url and self.keycloak_realm):
+            raise ValueError("KEYCLOAK_SERVER_URL and KEYCLOAK_REALM must be set when AUTHENTICATION_METHOD=keycloak")
+        return self
+
+    # --- derived values ------------------------------------------------------------------------
+    @property
+    def is_production(self) -> bool:
+        return self.node_env.strip().lower() == "production"
+
+    @property
+    def authentication_method(self) -> AuthMethod:
+        raw = (self.authentication_method_raw or "").strip().lower()
+        if raw in ("api-key", "keycloak", "users"):
+            return raw  # type: ignore[return-value]
+        return "api-key" if (self.static_api_key or "") != "" else "keycloak"
+
+    @property
+    def signup_disabled(self) -> bool:
+        return self.disable_signup_raw == "true"
+
+    @property
+    def tenants(self) -> list[str]:
+        extra = [t for t in _split_csv(self.tenants_raw) if t != "default"]
+        return ["default", *dict.fromkeys(extra)]
+
+    @property
+    def cors_origins(self) -> list[str]:
+        if self.cors_origin_raw is None:
+            return [] if self.is_production else ["*"]
+        return _split_csv(self.cors_origin_raw)
+
+    @property
+    def origin_allowlist_enforced(self) -> bool:
+        return self.is_production or bool(_split_csv(self.cors_origin_raw))
+
+    @property
+    def rate_limit_enabled(self) -> bool:
+        raw = self.rate_limit_enabled_raw
+        return raw != "false" and (self.is_production or raw == "true")
+
+    @property
+    def keycloak_issuer(self) -> str | None:
+        base = self.keycloak_auth_server_url or self.keycloak_server_url
+        if not (base and self.keycloak_realm):
+            return None
+        return f"{base.rstrip('/')}/realms/{self.keycloak_realm}"
+
+    @property
+    def keycloak_jwks_url(self) -> str | None:
+        if not (self.keycloak_server_url and self.keycloak_realm):
+            return None
+        return f"{self.keycloak_server_url.rstrip('/')}/realms/{self.keycloak_realm}/protocol/openid-connect/certs"
+
+    @property
+    def database_url(self) -> str:
+        if self.database_url_raw:
+            return self.database_url_raw
+        if self.db_host:
+            return (
+                f"postgresql+asyncpg://{self.db_username}:{self.db_password}"
+                f"@{self.db_host}:{self.db_port}/{self.db_database}"
+            )
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'decabill.sqlite3').resolve()}"
+
+    @property
+    def redis_url(self) -> str | None:
+        if self.redis_url_raw:
+            return self.redis_url_raw
+        if self.redis_host:
+            auth = f":{self.redis_password}@" if self.redis_password else ""
+            return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+        return None
+
+    @property
+    def email_enabled(self) -> bool:
+        return bool(self.smtp_host)
+
+
+class ConfigurationError(Exception):
+    """Raised with a one-line, operator-facing message naming the offending variable."""
+
+
+def describe_validation_error(exc: Exception) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first.get("loc", ())) or "configuration"
+        message = first.get("msg", "invalid value").removeprefix("Value error, ")
+        if name == "configuration" or not first.get("loc"):
+            return f"Invalid configuration: {message}"
+        return f"Invalid environment variable {name}: {message}"
+    return f"Invalid configuration: {exc}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    try:
+        return Settings()  # type: ignore[call-arg]
+    except Exception as exc:  # pydantic.ValidationError
+        raise ConfigurationError(describe_validation_error(exc)) from exc
+
+
+def reset_settings_cache() -> None:
+    get_settings.cache_clear()

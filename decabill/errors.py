@@ -1,0 +1,71 @@
+"""The one domain error tree. Each class fixes its HTTP status; the app turns any of them into the
+contract's `ErrorResponse` body `{statusCode, message, error}` in one handler (decabill/app.py)."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+
+class DecabillError(Exception):
+    status: HTTPStatus = HTTPStatus.BAD_REQUEST
+
+    def __init__(self, message: str | None = None):
+        self.message = message or self.status.phrase
+        super().__init__(self.message)
+
+    # Connexion's security layer ranks failures by these attribute names.
+    @property
+    def status_code(self) -> int:
+        return int(self.status)
+
+
+class BadRequest(DecabillError):
+    status = HTTPStatus.BAD_REQUEST
+
+
+class Unauthorized(DecabillError):
+    status = HTTPStatus.UNAUTHORIZED
+
+
+class Forbidden(DecabillError):
+    status = HTTPStatus.FORBIDDEN
+
+
+class NotFound(DecabillError):
+    status = HTTPStatus.NOT_FOUND
+
+
+class Conflict(DecabillError):
+    status = HTTPStatus.CONFLICT
+
+
+class TooManyRequests(DecabillError):
+    status = HTTPStatus.TOO_MANY_REQUESTS
+
+
+class ServiceUnavailable(DecabillError):
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class CapabilityNotAvailable(DecabillError):
+    """An operation of the contract whose capability has not landed yet (see the README's roadmap)."""
+
+    status = HTTPStatus.NOT_IMPLEMENTED
+
+    def __init__(self, capability: str):
+        super().__init__(f"{capability} is not available yet in this version of Decabill")
+
+
+class UserNotAuthenticated(BadRequest):
+    """An operation needs an end-user id but the caller (e.g. the static API key) has none."""
+
+    def __init__(self) -> None:
+        super().__init__("User not authenticated")
+
+
+def error_body(status: int, message: str) -> dict:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    return {"statusCode": status, "message": message, "error": phrase}

@@ -1,0 +1,1 @@
+"""Identity: who is calling (principal), users and their credentials."""

@@ -1,0 +1,121 @@
+"""Authentication: turn an `Authorization` header into a `Principal` for the request's tenant.
+
+Three modes (AUTHENTICATION_METHOD): `api-key` (one static key, acts as admin, no user identity),
+`users` (our own HS256 JWTs) and `keycloak` (RS/ES-signed access tokens verified offline against the
+realm's JWKS, then linked to a local user row). The same function serves HTTP and Socket.IO.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from dataclasses import dataclass
+
+import jwt
+from sqlalchemy import select
+
+from decabill import db
+from decabill.config import get_settings
+from decabill.errors import Forbidden, Unauthorized, UserNotAuthenticated
+from decabill.tenancy import current_tenant
+from models.identity import User
+
+LOCKED_MESSAGE = "This account is locked. Please contact an administrator."
+SESSION_INVALID = "Session is no longer valid."
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant: str
+    role: str
+    method: str  # "api-key" | "users" | "keycloak"
+    user_id: uuid.UUID | None = None
+    email: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def require_user_id(self) -> uuid.UUID:
+        """Operations on "own" data need an end user; the static API key has none."""
+        if self.user_id is None:
+            raise UserNotAuthenticated()
+        return self.user_id
+
+
+async def authenticate(authorization: str | None) -> Principal:
+    method = get_settings().authentication_method
+    if method == "api-key":
+        return _authenticate_api_key(authorization)
+    if method == "users":
+        return await _authenticate_users_jwt(authorization)
+    from decabill.identity.keycloak import authenticate_keycloak
+
+    return await authenticate_keycloak(_bearer_token(authorization))
+
+
+def _authenticate_api_key(authorization: str | None) -> Principal:
+    settings = get_settings()
+    expected = settings.static_api_key or ""
+    if not expected:
+        raise Unauthorized(
+            "API key authentication is configured but STATIC_API_KEY is not set. "
+            "Set STATIC_API_KEY or use a different AUTHENTICATION_METHOD."
+        )
+    if not authorization:
+        raise Unauthorized("Missing authorization header")
+    parts = authorization.split(" ")
+    if len(parts) != 2:
+        raise Unauthorized("Invalid authorization header format")
+    scheme, key = parts
+    # compare_digest keeps the comparison time independent of where the strings differ.
+    if scheme not in ("Bearer", "ApiKey") or not hmac.compare_digest(key.encode(), expected.encode()):
+        raise Unauthorized("Invalid API key")
+    tenant = current_tenant()
+    bound = (settings.static_api_key_tenant_id or "").strip()
+    if bound and bound != tenant:
+        raise Forbidden("Access denied")
+    return Principal(tenant=tenant, role="admin", method="api-key")
+
+
+def _bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise Unauthorized("Missing or invalid authorization token")
+    scheme, _, token = authorization.partition(" ")
+    if scheme != "Bearer" or not token.strip():
+        raise Unauthorized("Missing or invalid authorization token")
+    return token.strip()
+
+
+async def _authenticate_users_jwt(authorization: str | None) -> Principal:
+    from decabill.identity.credentials import decode_token
+
+    token = _bearer_token(authorization)
+    try:
+        claims = decode_token(token)
+        user_id = uuid.UUID(str(claims["sub"]))
+    except (jwt.PyJWTError, ValueError, KeyError):
+        raise Unauthorized("Invalid or expired token") from None
+    async with db.transaction() as session:
+        # Looked up in any tenant on purpose: a token of tenant A used with X-Tenant B is a 401.
+        user = (await session.execute(select(User).where(User.id == user_id))).scalar_one_or_none()
+    ensure_usable(user)
+    assert user is not None
+    roles = claims.get("roles")
+    role = "admin" if isinstance(roles, list) and "admin" in roles else "user"
+    return Principal(tenant=user.tenant_id, role=role, method="users", user_id=user.id, email=user.email)
+
+
+def ensure_usable(user: User | None) -> None:
+    """A token is only as good as the account behind it: gone, locked or foreign-tenant users → 401."""
+    if user is None:
+        raise Unauthorized(SESSION_INVALID)
+    if user.is_locked:
+        raise Unauthorized(LOCKED_MESSAGE)
+    if (user.tenant_id or "default") != current_tenant():
+        raise Unauthorized(SESSION_INVALID)
+
+
+def require_admin(principal: Principal) -> None:
+    if not principal.is_admin:
+        raise Forbidden("Forbidden resource")

@@ -1,0 +1,64 @@
+"""Password hashes, one-time codes and the users-mode JWT."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import secrets
+import string
+import uuid
+
+import bcrypt
+import jwt
+
+from decabill.config import get_settings
+
+CODE_ALPHABET = string.ascii_uppercase + string.digits
+CODE_LENGTH = 6
+JWT_ALGORITHM = "HS256"
+
+
+def new_code() -> str:
+    """A 6-character confirmation / reset code (A-Z, 0-9) from a CSPRNG."""
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+async def hash_secret(secret: str) -> str:
+    # bcrypt is deliberately slow; keep it off the event loop.
+    rounds = get_settings().password_hash_rounds
+    hashed = await asyncio.to_thread(bcrypt.hashpw, secret.encode(), bcrypt.gensalt(rounds))
+    return hashed.decode()
+
+
+async def verify_secret(secret: str, hashed: str | None) -> bool:
+    if not hashed:
+        return False
+    try:
+        return await asyncio.to_thread(bcrypt.checkpw, secret.encode(), hashed.encode())
+    except ValueError:  # malformed stored hash
+        return False
+
+
+def issue_token(user_id: uuid.UUID, email: str, role: str, tenant: str) -> str:
+    settings = get_settings()
+    now = dt.datetime.now(dt.timezone.utc)
+    claims = {
+        "sub": str(user_id),
+        "email": email,
+        "roles": [role],
+        "tenant": tenant,
+        "iat": int(now.timestamp()),
+        "exp": int((now + dt.timedelta(days=settings.jwt_expiry_days)).timestamp()),
+    }
+    return jwt.encode(claims, (settings.jwt_secret or "").strip(), algorithm=JWT_ALGORITHM)
+
+
+def decode_token(token: str) -> dict:
+    """Verify signature (HS256 only: `none` and every other algorithm are refused) and expiry."""
+    secret = (get_settings().jwt_secret or "").strip()
+    return jwt.decode(
+        token,
+        secret,
+        algorithms=[JWT_ALGORITHM],
+        options={"require": ["sub", "exp", "iat"]},
+    )

@@ -1,0 +1,337 @@
+"""Users and their credentials: self-service auth flows (users mode) and admin user management.
+
+Rules (behavior.md part A §2): the first user of a tenant becomes a confirmed admin; later users confirm
+their email with a 6-character code; reset codes live one hour, are single use and die after
+`MAX_RESET_ATTEMPTS` wrong tries (decision D6); locked users can neither log in nor use old tokens.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, select
+
+from decabill import db
+from decabill.config import get_settings
+from decabill.email import Mail, send_after_commit
+from decabill.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, Unauthorized
+from decabill.identity.auth import LOCKED_MESSAGE, Principal
+from decabill.identity.credentials import hash_secret, issue_token, new_code, verify_secret
+from decabill.tenancy import current_tenant
+from models.identity import User
+
+RESET_CODE_TTL = dt.timedelta(hours=1)
+MAX_RESET_ATTEMPTS = 5
+ROLES = ("user", "admin")
+
+INVALID_CREDENTIALS = "Invalid email or password"
+INVALID_CONFIRMATION = "Invalid or expired confirmation code"
+INVALID_RESET = "Invalid or expired reset code"
+DUPLICATE_EMAIL = "User with this email already exists"
+
+
+class UserNotFound(NotFound):
+    def __init__(self) -> None:
+        super().__init__("User not found")
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    access_token: str
+    user: User
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def normalize_email(value: str) -> str:
+    try:
+        result = validate_email(value.strip(), check_deliverability=False)
+    except EmailNotValidError:
+        raise BadRequest("email must be an email") from None
+    return result.normalized.lower()
+
+
+def _require_mode(*modes: str) -> None:
+    method = get_settings().authentication_method
+    if method not in modes:
+        raise NotFound(f"This operation is not available when AUTHENTICATION_METHOD={method}")
+
+
+def _validate_password(password: str, field: str = "Password") -> None:
+    if len(password) < 8:
+        raise BadRequest(f"{field} must be at least 8 characters long")
+
+
+async def _find_by_email(email: str) -> User | None:
+    session = db.current_session()
+    return (await session.execute(db.scoped(User).where(User.email == email))).scalar_one_or_none()
+
+
+async def _tenant_is_empty() -> bool:
+    """Counted under a tenant-wide lock so two simultaneous first sign-ups cannot both become admin."""
+    session = db.current_session()
+    await db.advisory_lock(session, f"users:first:{current_tenant()}")
+    count = (await session.execute(select(func.count()).select_from(User).where(User.tenant_id == current_tenant()))).scalar_one()
+    return count == 0
+
+
+def _confirmation_mail(email: str, code: str) -> Mail:
+    return Mail(
+        to=email,
+        subject="Confirm your email address",
+        text=(
+            "Welcome to Decabill.\n\n"
+            f"Your confirmation code is: {code}\n\n"
+            "Enter it together with your email address to confirm your account."
+        ),
+    )
+
+
+async def _new_user(email: str, password: str | None, role: str | None) -> tuple[User, bool]:
+    """Create a user of the current tenant; returns (user, confirmation_mail_sent)."""
+    if await _find_by_email(email) is not None:
+        raise Conflict(DUPLICATE_EMAIL)
+    first = await _tenant_is_empty()
+    user = User(
+        tenant_id=current_tenant(),
+        email=email,
+        password_hash=await hash_secret(password) if password else None,
+        role=role or ("admin" if first else "user"),
+    )
+    needs_confirmation = not first
+    if first:
+        user.email_confirmed_at = db.utcnow()
+    else:
+        code = new_code()
+        user.email_confirmation_token = await hash_secret(code)
+        send_after_commit(_confirmation_mail(email, code))
+    session = db.current_session()
+    session.add(user)
+    await session.flush()
+    return user, needs_confirmation
+
+
+async def _get_in_tenant(user_id: uuid.UUID, *, lock: bool = False) -> User:
+    session = db.current_session()
+    query = db.scoped(User).where(User.id == user_id)
+    user = (await session.execute(db.for_update(query) if lock else query)).scalar_one_or_none()
+    if user is None:
+        raise UserNotFound()
+    return user
+
+
+# --- self-service (users mode) --------------------------------------------------------------------
+
+
+async def register(email: str, password: str) -> tuple[User, str]:
+    _require_mode("users")
+    if get_settings().signup_disabled:
+        raise ServiceUnavailable("Signup is disabled")
+    email = normalize_email(email)
+    _validate_password(password)
+    async with db.transaction():
+        user, needs_confirmation = await _new_user(email, password, None)
+    if needs_confirmation:
+        return user, (
+            "Account created. Please confirm your email before logging in. "
+            "Check your inbox for the confirmation code."
+        )
+    return user, "Account created successfully. You can log in immediately."
+
+
+async def login(email: str, password: str) -> LoginResult:
+    _require_mode("users")
+    email = email.strip().lower()
+    async with db.transaction():
+        user = await _find_by_email(email)
+    if user is None:
+        raise Unauthorized(INVALID_CREDENTIALS)
+    if user.email_confirmed_at is None:
+        raise Unauthorized("Email not confirmed. Please confirm your email before logging in.")
+    if user.is_locked:
+        raise Unauthorized(LOCKED_MESSAGE)
+    if not user.password_hash:
+        raise Unauthorized("This account uses external authentication (Keycloak).")
+    if not await verify_secret(password, user.password_hash):
+        raise Unauthorized(INVALID_CREDENTIALS)
+    return LoginResult(issue_token(user.id, user.email, user.role, user.tenant_id), user)
+
+
+async def confirm_email(email: str, code: str) -> str:
+    _require_mode("users")
+    async with db.transaction():
+        user = await _find_by_email(email.strip().lower())
+        if user is None or not await verify_secret(code, user.email_confirmation_token):
+            raise BadRequest(INVALID_CONFIRMATION)
+        user.email_confirmed_at = db.utcnow()
+        user.email_confirmation_token = None
+        user.touch()
+    return "Email confirmed successfully. You can now log in."
+
+
+async def request_password_reset(email: str) -> str:
+    _require_mode("users")
+    async with db.transaction():
+        user = await _find_by_email(email.strip().lower())
+        # Same answer whether or not the account exists: no user enumeration.
+        if user is not None and user.password_hash:
+            code = new_code()
+            user.password_reset_token = await hash_secret(code)
+            user.password_reset_token_expires_at = db.utcnow() + RESET_CODE_TTL
+            user.password_reset_failed_attempts = 0
+            user.touch()
+            send_after_commit(
+                Mail(
+                    to=user.email,
+                    subject="Reset your password",
+                    text=(
+                        f"Your password reset code is: {code}\n\n"
+                        "This code expires in 1 hour. If you did not ask for it, ignore this email."
+                    ),
+                )
+            )
+    return "If an account exists with this email, you will receive a password reset code."
+
+
+async def reset_password(email: str, code: str, new_password: str) -> str:
+    _require_mode("users")
+    _validate_password(new_password, "New password")
+    async with db.transaction():
+        user = await _find_by_email(email.strip().lower())
+        if user is None or not user.password_reset_token:
+            raise BadRequest(INVALID_RESET)
+        expires = user.password_reset_token_expires_at
+        if expires is None or expires < db.utcnow():
+            raise BadRequest("Reset code has expired")
+        if not await verify_secret(code, user.password_reset_token):
+            user.password_reset_failed_attempts += 1
+            if user.password_reset_failed_attempts >= MAX_RESET_ATTEMPTS:
+                user.password_reset_token = None
+                user.password_reset_token_expires_at = None
+            user.touch()
+            # The failed attempt must be counted even though we answer with an error.
+            db.commit_on_error()
+            raise BadRequest(INVALID_RESET)
+        user.password_hash = await hash_secret(new_password)
+        user.password_reset_token = None
+        user.password_reset_token_expires_at = None
+        user.password_reset_failed_attempts = 0
+        user.touch()
+    return "Password reset successfully. You can now log in with your new password."
+
+
+async def change_password(principal: Principal, current: str, new: str, confirmation: str) -> str:
+    _require_mode("users")
+    user_id = principal.require_user_id()
+    _validate_password(new, "New password")
+    if new != confirmation:
+        raise BadRequest("New password and confirmation do not match")
+    async with db.transaction():
+        user = await _get_in_tenant(user_id)
+        if not user.password_hash:
+            raise BadRequest("This account uses external authentication. Cannot change password here.")
+        if not await verify_secret(current, user.password_hash):
+            raise Unauthorized("Current password is incorrect")
+        user.password_hash = await hash_secret(new)
+        user.touch()
+    return "Password changed successfully."
+
+
+# --- admin user management (users and keycloak modes) -----------------------------------------------
+
+
+async def list_users(principal: Principal, limit: int, offset: int) -> list[User]:
+    _require_mode("users", "keycloak")
+    async with db.transaction() as session:
+        query = db.scoped(User).order_by(User.created_at.desc(), User.id).offset(offset)
+        if limit:
+            query = query.limit(limit)
+        return list((await session.execute(query)).scalars())
+
+
+async def get_user(principal: Principal, user_id: uuid.UUID) -> User:
+    _require_mode("users", "keycloak")
+    async with db.transaction():
+        return await _get_in_tenant(user_id)
+
+
+async def create_user(principal: Principal, email: str, password: str, role: str | None) -> User:
+    _require_mode("users", "keycloak")
+    email = normalize_email(email)
+    _validate_password(password)
+    async with db.transaction():
+        user, _ = await _new_user(email, password, role)
+    return user
+
+
+async def update_user(
+    principal: Principal,
+    user_id: uuid.UUID,
+    *,
+    email: str | None = None,
+    password: str | None = None,
+    role: str | None = None,
+) -> User:
+    _require_mode("users", "keycloak")
+    if password is not None:
+        _validate_password(password)
+    new_email = normalize_email(email) if email is not None else None
+    async with db.transaction():
+        user = await _get_in_tenant(user_id, lock=True)
+        if new_email is not None and new_email != user.email:
+            if await _find_by_email(new_email) is not None:
+                raise Conflict(DUPLICATE_EMAIL)
+            # A changed address must be proven again before the account can log in.
+            code = new_code()
+            user.email = new_email
+            user.email_confirmed_at = None
+            user.email_confirmation_token = await hash_secret(code)
+            send_after_commit(_confirmation_mail(new_email, code))
+        if password is not None:
+            user.password_hash = await hash_secret(password)
+        if role is not None:
+            user.role = role
+        user.touch()
+    return user
+
+
+async def delete_user(principal: Principal, user_id: uuid.UUID) -> None:
+    _require_mode("users", "keycloak")
+    async with db.transaction() as session:
+        user = await _get_in_tenant(user_id, lock=True)
+        await session.delete(user)
+
+
+async def set_locked(principal: Principal, user_id: uuid.UUID, locked: bool) -> User:
+    _require_mode("users", "keycloak")
+    if principal.user_id == user_id:
+        verb = "lock" if locked else "unlock"
+        raise BadRequest(f"You cannot {verb} your own account")
+    async with db.transaction():
+        user = await _get_in_tenant(user_id, lock=True)
+        user.locked_at = db.utcnow() if locked else None
+        user.touch()
+    return user
+
+
+async def create_admin(email: str, password: str) -> User:
+    """Console command `decabill create-admin`: an admin of the current tenant, confirmed at once."""
+    email = normalize_email(email)
+    _validate_password(password)
+    async with db.transaction() as session:
+        if await _find_by_email(email) is not None:
+            raise Conflict(DUPLICATE_EMAIL)
+        user = User(
+            tenant_id=current_tenant(),
+            email=email,
+            password_hash=await hash_secret(password),
+            role="admin",
+            email_confirmed_at=db.utcnow(),
+        )
+        session.add(user)
+        await session.flush()
+    return user

@@ -1,0 +1,1 @@
+"""Real-time dashboard status over Socket.IO (wiring generated from spec/asyncapi.yaml)."""

@@ -1,0 +1,1 @@
+"""HTTP plumbing around Connexion: middleware, security handler, validation fixes, error mapping."""

@@ -1,0 +1,57 @@
+"""Every error leaves the API as the contract's `ErrorResponse` with content type application/json:
+our domain errors, Connexion's problems (validation 400, security 401/403), Starlette's routing errors
+(404/405) and anything unexpected (500, traceback logged, no details leaked)."""
+
+from __future__ import annotations
+
+import json
+
+import structlog
+from connexion.exceptions import ProblemException
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from starlette.exceptions import HTTPException
+
+from decabill.errors import DecabillError, error_body
+
+log = structlog.get_logger("decabill.errors")
+
+
+def _response(status: int, message: str, headers: dict | None = None) -> ConnexionResponse:
+    return ConnexionResponse(
+        status_code=status,
+        mimetype="application/json",
+        content_type="application/json",
+        body=json.dumps(error_body(status, message)).encode(),
+        headers=headers or {},
+    )
+
+
+def domain_error(_request: ConnexionRequest, exc: DecabillError) -> ConnexionResponse:
+    return _response(exc.status_code, exc.message)
+
+
+def problem(_request: ConnexionRequest, exc: ProblemException) -> ConnexionResponse:
+    message = exc.detail or exc.title or "Error"
+    if exc.status >= 500:
+        log.error("problem", status=exc.status, detail=message)
+    return _response(exc.status, str(message), dict(exc.headers or {}))
+
+
+def http_error(request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
+    if exc.status_code == 404:
+        message = f"Cannot {request.method} {request.url.path}"
+    else:
+        message = str(exc.detail)
+    return _response(exc.status_code, message, dict(exc.headers or {}))
+
+
+def unexpected(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    log.error("unhandled_exception", exc_info=exc)
+    return _response(500, "Internal server error")
+
+
+def register(app) -> None:
+    app.add_error_handler(DecabillError, domain_error)
+    app.add_error_handler(ProblemException, problem)
+    app.add_error_handler(HTTPException, http_error)
+    app.add_error_handler(Exception, unexpected)

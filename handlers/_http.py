@@ -1,0 +1,105 @@
+"""Shared handler helpers: the caller's principal, role checks, and spec-driven response shaping.
+
+`dump(obj, "UserResponse")` reads the response schema of that name from spec/openapi.yaml and copies
+each declared property from the object (camelCase property → snake_case attribute), so the spec is the
+single description of every response shape — there is no second, hand-kept DTO per field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import uuid
+from decimal import Decimal
+from typing import Any, Callable
+
+import inflection
+import yaml
+
+from decabill.identity.auth import Principal, require_admin
+from spec import OPENAPI_PATH
+
+
+@functools.cache
+def _schemas() -> dict[str, dict]:
+    with open(OPENAPI_PATH) as fh:
+        return yaml.safe_load(fh)["components"]["schemas"]
+
+
+def _resolve(schema: dict) -> dict:
+    while "$ref" in schema:
+        schema = _schemas()[schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
+
+
+def principal(token_info: dict) -> Principal:
+    return token_info["principal"]
+
+
+def admin_only(handler: Callable) -> Callable:
+    """Admin role required (403 `Forbidden resource` otherwise); the API key counts as admin."""
+
+    @functools.wraps(handler)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        require_admin(principal(kwargs["token_info"]))
+        return await handler(*args, **kwargs)
+
+    return wrapper
+
+
+def _lookup(obj: Any, name: str) -> tuple[bool, Any]:
+    if isinstance(obj, dict):
+        for key in (name, inflection.underscore(name)):
+            if key in obj:
+                return True, obj[key]
+        return False, None
+    attr = inflection.underscore(name)
+    if hasattr(obj, attr):
+        return True, getattr(obj, attr)
+    if hasattr(obj, name):
+        return True, getattr(obj, name)
+    return False, None
+
+
+def _convert(value: Any, schema: dict) -> Any:
+    schema = _resolve(schema)
+    if value is None:
+        return None
+    kind = schema.get("type")
+    if kind == "object" and "properties" in schema and not isinstance(value, (str, int, float)):
+        return shape(value, schema)
+    if kind == "array":
+        return [_convert(item, schema.get("items", {})) for item in value]
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Decimal):
+        return str(value) if kind == "string" else float(value)
+    if hasattr(value, "value") and not isinstance(value, (str, int, float, bool)):  # enums
+        return value.value
+    return value
+
+
+def shape(obj: Any, schema: dict) -> dict:
+    schema = _resolve(schema)
+    required = set(schema.get("required", []))
+    out: dict[str, Any] = {}
+    for name, prop in schema.get("properties", {}).items():
+        found, value = _lookup(obj, name)
+        if not found:
+            continue
+        if value is None and name not in required and not _resolve(prop).get("nullable"):
+            continue  # optional and absent: omit rather than send a null the schema forbids
+        out[name] = _convert(value, prop)
+    return out
+
+
+def dump(obj: Any, schema_name: str) -> dict:
+    return shape(obj, _schemas()[schema_name])
+
+
+def dump_list(items: Any, schema_name: str) -> list[dict]:
+    return [dump(item, schema_name) for item in items]

@@ -1,0 +1,4 @@
+"""SQLModel tables, one module per domain. Importing this package registers every table on
+`SQLModel.metadata` (Alembic's autogenerate and the test schema use it)."""
+
+from models.identity import User  # noqa: F401
