@@ -1,0 +1,66 @@
+"""A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message it receives."""
+
+from __future__ import annotations
+
+import email
+import re
+import socket
+import threading
+from email.message import EmailMessage
+from email.policy import default as default_policy
+
+from aiosmtpd.controller import Controller
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class _Handler:
+    def __init__(self, sink: "SmtpSink"):
+        self.sink = sink
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook name
+        message = email.message_from_bytes(envelope.content, policy=default_policy)
+        with self.sink.lock:
+            self.sink.messages.append(message)
+        return "250 Message accepted for delivery"
+
+
+class SmtpSink:
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.lock = threading.Lock()
+        self.port = _free_port()
+        self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
+
+    def start(self) -> "SmtpSink":
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def clear(self) -> None:
+        with self.lock:
+            self.messages.clear()
+
+    def to(self, address: str) -> list[EmailMessage]:
+        with self.lock:
+            return [m for m in self.messages if address.lower() in str(m["To"]).lower()]
+
+    @staticmethod
+    def text_of(message: EmailMessage) -> str:
+        part = message.get_body(preferencelist=("plain",)) or message
+        return part.get_content()
+
+    def code_for(self, address: str) -> str:
+        """The 6-character code of the newest mail to `address`."""
+        messages = self.to(address)
+        assert messages, f"no mail was sent to {address}"
+        body = self.text_of(messages[-1])
+        match = re.search(r"code is:\s*([A-Z0-9]{6})\b", body)
+        assert match, body
+        return match.group(1)
