@@ -1,4 +1,4 @@
-"""EN 16931 (Factur-X / ZUGFeRD "EN 16931" profile) CII XML for invoices and credit notes.
+"""EN 16931 CII XML for invoices and credit notes (Factur-X profile EN 16931).
 
 Built with drafthorse's typed model; serialising with schema="FACTUR-X_EN16931"
 validates against the Factur-X XSD on the way out, so a structural mistake fails
@@ -19,6 +19,7 @@ from drafthorse.models.document import Document
 from drafthorse.models.note import IncludedNote
 from drafthorse.models.party import TaxRegistration, TradeParty
 from drafthorse.models.payment import PaymentMeans, PaymentTerms
+from drafthorse.models.trade import TradeSettlement
 from drafthorse.models.tradelines import LineItem
 
 from decabill.documents.model import (
@@ -72,10 +73,15 @@ def build_credit_note_xml(doc: VoidDocument) -> bytes:
     """
     check_amounts(doc)
     xml = _new_document(doc.number, TYPE_CREDIT_NOTE, doc.issue_date, doc.currency)
-    _add_note(xml, f"Credit note for invoice {doc.voided_invoice_number}. Reason: {doc.reason}")
+    _add_note(
+        xml,
+        f"Credit note for invoice {doc.voided_invoice_number}. Reason: {doc.reason}",
+    )
     _fill_parties(xml, doc.issuer, doc.customer, doc.order_reference)
     _add_lines(xml, doc.lines)
-    _set_delivery_date(xml, doc.service_period_end or doc.voided_invoice_date or doc.issue_date)
+    _set_delivery_date(
+        xml, doc.service_period_end or doc.voided_invoice_date or doc.issue_date
+    )
     settlement = xml.trade.settlement
     _add_tax_breakdown(settlement, doc.tax_breakdown)
     _set_period(settlement, doc.service_period_start, doc.service_period_end)
@@ -93,7 +99,9 @@ def build_credit_note_xml(doc: VoidDocument) -> bytes:
 # --- document skeleton ------------------------------------------------------
 
 
-def _new_document(number: str, type_code: str, issue_date: date, currency: str) -> Document:
+def _new_document(
+    number: str, type_code: str, issue_date: date, currency: str
+) -> Document:
     if not number:
         raise DocumentError("the document needs a number")
     xml = Document()
@@ -114,7 +122,9 @@ def _add_note(xml: Document, text: str) -> None:
 # --- parties ------------------------------------------------------------------
 
 
-def _fill_parties(xml: Document, issuer: Issuer, customer: Party, order_reference: str | None) -> None:
+def _fill_parties(
+    xml: Document, issuer: Issuer, customer: Party, order_reference: str | None
+) -> None:
     agreement = xml.trade.agreement
     _check_seller(issuer)
     _check_buyer(customer)
@@ -126,15 +136,21 @@ def _fill_parties(xml: Document, issuer: Issuer, customer: Party, order_referenc
 
 def _check_seller(issuer: Issuer) -> None:
     # BR-06/BR-08/BR-09 name, address, country; BR-S-02 VAT id with standard rate.
-    missing = _missing(issuer, ("name", "address_line1", "postal_code", "city", "country", "vat_id"))
+    missing = _missing(
+        issuer, ("name", "address_line1", "postal_code", "city", "country", "vat_id")
+    )
     if missing:
-        raise DocumentError(f"Billing issuer is not configured (missing: {', '.join(missing)})")
+        raise DocumentError(
+            f"Billing issuer is not configured (missing: {', '.join(missing)})"
+        )
 
 
 def _check_buyer(customer: Party) -> None:
     # EN 16931 itself only needs name and country (BR-07, BR-11); a postal
     # address is what a buyer's accounting needs to book the invoice.
-    missing = _missing(customer, ("name", "address_line1", "postal_code", "city", "country"))
+    missing = _missing(
+        customer, ("name", "address_line1", "postal_code", "city", "country")
+    )
     if missing:
         raise DocumentError(
             "Buyer address is incomplete for e-invoice "
@@ -216,7 +232,9 @@ def _set_delivery_date(xml: Document, day: date) -> None:
     xml.trade.delivery.event.occurrence = day
 
 
-def _add_tax_breakdown(settlement: object, rows: Sequence[TaxBreakdown]) -> None:
+def _add_tax_breakdown(
+    settlement: TradeSettlement, rows: Sequence[TaxBreakdown]
+) -> None:
     for row in rows:
         tax = ApplicableTradeTax()
         tax.calculated_amount = _cents(row.tax_amount)
@@ -224,15 +242,19 @@ def _add_tax_breakdown(settlement: object, rows: Sequence[TaxBreakdown]) -> None
         tax.basis_amount = _cents(row.taxable_amount)
         tax.category_code = row.category
         tax.rate_applicable_percent = _fixed(row.rate)
-        settlement.trade_tax.add(tax)  # type: ignore[attr-defined]
+        settlement.trade_tax.add(tax)
 
 
-def _set_period(settlement: object, start: date | None, end: date | None) -> None:
+def _set_period(
+    settlement: TradeSettlement, start: date | None, end: date | None
+) -> None:
     if start is None and end is None:
         return
     if start and end and end < start:
-        raise DocumentError(f"service period ends ({end}) before it starts ({start})")  # BR-29
-    period = settlement.period  # type: ignore[attr-defined]
+        raise DocumentError(
+            f"service period ends ({end}) before it starts ({start})"
+        )  # BR-29
+    period = settlement.period
     if start:
         period.start = start
     if end:
@@ -272,7 +294,8 @@ def _terms_text(doc: InvoiceDocument) -> str:
         return "Paid in full. No payment is due."
     parts = []
     if doc.due_date:
-        parts.append(f"Please pay {doc.amount_due:.2f} {doc.currency} by {doc.due_date.isoformat()}.")
+        due = doc.due_date.isoformat()
+        parts.append(f"Please pay {doc.amount_due:.2f} {doc.currency} by {due}.")
     else:
         parts.append(f"Please pay {doc.amount_due:.2f} {doc.currency} on receipt.")
     parts.append(f"Reference: {doc.number}.")

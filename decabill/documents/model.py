@@ -23,7 +23,10 @@ ZERO_RATED: Final = "Z"
 SUPPORTED_TAX_CATEGORIES: Final = frozenset({STANDARD_RATED, ZERO_RATED})
 
 # The service's own category names (billing_invoice_line_items.tax_category).
-_CATEGORY_BY_SERVICE_NAME: Final = {"standard": STANDARD_RATED, "reduced": STANDARD_RATED}
+_CATEGORY_BY_SERVICE_NAME: Final = {
+    "standard": STANDARD_RATED,
+    "reduced": STANDARD_RATED,
+}
 
 
 class DocumentError(ValueError):

@@ -139,19 +139,24 @@ def check_amounts(doc: InvoiceDocument | VoidDocument) -> None:
 
 
 def _check_line(position: int, line: InvoiceLine) -> None:
+    if not line.description.strip():
+        raise DocumentError(f"line {position}: the description is empty")  # BR-25
     if line.tax_category not in SUPPORTED_TAX_CATEGORIES:
         raise DocumentError(
             f"line {position}: tax category {line.tax_category!r} is not supported"
         )
-    # EN 16931: standard rated needs a positive rate (BR-S-05), zero rated 0 % (BR-Z-05).
+    # EN 16931: standard rated needs a rate > 0 (BR-S-05), zero rated 0 % (BR-Z-05).
     if (line.tax_category == STANDARD_RATED) != (line.tax_rate > 0):
         raise DocumentError(
-            f"line {position}: rate {line.tax_rate} does not fit category {line.tax_category}"
+            f"line {position}: rate {line.tax_rate} does not fit "
+            f"category {line.tax_category}"
         )
     for name in ("net_amount", "tax_amount", "gross_amount"):
         amount: Decimal = getattr(line, name)
         if amount != round_cents(amount):
-            raise DocumentError(f"line {position}: {name} {amount} is not rounded to cents")
+            raise DocumentError(
+                f"line {position}: {name} {amount} is not rounded to cents"
+            )
     if line.net_amount + line.tax_amount != line.gross_amount:
         raise DocumentError(f"line {position}: net + tax != gross")
 
@@ -161,5 +166,7 @@ def _expect(number: str, name: str, given: Decimal, computed: Decimal) -> None:
         raise DocumentError(f"{number}: {name} is {given}, the lines give {computed}")
 
 
-def _by_group(rows: Iterable[TaxBreakdown]) -> dict[tuple[str, Decimal], tuple[Decimal, Decimal]]:
+def _by_group(
+    rows: Iterable[TaxBreakdown],
+) -> dict[tuple[str, Decimal], tuple[Decimal, Decimal]]:
     return {(r.category, r.rate): (r.taxable_amount, r.tax_amount) for r in rows}

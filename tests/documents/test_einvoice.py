@@ -195,7 +195,7 @@ def with_changed_text(xml: bytes, path: str, value: str) -> bytes:
     root = etree.fromstring(xml)
     (node,) = root.xpath(path, namespaces=NS)
     node.text = value
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 
 def pdf_text(pdf: bytes) -> str:
@@ -409,17 +409,17 @@ def test_invoice_pdf_embeds_the_xml_and_shows_the_figures() -> None:
 
 def test_invoice_pdf_is_marked_pdfa3_with_embedded_fonts_and_output_intent() -> None:
     reader = PdfReader(BytesIO(render_invoice_pdf(make_invoice())))
-    root = reader.trailer["/Root"]
+    root: Any = reader.trailer["/Root"]  # pypdf's object types are loose
     intents = [intent.get_object() for intent in root["/OutputIntents"]]
     assert [intent["/S"] for intent in intents] == ["/GTS_PDFA1"]
     assert "/DestOutputProfile" in intents[0]
     xmp = root["/Metadata"].get_object().get_data().decode("utf-8")
-    assert re.search(r"pdfaid:part>\s*3\s*<", xmp) and re.search(
-        r"pdfaid:conformance>\s*B\s*<", xmp
-    )
+    assert re.search(r"pdfaid:part>\s*3\s*<", xmp)
+    assert re.search(r"pdfaid:conformance>\s*B\s*<", xmp)
     assert "EN 16931" in xmp
     for page in reader.pages:
-        for font in page["/Resources"]["/Font"].values():
+        resources: Any = page["/Resources"]
+        for font in resources["/Font"].values():
             descendant = font.get_object()["/DescendantFonts"][0].get_object()
             assert "/FontFile2" in descendant["/FontDescriptor"].get_object(), (
                 "font not embedded"

@@ -1,0 +1,614 @@
+"""A4 invoice and credit-note PDFs with the EN 16931 XML embedded (Factur-X, PDF/A-3B).
+
+fpdf2 draws the human-readable page; factur-x then attaches the CII XML as
+`factur-x.xml` and writes the PDF/A-3 + Factur-X XMP metadata. For PDF/A the
+fonts must be embedded (a TrueType font, not the PDF core fonts) and the file
+needs an sRGB output intent; fpdf2 ships the sRGB ICC profile it uses.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Final
+
+import facturx
+import pycountry
+from fpdf import FPDF, FontFace
+from fpdf.enums import (
+    OutputIntentSubType,
+    TableBordersLayout,
+    TableCellFillMode,
+    XPos,
+    YPos,
+)
+from fpdf.output import PDFICCProfile
+from fpdf.util import builtin_srgb2014_bytes
+
+from decabill.documents.einvoice import build_cii_xml, build_credit_note_xml
+from decabill.documents.model import (
+    DocumentError,
+    InvoiceDocument,
+    InvoiceLine,
+    Issuer,
+    Party,
+    TaxBreakdown,
+    VoidDocument,
+)
+from decabill.documents.money import plain
+
+# --- fonts --------------------------------------------------------------------
+
+FONT_FAMILY: Final = "DejaVuSans"
+_FONT_REGULAR: Final = "DejaVuSans.ttf"
+_FONT_BOLD: Final = "DejaVuSans-Bold.ttf"
+# Debian/Ubuntu package fonts-dejavu-core.
+_SYSTEM_FONT_DIR: Final = Path("/usr/share/fonts/truetype/dejavu")
+
+
+@dataclass(frozen=True)
+class FontFiles:
+    """The two TrueType files the documents are set in."""
+
+    regular: Path
+    bold: Path
+
+
+def find_fonts() -> FontFiles:
+    """Locate DejaVu Sans: matplotlib's bundled copy if installed, else Debian's.
+
+    Both candidates are the same typeface, so the layout does not depend on
+    which one is found. No installed Python package in our stack ships a
+    TrueType font, hence the system package as the usual source.
+    """
+    for directory in _font_dir_candidates():
+        regular, bold = directory / _FONT_REGULAR, directory / _FONT_BOLD
+        if regular.is_file() and bold.is_file():
+            return FontFiles(regular=regular, bold=bold)
+    raise DocumentError(
+        "DejaVu Sans not found: install the Debian package fonts-dejavu-core "
+        "(or pass fonts=FontFiles(...) to the render functions)"
+    )
+
+
+def _font_dir_candidates() -> list[Path]:
+    candidates = []
+    # find_spec locates matplotlib without importing it (importing is slow).
+    spec = importlib.util.find_spec("matplotlib")
+    if spec and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            candidates.append(Path(location) / "mpl-data" / "fonts" / "ttf")
+    candidates.append(_SYSTEM_FONT_DIR)
+    return candidates
+
+
+@lru_cache(maxsize=1)
+def _default_fonts() -> FontFiles:
+    return find_fonts()
+
+
+# --- page geometry and style ----------------------------------------------------------
+
+_MARGIN: Final = 15.0  # mm
+_PAGE_WIDTH: Final = 210.0  # A4
+_CONTENT_WIDTH: Final = _PAGE_WIDTH - 2 * _MARGIN
+_RIGHT_COLUMN_X: Final = 112.0
+_TEXT: Final = (33, 37, 41)
+_MUTED: Final = (108, 117, 125)
+_ACCENT: Final = (31, 78, 121)
+_ZEBRA: Final = (243, 246, 249)
+_RULE: Final = (200, 206, 212)
+
+
+@dataclass(frozen=True)
+class _Sheet:
+    """What differs between an invoice page and a credit-note page."""
+
+    title: str
+    number: str
+    issuer: Issuer
+    customer: Party
+    currency: str
+    meta: Sequence[tuple[str, str]]
+    lines: Sequence[InvoiceLine]
+    tax_breakdown: Sequence[TaxBreakdown]
+    totals: Sequence[tuple[str, Decimal, bool]]  # label, amount, emphasised
+    remarks: Sequence[str] = field(default_factory=tuple)
+    payment: Sequence[tuple[str, str]] = field(default_factory=tuple)
+
+
+# --- public API -----------------------------------------------------------------
+
+
+def render_invoice_pdf(
+    doc: InvoiceDocument, *, fonts: FontFiles | None = None
+) -> bytes:
+    """Return the invoice as PDF/A-3B bytes with `factur-x.xml` (EN 16931) embedded."""
+    xml = build_cii_xml(doc)  # first: refuses inconsistent input before drawing
+    page = _draw(_invoice_sheet(doc), fonts or _default_fonts())
+    return _embed(
+        page, xml, doc.issuer, f"Invoice {doc.number}", doc.issue_date.isoformat()
+    )
+
+
+def render_void_pdf(doc: VoidDocument, *, fonts: FontFiles | None = None) -> bytes:
+    """Return the credit note voiding an invoice, with its type-381 XML embedded."""
+    xml = build_credit_note_xml(doc)
+    page = _draw(_void_sheet(doc), fonts or _default_fonts())
+    return _embed(
+        page, xml, doc.issuer, f"Credit note {doc.number}", doc.issue_date.isoformat()
+    )
+
+
+# --- sheet contents -------------------------------------------------------------
+
+
+def _invoice_sheet(doc: InvoiceDocument) -> _Sheet:
+    meta = [("Invoice number", doc.number), ("Issue date", doc.issue_date.isoformat())]
+    if doc.due_date:
+        meta.append(("Due date", doc.due_date.isoformat()))
+    meta += _common_meta(
+        doc.service_period_start, doc.service_period_end, doc.order_reference
+    )
+    totals: list[tuple[str, Decimal, bool]] = [
+        ("Subtotal (net)", doc.subtotal, False),
+        ("Tax total", doc.tax_total, False),
+        ("Total", doc.total, True),
+    ]
+    if doc.amount_paid:
+        totals.append(("Amount paid", doc.amount_paid, False))
+    totals.append(("Balance due", doc.amount_due, True))
+    return _Sheet(
+        title="Invoice",
+        number=doc.number,
+        issuer=doc.issuer,
+        customer=doc.customer,
+        currency=doc.currency,
+        meta=meta,
+        lines=doc.lines,
+        tax_breakdown=doc.tax_breakdown,
+        totals=totals,
+        remarks=[doc.note] if doc.note else [],
+        payment=_payment_rows(doc),
+    )
+
+
+def _void_sheet(doc: VoidDocument) -> _Sheet:
+    meta = [
+        ("Credit note number", doc.number),
+        ("Issue date", doc.issue_date.isoformat()),
+        ("Original invoice", doc.voided_invoice_number),
+    ]
+    if doc.voided_invoice_date:
+        meta.append(("Original invoice date", doc.voided_invoice_date.isoformat()))
+    meta += _common_meta(
+        doc.service_period_start, doc.service_period_end, doc.order_reference
+    )
+    return _Sheet(
+        title="Credit note",
+        number=doc.number,
+        issuer=doc.issuer,
+        customer=doc.customer,
+        currency=doc.currency,
+        meta=meta,
+        lines=doc.lines,
+        tax_breakdown=doc.tax_breakdown,
+        totals=[
+            ("Subtotal (net)", doc.subtotal, False),
+            ("Tax total", doc.tax_total, False),
+            ("Total credited", doc.total, True),
+        ],
+        remarks=[
+            f"This credit note voids invoice {doc.voided_invoice_number} in full.",
+            f"Reason: {doc.reason}",
+        ],
+    )
+
+
+def _common_meta(
+    start: date | None, end: date | None, order_reference: str | None
+) -> list[tuple[str, str]]:
+    rows = []
+    if start or end:
+        # An en dash is the typographic range sign; DejaVu has the glyph.
+        rows.append(("Service period", f"{_iso(start)} – {_iso(end)}"))  # noqa: RUF001
+    if order_reference:
+        rows.append(("Reference", order_reference))
+    return rows
+
+
+def _payment_rows(doc: InvoiceDocument) -> list[tuple[str, str]]:
+    issuer = doc.issuer
+    if doc.amount_due <= 0:
+        return [("Status", "Paid in full. Thank you.")]
+    rows = [("Amount due", _money(doc.amount_due, doc.currency))]
+    if doc.due_date:
+        rows.append(("Due date", doc.due_date.isoformat()))
+    if issuer.bank:
+        rows.append(("Bank", issuer.bank))
+    if issuer.iban:
+        rows.append(("IBAN", _group_iban(issuer.iban)))
+    if issuer.bic:
+        rows.append(("BIC", issuer.bic.strip().upper()))
+    if issuer.iban:
+        rows.append(("Account holder", issuer.name))
+    rows.append(("Payment reference", doc.number))
+    if doc.payment_note:
+        rows.append(("Note", doc.payment_note))
+    return rows
+
+
+# --- drawing --------------------------------------------------------------------
+
+
+class _Page(FPDF):
+    """FPDF with the document footer; PDF/A-3B rules enforced while drawing."""
+
+    def __init__(self, footer_text: str) -> None:
+        # enforce_compliance makes fpdf2 refuse non-embedded fonts and other
+        # PDF/A violations at drawing time instead of producing a broken file.
+        super().__init__(
+            orientation="portrait", unit="mm", format="A4", enforce_compliance="PDFA_3B"
+        )
+        self._footer_text = footer_text
+
+    def footer(self) -> None:
+        self.set_y(-14)
+        self.set_draw_color(*_MUTED)
+        self.set_line_width(0.1)
+        self.line(_MARGIN, self.get_y(), _PAGE_WIDTH - _MARGIN, self.get_y())
+        self.set_y(-12)
+        self.set_font(FONT_FAMILY, "", 7)
+        self.set_text_color(*_MUTED)
+        self.cell(_CONTENT_WIDTH * 0.8, 4, self._footer_text, align="L")
+        self.cell(_CONTENT_WIDTH * 0.2, 4, f"Page {self.page_no()}/{{nb}}", align="R")
+
+
+def _draw(sheet: _Sheet, fonts: FontFiles) -> bytes:
+    pdf = _Page(_footer_text(sheet.issuer))
+    pdf.add_font(FONT_FAMILY, "", str(fonts.regular))
+    pdf.add_font(FONT_FAMILY, "B", str(fonts.bold))
+    pdf.add_output_intent(
+        OutputIntentSubType.PDFA,
+        output_condition_identifier="sRGB",
+        output_condition="IEC 61966-2-1:1999",
+        registry_name="http://www.color.org",
+        dest_output_profile=PDFICCProfile(
+            contents=builtin_srgb2014_bytes(), n=3, alternate="DeviceRGB"
+        ),
+        info="sRGB IEC61966-2.1",
+    )
+    pdf.set_lang("en")
+    pdf.set_title(f"{sheet.title} {sheet.number}")
+    pdf.set_author(sheet.issuer.name)
+    pdf.set_margins(_MARGIN, _MARGIN, _MARGIN)
+    pdf.set_auto_page_break(auto=True, margin=20)
+    pdf.add_page()
+    _letterhead(pdf, sheet)
+    _addresses_and_meta(pdf, sheet)
+    _line_table(pdf, sheet)
+    _breakdown_and_totals(pdf, sheet)
+    _remarks(pdf, sheet.remarks)
+    _payment_box(pdf, sheet.payment)
+    return bytes(pdf.output())
+
+
+def _letterhead(pdf: FPDF, sheet: _Sheet) -> None:
+    issuer = sheet.issuer
+    pdf.set_xy(_MARGIN, _MARGIN)
+    _font(pdf, 24, bold=True, color=_ACCENT)
+    pdf.cell(_CONTENT_WIDTH, 10, sheet.title, align="R")
+    pdf.set_xy(_MARGIN, _MARGIN)
+    _font(pdf, 14, bold=True)
+    pdf.multi_cell(
+        _RIGHT_COLUMN_X - _MARGIN - 5,
+        7,
+        issuer.name,
+        new_x=XPos.LMARGIN,
+        new_y=YPos.NEXT,
+    )
+    _font(pdf, 8.5, color=_MUTED)
+    details = _address_lines(issuer)
+    if issuer.vat_id:
+        details.append(f"VAT ID: {issuer.vat_id}")
+    if issuer.email:
+        details.append(issuer.email)
+    for text in details:
+        pdf.cell(
+            _RIGHT_COLUMN_X - _MARGIN - 5, 4, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT
+        )
+    y = max(pdf.get_y(), _MARGIN + 12) + 4
+    pdf.set_draw_color(*_ACCENT)
+    pdf.set_line_width(0.6)
+    pdf.line(_MARGIN, y, _PAGE_WIDTH - _MARGIN, y)
+    pdf.set_y(y + 6)
+
+
+def _addresses_and_meta(pdf: FPDF, sheet: _Sheet) -> None:
+    top = pdf.get_y()
+    _label(pdf, "Bill to", _MARGIN, top)
+    _font(pdf, 10.5, bold=True)
+    pdf.set_x(_MARGIN)
+    pdf.multi_cell(
+        _RIGHT_COLUMN_X - _MARGIN - 8,
+        5.5,
+        sheet.customer.name,
+        new_x=XPos.LMARGIN,
+        new_y=YPos.NEXT,
+    )
+    _font(pdf, 9.5)
+    lines = _address_lines(sheet.customer)
+    if sheet.customer.vat_id:
+        lines.append(f"VAT ID: {sheet.customer.vat_id}")
+    if sheet.customer.email:
+        lines.append(sheet.customer.email)
+    for text in lines:
+        pdf.set_x(_MARGIN)
+        pdf.multi_cell(
+            _RIGHT_COLUMN_X - _MARGIN - 8, 5, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT
+        )
+    left_bottom = pdf.get_y()
+
+    label_width = 38.0
+    value_width = _PAGE_WIDTH - _MARGIN - _RIGHT_COLUMN_X - label_width
+    pdf.set_xy(_RIGHT_COLUMN_X, top)
+    for label, value in sheet.meta:
+        pdf.set_x(_RIGHT_COLUMN_X)
+        _font(pdf, 9, color=_MUTED)
+        pdf.cell(label_width, 5.5, label)
+        _font(pdf, 9, bold=label.endswith("number"))
+        pdf.multi_cell(
+            value_width, 5.5, value, align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT
+        )
+    pdf.set_y(max(left_bottom, pdf.get_y()) + 8)
+
+
+def _line_table(pdf: FPDF, sheet: _Sheet) -> None:
+    currency = sheet.currency
+    headings = (
+        "#",
+        "Description",
+        "Qty",
+        f"Unit price ({currency})",
+        "Tax",
+        f"Net ({currency})",
+    )
+    _font(pdf, 8.5)
+    _thin_rules(pdf)
+    with pdf.table(
+        width=_CONTENT_WIDTH,
+        col_widths=(8, 80, 16, 31, 15, 30),
+        text_align=("RIGHT", "LEFT", "RIGHT", "RIGHT", "RIGHT", "RIGHT"),
+        borders_layout=TableBordersLayout.HORIZONTAL_LINES,
+        headings_style=FontFace(
+            emphasis="BOLD", color=(255, 255, 255), fill_color=_ACCENT
+        ),
+        cell_fill_color=_ZEBRA,
+        cell_fill_mode=TableCellFillMode.EVEN_ROWS,
+        line_height=5,
+        padding=(1.2, 1.5),
+        v_align="TOP",
+    ) as table:
+        heading = table.row()
+        for text in headings:
+            heading.cell(text)
+        for position, line in enumerate(sheet.lines, start=1):
+            row = table.row()
+            row.cell(str(position))
+            row.cell(line.description)
+            row.cell(_quantity(line.quantity))
+            row.cell(_price(line.unit_price))
+            row.cell(_percent(line.tax_rate))
+            row.cell(_amount(line.net_amount))
+    pdf.ln(6)
+
+
+def _breakdown_and_totals(pdf: FPDF, sheet: _Sheet) -> None:
+    rows = len(sheet.tax_breakdown) + 1
+    needed = max(rows * 6 + 8, len(sheet.totals) * 6.5) + 4
+    if pdf.get_y() + needed > pdf.page_break_trigger:
+        pdf.add_page()
+    top = pdf.get_y()
+    _tax_breakdown_table(pdf, sheet)
+    left_bottom = pdf.get_y()
+    pdf.set_y(top)
+    _totals(pdf, sheet)
+    pdf.set_y(max(left_bottom, pdf.get_y()) + 6)
+
+
+def _tax_breakdown_table(pdf: FPDF, sheet: _Sheet) -> None:
+    _label(pdf, "Tax breakdown", _MARGIN, pdf.get_y())
+    _font(pdf, 8.5)
+    _thin_rules(pdf)
+    with pdf.table(
+        width=88,
+        align="LEFT",
+        col_widths=(22, 36, 30),
+        text_align=("LEFT", "RIGHT", "RIGHT"),
+        borders_layout=TableBordersLayout.HORIZONTAL_LINES,
+        headings_style=FontFace(emphasis="BOLD", color=_TEXT),
+        line_height=4.8,
+        padding=(1, 1.5),
+    ) as table:
+        heading = table.row()
+        for text in (
+            "Rate",
+            f"Net amount ({sheet.currency})",
+            f"Tax ({sheet.currency})",
+        ):
+            heading.cell(text)
+        for group in sheet.tax_breakdown:
+            row = table.row()
+            row.cell(_percent(group.rate))
+            row.cell(_amount(group.taxable_amount))
+            row.cell(_amount(group.tax_amount))
+
+
+def _totals(pdf: FPDF, sheet: _Sheet) -> None:
+    label_width, value_width = 42.0, 38.0
+    x = _PAGE_WIDTH - _MARGIN - label_width - value_width
+    for label, amount, emphasised in sheet.totals:
+        pdf.set_x(x)
+        if emphasised:
+            pdf.set_draw_color(*_MUTED)
+            pdf.set_line_width(0.2)
+            pdf.line(x, pdf.get_y(), _PAGE_WIDTH - _MARGIN, pdf.get_y())
+        _font(
+            pdf,
+            10 if emphasised else 9,
+            bold=emphasised,
+            color=_TEXT if emphasised else _MUTED,
+        )
+        pdf.cell(label_width, 6.5, label)
+        _font(pdf, 10 if emphasised else 9, bold=emphasised)
+        pdf.cell(
+            value_width,
+            6.5,
+            _money(amount, sheet.currency),
+            align="R",
+            new_x=XPos.LMARGIN,
+            new_y=YPos.NEXT,
+        )
+
+
+def _remarks(pdf: FPDF, remarks: Sequence[str]) -> None:
+    if not remarks:
+        return
+    _font(pdf, 9)
+    for text in remarks:
+        pdf.multi_cell(_CONTENT_WIDTH, 5, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.ln(4)
+
+
+def _payment_box(pdf: FPDF, rows: Sequence[tuple[str, str]]) -> None:
+    if not rows:
+        return
+    needed = len(rows) * 5.5 + 12
+    if pdf.get_y() + needed > pdf.page_break_trigger:
+        pdf.add_page()
+    top = pdf.get_y()
+    pdf.set_fill_color(*_ZEBRA)
+    pdf.rect(_MARGIN, top, _CONTENT_WIDTH, needed - 2, style="F")
+    _label(pdf, "Payment details", _MARGIN + 4, top + 3)
+    for label, value in rows:
+        pdf.set_x(_MARGIN + 4)
+        _font(pdf, 9, color=_MUTED)
+        pdf.cell(38, 5.5, label)
+        _font(pdf, 9, bold=label in ("Amount due", "IBAN"))
+        pdf.multi_cell(
+            _CONTENT_WIDTH - 46, 5.5, value, new_x=XPos.LMARGIN, new_y=YPos.NEXT
+        )
+    pdf.set_y(max(pdf.get_y(), top + needed))
+
+
+def _thin_rules(pdf: FPDF) -> None:
+    # fpdf2 tables draw their borders with the current line settings, which
+    # the letterhead left thick and dark.
+    pdf.set_draw_color(*_RULE)
+    pdf.set_line_width(0.2)
+
+
+def _label(pdf: FPDF, text: str, x: float, y: float) -> None:
+    pdf.set_xy(x, y)
+    _font(pdf, 7.5, bold=True, color=_MUTED)
+    pdf.cell(80, 5, text.upper(), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+
+
+def _font(
+    pdf: FPDF, size: float, *, bold: bool = False, color: tuple[int, int, int] = _TEXT
+) -> None:
+    pdf.set_font(FONT_FAMILY, "B" if bold else "", size)
+    pdf.set_text_color(*color)
+
+
+# --- text formatting -----------------------------------------------------------
+
+
+def _address_lines(party: Party) -> list[str]:
+    lines = [text for text in (party.address_line1, party.address_line2) if text]
+    place = " ".join(text for text in (party.postal_code, party.city) if text)
+    if place:
+        lines.append(place)
+    if party.country:
+        lines.append(_country_name(party.country))
+    return lines
+
+
+def _country_name(code: str) -> str:
+    country = pycountry.countries.get(alpha_2=code.strip().upper())
+    return country.name if country else code
+
+
+def _footer_text(issuer: Issuer) -> str:
+    parts = [issuer.name]
+    if issuer.vat_id:
+        parts.append(f"VAT ID {issuer.vat_id}")
+    if issuer.iban:
+        parts.append(f"IBAN {_group_iban(issuer.iban)}")
+    if issuer.bic:
+        parts.append(f"BIC {issuer.bic.strip().upper()}")
+    return " · ".join(parts)
+
+
+def _group_iban(iban: str) -> str:
+    compact = "".join(iban.split()).upper()
+    return " ".join(compact[i : i + 4] for i in range(0, len(compact), 4))
+
+
+def _amount(value: Decimal) -> str:
+    return f"{value:,.2f}"
+
+
+def _money(value: Decimal, currency: str) -> str:
+    return f"{value:,.2f} {currency}"
+
+
+def _price(value: Decimal) -> str:
+    # Unit prices may carry up to four decimals (decimal(12,4) in storage);
+    # show them when present, otherwise the usual two.
+    tidy = plain(value.quantize(Decimal("0.0001")))
+    exponent = tidy.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -2:
+        return f"{tidy:,f}"
+    return f"{value:,.2f}"
+
+
+def _quantity(value: Decimal) -> str:
+    return f"{plain(value.quantize(Decimal('0.0001'))):,f}"
+
+
+def _percent(value: Decimal) -> str:
+    return f"{plain(value):f} %"
+
+
+def _iso(day: date | None) -> str:
+    return day.isoformat() if day else "…"
+
+
+# --- Factur-X embedding ---------------------------------------------------------
+
+
+def _embed(pdf: bytes, xml: bytes, issuer: Issuer, title: str, issued: str) -> bytes:
+    metadata = {
+        "author": issuer.name,
+        "keywords": "Factur-X, EN 16931, Invoice",
+        "title": f"{issuer.name}: {title}",
+        "subject": f"{title} dated {issued} issued by {issuer.name}",
+    }
+    # level is given explicitly: autodetection would parse the XML once more.
+    return bytes(
+        facturx.generate_from_binary(
+            pdf,
+            xml,
+            flavor="factur-x",
+            level="en16931",
+            check_xsd=True,
+            pdf_metadata=metadata,
+            lang="en-US",
+        )
+    )
