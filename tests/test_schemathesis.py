@@ -131,7 +131,7 @@ def test_schemathesis_finds_no_contract_violation(served, tmp_path):
     excluded = [arg for op in sorted(NOT_YET_AVAILABLE) for arg in ("--exclude-operation-id", op)]
     st = shutil.which("st", path=str(Path(sys.executable).parent)) or "st"
     command = [
-        st, "run", str(OPENAPI_PATH), "--url", served,
+        st, "--config-file", str(ROOT / "tests" / "schemathesis.toml"), "run", str(OPENAPI_PATH), "--url", served,
         "-H", f"Authorization: Bearer {token}", "-H", "X-Tenant: default",
         "--checks", "all", "--max-examples", os.environ.get("DECABILL_FUZZ_EXAMPLES", "25"),
         "--seed", os.environ.get("DECABILL_FUZZ_SEED", "20261125"), "--workers", "1",

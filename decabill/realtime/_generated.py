@@ -173,7 +173,7 @@ def _is_date_time(value: object) -> bool:
     if match is None:
         return False
     year, month, day, hour, minute, second, off_hour, off_minute = match.groups()
-    datetime(int(year), int(month), int(day), int(hour), int(minute))
+    datetime(int(year) or 2000, int(month), int(day), int(hour), int(minute))
     return int(second) <= 60 and int(off_hour or 0) <= 23 and int(off_minute or 0) <= 59
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import uuid
 from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
@@ -25,7 +26,9 @@ import uvicorn
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis_jsonschema import from_schema
+from hypothesis.internal.conjecture import utils as conjecture_utils
+from hypothesis_jsonschema import _from_schema as hjs_internals
+from hypothesis_jsonschema import from_schema as _from_schema
 
 import codegen
 from codegen.__main__ import main as codegen_main
@@ -33,6 +36,37 @@ from decabill.realtime import _generated as gen
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "/billing"
+
+
+if not hasattr(conjecture_utils.many, "more"):
+
+    class _LegacyMany:
+        """hypothesis-jsonschema 0.23.1 (its latest release) draws object properties
+        with the old ``many(...).more()`` loop, which recent Hypothesis replaced by
+        ``with many(...) as m: for _ in m``. This adapter gives it the old API back."""
+
+        _STOP = object()
+
+        def __init__(self, data: Any, **kwargs: Any) -> None:
+            self._many = conjecture_utils.many(data, **kwargs)
+            self._many.__enter__()
+            self._steps = iter(self._many)
+
+        def more(self) -> bool:
+            if next(self._steps, self._STOP) is self._STOP:
+                self._many.__exit__(None, None, None)
+                return False
+            return True
+
+        def reject(self, why: str | None = None) -> None:
+            self._many.reject()
+
+    hjs_internals.cu = types.SimpleNamespace(many=_LegacyMany)
+
+
+def from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
+    """hypothesis-jsonschema strategy; it has no "uuid" format, so we supply one."""
+    return _from_schema(schema, custom_formats={"uuid": st.uuids().map(str)})
 
 
 # --------------------------------------------------------------------------- codegen
@@ -91,9 +125,14 @@ def test_generated_events_follow_the_spec() -> None:
         expected[event] = (direction, op_id, message["name"], message["payload"])
         for example in message.get("examples", []):  # the spec's examples are valid
             assert gen.payload_problem(event, example["payload"]) is None
-    actual = {e.name: (e.direction, e.operation, e.message, e.schema) for e in gen.EVENTS}
+    actual = {
+        e.name: (e.direction, e.operation, e.message, e.schema) for e in gen.EVENTS
+    }
     assert actual == expected
-    assert gen.INBOUND_EVENTS == ("subscribeDashboardStatus", "unsubscribeDashboardStatus")
+    assert gen.INBOUND_EVENTS == (
+        "subscribeDashboardStatus",
+        "unsubscribeDashboardStatus",
+    )
     assert gen.OUTBOUND_EVENTS == ("dashboardStatusUpdate", "error")
     assert gen.DEFAULT_NAMESPACE == NS
     assert "$ref" not in repr([e.schema for e in gen.EVENTS])
@@ -101,16 +140,28 @@ def test_generated_events_follow_the_spec() -> None:
 
 def test_format_checker_and_reasons() -> None:
     check = gen.FORMAT_CHECKER.conforms
-    for good in ("2026-11-25T12:00:00Z", "0000-02-29t23:59:60.5+23:59", "2024-02-29T00:00:00-01:00"):
+    for good in (
+        "2026-11-25T12:00:00Z",
+        "0000-02-29t23:59:60.5+23:59",
+        "2024-02-29T00:00:00-01:00",
+    ):
         assert check(good, "date-time"), good
-    for bad in ("2026-11-25", "2026-13-01T00:00:00Z", "2023-02-29T00:00:00Z", "2026-11-25T12:00:00", "x"):
+    for bad in (
+        "2026-11-25",
+        "2026-13-01T00:00:00Z",
+        "2023-02-29T00:00:00Z",
+        "2026-11-25T12:00:00",
+        "x",
+    ):
         assert not check(bad, "date-time"), bad
     assert check(str(uuid.uuid4()), "uuid") and check(str(uuid.uuid4()).upper(), "uuid")
     assert not check("abc", "uuid") and not check(uuid.uuid4().hex, "uuid")
 
     problem = gen.payload_problem("subscribeDashboardStatus", {"pollIntervalMs": "abc"})
     assert problem == "pollIntervalMs: 'abc' is not of type 'integer'"
-    assert gen.payload_problem("subscribeDashboardStatus", {"pollIntervalMs": 5}) is None
+    assert (
+        gen.payload_problem("subscribeDashboardStatus", {"pollIntervalMs": 5}) is None
+    )
     assert len(gen.payload_problem("subscribeDashboardStatus", ["x" * 500])) <= 200
     assert gen.normalize_namespace("billing") == gen.normalize_namespace(NS) == NS
 
@@ -156,17 +207,25 @@ class DummyHandlers:
         assert self.emitter is not None
         await self.emitter.dashboard_status_update(sid, snapshot())
 
-    async def unsubscribe_dashboard_status(self, sid: str, payload: gen.Payload) -> None:
+    async def unsubscribe_dashboard_status(
+        self, sid: str, payload: gen.Payload
+    ) -> None:
         self.calls.append(("unsubscribeDashboardStatus", sid, payload))
 
 
 @contextlib.asynccontextmanager
-async def running_server(handlers: DummyHandlers) -> AsyncIterator[tuple[str, socketio.AsyncServer]]:
+async def running_server(
+    handlers: DummyHandlers,
+) -> AsyncIterator[tuple[str, socketio.AsyncServer]]:
     sio = socketio.AsyncServer(async_mode="asgi")
     # "billing" as in WEBSOCKET_NAMESPACE; outbound validation on, as in all tests
     handlers.emitter = gen.register(sio, handlers, "billing", validate_outbound=True)
     config = uvicorn.Config(
-        socketio.ASGIApp(sio), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
+        socketio.ASGIApp(sio),
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="off",
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -232,11 +291,15 @@ class Probe:
 def assert_conforms(event: str, payload: Any) -> None:
     assert event in gen.OUTBOUND_EVENTS, event
     schema = next(e.schema for e in gen.EVENTS if e.name == event)
-    jsonschema.Draft202012Validator(schema, format_checker=gen.FORMAT_CHECKER).validate(payload)
+    jsonschema.Draft202012Validator(schema, format_checker=gen.FORMAT_CHECKER).validate(
+        payload
+    )
 
 
 @pytest_asyncio.fixture
-async def env() -> AsyncIterator[tuple[DummyHandlers, Probe, socketio.AsyncServer, str]]:
+async def env() -> AsyncIterator[
+    tuple[DummyHandlers, Probe, socketio.AsyncServer, str]
+]:
     handlers = DummyHandlers()
     async with running_server(handlers) as (url, sio):
         probe = Probe()
@@ -253,11 +316,15 @@ async def env() -> AsyncIterator[tuple[DummyHandlers, Probe, socketio.AsyncServe
 @pytest.mark.asyncio
 async def test_valid_subscribe_calls_handler_and_update_arrives(env) -> None:
     handlers, probe, _, _ = env
-    await probe.client.emit("subscribeDashboardStatus", {"pollIntervalMs": 15000}, namespace=NS)
+    await probe.client.emit(
+        "subscribeDashboardStatus", {"pollIntervalMs": 15000}, namespace=NS
+    )
     event, payload = await probe.next_event()
     assert event == "dashboardStatusUpdate"
     assert_conforms(event, payload)
-    assert handlers.calls == [("subscribeDashboardStatus", probe.sid, {"pollIntervalMs": 15000})]
+    assert handlers.calls == [
+        ("subscribeDashboardStatus", probe.sid, {"pollIntervalMs": 15000})
+    ]
     probe.assert_up()
 
 
@@ -281,8 +348,16 @@ async def test_missing_payload_becomes_empty_object(env) -> None:
 @pytest.mark.parametrize(
     ("event", "data", "reason"),
     [
-        ("subscribeDashboardStatus", {"pollIntervalMs": "abc"}, "pollIntervalMs: 'abc' is not of type 'integer'"),
-        ("subscribeDashboardStatus", {"pollIntervalMs": 1.5}, "pollIntervalMs: 1.5 is not of type 'integer'"),
+        (
+            "subscribeDashboardStatus",
+            {"pollIntervalMs": "abc"},
+            "pollIntervalMs: 'abc' is not of type 'integer'",
+        ),
+        (
+            "subscribeDashboardStatus",
+            {"pollIntervalMs": 1.5},
+            "pollIntervalMs: 1.5 is not of type 'integer'",
+        ),
         ("subscribeDashboardStatus", [1, 2], "[1, 2] is not of type 'object'"),
         ("subscribeDashboardStatus", "abc", "'abc' is not of type 'object'"),
         ("subscribeDashboardStatus", 42, "42 is not of type 'object'"),
@@ -291,17 +366,26 @@ async def test_missing_payload_becomes_empty_object(env) -> None:
         ("unsubscribeDashboardStatus", [], "[] is not of type 'object'"),
     ],
 )
-async def test_invalid_payload_answers_error_and_keeps_connection(env, event, data, reason) -> None:
+async def test_invalid_payload_answers_error_and_keeps_connection(
+    env, event, data, reason
+) -> None:
     handlers, probe, _, _ = env
     sid = probe.sid
     await probe.client.emit(event, data, namespace=NS)
-    assert await probe.next_event() == ("error", {"message": f"Invalid payload: {reason}"})
+    assert await probe.next_event() == (
+        "error",
+        {"message": f"Invalid payload: {reason}"},
+    )
     assert handlers.calls == []  # the handler was not called
     probe.assert_up()
 
-    await probe.client.emit("subscribeDashboardStatus", {"pollIntervalMs": 10000}, namespace=NS)
+    await probe.client.emit(
+        "subscribeDashboardStatus", {"pollIntervalMs": 10000}, namespace=NS
+    )
     assert (await probe.next_event())[0] == "dashboardStatusUpdate"
-    assert handlers.calls == [("subscribeDashboardStatus", sid, {"pollIntervalMs": 10000})]
+    assert handlers.calls == [
+        ("subscribeDashboardStatus", sid, {"pollIntervalMs": 10000})
+    ]
     assert probe.sid == sid
 
 
@@ -331,7 +415,9 @@ async def test_emitter_validates_outbound_payloads(env) -> None:
     ):
         with pytest.raises(gen.OutboundPayloadError):
             await emitter.dashboard_status_update(probe.sid, bad)
-    with pytest.raises(gen.OutboundPayloadError, match="error: 'message' is a required"):
+    with pytest.raises(
+        gen.OutboundPayloadError, match="error: 'message' is a required"
+    ):
         await emitter.error(probe.sid, {})
     await emitter.error(probe.sid, {"message": "Access denied"})
     assert await probe.next_event() == ("error", {"message": "Access denied"})
@@ -385,7 +471,9 @@ class FuzzRig:
 
     async def exchange(self, event: str, payload: Any) -> None:
         schema = next(e.schema for e in gen.EVENTS if e.name == event)
-        valid = jsonschema.Draft202012Validator(schema).is_valid({} if payload is None else payload)
+        valid = jsonschema.Draft202012Validator(schema).is_valid(
+            {} if payload is None else payload
+        )
         seen, calls = len(self.probe.received), len(self.handlers.calls)
         # call() waits for the ack, which the server sends once the wrapper returned
         await self.probe.client.call(event, payload, namespace=NS, timeout=5)
@@ -395,7 +483,9 @@ class FuzzRig:
         for name, data in received:
             assert_conforms(name, data)
         if valid:
-            assert self.handlers.calls[calls:] == [(event, self.sid, {} if payload is None else payload)]
+            assert self.handlers.calls[calls:] == [
+                (event, self.sid, {} if payload is None else payload)
+            ]
             assert all(name == "dashboardStatusUpdate" for name, _ in received)
         else:
             assert self.handlers.calls[calls:] == []
@@ -404,9 +494,17 @@ class FuzzRig:
         self.probe.assert_up()
         assert self.probe.sid == self.sid
 
+    @staticmethod
+    async def _cancel_leftovers() -> None:
+        tasks = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def close(self) -> None:
         self.run(self.probe.client.disconnect())
         self.run(self.server.__aexit__(None, None, None))
+        self.run(self._cancel_leftovers())  # e.g. engine.io's sleeping ping tasks
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
@@ -425,7 +523,10 @@ JSON_VALUES = st.recursive(
     | st.integers()
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
     max_leaves=10,
 )
 
@@ -453,7 +554,9 @@ FUZZ_SETTINGS = settings(
 
 @FUZZ_SETTINGS
 @given(message=inbound_messages())
-def test_fuzz_inbound_events_never_drop_the_connection(fuzz_rig: FuzzRig, message: tuple[str, Any]) -> None:
+def test_fuzz_inbound_events_never_drop_the_connection(
+    fuzz_rig: FuzzRig, message: tuple[str, Any]
+) -> None:
     fuzz_rig.run(fuzz_rig.exchange(*message))
 
 
