@@ -233,6 +233,17 @@ def scoped(model: type[T]) -> Select[tuple[T]]:
     return select(model).where(model.tenant_id == current_tenant())  # type: ignore[attr-defined]
 
 
+MAX_ROWS = 2**62  # beyond any real table; keeps huge client offsets inside SQLite's INTEGER range
+
+
+def page(query: Select[Any], limit: int | None, offset: int | None) -> Select[Any]:
+    """Apply limit/offset as the contract defines them: limit 0 (or none) means no limit."""
+    query = query.offset(min(max(offset or 0, 0), MAX_ROWS))
+    if limit:
+        query = query.limit(min(limit, MAX_ROWS))
+    return query
+
+
 def for_update(query: Select[Any], *, skip_locked: bool = False) -> Select[Any]:
     """Row locks on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers."""
     if dialect_name() == "postgresql":

@@ -105,8 +105,10 @@ def served(tmp_path):
         "LOG_LEVEL": "warning",
     }
     decabill = shutil.which("decabill", path=str(Path(sys.executable).parent)) or "decabill"
+    log_path = tmp_path / "server.log"
+    log_file = log_path.open("wb")
     process = subprocess.Popen([decabill, "serve", "--no-socket"], env=env, cwd=tmp_path,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                               stdout=log_file, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + 30
     while True:
@@ -116,11 +118,12 @@ def served(tmp_path):
         except httpx.HTTPError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"server did not start: {process.stderr.read().decode()[-2000:]}")
+            raise RuntimeError(f"server did not start: {log_path.read_text()[-2000:]}")
         time.sleep(0.2)
     yield base
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=15)
+    log_file.close()
 
 
 def test_schemathesis_finds_no_contract_violation(served, tmp_path):
@@ -140,4 +143,5 @@ def test_schemathesis_finds_no_contract_violation(served, tmp_path):
         *excluded,
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=ROOT)
-    assert result.returncode == 0, result.stdout[-15000:] + result.stderr[-3000:]
+    server_errors = [line for line in (tmp_path / "server.log").read_text().splitlines() if '"level": "error"' in line]
+    assert result.returncode == 0, result.stdout[-15000:] + result.stderr[-3000:] + "\n".join(server_errors[-5:])

@@ -64,6 +64,8 @@ def _require_mode(*modes: str) -> None:
 def _validate_password(password: str, field: str = "Password") -> None:
     if len(password) < 8:
         raise BadRequest(f"{field} must be at least 8 characters long")
+    if len(password.encode()) > 72:  # bcrypt only looks at the first 72 bytes; refuse rather than truncate
+        raise BadRequest(f"{field} must be at most 72 bytes long")
 
 
 async def _find_by_email(email: str) -> User | None:
@@ -247,10 +249,8 @@ async def change_password(principal: Principal, current: str, new: str, confirma
 async def list_users(principal: Principal, limit: int, offset: int) -> list[User]:
     _require_mode("users", "keycloak")
     async with db.transaction() as session:
-        query = db.scoped(User).order_by(User.created_at.desc(), User.id).offset(offset)
-        if limit:
-            query = query.limit(limit)
-        return list((await session.execute(query)).scalars())
+        query = db.scoped(User).order_by(User.created_at.desc(), User.id)
+        return list((await session.execute(db.page(query, limit, offset))).scalars())
 
 
 async def get_user(principal: Principal, user_id: uuid.UUID) -> User:
