@@ -54,6 +54,9 @@ async def _serve(settings: Settings, *, http: bool, socket: bool) -> None:
     from decabill import db
     from decabill.migrations import migrate
 
+    from decabill.secrets import encryption_key
+
+    encryption_key()  # resolve (or generate, D22) the key at start-up, not at the first encrypted write
     if http:
         await migrate(settings.database_url)
     db.init_engine(settings.database_url)

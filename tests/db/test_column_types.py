@@ -1,0 +1,92 @@
+"""Exact money and UTC timestamps survive a round trip on both backends, including SQL aggregates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, Table, func, select, type_coerce
+
+from decabill import db
+
+metadata = MetaData()
+probe = Table(
+    "probe_column_types",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("amount", db.ExactDecimal(4)),
+    Column("at", db.UTCDateTime()),
+)
+
+
+@pytest.fixture
+async def probe_table(database):
+    async with db.get_engine().begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    yield
+    async with db.get_engine().begin() as conn:
+        await conn.run_sync(metadata.drop_all)
+
+
+async def test_exact_decimals_round_trip_and_sum_exactly(probe_table):
+    amounts = [Decimal("0.1000"), Decimal("0.2000"), Decimal("12345678901234.5678"), Decimal("-0.0001")]
+    async with db.transaction() as session:
+        await session.execute(probe.insert(), [{"id": i, "amount": a} for i, a in enumerate(amounts)])
+    async with db.transaction() as session:
+        stored = [row.amount for row in await session.execute(select(probe.c.amount).order_by(probe.c.id))]
+        total = (await session.execute(select(type_coerce(func.sum(probe.c.amount), db.ExactDecimal(4))))).scalar_one()
+    assert stored == amounts
+    assert all(isinstance(a, Decimal) for a in stored)
+    # 0.1 + 0.2 in floats is 0.30000000000000004; here it must be exact.
+    assert total == Decimal("12345678901234.8677")
+
+
+async def test_timestamps_are_stored_as_utc_and_come_back_aware(probe_table):
+    berlin = dt.timezone(dt.timedelta(hours=2))
+    local = dt.datetime(2026, 6, 1, 23, 30, tzinfo=berlin)
+    async with db.transaction() as session:
+        await session.execute(probe.insert(), [{"id": 1, "at": local}])
+    async with db.transaction() as session:
+        back = (await session.execute(select(probe.c.at))).scalar_one()
+    assert back.tzinfo is not None and back.utcoffset() == dt.timedelta(0)
+    assert back == local  # same instant
+    assert back.hour == 21
+
+
+async def test_naive_timestamps_are_refused(probe_table):
+    with pytest.raises(Exception, match="naive datetime"):
+        async with db.transaction() as session:
+            await session.execute(probe.insert(), [{"id": 2, "at": dt.datetime(2026, 1, 1)}])
+
+
+async def test_failed_transactions_roll_back_and_after_commit_runs_only_on_success(probe_table):
+    ran: list[str] = []
+
+    async def mark() -> None:
+        ran.append("sent")
+
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as session:
+            await session.execute(probe.insert(), [{"id": 3, "amount": Decimal(1)}])
+            db.after_commit(mark)
+            raise RuntimeError("boom")
+    async with db.transaction() as session:
+        assert (await session.execute(select(func.count()).select_from(probe))).scalar_one() == 0
+        db.after_commit(mark)
+    assert ran == ["sent"]
+
+
+async def test_scoped_queries_only_see_the_current_tenant(database):
+    from decabill.tenancy import bound_tenant
+    from models.identity import User
+
+    async with db.transaction() as session:
+        session.add(User(tenant_id="default", email="a@example.com", id=uuid.uuid4()))
+        session.add(User(tenant_id="acme", email="a@example.com", id=uuid.uuid4()))
+    for tenant in ("default", "acme"):
+        with bound_tenant(tenant):
+            async with db.transaction() as session:
+                users = (await session.execute(db.scoped(User))).scalars().all()
+        assert [u.tenant_id for u in users] == [tenant]
