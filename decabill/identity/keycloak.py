@@ -114,15 +114,30 @@ async def authenticate_keycloak(token: str) -> Principal:
     return Principal(tenant=user.tenant_id, role=role, method="keycloak", user_id=user.id, email=user.email)
 
 
+def _email_of(claims: dict, sub: str) -> str:
+    """The token's `email`, else `preferred_username` when the realm logs in by address, else `<sub>@keycloak`.
+
+    A plain username ("jdoe") is no email address: storing it would break every UserResponse."""
+    for candidate in (claims.get("email"), claims.get("preferred_username")):
+        if isinstance(candidate, str) and "@" in candidate.strip():
+            return candidate.strip().lower()
+    return f"{sub}@keycloak".lower()
+
+
 async def _sync_local_user(claims: dict) -> User:
     """Find the tenant's user for this Keycloak subject, link it by email, or create it."""
     tenant = current_tenant()
     sub = str(claims["sub"])
-    email = str(claims.get("email") or claims.get("preferred_username") or f"{sub}@keycloak").lower()
+    email = _email_of(claims, sub)
+    by_sub = db.scoped(User).where(User.keycloak_sub == sub)
     async with db.transaction() as session:
-        user = (
-            await session.execute(db.scoped(User).where(User.keycloak_sub == sub))
-        ).scalar_one_or_none()
+        user = (await session.execute(by_sub)).scalar_one_or_none()
+        if user is not None:
+            return user
+        # First sight of this subject in the tenant. Serialise with other first sign-ins (and sign-ups) so
+        # simultaneous requests neither insert the subject twice nor make two "first" admins; then look again.
+        await db.advisory_lock(session, f"users:first:{tenant}")
+        user = (await session.execute(by_sub)).scalar_one_or_none()
         if user is not None:
             return user
         by_email = (await session.execute(db.scoped(User).where(User.email == email))).scalar_one_or_none()

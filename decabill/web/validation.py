@@ -2,7 +2,9 @@
 
 * `format: uuid` is not checked by its Draft-4 format checker → a malformed id reached handlers;
 * a body that is not UTF-8 raised UnicodeDecodeError → 500 instead of 400;
-* an optional request body that is absent was answered 400 "Request body must not be empty".
+* an optional request body sent as JSON `null` was answered 400 "Request body must not be empty";
+* a bad path/query parameter was answered with jsonschema's multi-line dump of the schema; ours says
+  what the reference says (behavior.md part A §1.6) in one line.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import re
 import typing as t
 
 from connexion.exceptions import BadRequestProblem
-from connexion.validators import JSONRequestBodyValidator
+from connexion.validators import JSONRequestBodyValidator, ParameterValidator
 from jsonschema import Draft4Validator
+from jsonschema.exceptions import best_match
 
 UUID_PATTERN = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -35,4 +38,21 @@ class JSONBodyValidator(JSONRequestBodyValidator):
         return super()._validate(body)
 
 
-VALIDATOR_MAP = {"body": {"application/json": JSONBodyValidator}}
+class ClearParameterValidator(ParameterValidator):
+    @staticmethod
+    def validate_parameter(parameter_type, value, param, param_name=None):
+        error = ParameterValidator.validate_parameter(parameter_type, value, param, param_name)
+        if error is None or value is None:  # valid, or "Missing ... parameter" (already one line)
+            return error
+        schema = param.get("schema", param)
+        exc = best_match(Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER).iter_errors(value))
+        if exc is None:
+            return error
+        if exc.validator == "format" and exc.validator_value == "uuid":
+            return "Validation failed (uuid v 4 is expected)"
+        if exc.validator == "type" and exc.validator_value == "integer":
+            return "Validation failed (numeric string is expected)"
+        return f"{param['name']}: {exc.message}"
+
+
+VALIDATOR_MAP = {"body": {"application/json": JSONBodyValidator}, "parameter": ClearParameterValidator}

@@ -6,7 +6,8 @@
     cloud.do_url       -> f"{url}/do"               pydo.Client(endpoint=...)   (pydo appends /v2/...)
     cloud.cf_url       -> f"{url}/cf/client/v4"     httpx base_url / cloudflare.Cloudflare(base_url=...)
     cloud.stripe_url   -> f"{url}/stripe"           stripe.StripeClient(base_addresses={"api": ...})  (appends /v1/...)
-    cloud.hetzner / .digitalocean / .cloudflare / .stripe  -> the state objects
+    cloud.keycloak_url -> f"{url}/keycloak"         KEYCLOAK_SERVER_URL (realm JWKS under /realms/<realm>/...)
+    cloud.hetzner / .digitalocean / .cloudflare / .stripe / .keycloak  -> the state objects
     cloud.reset(); cloud.stop()
 
 Pattern from stack.md §9: uvicorn.Server in a daemon thread, port 0, wait for ``started``, read the bound port.
@@ -22,6 +23,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from . import cloudflare, digitalocean, hetzner
+from . import keycloak as keycloak_fake
 from . import stripe as stripe_fake
 
 
@@ -31,11 +33,13 @@ class FakeCloud:
         self.digitalocean = digitalocean.DigitalOceanState()
         self.cloudflare = cloudflare.CloudflareState()
         self.stripe = stripe_fake.StripeState()
+        self.keycloak = keycloak_fake.KeycloakState()
         self.app = Starlette(routes=[
             Mount("/hetzner", app=hetzner.create_app(self.hetzner)),
             Mount("/do", app=digitalocean.create_app(self.digitalocean)),
             Mount("/cf", app=cloudflare.create_app(self.cloudflare)),
             Mount("/stripe", app=stripe_fake.create_app(self.stripe)),
+            Mount("/keycloak", app=keycloak_fake.create_app(self.keycloak)),
         ])
         self._host, self._port = host, port
         self._server: uvicorn.Server | None = None
@@ -65,6 +69,10 @@ class FakeCloud:
     def stripe_url(self) -> str:
         return f"{self.url}/stripe"
 
+    @property
+    def keycloak_url(self) -> str:
+        return f"{self.url}/keycloak"
+
     def start(self, timeout: float = 10.0) -> "FakeCloud":
         config = uvicorn.Config(self.app, host=self._host, port=self._port, log_level="warning",
                                 access_log=False, lifespan="off")
@@ -78,6 +86,7 @@ class FakeCloud:
             time.sleep(0.01)
         port = self._server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://{self._host}:{port}"
+        self.keycloak.base_url = self.keycloak_url  # the issuer of the tokens it mints
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -88,8 +97,8 @@ class FakeCloud:
         self._server = self._thread = None
 
     def reset(self) -> None:
-        """Clear all state (servers, droplets, records, customers, sessions, logs, injected errors)."""
-        for state in (self.hetzner, self.digitalocean, self.cloudflare, self.stripe):
+        """Clear all state (servers, droplets, records, customers, sessions, logs, injected errors, realm keys)."""
+        for state in (self.hetzner, self.digitalocean, self.cloudflare, self.stripe, self.keycloak):
             state.reset()
         self.stripe.api_key = None
 
