@@ -95,10 +95,139 @@ class Settings(BaseSettings):
     websocket_cors_origin: str = Field("*", alias="WEBSOCKET_CORS_ORIGIN")
     status_poll_interval: int = Field(15000, alias="STATUS_POLL_INTERVAL")
 
+    # --- provisioning providers (decabill/providers) ------------------------------------------------
+    hetzner_api_token: str | None = Field(None, alias="HETZNER_API_TOKEN")
+    hetzner_api_url: str = Field("https://api.hetzner.cloud/v1", alias="HETZNER_API_URL")
+    digitalocean_api_token: str | None = Field(None, alias="DIGITALOCEAN_API_TOKEN")
+    digitalocean_api_url: str = Field("https://api.digitalocean.com", alias="DIGITALOCEAN_API_URL")
+    dynamic_providers_fail_fast_raw: str = Field("false", alias="DYNAMIC_PROVIDERS_FAIL_FAST")
+    provider_cache_seconds: float = Field(60, alias="PROVIDER_CACHE_SECONDS", ge=0)
+    provider_timeout_seconds: float = Field(30, alias="PROVIDER_TIMEOUT_SECONDS", gt=0)
+    provider_max_retries: int = Field(2, alias="PROVIDER_MAX_RETRIES", ge=0, le=10)
+
+    # --- subscriptions: DNS, provisioning, background jobs (decabill/subscriptions, decabill/jobs) ---
+    cloudflare_api_token: str | None = Field(None, alias="CLOUDFLARE_API_TOKEN")
+    cloudflare_zone_id: str | None = Field(None, alias="CLOUDFLARE_ZONE_ID")
+    cloudflare_api_url: str = Field("https://api.cloudflare.com/client/v4", alias="CLOUDFLARE_API_URL")
+    dns_base_domain: str = Field("decabill.localhost", alias="DNS_BASE_DOMAIN")  # D23
+    lets_encrypt_email: str | None = Field(None, alias="LETS_ENCRYPT_EMAIL")
+    provisioning_ip_poll_interval_ms: int = Field(2000, alias="PROVISIONING_IP_POLL_INTERVAL_MS")
+    provisioning_ip_poll_attempts: int = Field(30, alias="PROVISIONING_IP_POLL_ATTEMPTS")
+    subscription_update_ssh_port: int = Field(22, alias="SUBSCRIPTION_UPDATE_SSH_PORT")
+    subscription_update_ssh_timeout_ms: int = Field(15000, alias="SUBSCRIPTION_UPDATE_SSH_TIMEOUT_MS")
+    backorder_retry_interval_ms: int = Field(60000, alias="BACKORDER_RETRY_INTERVAL_MS")
+    backorder_retry_batch_size: int = Field(100, alias="BACKORDER_RETRY_BATCH_SIZE")
+    expiration_scheduler_interval: int = Field(60000, alias="EXPIRATION_SCHEDULER_INTERVAL")
+    expiration_scheduler_batch_size: int = Field(100, alias="EXPIRATION_SCHEDULER_BATCH_SIZE")
+    subscription_update_scheduler_interval: int = Field(86400000, alias="SUBSCRIPTION_UPDATE_SCHEDULER_INTERVAL")
+    billing_scheduler_interval: int = Field(60000, alias="BILLING_SCHEDULER_INTERVAL")
+    billing_scheduler_batch_size: int = Field(100, alias="BILLING_SCHEDULER_BATCH_SIZE")
+    queue_worker_concurrency: int = Field(5, alias="QUEUE_WORKER_CONCURRENCY")
+
     # --- billing -----------------------------------------------------------------------------
     billing_currency: str = Field("EUR", alias="BILLING_CURRENCY", min_length=3, max_length=3)
     billing_tax_rate_standard: Decimal = Field(Decimal("19"), alias="BILLING_TAX_RATE_STANDARD", ge=0, le=100)
     billing_tax_rate_reduced: Decimal = Field(Decimal("7"), alias="BILLING_TAX_RATE_REDUCED", ge=0, le=100)
+
+    # --- invoicing (decabill/invoicing, decabill/usage) -------------------------------------------
+    billing_issuer_name: str | None = Field(None, alias="BILLING_ISSUER_NAME")
+    billing_issuer_vat_id: str | None = Field(None, alias="BILLING_ISSUER_VAT_ID")
+    billing_issuer_address_line1: str | None = Field(None, alias="BILLING_ISSUER_ADDRESS_LINE1")
+    billing_issuer_postal_code: str | None = Field(None, alias="BILLING_ISSUER_POSTAL_CODE")
+    billing_issuer_city: str | None = Field(None, alias="BILLING_ISSUER_CITY")
+    billing_issuer_country: str = Field("DE", alias="BILLING_ISSUER_COUNTRY")
+    billing_issuer_email: str | None = Field(None, alias="BILLING_ISSUER_EMAIL")
+    billing_issuer_bank: str | None = Field(None, alias="BILLING_ISSUER_BANK")
+    billing_issuer_iban: str | None = Field(None, alias="BILLING_ISSUER_IBAN")
+    billing_issuer_bic: str | None = Field(None, alias="BILLING_ISSUER_BIC")
+    billing_invoice_pdf_storage_path_raw: str | None = Field(None, alias="BILLING_INVOICE_PDF_STORAGE_PATH")
+    billing_skip_file_cache_raw: str = Field("false", alias="BILLING_SKIP_FILE_CACHE")
+    billing_default_payment_processor: str = Field("stripe", alias="BILLING_DEFAULT_PAYMENT_PROCESSOR")
+    open_position_invoice_scheduler_interval: int = Field(86400000, alias="OPEN_POSITION_INVOICE_SCHEDULER_INTERVAL")
+    invoice_overdue_scheduler_interval: int = Field(86400000, alias="INVOICE_OVERDUE_SCHEDULER_INTERVAL")
+    invoice_overdue_scheduler_batch_size: int = Field(100, alias="INVOICE_OVERDUE_SCHEDULER_BATCH_SIZE")
+    reminder_scheduler_interval: int = Field(3600000, alias="REMINDER_SCHEDULER_INTERVAL")
+    reminder_scheduler_batch_size: int = Field(100, alias="REMINDER_SCHEDULER_BATCH_SIZE")
+    reminder_days: int = Field(3, alias="REMINDER_DAYS")
+
+    @field_validator(
+        "billing_issuer_name", "billing_issuer_vat_id", "billing_issuer_address_line1", "billing_issuer_postal_code",
+        "billing_issuer_city", "billing_issuer_email", "billing_issuer_bank", "billing_issuer_iban", "billing_issuer_bic",
+        "billing_invoice_pdf_storage_path_raw",
+    )
+    @classmethod
+    def _blank_issuer_field_is_unset(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None
+
+    @field_validator("billing_issuer_country")
+    @classmethod
+    def _issuer_country(cls, value: str) -> str:
+        return value.strip().upper() or "DE"
+
+    @field_validator("billing_default_payment_processor")
+    @classmethod
+    def _payment_processor(cls, value: str) -> str:
+        return value.strip() or "stripe"
+
+    @field_validator(
+        "open_position_invoice_scheduler_interval", "invoice_overdue_scheduler_interval",
+        "invoice_overdue_scheduler_batch_size", "reminder_scheduler_interval", "reminder_scheduler_batch_size",
+        "reminder_days",
+        mode="before",
+    )
+    @classmethod
+    def _invoicing_positive_int_or_default(cls, value: object, info) -> object:
+        """Job intervals (ms), batch sizes and REMINDER_DAYS: an integer > 0, anything else the default."""
+        try:
+            number = int(str(value).strip())
+        except (TypeError, ValueError):
+            number = 0
+        return number if number > 0 else cls.model_fields[info.field_name].default
+
+    @field_validator("hetzner_api_token", "digitalocean_api_token")
+    @classmethod
+    def _blank_token_is_unset(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None
+
+    @field_validator("hetzner_api_url", "digitalocean_api_url")
+    @classmethod
+    def _strip_url(cls, value: str) -> str:
+        return value.strip().rstrip("/")
+
+    @field_validator("cloudflare_api_token", "cloudflare_zone_id", "lets_encrypt_email")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None
+
+    @field_validator("cloudflare_api_url")
+    @classmethod
+    def _strip_cloudflare_url(cls, value: str) -> str:
+        return value.strip().rstrip("/")
+
+    @field_validator("dns_base_domain")
+    @classmethod
+    def _normalise_base_domain(cls, value: str) -> str:
+        return value.strip().strip(".").lower() or "decabill.localhost"
+
+    @field_validator(
+        "provisioning_ip_poll_interval_ms", "provisioning_ip_poll_attempts", "subscription_update_ssh_port",
+        "subscription_update_ssh_timeout_ms", "backorder_retry_interval_ms", "backorder_retry_batch_size",
+        "expiration_scheduler_interval", "expiration_scheduler_batch_size", "subscription_update_scheduler_interval",
+        "billing_scheduler_interval", "billing_scheduler_batch_size",
+        "queue_worker_concurrency",
+        mode="before",
+    )
+    @classmethod
+    def _positive_int_or_default(cls, value: object, info) -> object:
+        """The reference's rule for job intervals and batch sizes: an integer > 0, anything else means the
+        default (a typo slows nothing down and stops nothing)."""
+        try:
+            number = int(str(value).strip())
+        except (TypeError, ValueError):
+            number = 0
+        if number > 0:
+            return number
+        return cls.model_fields[info.field_name].default
 
     @field_validator("websocket_namespace")
     @classmethod
@@ -139,6 +268,10 @@ class Settings(BaseSettings):
     @property
     def signup_disabled(self) -> bool:
         return self.disable_signup_raw == "true"
+
+    @property
+    def dynamic_providers_fail_fast(self) -> bool:
+        return self.dynamic_providers_fail_fast_raw.strip().lower() == "true"
 
     @property
     def tenants(self) -> list[str]:
@@ -196,6 +329,26 @@ class Settings(BaseSettings):
     @property
     def email_enabled(self) -> bool:
         return bool(self.smtp_host)
+
+    @property
+    def billing_invoice_pdf_storage_path(self) -> Path:
+        if self.billing_invoice_pdf_storage_path_raw:
+            return Path(self.billing_invoice_pdf_storage_path_raw)
+        return self.data_dir / "invoices"
+
+    @property
+    def billing_skip_file_cache(self) -> bool:
+        return self.billing_skip_file_cache_raw.strip().lower() == "true"
+
+    @property
+    def billing_issuer_missing(self) -> list[str]:
+        """The BILLING_ISSUER_* variables an invoice cannot be issued without (empty when complete)."""
+        required = {
+            "BILLING_ISSUER_NAME": self.billing_issuer_name, "BILLING_ISSUER_VAT_ID": self.billing_issuer_vat_id,
+            "BILLING_ISSUER_ADDRESS_LINE1": self.billing_issuer_address_line1,
+            "BILLING_ISSUER_POSTAL_CODE": self.billing_issuer_postal_code, "BILLING_ISSUER_CITY": self.billing_issuer_city,
+        }
+        return [name for name, value in required.items() if not value]
 
 
 class ConfigurationError(Exception):

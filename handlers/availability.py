@@ -1,15 +1,18 @@
-"""Capacity checks: /availability.
+"""Capacity checks: /availability (both operations run the same check)."""
 
-Not available yet: every operation answers 501 until the catalog capability lands."""
+import uuid
 
-from decabill.errors import CapabilityNotAvailable
-
-CAPABILITY = "Catalog"
-
-
-async def check_availability(**_kwargs):
-    raise CapabilityNotAvailable(CAPABILITY)
+from decabill.catalog import availability
+from handlers._http import dump, principal
 
 
-async def check_availability_alternatives(**_kwargs):
-    raise CapabilityNotAvailable(CAPABILITY)
+async def check_availability(body: dict, token_info: dict):
+    result = await availability.check_availability(
+        principal(token_info), uuid.UUID(body["serviceTypeId"]), body["region"], body["serverType"],
+        body.get("requestedConfig"),
+    )
+    return dump(result, "AvailabilityResponse"), 200
+
+
+async def check_availability_alternatives(body: dict, token_info: dict):
+    return await check_availability(body=body, token_info=token_info)

@@ -1,11 +1,13 @@
-"""Price preview: /pricing.
+"""Price preview: /pricing/preview."""
 
-Not available yet: every operation answers 501 until the catalog capability lands."""
+import uuid
 
-from decabill.errors import CapabilityNotAvailable
+from decabill.catalog import service as catalog
+from handlers._http import dump, principal
 
-CAPABILITY = "Catalog"
 
-
-async def preview_pricing(**_kwargs):
-    raise CapabilityNotAvailable(CAPABILITY)
+async def preview_pricing(token_info: dict, body: dict | None = None):
+    body = body or {}
+    plan_id = uuid.UUID(body["planId"]) if body.get("planId") else None
+    preview = await catalog.preview_price(principal(token_info), plan_id, body.get("requestedConfig"))
+    return dump(preview, "PricingPreviewResponse"), 200

@@ -2,3 +2,4 @@
 `SQLModel.metadata` (Alembic's autogenerate and the test schema use it)."""
 
 from models.identity import User  # noqa: F401
+from models.catalog import AvailabilitySnapshot, ServicePlan, ServiceType  # noqa: F401

@@ -27,11 +27,6 @@ from spec import OPENAPI_PATH
 ROOT = Path(__file__).resolve().parents[1]
 
 NOT_YET_AVAILABLE = {
-    # Catalog
-    "listPublicServicePlanOfferings", "getCheapestPublicServicePlanOffering", "listServiceTypes", "createServiceType",
-    "getProviderDetails", "getProviderServerTypes", "getServiceType", "updateServiceType", "deleteServiceType",
-    "listServicePlans", "createServicePlan", "getServicePlan", "updateServicePlan", "deleteServicePlan",
-    "checkAvailability", "checkAvailabilityAlternatives", "previewPricing",
     # Subscriptions
     "listSubscriptions", "createSubscription", "getSubscription", "cancelSubscription", "resumeSubscription",
     "listSubscriptionItems", "getSubscriptionItemServerInfo", "startSubscriptionItemServer",

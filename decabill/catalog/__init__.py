@@ -1,0 +1,1 @@
+"""The product catalog: service types, plans, public offerings, availability and pricing."""

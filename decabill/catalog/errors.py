@@ -1,0 +1,45 @@
+"""Errors of the catalog (messages from behavior.md part A §4)."""
+
+from __future__ import annotations
+
+import uuid
+
+import inflection
+
+from decabill.errors import BadRequest, Conflict, NotFound
+
+
+class ServiceTypeNotFound(NotFound):
+    def __init__(self, service_type_id: uuid.UUID | str) -> None:
+        super().__init__(f"Service type with ID {service_type_id} not found")
+
+
+class ServicePlanNotFound(NotFound):
+    def __init__(self, plan_id: uuid.UUID | str) -> None:
+        super().__init__(f"Service plan with ID {plan_id} not found")
+
+
+class NoPublicOfferings(NotFound):
+    def __init__(self) -> None:
+        super().__init__("No active service plan offerings")
+
+
+class DuplicateServiceTypeKey(Conflict):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"A service type with key '{key}' already exists")
+
+
+class StillReferenced(Conflict):
+    """A row other rows still point at (plans of a type, subscriptions of a plan)."""
+
+    def __init__(self, what: str, record_id: uuid.UUID, users: list[tuple[str, int]], hint: str) -> None:
+        listed = ", ".join(f"{n} {label if n != 1 else inflection.singularize(label)}" for label, n in users)
+        super().__init__(f"{what} with ID {record_id} is still used by {listed}; {hint}")
+
+
+class LocationSelectionNotSupported(BadRequest):
+    def __init__(self) -> None:
+        super().__init__(
+            "allowCustomerLocationSelection requires region or location with a string enum on the service type "
+            "config schema or on the provider registered for this service type"
+        )

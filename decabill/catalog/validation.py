@@ -1,0 +1,90 @@
+"""Input rules the spec's schemas cannot express (lengths of columns, decimal strings, JSON that every
+backend can store). The spec validator has already checked types, enums and required fields."""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal
+from typing import Any
+
+from decabill.errors import BadRequest
+
+NUMERIC_STRING = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+PRICE_LIMIT = Decimal("100000000")  # NUMERIC(12,4) in the reference: below 10^8
+PERCENT_LIMIT = Decimal("10000")  # NUMERIC(8,4): below 10^4
+MAX_INTERVAL_VALUE = 1000
+MAX_DAYS = 36500  # 100 years of commitment or notice is already absurd
+MAX_JSON_DEPTH = 32
+
+
+def text(value: str, label: str, *, max_length: int | None = None, required: bool = False) -> str:
+    """A string every database can store: no NUL characters, valid UTF-8, within the column width."""
+    if required and not value.strip():
+        raise BadRequest(f"{label} is required")
+    if max_length is not None and len(value) > max_length:
+        raise BadRequest(f"{label} must be at most {max_length} characters")
+    _storable(value, label)
+    return value
+
+
+def _storable(value: str, label: str) -> None:
+    if "\x00" in value:
+        raise BadRequest(f"{label} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"{label} must be valid Unicode text") from None
+
+
+def json_value(value: Any, label: str, _depth: int = 0) -> Any:
+    """JSON that PostgreSQL's JSONB and SQLite both store and give back unchanged (no NUL, no NaN)."""
+    if _depth > MAX_JSON_DEPTH:
+        raise BadRequest(f"{label} is nested too deeply")
+    if isinstance(value, str):
+        _storable(value, label)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise BadRequest(f"{label} must not contain NaN or Infinity")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(str(key), label)
+            json_value(item, label, _depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            json_value(item, label, _depth + 1)
+    return value
+
+
+def decimal_string(value: str, label: str, *, limit: Decimal = PRICE_LIMIT) -> Decimal:
+    """`"4.50"` → Decimal("4.5000"): a plain non-negative number with at most 4 decimal places."""
+    raw = value.strip()
+    if not NUMERIC_STRING.match(raw):
+        raise BadRequest(f"{label} must be a numeric string")
+    amount = Decimal(raw)
+    if amount < 0:
+        raise BadRequest(f"{label} must not be negative")
+    if amount >= limit:
+        raise BadRequest(f"{label} must be less than {limit}")
+    exact = amount.quantize(Decimal("0.0001"))
+    if exact != amount:  # stored with 4 places: never round a price silently
+        raise BadRequest(f"{label} must have at most 4 decimal places")
+    return exact
+
+
+def bounded_int(value: int, label: str, minimum: int, maximum: int) -> int:
+    if value < minimum:
+        raise BadRequest(f"{label} must not be less than {minimum}")
+    if value > maximum:
+        raise BadRequest(f"{label} must not be greater than {maximum}")
+    return value
+
+
+def ordering_highlights(items: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Each item is exactly `{icon, text}` (the spec checks types, lengths and the 50-item cap)."""
+    cleaned = []
+    for index, item in enumerate(items):
+        extra = sorted(set(item) - {"icon", "text"})
+        if extra:
+            raise BadRequest(f"orderingHighlights.{index}.property {extra[0]} should not exist")
+        cleaned.append({"icon": text(item["icon"], "Icon"), "text": text(item["text"], "Text")})
+    return cleaned
