@@ -28,7 +28,11 @@ class _Server(uvicorn.Server):
 
 def _load_settings() -> Settings:
     try:
-        return get_settings()
+        settings = get_settings()
+        from decabill.providers import init_registry
+
+        init_registry(settings)  # a broken plugin stops start-up here when DYNAMIC_PROVIDERS_FAIL_FAST=true
+        return settings
     except ConfigurationError as exc:
         print(f"decabill: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -4,11 +4,8 @@ our domain errors, Connexion's problems (validation 400, security 401/403), Star
 
 from __future__ import annotations
 
-import functools
 import json
-import re
 
-import yaml
 
 import structlog
 from connexion.exceptions import ProblemException
@@ -16,7 +13,7 @@ from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
 from decabill.errors import DecabillError, error_body
-from spec import OPENAPI_PATH
+from decabill.web.routes import allow_header, allowed_methods
 
 log = structlog.get_logger("decabill.errors")
 
@@ -42,31 +39,15 @@ def problem(_request: ConnexionRequest, exc: ProblemException) -> ConnexionRespo
     return _response(exc.status, str(message), dict(exc.headers or {}))
 
 
-@functools.cache
-def _path_methods() -> list[tuple[re.Pattern[str], str]]:
-    """Each spec path as a regex, with the methods the contract documents for it."""
-    with open(OPENAPI_PATH) as fh:
-        paths = yaml.safe_load(fh)["paths"]
-    table = []
-    for template, item in paths.items():
-        pattern = re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape("/api" + template))
-        methods = sorted(m.upper() for m in item if m in ("get", "post", "put", "patch", "delete"))
-        table.append((re.compile(f"^{pattern}$"), ", ".join(methods)))
-    return table
-
-
 def http_error(request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
     headers = dict(exc.headers or {})
     if exc.status_code == 404:
         message = f"Cannot {request.method} {request.url.path}"
     else:
         message = str(exc.detail)
-    if exc.status_code == 405:
+    if exc.status_code == 405 and (methods := allowed_methods(request.url.path)):
         # Starlette's Allow header names only the first matching route; the contract lists all methods.
-        for pattern, methods in _path_methods():
-            if pattern.match(request.url.path):
-                headers["Allow"] = methods
-                break
+        headers["Allow"] = allow_header(methods)
     return _response(exc.status_code, message, headers)
 
 

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from decabill.config import Settings
 from decabill.errors import DecabillError, error_body
 from decabill.tenancy import reset_tenant, resolve_tenant, set_tenant
+from decabill.web.routes import allow_header, allowed_methods, is_concrete
 
 log = structlog.get_logger("decabill.http")
 
@@ -84,18 +85,18 @@ class RequestContextMiddleware:
 
         tenant_token = None
         try:
-            refusal = self._refusal(method, headers)
+            refusal = self._refusal(method, path, headers)
             if refusal is None:
                 tenant_token = set_tenant(resolve_tenant(headers.get("x-tenant"), self.settings.tenants))
                 client_ip = (scope.get("client") or ("unknown", 0))[0]
                 if not await self.rate_limiter.allow(client_ip, path):
-                    refusal = (429, "Too many requests, please try again later.")
+                    refusal = (429, "Too many requests, please try again later.", {})
             if refusal is not None:
                 await _send_error(send_with_id, *refusal)
             else:
                 await self.app(scope, receive, send_with_id)
         except DecabillError as exc:  # invalid tenant
-            await _send_error(send_with_id, exc.status_code, exc.message)
+            await _send_error(send_with_id, exc.status_code, exc.message, {})
         finally:
             if tenant_token is not None:
                 reset_tenant(tenant_token)
@@ -106,21 +107,21 @@ class RequestContextMiddleware:
             )
             structlog.contextvars.clear_contextvars()
 
-    def _refusal(self, method: str, headers: Headers) -> tuple[int, str] | None:
+    def _refusal(self, method: str, path: str, headers: Headers) -> tuple[int, str, dict] | None:
+        if is_concrete(path) and method not in ("OPTIONS", "HEAD"):
+            methods = allowed_methods(path) or frozenset()
+            if method not in methods:
+                return 405, "Method Not Allowed", {"Allow": allow_header(methods)}
         origin = headers.get("origin")
         if method in UNSAFE_METHODS and origin and self.settings.origin_allowlist_enforced:
             if "*" not in self.allowed_origins and origin.strip().lower() not in self.allowed_origins:
-                return 403, "Origin not allowed"
+                return 403, "Origin not allowed", {}
         return None
 
 
-async def _send_error(send: Send, status: int, message: str) -> None:
+async def _send_error(send: Send, status: int, message: str, headers: dict[str, str]) -> None:
     body = json.dumps(error_body(status, message)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw_headers += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})

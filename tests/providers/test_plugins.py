@@ -180,3 +180,27 @@ async def test_the_registry_follows_the_configuration(env):
     assert get_registry() is first  # built once per configuration
     env.update(HETZNER_API_TOKEN="two")
     assert get_registry() is not first
+
+
+def test_fail_fast_stops_the_decabill_command_with_one_line(tmp_path, monkeypatch):
+    """The console command builds the registry before anything else: a broken plugin under fail-fast is a
+    configuration error (exit 2, one line), a broken plugin without it is only logged."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    install_plugin(tmp_path, monkeypatch, BROKEN)
+    command = [str(Path(sys.executable).parent / "decabill"), "migrate"]
+    base_env = {**os.environ, "PYTHONPATH": str(tmp_path), "AUTHENTICATION_METHOD": "users", "JWT_SECRET": "x" * 32,
+                "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}", "LOG_LEVEL": "warning"}
+    stopped = subprocess.run(command, env={**base_env, "DYNAMIC_PROVIDERS_FAIL_FAST": "true"},
+                             capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert stopped.returncode == 2
+    assert len(stopped.stderr.strip().splitlines()) == 1 and "a-missing-module" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+
+    tolerated = subprocess.run(command, env={**base_env, "DYNAMIC_PROVIDERS_FAIL_FAST": "false"},
+                               capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert tolerated.returncode == 0, tolerated.stderr
+    assert "plugin.load_failed" in tolerated.stdout

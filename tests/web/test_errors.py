@@ -102,3 +102,11 @@ async def test_an_unexpected_crash_is_a_500_error_response_without_details(api, 
     response = await api.get("/health")
     assert_error(response, 500, "Internal server error")
     assert "hunter2" not in response.text
+
+
+async def test_a_concrete_path_wins_over_a_templated_one(api):
+    """OpenAPI precedence: `/service-types/providers` is its own path (GET only), not `/service-types/{id}`."""
+    admin = await api.admin_token()
+    response = await api.post("/service-types/providers", token=admin, json={})
+    assert_error(response, 405, "Method Not Allowed")
+    assert response.headers["allow"] == "GET"
