@@ -23,10 +23,11 @@ serve: install
 	@mkdir -p data && test -s data/jwt-secret || (umask 077 && $(BIN)/python -c "import secrets; print(secrets.token_hex(32))" > data/jwt-secret)
 	AUTHENTICATION_METHOD=$${AUTHENTICATION_METHOD:-users} JWT_SECRET=$${JWT_SECRET:-$$(cat data/jwt-secret)} $(BIN)/decabill serve
 
-# Everything: generated code up to date, then the whole suite (SQLite and PostgreSQL, schemathesis, fakes).
+# Everything: generated code up to date, then the whole suite (SQLite and PostgreSQL, schemathesis, fakes),
+# on two pytest-xdist workers (each with its own databases, fakes and SMTP sink).
 test: install
 	$(BIN)/python -m codegen --check
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2
 
 codegen: install
 	$(BIN)/python -m codegen
