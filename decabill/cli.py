@@ -1,4 +1,4 @@
-"""The `decabill` console command: serve, socket, migrate, create-admin."""
+"""The `decabill` console command: serve, socket, worker, migrate, create-admin."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ def _load_settings() -> Settings:
         from decabill.providers import init_registry
 
         init_registry(settings)  # a broken plugin stops start-up here when DYNAMIC_PROVIDERS_FAIL_FAST=true
+        from decabill.payments import init_payment_processors
+
+        init_payment_processors(settings)  # the same for payment processor plugins
         return settings
     except ConfigurationError as exc:
         print(f"decabill: {exc}", file=sys.stderr)
@@ -39,27 +42,43 @@ def _load_settings() -> Settings:
 
 
 async def _run_servers(servers: list) -> None:
+    """Serve until SIGTERM/SIGINT; without servers (worker/scheduler roles) just wait for the signal."""
     loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
 
     def stop() -> None:
+        stopping.set()
         for server in servers:
             server.should_exit = True
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
-    await asyncio.gather(*(server.serve() for server in servers))
+    if servers:
+        await asyncio.gather(*(server.serve() for server in servers))
+    else:
+        await stopping.wait()
 
 
 def _uvicorn_config(app, host: str, port: int) -> uvicorn.Config:
     return uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
 
 
-async def _serve(settings: Settings, *, http: bool, socket: bool) -> None:
+async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = True, role: str | None = None) -> None:
+    """One process of the given QUEUE_ROLE: `api`/`all` serve HTTP (and Socket.IO); `scheduler` sends the
+    periodic coordinators; `worker`/`all` consume jobs (decabill/jobs/runtime.py)."""
     from decabill import db
+    from decabill.jobs.runtime import JobRuntime
     from decabill.migrations import migrate
 
     from decabill.secrets import encryption_key
 
+    role = role or settings.queue_role
+    if jobs and role in ("worker", "scheduler") and not settings.redis_url:
+        print(f"decabill: QUEUE_ROLE={role} needs Redis (REDIS_URL or REDIS_HOST); without it jobs run inside "
+              "the `decabill serve` process that enqueues them (QUEUE_ROLE=all)", file=sys.stderr)
+        raise SystemExit(2)
+    serves_http = role in ("api", "all")
+    http, socket = http and serves_http, socket and serves_http
     encryption_key()  # resolve (or generate, D22) the key at start-up, not at the first encrypted write
     if http:
         await migrate(settings.database_url)
@@ -73,16 +92,22 @@ async def _serve(settings: Settings, *, http: bool, socket: bool) -> None:
         from decabill.realtime.server import create_socket_app
 
         servers.append(_Server(_uvicorn_config(create_socket_app(settings), settings.host, settings.websocket_port)))
+    runtime = JobRuntime(settings, role) if jobs else None
     log.info(
         "decabill.starting",
         http_port=settings.port if http else None,
         websocket_port=settings.websocket_port if socket else None,
         database=settings.database_url.split("://", 1)[0],
         authentication=settings.authentication_method,
+        queue_role=role if jobs else None,
     )
     try:
+        if runtime is not None:
+            await runtime.start()
         await _run_servers(servers)
     finally:
+        if runtime is not None:
+            await runtime.stop()
         await db.dispose_engine()
         log.info("decabill.stopped")
 
@@ -94,7 +119,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 def cmd_socket(_args: argparse.Namespace) -> None:
     settings = _load_settings()
-    asyncio.run(_serve(settings, http=False, socket=True))
+    asyncio.run(_serve(settings, http=False, socket=True, jobs=False, role="api"))
+
+
+def cmd_worker(_args: argparse.Namespace) -> None:
+    settings = _load_settings()
+    asyncio.run(_serve(settings, http=False, socket=False, role="worker"))
 
 
 def cmd_migrate(_args: argparse.Namespace) -> None:
@@ -142,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     socket = sub.add_parser("socket", help="serve only the Socket.IO dashboard gateway (WEBSOCKET_PORT)")
     socket.set_defaults(func=cmd_socket)
+
+    worker = sub.add_parser("worker", help="consume background jobs from Redis (the same as QUEUE_ROLE=worker decabill serve)")
+    worker.set_defaults(func=cmd_worker)
 
     migrate = sub.add_parser("migrate", help="upgrade the database schema to the newest revision")
     migrate.set_defaults(func=cmd_migrate)

@@ -150,6 +150,25 @@ class Settings(BaseSettings):
     reminder_scheduler_batch_size: int = Field(100, alias="REMINDER_SCHEDULER_BATCH_SIZE")
     reminder_days: int = Field(3, alias="REMINDER_DAYS")
 
+    # --- payments (decabill/payments) -----------------------------------------------------------
+    stripe_secret_key: str | None = Field(None, alias="STRIPE_SECRET_KEY")
+    stripe_webhook_secret: str | None = Field(None, alias="STRIPE_WEBHOOK_SECRET")
+    stripe_api_base: str | None = Field(None, alias="STRIPE_API_BASE")
+    stripe_max_network_retries: int = Field(2, alias="STRIPE_MAX_NETWORK_RETRIES", ge=0, le=10)
+    stripe_timeout_seconds: float = Field(30, alias="STRIPE_TIMEOUT_SECONDS", gt=0)
+    stripe_checkout_success_url: str | None = Field(None, alias="STRIPE_CHECKOUT_SUCCESS_URL")
+    stripe_checkout_cancel_url: str | None = Field(None, alias="STRIPE_CHECKOUT_CANCEL_URL")
+    billing_frontend_url: str | None = Field(None, alias="BILLING_FRONTEND_URL")
+    tenant_frontend_urls_raw: str | None = Field(None, alias="TENANT_FRONTEND_URLS")
+
+    @field_validator(
+        "stripe_secret_key", "stripe_webhook_secret", "stripe_api_base", "stripe_checkout_success_url",
+        "stripe_checkout_cancel_url", "billing_frontend_url", "tenant_frontend_urls_raw",
+    )
+    @classmethod
+    def _blank_payment_setting_is_unset(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None
+
     @field_validator(
         "billing_issuer_name", "billing_issuer_vat_id", "billing_issuer_address_line1", "billing_issuer_postal_code",
         "billing_issuer_city", "billing_issuer_email", "billing_issuer_bank", "billing_issuer_iban", "billing_issuer_bic",
@@ -339,6 +358,18 @@ class Settings(BaseSettings):
     @property
     def billing_skip_file_cache(self) -> bool:
         return self.billing_skip_file_cache_raw.strip().lower() == "true"
+
+    @property
+    def tenant_frontend_urls(self) -> dict[str, str]:
+        """TENANT_FRONTEND_URLS (`tenant=url,tenant2=url2`): malformed segments skipped, trailing slashes
+        stripped (behavior.md part B §6.2)."""
+        urls: dict[str, str] = {}
+        for segment in _split_csv(self.tenant_frontend_urls_raw):
+            tenant, sep, url = segment.partition("=")
+            tenant, url = tenant.strip(), url.strip().rstrip("/")
+            if sep and tenant and url:
+                urls[tenant] = url
+        return urls
 
     @property
     def billing_issuer_missing(self) -> list[str]:

@@ -29,6 +29,14 @@ def _schemas() -> dict[str, dict]:
 def _resolve(schema: dict) -> dict:
     while "$ref" in schema:
         schema = _schemas()[schema["$ref"].rsplit("/", 1)[-1]]
+    if "allOf" in schema:  # `A + {extra properties}` (e.g. AdminInvoiceListItem): one merged object schema
+        merged: dict = {"type": "object", "properties": {}, "required": []}
+        for part in schema["allOf"]:
+            part = _resolve(part)
+            merged["properties"].update(part.get("properties", {}))
+            merged["required"] += part.get("required", [])
+        merged["nullable"] = schema.get("nullable", False)
+        return merged
     return schema
 
 

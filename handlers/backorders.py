@@ -1,19 +1,21 @@
-"""Backorders: /backorders.
+"""Backorders: /backorders."""
 
-Not available yet: every operation answers 501 until the subscriptions capability lands."""
+import uuid
 
-from decabill.errors import CapabilityNotAvailable
-
-CAPABILITY = "Subscriptions"
-
-
-async def list_backorders(**_kwargs):
-    raise CapabilityNotAvailable(CAPABILITY)
+from decabill.subscriptions import backorders
+from handlers._http import dump, dump_list, principal
 
 
-async def retry_backorder(**_kwargs):
-    raise CapabilityNotAvailable(CAPABILITY)
+async def list_backorders(token_info: dict, limit: int = 10, offset: int = 0):
+    found = await backorders.list_backorders(principal(token_info), limit, offset)
+    return dump_list(found, "BackorderResponse"), 200
 
 
-async def cancel_backorder(**_kwargs):
-    raise CapabilityNotAvailable(CAPABILITY)
+async def retry_backorder(id_: str, token_info: dict, body: dict | None = None):
+    retried = await backorders.retry_backorder(principal(token_info), uuid.UUID(id_))
+    return dump(retried, "BackorderResponse"), 200
+
+
+async def cancel_backorder(id_: str, token_info: dict, body: dict | None = None):
+    cancelled = await backorders.cancel_backorder(principal(token_info), uuid.UUID(id_))
+    return dump(cancelled, "BackorderResponse"), 200

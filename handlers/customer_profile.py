@@ -1,15 +1,19 @@
-"""The caller's billing profile: /customer-profile.
+"""The caller's billing profile: /customer-profile."""
 
-Not available yet: every operation answers 501 until the subscriptions capability lands."""
+import inflection
+from connexion.lifecycle import ConnexionResponse
 
-from decabill.errors import CapabilityNotAvailable
-
-CAPABILITY = "Subscriptions"
-
-
-async def get_customer_profile(**_kwargs):
-    raise CapabilityNotAvailable(CAPABILITY)
+from decabill.customers import service as customers
+from handlers._http import dump, principal
 
 
-async def update_customer_profile(**_kwargs):
-    raise CapabilityNotAvailable(CAPABILITY)
+async def get_customer_profile(token_info: dict):
+    profile = await customers.get_own_profile(principal(token_info))
+    if profile is None:  # no profile yet: the JSON value null (documented in the spec)
+        return ConnexionResponse(status_code=200, content_type="application/json", body=b"null")
+    return dump(profile, "CustomerProfileResponse"), 200
+
+
+async def update_customer_profile(body: dict, token_info: dict):
+    fields = {inflection.underscore(name): value for name, value in body.items()}
+    return dump(await customers.update_own_profile(principal(token_info), **fields), "CustomerProfileResponse"), 200

@@ -1,51 +1,72 @@
-"""Customer invoices: /invoices.
+"""Customer invoices: /invoices (PDFs are answered as `application/pdf` attachments)."""
 
-Not available yet: every operation answers 501 until the invoicing capability lands."""
+import uuid
 
-from decabill.errors import CapabilityNotAvailable
+from connexion.lifecycle import ConnexionResponse
 
-CAPABILITY = "Invoicing"
-
-
-async def get_invoices_summary(**_kwargs):
-    raise CapabilityNotAvailable(CAPABILITY)
+from decabill.invoicing import service as invoicing
+from decabill.invoicing.documents import Pdf
+from handlers._http import admin_only, dump, dump_list, principal
 
 
-async def list_open_overdue_invoices(**_kwargs):
-    raise CapabilityNotAvailable(CAPABILITY)
+def _pdf(document: Pdf) -> ConnexionResponse:
+    return ConnexionResponse(status_code=200, body=document.content, mimetype="application/pdf",
+                             content_type="application/pdf",
+                             headers={"Content-Disposition": f'attachment; filename="{document.filename}"'})
 
 
-async def get_invoice_details_by_ref(**_kwargs):
-    raise CapabilityNotAvailable(CAPABILITY)
+async def get_invoices_summary(token_info: dict):
+    summary = await invoicing.get_summary(principal(token_info))
+    return dump(summary, "InvoicesSummaryResponse"), 200
 
 
-async def download_invoice_pdf_by_ref(**_kwargs):
-    raise CapabilityNotAvailable(CAPABILITY)
+async def list_open_overdue_invoices(token_info: dict):
+    found = await invoicing.list_open_overdue(principal(token_info))
+    return dump_list(found, "InvoiceResponse"), 200
 
 
-async def download_invoice_void_document_pdf_by_ref(**_kwargs):
-    raise CapabilityNotAvailable(CAPABILITY)
+async def get_invoice_details_by_ref(invoice_ref_id: str, token_info: dict):
+    found = await invoicing.get_invoice_by_ref(principal(token_info), uuid.UUID(invoice_ref_id))
+    return dump(found, "InvoiceDetailResponse"), 200
 
 
-async def list_invoices(**_kwargs):
-    raise CapabilityNotAvailable(CAPABILITY)
+async def download_invoice_pdf_by_ref(invoice_ref_id: str, token_info: dict):
+    return _pdf(await invoicing.pdf_by_ref(principal(token_info), uuid.UUID(invoice_ref_id)))
 
 
-async def create_invoice(**_kwargs):
-    raise CapabilityNotAvailable(CAPABILITY)
+async def download_invoice_void_document_pdf_by_ref(invoice_ref_id: str, token_info: dict):
+    return _pdf(await invoicing.pdf_by_ref(principal(token_info), uuid.UUID(invoice_ref_id), credit_note=True))
 
 
-async def get_invoice_details(**_kwargs):
-    raise CapabilityNotAvailable(CAPABILITY)
+async def list_invoices(subscription_id: str, token_info: dict):
+    found = await invoicing.list_invoices(principal(token_info), uuid.UUID(subscription_id))
+    return dump_list(found, "InvoiceResponse"), 200
 
 
-async def download_invoice_pdf(**_kwargs):
-    raise CapabilityNotAvailable(CAPABILITY)
+@admin_only
+async def create_invoice(subscription_id: str, token_info: dict, body: dict | bytes | None = None):
+    # The body is optional; sent without a JSON content type, Connexion hands over its raw bytes.
+    description = body.get("description") if isinstance(body, dict) else None
+    created = await invoicing.create_invoice(principal(token_info), uuid.UUID(subscription_id), description)
+    return dump(created, "CreateInvoiceResponse"), 200
 
 
-async def download_invoice_void_document_pdf(**_kwargs):
-    raise CapabilityNotAvailable(CAPABILITY)
+async def get_invoice_details(subscription_id: str, invoice_ref_id: str, token_info: dict):
+    found = await invoicing.get_invoice(principal(token_info), uuid.UUID(subscription_id), uuid.UUID(invoice_ref_id))
+    return dump(found, "InvoiceDetailResponse"), 200
 
 
-async def void_invoice(**_kwargs):
-    raise CapabilityNotAvailable(CAPABILITY)
+async def download_invoice_pdf(subscription_id: str, invoice_ref_id: str, token_info: dict):
+    return _pdf(await invoicing.pdf_of_subscription(principal(token_info), uuid.UUID(subscription_id),
+                                                    uuid.UUID(invoice_ref_id)))
+
+
+async def download_invoice_void_document_pdf(subscription_id: str, invoice_ref_id: str, token_info: dict):
+    return _pdf(await invoicing.pdf_of_subscription(principal(token_info), uuid.UUID(subscription_id),
+                                                    uuid.UUID(invoice_ref_id), credit_note=True))
+
+
+@admin_only
+async def void_invoice(subscription_id: str, invoice_ref_id: str, token_info: dict):
+    voided = await invoicing.void_invoice(principal(token_info), uuid.UUID(subscription_id), uuid.UUID(invoice_ref_id))
+    return dump(voided, "InvoiceResponse"), 200

@@ -3,3 +3,20 @@
 
 from models.identity import User  # noqa: F401
 from models.catalog import AvailabilitySnapshot, ServicePlan, ServiceType  # noqa: F401
+from models.customers import CustomerProfile  # noqa: F401
+from models.jobs import JobLease, NumberSequence  # noqa: F401
+from models.subscriptions import (  # noqa: F401
+    Backorder,
+    OpenPosition,
+    ReservedHostname,
+    Subscription,
+    SubscriptionItem,
+)
+from models.invoicing import (  # noqa: F401
+    Invoice,
+    InvoiceAuditLog,
+    InvoiceLine,
+    MailDelivery,
+    UsageRecord,
+)
+from models.payments import PaymentAttempt, PaymentWebhookEvent  # noqa: F401

@@ -26,26 +26,7 @@ from spec import OPENAPI_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
 
-NOT_YET_AVAILABLE = {
-    # Subscriptions
-    "listSubscriptions", "createSubscription", "getSubscription", "cancelSubscription", "resumeSubscription",
-    "listSubscriptionItems", "getSubscriptionItemServerInfo", "startSubscriptionItemServer",
-    "stopSubscriptionItemServer", "restartSubscriptionItemServer", "listBackorders", "retryBackorder",
-    "cancelBackorder", "getCustomerProfile", "updateCustomerProfile",
-    # Invoicing
-    "getInvoicesSummary", "listOpenOverdueInvoices", "getInvoiceDetailsByRef", "downloadInvoicePdfByRef",
-    "downloadInvoiceVoidDocumentPdfByRef", "listInvoices", "createInvoice", "getInvoiceDetails", "downloadInvoicePdf",
-    "downloadInvoiceVoidDocumentPdf", "voidInvoice", "getUsageSummary", "recordUsage",
-    # Payments
-    "initiateInvoicePaymentByRef", "initiateInvoicePayment", "stripePaymentWebhook",
-    # Admin billing
-    "getAdminBillingSummary", "adminBillNow", "listAdminInvoices", "listAdminOpenOverdueInvoices", "createManualInvoice",
-    "getAdminInvoiceDetail", "updateManualInvoice", "deleteManualInvoice", "issueManualInvoice", "downloadAdminInvoicePdf",
-    "downloadAdminInvoiceVoidDocumentPdf", "listAdminCustomerProfiles", "createAdminCustomerProfile",
-    "getAdminCustomerProfile", "updateAdminCustomerProfile", "deleteAdminCustomerProfile", "adminVoidInvoice",
-    "adminMarkInvoicePaid", "adminMarkInvoiceUnpaid", "listAdminInvoiceAuditLogs", "getAdminBillingStatisticsSummary",
-    "getAdminBillingStatisticsByProduct",
-}
+NOT_YET_AVAILABLE: set[str] = set()  # every area has landed
 
 
 def _operations() -> dict[str, tuple[str, str, str]]:

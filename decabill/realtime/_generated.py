@@ -236,7 +236,12 @@ class ConnectionHooks(Protocol):
 
 
 class Emitter:
-    """Sends the events the client receives (``action: receive``) to one socket."""
+    """Sends the events the client receives (``action: receive``) to one socket.
+
+    A socket connected to this process is served directly; any other sid goes
+    through the server's client manager (with ``AsyncRedisManager``: published
+    to the other processes, one of which has the socket).
+    """
 
     def __init__(
         self,
@@ -262,7 +267,10 @@ class Emitter:
             problem = payload_problem(event, payload)
             if problem is not None:
                 raise OutboundPayloadError(f"{event}: {problem}")
-        await self.sio.emit(event, payload, to=to, namespace=self.namespace)
+        local = self.sio.manager.is_connected(to, self.namespace)
+        await self.sio.emit(
+            event, payload, to=to, namespace=self.namespace, ignore_queue=local
+        )
 
 
 def register(

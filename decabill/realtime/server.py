@@ -1,18 +1,28 @@
 """The Socket.IO listener (WEBSOCKET_PORT, namespace WEBSOCKET_NAMESPACE).
 
-Handshake authentication works exactly like HTTP: the same `authenticate()` with the same tenant
-rules. Several processes share one namespace through Redis when REDIS_URL is set.
+`create_socket_server` builds the `AsyncServer` and registers the dashboard gateway on it through the
+generated bindings (`register()` of `decabill/realtime/_generated.py`): payload validation, the
+`error` event for bad input, and — with DECABILL_VALIDATE_RESPONSES (on in the tests) — validation of
+every outbound payload against spec/asyncapi.yaml. Handshake authentication works exactly like HTTP
+(`decabill.realtime.handlers.authenticate_handshake`). With REDIS_URL (or REDIS_HOST) set, several
+processes serve one namespace through `AsyncRedisManager` on the channel `<REDIS_KEY_PREFIX>:socketio`.
 """
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
 
 import socketio
 import structlog
 
 from decabill.config import Settings
-from decabill.errors import DecabillError
-from decabill.identity.auth import Principal, authenticate
-from decabill.tenancy import bound_tenant, resolve_tenant
+from decabill.realtime.handlers import DashboardGateway, authenticate_handshake
+from decabill.realtime.polling import Clock
+
+__all__ = [
+    "authenticate_handshake", "close_socket_server", "create_socket_app", "create_socket_server", "redis_channel",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -22,34 +32,37 @@ def _cors(settings: Settings) -> str | list[str]:
     return "*" if not origins or "*" in origins else origins
 
 
-async def authenticate_handshake(settings: Settings, environ: dict, auth: dict | None) -> Principal:
-    """Tenant from `X-Tenant` or `auth.tenantId`; credentials from `Authorization` or `auth.Authorization`."""
-    auth = auth if isinstance(auth, dict) else {}
-    try:
-        tenant = resolve_tenant(environ.get("HTTP_X_TENANT") or auth.get("tenantId"), settings.tenants)
-    except DecabillError:
-        raise socketio.exceptions.ConnectionRefusedError("Invalid tenant") from None
-    credentials = environ.get("HTTP_AUTHORIZATION") or auth.get("Authorization") or auth.get("authorization")
-    with bound_tenant(tenant):
-        try:
-            return await authenticate(credentials if isinstance(credentials, str) else None)
-        except DecabillError:
-            raise socketio.exceptions.ConnectionRefusedError("Unauthorized") from None
+def redis_channel(settings: Settings) -> str:
+    return f"{settings.redis_key_prefix}:socketio"
 
 
-def create_socket_server(settings: Settings) -> socketio.AsyncServer:
-    manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
+def create_socket_server(settings: Settings, *, clock: Clock | None = None) -> tuple[socketio.AsyncServer,
+                                                                                      DashboardGateway]:
+    manager = (socketio.AsyncRedisManager(settings.redis_url, channel=redis_channel(settings))
+               if settings.redis_url else None)
     sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=_cors(settings), client_manager=manager)
-    namespace = "/" + settings.websocket_namespace
+    return sio, DashboardGateway(sio, settings, clock=clock)
 
-    @sio.on("connect", namespace=namespace)
-    async def connect(sid, environ, auth=None):
-        principal = await authenticate_handshake(settings, environ, auth)
-        await sio.save_session(sid, {"principal": principal}, namespace=namespace)
-        log.info("socket.connected", sid=sid, tenant=principal.tenant, method=principal.method)
 
-    return sio
+async def close_socket_server(sio: socketio.AsyncServer, gateway: DashboardGateway) -> None:
+    """Stop the pollers, the Redis listener (if any) and the server's background tasks."""
+    await gateway.close()
+    listener = getattr(sio.manager, "thread", None)
+    if isinstance(listener, asyncio.Task) and not listener.done():
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+    for connection in (getattr(sio.manager, "pubsub", None), getattr(sio.manager, "redis", None)):
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.aclose()
+    await sio.shutdown()
 
 
 def create_socket_app(settings: Settings) -> socketio.ASGIApp:
-    return socketio.ASGIApp(create_socket_server(settings))
+    sio, gateway = create_socket_server(settings)
+
+    async def shutdown() -> None:
+        await close_socket_server(sio, gateway)
+        log.info("socket.stopped")
+
+    return socketio.ASGIApp(sio, on_shutdown=shutdown)

@@ -1,0 +1,124 @@
+"""Admin bill-now (behavior.md part B §2.6): invoice open positions at once, regardless of billing days.
+
+The request answers `{queued, requestId, userCount}` immediately; the billing runs on the job layer:
+
+    POST /admin/billing/bill-now ──▶ admin.bill_now (coordinator: who has something unbilled *now*)
+                                        └──▶ admin.bill_now_user, one per user ──▶ invoicing.billing.bill_user
+
+* The per-user work is the billing day's own unit, `decabill.invoicing.billing.bill_user` — one
+  transaction under the user's billing lock that claims what is unbilled, invoices and issues it. A
+  bill-now unit and a billing-day unit for the same user at the same moment therefore bill once: the
+  second finds the lock taken (PostgreSQL) or, after the first committed, nothing left unbilled.
+* `userId` given: that user of the tenant (400 `User not found` otherwise), userCount 1. Omitted: every
+  user of the tenant with unbilled open positions or usage, counted at request time and resolved again
+  when the coordinator runs. Users with nothing billable are skipped without an entry.
+* Audit: the request itself (`invoice.bill_now_request`, no invoice); per invoice made,
+  `invoice.bill_now` "Admin bill-now created invoice" in the invoice's own transaction; a failing user
+  `invoice.bill_now` level `error` "Admin bill-now failed for user" (no invoice). Context of all:
+  triggeredBy (the admin), scope (`user` | `all`), requestId; and the entries of the run carry the
+  bill-now requestId as their request id, so the whole run is found under it.
+* Needs an admin *user* (the static API key → 400 `User not authenticated`).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import structlog
+from sqlalchemy import func, select, union
+
+from decabill import db
+from decabill.admin.errors import BillNowUserNotFound
+from decabill.admin.views import BillNowView
+from decabill.errors import ServiceUnavailable
+from decabill.identity.auth import Principal
+from decabill.invoicing import billing, states
+from decabill.invoicing.billing import BillingResult
+from decabill.invoicing.states import Actor
+from decabill.tenancy import current_tenant
+from models.identity import User
+from models.invoicing import UsageRecord
+from models.subscriptions import OpenPosition
+
+log = structlog.get_logger("decabill.admin")
+
+SCOPE_USER = "user"
+SCOPE_ALL = "all"
+
+
+def _with_unbilled():
+    tenant = current_tenant()
+    positions = select(OpenPosition.user_id.label("user_id")).where(OpenPosition.tenant_id == tenant,
+                                                                    OpenPosition.invoice_id.is_(None))
+    usage = select(UsageRecord.user_id.label("user_id")).where(UsageRecord.tenant_id == tenant,
+                                                               UsageRecord.invoice_id.is_(None), UsageRecord.amount > 0)
+    return union(positions, usage).subquery()
+
+
+async def users_with_unbilled() -> list[uuid.UUID]:
+    """Every user of the tenant with unbilled open positions or usage, oldest account first."""
+    unbilled = _with_unbilled()
+    async with db.transaction() as session:
+        query = (select(User.id).where(User.tenant_id == current_tenant(), User.id.in_(select(unbilled.c.user_id)))
+                 .order_by(User.created_at, User.id))
+        return list((await session.execute(query)).scalars())
+
+
+async def request_bill_now(principal: Principal, user_id: uuid.UUID | None = None) -> BillNowView:
+    admin_id = principal.require_user_id()
+    request_id = uuid.uuid4()
+    scope = SCOPE_USER if user_id is not None else SCOPE_ALL
+    async with db.transaction() as session:
+        if user_id is not None:
+            found = (await session.execute(select(User.id).where(User.tenant_id == current_tenant(),
+                                                                 User.id == user_id))).scalar_one_or_none()
+            if found is None:
+                raise BillNowUserNotFound()
+            count = 1
+        else:
+            unbilled = _with_unbilled()
+            count = (await session.execute(select(func.count()).select_from(
+                select(User.id).where(User.tenant_id == current_tenant(), User.id.in_(select(unbilled.c.user_id)))
+                .subquery()))).scalar_one()
+        await states.audit_unbound(session, user_id=user_id, process="invoice.bill_now_request",
+                                   message="Admin requested bill-now", actor=Actor.of(principal),
+                                   context={"triggeredBy": admin_id, "scope": scope, "requestId": request_id,
+                                            "userId": user_id, "userCount": count})
+    from decabill.admin import tasks
+    from decabill.jobs.queue import enqueue
+
+    try:
+        await enqueue(tasks.bill_now, current_tenant(), str(request_id), str(admin_id), scope,
+                      str(user_id) if user_id else None)
+    except Exception as exc:  # the queue (Redis) is down: say so instead of a bare 500
+        log.error("admin.bill_now_enqueue_failed", request_id=str(request_id), error=str(exc))
+        raise ServiceUnavailable("The billing queue is not available; please try again") from exc
+    return BillNowView(queued=True, request_id=request_id, user_count=int(count))
+
+
+async def target_users(scope: str, user_id: uuid.UUID | None) -> list[uuid.UUID]:
+    """The coordinator's targets, resolved when it runs."""
+    if scope == SCOPE_USER and user_id is not None:
+        return [user_id]
+    return await users_with_unbilled()
+
+
+async def bill_now_user(user_id: uuid.UUID, *, request_id: uuid.UUID, admin_id: uuid.UUID, scope: str) -> str:
+    """The bill-now unit: the billing day's `bill_user` for one user, with the bill-now entries in its
+    transaction. Returns `billed`, `nothing` or `busy` (another unit is billing that user right now)."""
+    actor = Actor("admin", admin_id)
+    context = {"triggeredBy": admin_id, "scope": scope, "requestId": request_id}
+    with structlog.contextvars.bound_contextvars(request_id=str(request_id)):
+        try:
+            async with db.transaction() as session:
+                result: BillingResult = await billing.bill_user(user_id, actor=actor)
+                for invoice in result.invoices:
+                    await states.audit(session, invoice, "invoice.bill_now", "Admin bill-now created invoice",
+                                       actor=actor, context=context)
+        except Exception as exc:
+            async with db.transaction() as session:
+                await states.audit_unbound(session, user_id=user_id, process="invoice.bill_now", level="error",
+                                           message="Admin bill-now failed for user", actor=actor,
+                                           context={**context, "error": str(exc)[:300]})
+            raise
+    return result.status

@@ -1,0 +1,215 @@
+"""Manual invoices (behavior.md part B §7.3, §3.3–§3.4): an admin drafts an invoice for a user of the
+tenant, edits or deletes the draft, and issues it. Making lines and totals, issuing (gapless number, seller
+and buyer copied, PDF with its EN 16931 XML, the "invoice issued" mail) and the audit trail are the
+invoicing area's (`decabill.invoicing.invoices`, `.states`); this module adds the admin's rules and entries.
+
+* Create: user of the tenant (404 `User not found`), optional subscription of the tenant (404
+  `Subscription with ID <id> not found`) that must be that user's (400 `Subscription does not belong to
+  user`). The lines of a draft tied to a subscription are that subscription's (turnover per plan counts
+  them). Currency: the one sent (an ISO 4217 code), else the subscription's, else BILLING_CURRENCY.
+  No customer profile is needed yet. Audit: `invoice.create` + `invoice.manual_create`.
+* Update: replaces every line of a DRAFT (400 `Only draft invoices can be modified` otherwise); owner,
+  subscription and currency stay. Audit `invoice.manual_update`.
+* Delete: drafts only (same 400); positions it was made of become unbilled again. Audit
+  `invoice.manual_delete` (the entries outlive the invoice).
+* Issue: drafts only (same 400); the owner's customer profile must be complete (400 `Customer profile
+  must be complete before issuing invoice`); due `dueInDays` days after the issue day (default 14).
+  Audit `invoice.issue` + `invoice.manual_issue`.
+* Each of them needs an admin *user*: the static API key has no user to record as the actor (400 `User
+  not authenticated`, as the reference).
+
+Input rules beyond the spec (400): description 1..500 characters; quantity above 0 (at least 0.0001) and
+below 1 000 000, unit price between −10^8 and 10^8, both with at most 4 decimal places (stored exactly,
+never rounded silently), quantity × price below 10^9 per line, at most 100 lines.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import pycountry
+
+from decabill import db
+from decabill.admin import invoices as admin_invoices
+from decabill.admin.errors import OnlyDraftsCanBeModified, SubscriptionOfAnotherUser
+from decabill.admin.views import AdminInvoiceView
+from decabill.catalog.validation import text
+from decabill.config import get_settings
+from decabill.customers.service import find_profile
+from decabill.errors import BadRequest
+from decabill.identity.auth import Principal
+from decabill.identity.service import UserNotFound
+from decabill.invoicing import invoices, states
+from decabill.invoicing.errors import ProfileIncompleteForInvoice
+from decabill.invoicing.invoices import DEFAULT_DUE_IN_DAYS, LineInput
+from decabill.invoicing.states import Actor
+from decabill.subscriptions.errors import SubscriptionNotFound
+from models.identity import User
+from models.invoicing import Invoice, InvoiceOrigin, InvoiceStatus, TaxCategory
+from models.subscriptions import Subscription
+
+MAX_LINES = 100
+MAX_QUANTITY = Decimal("1000000")
+MAX_UNIT_PRICE = Decimal("100000000")
+MAX_LINE_AMOUNT = Decimal("1000000000")
+MAX_DUE_IN_DAYS = 3650
+QUANTUM = Decimal("0.0001")
+
+
+# --- input -------------------------------------------------------------------------------------------------
+
+
+def _number(value: Any, label: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadRequest(f"{label} must be a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadRequest(f"{label} must be a number")
+    try:
+        number = Decimal(str(value))  # the decimal the client wrote, not the float's binary noise
+    except InvalidOperation:
+        raise BadRequest(f"{label} must be a number") from None
+    if abs(number) >= MAX_UNIT_PRICE:
+        raise BadRequest(f"{label} must be between -{MAX_UNIT_PRICE} and {MAX_UNIT_PRICE}")
+    if number != number.quantize(QUANTUM):
+        raise BadRequest(f"{label} must have at most 4 decimal places")
+    return number
+
+
+def parse_lines(items: list[dict[str, Any]]) -> list[LineInput]:
+    if not items:
+        raise BadRequest("At least one line item is required")
+    if len(items) > MAX_LINES:
+        raise BadRequest(f"At most {MAX_LINES} line items are allowed")
+    lines, problems = [], []
+    for item in items:
+        try:
+            description = text(item["description"], "Description", max_length=500, required=True).strip()
+            quantity = _number(item["quantity"], "Quantity")
+            if quantity < QUANTUM:
+                raise BadRequest("Quantity must be greater than zero")
+            if quantity >= MAX_QUANTITY:
+                raise BadRequest(f"Quantity must be less than {MAX_QUANTITY}")
+            price = _number(item["unitPriceNet"], "Unit price")
+            if abs(quantity * price) >= MAX_LINE_AMOUNT:
+                raise BadRequest(f"Line amount (quantity × unit price) must be less than {MAX_LINE_AMOUNT}")
+            category = item.get("taxCategory") or TaxCategory.STANDARD  # enum checked by the spec
+            lines.append(LineInput(description=description, quantity=quantity, unit_price_net=price,
+                                   tax_category=category))
+        except BadRequest as exc:
+            if exc.message not in problems:
+                problems.append(exc.message)
+    if problems:
+        raise BadRequest("; ".join(problems))
+    return lines
+
+
+def parse_currency(value: str | None) -> str | None:
+    if value is None:
+        return None
+    code = value.strip().upper()
+    if len(code) != 3 or pycountry.currencies.get(alpha_3=code) is None:
+        raise BadRequest("Currency must be an ISO 4217 code")
+    return code
+
+
+def _due_in_days(value: int | None) -> int:
+    if value is None:
+        return DEFAULT_DUE_IN_DAYS
+    if value < 1:
+        raise BadRequest("Due in days must be at least 1")
+    if value > MAX_DUE_IN_DAYS:
+        raise BadRequest(f"Due in days must be at most {MAX_DUE_IN_DAYS}")
+    return value
+
+
+# --- operations ---------------------------------------------------------------------------------------------
+
+
+async def _draft(invoice_id: uuid.UUID) -> Invoice:
+    invoice = await admin_invoices.locked_invoice(invoice_id)
+    if invoice.status != InvoiceStatus.DRAFT:
+        raise OnlyDraftsCanBeModified()
+    return invoice
+
+
+async def create_manual_invoice(principal: Principal, *, user_id: uuid.UUID, line_items: list[dict[str, Any]],
+                                subscription_id: uuid.UUID | None = None, currency: str | None = None
+                                ) -> AdminInvoiceView:
+    admin_id = principal.require_user_id()
+    lines = parse_lines(line_items)
+    currency = parse_currency(currency)
+    async with db.transaction() as session:
+        user = (await session.execute(db.scoped(User).where(User.id == user_id))).scalar_one_or_none()
+        if user is None:
+            raise UserNotFound()
+        subscription = None
+        if subscription_id is not None:
+            query = db.scoped(Subscription).where(Subscription.id == subscription_id)
+            subscription = (await session.execute(query)).scalar_one_or_none()
+            if subscription is None:
+                raise SubscriptionNotFound(subscription_id)
+            if subscription.user_id != user_id:
+                raise SubscriptionOfAnotherUser()
+            lines = [LineInput(description=line.description, quantity=line.quantity,
+                               unit_price_net=line.unit_price_net, tax_category=line.tax_category,
+                               subscription_id=subscription.id) for line in lines]
+        actor = Actor.of(principal)
+        invoice = await invoices.create_draft(
+            session, user_id=user_id, lines=lines, actor=actor, subscription_id=subscription_id,
+            origin=InvoiceOrigin.MANUAL,
+            currency=currency or (subscription.currency if subscription else get_settings().billing_currency),
+            order_reference=subscription.number if subscription else None)
+        await states.audit(session, invoice, "invoice.manual_create", "Admin created manual invoice draft", actor=actor,
+                           after=invoice.status, context={"adminUserId": admin_id, "subscriptionId": subscription_id,
+                                                          "totalGross": invoice.total_gross,
+                                                          "currency": invoice.currency})
+        return await admin_invoices.detail_view(invoice)
+
+
+async def update_manual_invoice(principal: Principal, invoice_id: uuid.UUID, line_items: list[dict[str, Any]]
+                                ) -> AdminInvoiceView:
+    admin_id = principal.require_user_id()
+    lines = parse_lines(line_items)
+    async with db.transaction() as session:
+        invoice = await _draft(invoice_id)
+        if invoice.subscription_id is not None:
+            lines = [LineInput(description=line.description, quantity=line.quantity,
+                               unit_price_net=line.unit_price_net, tax_category=line.tax_category,
+                               subscription_id=invoice.subscription_id) for line in lines]
+        before = invoice.total_gross
+        await invoices.replace_lines(session, invoice, lines)
+        await states.audit(session, invoice, "invoice.manual_update", "Admin updated manual invoice draft",
+                           actor=Actor.of(principal), before=invoice.status, after=invoice.status,
+                           context={"adminUserId": admin_id, "previousTotalGross": before,
+                                    "totalGross": invoice.total_gross, "lineCount": len(lines)})
+        return await admin_invoices.detail_view(invoice)
+
+
+async def delete_manual_invoice(principal: Principal, invoice_id: uuid.UUID) -> None:
+    admin_id = principal.require_user_id()
+    async with db.transaction() as session:
+        invoice = await _draft(invoice_id)
+        await states.audit(session, invoice, "invoice.manual_delete", "Admin deleted manual invoice draft",
+                           actor=Actor.of(principal), before=invoice.status, after="deleted",
+                           context={"adminUserId": admin_id, "totalGross": invoice.total_gross})
+        await invoices.delete_draft(session, invoice)
+
+
+async def issue_manual_invoice(principal: Principal, invoice_id: uuid.UUID, due_in_days: int | None = None
+                               ) -> AdminInvoiceView:
+    admin_id = principal.require_user_id()
+    days = _due_in_days(due_in_days)
+    async with db.transaction() as session:
+        invoice = await _draft(invoice_id)
+        profile = await find_profile(invoice.user_id)
+        if profile is None or not profile.is_complete:
+            raise ProfileIncompleteForInvoice()
+        actor = Actor.of(principal)
+        await invoices.issue(session, invoice, actor=actor, due_in_days=days)
+        await states.audit(session, invoice, "invoice.manual_issue", "Admin issued manual invoice draft", actor=actor,
+                           after=invoice.status, context={"adminUserId": admin_id, "dueInDays": days,
+                                                          "invoiceNumber": invoice.invoice_number})
+        return await admin_invoices.detail_view(invoice)

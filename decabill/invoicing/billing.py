@@ -1,0 +1,246 @@
+"""The billing day (behavior.md part B §1–§2, decisions D7, D8, D10) and `createInvoice`'s immediate charge.
+
+Billing day of a user: `billing_day_of_month` when it is 1..28, else the UTC day of registration capped at
+28 (`User.effective_billing_day`). "Today" is the UTC day of month capped at 28, as in the reference — so on
+the 29th–31st the day-28 users are looked at again (harmless: what they had is billed).
+
+`bill_user(user_id)` — the unit of the open-position invoicing job (and of admin bill-now):
+ONE transaction that
+1. takes the user's billing lock (PostgreSQL: a transaction-level advisory *try*-lock — a second unit for
+   the same user at the same moment returns `busy` at once; SQLite: BEGIN IMMEDIATE serialises),
+2. claims the user's unbilled open positions and unbilled usage records (`FOR UPDATE SKIP LOCKED`),
+3. creates ONE invoice per currency (normally exactly one) with a line per position and per usage record,
+4. marks them billed by that invoice (an UPDATE guarded by `invoice_id IS NULL` that must touch every row),
+5. issues the invoice (its number from the gapless counter, D9) and records the "invoice issued" mail,
+and commits — so positions are billed exactly when their invoice exists, once (UNIQUE line →
+position / usage record as the last line of defence). A crash anywhere before the commit leaves
+everything unbilled for the next run; nothing is half-done.
+
+Amounts: a position carries its net amount (fixed by the subscription billing job, D7); a usage record
+its cost from the payload (D8: billed once, here or by `createInvoice`). Lines are quantity 1 at the
+amount rounded to cents, standard tax. Nothing is invoiced when the lines sum to less than 0.01.
+
+`charge_subscription` (`createInvoice`, admin): bills what the subscription accrued since it was last
+billed — the current period from its start up to now (capped at the period end and a cancellation) at
+the subscription's period price, prorated like any period — plus its unbilled usage records, as one
+issued invoice with a single line. Open positions already recorded are not touched. The charged span is
+recorded as a `charge` open position billed by this invoice, and the current period then starts where
+the charge ended, so the subscription billing job later bills only the rest of the period (never the
+same time twice).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+import structlog
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from decabill import db
+from decabill.catalog.service import find_service_plan
+from decabill.documents import round_cents
+from decabill.errors import BadRequest
+from decabill.invoicing import invoices
+from decabill.invoicing.errors import NothingToBill
+from decabill.invoicing.invoices import LineInput
+from decabill.invoicing.states import SYSTEM, Actor
+from decabill.subscriptions.billing import record_position
+from decabill.subscriptions.errors import SubscriptionNotFound
+from decabill.subscriptions.schedule import amount_for
+from decabill.tenancy import current_tenant
+from models.identity import User
+from models.invoicing import Invoice, InvoiceOrigin, UsageRecord
+from models.subscriptions import OpenPosition, Subscription, SubscriptionStatus
+
+log = structlog.get_logger("decabill.invoicing")
+
+MIN_AMOUNT = Decimal("0.01")
+LAST_BILLING_DAY = 28
+
+
+@dataclass(frozen=True)
+class BillingResult:
+    status: str  # billed | nothing | busy
+    invoices: tuple[Invoice, ...] = ()
+
+
+def billing_today(now: dt.datetime) -> int:
+    return min(now.astimezone(dt.timezone.utc).day, LAST_BILLING_DAY)
+
+
+def billing_day(user: User) -> int:
+    """Effective billing day; a stored value outside 1..28 is ignored (behavior.md §2.1)."""
+    stored = user.billing_day_of_month
+    if stored is not None and 1 <= stored <= LAST_BILLING_DAY:
+        return stored
+    return min(user.created_at.astimezone(dt.timezone.utc).day, LAST_BILLING_DAY)
+
+
+def _period_text(start: dt.datetime, end: dt.datetime) -> str:
+    return f"{start.astimezone(dt.timezone.utc):%Y-%m-%d} – {end.astimezone(dt.timezone.utc):%Y-%m-%d}"
+
+
+def _unbilled_positions(user_id: uuid.UUID):
+    return (db.scoped(OpenPosition).where(OpenPosition.user_id == user_id, OpenPosition.invoice_id.is_(None))
+            .order_by(OpenPosition.created_at, OpenPosition.id))
+
+
+def _unbilled_usage(**filters):
+    query = db.scoped(UsageRecord).where(UsageRecord.invoice_id.is_(None), UsageRecord.amount > 0)
+    for name, value in filters.items():
+        query = query.where(getattr(UsageRecord, name) == value)
+    return query.order_by(UsageRecord.created_at, UsageRecord.id)
+
+
+async def users_due(limit: int, *, now: dt.datetime | None = None) -> list[uuid.UUID]:
+    """Users of the tenant whose billing day is today and who have something unbilled."""
+    today = billing_today(now or db.utcnow())
+    async with db.transaction() as session:
+        with_positions = select(OpenPosition.user_id).where(OpenPosition.tenant_id == current_tenant(),
+                                                            OpenPosition.invoice_id.is_(None))
+        with_usage = select(UsageRecord.user_id).where(UsageRecord.tenant_id == current_tenant(),
+                                                       UsageRecord.invoice_id.is_(None), UsageRecord.amount > 0)
+        query = (db.scoped(User).where(User.id.in_(with_positions.union(with_usage).scalar_subquery()))
+                 .order_by(User.created_at, User.id))
+        due = [user.id for user in (await session.execute(query)).scalars() if billing_day(user) == today]
+    return due[:limit] if limit else due
+
+
+async def _try_lock_user(session: AsyncSession, user_id: uuid.UUID) -> bool:
+    if session.bind.dialect.name != "postgresql":
+        return True  # SQLite: BEGIN IMMEDIATE already made this transaction the only writer
+    key = f"invoicing:bill-user:{current_tenant()}:{user_id}"
+    locked = await session.execute(text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+    return bool(locked.scalar_one())
+
+
+async def _mark_billed(session: AsyncSession, model, ids: list[uuid.UUID], invoice_id: uuid.UUID) -> None:
+    if not ids:
+        return
+    result = await session.execute(update(model).where(model.id.in_(ids), model.invoice_id.is_(None))
+                                   .values(invoice_id=invoice_id).execution_options(synchronize_session=False))
+    if result.rowcount != len(ids):  # cannot happen under the locks taken; refuse rather than bill twice
+        raise RuntimeError(f"{model.__tablename__}: {len(ids) - result.rowcount} rows were billed meanwhile")
+
+
+async def _subscriptions(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, Subscription]:
+    if not ids:
+        return {}
+    rows = (await session.execute(db.scoped(Subscription).where(Subscription.id.in_(ids)))).scalars()
+    return {s.id: s for s in rows}
+
+
+async def bill_user(user_id: uuid.UUID, *, now: dt.datetime | None = None, actor: Actor = SYSTEM) -> BillingResult:
+    """Invoice everything the user has unbilled, in one transaction (the open-position invoicing unit)."""
+    now = now or db.utcnow()
+    async with db.transaction() as session:
+        if not await _try_lock_user(session, user_id):
+            return BillingResult("busy")
+        positions = list((await session.execute(db.for_update(_unbilled_positions(user_id), skip_locked=True))
+                          ).scalars())
+        usage = list((await session.execute(db.for_update(_unbilled_usage(user_id=user_id), skip_locked=True))
+                      ).scalars())
+        if not positions and not usage:
+            return BillingResult("nothing")
+        subscriptions = await _subscriptions(session, {p.subscription_id for p in positions}
+                                             | {u.subscription_id for u in usage})
+        groups: dict[str, tuple[list[OpenPosition], list[UsageRecord]]] = {}
+        for position in positions:
+            groups.setdefault(position.currency, ([], []))[0].append(position)
+        for record in usage:
+            groups.setdefault(subscriptions[record.subscription_id].currency, ([], []))[1].append(record)
+        made = []
+        for currency, (group_positions, group_usage) in groups.items():
+            invoice = await _bill_group(session, user_id, currency, group_positions, group_usage, subscriptions,
+                                        actor=actor, now=now)
+            if invoice is not None:
+                made.append(invoice)
+        if not made:
+            return BillingResult("nothing")
+    log.info("invoicing.user_billed", invoices=[i.invoice_number for i in made])
+    return BillingResult("billed", tuple(made))
+
+
+async def _bill_group(session: AsyncSession, user_id: uuid.UUID, currency: str, positions: list[OpenPosition],
+                      usage: list[UsageRecord], subscriptions: dict[uuid.UUID, Subscription], *, actor: Actor,
+                      now: dt.datetime) -> Invoice | None:
+    lines = [
+        LineInput(description=f"{p.description}, {_period_text(p.period_start, p.period_end)}",
+                  unit_price_net=round_cents(p.amount), subscription_id=p.subscription_id, open_position_id=p.id,
+                  period_start=p.period_start, period_end=p.period_end)
+        for p in positions
+    ]
+    for record in usage:
+        number = subscriptions[record.subscription_id].number
+        lines.append(LineInput(description=f"Usage {number}, {_period_text(record.period_start, record.period_end)}",
+                               unit_price_net=round_cents(record.amount), subscription_id=record.subscription_id,
+                               usage_record_id=record.id, period_start=record.period_start,
+                               period_end=record.period_end))
+    if sum((line.unit_price_net for line in lines), Decimal(0)) < MIN_AMOUNT:
+        return None  # worth less than a cent: left for a later run
+    numbers = dict.fromkeys(subscriptions[line.subscription_id].number for line in lines if line.subscription_id)
+    invoice = await invoices.create_draft(
+        session, user_id=user_id, lines=lines, actor=actor, subscription_id=lines[0].subscription_id,
+        origin=InvoiceOrigin.BILLING_RUN, currency=currency, order_reference=", ".join(numbers)[:64] or None, now=now)
+    await _mark_billed(session, OpenPosition, [p.id for p in positions], invoice.id)
+    await _mark_billed(session, UsageRecord, [u.id for u in usage], invoice.id)
+    await invoices.issue(session, invoice, actor=actor, now=now)
+    return invoice
+
+
+# --- createInvoice -----------------------------------------------------------------------------------
+
+
+async def charge_subscription(subscription_id: uuid.UUID, description: str | None, *, actor: Actor,
+                              now: dt.datetime | None = None) -> Invoice:
+    """Bill the subscription's accrued time and unbilled usage now (see the module docstring)."""
+    now = now or db.utcnow()
+    async with db.transaction() as session:
+        query = db.scoped(Subscription).where(Subscription.id == subscription_id)
+        subscription = (await session.execute(db.for_update(query))).scalar_one_or_none()
+        if subscription is None:
+            raise SubscriptionNotFound(subscription_id)
+        start, until = subscription.current_period_start, _charge_until(subscription, now)
+        accrued = Decimal(0)
+        if start is not None and until is not None and until > start:
+            plan = await find_service_plan(subscription.plan_id)
+            accrued = amount_for(plan, subscription.period_price or Decimal(0), start, until)
+        usage = list((await session.execute(
+            db.for_update(_unbilled_usage(subscription_id=subscription_id), skip_locked=True))).scalars())
+        total = round_cents(accrued) + sum((record.amount for record in usage), Decimal(0))
+        if total < MIN_AMOUNT:
+            raise NothingToBill()
+        position = None
+        if round_cents(accrued) > 0:
+            position = await record_position(session, subscription, "charge", start, until, accrued)
+            if position is None:
+                raise BadRequest("This period has just been billed; please try again")
+        spans = [(r.period_start, r.period_end) for r in usage]
+        if position is not None:
+            spans.append((start, until))
+        line = LineInput(description=(description or "").strip() or "Subscription charge", unit_price_net=total,
+                         subscription_id=subscription.id, open_position_id=position.id if position else None,
+                         period_start=min(span[0] for span in spans), period_end=max(span[1] for span in spans))
+        invoice = await invoices.create_draft(session, user_id=subscription.user_id, lines=[line], actor=actor,
+                                              subscription_id=subscription.id,
+                                              origin=InvoiceOrigin.SUBSCRIPTION_CHARGE,
+                                              currency=subscription.currency, order_reference=subscription.number,
+                                              now=now)
+        if position is not None:
+            await _mark_billed(session, OpenPosition, [position.id], invoice.id)
+            subscription.current_period_start = until
+            subscription.touch()
+        await _mark_billed(session, UsageRecord, [record.id for record in usage], invoice.id)
+        await invoices.issue(session, invoice, actor=actor, now=now)
+    return invoice
+
+
+def _charge_until(subscription: Subscription, now: dt.datetime) -> dt.datetime | None:
+    if subscription.status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING_CANCEL):
+        return None
+    candidates = [now, subscription.current_period_end, subscription.cancel_effective_at]
+    return min(c for c in candidates if c is not None)

@@ -1,0 +1,222 @@
+"""Invoice and credit-note PDFs (Factur-X EN 16931, built by `decabill.documents`) and where they are kept
+(behavior.md part B §4, D16).
+
+* The documents are made from what the invoice row holds: its lines, its totals, and the seller and buyer
+  copied onto it when it was issued — not from today's profile or BILLING_ISSUER_* — so a PDF generated
+  again (file lost, BILLING_SKIP_FILE_CACHE=true) says what the first one said. The invoice PDF shows the
+  invoice as issued (amount due = total); what has been paid since is in the API's balance.
+* Files live under BILLING_INVOICE_PDF_STORAGE_PATH (default `<DECABILL_DATA_DIR>/invoices`) at
+  `<tenant>/<subscription id | manual/<user id>>/<invoice id>.pdf` and `...-void.pdf`; a key that would
+  resolve outside that folder is refused. A file is written to a temporary name and renamed, so a reader
+  never sees half a PDF; two concurrent generations just write the same content twice.
+* A file is generated when it is first needed (the issued/void mail, or a download) and read from disk
+  afterwards, unless BILLING_SKIP_FILE_CACHE=true.
+* Rendering (fpdf2 + factur-x, ~0.2 s) runs in a worker thread, outside any database transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from decabill import db
+from decabill.config import get_settings
+from decabill.documents import (
+    ZERO_RATED,
+    InvoiceDocument,
+    Issuer,
+    Party,
+    VoidDocument,
+    breakdown,
+    render_invoice_pdf,
+    render_void_pdf,
+    round_cents,
+    tax_category_code,
+)
+from decabill.documents import InvoiceLine as DocumentLine
+from decabill.documents.money import plain
+from decabill.invoicing.errors import IssuerNotConfigured
+from models.customers import CustomerProfile
+from models.invoicing import Invoice, InvoiceLine
+
+log = structlog.get_logger("decabill.invoicing")
+
+
+@dataclass(frozen=True)
+class Pdf:
+    filename: str
+    content: bytes
+
+
+# --- seller and buyer, copied onto the invoice at issue -------------------------------------------------
+
+
+def seller_snapshot() -> dict[str, Any]:
+    settings = get_settings()
+    missing = settings.billing_issuer_missing
+    if missing:
+        raise IssuerNotConfigured(missing)
+    return {
+        "name": settings.billing_issuer_name, "vat_id": settings.billing_issuer_vat_id,
+        "address_line1": settings.billing_issuer_address_line1, "postal_code": settings.billing_issuer_postal_code,
+        "city": settings.billing_issuer_city, "country": settings.billing_issuer_country,
+        "email": settings.billing_issuer_email, "bank": settings.billing_issuer_bank,
+        "iban": settings.billing_issuer_iban, "bic": settings.billing_issuer_bic,
+    }
+
+
+def buyer_snapshot(profile: CustomerProfile) -> dict[str, Any]:
+    full_name = " ".join(part.strip() for part in (profile.first_name, profile.last_name) if part and part.strip())
+    return {
+        "name": (profile.company or "").strip() or full_name or "Customer",
+        "first_name": (profile.first_name or "").strip() or None,
+        "address_line1": profile.address_line1, "address_line2": profile.address_line2 or None,
+        "postal_code": profile.postal_code, "city": profile.city, "country": profile.country,
+        "email": (profile.email or "").strip() or None,
+    }
+
+
+# --- rows -> document inputs ------------------------------------------------------------------------
+
+
+def _category_code(category: str, rate: Decimal) -> str:
+    return ZERO_RATED if rate == 0 else tax_category_code(category)
+
+
+def _document_lines(lines: list[InvoiceLine]) -> list[DocumentLine]:
+    return [
+        DocumentLine(
+            description=line.description, quantity=plain(line.quantity), unit_price=plain(line.unit_price_net),
+            tax_category=_category_code(line.tax_category, line.tax_rate), tax_rate=plain(line.tax_rate),
+            net_amount=round_cents(line.line_net), tax_amount=round_cents(line.line_tax),
+            gross_amount=round_cents(line.line_gross),
+        )
+        for line in sorted(lines, key=lambda line: line.position)
+    ]
+
+
+def _issuer(invoice: Invoice) -> Issuer:
+    seller = invoice.seller or {}
+    return Issuer(name=seller.get("name") or "", address_line1=seller.get("address_line1"),
+                  postal_code=seller.get("postal_code"), city=seller.get("city"), country=seller.get("country"),
+                  vat_id=seller.get("vat_id"), email=seller.get("email"), bank=seller.get("bank"),
+                  iban=seller.get("iban"), bic=seller.get("bic"))
+
+
+def _customer(invoice: Invoice) -> Party:
+    buyer = invoice.buyer or {}
+    return Party(name=buyer.get("name") or "Customer", address_line1=buyer.get("address_line1"),
+                 address_line2=buyer.get("address_line2"), postal_code=buyer.get("postal_code"),
+                 city=buyer.get("city"), country=buyer.get("country"), email=buyer.get("email"))
+
+
+def invoice_document(invoice: Invoice, lines: list[InvoiceLine]) -> InvoiceDocument:
+    assert invoice.invoice_number and invoice.issued_at, "only issued invoices have a document"
+    document_lines = _document_lines(lines)
+    total = round_cents(invoice.total_gross)
+    return InvoiceDocument(
+        number=invoice.invoice_number, issue_date=invoice.issued_at.date(), currency=invoice.currency,
+        issuer=_issuer(invoice), customer=_customer(invoice), lines=document_lines,
+        tax_breakdown=breakdown(document_lines), subtotal=round_cents(invoice.subtotal_net),
+        tax_total=round_cents(invoice.tax_total), total=total, amount_paid=Decimal("0.00"), amount_due=total,
+        due_date=invoice.due_date,
+        payment_note=f"Please quote the invoice number {invoice.invoice_number} with your payment.",
+        service_period_start=invoice.period_start.date() if invoice.period_start else None,
+        service_period_end=invoice.period_end.date() if invoice.period_end else None,
+        order_reference=invoice.order_reference,
+    )
+
+
+def void_document(invoice: Invoice, lines: list[InvoiceLine]) -> VoidDocument:
+    assert invoice.credit_note_number and invoice.voided_at and invoice.invoice_number
+    document_lines = _document_lines(lines)
+    return VoidDocument(
+        number=invoice.credit_note_number, voided_invoice_number=invoice.invoice_number,
+        voided_invoice_date=invoice.issued_at.date() if invoice.issued_at else None,
+        issue_date=invoice.voided_at.date(), reason=invoice.void_reason or "Invoice voided",
+        currency=invoice.currency, issuer=_issuer(invoice), customer=_customer(invoice), lines=document_lines,
+        tax_breakdown=breakdown(document_lines), subtotal=round_cents(invoice.subtotal_net),
+        tax_total=round_cents(invoice.tax_total), total=round_cents(invoice.total_gross),
+        service_period_start=invoice.period_start.date() if invoice.period_start else None,
+        service_period_end=invoice.period_end.date() if invoice.period_end else None,
+        order_reference=invoice.order_reference,
+    )
+
+
+# --- storage ------------------------------------------------------------------------------------
+
+
+def storage_key(invoice: Invoice, *, credit_note: bool = False) -> str:
+    folder = str(invoice.subscription_id) if invoice.subscription_id else f"manual/{invoice.user_id}"
+    suffix = "-void" if credit_note else ""
+    return f"{invoice.tenant_id}/{folder}/{invoice.id}{suffix}.pdf"
+
+
+def _path(key: str) -> Path:
+    root = get_settings().billing_invoice_pdf_storage_path.resolve()
+    path = (root / key).resolve()
+    if root not in path.parents:
+        raise ValueError("Invalid invoice PDF path")
+    return path
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _write(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    temporary.write_bytes(content)
+    os.replace(temporary, path)
+
+
+async def _load(invoice_id: uuid.UUID) -> tuple[Invoice, list[InvoiceLine]]:
+    from sqlalchemy import select
+
+    async with db.transaction() as session:
+        invoice = (await session.execute(db.scoped(Invoice).where(Invoice.id == invoice_id))).scalar_one()
+        lines = (await session.execute(select(InvoiceLine).where(InvoiceLine.invoice_id == invoice_id)
+                                       .order_by(InvoiceLine.position))).scalars().all()
+        return invoice, list(lines)
+
+
+async def _stored_or_rendered(key: str, render) -> bytes:
+    path = _path(key)
+    if not get_settings().billing_skip_file_cache:
+        content = await asyncio.to_thread(_read, path)
+        if content:
+            return content
+    content = await asyncio.to_thread(render)
+    try:
+        await asyncio.to_thread(_write, path, content)
+    except OSError as exc:  # a read-only or full disk must not cost the customer their download
+        log.error("invoicing.pdf_store_failed", key=key, error=str(exc))
+    return content
+
+
+async def invoice_pdf(invoice_id: uuid.UUID) -> Pdf:
+    """The invoice PDF of an issued invoice: from storage, or generated and stored (tenant bound)."""
+    invoice, lines = await _load(invoice_id)
+    key = invoice.pdf_storage_key or storage_key(invoice)
+    content = await _stored_or_rendered(key, lambda: render_invoice_pdf(invoice_document(invoice, lines)))
+    return Pdf(f"{invoice.invoice_number}.pdf", content)
+
+
+async def credit_note_pdf(invoice_id: uuid.UUID) -> Pdf:
+    """The credit note of a void invoice: from storage, or generated and stored (tenant bound)."""
+    invoice, lines = await _load(invoice_id)
+    key = invoice.credit_note_storage_key or storage_key(invoice, credit_note=True)
+    content = await _stored_or_rendered(key, lambda: render_void_pdf(void_document(invoice, lines)))
+    return Pdf(f"{invoice.credit_note_number}.pdf", content)
+

@@ -1,0 +1,201 @@
+"""Billing mails (behavior.md part B §9): invoice issued (PDF attached), invoice voided (credit note
+attached), invoice overdue, renewal reminder — each sent once per event, even when the job or request
+that caused it runs twice.
+
+An event records a `MailDelivery` row under a unique key (`invoice-issued:<invoice id>`, ...) in the same
+transaction as the change it reports; a second run finds the key taken and records nothing. After the
+commit the row is delivered: claimed by a conditional UPDATE (`pending` → `sending`; a claim older than
+CLAIM_TIMEOUT counts as abandoned), the mail is built (rendering the PDF it carries) and sent, and the row
+becomes `sent`, or `pending` again for a retry (`failed` after MAX_ATTEMPTS). Mails of events recorded
+while SMTP is not configured, or without a recipient, are `skipped` — never sent later.
+The `invoicing.retry_mails` job retries deliveries that are still pending (a failed send, a crash between
+commit and send). Mail failures never fail the business operation.
+
+Recipient: the customer profile's email, else the account's email (invoice mails); the profile's email
+only (renewal reminders), as the reference does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import uuid
+from decimal import Decimal
+
+import structlog
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from decabill import db, email
+from decabill.config import get_settings
+from decabill.invoicing import documents
+from decabill.numbering import insert_if_missing
+from decabill.tenancy import current_tenant
+from models.catalog import ServicePlan
+from models.invoicing import Invoice, MailDelivery, MailStatus
+from models.subscriptions import Subscription
+
+log = structlog.get_logger("decabill.invoicing")
+
+MAX_ATTEMPTS = 5
+CLAIM_TIMEOUT = dt.timedelta(minutes=10)
+RETRY_AFTER = dt.timedelta(minutes=5)  # younger pending rows are still being delivered by their request
+
+INVOICE_ISSUED = "invoice_issued"
+INVOICE_VOIDED = "invoice_voided"
+INVOICE_OVERDUE = "invoice_overdue"
+RENEWAL_REMINDER = "renewal_reminder"
+
+
+async def record(session: AsyncSession, *, key: str, kind: str, recipient: str | None,
+                 invoice_id: uuid.UUID | None = None, subscription_id: uuid.UUID | None = None,
+                 event_at: dt.datetime | None = None) -> uuid.UUID | None:
+    """Record the mail of an event (in the caller's transaction) and deliver it after the commit.
+    Returns the delivery id, or None when this event's mail was recorded before."""
+    recipient = (recipient or "").strip() or None
+    status = MailStatus.PENDING if (get_settings().email_enabled and recipient) else MailStatus.SKIPPED
+    delivery_id = uuid.uuid4()
+    table = MailDelivery.__table__  # type: ignore[attr-defined]
+    await insert_if_missing(session, table, {
+        "id": delivery_id, "tenant_id": current_tenant(), "key": key, "kind": kind, "invoice_id": invoice_id,
+        "subscription_id": subscription_id, "event_at": event_at, "recipient": recipient, "status": status,
+        "attempts": 0, "created_at": db.utcnow(),
+    }, ["tenant_id", "key"])
+    stored = (await session.execute(select(MailDelivery.id).where(MailDelivery.tenant_id == current_tenant(),
+                                                                  MailDelivery.key == key))).scalar_one()
+    if stored != delivery_id:
+        return None
+    if status == MailStatus.PENDING:
+        async def _deliver() -> None:
+            try:
+                await deliver(delivery_id)
+            except Exception as exc:  # noqa: BLE001 - the event is committed; `retry_mails` sends it later
+                log.error("invoicing.mail_delivery_failed", kind=kind, error=str(exc), error_type=type(exc).__name__)
+
+        db.after_commit(_deliver)
+    else:
+        log.info("invoicing.mail_skipped", kind=kind, reason="no recipient" if recipient is None else "SMTP off")
+    return delivery_id
+
+
+async def deliver(delivery_id: uuid.UUID) -> str:
+    """Send one recorded mail unless it is sent, or being sent by someone else (tenant bound)."""
+    now = db.utcnow()
+    async with db.transaction() as session:
+        claimed = await session.execute(
+            update(MailDelivery)
+            .where(MailDelivery.id == delivery_id, MailDelivery.tenant_id == current_tenant(),
+                   or_(MailDelivery.status == MailStatus.PENDING,
+                       (MailDelivery.status == MailStatus.SENDING) & (MailDelivery.claimed_at < now - CLAIM_TIMEOUT)))
+            .values(status=MailStatus.SENDING, claimed_at=now, attempts=MailDelivery.attempts + 1)
+        )
+        if claimed.rowcount != 1:
+            return "not_pending"
+        delivery = (await session.execute(select(MailDelivery).where(MailDelivery.id == delivery_id))).scalar_one()
+    error: str | None = None
+    try:
+        message = await _compose(delivery)
+        sent = await email.send_now(message)
+        if not sent:
+            error = "the SMTP server did not accept the mail (see the log)"
+    except Exception as exc:  # noqa: BLE001 - a mail must never break what caused it
+        log.error("invoicing.mail_failed", kind=delivery.kind, error=str(exc), error_type=type(exc).__name__)
+        error = f"{type(exc).__name__}: {exc}"
+    async with db.transaction() as session:
+        row = (await session.execute(select(MailDelivery).where(MailDelivery.id == delivery_id))).scalar_one()
+        if error is None:
+            row.status, row.sent_at, row.last_error = MailStatus.SENT, db.utcnow(), None
+        else:
+            row.status = MailStatus.FAILED if row.attempts >= MAX_ATTEMPTS else MailStatus.PENDING
+            row.last_error = error[:2000]
+        return row.status
+
+
+async def pending_deliveries(limit: int) -> list[uuid.UUID]:
+    """Deliveries to retry: pending (or abandoned while sending) for a while, attempts left."""
+    now = db.utcnow()
+    async with db.transaction() as session:
+        query = (db.scoped(MailDelivery)
+                 .where(MailDelivery.attempts < MAX_ATTEMPTS,
+                        or_((MailDelivery.status == MailStatus.PENDING) & (MailDelivery.created_at < now - RETRY_AFTER),
+                            (MailDelivery.status == MailStatus.SENDING)
+                            & (MailDelivery.claimed_at < now - CLAIM_TIMEOUT)))
+                 .order_by(MailDelivery.created_at, MailDelivery.id))
+        return [d.id for d in (await session.execute(db.page(query, limit, 0))).scalars()]
+
+
+# --- contents ---------------------------------------------------------------------------------------
+
+
+def _money(amount: Decimal, currency: str) -> str:
+    return f"{amount:.2f} {currency}"
+
+
+def _day(value: dt.date | dt.datetime | None) -> str:
+    if value is None:
+        return "soon"
+    if isinstance(value, dt.datetime):
+        value = value.astimezone(dt.timezone.utc).date()
+    return value.isoformat()
+
+
+def _mail(to: str, subject: str, paragraphs: list[str], attachment: documents.Pdf | None = None) -> email.Mail:
+    text = "\n\n".join(paragraphs) + "\n"
+    body = "".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in paragraphs)
+    attachments = (email.Attachment(attachment.filename, attachment.content),) if attachment else ()
+    return email.Mail(to=to, subject=subject, text=text, html=f"<html><body>{body}</body></html>",
+                      attachments=attachments)
+
+
+def _greeting(invoice: Invoice) -> str:
+    return f"Dear {(invoice.buyer or {}).get('first_name') or 'Customer'},"
+
+
+SIGNATURE = "Kind regards,\nThe Billing Team"
+
+
+async def _invoice(invoice_id: uuid.UUID) -> Invoice:
+    async with db.transaction() as session:
+        return (await session.execute(db.scoped(Invoice).where(Invoice.id == invoice_id))).scalar_one()
+
+
+async def _compose(delivery: MailDelivery) -> email.Mail:
+    to = delivery.recipient or ""
+    if delivery.kind == INVOICE_ISSUED:
+        invoice = await _invoice(delivery.invoice_id)
+        lines = [f"Total amount: {_money(invoice.total_gross, invoice.currency)}"]
+        if invoice.due_date:
+            lines.append(f"Due date: {_day(invoice.due_date)}")
+        return _mail(to, f"Your invoice {invoice.invoice_number} is ready", [
+            _greeting(invoice), f"your invoice {invoice.invoice_number} is now available.", "\n".join(lines),
+            "The invoice is attached to this email as a PDF (with its e-invoice data embedded) and is also "
+            "available in your billing account.", SIGNATURE,
+        ], await documents.invoice_pdf(invoice.id))
+    if delivery.kind == INVOICE_VOIDED:
+        invoice = await _invoice(delivery.invoice_id)
+        return _mail(to, f"Credit note {invoice.credit_note_number} for invoice {invoice.invoice_number}", [
+            _greeting(invoice), f"your invoice {invoice.invoice_number} has been voided.",
+            f"The attached credit note {invoice.credit_note_number} confirms the cancellation. Nothing is owed on "
+            "this invoice any more; the original invoice remains available in your billing account.", SIGNATURE,
+        ], await documents.credit_note_pdf(invoice.id))
+    if delivery.kind == INVOICE_OVERDUE:
+        invoice = await _invoice(delivery.invoice_id)
+        return _mail(to, f"Invoice {invoice.invoice_number} is overdue", [
+            _greeting(invoice),
+            f"the payment of your invoice {invoice.invoice_number} was due on {_day(invoice.due_date)}.",
+            f"Open balance: {_money(invoice.balance_due, invoice.currency)}",
+            "Please pay the open balance at your earliest convenience. If you have already paid, please "
+            "disregard this message.", SIGNATURE,
+        ])
+    if delivery.kind == RENEWAL_REMINDER:
+        async with db.transaction() as session:
+            subscription = (await session.execute(
+                db.scoped(Subscription).where(Subscription.id == delivery.subscription_id))).scalar_one()
+            plan = (await session.execute(db.scoped(ServicePlan).where(ServicePlan.id == subscription.plan_id))
+                    ).scalar_one()
+        return _mail(to, f"Upcoming subscription renewal: {plan.name}", [
+            "Dear Customer,",
+            f"your subscription {subscription.number} ({plan.name}) renews on {_day(delivery.event_at)}.",
+            "If you do not want it to renew, cancel the subscription before the renewal date.", SIGNATURE,
+        ])
+    raise ValueError(f"unknown mail kind {delivery.kind!r}")

@@ -1,0 +1,65 @@
+"""Background jobs of invoicing: thin taskiq wrappers around the unit functions (which the tests call
+directly). Coordinators fan out one unit per due entity and tenant (decabill/jobs).
+
+* `invoicing.bill_due_users` (every OPEN_POSITION_INVOICE_SCHEDULER_INTERVAL ms) → `invoicing.bill_user` for
+  every user whose billing day is today and who has something unbilled;
+* `invoicing.mark_due_overdue` (INVOICE_OVERDUE_SCHEDULER_INTERVAL; pages of INVOICE_OVERDUE_SCHEDULER_BATCH_SIZE,
+  all of them) → `invoicing.mark_overdue` per past-due invoice;
+* `invoicing.send_due_renewal_reminders` (REMINDER_SCHEDULER_INTERVAL; REMINDER_SCHEDULER_BATCH_SIZE; nothing
+  while SMTP is off) → `invoicing.send_renewal_reminder` per subscription renewing within REMINDER_DAYS;
+* `invoicing.retry_mails` (REMINDER_SCHEDULER_INTERVAL; REMINDER_SCHEDULER_BATCH_SIZE) → `invoicing.deliver_mail`
+  per billing mail still pending.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from decabill.config import get_settings
+from decabill.jobs.queue import fan_out, periodic, run_unit, task
+from decabill.invoicing import billing, mail, overdue, reminders
+
+
+@task("invoicing.bill_user")
+async def bill_user(tenant: str, user_id: str) -> str:
+    async def work() -> str:
+        return (await billing.bill_user(uuid.UUID(user_id))).status
+
+    return await run_unit("invoicing.bill_user", tenant, work)
+
+
+@periodic("invoicing.bill_due_users", interval=lambda s: s.open_position_invoice_scheduler_interval)
+async def bill_due_users() -> int:
+    return await fan_out(billing.users_due, bill_user, 0)
+
+
+@task("invoicing.mark_overdue")
+async def mark_overdue(tenant: str, invoice_id: str) -> str:
+    return await run_unit("invoicing.mark_overdue", tenant, lambda: overdue.mark_overdue(uuid.UUID(invoice_id)))
+
+
+@periodic("invoicing.mark_due_overdue", interval=lambda s: s.invoice_overdue_scheduler_interval)
+async def mark_due_overdue() -> int:
+    return await fan_out(overdue.due_for_overdue, mark_overdue, get_settings().invoice_overdue_scheduler_batch_size)
+
+
+@task("invoicing.send_renewal_reminder")
+async def send_renewal_reminder(tenant: str, subscription_id: str) -> str:
+    return await run_unit("invoicing.send_renewal_reminder", tenant,
+                          lambda: reminders.send_renewal_reminder(uuid.UUID(subscription_id)))
+
+
+@periodic("invoicing.send_due_renewal_reminders", interval=lambda s: s.reminder_scheduler_interval)
+async def send_due_renewal_reminders() -> int:
+    batch_size = get_settings().reminder_scheduler_batch_size
+    return await fan_out(reminders.due_for_reminder, send_renewal_reminder, batch_size)
+
+
+@task("invoicing.deliver_mail")
+async def deliver_mail(tenant: str, delivery_id: str) -> str:
+    return await run_unit("invoicing.deliver_mail", tenant, lambda: mail.deliver(uuid.UUID(delivery_id)))
+
+
+@periodic("invoicing.retry_mails", interval=lambda s: s.reminder_scheduler_interval)
+async def retry_mails() -> int:
+    return await fan_out(mail.pending_deliveries, deliver_mail, get_settings().reminder_scheduler_batch_size)

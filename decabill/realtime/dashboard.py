@@ -1,0 +1,126 @@
+"""What a dashboard tick reads (behavior.md part B §8, spec/asyncapi.yaml): the service layer of the
+real-time area. The socket plumbing lives in `decabill.realtime.handlers`.
+
+* `check_access`: the socket's user must still exist in the socket's tenant (and not be locked).
+* `dashboard_targets`: the user's `active` subscriptions (newest first, at most 1000) and, of each,
+  its first item whose provisioning status is `active` — recomputed on every tick from the
+  authenticated user, never from anything the client sent.
+* `server_status`: the REST `getSubscriptionItemServerInfo` (same service function, so the same
+  ownership rules, provider read and snapshot refresh), mapped to a `dashboardStatusUpdate` item.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from decabill import db
+from decabill.errors import Forbidden
+from decabill.identity.auth import Principal
+from decabill.subscriptions import service as subscriptions
+from decabill.tenancy import current_tenant
+from models.identity import User
+from models.subscriptions import ProvisioningStatus, Subscription, SubscriptionItem, SubscriptionStatus
+
+MIN_INTERVAL_MS = 10_000
+MAX_INTERVAL_MS = 120_000
+FALLBACK_INTERVAL_MS = 15_000
+MAX_SUBSCRIPTIONS = 1000
+SERVICES = ("controller", "manager")  # the message's enum; anything else is reported as a controller
+
+
+class AccessDenied(Forbidden):
+    def __init__(self) -> None:
+        super().__init__("Access denied")
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def poll_interval_ms(requested: object, default: object) -> int:
+    """`pollIntervalMs` clamped to 10 000–120 000; without a number, `STATUS_POLL_INTERVAL` (15 000 if
+    that is not a number either), clamped the same way."""
+    value = _number(requested)
+    if value is None:
+        value = _number(default)
+    if value is None:
+        value = FALLBACK_INTERVAL_MS
+    return int(min(max(value, MIN_INTERVAL_MS), MAX_INTERVAL_MS))
+
+
+@dataclass(frozen=True)
+class Target:
+    """The item of one subscription whose server a dashboard shows."""
+
+    subscription_id: uuid.UUID
+    item_id: uuid.UUID
+    service: str
+
+
+async def _require_user(principal: Principal) -> uuid.UUID:
+    user_id = principal.require_user_id()
+    query = db.scoped(User).where(User.id == user_id)
+    user = (await db.current_session().execute(query)).scalar_one_or_none()
+    if user is None or (user.tenant_id or "default") != principal.tenant or user.is_locked:
+        raise AccessDenied()
+    return user_id
+
+
+async def check_access(principal: Principal) -> None:
+    """Raise `UserNotAuthenticated` (API key) or `AccessDenied` (user gone, locked, other tenant)."""
+    principal.require_user_id()
+    if principal.tenant != current_tenant():
+        raise AccessDenied()
+    async with db.transaction():
+        await _require_user(principal)
+
+
+async def dashboard_targets(principal: Principal) -> list[Target]:
+    principal.require_user_id()
+    if principal.tenant != current_tenant():
+        raise AccessDenied()
+    async with db.transaction() as session:
+        user_id = await _require_user(principal)
+        query = (db.scoped(Subscription)
+                 .where(Subscription.user_id == user_id, Subscription.status == SubscriptionStatus.ACTIVE)
+                 .order_by(Subscription.created_at.desc(), Subscription.id)
+                 .limit(MAX_SUBSCRIPTIONS))
+        subscription_ids = list((await session.execute(query.with_only_columns(Subscription.id))).scalars())
+        if not subscription_ids:
+            return []
+        items = (await session.execute(
+            db.scoped(SubscriptionItem)
+            .where(SubscriptionItem.subscription_id.in_(subscription_ids),
+                   SubscriptionItem.provisioning_status == ProvisioningStatus.ACTIVE)
+            .order_by(SubscriptionItem.created_at, SubscriptionItem.id)
+        )).scalars()
+        first: dict[uuid.UUID, SubscriptionItem] = {}
+        for item in items:
+            first.setdefault(item.subscription_id, item)
+    return [
+        Target(sid, first[sid].id, first[sid].service if first[sid].service in SERVICES else "controller")
+        for sid in subscription_ids if sid in first
+    ]
+
+
+async def server_status(principal: Principal, target: Target) -> dict[str, Any]:
+    """One `dashboardStatusUpdate` item: the REST server-info of `target`, absent fields omitted (never
+    null). Raises what the REST operation raises (not provisioned, provider errors, ...)."""
+    view = await subscriptions.get_server_info(principal, target.subscription_id, target.item_id)
+    status: dict[str, Any] = {
+        "subscriptionId": str(target.subscription_id),
+        "itemId": str(target.item_id),
+        "service": target.service,
+        "name": view.name or "",
+        "publicIp": view.public_ip or "",
+        "status": view.status or "",
+    }
+    optional = {"privateIp": view.private_ip, "metadata": view.metadata, "hostname": view.hostname,
+                "hostnameFqdn": view.hostname_fqdn}
+    status.update({key: value for key, value in optional.items() if value is not None})
+    return status

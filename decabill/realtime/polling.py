@@ -1,0 +1,104 @@
+"""Time and shared polling for the dashboard gateway.
+
+`SharedPoll` is what keeps many dashboards from multiplying provider API calls: every socket that
+needs the status of one server in a tick asks the same entry, and only the first ask in a while
+reaches the provider.
+
+* While a fetch is in flight, every further ask for the key joins it (one `asyncio.Task`, awaited
+  through `asyncio.shield`, so a socket that goes away cancels only its own wait).
+* A finished fetch is reused by an ask whose `max_age` it satisfies. The gateway asks with
+  `max_age = interval - 1 s` of the asking socket: each snapshot a socket receives was fetched after
+  its previous tick, and sockets ticking at the same interval share one fetch per interval whatever
+  their phase. So 2,000 sockets over 200 servers cost about 200 provider calls per interval.
+* Failures are shared and reused the same way (a failing provider is not hammered by every socket).
+* Entries are forgotten `retention` seconds (the longest interval) after their fetch started.
+
+Ages are measured from the start of the fetch (the reading is at least that fresh). The cache lives
+in one process; with several gateway processes behind Redis each process polls for its own sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Clock(Protocol):
+    """Monotonic seconds and sleeping; tests substitute a faster clock."""
+
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class MonotonicClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(seconds, 0.0))
+
+
+@dataclass
+class _Entry(Generic[V]):
+    started: float
+    task: asyncio.Task[V]
+
+
+def _consume_outcome(task: asyncio.Task) -> None:
+    """Mark the outcome as retrieved: nobody may be left waiting for a shared fetch."""
+    if not task.cancelled():
+        task.exception()
+
+
+class SharedPoll(Generic[K, V]):
+    """Coalesce concurrent fetches of a key and reuse recent results (see the module docstring)."""
+
+    def __init__(self, clock: Clock | None = None, *, retention: float = 120.0) -> None:
+        self.clock = clock or MonotonicClock()
+        self.retention = retention
+        self._entries: dict[K, _Entry[V]] = {}
+        self._last_sweep = self.clock.now()
+        self.fetches = 0  # fetches started (for the gateway: provider calls)
+        self.shared = 0  # asks answered by a fetch another ask started (in flight or recent)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def get(self, key: K, fetch: Callable[[], Awaitable[V]], max_age: float) -> V:
+        now = self.clock.now()
+        self._sweep(now)
+        entry = self._entries.get(key)
+        if entry is None or entry.task.cancelled() or (entry.task.done() and now - entry.started > max_age):
+            entry = _Entry(now, asyncio.ensure_future(fetch()))
+            entry.task.add_done_callback(_consume_outcome)
+            self._entries[key] = entry
+            self.fetches += 1
+        else:
+            self.shared += 1
+        return await asyncio.shield(entry.task)
+
+    def _sweep(self, now: float) -> None:
+        if now - self._last_sweep < self.retention / 4:
+            return
+        self._last_sweep = now
+        stale = [k for k, e in self._entries.items() if e.task.done() and now - e.started > self.retention]
+        for key in stale:
+            del self._entries[key]
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Forget everything; fetches in flight may finish within `timeout` (a cancelled database statement
+        can leave SQLite's write lock held), the rest are cancelled."""
+        tasks = [e.task for e in self._entries.values() if not e.task.done()]
+        self._entries.clear()
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=timeout)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

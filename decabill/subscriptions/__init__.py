@@ -1,0 +1,9 @@
+"""Subscriptions: ordering, provisioning, server control, backorders, recurring charges and their jobs.
+
+* `service` — the subscription operations (order, read, cancel/resume, items, server info and power);
+* `backorders` — waiting orders, their retries and cancellation (D4);
+* `provisioning` — configuration, capacity, creating and removing servers (with `hostnames`, `dns`,
+  `keys`, `cloud_init`, `configuration`);
+* `schedule` — billing periods and prorated amounts (D5, D7);
+* `billing`, `expiration`, `updates` — the units of the background jobs, wrapped in `tasks`.
+"""

@@ -1,0 +1,80 @@
+"""Recurring charges: an open position per billing period (behavior.md part B §1–2.5, decision D7).
+
+When a subscription's `next_billing_at` (= the end of its current period) has passed, the period that
+just ended is recorded as an open position — its amount fixed now: the subscription's period price,
+prorated when the period covered only part of a cycle — and the schedule moves on by one period
+(from the old end, so periods stay contiguous; a late job catches up one period per run).
+
+Claimed per subscription in one transaction: `SELECT ... FOR UPDATE SKIP LOCKED` on PostgreSQL (a
+second worker skips the row), SQLite's BEGIN IMMEDIATE serialises; the re-checked `next_billing_at`
+and the unique (subscription_id, period_start) key make a repeated run a no-op. The open positions are
+invoiced by the invoicing area on the user's billing day.
+
+`pending_cancel` subscriptions keep being billed for full periods before their end; the last period,
+cut short at `cancel_effective_at`, is billed by the expiration job (`decabill.subscriptions.expiration`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from decabill import db
+from decabill.catalog.service import find_service_plan
+from decabill.subscriptions.schedule import amount_for, period_end
+from models.subscriptions import OpenPosition, Subscription, SubscriptionStatus
+
+BILLED_STATUSES = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING_CANCEL)
+
+
+async def record_position(session: AsyncSession, subscription: Subscription, kind: str, start: dt.datetime,
+                          end: dt.datetime, amount: Decimal) -> OpenPosition | None:
+    """Insert the position of [start, end) unless it is worth nothing or already recorded."""
+    if amount <= 0 or end <= start:
+        return None
+    position = OpenPosition(tenant_id=subscription.tenant_id, subscription_id=subscription.id,
+                            user_id=subscription.user_id, kind=kind, description=f"Subscription {subscription.number}",
+                            period_start=start, period_end=end, amount=amount, currency=subscription.currency)
+    try:
+        async with session.begin_nested():
+            session.add(position)
+            await session.flush()
+    except IntegrityError:
+        return None  # this period is billed already: the unique key is the last line of defence
+    return position
+
+
+async def due_for_billing(limit: int) -> list[uuid.UUID]:
+    now = db.utcnow()
+    async with db.transaction() as session:
+        query = (db.scoped(Subscription)
+                 .where(Subscription.status.in_(BILLED_STATUSES), Subscription.next_billing_at <= now)
+                 .order_by(Subscription.next_billing_at, Subscription.id).limit(limit))
+        return [s.id for s in (await session.execute(query)).scalars()]
+
+
+async def bill_due_period(subscription_id: uuid.UUID) -> OpenPosition | None:
+    """The billing job's unit: record the period that ended and advance the schedule by one period."""
+    now = db.utcnow()
+    async with db.transaction() as session:
+        query = db.scoped(Subscription).where(Subscription.id == subscription_id,
+                                              Subscription.status.in_(BILLED_STATUSES),
+                                              Subscription.next_billing_at <= now)
+        subscription = (await session.execute(db.for_update(query, skip_locked=True))).scalar_one_or_none()
+        if subscription is None or subscription.current_period_start is None or subscription.current_period_end is None:
+            return None  # not due any more, or another worker has it right now
+        start, end = subscription.current_period_start, subscription.current_period_end
+        effective = subscription.cancel_effective_at
+        if subscription.status == SubscriptionStatus.PENDING_CANCEL and effective is not None and effective < end:
+            return None  # the last, shortened period is the expiration job's
+        plan = await find_service_plan(subscription.plan_id)
+        position = await record_position(session, subscription, "recurring", start, end,
+                                          amount_for(plan, subscription.period_price or Decimal(0), start, end))
+        subscription.current_period_start = end
+        subscription.current_period_end = subscription.next_billing_at = period_end(plan, end)
+        subscription.touch()
+    return position

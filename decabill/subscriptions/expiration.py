@@ -1,0 +1,107 @@
+"""Ending subscriptions (behavior.md part A §6.6 expiration job, part B §1 final charge).
+
+A `pending_cancel` subscription whose `cancel_effective_at` has passed is wound down: for each item its
+A record is deleted and its hostname released, its server deleted at the provider; the last period —
+from the current period's start to `cancel_effective_at` — is recorded as a `final` open position
+(prorated), and the subscription becomes `canceled`.
+
+Cleanup is retried: when a DNS delete or a server delete fails, the item keeps its hostname or server
+id, the failure is logged, and the subscription (already `canceled` — the customer is not billed for
+the provider's trouble) stays on the job's list until everything is gone.
+
+A unit holds the lease `subscription:<id>` for the provider calls, then claims the row
+(`FOR UPDATE SKIP LOCKED`) to write; the re-checked status and the unique period key of open
+positions make a repeated run a no-op. Resuming is refused once `cancel_effective_at` has passed, so a
+resume cannot race the wind-down.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import structlog
+from sqlalchemy import exists, or_
+
+from decabill import db
+from decabill.catalog.service import find_service_plan
+from decabill.jobs import leases
+from decabill.subscriptions import hostnames, provisioning
+from decabill.subscriptions.billing import record_position
+from decabill.subscriptions.schedule import amount_for
+from decabill.subscriptions.service import items_of
+from models.subscriptions import Subscription, SubscriptionItem, SubscriptionStatus
+
+log = structlog.get_logger("decabill.subscriptions")
+
+LEASE_TTL = dt.timedelta(minutes=10)
+
+
+def _leftovers():
+    return exists().where(SubscriptionItem.subscription_id == Subscription.id,
+                          or_(SubscriptionItem.provider_reference.is_not(None), SubscriptionItem.hostname.is_not(None)))
+
+
+def _due(now: dt.datetime):
+    return or_(
+        (Subscription.status == SubscriptionStatus.PENDING_CANCEL) & (Subscription.cancel_effective_at <= now),
+        (Subscription.status == SubscriptionStatus.CANCELED) & _leftovers(),
+    )
+
+
+async def due_for_expiration(limit: int) -> list[uuid.UUID]:
+    now = db.utcnow()
+    async with db.transaction() as session:
+        query = (db.scoped(Subscription).where(_due(now))
+                 # endings first; cleanups that keep failing must not crowd them out of the batch
+                 .order_by(Subscription.status == SubscriptionStatus.CANCELED, Subscription.cancel_effective_at,
+                           Subscription.id)
+                 .limit(limit))
+        return [s.id for s in (await session.execute(query)).scalars()]
+
+
+async def expire_subscription(subscription_id: uuid.UUID) -> str:
+    """The expiration job's unit; returns what it did (`canceled`, `cleaned`, `busy`, `not_due`)."""
+    async with leases.hold(f"subscription:{subscription_id}", LEASE_TTL) as held:
+        if not held:
+            return "busy"
+        now = db.utcnow()
+        async with db.transaction() as session:
+            query = db.scoped(Subscription).where(Subscription.id == subscription_id, _due(now))
+            subscription = (await session.execute(query)).scalar_one_or_none()
+            if subscription is None:
+                return "not_due"
+            work = [(i.id, i.provider, i.provider_reference, i.hostname) for i in await items_of(subscription_id)]
+
+        results = [await provisioning.wind_down(*entry) for entry in work]
+
+        async with db.transaction() as session:
+            query = db.scoped(Subscription).where(Subscription.id == subscription_id, _due(now))
+            subscription = (await session.execute(db.for_update(query, skip_locked=True))).scalar_one_or_none()
+            if subscription is None:
+                return "busy"
+            by_id = {item.id: item for item in await items_of(subscription_id, lock=True)}
+            for result in results:
+                item = by_id.get(result.item_id)
+                if item is None:
+                    continue
+                if result.dns_done and item.hostname:
+                    await hostnames.release(session, item)
+                if result.server_done and item.provider_reference:
+                    item.provider_reference = None
+                item.touch()
+            if subscription.status == SubscriptionStatus.CANCELED:
+                return "cleaned"
+            plan = await find_service_plan(subscription.plan_id)
+            effective = subscription.cancel_effective_at or now
+            start = subscription.current_period_start
+            if start is not None and effective > start:
+                amount = amount_for(plan, subscription.period_price or Decimal(0), start, effective)
+                await record_position(session, subscription, "final", start, effective, amount)
+            subscription.status = SubscriptionStatus.CANCELED
+            subscription.ended_at = now
+            subscription.next_billing_at = None
+            subscription.touch()
+    log.info("subscriptions.canceled", subscription=subscription.number)
+    return "canceled"

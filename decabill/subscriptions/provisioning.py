@@ -1,0 +1,225 @@
+"""Provisioning through the provider interface (`decabill.providers`): prepare an order's configuration,
+check capacity, create the server of an item, tear it down again.
+
+Provider and DNS calls never run inside a database transaction (an HTTP round trip must not hold
+SQLite's write lock or a PostgreSQL connection); each step commits what it learnt before the next call:
+
+    reserve hostname + keys (commit) → create server → store server id, item active (commit)
+    → wait for a public IPv4 → A record at Cloudflare → cache the server info (commit)
+
+The IP wait and the DNS record never fail an order: a server without DNS is still a delivered server,
+and the failure is logged (names and ids only — never configuration, keys or user data).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from decabill import db, secrets
+from decabill.catalog import availability
+from decabill.catalog.service import find_service_plan, find_service_type, preview_price
+from decabill.config import get_settings
+from decabill.errors import DecabillError
+from decabill.identity.auth import Principal
+from decabill.providers import (
+    AvailabilityResult,
+    CreateServerRequest,
+    ProviderNotConfigured,
+    ProviderRequestFailed,
+    ProvisioningProvider,
+    ServerInfo,
+    get_registry,
+)
+from decabill.subscriptions import dns, hostnames
+from decabill.subscriptions.cloud_init import UserDataInput, build_user_data
+from decabill.subscriptions.configuration import EffectiveConfig, effective_config, sanitize_request
+from decabill.subscriptions.keys import generate_ed25519
+from decabill.tenancy import current_tenant
+from models.catalog import ServicePlan, ServiceType
+from models.subscriptions import ProvisioningStatus, SubscriptionItem
+
+log = structlog.get_logger("decabill.subscriptions")
+
+
+def system_principal() -> Principal:
+    """Who background jobs act as when they call another area's service."""
+    return Principal(tenant=current_tenant(), role="admin", method="system")
+
+
+@dataclass(frozen=True)
+class OrderContext:
+    plan: ServicePlan
+    service_type: ServiceType
+    provider: ProvisioningProvider | None  # None: a product without servers (D24)
+    requested: dict[str, Any]  # the customer's request, geography dropped unless the plan allows it
+    config: EffectiveConfig
+
+
+async def prepare(plan_id: uuid.UUID, requested: dict[str, Any] | None) -> OrderContext:
+    """Load plan and service type (404s) and build and check the effective configuration (400)."""
+    async with db.transaction():
+        plan = await find_service_plan(plan_id)
+        service_type = await find_service_type(plan.service_type_id)
+    provider = get_registry().get(service_type.provider)
+    request = sanitize_request(requested, allow_location=plan.allow_customer_location_selection)
+    config = effective_config(plan.provider_config_defaults, request, provider_id=service_type.provider,
+                              provider=provider, type_schema=service_type.config_schema)
+    return OrderContext(plan, service_type, provider, request, config)
+
+
+async def check_capacity(ctx: OrderContext) -> AvailabilityResult:
+    """The catalog's availability check (D18, with its audit snapshot) for the order's region and size."""
+    if ctx.provider is None:
+        return AvailabilityResult(True)
+    return await availability.check_availability(system_principal(), ctx.service_type.id, ctx.config.region or "",
+                                                 ctx.config.server_type or "")
+
+
+async def check_capacity_or_reason(ctx: OrderContext) -> AvailabilityResult:
+    """Like `check_capacity`, but a provider that cannot be asked (no token, API down) counts as "not
+    available now" with its message as the reason — for backorders, which simply try again later."""
+    try:
+        return await check_capacity(ctx)
+    except (ProviderNotConfigured, ProviderRequestFailed) as exc:
+        return AvailabilityResult(False, exc.message)
+
+
+async def period_price(ctx: OrderContext) -> Decimal:
+    """The customer price of one full period, as the price preview computes it for this configuration."""
+    return (await preview_price(system_principal(), ctx.plan.id, ctx.config.values)).total_price
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    server_id: str
+    hostname: str
+    public_ip: str
+    dns_record: bool
+
+
+def _labels(number: str, item_id: uuid.UUID) -> dict[str, str]:
+    return {"managed-by": "decabill", "decabill-subscription": number.lower(), "decabill-item": str(item_id)}
+
+
+async def _load_item(item_id: uuid.UUID) -> SubscriptionItem:
+    query = db.scoped(SubscriptionItem).where(SubscriptionItem.id == item_id)
+    return (await db.current_session().execute(db.for_update(query))).scalar_one()
+
+
+async def provision(item_id: uuid.UUID, ctx: OrderContext, number: str) -> Provisioned:
+    """Create the server of a pending item. On failure the hostname is released, the item is left
+    `failed` and the provider's error is raised; the caller decides what it means for the order."""
+    assert ctx.provider is not None
+    settings = get_settings()
+    client_key, host_key = generate_ed25519(), generate_ed25519()
+    async with db.transaction() as session:
+        item = await _load_item(item_id)
+        hostname = await hostnames.reserve(session, item)
+        item.provider, item.service = ctx.provider.id, ctx.config.service
+        item.region, item.server_type = ctx.config.region, ctx.config.server_type
+        item.config_snapshot = secrets.encrypt_json(ctx.config.values)
+        item.ssh_private_key = secrets.encrypt(client_key.private_openssh)
+        item.ssh_public_key = client_key.public_openssh
+        item.ssh_host_public_key = host_key.public_openssh
+        item.provisioning_status = ProvisioningStatus.PENDING
+        item.touch()
+    user_data = build_user_data(UserDataInput(
+        service=ctx.config.service, config={**ctx.config.values, "sshPublicKey": client_key.public_openssh},
+        hostname=hostname, base_domain=settings.dns_base_domain, authorized_key=client_key.public_openssh,
+        host_private_key=host_key.private_openssh, host_public_key=host_key.public_openssh,
+        lets_encrypt_email=settings.lets_encrypt_email,
+    ))
+    request = CreateServerRequest(name=hostname, server_type=ctx.config.server_type or "", region=ctx.config.region or "",
+                                  user_data=user_data, firewall_id=ctx.config.firewall_id, labels=_labels(number, item_id))
+    try:
+        server = await ctx.provider.create_server(request)
+    except Exception as exc:
+        log.warning("subscriptions.provision_failed", item_id=str(item_id), provider=ctx.provider.id,
+                    error=exc.message if isinstance(exc, DecabillError) else type(exc).__name__)
+        async with db.transaction() as session:
+            item = await _load_item(item_id)
+            await hostnames.release(session, item)
+            item.provisioning_status = ProvisioningStatus.FAILED
+            item.touch()
+        raise
+    async with db.transaction():
+        item = await _load_item(item_id)
+        item.provider_reference = server.server_id
+        item.provisioning_status = ProvisioningStatus.ACTIVE
+        item.touch()
+    log.info("subscriptions.server_created", item_id=str(item_id), provider=ctx.provider.id, hostname=hostname)
+    info = await _wait_for_public_ip(ctx.provider, server.server_id, server.public_ip)
+    dns_record = False
+    if info is not None and info.public_ip:
+        try:
+            dns_record = await dns.create_a_record(hostname, info.public_ip)
+        except dns.DnsError as exc:
+            log.warning("subscriptions.dns_create_failed", item_id=str(item_id), hostname=hostname, error=str(exc))
+    if info is not None:
+        async with db.transaction():
+            item = await _load_item(item_id)
+            item.server_info_snapshot = info_snapshot(info)
+    return Provisioned(server.server_id, hostname, info.public_ip if info else "", dns_record)
+
+
+async def _wait_for_public_ip(provider: ProvisioningProvider, server_id: str, known_ip: str | None) -> ServerInfo | None:
+    """Read the server until it has a public IPv4 (DigitalOcean assigns it only once the droplet is
+    active): every PROVISIONING_IP_POLL_INTERVAL_MS, at most PROVISIONING_IP_POLL_ATTEMPTS reads."""
+    settings = get_settings()
+    info: ServerInfo | None = None
+    for attempt in range(settings.provisioning_ip_poll_attempts):
+        try:
+            info = await provider.server_info(server_id)
+        except DecabillError as exc:
+            log.warning("subscriptions.server_info_failed", provider=provider.id, error=exc.message)
+            return info
+        if info.public_ip:
+            return info
+        if attempt + 1 < settings.provisioning_ip_poll_attempts:
+            await asyncio.sleep(settings.provisioning_ip_poll_interval_ms / 1000)
+    if info is not None and known_ip and not info.public_ip:
+        info = ServerInfo(info.server_id, info.name, known_ip, info.private_ip, info.status, info.metadata)
+    log.warning("subscriptions.no_public_ip", provider=provider.id,
+                attempts=settings.provisioning_ip_poll_attempts)
+    return info
+
+
+def info_snapshot(info: ServerInfo) -> dict[str, Any]:
+    return {"serverId": info.server_id, "name": info.name, "publicIp": info.public_ip, "privateIp": info.private_ip,
+            "status": info.status, "metadata": dict(info.metadata)}
+
+
+@dataclass(frozen=True)
+class WindDown:
+    item_id: uuid.UUID
+    dns_done: bool  # no hostname, DNS not configured, or its records are gone: the hostname may be released
+    server_done: bool  # no server, or the provider deleted it
+
+
+async def wind_down(item_id: uuid.UUID, provider_id: str, server_id: str | None, hostname: str | None) -> WindDown:
+    """Delete the item's A records and its server. Failures are logged and reported, not raised, so the
+    caller can keep what is left for the next run."""
+    dns_done = server_done = True
+    if hostname:
+        try:
+            await dns.delete_a_records(hostname)
+        except dns.DnsError as exc:
+            dns_done = False
+            log.error("subscriptions.dns_delete_failed", item_id=str(item_id), hostname=hostname, error=str(exc))
+    if server_id:
+        provider = get_registry().get(provider_id)
+        if provider is not None:
+            try:
+                await provider.delete_server(server_id)
+                log.info("subscriptions.server_deleted", item_id=str(item_id), provider=provider_id)
+            except DecabillError as exc:
+                server_done = False
+                log.error("subscriptions.deprovision_failed", item_id=str(item_id), provider=provider_id,
+                          error=exc.message)
+    return WindDown(item_id, dns_done, server_done)

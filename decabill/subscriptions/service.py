@@ -1,0 +1,304 @@
+"""Subscriptions: ordering, reading, cancelling and resuming, items and their servers
+(behavior.md part A §6.2–6.8; decisions D4, D5, D24).
+
+Rules every operation here shares
+* The caller must be a user (the static API key gets 400 `User not authenticated`).
+* A user sees only their own subscriptions — admins included; another user's or another tenant's id
+  is 404 exactly like an unknown one.
+
+Ordering (`create_subscription`)
+1. complete customer profile (400 otherwise, before the plan is even looked up);
+2. plan and service type of the tenant (404), effective configuration checked (400, every problem);
+3. a service type without a registered provider (D24) is delivered at once: `active`, one item
+   without a server;
+4. otherwise the provider is asked for capacity. None (or the provider cannot be asked) → 400, unless
+   `autoBackorder`: then 201 with the subscription `pending_backorder` and one backorder (D4);
+5. with capacity: the subscription is created `active` with its first period and price, the server is
+   provisioned; if that fails with `autoBackorder` the order still becomes a backorder, without it the
+   subscription is ended at once (`canceled`, never billed) and the provider's 400 is returned.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from decabill import db, secrets
+from decabill.catalog.service import find_service_plan
+from decabill.config import get_settings
+from decabill.customers.service import require_complete_profile
+from decabill.errors import DecabillError
+from decabill.identity.auth import Principal
+from decabill.numbering import format_number, next_number
+from decabill.providers import get_registry
+from decabill.subscriptions import errors, hostnames, provisioning
+from decabill.subscriptions.provisioning import OrderContext, info_snapshot
+from decabill.subscriptions.schedule import cancellation_effective_at, period_end
+from decabill.tenancy import current_tenant
+from models.subscriptions import (
+    ProvisioningStatus,
+    Subscription,
+    SubscriptionItem,
+    SubscriptionStatus,
+)
+
+log = structlog.get_logger("decabill.subscriptions")
+
+NUMBER_SEQUENCE = "subscription"
+
+
+# --- lookups --------------------------------------------------------------------------------------------
+
+
+async def find_own_subscription(user_id: uuid.UUID, subscription_id: uuid.UUID, *, lock: bool = False) -> Subscription:
+    query = db.scoped(Subscription).where(Subscription.id == subscription_id, Subscription.user_id == user_id)
+    found = (await db.current_session().execute(db.for_update(query) if lock else query)).scalar_one_or_none()
+    if found is None:
+        raise errors.SubscriptionNotFound(subscription_id)
+    return found
+
+
+async def items_of(subscription_id: uuid.UUID, *, lock: bool = False) -> list[SubscriptionItem]:
+    query = (db.scoped(SubscriptionItem).where(SubscriptionItem.subscription_id == subscription_id)
+             .order_by(SubscriptionItem.created_at, SubscriptionItem.id))
+    return list((await db.current_session().execute(db.for_update(query) if lock else query)).scalars())
+
+
+# --- creating -------------------------------------------------------------------------------------------
+
+
+async def new_subscription(user_id: uuid.UUID, ctx: OrderContext, *, status: str) -> tuple[Subscription, SubscriptionItem]:
+    """Insert a subscription (numbered) and its one pending item in the open transaction."""
+    session = db.current_session()
+    number = format_number("SUB", await next_number(session, NUMBER_SEQUENCE))
+    subscription = Subscription(tenant_id=current_tenant(), number=number, plan_id=ctx.plan.id, user_id=user_id,
+                                status=status, currency=get_settings().billing_currency)
+    session.add(subscription)
+    await session.flush()
+    item = SubscriptionItem(tenant_id=current_tenant(), subscription_id=subscription.id,
+                            service_type_id=ctx.service_type.id, provider=ctx.service_type.provider,
+                            service=ctx.config.service, region=ctx.config.region, server_type=ctx.config.server_type)
+    item.config_snapshot = secrets.encrypt_json(ctx.config.values)
+    session.add(item)
+    await session.flush()
+    return subscription, item
+
+
+def start_first_period(subscription: Subscription, ctx: OrderContext, price: Decimal, now: dt.datetime) -> None:
+    subscription.status = SubscriptionStatus.ACTIVE
+    subscription.activated_at = now
+    subscription.current_period_start = now
+    subscription.current_period_end = subscription.next_billing_at = period_end(ctx.plan, now)
+    subscription.period_price = price
+    subscription.touch()
+
+
+async def create_subscription(principal: Principal, plan_id: uuid.UUID, requested_config: dict[str, Any] | None = None,
+                              preferred_alternatives: dict[str, Any] | None = None,
+                              auto_backorder: bool = False) -> Subscription:
+    from decabill.subscriptions import backorders
+
+    user_id = principal.require_user_id()
+    async with db.transaction():
+        await require_complete_profile(user_id)
+    ctx = await provisioning.prepare(plan_id, requested_config)
+
+    if ctx.provider is None:  # D24: nothing to provision
+        price = await provisioning.period_price(ctx)
+        async with db.transaction():
+            subscription, item = await new_subscription(user_id, ctx, status=SubscriptionStatus.ACTIVE)
+            start_first_period(subscription, ctx, price, db.utcnow())
+            item.provisioning_status = ProvisioningStatus.ACTIVE
+        return subscription
+
+    capacity = await (provisioning.check_capacity_or_reason(ctx) if auto_backorder else provisioning.check_capacity(ctx))
+    if not capacity.is_available:
+        if not auto_backorder:
+            raise errors.NotAvailable(capacity.reason)
+        return await backorders.order_as_backorder(user_id, ctx, capacity, preferred_alternatives)
+
+    price = await provisioning.period_price(ctx)
+    async with db.transaction():
+        subscription, item = await new_subscription(user_id, ctx, status=SubscriptionStatus.ACTIVE)
+        start_first_period(subscription, ctx, price, db.utcnow())
+    try:
+        await provisioning.provision(item.id, ctx, subscription.number)
+    except DecabillError as exc:
+        if auto_backorder:
+            return await backorders.backorder_after_failure(subscription.id, ctx, exc.message, preferred_alternatives)
+        await _end_failed_order(subscription.id)
+        raise
+    async with db.transaction():
+        return await find_own_subscription(user_id, subscription.id)
+
+
+async def _end_failed_order(subscription_id: uuid.UUID) -> None:
+    """The server could not be created and no backorder was wanted: the subscription ends at once and
+    is never billed (the reference left it `active` with a failed item)."""
+    async with db.transaction():
+        query = db.scoped(Subscription).where(Subscription.id == subscription_id)
+        subscription = (await db.current_session().execute(db.for_update(query))).scalar_one()
+        now = db.utcnow()
+        subscription.status = SubscriptionStatus.CANCELED
+        subscription.cancel_requested_at = subscription.cancel_effective_at = subscription.ended_at = now
+        subscription.next_billing_at = None
+        subscription.touch()
+
+
+# --- reading --------------------------------------------------------------------------------------------
+
+
+async def list_subscriptions(principal: Principal, limit: int = 10, offset: int = 0) -> list[Subscription]:
+    user_id = principal.require_user_id()
+    async with db.transaction() as session:
+        query = (db.scoped(Subscription).where(Subscription.user_id == user_id)
+                 .order_by(Subscription.created_at.desc(), Subscription.id))
+        return list((await session.execute(db.page(query, limit, offset))).scalars())
+
+
+async def get_subscription(principal: Principal, subscription_id: uuid.UUID) -> Subscription:
+    user_id = principal.require_user_id()
+    async with db.transaction():
+        return await find_own_subscription(user_id, subscription_id)
+
+
+async def list_items(principal: Principal, subscription_id: uuid.UUID) -> list[SubscriptionItem]:
+    user_id = principal.require_user_id()
+    async with db.transaction():
+        await find_own_subscription(user_id, subscription_id)
+        return await items_of(subscription_id)
+
+
+# --- cancel / resume (D5) -------------------------------------------------------------------------------
+
+
+async def cancel_subscription(principal: Principal, subscription_id: uuid.UUID) -> Subscription:
+    from decabill.subscriptions import backorders
+
+    user_id = principal.require_user_id()
+    async with db.transaction():
+        subscription = await find_own_subscription(user_id, subscription_id)
+    if subscription.status == SubscriptionStatus.PENDING_BACKORDER:
+        ended = await backorders.cancel_waiting_subscription(subscription)
+        if ended is not None:
+            return ended
+    async with db.transaction():
+        subscription = await find_own_subscription(user_id, subscription_id, lock=True)
+        if subscription.status == SubscriptionStatus.CANCELED:
+            raise errors.AlreadyCanceled()
+        if subscription.status == SubscriptionStatus.PENDING_CANCEL:
+            raise errors.AlreadyPendingCancel(subscription.cancel_effective_at)
+        if subscription.status == SubscriptionStatus.PENDING_BACKORDER:  # became one since the first read
+            raise errors.AlreadyPendingCancel(None)
+        plan = await find_service_plan(subscription.plan_id)
+        now = db.utcnow()
+        commitment_end = (subscription.activated_at or subscription.created_at) + dt.timedelta(days=plan.min_commitment_days)
+        if now < commitment_end:
+            raise errors.MinimumCommitment(commitment_end)
+        subscription.status = SubscriptionStatus.PENDING_CANCEL
+        subscription.cancel_requested_at = now
+        subscription.cancel_effective_at = cancellation_effective_at(
+            plan, subscription.current_period_end, now, at_period_end=plan.cancel_at_period_end,
+            notice_days=plan.notice_days)
+        subscription.touch()
+    return subscription
+
+
+async def resume_subscription(principal: Principal, subscription_id: uuid.UUID) -> Subscription:
+    user_id = principal.require_user_id()
+    async with db.transaction():
+        subscription = await find_own_subscription(user_id, subscription_id, lock=True)
+        if subscription.status != SubscriptionStatus.PENDING_CANCEL:
+            raise errors.NotPendingCancel()
+        now = db.utcnow()
+        if subscription.cancel_effective_at is not None and subscription.cancel_effective_at <= now:
+            raise errors.CancellationAlreadyEffective()  # the expiration job is ending it right now
+        subscription.status = SubscriptionStatus.ACTIVE
+        subscription.resumed_at = now
+        subscription.cancel_requested_at = subscription.cancel_effective_at = None
+        subscription.touch()
+    return subscription
+
+
+# --- server info and power (behavior.md §6.8) --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerInfoView:
+    """Serialised through the spec's `ServerInfoResponse`: never the provider's server id."""
+
+    name: str
+    public_ip: str
+    private_ip: str | None
+    status: str
+    metadata: dict[str, Any]
+    hostname: str | None
+    hostname_fqdn: str | None
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    success: bool = True
+
+
+async def _controllable_item(principal: Principal, subscription_id: uuid.UUID,
+                             item_id: uuid.UUID) -> SubscriptionItem:
+    user_id = principal.require_user_id()
+    async with db.transaction() as session:
+        subscription = await find_own_subscription(user_id, subscription_id)
+        query = db.scoped(SubscriptionItem).where(SubscriptionItem.id == item_id,
+                                                  SubscriptionItem.subscription_id == subscription.id)
+        item = (await session.execute(query)).scalar_one_or_none()
+    if item is None:
+        raise errors.SubscriptionItemNotFound(item_id)
+    if subscription.status == SubscriptionStatus.CANCELED:
+        raise errors.SubscriptionEnded()
+    if not item.provider_reference:
+        raise errors.NotProvisioned()
+    if item.provisioning_status != ProvisioningStatus.ACTIVE:
+        raise errors.NotActive(item.provisioning_status)
+    return item
+
+
+async def get_server_info(principal: Principal, subscription_id: uuid.UUID, item_id: uuid.UUID) -> ServerInfoView:
+    item = await _controllable_item(principal, subscription_id, item_id)
+    provider = get_registry().get(item.provider)
+    if provider is None:
+        raise errors.NoServerInfo()
+    info = await provider.server_info(item.provider_reference or "")
+    async with db.transaction() as session:
+        query = db.scoped(SubscriptionItem).where(SubscriptionItem.id == item.id)
+        stored = (await session.execute(query)).scalar_one()
+        stored.server_info_snapshot = info_snapshot(info)
+    base_domain = get_settings().dns_base_domain
+    return ServerInfoView(
+        name=info.name, public_ip=info.public_ip or "", private_ip=info.private_ip, status=info.status,
+        metadata={**info.metadata, "provider": provider.id}, hostname=item.hostname,
+        hostname_fqdn=hostnames.fqdn(item.hostname, base_domain) if item.hostname else None,
+    )
+
+
+async def _power(principal: Principal, subscription_id: uuid.UUID, item_id: uuid.UUID, action: str) -> ActionResult:
+    item = await _controllable_item(principal, subscription_id, item_id)
+    provider = get_registry().get(item.provider)
+    if provider is not None:  # a provider that is gone has nothing to switch (the reference: silent success)
+        await getattr(provider, f"{action}_server")(item.provider_reference or "")
+        log.info("subscriptions.power_action", action=action, item_id=str(item.id), provider=provider.id)
+    return ActionResult()
+
+
+async def start_server(principal: Principal, subscription_id: uuid.UUID, item_id: uuid.UUID) -> ActionResult:
+    return await _power(principal, subscription_id, item_id, "start")
+
+
+async def stop_server(principal: Principal, subscription_id: uuid.UUID, item_id: uuid.UUID) -> ActionResult:
+    return await _power(principal, subscription_id, item_id, "stop")
+
+
+async def restart_server(principal: Principal, subscription_id: uuid.UUID, item_id: uuid.UUID) -> ActionResult:
+    return await _power(principal, subscription_id, item_id, "restart")
+

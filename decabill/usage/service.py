@@ -1,0 +1,116 @@
+"""Usage records (behavior.md part B §5, decision D8).
+
+* `record_usage` stores a measured period of one of the caller's own subscriptions (another user's or an
+  unknown one: 404). Its cost is read from the payload once, when it is recorded: `totalCost`, else
+  `usageCost`, else `units × unitPrice`, else 0 (numbers or numeric strings), rounded half up to cents.
+* D8: a record with a positive cost is billed exactly once — on the owner's next billing day, or by an
+  admin's `createInvoice` for its subscription, whichever comes first (it then carries that invoice's id).
+  Records costing nothing (or a negative amount) are kept as information and never billed.
+* Beyond the reference: `periodEnd` may not be before `periodStart` (an e-invoice's service period must
+  not end before it starts, EN 16931 BR-29), the payload must be JSON every backend stores (no NUL
+  characters), and a cost must stay within ±10^10.
+* `usage_summary` returns the newest record (the reference's "summary"), or epoch timestamps and an empty
+  payload when there is none.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import uuid
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from decabill import db
+from decabill.catalog.validation import NUMERIC_STRING, json_value
+from decabill.errors import BadRequest
+from decabill.identity.auth import Principal
+from decabill.subscriptions.service import find_own_subscription
+from decabill.tenancy import current_tenant
+from models.invoicing import UsageRecord
+
+UTC = dt.timezone.utc
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+COST_LIMIT = Decimal(10) ** 10
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class UsageSummaryView:
+    subscription_id: uuid.UUID
+    period_start: dt.datetime
+    period_end: dt.datetime
+    usage_payload: dict[str, Any]
+
+
+def _timestamp(value: str, label: str) -> dt.datetime:
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip().upper())  # RFC 3339 allows a lower-case t and z
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError, AttributeError):
+        raise BadRequest(f"{label} must be an ISO date string") from None
+
+
+def _number(value: Any) -> Decimal | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        return Decimal(repr(value)) if math.isfinite(value) else None
+    if isinstance(value, str) and NUMERIC_STRING.match(value.strip()):
+        return Decimal(value.strip())
+    return None
+
+
+def usage_cost(payload: dict[str, Any]) -> Decimal:
+    """The record's net cost in cents: totalCost → usageCost → units × unitPrice → 0."""
+    try:
+        cost = _number(payload.get("totalCost"))
+        if cost is None:
+            cost = _number(payload.get("usageCost"))
+        if cost is None:
+            units, price = _number(payload.get("units")), _number(payload.get("unitPrice"))
+            cost = units * price if units is not None and price is not None else Decimal(0)
+        if abs(cost) > COST_LIMIT:
+            raise InvalidOperation
+        return cost.quantize(CENT, rounding=ROUND_HALF_UP)
+    except ArithmeticError:
+        raise BadRequest(f"Usage cost must be between -{COST_LIMIT} and {COST_LIMIT}") from None
+
+
+async def record_usage(principal: Principal, subscription_id: uuid.UUID, period_start: str, period_end: str,
+                       payload: dict[str, Any]) -> UsageRecord:
+    user_id = principal.require_user_id()
+    start, end = _timestamp(period_start, "periodStart"), _timestamp(period_end, "periodEnd")
+    problems = []
+    if end < start:
+        problems.append("periodEnd must not be before periodStart")
+    try:
+        json_value(payload, "usagePayload")
+    except BadRequest as exc:
+        problems.append(exc.message)
+    if problems:
+        raise BadRequest("; ".join(problems))
+    amount = usage_cost(payload)
+    async with db.transaction() as session:
+        subscription = await find_own_subscription(user_id, subscription_id)
+        record = UsageRecord(tenant_id=current_tenant(), subscription_id=subscription.id, user_id=subscription.user_id,
+                             period_start=start, period_end=end, usage_payload=payload, amount=amount)
+        session.add(record)
+    return record
+
+
+async def usage_summary(principal: Principal, subscription_id: uuid.UUID) -> UsageSummaryView:
+    user_id = principal.require_user_id()
+    async with db.transaction() as session:
+        await find_own_subscription(user_id, subscription_id)
+        query = (db.scoped(UsageRecord).where(UsageRecord.subscription_id == subscription_id)
+                 .order_by(UsageRecord.created_at.desc(), UsageRecord.id.desc()).limit(1))
+        latest = (await session.execute(query)).scalar_one_or_none()
+    if latest is None:
+        return UsageSummaryView(subscription_id, EPOCH, EPOCH, {})
+    return UsageSummaryView(subscription_id, latest.period_start, latest.period_end, latest.usage_payload)

@@ -1,0 +1,44 @@
+"""Customer billing profiles: the name and address a user is invoiced under (behavior.md part A §5).
+
+One profile per user. It goes with its user (ON DELETE CASCADE): the invoices that were issued to it keep
+their own copy of the address (invoicing issue), so nothing legal depends on this row surviving.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import ClassVar
+
+from sqlalchemy import Column, ForeignKey, UniqueConstraint
+from sqlmodel import Field
+
+from models.base import Timestamped, id_field, tenant_field
+
+
+class CustomerProfile(Timestamped, table=True):
+    __tablename__ = "customer_profiles"
+    __table_args__ = (UniqueConstraint("user_id", name="uq_customer_profiles_user"),)
+
+    id: uuid.UUID = id_field()
+    tenant_id: str = tenant_field()
+    user_id: uuid.UUID = Field(sa_column=Column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False))
+    first_name: str | None = Field(default=None, max_length=255)
+    last_name: str | None = Field(default=None, max_length=255)
+    company: str | None = Field(default=None, max_length=255)
+    address_line1: str | None = Field(default=None, max_length=255)
+    address_line2: str | None = Field(default=None, max_length=255)
+    postal_code: str | None = Field(default=None, max_length=30)
+    city: str | None = Field(default=None, max_length=255)
+    state: str | None = Field(default=None, max_length=255)
+    country: str | None = Field(default=None, max_length=2)  # ISO 3166-1 alpha-2, upper case
+    email: str | None = Field(default=None, max_length=255)
+    phone: str | None = Field(default=None, max_length=50)
+    stripe_customer_id: str | None = Field(default=None, max_length=255)  # set by the payments area (D15)
+
+    REQUIRED_FOR_ORDERING: ClassVar[tuple[str, ...]] = ("first_name", "last_name", "email", "address_line1", "postal_code", "city", "country")
+
+    @property
+    def is_complete(self) -> bool:
+        """Every field ordering and invoicing need has non-blank content (company, line 2, state, phone optional)."""
+        return all(isinstance(getattr(self, name), str) and getattr(self, name).strip()
+                   for name in self.REQUIRED_FOR_ORDERING)

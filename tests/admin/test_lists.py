@@ -1,0 +1,100 @@
+"""Admin invoice lists (all statuses; the deprecated open/overdue list with D17's filter), search and paging, and a
+payment received through the payments area's settlement path next to the admin's corrections."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+from decabill import db
+from decabill.invoicing import invoices as invoicing_invoices
+from decabill.invoicing import overdue
+from decabill.payments import settlement
+from decabill.tenancy import bound_tenant
+from tests.admin.conftest import BASE, action, audit, create_draft, issue, line, processes
+from tests.invoicing.conftest import customer_with_subscription, order, user_id
+
+
+async def test_lists_search_and_paging(billing_api, admin, customer, plan, clock):
+    api = billing_api
+    subscription = await order(api, customer, plan["id"])
+    second, _ = await customer_with_subscription(api, admin, plan["id"], "second@example.com")
+    first_id, second_id = user_id(customer), user_id(second)
+    start = dt.datetime(2026, 6, 1, 9, tzinfo=dt.timezone.utc)
+
+    made = []
+    for index, (owner, extra) in enumerate([(first_id, {"subscriptionId": subscription["id"]}), (first_id, {}),
+                                            (second_id, {}), (second_id, {}), (first_id, {})]):
+        clock.set(start + dt.timedelta(hours=index))
+        made.append(await create_draft(api, admin, owner, [line(f"Item {index}", 1, 10 * (index + 1))], **extra))
+    clock.set(start + dt.timedelta(days=1))
+    issued = [await issue(api, admin, made[i]["id"], dueInDays=1) for i in range(4)]  # made[4] stays a draft
+    await action(api, admin, made[1]["id"], "mark-paid")
+    await action(api, admin, made[2]["id"], "void")
+    clock.set(start + dt.timedelta(days=5))
+    with bound_tenant("default"):
+        assert await overdue.mark_overdue(uuid.UUID(made[3]["id"])) == "overdue"
+    clock.now = None
+    ids = [m["id"] for m in made]
+
+    page = (await api.get(f"{BASE}/invoices", token=admin)).json()
+    assert (page["total"], page["limit"], page["offset"]) == (5, 10, 0)
+    assert [item["id"] for item in page["items"]] == ids[::-1]  # newest first
+    assert [item["status"] for item in page["items"]] == ["draft", "overdue", "void", "paid", "issued"]
+    oldest = page["items"][-1]
+    assert oldest["subscriptionNumber"] == subscription["number"] and oldest["subscriptionId"] == subscription["id"]
+    assert oldest["userEmail"] == "customer@example.com" and oldest["userId"] == str(first_id)
+    assert page["items"][2]["voidDocumentNumber"] == f"{issued[2]['invoiceNumber']}-CN"
+
+    paged = (await api.get(f"{BASE}/invoices?limit=2&offset=1", token=admin)).json()
+    assert [item["id"] for item in paged["items"]] == [ids[3], ids[2]] and paged["total"] == 5
+    assert (paged["limit"], paged["offset"]) == (2, 1)
+    assert len((await api.get(f"{BASE}/invoices?limit=0", token=admin)).json()["items"]) == 5
+
+    async def search(term: str, *, path: str = "/invoices", **params) -> list[str]:
+        response = await api.get(f"{BASE}{path}", token=admin, params={"search": term, "limit": 0, **params})
+        assert response.status_code == 200, response.text
+        return [item["id"] for item in response.json()["items"]]
+
+    assert await search(issued[1]["invoiceNumber"].lower()) == [ids[1]]
+    assert await search(subscription["number"][-4:]) == [ids[0]]
+    assert await search("SECOND@EXAMPLE") == [ids[3], ids[2]]
+    assert await search(ids[4][4:20].upper()) == [ids[4]]  # across the id's dashes
+    assert set(await search(str(second_id)[9:23])) == {ids[3], ids[2]}
+    assert await search("%") == [] and await search("_") == []  # no SQL wildcards
+    assert await search("  ") == ids[::-1]  # blank: no filter
+    assert await search("", userId=str(second_id)) == [ids[3], ids[2]]
+    assert await search("second", userId=str(first_id)) == []
+
+    # the deprecated list: only what is still owed (D17), same search and paging
+    open_page = (await api.get(f"{BASE}/invoices/open-overdue", token=admin)).json()
+    assert [(item["id"], item["status"]) for item in open_page["items"]] == [(ids[3], "overdue"), (ids[0], "issued")]
+    assert open_page["total"] == 2
+    assert await search("second", path="/invoices/open-overdue") == [ids[3]]
+
+
+async def test_a_processor_payment_and_the_admins_corrections_share_one_path(billing_api, admin, customer):
+    api = billing_api
+    draft = await create_draft(api, admin, user_id(customer), [line("Hosting", 1, 100)])
+    invoice = await issue(api, admin, draft["id"])
+    # 50.00 of 119.00 arrive through the payment processor (the webhook's settlement call)
+    with bound_tenant("default"):
+        async with db.transaction() as session:
+            locked = await invoicing_invoices.locked(session, uuid.UUID(invoice["id"]))
+            outcome = await settlement.record_payment(session, locked, amount=Decimal("50.00"), currency="EUR",
+                                                      processor="stripe", external_id="cs_test_1")
+    assert outcome == settlement.PaymentOutcome.PARTIALLY_PAID
+    listed = (await api.get(f"{BASE}/invoices/open-overdue", token=admin)).json()["items"]
+    assert [(i["status"], i["balance"]) for i in listed] == [("partially_paid", 69.0)]
+
+    paid = await action(api, admin, invoice["id"], "mark-paid", reason="rest paid in cash")
+    assert paid["status"] == "paid" and paid["balance"] == 0
+    trail = await audit(api, admin, invoice["id"])
+    assert trail[0]["process"] == "invoice.mark_paid_manual"
+    assert trail[0]["context"]["previousStatus"] == "partially_paid"
+    assert Decimal(trail[0]["context"]["previousBalanceDue"]) == Decimal("69.00")
+    assert (trail[1]["context"]["statusBefore"], trail[1]["context"]["statusAfter"]) == ("issued", "partially_paid")
+    reopened = await action(api, admin, invoice["id"], "mark-unpaid")
+    assert reopened["status"] == "issued" and reopened["balance"] == 119.0
+    assert processes(await audit(api, admin, invoice["id"]))[0] == "invoice.mark_unpaid_manual"

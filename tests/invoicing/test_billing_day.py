@@ -1,0 +1,161 @@
+"""The billing day under pressure (D9, D10): many users with open positions and usage, the unit run after a
+simulated crash mid-batch and then by two workers at once → one invoice per user, every position and usage
+record billed exactly once, invoice numbers gapless; 50 concurrent issues → 50 consecutive numbers.
+On SQLite and PostgreSQL (on PostgreSQL the two workers really run in parallel)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+
+from decabill import db, numbering
+from decabill.invoicing import billing, invoices
+from decabill.invoicing.invoices import LineInput
+from decabill.invoicing.states import SYSTEM
+from decabill.subscriptions import billing as subscription_billing
+from decabill.tenancy import bound_tenant
+from models.invoicing import Invoice, InvoiceLine, UsageRecord
+from models.jobs import NumberSequence
+from models.subscriptions import OpenPosition
+from tests.invoicing.conftest import customer_with_subscription, iso, rows, user_id
+
+USERS = 6
+
+
+async def _customers_with_positions(api, admin, plan, clock) -> list[uuid.UUID]:
+    """USERS customers, each with two billed periods (open positions) and one usage record with a cost."""
+    subscriptions = []
+    users = []
+    for n in range(USERS):
+        token, subscription = await customer_with_subscription(api, admin, plan["id"], f"user{n}@example.com")
+        users.append(user_id(token))
+        subscriptions.append(subscription)
+        recorded = await api.post("/usage/record", token=token, json={
+            "subscriptionId": subscription["id"], "periodStart": "2026-01-01T00:00:00Z",
+            "periodEnd": "2026-01-31T00:00:00Z", "usagePayload": {"units": 3, "unitPrice": "1.25"}})
+        assert recorded.status_code == 200, recorded.text
+    clock.set(db.utcnow() + dt.timedelta(days=70))  # two month periods have ended
+    with bound_tenant("default"):
+        for subscription in subscriptions:
+            for _ in range(2):
+                assert await subscription_billing.bill_due_period(uuid.UUID(subscription["id"])) is not None
+    return users
+
+
+async def test_crash_mid_batch_then_two_workers_bill_everyone_exactly_once(billing_api, admin, plan, clock,
+                                                                          monkeypatch):
+    users = await _customers_with_positions(billing_api, admin, plan, clock)
+    year = clock.now.year
+
+    # A worker bills the batch and crashes while issuing the second user's invoice.
+    real_next_number = numbering.next_number
+    calls = Counter()
+
+    async def crashing_next_number(session, name):
+        calls[name] += 1
+        if calls[name] == 2:
+            raise RuntimeError("worker died")
+        return await real_next_number(session, name)
+
+    monkeypatch.setattr(invoices, "next_number", crashing_next_number)
+    with bound_tenant("default"), pytest.raises(RuntimeError, match="worker died"):
+        for user in users:
+            await billing.bill_user(user)
+    monkeypatch.setattr(invoices, "next_number", real_next_number)
+
+    with bound_tenant("default"):
+        [only] = await rows(Invoice)
+        assert only.user_id == users[0] and only.invoice_number == f"INV-{year}-00001"
+        assert len([p for p in await rows(OpenPosition) if p.invoice_id is None]) == 2 * (USERS - 1)
+        [counter] = await rows(NumberSequence, NumberSequence.name == f"invoice-{year}")
+        assert counter.last_value == 1  # the crashed issue gave its number back
+
+    # Two workers run the whole batch at once (in opposite orders), each unit in its own transaction.
+    async def worker(order: list[uuid.UUID]) -> list[str]:
+        with bound_tenant("default"):
+            return [(await billing.bill_user(user)).status for user in order]
+
+    first, second = await asyncio.gather(worker(users), worker(list(reversed(users))))
+    assert sorted(first + second).count("billed") == USERS - 1
+    assert set(first + second) <= {"billed", "nothing", "busy"}
+    # A run after everything is billed changes nothing.
+    with bound_tenant("default"):
+        assert {(await billing.bill_user(user)).status for user in users} == {"nothing"}
+
+    with bound_tenant("default"):
+        all_invoices = await rows(Invoice)
+        positions = await rows(OpenPosition)
+        usage = await rows(UsageRecord)
+        lines = await rows(InvoiceLine)
+    assert sorted(Counter(i.user_id for i in all_invoices).values()) == [1] * USERS  # one invoice per user
+    assert sorted(i.invoice_number for i in all_invoices) == [f"INV-{year}-{n:05d}" for n in range(1, USERS + 1)]
+    by_id = {i.id: i for i in all_invoices}
+    assert all(p.invoice_id is not None and by_id[p.invoice_id].user_id == p.user_id for p in positions)
+    assert all(u.invoice_id is not None and by_id[u.invoice_id].user_id == u.user_id for u in usage)
+    # Every position and usage record is on exactly one line, of the invoice that claims it.
+    assert sorted(str(line.open_position_id) for line in lines if line.open_position_id) == \
+        sorted(str(p.id) for p in positions)
+    assert sorted(str(line.usage_record_id) for line in lines if line.usage_record_id) == sorted(str(u.id) for u in usage)
+    for invoice in all_invoices:
+        mine = [line for line in lines if line.invoice_id == invoice.id]
+        assert len(mine) == 3  # two periods and the usage
+        assert invoice.subtotal_net == sum(line.line_net for line in mine)
+        assert invoice.total_gross == invoice.subtotal_net + invoice.tax_total
+        assert next(line for line in mine if line.usage_record_id).line_net == Decimal("3.75")
+
+
+async def test_fifty_concurrent_issues_get_fifty_consecutive_numbers(env, make_api, admin, customer):
+    env.update(SMTP_HOST="")  # no mails: this is about the counter
+    await make_api()
+    owner = user_id(customer)
+
+    async def draft() -> uuid.UUID:
+        with bound_tenant("default"):
+            async with db.transaction() as session:
+                invoice = await invoices.create_draft(session, user_id=owner, actor=SYSTEM, lines=[
+                    LineInput(description="Consulting", unit_price_net=Decimal("100"))])
+                return invoice.id
+
+    drafts = [await draft() for _ in range(50)]
+
+    async def issue(invoice_id: uuid.UUID) -> str:
+        with bound_tenant("default"):
+            async with db.transaction() as session:
+                invoice = await invoices.locked(session, invoice_id)
+                await invoices.issue(session, invoice, actor=SYSTEM)
+                return invoice.invoice_number
+
+    numbers = await asyncio.gather(*(issue(invoice_id) for invoice_id in drafts))
+    year = db.utcnow().year
+    assert len(set(numbers)) == 50
+    assert sorted(numbers) == [f"INV-{year}-{n:05d}" for n in range(1, 51)]
+
+
+async def test_the_coordinator_bills_users_on_their_billing_day_through_the_job_layer(billing_api, admin, plan, clock):
+    from decabill.invoicing import tasks
+    from decabill.jobs.queue import get_broker
+
+    token, subscription = await customer_with_subscription(billing_api, admin, plan["id"], "daily@example.com")
+    day = (await billing_api.get("/invoices/summary", token=token)).json()["billingDayOfMonth"]
+    period_end = iso(subscription["currentPeriodEnd"])  # the 1st of next month
+    with bound_tenant("default"):
+        clock.set(period_end if day != 1 else period_end + dt.timedelta(days=1))  # the period ended; not the day
+        assert await subscription_billing.bill_due_period(uuid.UUID(subscription["id"])) is not None
+        assert await billing.users_due(0) == []
+        clock.set(period_end + dt.timedelta(days=day - 1))  # the customer's billing day
+        assert await billing.users_due(0) == [user_id(token)]
+
+    broker = get_broker()
+    await broker.startup()
+    try:
+        assert await tasks.bill_due_users() == 1
+        await broker.wait_all()
+    finally:
+        await broker.shutdown()
+    [listed] = (await billing_api.get(f"/invoices/{subscription['id']}", token=token)).json()
+    assert listed["status"] == "issued"
