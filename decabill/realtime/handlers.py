@@ -95,7 +95,8 @@ class _Socket:
     poller: _Poller | None = None
     ticks: int = 0  # snapshots emitted
     skipped: int = 0  # ticks skipped because the previous one was still running
-    tick_times: list[float] = field(default_factory=list)  # clock time of the last ticks of this subscription
+    # (when due, when started) on the gateway's clock, for the last poller ticks of this subscription
+    schedule: list[tuple[float, float]] = field(default_factory=list)
 
 
 class DashboardGateway:
@@ -161,7 +162,7 @@ class DashboardGateway:
         state.generation += 1
         generation = state.generation
         self._stop(state)  # subscribing again replaces the poller; a refused subscribe leaves none
-        state.tick_times = []
+        state.schedule = []
         principal = state.principal
         try:
             with bound_tenant(principal.tenant):
@@ -202,6 +203,7 @@ class DashboardGateway:
             while not poller.stopped:
                 await self.clock.sleep(due - self.clock.now())  # stop() cancels here, and only here
                 poller.ticking = True
+                state.schedule = [*state.schedule[-19:], (due, self.clock.now())]
                 try:
                     keep = await self._tick(sid, state, poller.interval_ms, lambda: not poller.stopped)
                 except Exception:  # e.g. an outbound payload that fails validation: a bug, keep polling
@@ -231,7 +233,6 @@ class DashboardGateway:
         if principal.user_id is None:
             await self._error(sid, USER_NOT_AUTHENTICATED)
             return False
-        started = self.clock.now()
         try:
             with bound_tenant(principal.tenant):
                 targets = await dashboard.dashboard_targets(principal)
@@ -256,7 +257,6 @@ class DashboardGateway:
             else:
                 items.append(result)
         state.ticks += 1
-        state.tick_times = [*state.tick_times[-19:], started]
         await self.emitter.dashboard_status_update(sid, {"generatedAt": _now_iso(), "items": items})
         return True
 
