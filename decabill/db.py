@@ -237,9 +237,10 @@ MAX_ROWS = 2**62  # beyond any real table; keeps huge client offsets inside SQLi
 
 
 def page(query: Select[Any], limit: int | None, offset: int | None) -> Select[Any]:
-    """Apply limit/offset as the contract defines them: limit 0 (or none) means no limit."""
+    """Apply limit/offset as the contract defines them: limit 0 (or none) means no limit. Values outside
+    what a database accepts (negative, beyond 64 bits) are clamped instead of reaching SQL as a 500."""
     query = query.offset(min(max(offset or 0, 0), MAX_ROWS))
-    if limit:
+    if limit and limit > 0:
         query = query.limit(min(limit, MAX_ROWS))
     return query
 

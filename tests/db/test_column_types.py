@@ -90,3 +90,12 @@ async def test_scoped_queries_only_see_the_current_tenant(database):
             async with db.transaction() as session:
                 users = (await session.execute(db.scoped(User))).scalars().all()
         assert [u.tenant_id for u in users] == [tenant]
+
+
+@pytest.mark.parametrize("limit, offset", [(-351296892015785017344, 0), (10**30, 10**30), (-1, -5), (0, 0)])
+async def test_page_clamps_limits_and_offsets_a_database_would_refuse(database, limit, offset):
+    from models.identity import User
+
+    async with db.transaction() as session:
+        rows = (await session.execute(db.page(select(User), limit, offset))).scalars().all()
+    assert rows == []
