@@ -248,6 +248,15 @@ class Settings(BaseSettings):
             return number
         return cls.model_fields[info.field_name].default
 
+    @field_validator("status_poll_interval", mode="before")
+    @classmethod
+    def _poll_interval_or_default(cls, value: object) -> int:
+        """Reference rule: a STATUS_POLL_INTERVAL that is not a number means the default (15 s)."""
+        try:
+            return int(str(value).strip())
+        except (TypeError, ValueError):
+            return 15000
+
     @field_validator("websocket_namespace")
     @classmethod
     def _strip_namespace(cls, value: str) -> str:
