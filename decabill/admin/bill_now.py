@@ -37,7 +37,7 @@ from decabill.invoicing.billing import BillingResult
 from decabill.invoicing.states import Actor
 from decabill.tenancy import current_tenant
 from models.identity import User
-from models.invoicing import UsageRecord
+from models.invoicing import Invoice, UsageRecord
 from models.subscriptions import OpenPosition
 
 log = structlog.get_logger("decabill.admin")
@@ -108,17 +108,28 @@ async def bill_now_user(user_id: uuid.UUID, *, request_id: uuid.UUID, admin_id: 
     transaction. Returns `billed`, `nothing` or `busy` (another unit is billing that user right now)."""
     actor = Actor("admin", admin_id)
     context = {"triggeredBy": admin_id, "scope": scope, "requestId": request_id}
+    result: BillingResult | None = None
     with structlog.contextvars.bound_contextvars(request_id=str(request_id)):
         try:
             async with db.transaction() as session:
-                result: BillingResult = await billing.bill_user(user_id, actor=actor)
+                result = await billing.bill_user(user_id, actor=actor)
                 for invoice in result.invoices:
                     await states.audit(session, invoice, "invoice.bill_now", "Admin bill-now created invoice",
                                        actor=actor, context=context)
         except Exception as exc:
+            if result is not None and result.invoices and await _exists(result.invoices[0].id):
+                # committed: what failed ran after the commit (e.g. a mail) — the invoice stands
+                log.error("admin.bill_now_after_commit_failed", error=str(exc), error_type=type(exc).__name__)
+                return result.status
             async with db.transaction() as session:
                 await states.audit_unbound(session, user_id=user_id, process="invoice.bill_now", level="error",
                                            message="Admin bill-now failed for user", actor=actor,
                                            context={**context, "error": str(exc)[:300]})
             raise
     return result.status
+
+
+async def _exists(invoice_id: uuid.UUID) -> bool:
+    async with db.transaction() as session:
+        return (await session.execute(select(Invoice.id).where(Invoice.tenant_id == current_tenant(),
+                                                               Invoice.id == invoice_id))).first() is not None

@@ -111,10 +111,13 @@ async def delete_profile(principal: Principal, profile_id: uuid.UUID) -> None:
     async with db.transaction() as session:
         profile = (await _profile(profile_id, lock=True)).profile
         tenant, owner = current_tenant(), profile.user_id
-        if (await session.execute(select(exists().where(Invoice.tenant_id == tenant, Invoice.user_id == owner)))).scalar():
+        async def has(model) -> bool:
+            query = select(exists().where(model.tenant_id == tenant, model.user_id == owner))
+            return bool((await session.execute(query)).scalar())
+
+        if await has(Invoice):
             raise ProfileOwnerHasInvoices()
-        if (await session.execute(select(exists().where(Subscription.tenant_id == tenant,
-                                                        Subscription.user_id == owner)))).scalar():
+        if await has(Subscription):
             raise ProfileOwnerHasSubscriptions()
         await _audit(profile, "customer_profile.admin_delete", "Admin deleted customer profile", principal, [])
         await session.delete(profile)

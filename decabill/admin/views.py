@@ -34,7 +34,8 @@ class AuditEntryView:
 
     @property
     def context(self) -> dict[str, Any]:
-        extra = {"actor": self.entry.actor_type, "actorUserId": self.entry.actor_user_id and str(self.entry.actor_user_id),
+        actor_user_id = str(self.entry.actor_user_id) if self.entry.actor_user_id else None
+        extra = {"actor": self.entry.actor_type, "actorUserId": actor_user_id,
                  "statusBefore": self.entry.status_before, "statusAfter": self.entry.status_after,
                  "requestId": self.entry.request_id}
         # what the event recorded itself wins a name clash (e.g. bill-now's own `requestId`)
