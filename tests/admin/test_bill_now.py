@@ -44,6 +44,22 @@ async def invoices_of(owner: uuid.UUID) -> list[Invoice]:
     return await rows(Invoice, Invoice.user_id == owner)
 
 
+async def billed(counts: dict[uuid.UUID, int], timeout: float = 20.0) -> None:
+    """Drain the queue, then wait (bill-now answers before the work is done) until each user has as many
+    invoices as expected — failing if it takes longer or if anyone gets more."""
+    await drain()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        found = {owner: len(await invoices_of(owner)) for owner in counts}
+        assert all(found[o] <= counts[o] for o in counts), found
+        if found == counts:
+            await drain()
+            return
+        assert loop.time() < deadline, found
+        await asyncio.sleep(0.05)
+
+
 async def test_bill_now_queues_and_bills_through_the_billing_day_unit(billing_api, admin, customer, plan):
     api = billing_api
     subscription = await order(api, customer, plan["id"])
@@ -60,7 +76,7 @@ async def test_bill_now_queues_and_bills_through_the_billing_day_unit(billing_ap
     assert queued["queued"] is True and queued["userCount"] == 2
     request_id = queued["requestId"]
     assert uuid.UUID(request_id).version == 4
-    await drain()
+    await billed({first_id: 1, second_id: 1, idle_id: 0})
 
     [first_invoice] = await invoices_of(first_id)
     [second_invoice] = await invoices_of(second_id)
@@ -91,7 +107,7 @@ async def test_bill_now_queues_and_bills_through_the_billing_day_unit(billing_ap
     one = (await api.post(f"{BASE}/bill-now", token=admin, json={"userId": str(first_id)})).json()
     idle_run = (await api.post(f"{BASE}/bill-now", token=admin, json={"userId": str(idle_id)})).json()
     assert one["userCount"] == 1 and idle_run["userCount"] == 1
-    await drain()
+    await billed({first_id: 2, second_id: 1, idle_id: 0})
     assert len(await invoices_of(first_id)) == 2 and await invoices_of(idle_id) == []
     assert await rows(InvoiceAuditLog, InvoiceAuditLog.level == "error") == []
 
@@ -107,6 +123,10 @@ async def test_a_failing_user_is_recorded_and_keeps_its_positions(billing_api, a
     await api.post("/customer-profile", token=customer, json={"city": "   "})  # the profile is no longer complete
     queued = (await api.post(f"{BASE}/bill-now", token=admin, json={"userId": str(owner)})).json()
     await drain()
+    for _ in range(200):  # the unit runs after the answer
+        if await rows(InvoiceAuditLog, InvoiceAuditLog.level == "error"):
+            break
+        await asyncio.sleep(0.05)
     assert await invoices_of(owner) == []
     [position] = await rows(OpenPosition)
     assert position.invoice_id is None
@@ -139,7 +159,7 @@ async def test_bill_now_racing_the_billing_day_bills_each_user_once(billing_api,
         response, *results = await asyncio.gather(
             api.post(f"{BASE}/bill-now", token=admin, json={}), invoicing_tasks.bill_due_users.kiq(), *contenders)
     assert response.status_code == 200, response.text
-    await drain()
+    await billed({owner: 1 for owner in owners})
 
     year = dt.datetime.now(dt.timezone.utc).year
     numbers = []
