@@ -11,6 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 from decabill import db
 from decabill.config import Settings, get_settings
 from decabill.web import errors
+from decabill.web.docs import middlewares, swagger_ui_options
 from decabill.web.middleware import RequestContextMiddleware
 from decabill.web.security import SECURITY_MAP
 from decabill.web.validation import VALIDATOR_MAP
@@ -36,7 +37,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         if owns_engine:
             await db.dispose_engine()
 
-    app = connexion.AsyncApp(__name__, lifespan=lifespan, security_map=SECURITY_MAP)
+    app = connexion.AsyncApp(__name__, lifespan=lifespan, security_map=SECURITY_MAP, middlewares=middlewares())
     app.add_api(
         OPENAPI_PATH,
         base_path="/api",
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         strict_validation=True,
         validate_responses=settings.validate_responses,
         validator_map=VALIDATOR_MAP,
-        swagger_ui_options=None,
+        swagger_ui_options=swagger_ui_options(settings),  # /api/docs/, /api/openapi.json
     )
     errors.register(app)
     origins = settings.cors_origins

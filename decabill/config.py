@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     port: int = Field(3200, alias="PORT", ge=1, le=65535)
     data_dir: Path = Field(Path("data"), alias="DECABILL_DATA_DIR")
     validate_responses: bool = Field(False, alias="DECABILL_VALIDATE_RESPONSES")
+    api_docs_enabled: bool = Field(True, alias="API_DOCS_ENABLED")  # Swagger UI and the spec document
     log_level: str = Field("info", alias="LOG_LEVEL")
 
     # --- authentication ---------------------------------------------------------------------

@@ -1,0 +1,46 @@
+"""API docs for humans: Connexion's Swagger UI at `/api/docs/` and the contract at `/api/openapi.json`
+(and `/api/openapi.yaml`), public like `/api/config`, switched off with `API_DOCS_ENABLED=false`.
+
+Connexion would serve its working copy of the spec, every `$ref` inlined (three times the size, the
+component names lost for client generators and for the UI's schema list). We serve the document as
+written; only `servers` points at the base path that serves it, so "Try it out" calls this deployment.
+"""
+
+from __future__ import annotations
+
+from connexion.middleware.main import ConnexionMiddleware
+from connexion.middleware.swagger_ui import SwaggerUIAPI, SwaggerUIMiddleware
+from connexion.options import SwaggerUIOptions
+
+from decabill.config import Settings
+
+DOCS_PATH = "/docs"
+
+
+class _DocsAPI(SwaggerUIAPI):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._documents: dict[str, dict] = {}
+
+    def _spec_for_prefix(self, request) -> dict:
+        base_path = self._base_path_for_prefix(request)
+        if base_path not in self._documents:  # a clone re-resolves the whole spec: once per base path
+            self._documents[base_path] = self.specification.with_base_path(base_path).raw
+        return self._documents[base_path]
+
+
+class DocsMiddleware(SwaggerUIMiddleware):
+    def add_api(self, specification, base_path=None, arguments=None, **kwargs) -> None:
+        api = _DocsAPI(specification, base_path=base_path, arguments=arguments, default=self.default_fn, **kwargs)
+        self.router.mount(api.base_path, app=api.router)
+
+
+def middlewares() -> list:
+    """Connexion's stack with our docs middleware in the place of its own; a new list per app, since
+    `app.add_middleware` inserts into the list it was given."""
+    return [DocsMiddleware if m is SwaggerUIMiddleware else m for m in ConnexionMiddleware.default_middlewares]
+
+
+def swagger_ui_options(settings: Settings) -> SwaggerUIOptions:
+    enabled = settings.api_docs_enabled
+    return SwaggerUIOptions(serve_spec=enabled, swagger_ui=enabled, swagger_ui_path=DOCS_PATH)
