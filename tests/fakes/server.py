@@ -107,3 +107,49 @@ class FakeCloud:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def main() -> None:
+    """`python -m tests.fakes.server`: the fakes and an SMTP sink as a process of their own, for tests in
+    other languages (the TypeScript client's end-to-end test). Prints one JSON line with the URLs, tokens
+    and SMTP port, then serves until stdin closes or SIGTERM/SIGINT arrives. The mails the sink received
+    are listed by `GET /smtp/messages?to=<address>` (JSON: to, subject, text, attachments)."""
+    import json
+    import signal
+    import sys
+
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from .smtp import SmtpSink
+
+    sink = SmtpSink().start()
+
+    async def messages(request: Request) -> JSONResponse:
+        return JSONResponse([
+            {"to": str(m["To"]), "subject": str(m["Subject"]), "text": sink.text_of(m),
+             "attachments": [part.get_filename() for part in m.iter_attachments()]}
+            for m in sink.to(request.query_params.get("to", ""))
+        ])
+
+    cloud = FakeCloud()
+    cloud.app.router.routes.append(Route("/smtp/messages", messages))
+    cloud.start()
+    print(json.dumps({
+        "url": cloud.url, "hetznerUrl": cloud.hetzner_url, "hetznerToken": cloud.hetzner_token,
+        "digitaloceanUrl": cloud.do_url, "digitaloceanToken": cloud.do_token,
+        "cloudflareUrl": cloud.cf_url, "cloudflareToken": cloud.cf_token, "cloudflareZoneId": cloud.cf_zone_id,
+        "stripeUrl": cloud.stripe_url, "stripeKey": cloud.stripe_key, "smtpPort": sink.port,
+    }), flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    stop.wait()
+    cloud.stop()
+    sink.stop()
+
+
+if __name__ == "__main__":
+    main()
