@@ -5,6 +5,8 @@
   job enqueues) run only once the data they describe is durable.
 * `scoped(Model)` is the only starting point for queries on tenant-owned tables: it always filters on
   the request's tenant, so forgetting the filter in a service is impossible by construction.
+* `delete_unreferenced(record, what, hint)` deletes a row or answers 409 naming the rows that still
+  point at it (financial and audit rows are never deleted along the way).
 * SQLite (the embedded default) silently drops time-zone offsets and stores NUMERIC as REAL, so
   `UTCDateTime` and `ExactDecimal` normalise both on the way in and out.
 """
@@ -19,13 +21,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, DateTime, Numeric, event, select
+from sqlalchemy import BigInteger, DateTime, Numeric, event, func, select
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.sql import Select
 from sqlalchemy.types import TypeDecorator
 
-from decabill.errors import DecabillError
+from decabill.errors import DecabillError, StillReferenced
 from decabill.tenancy import current_tenant
 
 UTC = dt.timezone.utc
@@ -250,6 +253,53 @@ def for_update(query: Select[Any], *, skip_locked: bool = False) -> Select[Any]:
     if dialect_name() == "postgresql":
         return query.with_for_update(skip_locked=skip_locked)
     return query
+
+
+# --- deleting rows other rows point at ------------------------------------------------------------
+
+
+_FOLLOWS_THE_DELETE = {"CASCADE", "SET NULL", "SET DEFAULT"}
+
+
+async def references(record: Any) -> list[tuple[str, int]]:
+    """(table label, row count) of every table whose foreign key names `record` and would refuse its
+    deletion (RESTRICT / NO ACTION). Rows behind an ON DELETE CASCADE or SET NULL key are left out: the
+    schema already declares that they go (or are detached) with the record.
+
+    Derived from the metadata, so each later table that references the record's table is covered by
+    declaring its foreign key — nothing to register anywhere.
+    """
+    record_table = record.__table__
+    session = current_session()
+    found = []
+    for table in record_table.metadata.sorted_tables:
+        for foreign_key in table.foreign_keys:
+            if foreign_key.column.table is not record_table:
+                continue
+            if (foreign_key.ondelete or "").upper() in _FOLLOWS_THE_DELETE:
+                continue
+            named = getattr(record, foreign_key.column.name)
+            query = select(func.count()).select_from(table).where(foreign_key.parent == named)
+            count = (await session.execute(query)).scalar_one()
+            if count:
+                found.append((table.name.replace("_", " "), count))
+    return found
+
+
+async def delete_unreferenced(record: Any, what: str, hint: str) -> None:
+    """Delete `record` in the current transaction, or raise `StillReferenced` (409) naming what still
+    points at it. Checked before deleting; a referencing row added concurrently is refused by the foreign
+    key at flush, which becomes the same 409 instead of a 500."""
+    session = current_session()
+    record_id = record.id  # read now: a failed flush leaves the session unable to load attributes
+    found = await references(record)
+    if found:
+        raise StillReferenced(what, record_id, found, hint)
+    await session.delete(record)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise StillReferenced(what, record_id, [("other records", 1)], hint) from None
 
 
 async def ping() -> bool:

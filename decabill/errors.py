@@ -3,7 +3,10 @@ contract's `ErrorResponse` body `{statusCode, message, error}` in one handler (d
 
 from __future__ import annotations
 
+import uuid
 from http import HTTPStatus
+
+import inflection
 
 
 class DecabillError(Exception):
@@ -37,6 +40,15 @@ class NotFound(DecabillError):
 
 class Conflict(DecabillError):
     status = HTTPStatus.CONFLICT
+
+
+class StillReferenced(Conflict):
+    """A row other rows still point at (plans of a type, subscriptions of a plan, invoices of a user).
+    `users` lists (table label, row count), e.g. `[("open positions", 2)]`."""
+
+    def __init__(self, what: str, record_id: uuid.UUID, users: list[tuple[str, int]], hint: str) -> None:
+        listed = ", ".join(f"{n} {label if n != 1 else inflection.singularize(label)}" for label, n in users)
+        super().__init__(f"{what} with ID {record_id} is still used by {listed}; {hint}")
 
 
 class TooManyRequests(DecabillError):

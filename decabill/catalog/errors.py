@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-import inflection
-
 from decabill.errors import BadRequest, Conflict, NotFound
 
 
@@ -27,14 +25,6 @@ class NoPublicOfferings(NotFound):
 class DuplicateServiceTypeKey(Conflict):
     def __init__(self, key: str) -> None:
         super().__init__(f"A service type with key '{key}' already exists")
-
-
-class StillReferenced(Conflict):
-    """A row other rows still point at (plans of a type, subscriptions of a plan)."""
-
-    def __init__(self, what: str, record_id: uuid.UUID, users: list[tuple[str, int]], hint: str) -> None:
-        listed = ", ".join(f"{n} {label if n != 1 else inflection.singularize(label)}" for label, n in users)
-        super().__init__(f"{what} with ID {record_id} is still used by {listed}; {hint}")
 
 
 class LocationSelectionNotSupported(BadRequest):

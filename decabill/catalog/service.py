@@ -13,11 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
-from sqlalchemy.sql.schema import Table
-from sqlmodel import SQLModel
 
 from decabill import db
 from decabill.catalog import validation as check
@@ -27,7 +23,6 @@ from decabill.catalog.errors import (
     NoPublicOfferings,
     ServicePlanNotFound,
     ServiceTypeNotFound,
-    StillReferenced,
 )
 from decabill.catalog.pricing import PriceBreakdown, customer_price, plan_price, provider_base_price
 from decabill.errors import BadRequest
@@ -38,36 +33,6 @@ from models.catalog import ServicePlan, ServiceType
 
 PUBLIC_DEFAULT_LIMIT, PUBLIC_MAX_LIMIT = 50, 100
 GEOGRAPHY_FIELDS = ("region", "location")
-
-
-async def _references(record_table: Table, record_id: uuid.UUID) -> list[tuple[str, int]]:
-    """Rows of every table whose foreign key points at `record_table` and names `record_id`.
-
-    Derived from the metadata, so each later table that references a plan or a type (subscriptions,
-    subscription items, ...) is covered by declaring its foreign key — nothing to register here.
-    """
-    session = db.current_session()
-    users = []
-    for table in SQLModel.metadata.sorted_tables:
-        for foreign_key in table.foreign_keys:
-            if foreign_key.column.table is record_table:
-                query = select(func.count()).select_from(table).where(foreign_key.parent == record_id)
-                count = (await session.execute(query)).scalar_one()
-                if count:
-                    users.append((table.name.replace("_", " "), count))
-    return users
-
-
-async def _delete_unreferenced(record: SQLModel, what: str, record_id: uuid.UUID, hint: str) -> None:
-    session = db.current_session()
-    users = await _references(record.__table__, record_id)  # type: ignore[attr-defined]
-    if users:
-        raise StillReferenced(what, record_id, users, hint)
-    await session.delete(record)
-    try:
-        await session.flush()
-    except IntegrityError:  # a referencing row was added concurrently; the foreign key refused
-        raise StillReferenced(what, record_id, [("other records", 1)], hint) from None
 
 
 # --- service types --------------------------------------------------------------------------------------
@@ -143,7 +108,7 @@ async def delete_service_type(principal: Principal, service_type_id: uuid.UUID) 
     cascade) would silently take a whole price list away; the admin deletes or deactivates plans first."""
     async with db.transaction():
         service_type = await find_service_type(service_type_id, lock=True)
-        await _delete_unreferenced(service_type, "Service type", service_type_id, "delete its service plans first")
+        await db.delete_unreferenced(service_type, "Service type", "delete its service plans first")
 
 
 # --- providers ------------------------------------------------------------------------------------------
@@ -289,7 +254,7 @@ async def update_service_plan(principal: Principal, plan_id: uuid.UUID, **change
 async def delete_service_plan(principal: Principal, plan_id: uuid.UUID) -> None:
     async with db.transaction():
         plan = await find_service_plan(plan_id, lock=True)
-        await _delete_unreferenced(plan, "Service plan", plan_id, "set isActive to false to stop selling it instead")
+        await db.delete_unreferenced(plan, "Service plan", "set isActive to false to stop selling it instead")
 
 
 # --- public catalog (no authentication) -----------------------------------------------------------------

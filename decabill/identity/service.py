@@ -31,6 +31,7 @@ INVALID_CREDENTIALS = "Invalid email or password"
 INVALID_CONFIRMATION = "Invalid or expired confirmation code"
 INVALID_RESET = "Invalid or expired reset code"
 DUPLICATE_EMAIL = "User with this email already exists"
+USER_HAS_BILLING_DATA_HINT = "billing records are kept, so lock the account instead to stop its access"
 
 
 class UserNotFound(NotFound):
@@ -300,14 +301,27 @@ async def update_user(
 
 
 async def delete_user(principal: Principal, user_id: uuid.UUID) -> None:
+    """Deletes the account and its purely personal rows; refused (409) while billing data points at it.
+
+    * Subscriptions, backorders, open positions, invoices (and through them payments) and usage records
+      are financial records a billing system must keep: while any of them names the user the delete is
+      refused with 409, naming what still references the user (a deviation: the reference documents
+      only 204/404). Locking the account is the way to stop such a customer from signing in.
+    * The customer profile (name, address, phone) is personal data of the account and goes with it (its
+      foreign key is ON DELETE CASCADE); by then no invoice that copied the buyer from it exists.
+    * Audit trail entries naming the user stay untouched: the trail is append-only and has no foreign key.
+
+    The check runs in the delete's transaction with the user row locked; a referencing row inserted
+    concurrently is refused by the foreign key and answered with the same 409.
+    """
     _require_mode("users", "keycloak")
     if principal.user_id == user_id:
         # Deviation from the reference (which has no guard): an admin deleting their own account can
         # lock a tenant out of administration; lock/unlock already refuse the same.
         raise BadRequest("You cannot delete your own account")
-    async with db.transaction() as session:
+    async with db.transaction():
         user = await _get_in_tenant(user_id, lock=True)
-        await session.delete(user)
+        await db.delete_unreferenced(user, "User", USER_HAS_BILLING_DATA_HINT)
 
 
 async def set_locked(principal: Principal, user_id: uuid.UUID, locked: bool) -> User:
