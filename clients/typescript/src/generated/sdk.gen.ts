@@ -661,7 +661,7 @@ export const initiateInvoicePaymentByRef = <ThrowOnError extends boolean = false
 /**
  * List invoices of an own subscription
  *
- * All invoices of one of the caller's subscriptions, in every status, newest first. 404 for an unknown subscription; 400 when it belongs to someone else.
+ * All invoices of one of the caller's subscriptions, in every status, newest first. 404 for an unknown subscription and for one of another user (its existence is not revealed).
  */
 export const listInvoices = <ThrowOnError extends boolean = false>(options: Options<ListInvoicesData, ThrowOnError>) => (options.client ?? client).get<ListInvoicesResponses, ListInvoicesErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -749,7 +749,7 @@ export const stripePaymentWebhook = <ThrowOnError extends boolean = false>(optio
 /**
  * Get a subscription's latest usage
  *
- * Returns the newest usage record of an own subscription; without any, a record with epoch timestamps and an empty payload. 404 for an unknown subscription; 400 when it belongs to someone else.
+ * Returns the newest usage record of an own subscription; without any, a record with epoch timestamps and an empty payload. 404 for an unknown subscription and for one of another user.
  */
 export const getUsageSummary = <ThrowOnError extends boolean = false>(options: Options<GetUsageSummaryData, ThrowOnError>) => (options.client ?? client).get<GetUsageSummaryResponses, GetUsageSummaryErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -760,7 +760,7 @@ export const getUsageSummary = <ThrowOnError extends boolean = false>(options: O
 /**
  * Store a usage record
  *
- * Stores one usage record for a subscription of the caller; each record is billed exactly once. 404 for an unknown subscription; 400 when it belongs to someone else.
+ * Stores one usage record for a subscription of the caller; each record is billed exactly once. 404 for an unknown subscription and for one of another user.
  */
 export const recordUsage = <ThrowOnError extends boolean = false>(options: Options<RecordUsageData, ThrowOnError>) => (options.client ?? client).post<RecordUsageResponses, RecordUsageErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
