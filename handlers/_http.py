@@ -1,4 +1,5 @@
-"""Shared handler helpers: the caller's principal, role checks, and spec-driven response shaping.
+"""Shared handler helpers: the caller's principal, role checks, spec-driven response shaping, and PDF
+downloads (`pdf_attachment`).
 
 `dump(obj, "UserResponse")` reads the response schema of that name from spec/openapi.yaml and copies
 each declared property from the object (camelCase property → snake_case attribute), so the spec is the
@@ -11,13 +12,17 @@ import datetime as dt
 import functools
 import uuid
 from decimal import Decimal
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import inflection
 import yaml
+from connexion.lifecycle import ConnexionResponse
 
 from decabill.identity.auth import Principal, require_admin
 from spec import OPENAPI_PATH
+
+if TYPE_CHECKING:
+    from decabill.invoicing.documents import Pdf
 
 
 @functools.cache
@@ -111,3 +116,10 @@ def dump(obj: Any, schema_name: str) -> dict:
 
 def dump_list(items: Any, schema_name: str) -> list[dict]:
     return [dump(item, schema_name) for item in items]
+
+
+def pdf_attachment(document: Pdf) -> ConnexionResponse:
+    """A PDF download: 200 `application/pdf` with the document's file name as an attachment."""
+    return ConnexionResponse(status_code=200, body=document.content, mimetype="application/pdf",
+                             content_type="application/pdf",
+                             headers={"Content-Disposition": f'attachment; filename="{document.filename}"'})

@@ -6,8 +6,7 @@ import inflection
 
 from decabill.admin import bill_now, customer_profiles, manual, payment_status, statistics
 from decabill.admin import invoices as admin_invoices
-from handlers._http import admin_only, dump, principal
-from handlers.invoices import _pdf
+from handlers._http import admin_only, dump, pdf_attachment, principal
 
 
 def _optional(body) -> dict:
@@ -79,12 +78,13 @@ async def get_admin_invoice_detail(invoice_ref_id: str, token_info: dict):
 
 @admin_only
 async def download_admin_invoice_pdf(invoice_ref_id: str, token_info: dict):
-    return _pdf(await admin_invoices.invoice_pdf(principal(token_info), uuid.UUID(invoice_ref_id)))
+    return pdf_attachment(await admin_invoices.invoice_pdf(principal(token_info), uuid.UUID(invoice_ref_id)))
 
 
 @admin_only
 async def download_admin_invoice_void_document_pdf(invoice_ref_id: str, token_info: dict):
-    return _pdf(await admin_invoices.invoice_pdf(principal(token_info), uuid.UUID(invoice_ref_id), credit_note=True))
+    found = await admin_invoices.invoice_pdf(principal(token_info), uuid.UUID(invoice_ref_id), credit_note=True)
+    return pdf_attachment(found)
 
 
 @admin_only

@@ -2,17 +2,8 @@
 
 import uuid
 
-from connexion.lifecycle import ConnexionResponse
-
 from decabill.invoicing import service as invoicing
-from decabill.invoicing.documents import Pdf
-from handlers._http import admin_only, dump, dump_list, principal
-
-
-def _pdf(document: Pdf) -> ConnexionResponse:
-    return ConnexionResponse(status_code=200, body=document.content, mimetype="application/pdf",
-                             content_type="application/pdf",
-                             headers={"Content-Disposition": f'attachment; filename="{document.filename}"'})
+from handlers._http import admin_only, dump, dump_list, pdf_attachment, principal
 
 
 async def get_invoices_summary(token_info: dict):
@@ -31,11 +22,12 @@ async def get_invoice_details_by_ref(invoice_ref_id: str, token_info: dict):
 
 
 async def download_invoice_pdf_by_ref(invoice_ref_id: str, token_info: dict):
-    return _pdf(await invoicing.pdf_by_ref(principal(token_info), uuid.UUID(invoice_ref_id)))
+    return pdf_attachment(await invoicing.pdf_by_ref(principal(token_info), uuid.UUID(invoice_ref_id)))
 
 
 async def download_invoice_void_document_pdf_by_ref(invoice_ref_id: str, token_info: dict):
-    return _pdf(await invoicing.pdf_by_ref(principal(token_info), uuid.UUID(invoice_ref_id), credit_note=True))
+    found = await invoicing.pdf_by_ref(principal(token_info), uuid.UUID(invoice_ref_id), credit_note=True)
+    return pdf_attachment(found)
 
 
 async def list_invoices(subscription_id: str, token_info: dict):
@@ -57,13 +49,13 @@ async def get_invoice_details(subscription_id: str, invoice_ref_id: str, token_i
 
 
 async def download_invoice_pdf(subscription_id: str, invoice_ref_id: str, token_info: dict):
-    return _pdf(await invoicing.pdf_of_subscription(principal(token_info), uuid.UUID(subscription_id),
-                                                    uuid.UUID(invoice_ref_id)))
+    return pdf_attachment(await invoicing.pdf_of_subscription(principal(token_info), uuid.UUID(subscription_id),
+                                                              uuid.UUID(invoice_ref_id)))
 
 
 async def download_invoice_void_document_pdf(subscription_id: str, invoice_ref_id: str, token_info: dict):
-    return _pdf(await invoicing.pdf_of_subscription(principal(token_info), uuid.UUID(subscription_id),
-                                                    uuid.UUID(invoice_ref_id), credit_note=True))
+    return pdf_attachment(await invoicing.pdf_of_subscription(principal(token_info), uuid.UUID(subscription_id),
+                                                              uuid.UUID(invoice_ref_id), credit_note=True))
 
 
 @admin_only

@@ -23,8 +23,7 @@ from decabill import db
 from decabill.admin.errors import AdminInvoiceNotFound
 from decabill.admin.views import AdminInvoiceView, AuditEntryView, Page
 from decabill.identity.auth import Principal
-from decabill.invoicing import invoices
-from decabill.invoicing import service as invoicing_service
+from decabill.invoicing import documents, invoices
 from decabill.invoicing.documents import Pdf
 from decabill.invoicing.errors import InvoiceNotFound
 from decabill.tenancy import current_tenant
@@ -127,8 +126,7 @@ async def invoice_pdf(principal: Principal, invoice_id: uuid.UUID, *, credit_not
         invoice = (await session.execute(db.scoped(Invoice).where(Invoice.id == invoice_id))).scalar_one_or_none()
     if invoice is None:
         raise InvoiceNotFound()
-    # the customer routes' rule and documents, one place (decabill/invoicing/service.py)
-    return await invoicing_service._pdf(invoice, credit_note=credit_note)
+    return await documents.downloadable_pdf(invoice, credit_note=credit_note)
 
 
 async def audit_log(principal: Principal, invoice_id: uuid.UUID, *, limit: int, offset: int) -> Page:

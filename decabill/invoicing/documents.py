@@ -42,9 +42,9 @@ from decabill.documents import (
 )
 from decabill.documents import InvoiceLine as DocumentLine
 from decabill.documents.money import plain
-from decabill.invoicing.errors import IssuerNotConfigured
+from decabill.invoicing.errors import DraftHasNoPdf, IssuerNotConfigured, NotVoid
 from models.customers import CustomerProfile
-from models.invoicing import Invoice, InvoiceLine
+from models.invoicing import Invoice, InvoiceLine, InvoiceStatus
 
 log = structlog.get_logger("decabill.invoicing")
 
@@ -220,3 +220,14 @@ async def credit_note_pdf(invoice_id: uuid.UUID) -> Pdf:
     content = await _stored_or_rendered(key, lambda: render_void_pdf(void_document(invoice, lines)))
     return Pdf(f"{invoice.credit_note_number}.pdf", content)
 
+
+async def downloadable_pdf(invoice: Invoice, *, credit_note: bool = False) -> Pdf:
+    """What a download route answers for `invoice` (customer and admin routes alike): the invoice PDF
+    (400 for a draft) or, with `credit_note`, the credit note (400 unless the invoice is void)."""
+    if credit_note:
+        if invoice.status != InvoiceStatus.VOID or not invoice.invoice_number:
+            raise NotVoid()
+        return await credit_note_pdf(invoice.id)
+    if invoice.status == InvoiceStatus.DRAFT or not invoice.invoice_number:
+        raise DraftHasNoPdf()
+    return await invoice_pdf(invoice.id)

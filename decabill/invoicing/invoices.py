@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db
@@ -129,6 +129,13 @@ async def create_draft(session: AsyncSession, *, user_id: uuid.UUID, lines: Sequ
                        context={"subscriptionId": subscription_id, "totalGross": invoice.total_gross,
                                 "origin": origin}, now=now)
     return invoice
+
+
+def of_subscription(subscription_id: uuid.UUID):
+    """WHERE condition on `Invoice`: the invoice was made for the subscription or has a line of it (an
+    invoice of the billing day that covers several subscriptions belongs to each of them)."""
+    lines = select(InvoiceLine.invoice_id).where(InvoiceLine.subscription_id == subscription_id)
+    return or_(Invoice.subscription_id == subscription_id, Invoice.id.in_(lines.scalar_subquery()))
 
 
 async def lines_of(session: AsyncSession, invoice_id: uuid.UUID) -> list[InvoiceLine]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, or_, select, type_coerce
+from sqlalchemy import func, select, type_coerce
 
 from decabill import db
 from decabill.catalog.validation import text
@@ -23,22 +23,17 @@ from decabill.documents import round_cents
 from decabill.identity.auth import Principal
 from decabill.invoicing import billing, documents, invoices
 from decabill.invoicing.documents import Pdf
-from decabill.invoicing.errors import DraftHasNoPdf, InvoiceNotFound, NotVoid
+from decabill.invoicing.errors import InvoiceNotFound
 from decabill.invoicing.states import Actor
 from decabill.invoicing.views import InvoicesSummaryView, InvoiceView
 from decabill.subscriptions.errors import SubscriptionNotFound
 from decabill.subscriptions.service import find_own_subscription
 from decabill.tenancy import current_tenant
 from models.identity import User
-from models.invoicing import Invoice, InvoiceLine, InvoiceStatus, UsageRecord
+from models.invoicing import Invoice, InvoiceStatus, UsageRecord
 from models.subscriptions import OpenPosition, Subscription
 
 # --- lookups (inside an open transaction) ----------------------------------------------------------------
-
-
-def _of_subscription(subscription_id: uuid.UUID):
-    lines = select(InvoiceLine.invoice_id).where(InvoiceLine.subscription_id == subscription_id)
-    return or_(Invoice.subscription_id == subscription_id, Invoice.id.in_(lines.scalar_subquery()))
 
 
 async def _tenant_subscription(subscription_id: uuid.UUID) -> Subscription:
@@ -116,7 +111,7 @@ async def list_invoices(principal: Principal, subscription_id: uuid.UUID) -> lis
     user_id = principal.require_user_id()
     async with db.transaction() as session:
         await find_own_subscription(user_id, subscription_id)
-        query = (db.scoped(Invoice).where(Invoice.user_id == user_id, _of_subscription(subscription_id))
+        query = (db.scoped(Invoice).where(Invoice.user_id == user_id, invoices.of_subscription(subscription_id))
                  .order_by(Invoice.created_at.desc(), Invoice.id))
         return [InvoiceView(invoice) for invoice in (await session.execute(query)).scalars()]
 
@@ -134,28 +129,18 @@ async def get_invoice(principal: Principal, subscription_id: uuid.UUID, invoice_
     user_id = principal.require_user_id()
     async with db.transaction():
         await find_own_subscription(user_id, subscription_id)
-        invoice = await _invoice(_own(user_id, invoice_id).where(_of_subscription(subscription_id)))
+        invoice = await _invoice(_own(user_id, invoice_id).where(invoices.of_subscription(subscription_id)))
         return await _view(invoice, with_lines=True)
 
 
 # --- documents ---------------------------------------------------------------------------------------------
 
 
-async def _pdf(invoice: Invoice, *, credit_note: bool) -> Pdf:
-    if credit_note:
-        if invoice.status != InvoiceStatus.VOID or not invoice.invoice_number:
-            raise NotVoid()
-        return await documents.credit_note_pdf(invoice.id)
-    if invoice.status == InvoiceStatus.DRAFT or not invoice.invoice_number:
-        raise DraftHasNoPdf()
-    return await documents.invoice_pdf(invoice.id)
-
-
 async def pdf_by_ref(principal: Principal, invoice_id: uuid.UUID, *, credit_note: bool = False) -> Pdf:
     user_id = principal.require_user_id()
     async with db.transaction():
         invoice = await _invoice(_own(user_id, invoice_id))
-    return await _pdf(invoice, credit_note=credit_note)
+    return await documents.downloadable_pdf(invoice, credit_note=credit_note)
 
 
 async def pdf_of_subscription(principal: Principal, subscription_id: uuid.UUID, invoice_id: uuid.UUID, *,
@@ -163,8 +148,8 @@ async def pdf_of_subscription(principal: Principal, subscription_id: uuid.UUID, 
     async with db.transaction():
         subscription = await _subscription_for(principal, subscription_id)
         invoice = await _invoice(db.scoped(Invoice).where(
-            Invoice.id == invoice_id, Invoice.user_id == subscription.user_id, _of_subscription(subscription_id)))
-    return await _pdf(invoice, credit_note=credit_note)
+            Invoice.id == invoice_id, Invoice.user_id == subscription.user_id, invoices.of_subscription(subscription_id)))
+    return await documents.downloadable_pdf(invoice, credit_note=credit_note)
 
 
 # --- admin actions on the customer routes --------------------------------------------------------------------
@@ -185,7 +170,7 @@ async def void_invoice(principal: Principal, subscription_id: uuid.UUID, invoice
     async with db.transaction() as session:
         subscription = await _tenant_subscription(subscription_id)
         query = db.scoped(Invoice).where(Invoice.id == invoice_id, Invoice.user_id == subscription.user_id,
-                                         _of_subscription(subscription_id))
+                                         invoices.of_subscription(subscription_id))
         invoice = await _invoice(db.for_update(query))
         await invoices.void(session, invoice, actor=Actor.of(principal), context={"adminUserId": admin_id})
     return InvoiceView(invoice)

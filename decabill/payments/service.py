@@ -49,7 +49,6 @@ from decabill.config import get_settings
 from decabill.customers.service import find_profile
 from decabill.identity.auth import Principal
 from decabill.invoicing import invoices, states
-from decabill.invoicing.service import _of_subscription as of_subscription
 from decabill.invoicing.states import Actor
 from decabill.payments import settlement
 from decabill.payments.base import CheckoutRequest, CheckoutSession, CustomerRequest, PaymentProcessor, PaymentStatus
@@ -123,7 +122,7 @@ async def _payable_invoice(user_id: uuid.UUID, invoice_id: uuid.UUID, subscripti
         await find_own_subscription(user_id, subscription_id)
     query = db.scoped(Invoice).where(Invoice.id == invoice_id, Invoice.user_id == user_id)
     if subscription_id is not None:
-        query = query.where(of_subscription(subscription_id))
+        query = query.where(invoices.of_subscription(subscription_id))
     invoice = (await db.current_session().execute(db.for_update(query) if lock else query)).scalar_one_or_none()
     if invoice is None:
         raise PaymentInvoiceNotFound()
