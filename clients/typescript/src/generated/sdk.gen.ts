@@ -324,7 +324,7 @@ export const createUser = <ThrowOnError extends boolean = false>(options: Option
 /**
  * Remove an account
  *
- * Admin only. Removes the account for good.
+ * Admin only. Removes the account for good, with its customer profile. An account that billing records still name (subscriptions, backorders, open positions, invoices, usage records) is kept: 409 naming them, since those records must stay; lock the account instead to end its access. An admin cannot delete the own account (400).
  */
 export const deleteUser = <ThrowOnError extends boolean = false>(options: Options<DeleteUserData, ThrowOnError>) => (options.client ?? client).delete<DeleteUserResponses, DeleteUserErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],

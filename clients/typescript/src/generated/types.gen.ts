@@ -2819,6 +2819,10 @@ export type DeleteUserErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
      * The client exceeded the request budget of the current window; wait and try again.
      */
     429: ErrorResponse;
