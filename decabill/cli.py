@@ -1,4 +1,4 @@
-"""The `decabill` console command: serve, socket, worker, migrate, create-admin."""
+"""The `decabill` console command: serve, socket, worker, migrate, create-admin, contract-test."""
 
 from __future__ import annotations
 
@@ -162,6 +162,12 @@ def cmd_create_admin(args: argparse.Namespace) -> None:
         raise SystemExit(1) from None
 
 
+def cmd_contract_test(args: argparse.Namespace) -> None:
+    from decabill.contract_test import main as contract_test
+
+    raise SystemExit(contract_test(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="decabill", description="Decabill billing manager")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -184,6 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--password", help="password (else DECABILL_ADMIN_PASSWORD or a prompt)")
     admin.add_argument("--tenant", default="default", help="tenant id (default: default)")
     admin.set_defaults(func=cmd_create_admin)
+
+    from decabill.contract_test import add_arguments
+
+    contract = sub.add_parser(
+        "contract-test", help="run schemathesis from the bundled spec against a running deployment and report",
+        description="Fuzz every operation of the bundled spec/openapi.yaml against a running deployment with "
+                    "schemathesis. Exit code 0: every check passed; 1: contract violations; 2: usage or configuration error.",
+    )
+    add_arguments(contract)
+    contract.set_defaults(func=cmd_contract_test)
     return parser
 
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from decabill.errors import CapabilityNotAvailable
-from spec import OPENAPI_PATH
+from spec import OPENAPI_PATH, SCHEMATHESIS_CONFIG_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,7 +110,7 @@ def test_schemathesis_finds_no_contract_violation(served, tmp_path):
     excluded = [arg for op in sorted(NOT_YET_AVAILABLE) for arg in ("--exclude-operation-id", op)]
     st = shutil.which("st", path=str(Path(sys.executable).parent)) or "st"
     command = [
-        st, "--config-file", str(ROOT / "tests" / "schemathesis.toml"), "run", str(OPENAPI_PATH), "--url", served,
+        st, "--config-file", str(SCHEMATHESIS_CONFIG_PATH), "run", str(OPENAPI_PATH), "--url", served,
         "-H", f"Authorization: Bearer {token}", "-H", "X-Tenant: default",
         "--checks", "all", "--max-examples", os.environ.get("DECABILL_FUZZ_EXAMPLES", "25"),
         "--seed", os.environ.get("DECABILL_FUZZ_SEED", "20261125"), "--workers", "1",
