@@ -17,8 +17,6 @@ Test knobs on :class:`CloudflareState`: ``records`` (id -> record), ``zones`` (z
 from __future__ import annotations
 
 import ipaddress
-import json
-import threading
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -29,44 +27,30 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.fakes._common import FakeState, JsonGuard, has_bearer, page_slice
+
 
 def _now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # "2014-01-01T05:20:00.12345Z"
 
 
-class CloudflareState:
+class CloudflareState(FakeState):
     TOKEN = "cf-test-token"
     ZONE_ID = "023e105f4ecef8ad9ca31a8372d0c353"
     ZONE_NAME = "decabill.test"
 
-    def __init__(self, token: str = TOKEN):
-        self.token = token
-        self.lock = threading.RLock()
-        self.reset()
-
     def reset(self) -> None:
         with self.lock:
+            super().reset()
             self.records: dict[str, dict[str, Any]] = {}
             # Known zones. Unknown zone ids are accepted too (zone name then taken from the record name);
             # set strict_zones = True to get Cloudflare's 404 for them.
             self.zones: dict[str, str] = {self.ZONE_ID: self.ZONE_NAME}
             self.strict_zones = False
-            self.requests: list[dict[str, Any]] = []
-            self._errors: list[dict[str, Any]] = []
 
     def fail_next(self, status: int, code: int = 10000, message: str = "injected error", *, times: int = 1,
                   method: str | None = None) -> None:
-        with self.lock:
-            self._errors.append({"status": status, "code": code, "message": message, "times": times, "method": method})
-
-    def _take_error(self, method: str) -> dict[str, Any] | None:
-        for err in self._errors:
-            if err["method"] in (None, method):
-                err["times"] -= 1
-                if err["times"] <= 0:
-                    self._errors.remove(err)
-                return err
-        return None
+        self._inject(status=status, code=code, message=message, times=times, method=method)
 
 
 def _ok(result: Any, status: int = 200, result_info: dict[str, Any] | None = None) -> JSONResponse:
@@ -82,29 +66,22 @@ def _fail(status: int, code: int, message: str) -> JSONResponse:
 
 
 def create_app(state: CloudflareState) -> Starlette:
-    async def guard(request: Request) -> tuple[Any, JSONResponse | None]:
-        raw = await request.body()
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            return None, _fail(400, 9207, "Request body is invalid.")
-        path, root = request.scope["path"], request.scope.get("root_path", "")
-        path = path[len(root):] if root and path.startswith(root) else path
-        with state.lock:
-            state.requests.append({"method": request.method, "path": path, "query": dict(request.query_params),
-                                   "json": body, "headers": dict(request.headers)})
-            auth = request.headers.get("authorization", "")
-            if not auth.startswith("Bearer "):
-                return body, _fail(400, 6003, "Invalid request headers")
-            if auth != f"Bearer {state.token}":
-                return body, _fail(403, 10000, "Authentication error")
-            injected = state._take_error(request.method)
-            if injected:
-                return body, _fail(injected["status"], injected["code"], injected["message"])
-            zone = request.path_params["zone"]
-            if state.strict_zones and zone not in state.zones:
-                return body, _fail(404, 7003, "Could not route to /zones/" + zone + ", perhaps your object identifier is invalid?")
-        return body, None
+    def refuse(request: Request) -> JSONResponse | None:
+        if not request.headers.get("authorization", "").startswith("Bearer "):
+            return _fail(400, 6003, "Invalid request headers")
+        return None if has_bearer(request, state.token) else _fail(403, 10000, "Authentication error")
+
+    def unknown_zone(request: Request) -> JSONResponse | None:
+        zone = request.path_params["zone"]
+        if state.strict_zones and zone not in state.zones:
+            return _fail(404, 7003, "Could not route to /zones/" + zone + ", perhaps your object identifier is invalid?")
+        return None
+
+    guarded = JsonGuard(
+        state, refuse=refuse, then=unknown_zone,
+        invalid_json=lambda: _fail(400, 9207, "Request body is invalid."),
+        injected=lambda err: _fail(err["status"], err["code"], err["message"]),
+    )
 
     def _fqdn(zone: str, name: str) -> str:
         name = name.rstrip(".").lower()
@@ -115,10 +92,8 @@ def create_app(state: CloudflareState) -> Starlette:
             return f"{name}.{zone_name}"
         return name
 
-    async def create_record(request: Request):
-        body, e = await guard(request)
-        if e:
-            return e
+    @guarded
+    async def create_record(request: Request, body: Any):
         zone = request.path_params["zone"]
         body = body if isinstance(body, dict) else {}
         rtype, name, content = body.get("type"), body.get("name"), body.get("content")
@@ -146,41 +121,35 @@ def create_app(state: CloudflareState) -> Starlette:
             state.records[rec["id"]] = rec
             return _ok(dict(rec))
 
-    async def list_records(request: Request):
-        _, e = await guard(request)
-        if e:
-            return e
+    @guarded
+    async def list_records(request: Request, _body: Any):
         zone, q = request.path_params["zone"], request.query_params
         name = q.get("name.exact", q.get("name"))
-        page = max(int(q.get("page", 1)), 1)
-        per_page = min(max(int(q.get("per_page", 100)), 5), 5000000)
         with state.lock:
             items = [dict(r) for r in state.records.values()
                      if r["zone_id"] == zone
                      and q.get("type") in (None, r["type"])
                      and (name is None or _fqdn(zone, name) == r["name"])
                      and q.get("content", q.get("content.exact")) in (None, r["content"])]
-        chunk = items[(page - 1) * per_page: page * per_page]
+        page, per_page, chunk = page_slice(request, items, default=100, smallest=5, largest=5000000)
         return _ok(chunk, result_info={"page": page, "per_page": per_page, "count": len(chunk),
                                        "total_count": len(items), "total_pages": max(-(-len(items) // per_page), 1)})
 
-    async def get_record(request: Request):
-        _, e = await guard(request)
-        if e:
-            return e
-        with state.lock:
-            rec = state.records.get(request.path_params["id"])
-            if rec is None or rec["zone_id"] != request.path_params["zone"]:
-                return _fail(404, 81044, "Record does not exist.")
-            return _ok(dict(rec))
+    def _record(request: Request) -> dict[str, Any] | None:
+        rec = state.records.get(request.path_params["id"])
+        return rec if rec is not None and rec["zone_id"] == request.path_params["zone"] else None
 
-    async def delete_record(request: Request):
-        _, e = await guard(request)
-        if e:
-            return e
+    @guarded
+    async def get_record(request: Request, _body: Any):
         with state.lock:
-            rec = state.records.get(request.path_params["id"])
-            if rec is None or rec["zone_id"] != request.path_params["zone"]:
+            rec = _record(request)
+            return _ok(dict(rec)) if rec is not None else _fail(404, 81044, "Record does not exist.")
+
+    @guarded
+    async def delete_record(request: Request, _body: Any):
+        with state.lock:
+            rec = _record(request)
+            if rec is None:
                 return _fail(404, 81044, "Record does not exist.")
             del state.records[rec["id"]]
             return _ok({"id": rec["id"]})

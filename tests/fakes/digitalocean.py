@@ -21,8 +21,6 @@ this region."), ``droplet_limit``, ``fail_next(error_id, status)``, ``rate_limit
 
 from __future__ import annotations
 
-import json
-import threading
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -32,6 +30,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.fakes._common import FakeState, JsonGuard, by_int_id, has_bearer, json_response, page_slice, public
 
 
 def _now_iso() -> str:
@@ -64,33 +64,26 @@ SIZES = {
 _MSG_NOT_FOUND = "The resource you were accessing could not be found."
 
 
-class DigitalOceanState:
+class DigitalOceanState(FakeState):
     TOKEN = "do-test-token"
-
-    def __init__(self, token: str = TOKEN):
-        self.token = token
-        self.lock = threading.RLock()
-        self.reset()
 
     def reset(self) -> None:
         with self.lock:
+            super().reset()
             self.droplets: dict[int, dict[str, Any]] = {}
             self.actions: dict[int, dict[str, Any]] = {}
-            self.requests: list[dict[str, Any]] = []
             self.capacity: dict[tuple[str, str], bool] = {}  # (size, region) -> available?
             self.droplet_limit: int | None = None
             # A new droplet answers GETs with status "new" and no IPv4 networks this many times, then "active"
             # (real droplets get their IPs only once active, so provisioning code must poll).
             self.new_polls = 1
-            self._errors: list[dict[str, Any]] = []
             self._next_id = 3164444
             self._next_action_id = 36804636
 
     def fail_next(self, error_id: str, status: int, message: str | None = None, *, times: int = 1,
                   method: str | None = None, path: str | None = None) -> None:
-        with self.lock:
-            self._errors.append({"id": error_id, "status": status, "message": message or f"injected {error_id}",
-                                 "times": times, "method": method, "path": path})
+        self._inject(id=error_id, status=status, message=message or f"injected {error_id}",
+                     times=times, method=method, path=path)
 
     def rate_limit(self, times: int = 1) -> None:
         self.fail_next("too_many_requests", 429, "API Rate limit exceeded.", times=times)
@@ -104,19 +97,10 @@ class DigitalOceanState:
             self.droplets[droplet_id]["status"] = status
             self.droplets[droplet_id]["_polls_left"] = 0
 
-    def _take_error(self, method: str, path: str) -> dict[str, Any] | None:
-        for err in self._errors:
-            if (err["method"] is None or err["method"] == method) and (err["path"] is None or err["path"] in path):
-                err["times"] -= 1
-                if err["times"] <= 0:
-                    self._errors.remove(err)
-                return err
-        return None
-
 
 def _err(error_id: str, message: str, status: int) -> JSONResponse:
-    headers = {"ratelimit-limit": "5000", "ratelimit-remaining": "0"} if status == 429 else None
-    return JSONResponse({"id": error_id, "message": message, "request_id": str(uuid.uuid4())}, status, headers=headers)
+    return json_response({"id": error_id, "message": message, "request_id": str(uuid.uuid4())}, status,
+                         {"ratelimit-limit": "5000", "ratelimit-remaining": "0"})
 
 
 def _region_json(slug: str, state: DigitalOceanState) -> dict[str, Any]:
@@ -126,9 +110,7 @@ def _region_json(slug: str, state: DigitalOceanState) -> dict[str, Any]:
 
 
 def _paginate(request: Request, key: str, items: list[Any]) -> JSONResponse:
-    page = max(int(request.query_params.get("page", 1)), 1)
-    per_page = min(max(int(request.query_params.get("per_page", 20)), 1), 200)
-    chunk = items[(page - 1) * per_page: page * per_page]
+    page, per_page, chunk = page_slice(request, items, default=20, smallest=1, largest=200)
     pages = {}
     if page * per_page < len(items):
         pages["next"] = str(request.url.include_query_params(page=page + 1))
@@ -136,36 +118,18 @@ def _paginate(request: Request, key: str, items: list[Any]) -> JSONResponse:
 
 
 def create_app(state: DigitalOceanState) -> Starlette:
-    def _route_path(request: Request) -> str:
-        path, root = request.scope["path"], request.scope.get("root_path", "")
-        return path[len(root):] if root and path.startswith(root) else path
+    def refuse(request: Request) -> JSONResponse | None:
+        # Real DO body; note the capitalised id.
+        return None if has_bearer(request, state.token) else _err("Unauthorized", "Unable to authenticate you", 401)
 
-    async def guard(request: Request) -> tuple[Any, JSONResponse | None]:
-        raw = await request.body()
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            return None, _err("bad_request", "unexpected end of JSON input", 400)
-        path = _route_path(request)
-        with state.lock:
-            state.requests.append({"method": request.method, "path": path, "query": dict(request.query_params),
-                                   "json": body, "headers": dict(request.headers)})
-            if request.headers.get("authorization") != f"Bearer {state.token}":
-                # Real DO body; note the capitalised id.
-                return body, _err("Unauthorized", "Unable to authenticate you", 401)
-            injected = state._take_error(request.method, path)
-        if injected:
-            return body, _err(injected["id"], injected["message"], injected["status"])
-        return body, None
-
-    def _view(d: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in d.items() if not k.startswith("_")}
+    guarded = JsonGuard(
+        state, refuse=refuse,
+        invalid_json=lambda: _err("bad_request", "unexpected end of JSON input", 400),
+        injected=lambda err: _err(err["id"], err["message"], err["status"]),
+    )
 
     def _find(request: Request) -> tuple[Any, JSONResponse | None]:
-        try:
-            d = state.droplets.get(int(request.path_params["id"]))
-        except ValueError:
-            d = None
+        d = by_int_id(state.droplets, request.path_params["id"])
         return (d, None) if d else (None, _err("not_found", _MSG_NOT_FOUND, 404))
 
     def _observe(d: dict[str, Any]) -> dict[str, Any]:
@@ -181,28 +145,22 @@ def create_app(state: DigitalOceanState) -> Starlette:
                 {"ip_address": f"203.0.113.{n}", "netmask": "255.255.255.0", "gateway": "203.0.113.1", "type": "public"},
                 {"ip_address": f"10.110.0.{n}", "netmask": "255.255.240.0", "gateway": "10.110.0.1", "type": "private"},
             ]
-        return _view(d)
+        return public(d)
 
-    async def sizes(request: Request):
-        _, e = await guard(request)
-        if e:
-            return e
+    @guarded
+    async def sizes(request: Request, _body: Any):
         with state.lock:
             items = [dict(s, regions=[r for r in REGIONS if state.available(slug, r)] if s["available"] else [])
                      for slug, s in SIZES.items()]
         return _paginate(request, "sizes", items)
 
-    async def regions(request: Request):
-        _, e = await guard(request)
-        if e:
-            return e
+    @guarded
+    async def regions(request: Request, _body: Any):
         with state.lock:
             return _paginate(request, "regions", [_region_json(r, state) for r in REGIONS])
 
-    async def create_droplet(request: Request):
-        body, e = await guard(request)
-        if e:
-            return e
+    @guarded
+    async def create_droplet(request: Request, body: Any):
         body = body if isinstance(body, dict) else {}
         for field in ("name", "size", "image"):
             if not body.get(field) and not (field == "name" and body.get("names")):
@@ -242,25 +200,21 @@ def create_app(state: DigitalOceanState) -> Starlette:
                 created.append(d)
                 action = _new_action(state, "create", did, region)
             if len(created) == 1:
-                return JSONResponse({"droplet": _view(created[0]), "links": {"actions": [
+                return JSONResponse({"droplet": public(created[0]), "links": {"actions": [
                     {"id": action["id"], "rel": "create", "href": f"https://api.digitalocean.com/v2/actions/{action['id']}"}]}},
                     status_code=202)
-            return JSONResponse({"droplets": [_view(d) for d in created], "links": {"actions": []}}, status_code=202)
+            return JSONResponse({"droplets": [public(d) for d in created], "links": {"actions": []}}, status_code=202)
 
-    async def list_droplets(request: Request):
-        _, e = await guard(request)
-        if e:
-            return e
+    @guarded
+    async def list_droplets(request: Request, _body: Any):
         tag, name = request.query_params.get("tag_name"), request.query_params.get("name")
         with state.lock:
             items = [_observe(d) for d in sorted(state.droplets.values(), key=lambda d: d["id"])
                      if (tag is None or tag in d["tags"]) and name in (None, d["name"])]
         return _paginate(request, "droplets", items)
 
-    async def delete_by_tag(request: Request):
-        _, e = await guard(request)
-        if e:
-            return e
+    @guarded
+    async def delete_by_tag(request: Request, _body: Any):
         tag = request.query_params.get("tag_name")
         if not tag:
             return _err("bad_request", "tag_name is required", 400)
@@ -269,18 +223,14 @@ def create_app(state: DigitalOceanState) -> Starlette:
                 del state.droplets[did]
         return Response(status_code=204)
 
-    async def get_droplet(request: Request):
-        _, e = await guard(request)
-        if e:
-            return e
+    @guarded
+    async def get_droplet(request: Request, _body: Any):
         with state.lock:
             d, e = _find(request)
             return e or JSONResponse({"droplet": _observe(d)})
 
-    async def delete_droplet(request: Request):
-        _, e = await guard(request)
-        if e:
-            return e
+    @guarded
+    async def delete_droplet(request: Request, _body: Any):
         with state.lock:
             d, e = _find(request)
             if e:
@@ -290,10 +240,8 @@ def create_app(state: DigitalOceanState) -> Starlette:
 
     _POWER = {"power_on": "active", "power_off": "off", "shutdown": "off", "reboot": "active", "power_cycle": "active"}
 
-    async def droplet_action(request: Request):
-        body, e = await guard(request)
-        if e:
-            return e
+    @guarded
+    async def droplet_action(request: Request, body: Any):
         kind = (body or {}).get("type")
         with state.lock:
             d, e = _find(request)
@@ -304,19 +252,17 @@ def create_app(state: DigitalOceanState) -> Starlette:
             d["status"] = _POWER[kind]
             d["_polls_left"] = 0
             action = _new_action(state, kind, d["id"], d["region"]["slug"])
-            return JSONResponse({"action": _view(action)}, status_code=201)
+            return JSONResponse({"action": public(action)}, status_code=201)
 
-    async def get_action(request: Request):
-        _, e = await guard(request)
-        if e:
-            return e
+    @guarded
+    async def get_action(request: Request, _body: Any):
         with state.lock:
             action = state.actions.get(int(request.path_params["action_id"]))
             if action is None:
                 return _err("not_found", _MSG_NOT_FOUND, 404)
             # Actions complete on the first poll.
             action.update(status="completed", completed_at=action["completed_at"] or _now_iso())
-            return JSONResponse({"action": _view(action)})
+            return JSONResponse({"action": public(action)})
 
     async def not_found(request: Request, exc: HTTPException) -> Response:
         return _err("not_found", _MSG_NOT_FOUND, exc.status_code)

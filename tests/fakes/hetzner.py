@@ -25,9 +25,7 @@ Test knobs on :class:`HetznerState`:
 from __future__ import annotations
 
 import copy
-import json
 import secrets
-import threading
 from datetime import datetime, timezone
 from typing import Any
 
@@ -36,6 +34,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.fakes._common import FakeState, JsonGuard, by_int_id, has_bearer, json_response, page_slice, public
 
 
 def _now_iso() -> str:
@@ -96,27 +96,21 @@ def _build_server_types() -> dict[str, dict[str, Any]]:
 SERVER_TYPES = _build_server_types()
 
 
-class HetznerState:
+class HetznerState(FakeState):
     """Mutable state of the fake; safe to poke from the test thread (all access under ``lock``)."""
 
     TOKEN = "hetzner-test-token"
 
-    def __init__(self, token: str = TOKEN):
-        self.token = token
-        self.lock = threading.RLock()
-        self.reset()
-
     def reset(self) -> None:
         with self.lock:
+            super().reset()
             self.servers: dict[int, dict[str, Any]] = {}
             self.actions: dict[int, dict[str, Any]] = {}
-            self.requests: list[dict[str, Any]] = []
             # (server_type, location) -> bool; missing key = available if the type is priced there
             self.capacity: dict[tuple[str, str], bool] = {}
             self.capacity_error: tuple[str, int] = ("resource_unavailable", 412)
             self.max_servers: int | None = None
             self.action_polls = 0
-            self._errors: list[dict[str, Any]] = []
             self._action_errors: list[dict[str, str]] = []
             self._next_server_id = 42000001
             self._next_action_id = 13000001
@@ -127,9 +121,8 @@ class HetznerState:
                   method: str | None = None, path: str | None = None, details: Any = None) -> None:
         """Make the next ``times`` requests (optionally only those with ``method`` / containing ``path``)
         fail with ``{"error": {"code": code, ...}}`` and HTTP ``status``."""
-        with self.lock:
-            self._errors.append({"code": code, "status": status, "message": message or f"injected {code}",
-                                 "times": times, "method": method, "path": path, "details": details})
+        self._inject(code=code, status=status, message=message or f"injected {code}", details=details,
+                     times=times, method=method, path=path)
 
     def rate_limit(self, times: int = 1) -> None:
         # Real body + status; hcloud retries this code (see module docstring).
@@ -144,15 +137,6 @@ class HetznerState:
             self.servers[server_id]["status"] = status
 
     # --- internals ---
-    def _take_error(self, method: str, path: str) -> dict[str, Any] | None:
-        for err in self._errors:
-            if (err["method"] is None or err["method"] == method) and (err["path"] is None or err["path"] in path):
-                err["times"] -= 1
-                if err["times"] <= 0:
-                    self._errors.remove(err)
-                return err
-        return None
-
     def available(self, server_type: str, location: str) -> bool:
         st = SERVER_TYPES.get(server_type)
         if st is None or st["deprecated"] or location not in {p["location"] for p in st["prices"]}:
@@ -187,27 +171,21 @@ class HetznerState:
             if self._polls[aid] > self.action_polls:
                 fail = action.pop("_fail", None)
                 action.update(status="error" if fail else "success", progress=100, finished=_now_iso(), error=fail)
-        return _public(action)
-
-
-def _public(obj: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in obj.items() if not k.startswith("_")}
+        return public(action)
 
 
 # --- HTTP layer ----------------------------------------------------------------------------------
 
 def _err(code: str, message: str, status: int, details: Any = None) -> JSONResponse:
-    headers = {"RateLimit-Limit": "3600", "RateLimit-Remaining": "0"} if status == 429 else None
-    return JSONResponse({"error": {"code": code, "message": message, "details": details}}, status, headers=headers)
+    return json_response({"error": {"code": code, "message": message, "details": details}}, status,
+                         {"RateLimit-Limit": "3600", "RateLimit-Remaining": "0"})
 
 
 def _paginate(request: Request, key: str, items: list[Any]) -> JSONResponse:
     # hcloud's get_all() follows meta.pagination.next_page until it is null.
-    page = max(int(request.query_params.get("page", 1)), 1)
-    per_page = min(max(int(request.query_params.get("per_page", 25)), 1), 50)
+    page, per_page, chunk = page_slice(request, items, default=25, smallest=1, largest=50)
     total = len(items)
     last = max((total + per_page - 1) // per_page, 1)
-    chunk = items[(page - 1) * per_page: page * per_page]
     return JSONResponse({key: chunk, "meta": {"pagination": {
         "page": page, "per_page": per_page, "previous_page": page - 1 if page > 1 else None,
         "next_page": page + 1 if page < last else None, "last_page": last, "total_entries": total}}})
@@ -233,68 +211,45 @@ def _label_match(labels: dict[str, str], selector: str) -> bool:
 
 
 def create_app(state: HetznerState) -> Starlette:
-    def _route_path(request: Request) -> str:
-        path, root = request.scope["path"], request.scope.get("root_path", "")
-        return path[len(root):] if root and path.startswith(root) else path
+    def refuse(request: Request) -> JSONResponse | None:
+        return None if has_bearer(request, state.token) else _err("unauthorized", "unable to authenticate", 401)
 
-    async def guard(request: Request) -> tuple[Any, JSONResponse | None]:
-        """Parse JSON body, log the request, check the token, apply injected errors."""
-        raw = await request.body()
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            return None, _err("json_error", "invalid JSON in request body", 400)
-        path = _route_path(request)
-        with state.lock:
-            state.requests.append({"method": request.method, "path": path, "query": dict(request.query_params),
-                                   "json": body, "headers": dict(request.headers)})
-            if request.headers.get("authorization") != f"Bearer {state.token}":
-                return body, _err("unauthorized", "unable to authenticate", 401)
-            injected = state._take_error(request.method, path)
-        if injected:
-            return body, _err(injected["code"], injected["message"], injected["status"], injected["details"])
-        return body, None
+    # Every endpoint: parse the JSON body, log the request, check the token, apply injected errors.
+    guarded = JsonGuard(
+        state, refuse=refuse,
+        invalid_json=lambda: _err("json_error", "invalid JSON in request body", 400),
+        injected=lambda err: _err(err["code"], err["message"], err["status"], err["details"]),
+    )
 
     def _find(request: Request, collection: dict[int, Any], what: str) -> tuple[Any, JSONResponse | None]:
-        try:
-            obj = collection.get(int(request.path_params["id"]))
-        except ValueError:
-            obj = None
+        obj = by_int_id(collection, request.path_params["id"])
         if obj is None:
             return None, _err("not_found", f"{what} with ID '{request.path_params['id']}' not found", 404)
         return obj, None
 
     # --- catalogue ---
-    async def server_types(request: Request):
-        _, e = await guard(request)
-        if e:
-            return e
+    @guarded
+    async def server_types(request: Request, _body: Any):
         name = request.query_params.get("name")
         with state.lock:
             items = [state.server_type_json(n) for n in SERVER_TYPES if name in (None, n)]
         return _paginate(request, "server_types", sorted(items, key=lambda t: t["id"]))
 
-    async def server_type(request: Request):
-        _, e = await guard(request)
-        if e:
-            return e
+    @guarded
+    async def server_type(request: Request, _body: Any):
         with state.lock:
             for n, st in SERVER_TYPES.items():
                 if str(st["id"]) == request.path_params["id"]:
                     return JSONResponse({"server_type": state.server_type_json(n)})
         return _err("not_found", "server type not found", 404)
 
-    async def locations(request: Request):
-        _, e = await guard(request)
-        if e:
-            return e
+    @guarded
+    async def locations(request: Request, _body: Any):
         name = request.query_params.get("name")
         return _paginate(request, "locations", [dict(v) for k, v in LOCATIONS.items() if name in (None, k)])
 
-    async def location(request: Request):
-        _, e = await guard(request)
-        if e:
-            return e
+    @guarded
+    async def location(request: Request, _body: Any):
         for loc in LOCATIONS.values():
             if str(loc["id"]) == request.path_params["id"]:
                 return JSONResponse({"location": dict(loc)})
@@ -307,31 +262,25 @@ def create_app(state: HetznerState) -> Starlette:
         return {"id": dcid, "name": name, "description": f"{LOCATIONS[loc]['city']} DC", "location": dict(LOCATIONS[loc]),
                 "server_types": {"supported": supported, "available": available, "available_for_migration": available}}
 
-    async def datacenters(request: Request):
+    @guarded
+    async def datacenters(request: Request, _body: Any):
         # Deprecated by Hetzner (changelog 2026-06-02) but still served; hcloud warns on use.
-        _, e = await guard(request)
-        if e:
-            return e
         name = request.query_params.get("name")
         with state.lock:
             items = [_dc_json(loc) for loc in LOCATIONS if name in (None, DATACENTERS[loc][0])]
         return _paginate(request, "datacenters", items)
 
-    async def limits(request: Request):
+    @guarded
+    async def limits(request: Request, _body: Any):
         # NOT a real Hetzner endpoint (hcloud has no limits call); fake-only, 404 unless max_servers is set.
-        _, e = await guard(request)
-        if e:
-            return e
         with state.lock:
             if state.max_servers is None:
                 return _err("not_found", "not found", 404)
             return JSONResponse({"limits": {"servers": {"max": state.max_servers, "used": len(state.servers)}}})
 
     # --- servers ---
-    async def create_server(request: Request):
-        body, e = await guard(request)
-        if e:
-            return e
+    @guarded
+    async def create_server(request: Request, body: Any):
         body = body if isinstance(body, dict) else {}
         name, st_name, image = body.get("name"), body.get("server_type"), body.get("image")
         missing = [f for f, v in (("name", name), ("server_type", st_name), ("image", image)) if not v]
@@ -399,55 +348,47 @@ def create_app(state: HetznerState) -> Starlette:
             state.servers[sid] = server
             action = state.new_action("create_server", sid)
             next_actions = [state.new_action("start_server", sid)] if start else []
-            shown = _public(server)
+            shown = public(server)
             shown["status"] = "initializing"  # as Hetzner: final status shows up on the next GET
             # hcloud needs ALL four keys (KeyError otherwise); root_password is null when ssh_keys were given.
-            return JSONResponse({"server": shown, "action": _public(action),
-                                 "next_actions": [_public(a) for a in next_actions],
+            return JSONResponse({"server": shown, "action": public(action),
+                                 "next_actions": [public(a) for a in next_actions],
                                  "root_password": None if server["_ssh_keys"] else secrets.token_urlsafe(12)},
                                 status_code=201)
 
-    async def list_servers(request: Request):
-        _, e = await guard(request)
-        if e:
-            return e
+    @guarded
+    async def list_servers(request: Request, _body: Any):
         q = request.query_params
         statuses = q.getlist("status")
         with state.lock:
-            items = [_public(s) for s in sorted(state.servers.values(), key=lambda s: s["id"])
+            items = [public(s) for s in sorted(state.servers.values(), key=lambda s: s["id"])
                      if q.get("name") in (None, s["name"])
                      and (not statuses or s["status"] in statuses)
                      and _label_match(s["labels"], q.get("label_selector", ""))]
         return _paginate(request, "servers", items)
 
-    async def get_server(request: Request):
-        _, e = await guard(request)
-        if e:
-            return e
+    @guarded
+    async def get_server(request: Request, _body: Any):
         with state.lock:
             server, e = _find(request, state.servers, "server")
-            return e or JSONResponse({"server": _public(server)})
+            return e or JSONResponse({"server": public(server)})
 
-    async def delete_server(request: Request):
-        _, e = await guard(request)
-        if e:
-            return e
+    @guarded
+    async def delete_server(request: Request, _body: Any):
         with state.lock:
             server, e = _find(request, state.servers, "server")
             if e:
                 return e
             del state.servers[server["id"]]
-            return JSONResponse({"action": _public(state.new_action("delete_server", server["id"]))})
+            return JSONResponse({"action": public(state.new_action("delete_server", server["id"]))})
 
     # Power actions flip the status immediately; the returned action is "running" until polled.
     _POWER = {"poweron": ("start_server", "running"), "poweroff": ("stop_server", "off"),
               "reboot": ("reboot_server", "running"), "reset": ("reset_server", "running"),
               "shutdown": ("shutdown_server", "off")}
 
-    async def server_action(request: Request):
-        _, e = await guard(request)
-        if e:
-            return e
+    @guarded
+    async def server_action(request: Request, _body: Any):
         kind = request.path_params["action"]
         if kind not in _POWER:
             return _err("not_found", f"action '{kind}' not found", 404)
@@ -457,12 +398,10 @@ def create_app(state: HetznerState) -> Starlette:
                 return e
             command, new_status = _POWER[kind]
             server["status"] = new_status
-            return JSONResponse({"action": _public(state.new_action(command, server["id"]))}, status_code=201)
+            return JSONResponse({"action": public(state.new_action(command, server["id"]))}, status_code=201)
 
-    async def get_action(request: Request):
-        _, e = await guard(request)
-        if e:
-            return e
+    @guarded
+    async def get_action(request: Request, _body: Any):
         with state.lock:
             action, e = _find(request, state.actions, "action")
             return e or JSONResponse({"action": state.poll_action(action["id"])})

@@ -33,7 +33,6 @@ import json
 import re
 import secrets
 import string
-import threading
 import time
 from typing import Any
 from urllib.parse import parse_qsl
@@ -43,6 +42,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.fakes._common import FakeState, route_path
 
 API_VERSION = "2026-10-28.endive"  # what stripe 16.1.0 sends as Stripe-Version
 _ALNUM = string.ascii_letters + string.digits
@@ -142,40 +143,27 @@ def _no_such(kind: str, oid: str, param: str = "id") -> StripeError:
     return StripeError(404 if param == "id" else 400, f"No such {kind}: '{oid}'", code="resource_missing", param=param)
 
 
-class StripeState:
+class StripeState(FakeState):
     """``api_key``: None accepts any ``sk_test_...`` key; set a string to require exactly that key."""
 
     def __init__(self, api_key: str | None = None):
         self.api_key = api_key
-        self.lock = threading.RLock()
-        self.reset()
+        super().__init__()
 
     def reset(self) -> None:
         with self.lock:
+            super().reset()
             self.customers: dict[str, dict[str, Any]] = {}
             self.sessions: dict[str, dict[str, Any]] = {}
             self.line_items: dict[str, list[dict[str, Any]]] = {}  # session id -> parsed line_items as sent
             self.prices: dict[str, dict[str, Any]] = {}
             self.events: dict[str, dict[str, Any]] = {}
-            self.requests: list[dict[str, Any]] = []
             self.idempotency: dict[str, dict[str, Any]] = {}
             self.checkout_url_base = "https://checkout.stripe.test/c/pay/"
-            self._errors: list[dict[str, Any]] = []
 
     def fail_next(self, status: int, type: str = "api_error", message: str = "injected error", *,
                   code: str | None = None, times: int = 1, path: str | None = None) -> None:
-        with self.lock:
-            self._errors.append({"status": status, "type": type, "message": message, "code": code,
-                                 "times": times, "path": path})
-
-    def _take_error(self, path: str) -> dict[str, Any] | None:
-        for err in self._errors:
-            if err["path"] is None or err["path"] in path:
-                err["times"] -= 1
-                if err["times"] <= 0:
-                    self._errors.remove(err)
-                return err
-        return None
+        self._inject(status=status, type=type, message=message, code=code, times=times, path=path)
 
     def add_price(self, unit_amount: int, currency: str = "eur", product_name: str = "Product",
                   recurring_interval: str | None = None) -> str:
@@ -382,16 +370,14 @@ def create_app(state: StripeState) -> Starlette:
         async def view(request: Request) -> Response:
             raw = await request.body()
             params = parse_form(raw) if request.method == "POST" else parse_form(request.url.query)
-            path, root = request.scope["path"], request.scope.get("root_path", "")
-            path = path[len(root):] if root and path.startswith(root) else path
+            path = route_path(request)
             idem = request.headers.get("idempotency-key") if request.method == "POST" else None
             with state.lock:
-                state.requests.append({"method": request.method, "path": path, "params": params,
-                                       "idempotency_key": idem, "headers": dict(request.headers)})
+                state._log(request, path, params=params, idempotency_key=idem)
                 err = _check_key(request)
                 if err:
                     return _error_response(err)
-                injected = state._take_error(path)
+                injected = state._take_error(request.method, path)
                 if injected:
                     return _error_response(StripeError(injected["status"], injected["message"],
                                                        type=injected["type"], code=injected["code"]))
