@@ -8,41 +8,19 @@ and `droplets.get`, `destroy` and `droplet_actions.post` return the error JSON o
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar
+from typing import Any
 
-from decabill.providers.base import (
-    CreateServerRequest,
-    ProvisionedServer,
-    ProvisioningProvider,
-    ServerInfo,
-    ServerType,
-)
-from decabill.providers.errors import (
-    ProviderCapacityError,
-    ProviderNotConfigured,
-    ProviderRequestFailed,
-    ServerNotFound,
-)
+from decabill.providers.base import CreateServerRequest, ProvisionedServer, ServerInfo, ServerType
+from decabill.providers.errors import ProviderCapacityError, ProviderRequestFailed, ServerNotFound
 from decabill.providers.schemas import digitalocean_schema
-
-T = TypeVar("T")
+from decabill.providers.sync_api import SyncApiProvider, check_user_data, decimal_or_none
 
 DEFAULT_IMAGE = "ubuntu-22-04-x64"
 USER_DATA_LIMIT = 65536  # bytes (behavior.md §7.3)
 PAGE_SIZE = 200
 # 422 messages that mean "no room right now" rather than "wrong request".
 CAPACITY_HINTS = ("not available in this region", "droplet limit", "capacity")
-
-
-def _decimal(value: Any) -> Decimal | None:
-    try:
-        return Decimal(str(value)) if value is not None else None
-    except InvalidOperation:
-        return None
 
 
 def _error_detail(exc: Any) -> tuple[str, Any]:
@@ -63,59 +41,39 @@ def _missing(result: Any, key: str) -> bool:
     return not isinstance(result, dict) or key not in result
 
 
-class DigitalOceanProvider(ProvisioningProvider):
+class DigitalOceanProvider(SyncApiProvider):
     id = "digital-ocean"
     display_name = "DigitalOcean"
-
-    def __init__(self, token: str | None, api_url: str, *, timeout: float = 30.0, max_retries: int = 2,
-                 cache_seconds: float = 60.0):
-        self._token = token
-        self._api_url = api_url
-        self._timeout = timeout
-        self._max_retries = max_retries
-        self.cache_seconds = cache_seconds
-
-    def config_schema(self) -> dict[str, Any]:
-        return digitalocean_schema()
+    token_variable = "DIGITALOCEAN_API_TOKEN"
+    schema = staticmethod(digitalocean_schema)
 
     # --- plumbing ---
-    def _client(self):
-        if not self._token:
-            raise ProviderNotConfigured("DIGITALOCEAN_API_TOKEN")
+    def _new_client(self, token: str):
         import pydo
         from azure.core.credentials import AzureKeyCredential
         from azure.core.pipeline.policies import AzureKeyCredentialPolicy
 
         return pydo.Client(
-            self._token,
+            token,
             endpoint=self._api_url,
             timeout=max(int(self._timeout), 1),
             connection_timeout=self._timeout,
             read_timeout=self._timeout,
             retry_total=self._max_retries,
-            authentication_policy=AzureKeyCredentialPolicy(AzureKeyCredential(self._token), "Authorization",
+            authentication_policy=AzureKeyCredentialPolicy(AzureKeyCredential(token), "Authorization",
                                                            prefix="Bearer"),
         )
 
-    async def _call(self, action: str, work: Callable[[Any], T]) -> T:
+    def _translate(self, action: str, exc: Exception) -> ProviderRequestFailed | None:
         from azure.core.exceptions import AzureError, HttpResponseError
 
-        client = self._client()
-        try:
-            return await asyncio.to_thread(work, client)
-        except HttpResponseError as exc:
+        if isinstance(exc, HttpResponseError):
             detail, code = _error_detail(exc)
             capacity = exc.status_code == 422 and any(hint in detail.lower() for hint in CAPACITY_HINTS)
-            raise (ProviderCapacityError if capacity else ProviderRequestFailed)(action, detail, code=code) from exc
-        except AzureError as exc:  # network problems, timeouts
-            raise ProviderRequestFailed(action, _error_detail(exc)[0]) from exc
-
-    @staticmethod
-    def _droplet_id(server_id: str) -> int:
-        try:
-            return int(server_id)
-        except (TypeError, ValueError):
-            raise ServerNotFound(str(server_id)) from None
+            return (ProviderCapacityError if capacity else ProviderRequestFailed)(action, detail, code=code)
+        if isinstance(exc, AzureError):  # network problems, timeouts
+            return ProviderRequestFailed(action, _error_detail(exc)[0])
+        return None
 
     # --- catalogue ---
     async def fetch_server_types(self) -> list[ServerType]:
@@ -137,8 +95,8 @@ class DigitalOceanProvider(ProvisioningProvider):
         memory = size.get("memory")
         return ServerType(
             id=slug, name=slug.upper(), cores=size.get("vcpus"), memory=memory / 1024 if memory is not None else None,
-            disk=size.get("disk"), price_monthly=_decimal(size.get("price_monthly")),
-            price_hourly=_decimal(size.get("price_hourly")), description=size.get("description") or slug,
+            disk=size.get("disk"), price_monthly=decimal_or_none(size.get("price_monthly")),
+            price_hourly=decimal_or_none(size.get("price_hourly")), description=size.get("description") or slug,
             # DigitalOcean lists a size's regions where it can be created now; `available` is global.
             regions=regions, available_regions=regions if size.get("available", True) else (),
             deprecated=bool(size.get("deprecated", False)), raw=size,
@@ -146,12 +104,7 @@ class DigitalOceanProvider(ProvisioningProvider):
 
     # --- servers ---
     async def create_server(self, request: CreateServerRequest) -> ProvisionedServer:
-        size = len((request.user_data or "").encode())
-        if size > USER_DATA_LIMIT:
-            raise ProviderRequestFailed(
-                "provision server",
-                f"User data size ({size} bytes) exceeds DigitalOcean limit of {USER_DATA_LIMIT} bytes",
-            )
+        check_user_data(request.user_data, USER_DATA_LIMIT, "DigitalOcean")
         body: dict[str, Any] = {"name": request.name, "region": request.region, "size": request.server_type,
                                 "image": request.image or DEFAULT_IMAGE,
                                 "tags": [f"{k}:{v}" for k, v in request.labels.items()]}
@@ -172,12 +125,12 @@ class DigitalOceanProvider(ProvisioningProvider):
         return None
 
     async def delete_server(self, server_id: str) -> None:
-        droplet_id = self._droplet_id(server_id)
+        droplet_id = self._numeric_id(server_id)
         # A 404 comes back as a body, not an exception: the droplet is already gone, which is what we want.
         await self._call("deprovision server", lambda c: c.droplets.destroy(droplet_id))
 
     async def server_info(self, server_id: str) -> ServerInfo:
-        droplet_id = self._droplet_id(server_id)
+        droplet_id = self._numeric_id(server_id)
         result = await self._call("get server info", lambda c: c.droplets.get(droplet_id))
         if _missing(result, "droplet"):
             raise ServerNotFound(server_id)
@@ -189,16 +142,7 @@ class DigitalOceanProvider(ProvisioningProvider):
                           metadata={"region": region.get("slug"), "regionName": region.get("name")})
 
     async def _power(self, action: str, kind: str, server_id: str) -> None:
-        droplet_id = self._droplet_id(server_id)
+        droplet_id = self._numeric_id(server_id)
         result = await self._call(action, lambda c: c.droplet_actions.post(droplet_id, body={"type": kind}))
         if _missing(result, "action"):
             raise ServerNotFound(server_id)
-
-    async def start_server(self, server_id: str) -> None:
-        await self._power("start server", "power_on", server_id)
-
-    async def stop_server(self, server_id: str) -> None:
-        await self._power("stop server", "power_off", server_id)
-
-    async def restart_server(self, server_id: str) -> None:
-        await self._power("restart server", "reboot", server_id)

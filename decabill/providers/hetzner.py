@@ -7,27 +7,15 @@ reference, and `region_prices` keeps every location's price for pricing previews
 
 from __future__ import annotations
 
-import asyncio
 import warnings
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, TypeVar
 
-from decabill.providers.base import (
-    CreateServerRequest,
-    ProvisionedServer,
-    ProvisioningProvider,
-    RegionPrice,
-    ServerInfo,
-    ServerType,
-)
-from decabill.providers.errors import (
-    ProviderCapacityError,
-    ProviderNotConfigured,
-    ProviderRequestFailed,
-    ServerNotFound,
-)
+from decabill.providers.base import CreateServerRequest, ProvisionedServer, RegionPrice, ServerInfo, ServerType
+from decabill.providers.errors import ProviderCapacityError, ProviderRequestFailed, ServerNotFound
 from decabill.providers.schemas import hetzner_schema
+from decabill.providers.sync_api import SyncApiProvider, check_user_data, decimal_or_none
 
 T = TypeVar("T")
 
@@ -38,71 +26,42 @@ USER_DATA_LIMIT = 32 * 1024  # bytes, Hetzner's documented maximum
 CAPACITY_CODES = {"resource_unavailable", "resource_limit_exceeded", "placement_error", "server_limit_exceeded"}
 
 
-def _decimal(value: Any) -> Decimal | None:
-    try:
-        return Decimal(str(value)) if value is not None else None
-    except InvalidOperation:
-        return None
-
-
 def _gross(price: dict[str, Any] | None, key: str) -> Decimal | None:
-    return _decimal(((price or {}).get(key) or {}).get("gross"))
+    return decimal_or_none(((price or {}).get(key) or {}).get("gross"))
 
 
-class HetznerProvider(ProvisioningProvider):
+class HetznerProvider(SyncApiProvider):
     id = "hetzner"
     display_name = "Hetzner Cloud"
-
-    def __init__(self, token: str | None, api_url: str, *, timeout: float = 30.0, max_retries: int = 2,
-                 cache_seconds: float = 60.0):
-        self._token = token
-        self._api_url = api_url
-        self._timeout = timeout
-        self._max_retries = max_retries
-        self.cache_seconds = cache_seconds
-
-    def config_schema(self) -> dict[str, Any]:
-        return hetzner_schema()
+    token_variable = "HETZNER_API_TOKEN"
+    schema = staticmethod(hetzner_schema)
 
     # --- plumbing ---
-    def _client(self):
-        if not self._token:
-            raise ProviderNotConfigured("HETZNER_API_TOKEN")
+    def _new_client(self, token: str):
         import hcloud
 
-        client = hcloud.Client(token=self._token, api_endpoint=self._api_url, timeout=self._timeout,
+        client = hcloud.Client(token=token, api_endpoint=self._api_url, timeout=self._timeout,
                                poll_interval=1.0, application_name="decabill")
         # hcloud retries rate limits, conflicts and gateway errors up to 5 times with exponential backoff
         # (1 s, 2 s, 4 s, ...); an API request of ours should not hang for half a minute.
         client._client._retry_max_retries = self._max_retries
         return client
 
-    async def _call(self, action: str, work: Callable[[Any], T]) -> T:
-        """Run `work(client)` in a thread and translate the client's exceptions into ours."""
+    def _run(self, work: Callable[[Any], T], client: Any) -> T:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # hcloud's per-location deprecation notices
+            return work(client)
+
+    def _translate(self, action: str, exc: Exception) -> ProviderRequestFailed | None:
         import hcloud
         import requests
 
-        client = self._client()
-
-        def run() -> T:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # hcloud's per-location deprecation notices
-                return work(client)
-
-        try:
-            return await asyncio.to_thread(run)
-        except hcloud.APIException as exc:
+        if isinstance(exc, hcloud.APIException):
             error = ProviderCapacityError if exc.code in CAPACITY_CODES else ProviderRequestFailed
-            raise error(action, str(exc.message), code=exc.code) from exc
-        except (hcloud.HCloudException, requests.RequestException) as exc:
-            raise ProviderRequestFailed(action, str(exc) or type(exc).__name__) from exc
-
-    @staticmethod
-    def _server_id(server_id: str) -> int:
-        try:
-            return int(server_id)
-        except (TypeError, ValueError):
-            raise ServerNotFound(str(server_id)) from None
+            return error(action, str(exc.message), code=exc.code)
+        if isinstance(exc, (hcloud.HCloudException, requests.RequestException)):
+            return ProviderRequestFailed(action, str(exc) or type(exc).__name__)
+        return None
 
     # --- catalogue ---
     async def fetch_server_types(self) -> list[ServerType]:
@@ -165,11 +124,7 @@ class HetznerProvider(ProvisioningProvider):
         from hcloud.locations import Location
         from hcloud.server_types import ServerType as HServerType
 
-        size = len((request.user_data or "").encode())
-        if size > USER_DATA_LIMIT:
-            raise ProviderRequestFailed(
-                "provision server", f"User data size ({size} bytes) exceeds Hetzner limit of {USER_DATA_LIMIT} bytes"
-            )
+        check_user_data(request.user_data, USER_DATA_LIMIT, "Hetzner")
 
         def create(client):
             return client.servers.create(
@@ -194,7 +149,7 @@ class HetznerProvider(ProvisioningProvider):
     async def delete_server(self, server_id: str) -> None:
         from hcloud.servers import Server
 
-        sid = self._server_id(server_id)
+        sid = self._numeric_id(server_id)
         try:
             await self._call("deprovision server", lambda c: c.servers.delete(Server(id=sid)))
         except ProviderRequestFailed as exc:
@@ -202,7 +157,7 @@ class HetznerProvider(ProvisioningProvider):
                 raise
 
     async def server_info(self, server_id: str) -> ServerInfo:
-        sid = self._server_id(server_id)
+        sid = self._numeric_id(server_id)
         try:
             server = await self._call("get server info", lambda c: c.servers.get_by_id(sid))
         except ProviderRequestFailed as exc:
@@ -220,22 +175,14 @@ class HetznerProvider(ProvisioningProvider):
                           public_ip=(public.ip if public else "") or "",
                           private_ip=private, status=server.status or "unknown", metadata=metadata)
 
-    async def _power(self, action: str, method: str, server_id: str) -> None:
+    async def _power(self, action: str, kind: str, server_id: str) -> None:
         from hcloud.servers import Server
 
-        sid = self._server_id(server_id)
+        sid = self._numeric_id(server_id)
         try:
-            await self._call(action, lambda c: getattr(c.servers, method)(Server(id=sid)))
+            # hcloud names its methods after the operations: servers.power_on / power_off / reboot
+            await self._call(action, lambda c: getattr(c.servers, kind)(Server(id=sid)))
         except ProviderRequestFailed as exc:
             if exc.code == "not_found":
                 raise ServerNotFound(server_id) from exc
             raise
-
-    async def start_server(self, server_id: str) -> None:
-        await self._power("start server", "power_on", server_id)
-
-    async def stop_server(self, server_id: str) -> None:
-        await self._power("stop server", "power_off", server_id)
-
-    async def restart_server(self, server_id: str) -> None:
-        await self._power("restart server", "reboot", server_id)
