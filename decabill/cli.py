@@ -101,6 +101,10 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
         authentication=settings.authentication_method,
         queue_role=role if jobs else None,
     )
+    if (http or runtime is not None) and (missing := settings.billing_issuer_missing):
+        # Not fatal (catalog, orders and payments work), but no invoice can be issued until they are set.
+        log.warning("billing.issuer_incomplete", missing=missing,
+                    effect="invoices cannot be issued; billing-day positions stay open")
     try:
         if runtime is not None:
             await runtime.start()

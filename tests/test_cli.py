@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import signal
 import socket
 import sqlite3
@@ -151,4 +152,28 @@ def test_serve_answers_http_and_socketio_and_stops_cleanly_on_sigterm(workdir, c
             server.kill()
             server.wait()
         log.close()
-    assert "Traceback" not in (tmp_path / "serve.log").read_text()
+    output = (tmp_path / "serve.log").read_text()
+    assert "Traceback" not in output
+    # No BILLING_ISSUER_* in this environment: the operator is told at start-up, naming what is missing.
+    warning = next(json.loads(line) for line in output.splitlines() if "billing.issuer_incomplete" in line)
+    assert warning["level"] == "warning"
+    assert warning["missing"] == ["BILLING_ISSUER_NAME", "BILLING_ISSUER_VAT_ID", "BILLING_ISSUER_ADDRESS_LINE1",
+                                  "BILLING_ISSUER_POSTAL_CODE", "BILLING_ISSUER_CITY"]
+
+
+def test_serve_does_not_warn_when_the_billing_issuer_is_complete(workdir, cli_env, tmp_path):
+    cli_env.update(BILLING_ISSUER_NAME="Decabill GmbH", BILLING_ISSUER_VAT_ID="DE123456789",
+                   BILLING_ISSUER_ADDRESS_LINE1="Hauptstrasse 1", BILLING_ISSUER_POSTAL_CODE="10117",
+                   BILLING_ISSUER_CITY="Berlin", PORT=str(free_port()), WEBSOCKET_PORT=str(free_port()))
+    server = subprocess.Popen([DECABILL, "serve"], env=cli_env, cwd=workdir, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        started = ""
+        while "decabill.starting" not in started:
+            line = server.stdout.readline()
+            assert line, "decabill serve exited before starting"
+            started += line
+    finally:
+        server.send_signal(signal.SIGTERM)
+        rest = server.communicate(timeout=15)[0]
+    assert "billing.issuer_incomplete" not in started + rest
