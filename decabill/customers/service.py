@@ -111,9 +111,10 @@ async def update_own_profile(principal: Principal, **fields: Any) -> CustomerPro
     return profile
 
 
-async def require_complete_profile(user_id: uuid.UUID) -> CustomerProfile:
-    """Inside an open transaction: the user's profile, or 400 when it is missing or incomplete."""
-    profile = await find_profile(user_id)
+async def require_complete_profile(user_id: uuid.UUID, *, lock: bool = False) -> CustomerProfile:
+    """Inside an open transaction: the user's profile, or 400 when it is missing or incomplete. `lock=True`
+    holds the profile row until commit (deleting a profile takes the same lock, then looks for subscriptions)."""
+    profile = await find_profile(user_id, lock=lock)
     if profile is None or not profile.is_complete:
         raise ProfileIncomplete()
     return profile

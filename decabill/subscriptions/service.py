@@ -103,6 +103,9 @@ async def create_subscription(principal: Principal, plan_id: uuid.UUID, requeste
     from decabill.subscriptions import backorders
 
     user_id = principal.require_user_id()
+    # _PROFILE_RECHECK: checked first to fail fast, and again, locked, in the transaction that inserts the
+    # subscription; an admin deleting the profile meanwhile either waits and then finds the subscription
+    # (409), or deletes first and the order answers 400. No subscription is ever left without a profile.
     async with db.transaction():
         await require_complete_profile(user_id)
     ctx = await provisioning.prepare(plan_id, requested_config)
@@ -110,6 +113,7 @@ async def create_subscription(principal: Principal, plan_id: uuid.UUID, requeste
     if ctx.provider is None:  # D24: nothing to provision
         price = await provisioning.period_price(ctx)
         async with db.transaction():
+            await require_complete_profile(user_id, lock=True)  # still there: see _PROFILE_RECHECK
             subscription, item = await new_subscription(user_id, ctx, status=SubscriptionStatus.ACTIVE)
             start_first_period(subscription, ctx, price, db.utcnow())
             item.provisioning_status = ProvisioningStatus.ACTIVE
@@ -123,6 +127,7 @@ async def create_subscription(principal: Principal, plan_id: uuid.UUID, requeste
 
     price = await provisioning.period_price(ctx)
     async with db.transaction():
+        await require_complete_profile(user_id, lock=True)  # still there: see _PROFILE_RECHECK
         subscription, item = await new_subscription(user_id, ctx, status=SubscriptionStatus.ACTIVE)
         start_first_period(subscription, ctx, price, db.utcnow())
     try:

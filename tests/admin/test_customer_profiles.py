@@ -91,3 +91,31 @@ async def test_profile_crud_and_delete_rules(billing_api, admin, customer, plan)
     assert entries[0].context["fields"] == ["first_name"] and entries[0].actor_user_id == user_id(admin)
     assert entries[2].context["fields"] == ["city"] and "Arlington" not in str(entries[2].context)
     assert entries[3].user_id == user_id(customer)
+
+
+async def test_deleting_a_profile_while_its_owner_orders_never_leaves_a_subscription_without_profile(
+        billing_api, admin, plan):
+    """The order re-checks the profile, locked, in the transaction that inserts the subscription; the delete takes
+    the same lock and then looks for subscriptions. Whichever wins, the other answers 400 (never both succeed)."""
+    import asyncio
+
+    from tests.subscriptions.conftest import complete_profile
+
+    api = billing_api
+    for round_ in range(8):  # which side wins a round depends on scheduling; both outcomes are checked
+        token = await api.user_token(admin, f"racer{round_}@example.com")
+        profile = await complete_profile(api, token, email=f"racer{round_}@example.com")
+        ordered, deleted = await asyncio.gather(
+            api.post("/subscriptions", token=token, json={"planId": plan["id"]}),
+            api.delete(f"{BASE}/customer-profiles/{profile['id']}", token=admin),
+        )
+        subscriptions = (await api.get("/subscriptions", token=token)).json()
+        still_there = (await api.get(f"{BASE}/customer-profiles/{profile['id']}", token=admin)).status_code == 200
+        if ordered.status_code == 201:
+            assert_error(deleted, 400, "Cannot delete profile for user with subscriptions")
+            assert still_there and len(subscriptions) == 1
+        else:
+            assert deleted.status_code == 204, deleted.text
+            assert_error(ordered, 400, "Customer billing profile must be complete before ordering. "
+                                       "Please complete your profile.")
+            assert not still_there and subscriptions == []
