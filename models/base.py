@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import Column
 from sqlmodel import Field, SQLModel
 
-from decabill.db import ExactDecimal, UTCDateTime, utcnow
+from decabill import db
+from decabill.db import ExactDecimal, UTCDateTime
 
 
 def id_field() -> Any:
@@ -23,7 +24,8 @@ def tenant_field() -> Any:
 
 def timestamp_field(*, nullable: bool = True, default_now: bool = False, index: bool = False) -> Any:
     if default_now:
-        return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False, index=index)
+        # Looked up at call time: "now" has one source (db.utcnow), which tests can move.
+        return Field(default_factory=lambda: db.utcnow(), sa_type=UTCDateTime, nullable=False, index=index)
     return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
 
 
@@ -36,7 +38,7 @@ class Timestamped(SQLModel):
     updated_at: dt.datetime = timestamp_field(default_now=True)
 
     def touch(self) -> None:
-        self.updated_at = utcnow()
+        self.updated_at = db.utcnow()
 
 
 __all__ = ["Column", "id_field", "tenant_field", "timestamp_field", "money_field", "Timestamped"]

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import structlog
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db
@@ -96,17 +96,34 @@ def _unbilled_usage(**filters):
     return query.order_by(UsageRecord.created_at, UsageRecord.id)
 
 
+def last_billing_day_start(day: int, now: dt.datetime) -> dt.datetime:
+    """00:00 UTC of the most recent date on or before `now` whose day of month is `day` (1..28)."""
+    today = now.astimezone(dt.timezone.utc).date()
+    date = today.replace(day=day)
+    if date > today:
+        date = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=day)
+    return dt.datetime.combine(date, dt.time.min, tzinfo=dt.timezone.utc)
+
+
 async def users_due(limit: int, *, now: dt.datetime | None = None) -> list[uuid.UUID]:
-    """Users of the tenant whose billing day is today and who have something unbilled."""
-    today = billing_today(now or db.utcnow())
+    """Users of the tenant with something unbilled whose billing day is today — or whose last billing day was
+    missed: something unbilled is older than that day (the process was down, or the unit failed, when that
+    day's run was due). The reference waited a whole month for the next billing day; we catch up at the next
+    run. What arrives on or after a billing day waits for the next one, as before."""
+    now = now or db.utcnow()
+    today = billing_today(now)
     async with db.transaction() as session:
-        with_positions = select(OpenPosition.user_id).where(OpenPosition.tenant_id == current_tenant(),
-                                                            OpenPosition.invoice_id.is_(None))
-        with_usage = select(UsageRecord.user_id).where(UsageRecord.tenant_id == current_tenant(),
-                                                       UsageRecord.invoice_id.is_(None), UsageRecord.amount > 0)
-        query = (db.scoped(User).where(User.id.in_(with_positions.union(with_usage).scalar_subquery()))
-                 .order_by(User.created_at, User.id))
-        due = [user.id for user in (await session.execute(query)).scalars() if billing_day(user) == today]
+        oldest: dict[uuid.UUID, dt.datetime] = {}
+        for model, *extra in ((OpenPosition,), (UsageRecord, UsageRecord.amount > 0)):
+            query = (select(model.user_id, func.min(model.created_at))
+                     .where(model.tenant_id == current_tenant(), model.invoice_id.is_(None), *extra)
+                     .group_by(model.user_id))
+            for user_id, created_at in (await session.execute(query)).all():
+                oldest[user_id] = min(created_at, oldest.get(user_id, created_at))
+        users = (await session.execute(db.scoped(User).where(User.id.in_(list(oldest)))
+                                       .order_by(User.created_at, User.id))).scalars()
+        due = [user.id for user in users
+               if billing_day(user) == today or oldest[user.id] < last_billing_day_start(billing_day(user), now)]
     return due[:limit] if limit else due
 
 

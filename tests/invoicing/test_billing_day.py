@@ -159,3 +159,41 @@ async def test_the_coordinator_bills_users_on_their_billing_day_through_the_job_
         await broker.shutdown()
     [listed] = (await billing_api.get(f"/invoices/{subscription['id']}", token=token)).json()
     assert listed["status"] == "issued"
+
+
+def test_last_billing_day_start_is_the_most_recent_such_day():
+    at = dt.datetime(2026, 3, 10, 15, 30, tzinfo=dt.timezone.utc)
+    assert billing.last_billing_day_start(10, at) == dt.datetime(2026, 3, 10, tzinfo=dt.timezone.utc)
+    assert billing.last_billing_day_start(5, at) == dt.datetime(2026, 3, 5, tzinfo=dt.timezone.utc)
+    assert billing.last_billing_day_start(28, at) == dt.datetime(2026, 2, 28, tzinfo=dt.timezone.utc)
+    assert billing.last_billing_day_start(11, dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc)) == \
+        dt.datetime(2025, 12, 11, tzinfo=dt.timezone.utc)
+
+
+async def test_a_missed_billing_day_is_caught_up_at_the_next_run_and_billed_once(billing_api, admin, plan, clock):
+    """The position was due on the billing day, but no run billed it then (say the server was down that day):
+    the next run, a day later, bills it, once. Usage recorded after that billing day waits for the next one."""
+    token, subscription = await customer_with_subscription(billing_api, admin, plan["id"], "missed@example.com")
+    owner = user_id(token)
+    day = (await billing_api.get("/invoices/summary", token=token)).json()["billingDayOfMonth"]
+    period_end = iso(subscription["currentPeriodEnd"])  # 00:00 of the 1st of next month
+    billing_date = period_end + dt.timedelta(days=day - 1)  # 00:00 of the billing day in that month
+    with bound_tenant("default"):
+        clock.set(period_end)
+        assert await subscription_billing.bill_due_period(uuid.UUID(subscription["id"])) is not None
+        clock.set(billing_date + dt.timedelta(days=1, hours=3))  # the billing day passed without a run
+        assert billing.billing_today(db.utcnow()) != day
+        assert await billing.users_due(0) == [owner]
+        assert (await billing.bill_user(owner)).status == "billed"
+        assert await billing.users_due(0) == []  # billed once
+
+    recorded = await billing_api.post("/usage/record", token=token, json={
+        "subscriptionId": subscription["id"], "periodStart": "2026-01-01T00:00:00Z",
+        "periodEnd": "2026-01-02T00:00:00Z", "usagePayload": {"totalCost": 7.5}})
+    assert recorded.status_code == 200, recorded.text
+    with bound_tenant("default"):
+        assert await billing.users_due(0) == []  # arrived after the billing day: not overdue for billing
+        clock.set(billing_date + dt.timedelta(days=40))  # past the next billing day, which also had no run
+        assert await billing.users_due(0) == [owner]
+    listed = (await billing_api.get(f"/invoices/{subscription['id']}", token=token)).json()
+    assert [invoice["status"] for invoice in listed] == ["issued"]
