@@ -203,6 +203,12 @@ class ProvisioningProvider(ABC):
     async def server_info(self, server_id: str) -> ServerInfo:
         """Live state; `ServerNotFound` when the provider does not know the id."""
 
+    async def find_servers(self, label: str, value: str) -> list[ServerInfo] | None:
+        """The servers carrying the label `label` with `value` (one of `CreateServerRequest.labels`), oldest
+        first; how an order interrupted by a crash finds the server it may have created. None: this provider
+        cannot search (the default for plugins), so nobody can tell whether such a server exists."""
+        return None
+
     @abstractmethod
     async def start_server(self, server_id: str) -> None: ...
 

@@ -9,6 +9,7 @@ and `droplets.get`, `destroy` and `droplet_actions.post` return the error JSON o
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from decabill.providers.base import CreateServerRequest, ProvisionedServer, ServerInfo, ServerType
@@ -34,6 +35,17 @@ def _error_detail(exc: Any) -> tuple[str, Any]:
         except (ValueError, TypeError):
             pass
     return (getattr(exc, "reason", None) or str(exc) or type(exc).__name__), getattr(exc, "status_code", None)
+
+
+def _all_pages(list_page: Callable[[int], Any], key: str) -> list[dict[str, Any]]:
+    """Every entry of a paged list call (`list_page(page)` answers one page), following `links.pages.next`."""
+    entries, page = [], 1
+    while True:
+        body = list_page(page)
+        entries.extend(body.get(key) or [])
+        if not ((body.get("links") or {}).get("pages") or {}).get("next"):
+            return entries
+        page += 1
 
 
 def _missing(result: Any, key: str) -> bool:
@@ -78,13 +90,7 @@ class DigitalOceanProvider(SyncApiProvider):
     # --- catalogue ---
     async def fetch_server_types(self) -> list[ServerType]:
         def all_sizes(client) -> list[dict[str, Any]]:
-            sizes, page = [], 1
-            while True:
-                body = client.sizes.list(per_page=PAGE_SIZE, page=page)
-                sizes.extend(body.get("sizes") or [])
-                if not ((body.get("links") or {}).get("pages") or {}).get("next"):
-                    return sizes
-                page += 1
+            return _all_pages(lambda page: client.sizes.list(per_page=PAGE_SIZE, page=page), "sizes")
 
         return [self._server_type(size) for size in await self._call("fetch server types", all_sizes)]
 
@@ -134,10 +140,22 @@ class DigitalOceanProvider(SyncApiProvider):
         result = await self._call("get server info", lambda c: c.droplets.get(droplet_id))
         if _missing(result, "droplet"):
             raise ServerNotFound(server_id)
-        droplet = result["droplet"]
+        return self._info(result["droplet"], server_id)
+
+    async def find_servers(self, label: str, value: str) -> list[ServerInfo]:
+        """The droplets tagged `label:value` (labels are sent as such tags)."""
+        def tagged(client) -> list[dict[str, Any]]:
+            return _all_pages(lambda page: client.droplets.list(tag_name=f"{label}:{value}", per_page=PAGE_SIZE,
+                                                                page=page), "droplets")
+
+        droplets = await self._call("find servers", tagged)
+        return [self._info(droplet) for droplet in sorted(droplets, key=lambda d: d.get("id") or 0)]
+
+    @classmethod
+    def _info(cls, droplet: dict[str, Any], server_id: str = "") -> ServerInfo:
         region = droplet.get("region") or {}
         return ServerInfo(server_id=str(droplet.get("id", server_id)), name=droplet.get("name") or "",
-                          public_ip=self._ip(droplet, "public") or "", private_ip=self._ip(droplet, "private"),
+                          public_ip=cls._ip(droplet, "public") or "", private_ip=cls._ip(droplet, "private"),
                           status=droplet.get("status") or "unknown",
                           metadata={"region": region.get("slug"), "regionName": region.get("name")})
 

@@ -164,6 +164,14 @@ class HetznerProvider(SyncApiProvider):
             if exc.code == "not_found":
                 raise ServerNotFound(server_id) from exc
             raise
+        return self._info(server)
+
+    async def find_servers(self, label: str, value: str) -> list[ServerInfo]:
+        servers = await self._call("find servers", lambda c: c.servers.get_all(label_selector=f"{label}={value}"))
+        return [self._info(server) for server in sorted(servers, key=lambda s: s.id)]
+
+    @staticmethod
+    def _info(server: Any) -> ServerInfo:
         public = server.public_net.ipv4 if server.public_net else None
         private = server.private_net[0].ip if server.private_net else None
         metadata: dict[str, Any] = {}

@@ -5,5 +5,6 @@
 * `provisioning` — configuration, capacity, creating and removing servers (with `hostnames`, `dns`,
   `keys`, `cloud_init`, `configuration`);
 * `schedule` — billing periods and prorated amounts (D5, D7);
-* `billing`, `expiration`, `updates` — the units of the background jobs, wrapped in `tasks`.
+* `billing`, `expiration`, `updates`, `recovery` (orders a crash interrupted) — the units of the
+  background jobs, wrapped in `tasks`.
 """

@@ -9,6 +9,9 @@ SQLite's write lock or a PostgreSQL connection); each step commits what it learn
 
 The IP wait and the DNS record never fail an order: a server without DNS is still a delivered server,
 and the failure is logged (names and ids only — never configuration, keys or user data).
+
+Every server carries the label `decabill-item=<item id>` (`ITEM_LABEL`): when the process dies between the
+create call and storing its answer, `decabill.subscriptions.recovery` finds the server by it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db, secrets
 from decabill.catalog import availability
@@ -103,8 +107,13 @@ class Provisioned:
     dns_record: bool
 
 
+#: the label (Hetzner) / tag `decabill-item:<id>` (DigitalOcean) that marks the server of an item: how the
+#: recovery of an interrupted order (`decabill.subscriptions.recovery`) finds a server it never recorded
+ITEM_LABEL = "decabill-item"
+
+
 def _labels(number: str, item_id: uuid.UUID) -> dict[str, str]:
-    return {"managed-by": "decabill", "decabill-subscription": number.lower(), "decabill-item": str(item_id)}
+    return {"managed-by": "decabill", "decabill-subscription": number.lower(), ITEM_LABEL: str(item_id)}
 
 
 async def _load_item(item_id: uuid.UUID) -> SubscriptionItem:
@@ -143,20 +152,35 @@ async def provision(item_id: uuid.UUID, ctx: OrderContext, number: str) -> Provi
         log.warning("subscriptions.provision_failed", item_id=str(item_id), provider=ctx.provider.id,
                     error=exc.message if isinstance(exc, DecabillError) else type(exc).__name__)
         async with db.transaction() as session:
-            item = await _load_item(item_id)
-            await hostnames.release(session, item)
-            item.provisioning_status = ProvisioningStatus.FAILED
-            item.touch()
+            await mark_failed(session, await _load_item(item_id))
         raise
     async with db.transaction():
-        item = await _load_item(item_id)
-        item.provider_reference = server.server_id
-        item.provisioning_status = ProvisioningStatus.ACTIVE
-        item.touch()
+        record_server(await _load_item(item_id), server.server_id)
     log.info("subscriptions.server_created", item_id=str(item_id), provider=ctx.provider.id, hostname=hostname)
-    info = await _wait_for_public_ip(ctx.provider, server.server_id, server.public_ip)
+    return await publish(ctx.provider, item_id, server.server_id, hostname, server.public_ip)
+
+
+async def mark_failed(session: AsyncSession, item: SubscriptionItem) -> None:
+    """The item (locked by the caller) got no server: its hostname is released, it is `failed`."""
+    await hostnames.release(session, item)
+    item.provisioning_status = ProvisioningStatus.FAILED
+    item.touch()
+
+
+def record_server(item: SubscriptionItem, server_id: str) -> None:
+    """The item (locked by the caller) has its server: `active` from now on."""
+    item.provider_reference = server_id
+    item.provisioning_status = ProvisioningStatus.ACTIVE
+    item.touch()
+
+
+async def publish(provider: ProvisioningProvider, item_id: uuid.UUID, server_id: str, hostname: str | None,
+                  known_ip: str | None) -> Provisioned:
+    """The steps after the server is recorded: wait for its public IPv4, create the A record of the hostname,
+    cache the server info. Never raises for the IP or DNS (logged)."""
+    info = await _wait_for_public_ip(provider, server_id, known_ip)
     dns_record = False
-    if info is not None and info.public_ip:
+    if info is not None and info.public_ip and hostname:
         try:
             dns_record = await dns.create_a_record(hostname, info.public_ip)
         except dns.DnsError as exc:
@@ -165,7 +189,7 @@ async def provision(item_id: uuid.UUID, ctx: OrderContext, number: str) -> Provi
         async with db.transaction():
             item = await _load_item(item_id)
             item.server_info_snapshot = info_snapshot(info)
-    return Provisioned(server.server_id, hostname, info.public_ip if info else "", dns_record)
+    return Provisioned(server_id, hostname or "", info.public_ip if info else "", dns_record)
 
 
 async def _wait_for_public_ip(provider: ProvisioningProvider, server_id: str, known_ip: str | None) -> ServerInfo | None:

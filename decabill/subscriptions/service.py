@@ -16,6 +16,9 @@ Ordering (`create_subscription`)
 5. with capacity: the subscription is created `active` with its first period and price, the server is
    provisioned; if that fails with `autoBackorder` the order still becomes a backorder, without it the
    subscription is ended at once (`canceled`, never billed) and the provider's 400 is returned.
+
+A process that dies during step 5 (crash, deploy) leaves the item `pending`: the recovery job
+(`decabill.subscriptions.recovery`) finishes such orders once they are older than a grace period.
 """
 
 from __future__ import annotations
@@ -135,15 +138,16 @@ async def create_subscription(principal: Principal, plan_id: uuid.UUID, requeste
     except DecabillError as exc:
         if auto_backorder:
             return await backorders.backorder_after_failure(subscription.id, ctx, exc.message, preferred_alternatives)
-        await _end_failed_order(subscription.id)
+        await end_failed_order(subscription.id)
         raise
     async with db.transaction():
         return await find_own_subscription(user_id, subscription.id)
 
 
-async def _end_failed_order(subscription_id: uuid.UUID) -> None:
+async def end_failed_order(subscription_id: uuid.UUID) -> None:
     """The server could not be created and no backorder was wanted: the subscription ends at once and
-    is never billed (the reference left it `active` with a failed item)."""
+    is never billed (the reference left it `active` with a failed item). Also the end of an order that a
+    crash interrupted before its server existed (`decabill.subscriptions.recovery`)."""
     async with db.transaction():
         query = db.scoped(Subscription).where(Subscription.id == subscription_id)
         subscription = (await db.current_session().execute(db.for_update(query))).scalar_one()

@@ -7,6 +7,7 @@ modules (which the tests call directly). Coordinators fan out one unit per due e
 | `subscriptions.expire_due` (EXPIRATION_SCHEDULER_INTERVAL, batch EXPIRATION_SCHEDULER_BATCH_SIZE)   | `subscriptions.expire`          |
 | `subscriptions.bill_due` (BILLING_SCHEDULER_INTERVAL, batch BILLING_SCHEDULER_BATCH_SIZE)           | `subscriptions.bill_period`     |
 | `subscriptions.update_items` (SUBSCRIPTION_UPDATE_SCHEDULER_INTERVAL, all items)                    | `subscriptions.update_item`     |
+| `subscriptions.recover_stale_orders` (ORDER_RECOVERY_INTERVAL_MS, batch ORDER_RECOVERY_BATCH_SIZE)   | `subscriptions.recover_order`   |
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import uuid
 
 from decabill.config import get_settings
 from decabill.jobs.queue import fan_out, periodic, run_unit, task
-from decabill.subscriptions import backorders, billing, expiration, updates
+from decabill.subscriptions import backorders, billing, expiration, recovery, updates
 
 
 @task("subscriptions.retry_backorder")
@@ -62,3 +63,13 @@ async def update_item(tenant: str, item_id: str) -> str:
 @periodic("subscriptions.update_items", interval=lambda s: s.subscription_update_scheduler_interval)
 async def update_items() -> int:
     return await fan_out(updates.items_to_update, update_item, 0)
+
+
+@task("subscriptions.recover_order")
+async def recover_order(tenant: str, item_id: str) -> str:
+    return await run_unit("subscriptions.recover_order", tenant, lambda: recovery.recover_order(uuid.UUID(item_id)))
+
+
+@periodic("subscriptions.recover_stale_orders", interval=lambda _settings: recovery.interval_ms())
+async def recover_stale_orders() -> int:
+    return await fan_out(recovery.stale_orders, recover_order, recovery.batch_size())

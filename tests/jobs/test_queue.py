@@ -122,7 +122,7 @@ async def test_the_scheduler_role_sends_coordinators_on_their_interval(cloud, ad
 
 def test_intervals_come_from_the_settings_in_whole_seconds(env):
     env.update(BACKORDER_RETRY_INTERVAL_MS="2500", EXPIRATION_SCHEDULER_INTERVAL="-1", BILLING_SCHEDULER_INTERVAL="abc",
-               SUBSCRIPTION_UPDATE_SCHEDULER_INTERVAL="200")
+               SUBSCRIPTION_UPDATE_SCHEDULER_INTERVAL="200", ORDER_RECOVERY_INTERVAL_MS="0")
     queue.load_tasks()
     schedules = {s.task_name: s.interval for s in asyncio.run(CoordinatorSchedule(get_settings()).get_schedules())
                  if s.task_name.startswith("subscriptions.")}
@@ -131,6 +131,7 @@ def test_intervals_come_from_the_settings_in_whole_seconds(env):
         "subscriptions.expire_due": dt.timedelta(seconds=60),  # invalid -> default 60000 ms
         "subscriptions.bill_due": dt.timedelta(seconds=60),
         "subscriptions.update_items": dt.timedelta(seconds=1),  # the scheduler's resolution is 1 s
+        "subscriptions.recover_stale_orders": dt.timedelta(seconds=60),  # 0 -> default 60000 ms
     }
     assert interval_seconds(86_400_000) == 86_400
 

@@ -1,0 +1,222 @@
+"""Orders a crash interrupted between inserting the subscription and recording its server are finished by
+the recovery job (decabill/subscriptions/recovery.py): the server is adopted when the provider has one
+labelled with the item's id, otherwise the order ends unbilled. Each item is recovered once, however many
+runs race; an order still in progress is never touched.
+
+The crash is real: the order runs through the service layer until the provider call, which never answers
+(after the provider created the server, or before the request reached it); then the task is cancelled, as
+a process killed on deploy would stop there. The item's age is then moved past the grace period."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from contextlib import asynccontextmanager
+
+import pytest
+from sqlalchemy import select
+from structlog.testing import capture_logs
+
+from decabill import db
+from decabill.identity.auth import authenticate
+from decabill.jobs import queue
+from decabill.providers.digitalocean import DigitalOceanProvider
+from decabill.providers.hetzner import HetznerProvider
+from decabill.subscriptions import billing, recovery, service, tasks
+from decabill.tenancy import bound_tenant
+from models.subscriptions import OpenPosition, Subscription, SubscriptionItem
+from tests.jobs.conftest import load_row, now, update_row
+from tests.subscriptions.conftest import digitalocean_plan, hetzner_plan, only_item, order
+
+STALE = dt.timedelta(minutes=11)  # the default grace period is 10 minutes
+
+
+@asynccontextmanager
+async def _order_in_flight(customer: str, plan_id: str, provider: type, *, server_created: bool):
+    """Start an order whose create call hangs (after the provider created the server, or before the request
+    reached it); yields (the order task, an event that lets the call answer) once the call is made."""
+    reached, answer = asyncio.Event(), asyncio.Event()
+    create = provider.create_server
+
+    async def hanging(self, request):
+        server = await create(self, request) if server_created else None
+        reached.set()
+        await answer.wait()
+        return server
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(provider, "create_server", hanging)
+        with bound_tenant("default"):
+            principal = await authenticate(f"Bearer {customer}")
+            ordering = asyncio.create_task(service.create_subscription(principal, uuid.UUID(plan_id)))
+        await reached.wait()
+        try:
+            yield ordering, answer
+        finally:
+            if not answer.is_set():
+                ordering.cancel()
+
+
+async def _crashed_order(cloud, customer: str, plan_id: str, provider: type, *, server_created: bool,
+                         age: dt.timedelta = STALE) -> tuple[dict, dict]:
+    """An order killed during its create call, its item untouched for `age`: (subscription, item) as shown
+    by the API."""
+    async with _order_in_flight(customer, plan_id, provider, server_created=server_created) as (ordering, _answer):
+        ordering.cancel()  # the process dies while waiting for the provider
+        with pytest.raises(asyncio.CancelledError):
+            await ordering
+    subscriptions = (await cloud.get("/subscriptions", token=customer)).json()
+    subscription = subscriptions[0]  # the newest
+    item = await only_item(cloud, customer, subscription["id"])
+    assert subscription["status"] == "active" and item["provisioningStatus"] == "pending"  # billed, not delivered
+    await update_row(SubscriptionItem, item["id"], updated_at=now() - age)
+    return subscription, item
+
+
+async def _run_job() -> dict[str, str]:
+    """One run of the job as the scheduler does it, units run in turn: {item id: outcome}."""
+    with bound_tenant("default"):
+        return {str(item_id): await recovery.recover_order(item_id) for item_id in await recovery.stale_orders(100)}
+
+
+async def _positions(subscription_id: str) -> list[OpenPosition]:
+    async with db.transaction() as session:
+        query = select(OpenPosition).where(OpenPosition.subscription_id == uuid.UUID(subscription_id))
+        return list((await session.execute(query)).scalars())
+
+
+async def test_a_server_created_but_never_recorded_is_adopted(cloud, admin, customer, fake_cloud):
+    plan = await hetzner_plan(cloud, admin)
+    subscription, item = await _crashed_order(cloud, customer, plan["id"], HetznerProvider, server_created=True)
+    [server] = fake_cloud.hetzner.servers.values()
+    assert server["labels"]["decabill-item"] == item["id"]
+    assert fake_cloud.cloudflare.records == {}
+
+    broker = queue.get_broker()
+    with capture_logs() as logs:
+        assert await tasks.recover_stale_orders.original_func() == 1  # the coordinator, as the scheduler sends it
+        await broker.wait_all()
+
+    item = await only_item(cloud, customer, subscription["id"])
+    assert item["provisioningStatus"] == "active" and item["hostname"] == server["name"]
+    assert list(fake_cloud.hetzner.servers.values()) == [server]  # exactly the one server
+    ip = server["public_net"]["ipv4"]["ip"]
+    assert [(r["name"], r["content"]) for r in fake_cloud.cloudflare.records.values()] == [
+        (f"{item['hostname']}.decabill.test", ip)]  # the step the order never reached
+    info = await cloud.get(f"/subscriptions/{subscription['id']}/items/{item['id']}/server-info", token=customer)
+    assert info.status_code == 200 and info.json()["publicIp"] == ip
+    assert (await cloud.get(f"/subscriptions/{subscription['id']}", token=customer)).json()["status"] == "active"
+    recovered = [(e["outcome"], e["item_id"]) for e in logs if e["event"] == "subscriptions.order_recovered"]
+    assert recovered == [("adopted", item["id"])]
+    assert await _run_job() == {}  # recovered: nothing left
+
+
+async def test_an_order_without_server_ends_unbilled(cloud, admin, customer, fake_cloud):
+    plan = await digitalocean_plan(cloud, admin, billingIntervalType="day", billingIntervalValue=1)
+    subscription, item = await _crashed_order(cloud, customer, plan["id"], DigitalOceanProvider, server_created=False)
+    assert item["hostname"]  # reserved before the create call
+    # The job ran late (the scheduler was down for a day): the billing job has charged the first period meanwhile.
+    start = now() - dt.timedelta(days=1, minutes=5)
+    await update_row(Subscription, subscription["id"], current_period_start=start,
+                     current_period_end=start + dt.timedelta(days=1), next_billing_at=start + dt.timedelta(days=1))
+    with bound_tenant("default"):
+        assert await billing.bill_due_period(uuid.UUID(subscription["id"])) is not None
+
+    assert await _run_job() == {item["id"]: "ended"}
+
+    ended = (await cloud.get(f"/subscriptions/{subscription['id']}", token=customer)).json()
+    assert ended["status"] == "canceled" and ended["nextBillingAt"] is None
+    item = await only_item(cloud, customer, subscription["id"])
+    assert item["provisioningStatus"] == "failed" and item.get("hostname") is None
+    assert await _positions(subscription["id"]) == []  # never billed
+    assert fake_cloud.digitalocean.droplets == {} and fake_cloud.cloudflare.records == {}
+    with bound_tenant("default"):
+        assert await billing.due_for_billing(100) == []
+        assert await recovery.recover_order(uuid.UUID(item["id"])) == "not_due"  # a late re-delivery
+
+
+async def test_concurrent_runs_recover_each_order_once(cloud, admin, customer, fake_cloud, monkeypatch):
+    hetzner, ocean = await hetzner_plan(cloud, admin), await digitalocean_plan(cloud, admin)
+    crashed = [
+        await _crashed_order(cloud, customer, hetzner["id"], HetznerProvider, server_created=True),
+        await _crashed_order(cloud, customer, ocean["id"], DigitalOceanProvider, server_created=True),
+        await _crashed_order(cloud, customer, hetzner["id"], HetznerProvider, server_created=False),
+    ]
+    adopted, ended = {crashed[0][1]["id"], crashed[1][1]["id"]}, {crashed[2][1]["id"]}
+    servers_before = {**fake_cloud.hetzner.servers, **fake_cloud.digitalocean.droplets}
+    for provider in (HetznerProvider, DigitalOceanProvider):  # a slower provider keeps both runs overlapping
+        async def slow(self, label, value, _find=provider.find_servers):
+            await asyncio.sleep(0.05)
+            return await _find(self, label, value)
+
+        monkeypatch.setattr(provider, "find_servers", slow)
+
+    with capture_logs() as logs:
+        runs = await asyncio.gather(_run_job(), _run_job(), _run_job())
+
+    outcomes: dict[str, list[str]] = {}
+    for run in runs:
+        for item_id, outcome in run.items():
+            outcomes.setdefault(item_id, []).append(outcome)
+    for item_id, seen in outcomes.items():
+        done = [o for o in seen if o in ("adopted", "ended")]
+        assert done == ["adopted" if item_id in adopted else "ended"], (item_id, seen)
+        assert set(seen) - {"adopted", "ended"} <= {"busy", "not_due"}
+    assert set(outcomes) == adopted | ended
+    recovered = [e["item_id"] for e in logs if e["event"] == "subscriptions.order_recovered"]
+    assert sorted(recovered) == sorted(adopted | ended)
+
+    assert {**fake_cloud.hetzner.servers, **fake_cloud.digitalocean.droplets} == servers_before  # none added or lost
+    assert len(fake_cloud.cloudflare.records) == 2  # one A record per adopted server
+    for subscription, item in crashed:
+        shown = await only_item(cloud, customer, subscription["id"])
+        assert shown["provisioningStatus"] == ("active" if item["id"] in adopted else "failed")
+    assert await _run_job() == {}
+
+
+async def test_an_order_younger_than_the_grace_period_is_left_alone(cloud, admin, customer, fake_cloud):
+    plan = await hetzner_plan(cloud, admin)
+    _subscription, young = await _crashed_order(cloud, customer, plan["id"], HetznerProvider, server_created=True,
+                                                age=dt.timedelta(minutes=5))
+    assert await _run_job() == {}
+    with bound_tenant("default"):
+        assert await recovery.recover_order(uuid.UUID(young["id"])) == "not_due"  # a unit delivered anyway
+    assert (await load_row(SubscriptionItem, young["id"])).provisioning_status == "pending"
+    assert len(fake_cloud.hetzner.servers) == 1
+
+
+async def test_an_order_in_progress_is_never_taken_for_a_crashed_one(cloud, admin, customer, fake_cloud, env):
+    env.update(ORDER_RECOVERY_GRACE_MS="1")  # as short as it gets: twice the longest provider call (60 s here)
+    plan = await hetzner_plan(cloud, admin)
+    async with _order_in_flight(customer, plan["id"], HetznerProvider, server_created=True) as (ordering, answer):
+        [subscription] = (await cloud.get("/subscriptions", token=customer)).json()
+        item = await only_item(cloud, customer, subscription["id"])
+        await update_row(SubscriptionItem, item["id"], updated_at=now() - dt.timedelta(seconds=59))
+        assert await _run_job() == {}  # the create call is in flight
+        answer.set()  # the provider answers after all
+        await ordering
+    item = await only_item(cloud, customer, subscription["id"])
+    assert item["provisioningStatus"] == "active" and len(fake_cloud.hetzner.servers) == 1
+    assert len(fake_cloud.cloudflare.records) == 1
+    assert await _run_job() == {}
+
+
+async def test_waiting_backorders_are_not_recovered(cloud, admin, customer, fake_cloud):
+    fake_cloud.hetzner.capacity[("cx22", "fsn1")] = False
+    plan = await hetzner_plan(cloud, admin)
+    waiting = await order(cloud, customer, plan["id"], autoBackorder=True)
+    item = await only_item(cloud, customer, waiting["id"])
+    await update_row(SubscriptionItem, item["id"], updated_at=now() - dt.timedelta(days=3))
+    assert await _run_job() == {}
+    assert (await only_item(cloud, customer, waiting["id"]))["provisioningStatus"] == "pending"
+
+
+def test_the_settings_follow_the_job_setting_rules(env):
+    env.update(ORDER_RECOVERY_GRACE_MS="abc", ORDER_RECOVERY_BATCH_SIZE="-5", ORDER_RECOVERY_INTERVAL_MS="2500")
+    assert recovery.grace() == dt.timedelta(minutes=10)
+    assert (recovery.batch_size(), recovery.interval_ms()) == (100, 2500)
+    env.update(ORDER_RECOVERY_GRACE_MS="900000")
+    assert recovery.grace() == dt.timedelta(minutes=15)
+    env.update(ORDER_RECOVERY_GRACE_MS="1000", PROVIDER_TIMEOUT_SECONDS="20", PROVIDER_MAX_RETRIES="2")
+    assert recovery.grace() == dt.timedelta(minutes=2)  # never below twice the longest provider call
