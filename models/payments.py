@@ -6,7 +6,10 @@
   (a retried request, a lost response) gets the same session back instead of a second one.
   `request_fingerprint` (sha256 of what was asked: amount, currency, customer, URLs, metadata) decides
   whether a later pay request may reuse the attempt. `external_id` is the processor's session id, NULL
-  until the processor answered. Status `pending` → `succeeded` | `failed` | `canceled`.
+  until the processor answered. Status `pending` → `succeeded` | `failed` | `canceled`, or `superseded`
+  (a newer checkout replaced it, or the invoice's open balance changed) → `expired` once its session is
+  closed at the processor (decabill/payments/checkouts.py). `checkout_url` is set while the session may
+  still be paid through it: a superseded attempt keeps it until its session is closed (the retry marker).
 * `PaymentWebhookEvent` — every verified webhook event, stored under the UNIQUE (processor, event_id) in the
   same transaction as its effect on the invoice and the invoice's audit entry: a repeated or concurrent
   delivery of one event finds the key taken and changes nothing. `tenant_id` is the tenant named in the
@@ -30,8 +33,10 @@ class PaymentAttemptStatus:
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # the processor refused the checkout, or the (delayed) payment failed
     CANCELED = "canceled"  # the checkout session expired unpaid
+    SUPERSEDED = "superseded"  # never to be paid or handed out again; its session is being closed
+    EXPIRED = "expired"  # superseded, and its session is closed at the processor
 
-    ALL = (PENDING, SUCCEEDED, FAILED, CANCELED)
+    ALL = (PENDING, SUCCEEDED, FAILED, CANCELED, SUPERSEDED, EXPIRED)
 
 
 class PaymentAttempt(Timestamped, table=True):

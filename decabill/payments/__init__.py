@@ -5,9 +5,13 @@
   `registry.py` — Stripe plus the `decabill.payment_processors` entry points, resolved by id.
 * `service.py` — opening a checkout and receiving webhooks; `settlement.py` — applying a payment (or an
   admin's mark-paid / mark-unpaid) to an invoice, the one place that changes its payment status.
+* `checkouts.py` — closing superseded checkouts at the processor (a newer checkout, or a changed open balance);
+  `tasks.py` — the job that retries it. Both are imported here: importing the package installs the listener on
+  invoice balances and registers the job (`decabill.jobs.queue.TASK_MODULES` does not list payments).
 """
 
 from decabill.payments.base import (
+    CheckoutClosure,
     CheckoutRequest,
     CheckoutSession,
     CustomerRequest,
@@ -18,9 +22,10 @@ from decabill.payments.base import (
 )
 from decabill.payments.errors import CustomerMissing, InvalidWebhook, PaymentProcessorUnavailable, PaymentRefused
 from decabill.payments.registry import get_payment_processors, init_payment_processors, reset_payment_processors
+from decabill.payments import tasks  # noqa: F401 - after the registry: the listener and the job, see above
 
 __all__ = [
-    "CheckoutRequest", "CheckoutSession", "CustomerMissing", "CustomerRequest", "InvalidWebhook", "PaymentProcessor",
-    "PaymentProcessorUnavailable", "PaymentRefused", "PaymentStatus", "PaymentUpdate", "WebhookEvent",
-    "get_payment_processors", "init_payment_processors", "reset_payment_processors",
+    "CheckoutClosure", "CheckoutRequest", "CheckoutSession", "CustomerMissing", "CustomerRequest", "InvalidWebhook",
+    "PaymentProcessor", "PaymentProcessorUnavailable", "PaymentRefused", "PaymentStatus", "PaymentUpdate",
+    "WebhookEvent", "get_payment_processors", "init_payment_processors", "reset_payment_processors",
 ]

@@ -76,6 +76,14 @@ class CheckoutSession:
     expires_at: dt.datetime | None = None
 
 
+class CheckoutClosure:
+    """What `PaymentProcessor.expire_checkout` achieved for a session."""
+
+    EXPIRED = "expired"  # closed now, or it had closed before: it can no longer be paid
+    COMPLETED = "completed"  # the customer finished it first; its payment is reported by webhook
+    LEFT_OPEN = "left_open"  # the processor cannot close it (no support, or it does not know the session)
+
+
 class PaymentStatus:
     SUCCEEDED = "succeeded"  # money arrived: apply `amount` to the invoice
     PENDING = "pending"  # checkout finished, a delayed payment method has not settled yet
@@ -128,6 +136,14 @@ class PaymentProcessor(ABC):
         """Open the checkout. Raise `PaymentRefused` when the processor refuses the request,
         `PaymentProcessorUnavailable` when it cannot be reached, `CustomerMissing` when the given
         customer id is unknown to it."""
+
+    async def expire_checkout(self, external_id: str) -> str:
+        """Close the open checkout session `external_id` so that it can no longer be paid; a `CheckoutClosure`.
+        Called when a newer checkout replaced it or its invoice's open balance changed, possibly several times
+        for one session: a session that is already closed is no error. Raise (e.g.
+        `PaymentProcessorUnavailable`) to be asked again later. The default, for processors that cannot
+        close sessions: `LEFT_OPEN` (the session stays payable until the processor's own expiry)."""
+        return CheckoutClosure.LEFT_OPEN
 
     @abstractmethod
     def parse_webhook(self, payload: bytes, signature: str | None) -> WebhookEvent:

@@ -51,6 +51,13 @@ class PaymentProcessorUnavailable(ServiceUnavailable):
         super().__init__("Payment provider is temporarily unavailable, please try again")
 
 
+class CheckoutSuperseded(ServiceUnavailable):
+    """The invoice changed twice while its checkout was being opened (concurrent payments or pay requests)."""
+
+    def __init__(self) -> None:
+        super().__init__("The invoice changed while the checkout was opened, please try again")
+
+
 class WebhookFailed(BadRequest):
     """Any failure of a webhook delivery — bad signature, unreadable event, processing error. The reason is
     logged, never sent back (behavior.md §6.3); the processor delivers the event again later."""

@@ -18,8 +18,12 @@ Opening a checkout, in order
    recorded; its id is the Stripe idempotency key (`decabill-checkout-<attempt id>`) and part of the
    metadata. No database transaction stays open while Stripe is called.
 5. After Stripe answered: the attempt gets the session id, URL and expiry; the invoice's
-   `external_payment_id` = session id; audit `payment.init`. A refusal marks the attempt failed (400); an
-   unreachable Stripe answers 503, and the retry reuses the attempt (same key: still one session).
+   `external_payment_id` = session id; audit `payment.init`; the invoice's other pending attempts are
+   superseded and their sessions expired at Stripe after the commit (checkouts.py), so only the newest
+   checkout can be paid. An attempt superseded while Stripe answered (the invoice was paid, voided or partially
+   paid meanwhile) gets its new session expired too, and the request is answered afresh: 400 `Invoice is not
+   payable`, or a checkout of the new balance. A refusal marks the attempt failed (400); an unreachable Stripe
+   answers 503, and the retry reuses the attempt (same key: still one session).
 
 Webhook
 The signature is verified on the raw body before anything else (missing/bad → 400 `Webhook processing
@@ -27,6 +31,8 @@ failed`, nothing written). Then, in ONE transaction bound to the tenant named in
 the event is stored under the UNIQUE (processor, event id) with `INSERT ... ON CONFLICT DO NOTHING` —
 a duplicate (also a concurrent one, which waits for the first to commit) finds the key taken and does
 nothing — then the invoice row is locked and the payment applied (settlement.py) with its audit entry.
+A payment changes the open balance, which supersedes the invoice's other open checkouts (checkouts.py); the
+expiry of a superseded session (`checkout.session.expired`) marks its attempt `expired`.
 Events naming no configured tenant, no invoice, or an invoice not in that tenant are stored as `ignored`;
 unknown event types too (200). Any processing failure rolls everything back → 400, so the processor
 delivers the event again.
@@ -50,9 +56,10 @@ from decabill.customers.service import find_profile
 from decabill.identity.auth import Principal
 from decabill.invoicing import invoices, states
 from decabill.invoicing.states import Actor
-from decabill.payments import settlement
+from decabill.payments import checkouts, settlement
 from decabill.payments.base import CheckoutRequest, CheckoutSession, CustomerRequest, PaymentProcessor, PaymentStatus
 from decabill.payments.errors import (
+    CheckoutSuperseded,
     CustomerMissing,
     InvalidWebhook,
     InvoiceNotPayable,
@@ -204,6 +211,17 @@ async def _reusable_attempt(session: AsyncSession, invoice_id: uuid.UUID, proces
 
 async def _checkout(processor: PaymentProcessor, user_id: uuid.UUID, invoice_id: uuid.UUID,
                     subscription_id: uuid.UUID | None, customer: _Customer, actor: Actor) -> CheckoutView:
+    """The checkout of the invoice's open balance; asked again when the invoice changed while the processor
+    answered (the session just made is closed again, checkouts.py)."""
+    for _ in range(2):
+        view = await _checkout_once(processor, user_id, invoice_id, subscription_id, customer, actor)
+        if view is not None:
+            return view
+    raise CheckoutSuperseded()
+
+
+async def _checkout_once(processor: PaymentProcessor, user_id: uuid.UUID, invoice_id: uuid.UUID,
+                         subscription_id: uuid.UUID | None, customer: _Customer, actor: Actor) -> CheckoutView | None:
     settings = get_settings()
     tenant = current_tenant()
     async with db.transaction() as session:
@@ -255,7 +273,9 @@ async def _attempt_failed(attempt_id: uuid.UUID, reason: str) -> None:
 
 
 async def _record_session(processor: PaymentProcessor, attempt_id: uuid.UUID, opened: CheckoutSession,
-                          actor: Actor) -> CheckoutView:
+                          actor: Actor) -> CheckoutView | None:
+    """Record the processor's session on the attempt and close the invoice's older checkouts; None when the
+    attempt was superseded meanwhile (its session is closed again)."""
     async with db.transaction() as session:
         attempt = (await session.execute(db.scoped(PaymentAttempt).where(
             PaymentAttempt.id == attempt_id))).scalar_one()
@@ -263,11 +283,19 @@ async def _record_session(processor: PaymentProcessor, attempt_id: uuid.UUID, op
         attempt = (await session.execute(db.for_update(db.scoped(PaymentAttempt).where(
             PaymentAttempt.id == attempt_id)).execution_options(populate_existing=True))).scalar_one()
         if attempt.external_id is not None:  # a concurrent retry of this attempt recorded the same session
+            if attempt.status != PaymentAttemptStatus.PENDING:
+                return None
             return CheckoutView(attempt.checkout_url or opened.checkout_url)
         attempt.external_id = opened.external_id
         attempt.checkout_url = opened.checkout_url
         attempt.expires_at = opened.expires_at
         attempt.touch()
+        if attempt.status == PaymentAttemptStatus.PENDING and not checkouts.payable(attempt, invoice):
+            checkouts.supersede(attempt)  # paid, voided or partially paid while the processor answered
+        if attempt.status != PaymentAttemptStatus.PENDING:
+            checkouts.close_after_commit([attempt.id])
+            return None
+        checkouts.close_after_commit(await checkouts.supersede_others(session, attempt))
         if invoice is not None:
             invoice.external_payment_id = opened.external_id
             invoice.touch()
@@ -405,7 +433,7 @@ async def _apply(session: AsyncSession, processor: PaymentProcessor, event,
         return WebhookEventResult.PROCESSED, "checkout completed, the payment has not settled yet", invoice.id, attempt_id
 
     if payment.status == PaymentStatus.FAILED:
-        if attempt is not None and attempt.status == PaymentAttemptStatus.PENDING:
+        if attempt is not None and attempt.status in (PaymentAttemptStatus.PENDING, PaymentAttemptStatus.SUPERSEDED):
             attempt.status = PaymentAttemptStatus.FAILED
             attempt.failure_reason = "the delayed payment failed"
             attempt.completed_at = now
@@ -414,9 +442,13 @@ async def _apply(session: AsyncSession, processor: PaymentProcessor, event,
                            context={"processor": processor.id, "externalId": payment.external_id, **context})
         return WebhookEventResult.PROCESSED, "payment failed", invoice.id, attempt_id
 
-    # PaymentStatus.CANCELED: the checkout expired unpaid; the invoice stays as it is.
-    if attempt is not None and attempt.status == PaymentAttemptStatus.PENDING:
-        attempt.status = PaymentAttemptStatus.CANCELED
+    # PaymentStatus.CANCELED: the checkout expired unpaid (at its time, or closed by us: superseded); the invoice
+    # stays as it is.
+    closed = {PaymentAttemptStatus.PENDING: PaymentAttemptStatus.CANCELED,
+              PaymentAttemptStatus.SUPERSEDED: PaymentAttemptStatus.EXPIRED}
+    if attempt is not None and attempt.status in closed:
+        attempt.status = closed[attempt.status]
+        attempt.checkout_url = None
         attempt.completed_at = now
         attempt.touch()
     return WebhookEventResult.PROCESSED, "checkout expired", invoice.id, attempt_id

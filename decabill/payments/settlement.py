@@ -14,6 +14,10 @@ same transaction.
   (`payment_currency_mismatch`).
 * `mark_paid` / `mark_unpaid` — the admin's manual corrections (audit `invoice.mark_paid_manual` /
   `invoice.mark_unpaid_manual` with the reference's context).
+
+A payment, a partial payment or mark paid changes the open balance; the invoice's checkouts still open for the
+old balance are then superseded and expired at the processor after the commit (checkouts.py, which watches the
+balance, so invoicing's void is covered too).
 """
 
 from __future__ import annotations
@@ -69,7 +73,8 @@ async def record_payment(session: AsyncSession, invoice: Invoice, *, amount: Dec
 async def mark_paid(session: AsyncSession, invoice: Invoice, *, actor: Actor, reason: str | None = None,
                     admin_user_id: uuid.UUID | None = None) -> None:
     """Admin: issued | partially_paid | overdue → paid, balance 0 (400 `Cannot mark invoice as paid from
-    status <status>` otherwise). Payment attempts stay as they are (behavior.md §7.4)."""
+    status <status>` otherwise). Its open checkouts are closed after the commit (the reference left payment
+    attempts untouched, behavior.md §7.4; an open checkout could then still be paid)."""
     context = {"previousStatus": invoice.status, "previousBalanceDue": invoice.balance_due, "reason": reason,
                "adminUserId": admin_user_id}
     await states.apply(session, invoice, "mark_paid", actor=actor, context=context)

@@ -7,6 +7,9 @@
   `unit_amount` = the open balance in the smallest currency unit (from the exact decimal, half up),
   product name `Invoice <number>`; `client_reference_id` = invoice id; our metadata; `customer` (the
   profile's Stripe customer, D15) or else `customer_email`.
+* Closing a superseded session: `POST /v1/checkout/sessions/{id}/expire`. Stripe answers 400 for a session
+  that is not open any more; the session is then retrieved to tell `expired` (done) from `complete` (paid
+  first: the webhook reports it). A session unknown to the key (404) cannot be closed with it.
 * Webhooks: `stripe.WebhookSignature.verify_header` on the raw body with STRIPE_WEBHOOK_SECRET and a
   300 s tolerance (several `v1` signatures are accepted while a secret rolls over); only then is the body
   parsed, as plain JSON (a `StripeObject` is not a dict in stripe 16).
@@ -25,6 +28,7 @@ import structlog
 
 from decabill.config import Settings
 from decabill.payments.base import (
+    CheckoutClosure,
     CheckoutRequest,
     CheckoutSession,
     CustomerRequest,
@@ -165,6 +169,28 @@ class StripeProcessor(PaymentProcessor):
         expires = getattr(session, "expires_at", None)
         expires_at = dt.datetime.fromtimestamp(int(expires), dt.timezone.utc) if expires else None
         return CheckoutSession(external_id=session.id, checkout_url=url, expires_at=expires_at)
+
+    async def expire_checkout(self, external_id: str) -> str:
+        sessions = self._stripe().v1.checkout.sessions
+        try:
+            await sessions.expire_async(external_id)
+            return CheckoutClosure.EXPIRED
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                log.warning("payments.stripe_session_unknown", session_id=external_id)
+                return CheckoutClosure.LEFT_OPEN
+            refusal = exc  # 400: not open any more, or something else: the session's status tells
+        except stripe.StripeError as exc:
+            raise self._translate(exc, "expire checkout session") from exc
+        try:
+            session = await sessions.retrieve_async(external_id)
+        except stripe.StripeError as exc:
+            raise self._translate(exc, "retrieve checkout session") from exc
+        if session.status == "expired":
+            return CheckoutClosure.EXPIRED
+        if session.status == "complete":
+            return CheckoutClosure.COMPLETED
+        raise self._translate(refusal, "expire checkout session")
 
     # --- webhooks -----------------------------------------------------------------------------------
 

@@ -18,8 +18,14 @@ Wire details honoured:
   * While open, a session's ``payment_intent`` is null (Stripe creates it lazily since API 2022-08-01); it is set
     on completion. ``customer`` stays null in payment mode unless given or ``customer_creation="always"``.
 
+``POST /v1/checkout/sessions/{id}/expire`` closes an open session (``status: expired``, ``url: null``, and the
+``checkout.session.expired`` Event, see ``expired_event(id)``); any other status answers Stripe's 400
+``Only Checkout Sessions with a status in ["open"] can be expired. This Checkout Session has a status of
+`complete`.`` (``invalid_request_error``, no code).
+
 Test helpers on :class:`StripeState`: ``complete_session(id)`` / ``expire_session(id)`` /
-``async_payment_succeeded(id)`` mutate a session and return the Event dict the real Stripe would send;
+``async_payment_succeeded(id)`` mutate a session and return the Event dict the real Stripe would send
+(``complete_session`` raises :class:`SessionClosed` for a session that is not open: it cannot be paid);
 ``add_price(...)``; ``fail_next(status, type, message)``; ``requests`` log; ``customers``, ``sessions``, ``events``.
 Module helpers: :func:`sign_webhook`, :func:`make_event`, :func:`webhook_request`.
 """
@@ -137,6 +143,10 @@ class StripeError(Exception):
             self.body["doc_url"] = f"https://stripe.com/docs/error-codes/{code.replace('_', '-')}"
         if param:
             self.body["param"] = param
+
+
+class SessionClosed(ValueError):
+    """``complete_session`` on a session that is not open: the customer cannot pay it any more."""
 
 
 def _no_such(kind: str, oid: str, param: str = "id") -> StripeError:
@@ -300,11 +310,19 @@ class StripeState(FakeState):
         return s
 
     def _expire(self, sid: str) -> dict[str, Any]:
+        """Close an open session; the ``checkout.session.expired`` Event Stripe then sends."""
         s = self._session(sid)
         if s["status"] != "open":
-            raise StripeError(400, 'Only Checkout Sessions with a status in ["open"] can be expired.')
+            raise StripeError(400, 'Only Checkout Sessions with a status in ["open"] can be expired. '
+                                   f'This Checkout Session has a status of `{s["status"]}`.')
         s.update(status="expired", url=None)
-        return s
+        return self._record_event("checkout.session.expired", s)
+
+    def expired_event(self, sid: str) -> dict[str, Any]:
+        """The ``checkout.session.expired`` Event of a session expired through the API (to deliver it)."""
+        with self.lock:
+            return next(e for e in self.events.values()
+                        if e["type"] == "checkout.session.expired" and e["data"]["object"]["id"] == sid)
 
     # --- test-side helpers (return the Event dict Stripe would deliver) ---
     def complete_session(self, sid: str, *, payment_status: str = "paid", email: str | None = None,
@@ -313,8 +331,8 @@ class StripeState(FakeState):
         follow up with :meth:`async_payment_succeeded`."""
         with self.lock:
             s = self._session(sid)
-            if s["status"] != "open":
-                raise ValueError(f"session {sid} is {s['status']}, not open")
+            if s["status"] != "open":  # Stripe's page takes no payment for an expired or a complete session
+                raise SessionClosed(f"session {sid} is {s['status']}, not open: it cannot be paid")
             email = email or s["customer_email"] or (self.customers.get(s["customer"] or "", {}).get("email")) \
                 or "jenny.rosen@example.com"
             if s["mode"] == "subscription" or (s["mode"] == "payment" and s["customer_creation"] == "always"):
@@ -337,8 +355,9 @@ class StripeState(FakeState):
             return self._record_event("checkout.session.async_payment_succeeded", s)
 
     def expire_session(self, sid: str) -> dict[str, Any]:
+        """Simulate Stripe expiring an open session at its ``expires_at``."""
         with self.lock:
-            return self._record_event("checkout.session.expired", self._expire(sid))
+            return self._expire(sid)
 
 
 # --- HTTP layer ------------------------------------------------------------------------------------
@@ -423,7 +442,8 @@ def create_app(state: StripeState) -> Starlette:
         return 200, state._session(pp["id"])
 
     def expire_session(_, pp):
-        return 200, state._expire(pp["id"])
+        state._expire(pp["id"])
+        return 200, state.sessions[pp["id"]]
 
     def get_event(_, pp):
         ev = state.events.get(pp["id"])
