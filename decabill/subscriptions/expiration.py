@@ -38,6 +38,11 @@ log = structlog.get_logger("decabill.subscriptions")
 LEASE_TTL = dt.timedelta(minutes=10)
 
 
+def lease_name(subscription_id: uuid.UUID) -> str:
+    """The lease of work on a subscription's servers (expiration, and the recovery of an interrupted order)."""
+    return f"subscription:{subscription_id}"
+
+
 def _leftovers():
     return exists().where(SubscriptionItem.subscription_id == Subscription.id,
                           or_(SubscriptionItem.provider_reference.is_not(None), SubscriptionItem.hostname.is_not(None)))
@@ -63,7 +68,7 @@ async def due_for_expiration(limit: int) -> list[uuid.UUID]:
 
 async def expire_subscription(subscription_id: uuid.UUID) -> str:
     """The expiration job's unit; returns what it did (`canceled`, `cleaned`, `busy`, `not_due`)."""
-    async with leases.hold(f"subscription:{subscription_id}", LEASE_TTL) as held:
+    async with leases.hold(lease_name(subscription_id), LEASE_TTL) as held:
         if not held:
             return "busy"
         now = db.utcnow()

@@ -46,7 +46,7 @@ from decabill.config import get_settings
 from decabill.errors import DecabillError
 from decabill.jobs import leases
 from decabill.providers import ProvisioningProvider, ServerInfo, get_registry
-from decabill.subscriptions import provisioning
+from decabill.subscriptions import expiration, provisioning
 from decabill.subscriptions.billing import BILLED_STATUSES
 from decabill.subscriptions.service import end_failed_order
 from decabill.tenancy import current_tenant
@@ -54,7 +54,7 @@ from models.subscriptions import OpenPosition, ProvisioningStatus, Subscription,
 
 log = structlog.get_logger("decabill.subscriptions")
 
-LEASE_TTL = dt.timedelta(minutes=10)
+LEASE_TTL = expiration.LEASE_TTL
 DEFAULT_INTERVAL_MS = 60_000
 DEFAULT_BATCH_SIZE = 100
 DEFAULT_GRACE_MS = 600_000
@@ -124,7 +124,7 @@ async def recover_order(item_id: uuid.UUID) -> str:
         item = await _find_stale(item_id)
     if item is None:
         return "not_due"
-    async with leases.hold(f"subscription:{item.subscription_id}", LEASE_TTL) as held:
+    async with leases.hold(expiration.lease_name(item.subscription_id), LEASE_TTL) as held:
         if not held:
             return "busy"
         async with db.transaction():

@@ -21,13 +21,15 @@ from structlog.testing import capture_logs
 from decabill import db
 from decabill.identity.auth import authenticate
 from decabill.jobs import queue
+from decabill.providers import ProviderRequestFailed
 from decabill.providers.digitalocean import DigitalOceanProvider
 from decabill.providers.hetzner import HetznerProvider
 from decabill.subscriptions import billing, recovery, service, tasks
 from decabill.tenancy import bound_tenant
 from models.subscriptions import OpenPosition, Subscription, SubscriptionItem
 from tests.jobs.conftest import load_row, now, update_row
-from tests.subscriptions.conftest import digitalocean_plan, hetzner_plan, only_item, order
+from tests.jobs.test_backorder_race import _waiting_backorder
+from tests.subscriptions.conftest import digitalocean_plan, hetzner_plan, only_item
 
 STALE = dt.timedelta(minutes=11)  # the default grace period is 10 minutes
 
@@ -136,6 +138,17 @@ async def test_an_order_without_server_ends_unbilled(cloud, admin, customer, fak
         assert await recovery.recover_order(uuid.UUID(item["id"])) == "not_due"  # a late re-delivery
 
 
+async def test_a_provider_that_cannot_be_asked_leaves_the_order_for_the_next_run(cloud, admin, customer, fake_cloud):
+    plan = await hetzner_plan(cloud, admin)
+    subscription, item = await _crashed_order(cloud, customer, plan["id"], HetznerProvider, server_created=True)
+    fake_cloud.hetzner.fail_next("service_error", 503, "try later", method="GET", path="/servers")
+    with bound_tenant("default"), pytest.raises(ProviderRequestFailed):
+        await recovery.recover_order(uuid.UUID(item["id"]))  # logged as jobs.unit_failed by the task wrapper
+    assert (await only_item(cloud, customer, subscription["id"]))["provisioningStatus"] == "pending"
+    assert await _run_job() == {item["id"]: "adopted"}  # the lease was given back
+    assert len(fake_cloud.hetzner.servers) == 1
+
+
 async def test_concurrent_runs_recover_each_order_once(cloud, admin, customer, fake_cloud, monkeypatch):
     hetzner, ocean = await hetzner_plan(cloud, admin), await digitalocean_plan(cloud, admin)
     crashed = [
@@ -203,9 +216,7 @@ async def test_an_order_in_progress_is_never_taken_for_a_crashed_one(cloud, admi
 
 
 async def test_waiting_backorders_are_not_recovered(cloud, admin, customer, fake_cloud):
-    fake_cloud.hetzner.capacity[("cx22", "fsn1")] = False
-    plan = await hetzner_plan(cloud, admin)
-    waiting = await order(cloud, customer, plan["id"], autoBackorder=True)
+    waiting, _backorder = await _waiting_backorder(cloud, admin, customer, fake_cloud)  # its retries own it
     item = await only_item(cloud, customer, waiting["id"])
     await update_row(SubscriptionItem, item["id"], updated_at=now() - dt.timedelta(days=3))
     assert await _run_job() == {}
