@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     subscription_update_ssh_timeout_ms: int = Field(15000, alias="SUBSCRIPTION_UPDATE_SSH_TIMEOUT_MS")
     backorder_retry_interval_ms: int = Field(60000, alias="BACKORDER_RETRY_INTERVAL_MS")
     backorder_retry_batch_size: int = Field(100, alias="BACKORDER_RETRY_BATCH_SIZE")
+    order_recovery_interval_ms: int = Field(60000, alias="ORDER_RECOVERY_INTERVAL_MS")
+    order_recovery_batch_size: int = Field(100, alias="ORDER_RECOVERY_BATCH_SIZE")
+    order_recovery_grace_ms: int = Field(600000, alias="ORDER_RECOVERY_GRACE_MS")
     expiration_scheduler_interval: int = Field(60000, alias="EXPIRATION_SCHEDULER_INTERVAL")
     expiration_scheduler_batch_size: int = Field(100, alias="EXPIRATION_SCHEDULER_BATCH_SIZE")
     subscription_update_scheduler_interval: int = Field(86400000, alias="SUBSCRIPTION_UPDATE_SCHEDULER_INTERVAL")
@@ -234,6 +237,7 @@ class Settings(BaseSettings):
         "subscription_update_ssh_timeout_ms", "backorder_retry_interval_ms", "backorder_retry_batch_size",
         "expiration_scheduler_interval", "expiration_scheduler_batch_size", "subscription_update_scheduler_interval",
         "billing_scheduler_interval", "billing_scheduler_batch_size",
+        "order_recovery_interval_ms", "order_recovery_batch_size", "order_recovery_grace_ms",
         "queue_worker_concurrency",
         mode="before",
     )

@@ -34,7 +34,6 @@ or a second worker, finds the lease held (`busy`) or the item no longer pending 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import uuid
 
 import structlog
@@ -55,37 +54,20 @@ from models.subscriptions import OpenPosition, ProvisioningStatus, Subscription,
 log = structlog.get_logger("decabill.subscriptions")
 
 LEASE_TTL = expiration.LEASE_TTL
-DEFAULT_INTERVAL_MS = 60_000
-DEFAULT_BATCH_SIZE = 100
-DEFAULT_GRACE_MS = 600_000
 
 
-# --- settings (ORDER_RECOVERY_*: the rule of every job interval and batch size) ---------------------------
-
-
-def _positive_int(variable: str, default: int) -> int:
-    """An integer > 0, anything else means the default (as `decabill.config` reads the other jobs' settings)."""
-    try:
-        number = int(os.environ.get(variable, "").strip())
-    except ValueError:
-        return default
-    return number if number > 0 else default
-
-
-def interval_ms() -> int:
-    return _positive_int("ORDER_RECOVERY_INTERVAL_MS", DEFAULT_INTERVAL_MS)
+# --- settings -------------------------------------------------------------------------------------------
 
 
 def batch_size() -> int:
-    return _positive_int("ORDER_RECOVERY_BATCH_SIZE", DEFAULT_BATCH_SIZE)
+    return get_settings().order_recovery_batch_size
 
 
 def grace() -> dt.timedelta:
     """ORDER_RECOVERY_GRACE_MS, but at least twice the longest a provider call may take."""
     settings = get_settings()
     longest_call = settings.provider_timeout_seconds * (settings.provider_max_retries + 1)
-    return max(dt.timedelta(milliseconds=_positive_int("ORDER_RECOVERY_GRACE_MS", DEFAULT_GRACE_MS)),
-               dt.timedelta(seconds=2 * longest_call))
+    return max(dt.timedelta(milliseconds=settings.order_recovery_grace_ms), dt.timedelta(seconds=2 * longest_call))
 
 
 # --- finding and claiming ------------------------------------------------------------------------------

@@ -70,6 +70,6 @@ async def recover_order(tenant: str, item_id: str) -> str:
     return await run_unit("subscriptions.recover_order", tenant, lambda: recovery.recover_order(uuid.UUID(item_id)))
 
 
-@periodic("subscriptions.recover_stale_orders", interval=lambda _settings: recovery.interval_ms())
+@periodic("subscriptions.recover_stale_orders", interval=lambda settings: settings.order_recovery_interval_ms)
 async def recover_stale_orders() -> int:
     return await fan_out(recovery.stale_orders, recover_order, recovery.batch_size())
