@@ -22,6 +22,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_is_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+    return False
+
+
 @contextlib.contextmanager
 def decabill_serve(env: dict[str, str], cwd: Path, log_path: Path, timeout: float = 30) -> Iterator[str]:
     """`decabill serve --no-socket` on a free port of 127.0.0.1; yields the API's base URL once

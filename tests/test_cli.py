@@ -7,31 +7,17 @@ import base64
 import contextlib
 import json
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from tests.processes import DECABILL, free_port, port_is_open
 
-DECABILL = str(Path(sys.executable).with_name("decabill"))
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "long-enough-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_is_open(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-        return True
-    return False
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import yaml
 
 from decabill.errors import CapabilityNotAvailable
 from spec import OPENAPI_PATH, SCHEMATHESIS_CONFIG_PATH
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,16 +57,10 @@ async def test_exactly_the_listed_operations_answer_501():
     assert unavailable == NOT_YET_AVAILABLE
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def served(tmp_path):
     """`decabill serve` on a fresh SQLite file, users mode, email off."""
-    port = _free_port()
+    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DECABILL_", "STATIC_API", "KEYCLOAK_"))},
         "AUTHENTICATION_METHOD": "users",

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import email
 import re
-import socket
 import threading
 from email.message import EmailMessage
 from email.policy import default as default_policy
 
 from aiosmtpd.controller import Controller
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.processes import free_port
 
 
 class _Handler:
@@ -33,7 +27,7 @@ class SmtpSink:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.lock = threading.Lock()
-        self.port = _free_port()
+        self.port = free_port()
         self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
 
     def start(self) -> "SmtpSink":

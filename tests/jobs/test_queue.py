@@ -24,6 +24,7 @@ from decabill.subscriptions import tasks
 from models.subscriptions import OpenPosition, Subscription
 from tests.jobs.conftest import load_row, now, update_row
 from tests.subscriptions.conftest import hetzner_plan, manual_plan, order
+from tests.processes import free_port
 
 
 async def _drain(broker) -> None:
@@ -139,18 +140,12 @@ def test_intervals_come_from_the_settings_in_whole_seconds(env):
 # --- Redis (production) --------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
     server = shutil.which("redis-server")
     if server is None:
         pytest.skip("redis-server is not installed")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                                 "--dir", str(tmp_path_factory.mktemp("redis"))],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -201,7 +196,7 @@ def _serve(tmp_path: Path, **extra: str) -> subprocess.Popen:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DECABILL_", "STATIC_API", "KEYCLOAK_", "REDIS"))},
         "AUTHENTICATION_METHOD": "users", "JWT_SECRET": "serve-test-secret-0123456789abcdef",
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'serve.sqlite3'}", "PORT": str(_free_port()),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'serve.sqlite3'}", "PORT": str(free_port()),
         "HOST": "127.0.0.1", "SMTP_HOST": "", "LOG_LEVEL": "info", "DECABILL_DATA_DIR": str(tmp_path / "data"),
         **extra,
     }

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from tests.conftest import STATIC_KEY
 from tests.fakes.keycloak import KeycloakState
 from tests.realtime.test_codegen import assert_conforms, inbound_messages
 from tests.subscriptions.conftest import complete_profile, hetzner_plan, manual_plan, order, only_item
+from tests.processes import free_port, port_is_open
 
 NS = "/billing"
 UPDATE, ERROR = "dashboardStatusUpdate", "error"
@@ -582,18 +582,6 @@ async def test_many_sockets_share_one_provider_call_per_item_and_tick(cloud, adm
 
 
 # ------------------------------------------------------------------------------------------- scale-out
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_is_open(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-        return True
-    return False
 
 
 REDIS_URL = os.environ.get("DECABILL_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
