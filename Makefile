@@ -28,6 +28,7 @@ serve: install
 # sink), then the TypeScript client's end-to-end test against a real server.
 test: install client-check lint-spec api-docs
 	$(BIN)/python -m codegen --check
+	$(BIN)/ruff check -q .
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2
 	$(MAKE) --no-print-directory client-e2e
 

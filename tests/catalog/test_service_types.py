@@ -129,3 +129,18 @@ async def test_tenants_are_isolated(api, admin):
                                 json={"serviceTypeId": service_type["id"], "name": "P", "billingIntervalType": "month",
                                       "billingIntervalValue": 1}), 404, message)
     assert (await api.get(path, token=admin)).json()["name"] == "Virtual server"
+
+
+async def test_the_same_key_created_concurrently_gives_one_type_and_conflicts(api, admin):
+    """Ten simultaneous creates of one key: the unique constraint lets exactly one in; the others answer 409
+    (whether they lose at the look-up or at the insert), never 500."""
+    import asyncio
+
+    body = {"key": "raced", "name": "Raced", "provider": "manual"}
+    responses = await asyncio.gather(*(api.post("/service-types", token=admin, json=body) for _ in range(10)))
+    assert sorted(r.status_code for r in responses) == [201] + [409] * 9, [r.text for r in responses]
+    for response in responses:
+        if response.status_code == 409:
+            assert_error(response, 409, "A service type with key 'raced' already exists")
+    listed = (await api.get("/service-types", token=admin)).json()
+    assert [t["key"] for t in listed].count("raced") == 1
