@@ -7,7 +7,10 @@ failed; `failureReason` says why and `retryAfter` when the job tries next, backi
 from BACKORDER_RETRY_INTERVAL_MS up to an hour), `fulfilled`, `cancelled`.
 
 Exactly once: every attempt — the retry job's and `POST /backorders/{id}/retry` alike — holds the
-lease `backorder:<id>` while it talks to the provider. The job skips a backorder someone else holds;
+lease `backorder:<id>` while it talks to the provider. An attempt that died (crash, deploy) after it
+reserved the hostname leaves the item `pending` with it; the next attempt first asks the provider for a
+server labelled with the item's id and adopts it instead of creating a second one, and deletes what a
+failed attempt left (`provisioning.resume`). The job skips a backorder someone else holds;
 the API waits for the running attempt (up to RETRY_WAIT_SECONDS) and then answers with its outcome
 (a backorder fulfilled meanwhile is returned as it is). Retrying a `cancelled` backorder is 400.
 
@@ -252,7 +255,7 @@ async def _attempt(backorder_id: uuid.UUID, *, manual: bool) -> Backorder | None
             if ctx.provider is None:  # the service type no longer provisions servers (D24): deliver as is
                 for item in items:
                     item.provisioning_status = ProvisioningStatus.ACTIVE
-        if ctx.provider is not None:
+        if ctx.provider is not None and not await provisioning.resume(items[0].id):  # a crashed attempt's server
             await provisioning.provision(items[0].id, ctx, number)
     except DecabillError as exc:
         async with db.transaction():

@@ -12,6 +12,10 @@ invoiced by the invoicing area on the user's billing day.
 
 `pending_cancel` subscriptions keep being billed for full periods before their end; the last period,
 cut short at `cancel_effective_at`, is billed by the expiration job (`decabill.subscriptions.expiration`).
+
+A subscription that ends without its server ever being delivered (an order a crash interrupted, ended by
+the recovery job or by the expiration job) is never billed: `withdraw_undelivered` deletes the open
+positions recorded for it meanwhile that are not invoiced yet.
 """
 
 from __future__ import annotations
@@ -20,13 +24,18 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 
+import structlog
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db
 from decabill.catalog.service import find_service_plan
 from decabill.subscriptions.schedule import amount_for, period_end
+from decabill.tenancy import current_tenant
 from models.subscriptions import OpenPosition, Subscription, SubscriptionStatus
+
+log = structlog.get_logger("decabill.subscriptions")
 
 BILLED_STATUSES = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING_CANCEL)
 
@@ -78,3 +87,16 @@ async def bill_due_period(subscription_id: uuid.UUID) -> OpenPosition | None:
         subscription.current_period_end = subscription.next_billing_at = period_end(plan, end)
         subscription.touch()
     return position
+
+
+async def withdraw_undelivered(session: AsyncSession, subscription_id: uuid.UUID) -> int:
+    """The subscription ends without its server ever delivered: delete its open positions not invoiced yet;
+    how many. One already on an invoice is kept (an invoice is corrected by a credit note) and logged
+    (`subscriptions.undelivered_invoiced_charge`) for an operator to credit."""
+    own = (OpenPosition.tenant_id == current_tenant(), OpenPosition.subscription_id == subscription_id)
+    withdrawn = await session.execute(delete(OpenPosition).where(*own, OpenPosition.invoice_id.is_(None)))
+    invoiced = (await session.execute(select(func.count()).select_from(OpenPosition).where(*own))).scalar_one()
+    if invoiced:
+        log.error("subscriptions.undelivered_invoiced_charge", subscription_id=str(subscription_id),
+                  invoiced_charges=invoiced)
+    return withdrawn.rowcount or 0

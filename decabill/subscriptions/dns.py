@@ -4,6 +4,7 @@ Active only when both CLOUDFLARE_API_TOKEN and CLOUDFLARE_ZONE_ID are set (other
 no-op that reports "skipped"). Base URL CLOUDFLARE_API_URL (default https://api.cloudflare.com/client/v4).
 
     create: POST   /zones/{zone}/dns_records  {type: A, name: fqdn, content: ip, ttl: 1, proxied: false}
+            (Cloudflare's "an identical record already exists" counts as created: a repeated step is a no-op)
     delete: GET    /zones/{zone}/dns_records?type=A&name=<fqdn>, then DELETE .../dns_records/{id} each
 
 A DNS failure never fails an order or a cancellation: callers log it (`DnsError`) and go on.
@@ -20,8 +21,14 @@ from decabill.subscriptions.hostnames import is_valid_label
 TIMEOUT_SECONDS = 15.0
 
 
+#: Cloudflare's error codes for "this record exists already" (identical name, type and content)
+RECORD_EXISTS = {81057, 81058}
+
+
 class DnsError(Exception):
-    pass
+    def __init__(self, message: str, codes: frozenset[int] = frozenset()) -> None:
+        super().__init__(message)
+        self.codes = codes  # Cloudflare's error codes, when it answered with some
 
 
 def is_configured() -> bool:
@@ -42,14 +49,16 @@ def _result(response: httpx.Response) -> object:
     except ValueError:
         body = None
     if not isinstance(body, dict) or not body.get("success") or response.status_code >= 400:
-        errors = body.get("errors") if isinstance(body, dict) else None
-        detail = "; ".join(str(e.get("message", e)) for e in errors or [] if isinstance(e, dict)) or response.reason_phrase
-        raise DnsError(f"Cloudflare answered {response.status_code}: {detail}")
+        errors = [e for e in (body.get("errors") if isinstance(body, dict) else None) or [] if isinstance(e, dict)]
+        detail = "; ".join(str(e.get("message", e)) for e in errors) or response.reason_phrase
+        codes = frozenset(e["code"] for e in errors if isinstance(e.get("code"), int))
+        raise DnsError(f"Cloudflare answered {response.status_code}: {detail}", codes)
     return body.get("result")
 
 
 async def create_a_record(hostname: str, ip: str) -> bool:
-    """True when a record was created, False when DNS is not configured or the name is not a valid label."""
+    """True when the record exists now (created, or there already — an interrupted order's step run again),
+    False when DNS is not configured or the name is not a valid label."""
     if not is_configured() or not is_valid_label(hostname) or not ip:
         return False
     name = make_fqdn(hostname, get_settings().dns_base_domain)
@@ -57,6 +66,9 @@ async def create_a_record(hostname: str, ip: str) -> bool:
         async with _client() as client:
             _result(await client.post("/dns_records", json={"type": "A", "name": name, "content": ip, "ttl": 1,
                                                            "proxied": False}))
+    except DnsError as exc:
+        if not exc.codes & RECORD_EXISTS:
+            raise
     except httpx.HTTPError as exc:
         raise DnsError(f"Cloudflare could not be reached: {exc}") from exc
     return True

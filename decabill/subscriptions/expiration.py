@@ -5,9 +5,16 @@ A record is deleted and its hostname released, its server deleted at the provide
 from the current period's start to `cancel_effective_at` — is recorded as a `final` open position
 (prorated), and the subscription becomes `canceled`.
 
-Cleanup is retried: when a DNS delete or a server delete fails, the item keeps its hostname or server
-id, the failure is logged, and the subscription (already `canceled` — the customer is not billed for
-the provider's trouble) stays on the job's list until everything is gone.
+Besides the recorded server, every server labelled with the item's id is deleted (`provisioning.wind_down`):
+an order a crash interrupted may have left its item `pending` with a server nobody recorded. Such a
+subscription — no item ever `active` — ends unbilled instead, as the recovery job would have ended it: no
+final position, open positions not invoiced yet withdrawn, its pending items `failed`.
+
+Cleanup is retried: when a DNS delete or a server delete (or the search by label) fails, the item keeps
+its server id and its hostname, the failure is logged, and the subscription (already `canceled` — the
+customer is not billed for the provider's trouble) stays on the job's list until everything is gone. A
+`failed` item's hostname alone is not a leftover here: it marks a server search after a failed create
+call that the recovery job makes once the grace period has passed (`decabill.subscriptions.recovery`).
 
 A unit holds the lease `subscription:<id>` for the provider calls, then claims the row
 (`FOR UPDATE SKIP LOCKED`) to write; the re-checked status and the unique period key of open
@@ -22,16 +29,16 @@ import uuid
 from decimal import Decimal
 
 import structlog
-from sqlalchemy import exists, or_
+from sqlalchemy import and_, exists, or_
 
 from decabill import db
 from decabill.catalog.service import find_service_plan
 from decabill.jobs import leases
 from decabill.subscriptions import hostnames, provisioning
-from decabill.subscriptions.billing import record_position
+from decabill.subscriptions.billing import record_position, withdraw_undelivered
 from decabill.subscriptions.schedule import amount_for
 from decabill.subscriptions.service import items_of
-from models.subscriptions import Subscription, SubscriptionItem, SubscriptionStatus
+from models.subscriptions import ProvisioningStatus, Subscription, SubscriptionItem, SubscriptionStatus
 
 log = structlog.get_logger("decabill.subscriptions")
 
@@ -44,8 +51,10 @@ def lease_name(subscription_id: uuid.UUID) -> str:
 
 
 def _leftovers():
+    hostname_left = and_(SubscriptionItem.hostname.is_not(None),
+                         SubscriptionItem.provisioning_status != ProvisioningStatus.FAILED)
     return exists().where(SubscriptionItem.subscription_id == Subscription.id,
-                          or_(SubscriptionItem.provider_reference.is_not(None), SubscriptionItem.hostname.is_not(None)))
+                          or_(SubscriptionItem.provider_reference.is_not(None), hostname_left))
 
 
 def _due(now: dt.datetime):
@@ -91,19 +100,26 @@ async def expire_subscription(subscription_id: uuid.UUID) -> str:
                 item = by_id.get(result.item_id)
                 if item is None:
                     continue
-                if result.dns_done and item.hostname:
+                if result.dns_done and result.server_done and item.hostname:  # no server carries the name any more
                     await hostnames.release(session, item)
                 if result.server_done and item.provider_reference:
                     item.provider_reference = None
                 item.touch()
             if subscription.status == SubscriptionStatus.CANCELED:
                 return "cleaned"
-            plan = await find_service_plan(subscription.plan_id)
-            effective = subscription.cancel_effective_at or now
-            start = subscription.current_period_start
-            if start is not None and effective > start:
-                amount = amount_for(plan, subscription.period_price or Decimal(0), start, effective)
-                await record_position(session, subscription, "final", start, effective, amount)
+            if any(item.provisioning_status == ProvisioningStatus.ACTIVE for item in by_id.values()):
+                plan = await find_service_plan(subscription.plan_id)
+                effective = subscription.cancel_effective_at or now
+                start = subscription.current_period_start
+                if start is not None and effective > start:
+                    amount = amount_for(plan, subscription.period_price or Decimal(0), start, effective)
+                    await record_position(session, subscription, "final", start, effective, amount)
+            else:  # never delivered (an interrupted order the recovery job had not finished): never billed
+                for item in by_id.values():
+                    item.provisioning_status = ProvisioningStatus.FAILED
+                withdrawn = await withdraw_undelivered(session, subscription.id)
+                log.info("subscriptions.ended_undelivered", subscription=subscription.number,
+                         withdrawn_charges=withdrawn)
             subscription.status = SubscriptionStatus.CANCELED
             subscription.ended_at = now
             subscription.next_billing_at = None

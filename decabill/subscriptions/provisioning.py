@@ -10,14 +10,25 @@ SQLite's write lock or a PostgreSQL connection); each step commits what it learn
 The IP wait and the DNS record never fail an order: a server without DNS is still a delivered server,
 and the failure is logged (names and ids only — never configuration, keys or user data).
 
-Every server carries the label `decabill-item=<item id>` (`ITEM_LABEL`): when the process dies between the
-create call and storing its answer, `decabill.subscriptions.recovery` finds the server by it.
+Every server carries the label `decabill-item=<item id>` (`ITEM_LABEL`), and everything that may have to
+account for a server nobody recorded looks for it by that label:
+
+* a create call that failed may have made the server anyway (its answer lost to a timeout, or a retried
+  request refused because the first one took the name): `provision` marks the item `failed`, then deletes
+  what carries the item's label (`_clear_failed_create`). The hostname stays reserved on the failed item
+  until a search is conclusive — the provider answered the call, and the search itself worked;
+  after a call that got no answer (it may still be running at the provider) or a search that failed,
+  the recovery job searches again once the grace period has passed (`decabill.subscriptions.recovery`);
+* the process died between the create call and storing its answer: the recovery job adopts the server
+  (`adopt`), or a backorder's next retry does (`resume`);
+* winding an item down (`wind_down`, expiry) deletes the labelled servers besides the recorded one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -151,8 +162,11 @@ async def provision(item_id: uuid.UUID, ctx: OrderContext, number: str) -> Provi
     except Exception as exc:
         log.warning("subscriptions.provision_failed", item_id=str(item_id), provider=ctx.provider.id,
                     error=exc.message if isinstance(exc, DecabillError) else type(exc).__name__)
-        async with db.transaction() as session:
-            await mark_failed(session, await _load_item(item_id))
+        async with db.transaction() as session:  # failed first: a crash during the search cannot make it pending
+            await mark_failed(session, await _load_item(item_id), release_hostname=False)
+        if await _clear_failed_create(ctx.provider, item_id, exc):
+            async with db.transaction() as session:
+                await hostnames.release(session, await _load_item(item_id))
         raise
     async with db.transaction():
         record_server(await _load_item(item_id), server.server_id)
@@ -160,11 +174,92 @@ async def provision(item_id: uuid.UUID, ctx: OrderContext, number: str) -> Provi
     return await publish(ctx.provider, item_id, server.server_id, hostname, server.public_ip)
 
 
-async def mark_failed(session: AsyncSession, item: SubscriptionItem) -> None:
-    """The item (locked by the caller) got no server: its hostname is released, it is `failed`."""
-    await hostnames.release(session, item)
+async def _clear_failed_create(provider: ProvisioningProvider, item_id: uuid.UUID, exc: Exception) -> bool:
+    """After a failed create call, delete the servers it may have made anyway (best effort). True when no
+    server can turn up any more — the provider answered the call with an error and the search worked (or
+    the provider cannot search, so nobody ever could) — and the hostname may be released; False leaves
+    the search to the recovery job (see the module docstring)."""
+    if isinstance(exc, ProviderNotConfigured):
+        return True  # refused before any request was sent
+    try:
+        searched = await delete_labelled(provider, item_id)
+    except Exception as error:  # never hide the create call's own error
+        log.error("subscriptions.stray_search_failed", item_id=str(item_id), provider=provider.id,
+                  error=error.message if isinstance(error, DecabillError) else type(error).__name__)
+        return False
+    answered = isinstance(exc, ProviderRequestFailed) and exc.code is not None
+    return answered or not searched
+
+
+async def mark_failed(session: AsyncSession, item: SubscriptionItem, *, release_hostname: bool = True) -> None:
+    """The item (locked by the caller) got no server: it is `failed`, its hostname released unless a server
+    carrying it may still exist (`release_hostname=False`: the recovery job releases it after its search)."""
+    if release_hostname:
+        await hostnames.release(session, item)
     item.provisioning_status = ProvisioningStatus.FAILED
     item.touch()
+
+
+async def delete_labelled(provider: ProvisioningProvider, item_id: uuid.UUID, *, keep: str | None = None) -> bool:
+    """Delete the servers labelled with the item's id (except the server `keep`); False when the provider
+    cannot search by label. Provider errors are raised: the caller keeps what tells it to search again."""
+    servers = await provider.find_servers(ITEM_LABEL, str(item_id))
+    if servers is None:
+        return False
+    for server in servers:
+        if server.server_id != keep:
+            await provider.delete_server(server.server_id)
+            log.warning("subscriptions.stray_server_deleted", item_id=str(item_id), provider=provider.id)
+    return True
+
+
+async def adopt(provider: ProvisioningProvider, item_id: uuid.UUID, hostname: str | None, servers: list[ServerInfo],
+                claim: Callable[[], Awaitable[SubscriptionItem | None]]) -> bool:
+    """Make the first of `servers` (found by the item's label) the item's server: `claim()` returns the
+    item locked — or None when someone else has it, then nothing happens (False) — and it becomes
+    `active`; surplus servers with the label are deleted (only one was ever wanted), then the steps after
+    the create call run (`publish`)."""
+    server, *surplus = servers
+    async with db.transaction():
+        item = await claim()
+        if item is None:
+            return False
+        record_server(item, server.server_id)
+    log.info("subscriptions.server_adopted", item_id=str(item_id), provider=provider.id, hostname=hostname)
+    for extra in surplus:  # a create request that was retried after a lost answer
+        try:
+            await provider.delete_server(extra.server_id)
+            log.warning("subscriptions.stray_server_deleted", item_id=str(item_id), provider=provider.id)
+        except DecabillError as exc:
+            log.error("subscriptions.deprovision_failed", item_id=str(item_id), provider=provider.id,
+                      error=exc.message)
+    await publish(provider, item_id, server.server_id, hostname, server.public_ip or None)
+    return True
+
+
+async def resume(item_id: uuid.UUID) -> bool:
+    """Before a backorder's retry creates the item's server: an earlier attempt may have got that far and
+    then died (crash, deploy) or failed without being able to delete what it made. True when the item has
+    its server now — recorded already (the steps after the create call are finished if they did not run),
+    or found by its label and adopted: an attempt that died leaves the item `pending` with the hostname
+    and keys the server was made with. False when a server is to be created: nothing found, or only
+    what a failed attempt left (its keys are gone), which is deleted first. Provider errors are raised:
+    no second server is created while nobody can tell whether the first exists."""
+    async with db.transaction():
+        item = await _load_item(item_id)
+    provider = get_registry().get(item.provider)
+    if provider is None or not item.hostname:
+        return False  # no attempt got as far as the provider (the hostname is reserved right before)
+    if item.provider_reference:
+        if not item.server_info_snapshot:
+            await publish(provider, item_id, item.provider_reference, item.hostname, None)
+        return True
+    servers = await provider.find_servers(ITEM_LABEL, str(item_id))
+    if servers and item.ssh_private_key:
+        return await adopt(provider, item_id, item.hostname, servers, lambda: _load_item(item_id))
+    if servers:
+        await delete_labelled(provider, item_id)
+    return False
 
 
 def record_server(item: SubscriptionItem, server_id: str) -> None:
@@ -222,13 +317,14 @@ def info_snapshot(info: ServerInfo) -> dict[str, Any]:
 @dataclass(frozen=True)
 class WindDown:
     item_id: uuid.UUID
-    dns_done: bool  # no hostname, DNS not configured, or its records are gone: the hostname may be released
-    server_done: bool  # no server, or the provider deleted it
+    dns_done: bool  # no hostname, DNS not configured, or its records are gone
+    server_done: bool  # no server, or the provider deleted it and every other server labelled with the item
 
 
 async def wind_down(item_id: uuid.UUID, provider_id: str, server_id: str | None, hostname: str | None) -> WindDown:
-    """Delete the item's A records and its server. Failures are logged and reported, not raised, so the
-    caller can keep what is left for the next run."""
+    """Delete the item's A records, its server and any other server labelled with its id (one created but
+    never recorded: an order interrupted mid-create, a create call that failed). Failures are logged and
+    reported, not raised, so the caller can keep what is left for the next run."""
     dns_done = server_done = True
     if hostname:
         try:
@@ -236,14 +332,15 @@ async def wind_down(item_id: uuid.UUID, provider_id: str, server_id: str | None,
         except dns.DnsError as exc:
             dns_done = False
             log.error("subscriptions.dns_delete_failed", item_id=str(item_id), hostname=hostname, error=str(exc))
-    if server_id:
-        provider = get_registry().get(provider_id)
-        if provider is not None:
-            try:
+    provider = get_registry().get(provider_id)
+    if provider is not None:
+        try:
+            if server_id:
                 await provider.delete_server(server_id)
                 log.info("subscriptions.server_deleted", item_id=str(item_id), provider=provider_id)
-            except DecabillError as exc:
-                server_done = False
-                log.error("subscriptions.deprovision_failed", item_id=str(item_id), provider=provider_id,
-                          error=exc.message)
+            await delete_labelled(provider, item_id, keep=server_id)
+        except DecabillError as exc:
+            server_done = False
+            log.error("subscriptions.deprovision_failed", item_id=str(item_id), provider=provider_id,
+                      error=exc.message)
     return WindDown(item_id, dns_done, server_done)

@@ -5,51 +5,76 @@ Ordering inserts the subscription — `active`, first period started, so it will
 that dies in between (crash, killed on deploy) leaves the item `pending` for good: the customer would be
 billed for a server that may not exist, or a server exists at the provider that nobody recorded.
 
-An item is *stale* when it is still `pending`, its subscription is billed (`active`/`pending_cancel`) and
-nothing touched it for the grace period (ORDER_RECOVERY_GRACE_MS, 10 minutes). A live order touches the
-item right before the provider call and finishes with that single call; the grace period is never shorter
-than twice the longest that call can take (PROVIDER_TIMEOUT_SECONDS × (PROVIDER_MAX_RETRIES + 1)), so an
-order still in progress is never taken for a crashed one. Waiting backorders (`pending_backorder`) are
-not stale: their retries own them.
+An item is *stale* when nothing touched it for the grace period (ORDER_RECOVERY_GRACE_MS, 10 minutes) and
+it is in one of these states (waiting backorders, `pending_backorder`, are never stale: their retries own
+them and resume a crashed attempt, `provisioning.resume`):
 
-For each stale item the unit asks the item's provider for servers labelled `decabill-item=<item id>`
-(`provisioning.ITEM_LABEL`, set on every server since the first release):
+* `pending` in a billed subscription (`active`/`pending_cancel`): the process died during the create call;
+* `failed` in a billed subscription: the create call failed and the process died before the order was
+  ended (or turned into a backorder) — the customer got an error, yet the subscription would be billed;
+* `failed` with its hostname still reserved in a `canceled` subscription: the failed create call got no
+  answer, or the search for what it may have made failed (`provisioning._clear_failed_create`) — a server
+  may exist that nobody will ever delete;
+* `active` with its server recorded but no cached server info, in a billed subscription: the process
+  died after the server was recorded and before the steps after it (public IPv4, A record, server info)
+  finished.
 
-* found → the server is *adopted*: recorded on the item, which becomes `active`; then the steps the order
-  did not reach run (public IPv4, A record, cached server info). Surplus servers with the same label are
-  deleted (only one was ever wanted).
-* none → the order ends as a provisioning failure does (`service.end_failed_order`): hostname released,
-  item `failed`, subscription `canceled`, never billed — open positions recorded for it meanwhile and not
-  invoiced yet are withdrawn; one already invoiced is logged (`subscriptions.recovery_invoiced_charge`)
-  for an operator to credit. Whether the customer asked for `autoBackorder` is not stored, so no backorder.
-* the provider is not registered any more, or cannot search by label (a plugin without `find_servers`) →
-  nothing is decided (`skipped`, logged): ending could leak a server, adopting could bill a missing one.
+A live order touches the item right before the provider call and finishes with that single call; the
+grace period is never shorter than twice the longest that call can take (PROVIDER_TIMEOUT_SECONDS ×
+(PROVIDER_MAX_RETRIES + 1)), so an order still in progress is never taken for a crashed one.
+
+What the unit does (it asks the item's provider for servers labelled `decabill-item=<item id>`,
+`provisioning.ITEM_LABEL`, set on every server since the first release):
+
+* `pending`, found → the server is *adopted* (`provisioning.adopt`): recorded on the item, which becomes
+  `active`; then the steps the order did not reach run (public IPv4, A record, cached server info).
+  Surplus servers with the same label are deleted (only one was ever wanted). → `adopted`
+* `pending`, none → the order ends as a provisioning failure does (`service.end_failed_order`): hostname
+  released, item `failed`, subscription `canceled`, never billed — open positions recorded for it
+  meanwhile and not invoiced yet are withdrawn; one already invoiced is logged
+  (`subscriptions.undelivered_invoiced_charge`) for an operator to credit. Whether the customer asked for
+  `autoBackorder` is not stored, so no backorder. → `ended`
+* `pending`, and the provider is not registered any more, or cannot search by label (a plugin without
+  `find_servers`) → nothing is decided (`skipped`, logged): ending could leak a server, adopting could
+  bill a missing one.
+* `failed` → the order answered an error, so it stays failed: a server the provider made despite the
+  error is deleted, not adopted (the customer was told there is none, and would be billed for it), and
+  the order ends unbilled as above (`ended`). In a `canceled` subscription only the search is left: the
+  labelled servers are deleted and the hostname released (`cleaned`). When the provider cannot be asked or
+  a delete fails, the order still ends; the hostname stays reserved and the search is made again after
+  another grace period (`deferred`, logged as `subscriptions.deprovision_failed`). An item whose hostname
+  was released already (it failed before this search existed) has nothing to keep the search open with:
+  its order ends only once the search worked.
+* `active` without server info → the steps after the create call run again (`provisioning.publish`); the A
+  record is created only where it is missing (`dns.create_a_record` takes Cloudflare's "identical record
+  exists" as done). → `published`; when the server cannot be read, the item is touched and tried again
+  after another grace period (`deferred`).
 
 Exactly once: the unit holds the lease `subscription:<id>` (the expiration job's, so the two never work on
 one subscription at once) while it talks to the provider, then claims the item and its subscription
-(`FOR UPDATE SKIP LOCKED`) and re-checks that they are still stale before it writes. A second delivery,
-or a second worker, finds the lease held (`busy`) or the item no longer pending (`not_due`).
+(`FOR UPDATE SKIP LOCKED`) and re-checks that they are still stale, in the state it decided on, before it
+writes. A second delivery, or a second worker, finds the lease held (`busy`) or the item no longer stale
+(`not_due`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import NamedTuple
 
 import structlog
-from sqlalchemy import delete, func, select
+from sqlalchemy import JSON, and_, or_
 from sqlalchemy.sql import Select
 
 from decabill import db
 from decabill.config import get_settings
-from decabill.errors import DecabillError
 from decabill.jobs import leases
-from decabill.providers import ProvisioningProvider, ServerInfo, get_registry
-from decabill.subscriptions import expiration, provisioning
-from decabill.subscriptions.billing import BILLED_STATUSES
+from decabill.providers import get_registry
+from decabill.subscriptions import expiration, hostnames, provisioning
+from decabill.subscriptions.billing import BILLED_STATUSES, withdraw_undelivered
 from decabill.subscriptions.service import end_failed_order
-from decabill.tenancy import current_tenant
-from models.subscriptions import OpenPosition, ProvisioningStatus, Subscription, SubscriptionItem
+from models.subscriptions import ProvisioningStatus, Subscription, SubscriptionItem, SubscriptionStatus
 
 log = structlog.get_logger("decabill.subscriptions")
 
@@ -73,11 +98,32 @@ def grace() -> dt.timedelta:
 # --- finding and claiming ------------------------------------------------------------------------------
 
 
+class Stale(NamedTuple):
+    item: SubscriptionItem
+    subscription_status: str
+
+    @property
+    def billed(self) -> bool:
+        return self.subscription_status in BILLED_STATUSES
+
+    @property
+    def state(self) -> tuple[str, bool]:
+        """What the unit decides on; a claim must find the same."""
+        return self.item.provisioning_status, self.billed
+
+
 def _stale(cutoff: dt.datetime) -> Select:
-    return (db.scoped(SubscriptionItem)
+    item, status = SubscriptionItem, SubscriptionItem.provisioning_status
+    billed = Subscription.status.in_(BILLED_STATUSES)
+    interrupted = and_(status.in_((ProvisioningStatus.PENDING, ProvisioningStatus.FAILED)), billed)
+    search_open = and_(status == ProvisioningStatus.FAILED, item.hostname.is_not(None),
+                       Subscription.status == SubscriptionStatus.CANCELED)
+    no_server_info = or_(item.server_info_snapshot.is_(None), item.server_info_snapshot == JSON.NULL)
+    unpublished = and_(status == ProvisioningStatus.ACTIVE, item.provider_reference.is_not(None), no_server_info,
+                       billed)
+    return (db.scoped(SubscriptionItem).add_columns(Subscription.status)
             .join(Subscription, Subscription.id == SubscriptionItem.subscription_id)
-            .where(SubscriptionItem.provisioning_status == ProvisioningStatus.PENDING,
-                   SubscriptionItem.updated_at <= cutoff, Subscription.status.in_(BILLED_STATUSES)))
+            .where(item.updated_at <= cutoff, or_(interrupted, search_open, unpublished)))
 
 
 async def stale_orders(limit: int) -> list[uuid.UUID]:
@@ -87,84 +133,109 @@ async def stale_orders(limit: int) -> list[uuid.UUID]:
         return [item.id for item in (await session.execute(query)).scalars()]
 
 
-async def _find_stale(item_id: uuid.UUID, *, claim: bool = False) -> SubscriptionItem | None:
-    """The item if it is (still) stale; `claim`: row-locked with its subscription, None when another
-    transaction holds them."""
+async def _find_stale(item_id: uuid.UUID) -> Stale | None:
     query = _stale(db.utcnow() - grace()).where(SubscriptionItem.id == item_id)
-    if claim:
-        query = db.for_update(query, skip_locked=True)
-    return (await db.current_session().execute(query)).scalar_one_or_none()
+    row = (await db.current_session().execute(query)).one_or_none()
+    return Stale(*row) if row is not None else None
+
+
+async def _claim(found: Stale) -> SubscriptionItem | None:
+    """The item, row-locked with its subscription, if it is still stale in the state the unit decided on;
+    None when it is not, or another transaction holds it."""
+    query = db.for_update(_stale(db.utcnow() - grace()).where(SubscriptionItem.id == found.item.id), skip_locked=True)
+    row = (await db.current_session().execute(query)).one_or_none()
+    return row[0] if row is not None and Stale(*row).state == found.state else None
 
 
 # --- the unit ------------------------------------------------------------------------------------------------
 
 
 async def recover_order(item_id: uuid.UUID) -> str:
-    """The recovery job's unit: `adopted`, `ended`, `skipped` (undecidable, see the module docstring),
-    `busy` (someone else is on it) or `not_due` (not stale, or recovered already)."""
+    """The recovery job's unit: `adopted`, `ended`, `cleaned`, `published`, `deferred` (tried, to be tried
+    again), `skipped` (undecidable), `busy` (someone else is on it) or `not_due` (not stale, or recovered
+    already); see the module docstring."""
     async with db.transaction():
-        item = await _find_stale(item_id)
-    if item is None:
+        found = await _find_stale(item_id)
+    if found is None:
         return "not_due"
-    async with leases.hold(expiration.lease_name(item.subscription_id), LEASE_TTL) as held:
+    async with leases.hold(expiration.lease_name(found.item.subscription_id), LEASE_TTL) as held:
         if not held:
             return "busy"
         async with db.transaction():
-            item = await _find_stale(item_id)  # re-checked under the lease: an earlier delivery may be done
-        if item is None:
+            found = await _find_stale(item_id)  # re-checked under the lease: an earlier delivery may be done
+        if found is None:
             return "not_due"
-        provider = get_registry().get(item.provider)
-        servers = await provider.find_servers(provisioning.ITEM_LABEL, str(item_id)) if provider else None
-        if provider is None or servers is None:
-            log.warning("subscriptions.recovery_skipped", item_id=str(item_id), provider=item.provider,
-                        reason="provider unknown" if provider is None else "provider cannot search servers")
-            return "skipped"
-        if servers:
-            return await _adopt(item, provider, servers)
-        return await _end(item)
+        if found.item.provisioning_status == ProvisioningStatus.ACTIVE:
+            return await _publish(found)
+        if found.item.provisioning_status == ProvisioningStatus.FAILED:
+            return await _clear_failed(found)
+        return await _settle_pending(found)
 
 
-async def _adopt(item: SubscriptionItem, provider: ProvisioningProvider, servers: list[ServerInfo]) -> str:
-    server, *surplus = servers
-    async with db.transaction():
-        claimed = await _find_stale(item.id, claim=True)
-        if claimed is None:
-            return "busy"
-        provisioning.record_server(claimed, server.server_id)
+async def _settle_pending(found: Stale) -> str:
+    item = found.item
+    provider = get_registry().get(item.provider)
+    servers = await provider.find_servers(provisioning.ITEM_LABEL, str(item.id)) if provider else None
+    if provider is None or servers is None:
+        log.warning("subscriptions.recovery_skipped", item_id=str(item.id), provider=item.provider,
+                    reason="provider unknown" if provider is None else "provider cannot search servers")
+        return "skipped"
+    if not servers:
+        return await _end(found, release_hostname=True)
+    if not await provisioning.adopt(provider, item.id, item.hostname, servers, lambda: _claim(found)):
+        return "busy"
     log.info("subscriptions.order_recovered", outcome="adopted", item_id=str(item.id), provider=provider.id,
              hostname=item.hostname)
-    for extra in surplus:  # a create request that was retried after a lost answer: only one was wanted
-        try:
-            await provider.delete_server(extra.server_id)
-            log.warning("subscriptions.recovery_surplus_deleted", item_id=str(item.id), provider=provider.id)
-        except DecabillError as exc:
-            log.error("subscriptions.deprovision_failed", item_id=str(item.id), provider=provider.id,
-                      error=exc.message)
-    await provisioning.publish(provider, item.id, server.server_id, item.hostname, server.public_ip or None)
     return "adopted"
 
 
-async def _end(item: SubscriptionItem) -> str:
+async def _clear_failed(found: Stale) -> str:
+    """The create call failed: whatever carries the item's label is a stray, deleted (`wind_down`)."""
+    item = found.item
+    result = await provisioning.wind_down(item.id, item.provider, None, item.hostname)
+    done = result.dns_done and result.server_done
+    if found.billed and (done or item.hostname):  # a search left open is retried for the hostname it keeps
+        return await _end(found, release_hostname=done)
     async with db.transaction() as session:
-        claimed = await _find_stale(item.id, claim=True)
+        claimed = await _claim(found)
         if claimed is None:
             return "busy"
-        await provisioning.mark_failed(session, claimed)
+        if done:
+            await hostnames.release(session, claimed)
+        claimed.touch()  # not done: searched again after another grace period
+    outcome = "cleaned" if done else "deferred"
+    log.info("subscriptions.order_recovered", outcome=outcome, item_id=str(item.id), provider=item.provider)
+    return outcome
+
+
+async def _end(found: Stale, *, release_hostname: bool) -> str:
+    item = found.item
+    async with db.transaction() as session:
+        claimed = await _claim(found)
+        if claimed is None:
+            return "busy"
+        await provisioning.mark_failed(session, claimed, release_hostname=release_hostname)
         await end_failed_order(claimed.subscription_id)
-        withdrawn, invoiced = await _withdraw_charges(claimed.subscription_id)
+        withdrawn = await withdraw_undelivered(session, claimed.subscription_id)
     log.info("subscriptions.order_recovered", outcome="ended", item_id=str(item.id), provider=item.provider,
-             withdrawn_charges=withdrawn)
-    if invoiced:
-        log.error("subscriptions.recovery_invoiced_charge", subscription_id=str(item.subscription_id),
-                  invoiced_charges=invoiced)
+             withdrawn_charges=withdrawn, stray_search_open=not release_hostname)
     return "ended"
 
 
-async def _withdraw_charges(subscription_id: uuid.UUID) -> tuple[int, int]:
-    """Delete the subscription's open positions not invoiced yet (nothing was delivered); how many were
-    deleted, and how many are on an invoice already (kept: an invoice is corrected by a credit note)."""
-    session = db.current_session()
-    own = (OpenPosition.tenant_id == current_tenant(), OpenPosition.subscription_id == subscription_id)
-    withdrawn = await session.execute(delete(OpenPosition).where(*own, OpenPosition.invoice_id.is_(None)))
-    invoiced = await session.execute(select(func.count()).select_from(OpenPosition).where(*own))
-    return withdrawn.rowcount or 0, invoiced.scalar_one()
+async def _publish(found: Stale) -> str:
+    """The server is recorded, the steps after it were interrupted: run them again (idempotent)."""
+    item = found.item
+    provider = get_registry().get(item.provider)
+    if provider is None:
+        log.warning("subscriptions.recovery_skipped", item_id=str(item.id), provider=item.provider,
+                    reason="provider unknown")
+        return "skipped"
+    await provisioning.publish(provider, item.id, item.provider_reference or "", item.hostname, None)
+    async with db.transaction():
+        unread = await _claim(found)  # still no server info: the server could not be read
+        if unread is not None:
+            unread.touch()  # tried again after another grace period
+    outcome = "deferred" if unread is not None else "published"
+    log.info("subscriptions.order_recovered", outcome=outcome, item_id=str(item.id), provider=provider.id,
+             hostname=item.hostname)
+    return outcome

@@ -17,8 +17,11 @@ Ordering (`create_subscription`)
    provisioned; if that fails with `autoBackorder` the order still becomes a backorder, without it the
    subscription is ended at once (`canceled`, never billed) and the provider's 400 is returned.
 
-A process that dies during step 5 (crash, deploy) leaves the item `pending`: the recovery job
-(`decabill.subscriptions.recovery`) finishes such orders once they are older than a grace period.
+A create call that failed may have made the server anyway: `provisioning.provision` deletes the servers
+labelled with the item's id before the order ends or becomes a backorder. A process that dies during step
+5 (crash, deploy) leaves the item `pending` — or `failed` in a subscription still `active` — and the
+recovery job (`decabill.subscriptions.recovery`) finishes such orders once they are older than a grace
+period.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """Orders a crash interrupted between inserting the subscription and recording its server are finished by
 the recovery job (decabill/subscriptions/recovery.py): the server is adopted when the provider has one
 labelled with the item's id, otherwise the order ends unbilled. Each item is recovered once, however many
-runs race; an order still in progress is never touched.
+runs race; an order still in progress is never touched. The same job ends an order whose create call
+failed when the process died before ending it (a server the provider made anyway is deleted), and runs the
+steps after the create call again when the process died after recording the server.
 
-The crash is real: the order runs through the service layer until the provider call, which never answers
-(after the provider created the server, or before the request reached it); then the task is cancelled, as
+The crash is real: the order runs through the service layer until a call (to the provider, to Cloudflare,
+or ending the order) that never returns (after it did its work, or before); then the task is cancelled, as
 a process killed on deploy would stop there. The item's age is then moved past the grace period."""
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import uuid
 from contextlib import asynccontextmanager
 
 import pytest
+import requests
+from azure.core.exceptions import ServiceResponseTimeoutError
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
@@ -25,7 +29,7 @@ from decabill.jobs import queue
 from decabill.providers import ProviderRequestFailed
 from decabill.providers.digitalocean import DigitalOceanProvider
 from decabill.providers.hetzner import HetznerProvider
-from decabill.subscriptions import billing, recovery, service, tasks
+from decabill.subscriptions import billing, dns, recovery, service, tasks
 from decabill.tenancy import bound_tenant
 from models.subscriptions import OpenPosition, Subscription, SubscriptionItem
 from tests.jobs.conftest import load_row, now, update_row
@@ -50,15 +54,68 @@ async def _order_in_flight(customer: str, plan_id: str, provider: type, *, serve
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(provider, "create_server", hanging)
-        with bound_tenant("default"):
-            principal = await authenticate(f"Bearer {customer}")
-            ordering = asyncio.create_task(service.create_subscription(principal, uuid.UUID(plan_id)))
+        ordering = await start_order(customer, plan_id)
         await reached.wait()
         try:
             yield ordering, answer
         finally:
             if not answer.is_set():
                 ordering.cancel()
+
+
+@asynccontextmanager
+async def _stalled(owner, name: str, *, call_through: bool):
+    """`owner.name` (a function, or a method of a provider class) never returns: after running the original
+    (`call_through`) or before; yields an event set when it is reached."""
+    reached, original = asyncio.Event(), getattr(owner, name)
+
+    async def stalled(*args, **kwargs):
+        if call_through:
+            await original(*args, **kwargs)
+        reached.set()
+        await asyncio.Event().wait()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(owner, name, stalled)
+        yield reached
+
+
+async def _crash(task: asyncio.Task, reached: asyncio.Event) -> None:
+    """The process dies once the stalled call is reached (a task that ends without reaching it fails the test)."""
+    waiting = asyncio.ensure_future(reached.wait())
+    await asyncio.wait({task, waiting}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    task.cancel()
+    assert reached.is_set(), f"the stalled call was never reached: {task}"
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def start_order(customer: str, plan_id: str, **options) -> asyncio.Task:
+    """`POST /subscriptions` as the service layer runs it, in a task that a test can kill."""
+    with bound_tenant("default"):
+        principal = await authenticate(f"Bearer {customer}")
+        return asyncio.create_task(service.create_subscription(principal, uuid.UUID(plan_id), **options))
+
+
+def read_timeout(provider) -> Exception:
+    """What `provider` raises when its client library gives up waiting for the answer of a create call."""
+    message = "Read timed out. (read timeout=30)"
+    if isinstance(provider, DigitalOceanProvider):
+        return provider._translate("provision server", ServiceResponseTimeoutError(message))
+    return provider._translate("provision server", requests.ReadTimeout(message))
+
+
+def timed_out_after_creating(provider: type):
+    """`create_server` of `provider` making the server, then failing as its client does when the answer does
+    not come in time."""
+    create = provider.create_server
+
+    async def create_server(self, request):
+        await create(self, request)
+        raise read_timeout(self)
+
+    return create_server
 
 
 async def _crashed_order(cloud, customer: str, plan_id: str, provider: type, *, server_created: bool,
@@ -232,3 +289,127 @@ def test_the_settings_follow_the_job_setting_rules(env):
     assert recovery.grace() == dt.timedelta(minutes=15)
     env.update(ORDER_RECOVERY_GRACE_MS="1000", PROVIDER_TIMEOUT_SECONDS="20", PROVIDER_MAX_RETRIES="2")
     assert recovery.grace() == dt.timedelta(minutes=2)  # never below twice the longest provider call
+
+
+# --- the order failed, then the process died before ending it ------------------------------------------------
+
+
+async def _bill_first_day(subscription_id: str) -> None:
+    """The recovery job ran late (the scheduler was down for a day): the billing job has charged the first
+    period meanwhile."""
+    start = now() - dt.timedelta(days=1, minutes=5)
+    await update_row(Subscription, subscription_id, current_period_start=start,
+                     current_period_end=start + dt.timedelta(days=1), next_billing_at=start + dt.timedelta(days=1))
+    with bound_tenant("default"):
+        assert await billing.bill_due_period(uuid.UUID(subscription_id)) is not None
+
+
+async def test_a_refused_order_left_billed_by_a_crash_ends_unbilled(cloud, admin, customer, fake_cloud):
+    plan = await digitalocean_plan(cloud, admin, billingIntervalType="day", billingIntervalValue=1)
+    fake_cloud.digitalocean.fail_next("unprocessable_entity", 422, "Image is not available", method="POST",
+                                      path="/droplets")
+    async with _stalled(service, "end_failed_order", call_through=False) as reached:
+        await _crash(await start_order(customer, plan["id"]), reached)  # dies before the order is ended
+    [subscription] = (await cloud.get("/subscriptions", token=customer)).json()
+    item = await only_item(cloud, customer, subscription["id"])
+    assert subscription["status"] == "active" and item["provisioningStatus"] == "failed"  # billed, never delivered
+    assert item.get("hostname") is None  # the provider refused and the search found nothing: settled at once
+    await _bill_first_day(subscription["id"])
+    await update_row(SubscriptionItem, item["id"], updated_at=now() - STALE)
+
+    # No hostname is left to keep a failed search open with: the order waits until the provider can be asked.
+    fake_cloud.digitalocean.fail_next("service_unavailable", 503, "try later", method="GET", path="/droplets")
+    assert await _run_job() == {item["id"]: "deferred"}
+    assert (await cloud.get(f"/subscriptions/{subscription['id']}", token=customer)).json()["status"] == "active"
+    assert await _run_job() == {}
+    await update_row(SubscriptionItem, item["id"], updated_at=now() - STALE)
+    assert await _run_job() == {item["id"]: "ended"}
+
+    ended = (await cloud.get(f"/subscriptions/{subscription['id']}", token=customer)).json()
+    assert ended["status"] == "canceled" and ended["nextBillingAt"] is None
+    assert (await only_item(cloud, customer, subscription["id"]))["provisioningStatus"] == "failed"
+    assert await _positions(subscription["id"]) == []  # never billed
+    assert fake_cloud.digitalocean.droplets == {}
+    await update_row(SubscriptionItem, item["id"], updated_at=now() - STALE)
+    assert await _run_job() == {}
+
+
+async def test_a_server_made_despite_a_timeout_is_deleted_when_the_crashed_order_is_ended(cloud, admin, customer,
+                                                                                          fake_cloud):
+    plan = await hetzner_plan(cloud, admin)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(HetznerProvider, "create_server", timed_out_after_creating(HetznerProvider))
+        async with _stalled(HetznerProvider, "find_servers", call_through=False) as reached:
+            await _crash(await start_order(customer, plan["id"]), reached)  # dies while looking for the server
+    [subscription] = (await cloud.get("/subscriptions", token=customer)).json()
+    item = await only_item(cloud, customer, subscription["id"])
+    assert subscription["status"] == "active" and item["provisioningStatus"] == "failed"
+    [server] = fake_cloud.hetzner.servers.values()
+    assert server["labels"]["decabill-item"] == item["id"] and server["name"] == item["hostname"]
+    await update_row(SubscriptionItem, item["id"], updated_at=now() - STALE)
+
+    # The order answered an error: it ends, and the server the customer was told does not exist is deleted.
+    # The provider cannot be asked on the first run: the order ends all the same, the search waits.
+    fake_cloud.hetzner.fail_next("service_error", 503, "try later", method="GET", path="/servers")
+    assert await _run_job() == {item["id"]: "ended"}
+    assert (await cloud.get(f"/subscriptions/{subscription['id']}", token=customer)).json()["status"] == "canceled"
+    assert list(fake_cloud.hetzner.servers.values()) == [server]
+    shown = await only_item(cloud, customer, subscription["id"])
+    assert shown["provisioningStatus"] == "failed" and shown["hostname"] == server["name"]  # still reserved
+    assert await _run_job() == {}  # searched again only after another grace period
+
+    await update_row(SubscriptionItem, item["id"], updated_at=now() - STALE)
+    assert await _run_job() == {item["id"]: "cleaned"}
+    assert fake_cloud.hetzner.servers == {} and fake_cloud.cloudflare.records == {}
+    assert (await only_item(cloud, customer, subscription["id"])).get("hostname") is None
+    assert await _positions(subscription["id"]) == []
+    await update_row(SubscriptionItem, item["id"], updated_at=now() - STALE)
+    assert await _run_job() == {}
+
+
+# --- the server was recorded, then the process died before its A record and server info --------------------
+
+
+async def test_an_order_that_died_before_its_a_record_gets_it_from_the_job(cloud, admin, customer, fake_cloud):
+    plan = await hetzner_plan(cloud, admin)
+    async with _stalled(HetznerProvider, "server_info", call_through=False) as reached:
+        await _crash(await start_order(customer, plan["id"]), reached)  # dies waiting for the public IPv4
+    [subscription] = (await cloud.get("/subscriptions", token=customer)).json()
+    item = await only_item(cloud, customer, subscription["id"])
+    assert subscription["status"] == "active" and item["provisioningStatus"] == "active"
+    assert fake_cloud.cloudflare.records == {}
+    assert not (await load_row(SubscriptionItem, item["id"])).server_info_snapshot
+    await update_row(SubscriptionItem, item["id"], updated_at=now() - STALE)
+
+    fake_cloud.hetzner.fail_next("service_error", 503, "try later", method="GET", path="/servers/")
+    assert await _run_job() == {item["id"]: "deferred"}  # the server could not be read: after another grace period
+    assert await _run_job() == {} and fake_cloud.cloudflare.records == {}
+    await update_row(SubscriptionItem, item["id"], updated_at=now() - STALE)
+    assert await _run_job() == {item["id"]: "published"}
+
+    [server] = fake_cloud.hetzner.servers.values()
+    ip = server["public_net"]["ipv4"]["ip"]
+    assert [(r["name"], r["content"]) for r in fake_cloud.cloudflare.records.values()] == [
+        (f"{item['hostname']}.decabill.test", ip)]
+    assert (await load_row(SubscriptionItem, item["id"])).server_info_snapshot["publicIp"] == ip  # the update job's
+    info = await cloud.get(f"/subscriptions/{subscription['id']}/items/{item['id']}/server-info", token=customer)
+    assert info.status_code == 200 and info.json()["publicIp"] == ip
+    await update_row(SubscriptionItem, item["id"], updated_at=now() - STALE)
+    assert await _run_job() == {}
+
+
+async def test_an_a_record_made_before_the_crash_is_not_made_twice(cloud, admin, customer, fake_cloud):
+    plan = await digitalocean_plan(cloud, admin)
+    async with _stalled(dns, "create_a_record", call_through=True) as reached:
+        await _crash(await start_order(customer, plan["id"]), reached)  # dies right after Cloudflare answered
+    [subscription] = (await cloud.get("/subscriptions", token=customer)).json()
+    item = await only_item(cloud, customer, subscription["id"])
+    [record] = fake_cloud.cloudflare.records.values()
+    await update_row(SubscriptionItem, item["id"], updated_at=now() - STALE)
+
+    with capture_logs() as logs:
+        assert await _run_job() == {item["id"]: "published"}
+    assert list(fake_cloud.cloudflare.records.values()) == [record]  # the existing record counts as made
+    assert not [e for e in logs if e["event"] == "subscriptions.dns_create_failed"]
+    assert (await load_row(SubscriptionItem, item["id"])).server_info_snapshot["publicIp"] == record["content"]
+    assert len(fake_cloud.digitalocean.droplets) == 1
