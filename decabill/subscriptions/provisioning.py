@@ -133,8 +133,9 @@ async def _load_item(item_id: uuid.UUID) -> SubscriptionItem:
 
 
 async def provision(item_id: uuid.UUID, ctx: OrderContext, number: str) -> Provisioned:
-    """Create the server of a pending item. On failure the hostname is released, the item is left
-    `failed` and the provider's error is raised; the caller decides what it means for the order."""
+    """Create the server of a pending item. On failure the item is left `failed`, servers the call may have
+    made anyway are deleted, the hostname is released once that is certain (`_clear_failed_create`), and the
+    provider's error is raised; the caller decides what it means for the order."""
     assert ctx.provider is not None
     settings = get_settings()
     client_key, host_key = generate_ed25519(), generate_ed25519()
