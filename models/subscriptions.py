@@ -111,6 +111,9 @@ class SubscriptionItem(Timestamped, table=True):
     ssh_private_key: str | None = Field(default=None, sa_type=Text)  # encrypted OpenSSH private key
     ssh_public_key: str | None = Field(default=None, sa_type=Text)
     ssh_host_public_key: str | None = Field(default=None, sa_type=Text)  # pinned host key of the server
+    # Set when the A record of the hostname could not be created at Cloudflare (DNS configured, Cloudflare
+    # refused or failed): the record is still owed, and the order recovery job creates it; cleared once made.
+    dns_pending_since: dt.datetime | None = timestamp_field()
 
 
 class ReservedHostname(SQLModel, table=True):

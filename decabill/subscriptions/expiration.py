@@ -16,6 +16,10 @@ customer is not billed for the provider's trouble) stays on the job's list until
 `failed` item's hostname alone is not a leftover here: it marks a server search after a failed create
 call that the recovery job makes once the grace period has passed (`decabill.subscriptions.recovery`).
 
+An A record still owed for an item (`dns_pending_since`, Cloudflare failed it during the order) is owed no
+more once the item is wound down: the flag is cleared, and the recovery job never looks at a `canceled`
+subscription's active items for it.
+
 A unit holds the lease `subscription:<id>` for the provider calls, then claims the row
 (`FOR UPDATE SKIP LOCKED`) to write; the re-checked status and the unique period key of open
 positions make a repeated run a no-op. Resuming is refused once `cancel_effective_at` has passed, so a
@@ -104,6 +108,7 @@ async def expire_subscription(subscription_id: uuid.UUID) -> str:
                     await hostnames.release(session, item)
                 if result.server_done and item.provider_reference:
                     item.provider_reference = None
+                item.dns_pending_since = None  # a wound-down item owes no A record
                 item.touch()
             if subscription.status == SubscriptionStatus.CANCELED:
                 return "cleaned"

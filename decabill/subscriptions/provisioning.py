@@ -8,7 +8,8 @@ SQLite's write lock or a PostgreSQL connection); each step commits what it learn
     → wait for a public IPv4 → A record at Cloudflare → cache the server info (commit)
 
 The IP wait and the DNS record never fail an order: a server without DNS is still a delivered server,
-and the failure is logged (names and ids only — never configuration, keys or user data).
+and the failure is logged (names and ids only — never configuration, keys or user data). An A record
+Cloudflare refused or failed is owed: the item keeps `dns_pending_since` until the recovery job made it.
 
 Every server carries the label `decabill-item=<item id>` (`ITEM_LABEL`), and everything that may have to
 account for a server nobody recorded looks for it by that label:
@@ -273,18 +274,25 @@ def record_server(item: SubscriptionItem, server_id: str) -> None:
 async def publish(provider: ProvisioningProvider, item_id: uuid.UUID, server_id: str, hostname: str | None,
                   known_ip: str | None) -> Provisioned:
     """The steps after the server is recorded: wait for its public IPv4, create the A record of the hostname,
-    cache the server info. Never raises for the IP or DNS (logged)."""
+    cache the server info. Never raises for the IP or DNS (logged). When Cloudflare refuses or fails the A
+    record, the item keeps `dns_pending_since` — the record is owed, the recovery job creates it later —
+    which is cleared once it is made (or DNS is not configured any more)."""
     info = await _wait_for_public_ip(provider, server_id, known_ip)
-    dns_record = False
+    dns_record = dns_failed = False
     if info is not None and info.public_ip and hostname:
         try:
             dns_record = await dns.create_a_record(hostname, info.public_ip)
         except dns.DnsError as exc:
+            dns_failed = True
             log.warning("subscriptions.dns_create_failed", item_id=str(item_id), hostname=hostname, error=str(exc))
     if info is not None:
         async with db.transaction():
             item = await _load_item(item_id)
             item.server_info_snapshot = info_snapshot(info)
+            if dns_failed:
+                item.dns_pending_since = item.dns_pending_since or db.utcnow()
+            elif dns_record or not hostname or not dns.is_configured():
+                item.dns_pending_since = None  # made, or nothing to make (no IPv4 yet: still owed)
     return Provisioned(server_id, hostname or "", info.public_ip if info else "", dns_record)
 
 

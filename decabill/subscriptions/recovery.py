@@ -17,7 +17,10 @@ them and resume a crashed attempt, `provisioning.resume`):
   may exist that nobody will ever delete;
 * `active` with its server recorded but no cached server info, in a billed subscription: the process
   died after the server was recorded and before the steps after it (public IPv4, A record, server info)
-  finished.
+  finished;
+* `active` with its server recorded and its A record still owed (`dns_pending_since`, set for the grace
+  period at least), in a billed subscription: Cloudflare refused or failed the record during the order
+  (or an earlier run of this job). A wound-down (`canceled`) subscription owes no record any more.
 
 A live order touches the item right before the provider call and finishes with that single call; the
 grace period is never shorter than twice the longest that call can take (PROVIDER_TIMEOUT_SECONDS ×
@@ -47,8 +50,9 @@ What the unit does (it asks the item's provider for servers labelled `decabill-i
   its order ends only once the search worked.
 * `active` without server info → the steps after the create call run again (`provisioning.publish`); the A
   record is created only where it is missing (`dns.create_a_record` takes Cloudflare's "identical record
-  exists" as done). → `published`; when the server cannot be read, the item is touched and tried again
-  after another grace period (`deferred`).
+  exists" as done). → `published`; when the server cannot be read, or Cloudflare fails the record again,
+  the item is touched and tried again after another grace period (`deferred`). An owed A record is made the
+  same way, and `dns_pending_since` cleared once it exists — or once DNS is not configured any more.
 
 Exactly once: the unit holds the lease `subscription:<id>` (the expiration job's, so the two never work on
 one subscription at once) while it talks to the provider, then claims the item and its subscription
@@ -71,7 +75,7 @@ from decabill import db
 from decabill.config import get_settings
 from decabill.jobs import leases
 from decabill.providers import get_registry
-from decabill.subscriptions import expiration, hostnames, provisioning
+from decabill.subscriptions import dns, expiration, hostnames, provisioning
 from decabill.subscriptions.billing import BILLED_STATUSES, withdraw_undelivered
 from decabill.subscriptions.service import end_failed_order
 from models.subscriptions import ProvisioningStatus, Subscription, SubscriptionItem, SubscriptionStatus
@@ -119,8 +123,9 @@ def _stale(cutoff: dt.datetime) -> Select:
     search_open = and_(status == ProvisioningStatus.FAILED, item.hostname.is_not(None),
                        Subscription.status == SubscriptionStatus.CANCELED)
     no_server_info = or_(item.server_info_snapshot.is_(None), item.server_info_snapshot == JSON.NULL)
-    unpublished = and_(status == ProvisioningStatus.ACTIVE, item.provider_reference.is_not(None), no_server_info,
-                       billed)
+    dns_owed = and_(item.dns_pending_since.is_not(None), item.dns_pending_since <= cutoff)
+    unpublished = and_(status == ProvisioningStatus.ACTIVE, item.provider_reference.is_not(None),
+                       or_(no_server_info, dns_owed), billed)
     return (db.scoped(SubscriptionItem).add_columns(Subscription.status)
             .join(Subscription, Subscription.id == SubscriptionItem.subscription_id)
             .where(item.updated_at <= cutoff, or_(interrupted, search_open, unpublished)))
@@ -223,16 +228,27 @@ async def _end(found: Stale, *, release_hostname: bool) -> str:
 
 
 async def _publish(found: Stale) -> str:
-    """The server is recorded, the steps after it were interrupted: run them again (idempotent)."""
+    """The server is recorded, the steps after it were interrupted, or its A record is owed: run them again
+    (idempotent: an A record that exists counts as made)."""
     item = found.item
+    if item.server_info_snapshot and not dns.is_configured():  # only the A record was owed: nobody makes it now
+        async with db.transaction():
+            claimed = await _claim(found)
+            if claimed is None:
+                return "busy"
+            claimed.dns_pending_since = None
+        log.info("subscriptions.order_recovered", outcome="published", item_id=str(item.id), provider=item.provider,
+                 hostname=item.hostname, dns="not configured")
+        return "published"
     provider = get_registry().get(item.provider)
     if provider is None:
         log.warning("subscriptions.recovery_skipped", item_id=str(item.id), provider=item.provider,
                     reason="provider unknown")
         return "skipped"
-    await provisioning.publish(provider, item.id, item.provider_reference or "", item.hostname, None)
+    cached_ip = (item.server_info_snapshot or {}).get("publicIp") or None
+    await provisioning.publish(provider, item.id, item.provider_reference or "", item.hostname, cached_ip)
     async with db.transaction():
-        unread = await _claim(found)  # still no server info: the server could not be read
+        unread = await _claim(found)  # still no server info (the server could not be read) or A record
         if unread is not None:
             unread.touch()  # tried again after another grace period
     outcome = "deferred" if unread is not None else "published"
