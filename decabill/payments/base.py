@@ -128,8 +128,9 @@ class PaymentProcessor(ABC):
         return None
 
     async def create_customer(self, request: CustomerRequest) -> str:
-        """The id of a new processor-side customer (only called when `customer_profile_field` is set)."""
-        raise NotImplementedError
+        """The id of a new processor-side customer (only called when `customer_profile_field` is set; the
+        registry refuses a processor that sets it without overriding this)."""
+        raise TypeError(f"{type(self).__qualname__} has no processor-side customers")
 
     @abstractmethod
     async def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:

@@ -36,6 +36,9 @@ def as_processor(obj: object) -> PaymentProcessor:
     field = obj.customer_profile_field
     if field is not None and field != "stripe_customer_id":
         raise ValueError("customer_profile_field must be None or 'stripe_customer_id'")
+    if field is not None and type(obj).create_customer is PaymentProcessor.create_customer:
+        # Checked when the plugin loads, not when the first customer pays.
+        raise ValueError("a payment processor with customer_profile_field must implement create_customer")
     return obj
 
 

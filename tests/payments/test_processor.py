@@ -186,3 +186,29 @@ async def test_a_plugin_processor_takes_the_payments_it_is_configured_for(tmp_pa
     with pytest.raises(PluginLoadError, match="z-broken"):
         get_payment_processors()
     assert get_settings().dynamic_providers_fail_fast
+
+
+def test_a_processor_keeping_customers_must_be_able_to_create_them():
+    """Refused when the plugin loads (one line naming the gap), not with a 500 at the first payment."""
+    from decabill.payments.base import PaymentProcessor
+    from decabill.payments.registry import as_processor
+
+    class NoCustomers(PaymentProcessor):
+        id = "halfway"
+        display_name = "Halfway"
+        customer_profile_field = "stripe_customer_id"
+
+        async def create_checkout(self, request):
+            raise AssertionError("not called")
+
+        def parse_webhook(self, raw_body, signature):
+            raise AssertionError("not called")
+
+    with pytest.raises(ValueError, match="must implement create_customer"):
+        as_processor(NoCustomers)
+
+    class WithCustomers(NoCustomers):
+        async def create_customer(self, request):
+            return "cus_1"
+
+    assert as_processor(WithCustomers).id == "halfway"
