@@ -31,7 +31,7 @@ from decabill import db
 from decabill.admin.errors import BillNowUserNotFound
 from decabill.admin.views import BillNowView
 from decabill.errors import ServiceUnavailable
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
 from decabill.invoicing import billing, states
 from decabill.invoicing.billing import BillingResult
 from decabill.invoicing.states import Actor

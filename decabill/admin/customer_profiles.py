@@ -27,7 +27,7 @@ from decabill.admin.errors import (
 )
 from decabill.admin.views import Page, ProfileView
 from decabill.customers.service import find_profile, validate_profile_fields
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
 from decabill.identity.service import UserNotFound
 from decabill.invoicing import states
 from decabill.invoicing.states import Actor

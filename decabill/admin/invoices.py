@@ -22,7 +22,7 @@ from sqlalchemy import String, cast, func, or_, select
 from decabill import db
 from decabill.admin.errors import AdminInvoiceNotFound
 from decabill.admin.views import AdminInvoiceView, AuditEntryView, Page
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
 from decabill.invoicing import documents, invoices
 from decabill.invoicing.documents import Pdf
 from decabill.invoicing.errors import InvoiceNotFound

@@ -40,7 +40,7 @@ from decabill.catalog.validation import text
 from decabill.config import get_settings
 from decabill.customers.service import find_profile
 from decabill.errors import BadRequest
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
 from decabill.identity.service import UserNotFound
 from decabill.invoicing import invoices, states
 from decabill.invoicing.errors import ProfileIncompleteForInvoice

@@ -25,7 +25,7 @@ import uuid
 from decabill import db
 from decabill.admin import invoices as admin_invoices
 from decabill.admin.views import AdminInvoiceView
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
 from decabill.invoicing import invoices
 from decabill.invoicing.states import Actor
 from decabill.payments import settlement

@@ -38,7 +38,7 @@ from decabill.admin.views import (
 )
 from decabill.db import ExactDecimal
 from decabill.documents import round_cents
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
 from decabill.tenancy import current_tenant
 from models.catalog import ServicePlan
 from models.invoicing import Invoice, InvoiceLine, InvoiceStatus, UsageRecord

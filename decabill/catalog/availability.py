@@ -10,7 +10,7 @@ from typing import Any
 
 from decabill import db
 from decabill.catalog.service import find_service_type
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
 from decabill.providers import AvailabilityResult, get_registry
 from decabill.tenancy import current_tenant
 from models.catalog import AvailabilitySnapshot

@@ -27,7 +27,7 @@ from decabill.catalog.errors import (
 )
 from decabill.catalog.pricing import PriceBreakdown, customer_price, plan_price, provider_base_price
 from decabill.errors import BadRequest
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
 from decabill.providers import ServerType, get_registry
 from decabill.tenancy import current_tenant
 from models.catalog import ServicePlan, ServiceType

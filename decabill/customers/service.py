@@ -20,7 +20,7 @@ from decabill import db
 from decabill.catalog.validation import text
 from decabill.customers.errors import ProfileIncomplete
 from decabill.errors import BadRequest
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
 from decabill.numbering import insert_if_missing
 from decabill.tenancy import current_tenant
 from models.customers import CustomerProfile

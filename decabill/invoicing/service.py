@@ -20,7 +20,7 @@ from sqlalchemy import func, select, type_coerce
 from decabill import db
 from decabill.catalog.validation import text
 from decabill.documents import round_cents
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
 from decabill.invoicing import billing, documents, invoices
 from decabill.invoicing.documents import Pdf
 from decabill.invoicing.errors import InvoiceNotFound

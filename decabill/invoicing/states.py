@@ -29,7 +29,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
 from decabill.invoicing.errors import TransitionRefused
 from models.invoicing import Invoice, InvoiceAuditLog, InvoiceStatus
 

@@ -53,7 +53,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from decabill import db
 from decabill.config import get_settings
 from decabill.customers.service import find_profile
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
 from decabill.invoicing import invoices, states
 from decabill.invoicing.states import Actor
 from decabill.payments import checkouts, settlement

@@ -18,7 +18,7 @@ from typing import Any
 
 from decabill import db
 from decabill.errors import Forbidden
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
 from decabill.subscriptions import service as subscriptions
 from decabill.tenancy import current_tenant
 from models.identity import User

@@ -32,7 +32,7 @@ from sqlalchemy import or_
 from decabill import db, secrets
 from decabill.config import get_settings
 from decabill.errors import BadRequest, DecabillError
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
 from decabill.jobs import leases
 from decabill.providers import AvailabilityResult
 from decabill.subscriptions import errors, provisioning

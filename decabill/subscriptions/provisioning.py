@@ -42,7 +42,7 @@ from decabill.catalog import availability
 from decabill.catalog.service import find_service_plan, find_service_type, preview_price
 from decabill.config import get_settings
 from decabill.errors import DecabillError
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
 from decabill.providers import (
     AvailabilityResult,
     CreateServerRequest,

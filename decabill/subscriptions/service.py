@@ -38,7 +38,7 @@ from decabill.catalog.service import find_service_plan
 from decabill.config import get_settings
 from decabill.customers.service import require_complete_profile
 from decabill.errors import DecabillError
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
 from decabill.numbering import format_number, next_number
 from decabill.providers import get_registry
 from decabill.subscriptions import errors, hostnames, provisioning

@@ -25,7 +25,7 @@ from typing import Any
 from decabill import db
 from decabill.catalog.validation import NUMERIC_STRING, json_value
 from decabill.errors import BadRequest
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
 from decabill.subscriptions.service import find_own_subscription
 from decabill.tenancy import current_tenant
 from models.invoicing import UsageRecord
