@@ -9,11 +9,10 @@ import uuid
 from typing import Any
 
 from decabill import db
+from decabill.catalog.repository import AvailabilitySnapshotRepository
 from decabill.catalog.service import find_service_type
 from decabill.identity.principal import Principal
 from decabill.providers import AvailabilityResult, get_registry
-from decabill.tenancy import current_tenant
-from models.catalog import AvailabilitySnapshot
 
 SNAPSHOT_TEXT_LIMIT = 255
 
@@ -36,9 +35,9 @@ async def check_availability(principal: Principal, service_type_id: uuid.UUID, r
     else:
         result = await provider.check_availability(region, server_type)
     async with db.transaction() as session:
-        session.add(AvailabilitySnapshot(
-            tenant_id=current_tenant(), service_type_id=service_type.id, provider=_storable(service_type.provider),
+        AvailabilitySnapshotRepository(session).record(
+            service_type_id=service_type.id, provider=_storable(service_type.provider),
             region=_storable(region), server_type=_storable(server_type), is_available=result.is_available,
             reason=result.reason, raw_response=json.loads(json.dumps(result.raw or {}, default=str)),
-        ))
+        )
     return result
