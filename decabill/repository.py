@@ -18,8 +18,9 @@ its own, so a repository call outside a service's transaction is impossible to w
 * `get(id, for_update=…)`, `get_by(...)`, `page(statement, limit, offset)`, `count(...)`, `sum(column, ...)`,
   `exists(...)` — the reads every domain needs. `for_update` locks rows on PostgreSQL (SQLite's
   BEGIN IMMEDIATE already serialises writers).
-* `add(row)` stamps the request's tenant on a new row; `insert_if_missing(values, keys)` is the race-free
-  `INSERT ... ON CONFLICT DO NOTHING`.
+* `add(row)` / `create(row)` stamp the request's tenant on a new row; `create_unless_taken(row)` inserts in a
+  savepoint and answers False where a unique key refuses it; `insert_if_missing(values, keys)` is the
+  race-free `INSERT ... ON CONFLICT DO NOTHING`.
 * `in_any_tenant()` — the only unscoped start, named so a reader sees it (a token names its user in
   whatever tenant it was issued for).
 """
@@ -33,6 +34,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import Delete, Update, delete, func, select, type_coerce, update
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement, Select
 
@@ -145,6 +147,16 @@ class Repository(Generic[M]):
         self.add(row)
         await self.session.flush()
         return row
+
+    async def create_unless_taken(self, row: M) -> bool:
+        """Insert the row in a savepoint; False (and nothing inserted) when a unique key refuses it, so the
+        caller's transaction goes on (a unique key as the last line of defence against doing a thing twice)."""
+        try:
+            async with self.session.begin_nested():
+                await self.create(row)
+        except IntegrityError:
+            return False
+        return True
 
     async def execute(self, statement: Any) -> Any:
         """Run an `update()` / `delete()` (or another statement built from this repository's starts)."""
