@@ -151,12 +151,27 @@ async def advisory_lock(session: AsyncSession, key: str) -> None:
         await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
 
 
+async def try_advisory_lock(session: AsyncSession, key: str) -> bool:
+    """The transaction-scoped named lock if nobody holds it (PostgreSQL); SQLite's BEGIN IMMEDIATE already
+    made this transaction the only writer."""
+    if session.bind.dialect.name != "postgresql":
+        return True
+    from sqlalchemy import text
+
+    locked = await session.execute(text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+    return bool(locked.scalar_one())
+
+
 def after_commit(callback: Callable[[], Awaitable[None]]) -> None:
     """Run `callback` after the current transaction commits (immediately when there is none)."""
     tx = _current.get()
     if tx is None:
         raise RuntimeError("after_commit() called outside a transaction")
     tx.after_commit.append(callback)
+
+
+def in_transaction() -> bool:
+    return _current.get() is not None
 
 
 def current_session() -> AsyncSession:
@@ -223,23 +238,3 @@ async def ping() -> bool:
     except Exception:
         return False
 
-
-# --- TEMPORARY while the domains move their queries into repositories (issue #18) ----------------------
-def scoped(model):  # pragma: no cover
-    from sqlalchemy import select as _select
-
-    from decabill.tenancy import current_tenant as _tenant
-
-    return _select(model).where(model.tenant_id == _tenant())
-
-
-def page(query, limit, offset):  # pragma: no cover
-    from decabill.repository import page as _page
-
-    return _page(query, limit, offset)
-
-
-def for_update(query, *, skip_locked=False):  # pragma: no cover
-    if dialect_name() == "postgresql":
-        return query.with_for_update(skip_locked=skip_locked)
-    return query

@@ -28,10 +28,3 @@ async def next_number(session: AsyncSession, name: str) -> int:
 def format_number(prefix: str, value: int, digits: int = 6) -> str:
     return f"{prefix}-{value:0{digits}d}"
 
-
-async def insert_if_missing(session, table, values, keys):  # TEMPORARY (issue #18): until mail and admin move
-    if session.bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    await session.execute(insert(table).values(**values).on_conflict_do_nothing(index_elements=keys))

@@ -91,13 +91,19 @@ class Repository(Generic[M]):
 
     # --- reads ------------------------------------------------------------------------------------------
 
-    async def get(self, id: uuid.UUID, *, for_update: bool = False, skip_locked: bool = False) -> M | None:
-        return await self.get_by(self.model.id == id, for_update=for_update, skip_locked=skip_locked)
+    async def get(self, id: uuid.UUID, *, for_update: bool = False, skip_locked: bool = False,
+                  reload: bool = False) -> M | None:
+        return await self.get_by(self.model.id == id, for_update=for_update, skip_locked=skip_locked, reload=reload)
 
-    async def get_by(self, *conditions: Any, for_update: bool = False, skip_locked: bool = False) -> M | None:
+    async def get_by(self, *conditions: Any, for_update: bool = False, skip_locked: bool = False,
+                     reload: bool = False) -> M | None:
+        """The one row matching `conditions`, or None. `reload`: overwrite what the session holds of it with the
+        database's values (a row read before, now locked)."""
         statement = self.statement().where(*conditions)
         if for_update:
             statement = self.for_update(statement, skip_locked=skip_locked)
+        if reload:
+            statement = statement.execution_options(populate_existing=True)
         return await self.one_or_none(statement)
 
     async def one_or_none(self, statement: Select[Any]) -> Any:
@@ -130,6 +136,9 @@ class Repository(Generic[M]):
         """`COALESCE(SUM(column), 0)` typed as the column, so money sums come back as exact Decimals."""
         return type_coerce(func.coalesce(func.sum(column), 0), column.type)
 
+    def min_of(self, column: Any) -> Any:
+        return func.min(column)
+
     async def sum(self, column: Any, *conditions: Any) -> Decimal:
         return await self.scalar(self.statement(self.sum_of(column)).where(*conditions))
 
@@ -158,12 +167,22 @@ class Repository(Generic[M]):
             return False
         return True
 
+    async def set_invoice(self, ids: Sequence[uuid.UUID], invoice_id: uuid.UUID) -> int:
+        """Billable rows (open positions, usage records): point the given, still unbilled rows at the invoice
+        that bills them; how many rows changed (fewer than given: some were billed meanwhile)."""
+        if not ids:
+            return 0
+        statement = self.update(self.model.id.in_(ids), self.model.invoice_id.is_(None), invoice_id=invoice_id)
+        result = await self.execute(statement.execution_options(synchronize_session=False))
+        return result.rowcount or 0
+
     async def execute(self, statement: Any) -> Any:
         """Run an `update()` / `delete()` (or another statement built from this repository's starts)."""
         return await self.session.execute(statement)
 
-    async def insert_if_missing(self, values: dict[str, Any], keys: list[str]) -> None:
-        """`INSERT ... ON CONFLICT (keys) DO NOTHING` of a row of the request's tenant, on PostgreSQL and SQLite.
+    async def insert_if_missing(self, values: dict[str, Any], keys: list[str]) -> uuid.UUID | None:
+        """`INSERT ... ON CONFLICT (keys) DO NOTHING` of a row of the request's tenant, on PostgreSQL and SQLite;
+        the new row's id, or None when a row with those keys exists.
 
         On PostgreSQL a conflicting row that another open transaction has just inserted makes this statement
         wait for that transaction, so afterwards the row is visible (committed) or absent (rolled back)."""
@@ -173,4 +192,5 @@ class Repository(Generic[M]):
             from sqlalchemy.dialects.sqlite import insert
         values = {"tenant_id": current_tenant(), **values}
         table = self.model.__table__
-        await self.session.execute(insert(table).values(**values).on_conflict_do_nothing(index_elements=keys))
+        statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=keys).returning(table.c.id)
+        return (await self.session.execute(statement)).scalar_one_or_none()

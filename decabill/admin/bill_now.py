@@ -25,43 +25,24 @@ from __future__ import annotations
 import uuid
 
 import structlog
-from sqlalchemy import func, select, union
-
 from decabill import db
 from decabill.admin.errors import BillNowUserNotFound
 from decabill.admin.views import BillNowView
 from decabill.errors import ServiceUnavailable
 from decabill.identity.principal import Principal
+from decabill.identity.service import find_user
 from decabill.invoicing import billing, states
-from decabill.invoicing.billing import BillingResult
+from decabill.invoicing.billing import BillingResult, users_with_unbilled
+from decabill.invoicing.repository import InvoiceRepository
 from decabill.invoicing.states import Actor
+from decabill.jobs.queue import enqueue
 from decabill.tenancy import current_tenant
-from models.identity import User
-from models.invoicing import Invoice, UsageRecord
-from models.subscriptions import OpenPosition
+from models.invoicing import Invoice
 
 log = structlog.get_logger("decabill.admin")
 
 SCOPE_USER = "user"
 SCOPE_ALL = "all"
-
-
-def _with_unbilled():
-    tenant = current_tenant()
-    positions = select(OpenPosition.user_id.label("user_id")).where(OpenPosition.tenant_id == tenant,
-                                                                    OpenPosition.invoice_id.is_(None))
-    usage = select(UsageRecord.user_id.label("user_id")).where(UsageRecord.tenant_id == tenant,
-                                                               UsageRecord.invoice_id.is_(None), UsageRecord.amount > 0)
-    return union(positions, usage).subquery()
-
-
-async def users_with_unbilled() -> list[uuid.UUID]:
-    """Every user of the tenant with unbilled open positions or usage, oldest account first."""
-    unbilled = _with_unbilled()
-    async with db.transaction() as session:
-        query = (select(User.id).where(User.tenant_id == current_tenant(), User.id.in_(select(unbilled.c.user_id)))
-                 .order_by(User.created_at, User.id))
-        return list((await session.execute(query)).scalars())
 
 
 async def request_bill_now(principal: Principal, user_id: uuid.UUID | None = None) -> BillNowView:
@@ -70,25 +51,17 @@ async def request_bill_now(principal: Principal, user_id: uuid.UUID | None = Non
     scope = SCOPE_USER if user_id is not None else SCOPE_ALL
     async with db.transaction() as session:
         if user_id is not None:
-            found = (await session.execute(select(User.id).where(User.tenant_id == current_tenant(),
-                                                                 User.id == user_id))).scalar_one_or_none()
-            if found is None:
+            if await find_user(user_id) is None:
                 raise BillNowUserNotFound()
             count = 1
         else:
-            unbilled = _with_unbilled()
-            count = (await session.execute(select(func.count()).select_from(
-                select(User.id).where(User.tenant_id == current_tenant(), User.id.in_(select(unbilled.c.user_id)))
-                .subquery()))).scalar_one()
+            count = len(await users_with_unbilled())
         await states.audit_unbound(session, user_id=user_id, process="invoice.bill_now_request",
                                    message="Admin requested bill-now", actor=Actor.of(principal),
                                    context={"triggeredBy": admin_id, "scope": scope, "requestId": request_id,
                                             "userId": user_id, "userCount": count})
-    from decabill.admin import tasks
-    from decabill.jobs.queue import enqueue
-
     try:
-        await enqueue(tasks.bill_now, current_tenant(), str(request_id), str(admin_id), scope,
+        await enqueue("admin.bill_now", current_tenant(), str(request_id), str(admin_id), scope,
                       str(user_id) if user_id else None)
     except Exception as exc:  # the queue (Redis) is down: say so instead of a bare 500
         log.error("admin.bill_now_enqueue_failed", request_id=str(request_id), error=str(exc))
@@ -131,5 +104,4 @@ async def bill_now_user(user_id: uuid.UUID, *, request_id: uuid.UUID, admin_id: 
 
 async def _exists(invoice_id: uuid.UUID) -> bool:
     async with db.transaction() as session:
-        return (await session.execute(select(Invoice.id).where(Invoice.tenant_id == current_tenant(),
-                                                               Invoice.id == invoice_id))).first() is not None
+        return await InvoiceRepository(session).exists(Invoice.id == invoice_id)

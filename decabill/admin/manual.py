@@ -31,6 +31,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import pycountry
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db
 from decabill.admin import invoices as admin_invoices
@@ -39,6 +40,7 @@ from decabill.admin.views import AdminInvoiceView
 from decabill.catalog.validation import text
 from decabill.config import get_settings
 from decabill.customers.service import find_profile
+from decabill.identity.service import find_user
 from decabill.errors import BadRequest
 from decabill.identity.principal import Principal
 from decabill.identity.service import UserNotFound
@@ -46,10 +48,8 @@ from decabill.invoicing import invoices, states
 from decabill.invoicing.errors import ProfileIncompleteForInvoice
 from decabill.invoicing.invoices import DEFAULT_DUE_IN_DAYS, LineInput
 from decabill.invoicing.states import Actor
-from decabill.subscriptions.errors import SubscriptionNotFound
-from models.identity import User
+from decabill.subscriptions.service import find_subscription
 from models.invoicing import Invoice, InvoiceOrigin, InvoiceStatus, TaxCategory
-from models.subscriptions import Subscription
 
 MAX_LINES = 100
 MAX_QUANTITY = Decimal("1000000")
@@ -128,8 +128,8 @@ def _due_in_days(value: int | None) -> int:
 # --- operations ---------------------------------------------------------------------------------------------
 
 
-async def _draft(invoice_id: uuid.UUID) -> Invoice:
-    invoice = await admin_invoices.locked_invoice(invoice_id)
+async def _draft(session: AsyncSession, invoice_id: uuid.UUID) -> Invoice:
+    invoice = await admin_invoices.locked_invoice(session, invoice_id)
     if invoice.status != InvoiceStatus.DRAFT:
         raise OnlyDraftsCanBeModified()
     return invoice
@@ -142,15 +142,11 @@ async def create_manual_invoice(principal: Principal, *, user_id: uuid.UUID, lin
     lines = parse_lines(line_items)
     currency = parse_currency(currency)
     async with db.transaction() as session:
-        user = (await session.execute(db.scoped(User).where(User.id == user_id))).scalar_one_or_none()
-        if user is None:
+        if await find_user(user_id) is None:
             raise UserNotFound()
         subscription = None
         if subscription_id is not None:
-            query = db.scoped(Subscription).where(Subscription.id == subscription_id)
-            subscription = (await session.execute(query)).scalar_one_or_none()
-            if subscription is None:
-                raise SubscriptionNotFound(subscription_id)
+            subscription = await find_subscription(subscription_id)
             if subscription.user_id != user_id:
                 raise SubscriptionOfAnotherUser()
             lines = [LineInput(description=line.description, quantity=line.quantity,
@@ -166,7 +162,7 @@ async def create_manual_invoice(principal: Principal, *, user_id: uuid.UUID, lin
                            after=invoice.status, context={"adminUserId": admin_id, "subscriptionId": subscription_id,
                                                           "totalGross": invoice.total_gross,
                                                           "currency": invoice.currency})
-        return await admin_invoices.detail_view(invoice)
+        return await admin_invoices.detail_view(session, invoice)
 
 
 async def update_manual_invoice(principal: Principal, invoice_id: uuid.UUID, line_items: list[dict[str, Any]]
@@ -174,7 +170,7 @@ async def update_manual_invoice(principal: Principal, invoice_id: uuid.UUID, lin
     admin_id = principal.require_user_id()
     lines = parse_lines(line_items)
     async with db.transaction() as session:
-        invoice = await _draft(invoice_id)
+        invoice = await _draft(session, invoice_id)
         if invoice.subscription_id is not None:
             lines = [LineInput(description=line.description, quantity=line.quantity,
                                unit_price_net=line.unit_price_net, tax_category=line.tax_category,
@@ -185,13 +181,13 @@ async def update_manual_invoice(principal: Principal, invoice_id: uuid.UUID, lin
                            actor=Actor.of(principal), before=invoice.status, after=invoice.status,
                            context={"adminUserId": admin_id, "previousTotalGross": before,
                                     "totalGross": invoice.total_gross, "lineCount": len(lines)})
-        return await admin_invoices.detail_view(invoice)
+        return await admin_invoices.detail_view(session, invoice)
 
 
 async def delete_manual_invoice(principal: Principal, invoice_id: uuid.UUID) -> None:
     admin_id = principal.require_user_id()
     async with db.transaction() as session:
-        invoice = await _draft(invoice_id)
+        invoice = await _draft(session, invoice_id)
         await states.audit(session, invoice, "invoice.manual_delete", "Admin deleted manual invoice draft",
                            actor=Actor.of(principal), before=invoice.status, after="deleted",
                            context={"adminUserId": admin_id, "totalGross": invoice.total_gross})
@@ -203,7 +199,7 @@ async def issue_manual_invoice(principal: Principal, invoice_id: uuid.UUID, due_
     admin_id = principal.require_user_id()
     days = _due_in_days(due_in_days)
     async with db.transaction() as session:
-        invoice = await _draft(invoice_id)
+        invoice = await _draft(session, invoice_id)
         profile = await find_profile(invoice.user_id)
         if profile is None or not profile.is_complete:
             raise ProfileIncompleteForInvoice()
@@ -212,4 +208,4 @@ async def issue_manual_invoice(principal: Principal, invoice_id: uuid.UUID, due_
         await states.audit(session, invoice, "invoice.manual_issue", "Admin issued manual invoice draft", actor=actor,
                            after=invoice.status, context={"adminUserId": admin_id, "dueInDays": days,
                                                           "invoiceNumber": invoice.invoice_number})
-        return await admin_invoices.detail_view(invoice)
+        return await admin_invoices.detail_view(session, invoice)

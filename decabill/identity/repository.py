@@ -26,3 +26,6 @@ class UserRepository(Repository[User]):
 
     async def email_of(self, user_id: uuid.UUID) -> str | None:
         return await self.one_or_none(self.statement(User.email).where(User.id == user_id))
+
+    async def of_ids(self, user_ids: list[uuid.UUID]) -> list[User]:
+        return await self.all(self.statement().where(User.id.in_(user_ids)).order_by(User.created_at, User.id))

@@ -338,3 +338,23 @@ async def create_admin(email: str, password: str) -> User:
             email_confirmed_at=db.utcnow(),
         ))
     return user
+
+
+# --- for other domains (each joins the caller's transaction) ---------------------------------------------
+
+
+async def find_user(user_id: uuid.UUID) -> User | None:
+    """The tenant's user, or None."""
+    async with db.transaction() as session:
+        return await UserRepository(session).get(user_id)
+
+
+async def user_email(user_id: uuid.UUID) -> str | None:
+    async with db.transaction() as session:
+        return await UserRepository(session).email_of(user_id)
+
+
+async def users_oldest_first(user_ids: list[uuid.UUID]) -> list[User]:
+    """Those of the given ids that are users of the tenant, oldest account first."""
+    async with db.transaction() as session:
+        return await UserRepository(session).of_ids(user_ids)

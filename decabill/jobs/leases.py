@@ -30,11 +30,8 @@ POLL_SECONDS = 0.1
 
 
 def _outside_transaction() -> None:
-    try:
-        db.current_session()
-    except RuntimeError:
-        return
-    raise RuntimeError("a lease must be taken outside a transaction (it has to be visible to others at once)")
+    if db.in_transaction():
+        raise RuntimeError("a lease must be taken outside a transaction (it has to be visible to others at once)")
 
 
 async def try_acquire(name: str, ttl: dt.timedelta = DEFAULT_TTL) -> str | None:

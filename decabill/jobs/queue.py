@@ -110,8 +110,14 @@ def is_in_process(broker: AsyncBroker | None = None) -> bool:
 
 
 async def enqueue(unit: Any, *args: Any, **kwargs: Any) -> None:
-    """Send a task through the current broker."""
-    get_broker()
+    """Send a task through the current broker: a task, or its name (`"admin.bill_now"`), which is how a service
+    sends one without importing the tasks module that wraps the service (tasks import services, never back)."""
+    broker = get_broker()
+    if isinstance(unit, str):
+        found = broker.find_task(unit)
+        if found is None:
+            raise LookupError(f"no task named {unit!r} (is its module in TASK_MODULES?)")
+        unit = found
     await unit.kiq(*args, **kwargs)
 
 

@@ -86,6 +86,37 @@ class SubscriptionRepository(Repository[Subscription]):
         return await self.get_by(Subscription.id == subscription_id, self._expiration_due(now),
                                  for_update=claim, skip_locked=claim)
 
+    # --- renewal reminders --------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _renewing(start: dt.datetime, end: dt.datetime) -> tuple[ColumnElement[bool], ...]:
+        return (Subscription.status == SubscriptionStatus.ACTIVE, Subscription.next_billing_at > start,
+                Subscription.next_billing_at <= end)
+
+    async def renewing_ids(self, start: dt.datetime, end: dt.datetime, limit: int, *conditions: Any) -> list[uuid.UUID]:
+        """Active subscriptions whose next renewal is in (start, end], soonest first."""
+        statement = (self.statement(Subscription.id).where(*self._renewing(start, end), *conditions)
+                     .order_by(Subscription.next_billing_at, Subscription.id))
+        return await self.all(page(statement, limit, 0))
+
+    async def get_renewing(self, subscription_id: uuid.UUID, start: dt.datetime, end: dt.datetime) -> Subscription | None:
+        return await self.get_by(Subscription.id == subscription_id, *self._renewing(start, end))
+
+    async def active_ids_of_user(self, user_id: uuid.UUID, limit: int) -> list[uuid.UUID]:
+        """The user's active subscriptions, newest first."""
+        statement = (self.statement(Subscription.id)
+                     .where(Subscription.user_id == user_id, Subscription.status == SubscriptionStatus.ACTIVE)
+                     .order_by(Subscription.created_at.desc(), Subscription.id).limit(limit))
+        return await self.all(statement)
+
+    async def count_active(self) -> int:
+        return await self.count(Subscription.status == SubscriptionStatus.ACTIVE)
+
+    async def by_ids(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, Subscription]:
+        if not ids:
+            return {}
+        return {s.id: s for s in await self.all(self.statement().where(Subscription.id.in_(ids)))}
+
 
 class SubscriptionItemRepository(Repository[SubscriptionItem]):
     model = SubscriptionItem
@@ -94,6 +125,17 @@ class SubscriptionItemRepository(Repository[SubscriptionItem]):
         statement = (self.statement().where(SubscriptionItem.subscription_id == subscription_id)
                      .order_by(SubscriptionItem.created_at, SubscriptionItem.id))
         return await self.all(self.for_update(statement) if for_update else statement)
+
+    async def first_active_of(self, subscription_ids: list[uuid.UUID]) -> dict[uuid.UUID, SubscriptionItem]:
+        """Of each subscription, its first (oldest) item whose provisioning status is `active`."""
+        statement = (self.statement()
+                     .where(SubscriptionItem.subscription_id.in_(subscription_ids),
+                            SubscriptionItem.provisioning_status == ProvisioningStatus.ACTIVE)
+                     .order_by(SubscriptionItem.created_at, SubscriptionItem.id))
+        first: dict[uuid.UUID, SubscriptionItem] = {}
+        for item in await self.all(statement):
+            first.setdefault(item.subscription_id, item)
+        return first
 
     async def of_subscription_by_id(self, subscription_id: uuid.UUID, item_id: uuid.UUID) -> SubscriptionItem | None:
         return await self.get_by(SubscriptionItem.id == item_id, SubscriptionItem.subscription_id == subscription_id)
@@ -200,13 +242,16 @@ class OpenPositionRepository(Repository[OpenPosition]):
         statement = self._unbilled_of_user(user_id).order_by(OpenPosition.created_at, OpenPosition.id)
         return await self.all(self.for_update(statement, skip_locked=True))
 
-    async def unbilled_total_of_user(self, user_id: uuid.UUID) -> Any:
-        return await self.sum(OpenPosition.amount, OpenPosition.user_id == user_id, OpenPosition.invoice_id.is_(None))
+    async def unbilled_total(self, **filters: Any) -> Any:
+        """Of the tenant, or of a `user_id`."""
+        return await self.sum(OpenPosition.amount, OpenPosition.invoice_id.is_(None),
+                              *(getattr(OpenPosition, name) == value for name, value in filters.items()))
+
+    async def oldest_unbilled_by_user(self) -> dict[uuid.UUID, dt.datetime]:
+        statement = self.statement(OpenPosition.user_id, self.min_of(OpenPosition.created_at)).where(
+            OpenPosition.invoice_id.is_(None)).group_by(OpenPosition.user_id)
+        return {user_id: created_at for user_id, created_at in await self.rows(statement)}
 
     async def mark_billed(self, position_ids: Sequence[uuid.UUID], invoice_id: uuid.UUID) -> int:
         """Point the still-unbilled positions at the invoice; how many rows changed."""
-        if not position_ids:
-            return 0
-        result = await self.execute(self.update(OpenPosition.id.in_(position_ids), OpenPosition.invoice_id.is_(None),
-                                                invoice_id=invoice_id).execution_options(synchronize_session=False))
-        return result.rowcount or 0
+        return await self.set_invoice(position_ids, invoice_id)
