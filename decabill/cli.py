@@ -85,7 +85,7 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
     db.init_engine(settings.database_url)
     servers = []
     if http:
-        from decabill.app import create_app
+        from decabill.web.app import create_app
 
         servers.append(_Server(_uvicorn_config(create_app(settings), settings.host, settings.port)))
     if socket and settings.websocket_port:

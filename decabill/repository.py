@@ -157,6 +157,11 @@ class Repository(Generic[M]):
         await self.session.flush()
         return row
 
+    async def remove(self, row: M) -> None:
+        """Delete a row (its ON DELETE rules apply) and flush."""
+        await self.session.delete(row)
+        await self.session.flush()
+
     async def create_unless_taken(self, row: M) -> bool:
         """Insert the row in a savepoint; False (and nothing inserted) when a unique key refuses it, so the
         caller's transaction goes on (a unique key as the last line of defence against doing a thing twice)."""

@@ -102,4 +102,4 @@ async def delete_profile(principal: Principal, profile_id: uuid.UUID) -> None:
         if await SubscriptionRepository(session).exists(Subscription.user_id == profile.user_id):
             raise ProfileOwnerHasSubscriptions()
         await _audit(session, profile, "customer_profile.admin_delete", "Admin deleted customer profile", principal, [])
-        await session.delete(profile)
+        await CustomerProfileRepository(session).remove(profile)

@@ -1,5 +1,5 @@
 """The catalog: service types, service plans, the anonymous public catalog, the provider registry as the
-API shows it, and price previews (behavior.md part A §4, decisions D19 and D24).
+API shows it, availability checks and price previews (behavior.md part A §4, decisions D18, D19 and D24).
 
 Reads are open to any authenticated caller, writes to admins (enforced by the handlers' `@admin_only`).
 Provider calls never run inside a database transaction: an HTTP round trip to a cloud must not hold
@@ -8,6 +8,7 @@ SQLite's write lock or a PostgreSQL connection.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -25,10 +26,10 @@ from decabill.catalog.errors import (
     ServiceTypeNotFound,
 )
 from decabill.catalog.pricing import PriceBreakdown, customer_price, plan_price, provider_base_price
-from decabill.catalog.repository import ServicePlanRepository, ServiceTypeRepository
+from decabill.catalog.repository import AvailabilitySnapshotRepository, ServicePlanRepository, ServiceTypeRepository
 from decabill.errors import BadRequest
 from decabill.identity.principal import Principal
-from decabill.providers import ServerType, get_registry
+from decabill.providers import AvailabilityResult, ServerType, get_registry
 from models.catalog import ServicePlan, ServiceType
 
 PUBLIC_DEFAULT_LIMIT, PUBLIC_MAX_LIMIT = 50, 100
@@ -129,6 +130,40 @@ async def provider_server_types(principal: Principal, provider_id: str) -> list[
     """The sizes a provider sells now: deprecated ones and ones not orderable anywhere are left out."""
     provider = get_registry().require(provider_id)
     return [t for t in await provider.server_types() if t.orderable]
+
+
+# --- availability (behavior.md part A §4.7, decision D18) -----------------------------------------------
+# The service type's own provider is asked — Hetzner and DigitalOcean really; a service type whose provider is
+# not registered (a product without provisioning, D24) is always available. Every check leaves an audit snapshot.
+
+
+SNAPSHOT_TEXT_LIMIT = 255
+
+
+def _storable(value: str) -> str:
+    """Audit columns take what the caller sent, trimmed to the column and free of NUL characters."""
+    value = value.replace("\x00", "")[:SNAPSHOT_TEXT_LIMIT]
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
+async def check_availability(principal: Principal, service_type_id: uuid.UUID, region: str, server_type: str,
+                             requested_config: dict[str, Any] | None = None) -> AvailabilityResult:
+    """`requestedConfig` is accepted as in the reference; the provider is the service type's (D18), not
+    `requestedConfig.provider`."""
+    async with db.transaction():
+        service_type = await find_service_type(service_type_id)
+    provider = get_registry().get(service_type.provider)
+    if provider is None:
+        result = AvailabilityResult(True)
+    else:
+        result = await provider.check_availability(region, server_type)
+    async with db.transaction() as session:
+        AvailabilitySnapshotRepository(session).record(
+            service_type_id=service_type.id, provider=_storable(service_type.provider),
+            region=_storable(region), server_type=_storable(server_type), is_available=result.is_available,
+            reason=result.reason, raw_response=json.loads(json.dumps(result.raw or {}, default=str)),
+        )
+    return result
 
 
 # --- service plans --------------------------------------------------------------------------------------

@@ -214,5 +214,4 @@ async def delete_draft(session: AsyncSession, invoice: Invoice) -> None:
     if invoice.status != InvoiceStatus.DRAFT:
         raise ValueError("only drafts can be deleted")
     await InvoiceLineRepository(session).delete_of_invoice(invoice.id)
-    await session.delete(invoice)
-    await session.flush()
+    await InvoiceRepository(session).remove(invoice)

@@ -38,8 +38,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db, secrets
-from decabill.catalog import availability
-from decabill.catalog.service import find_service_plan, find_service_type, preview_price
+from decabill.catalog.service import check_availability, find_service_plan, find_service_type, preview_price
 from decabill.config import get_settings
 from decabill.errors import DecabillError
 from decabill.identity.principal import Principal
@@ -94,7 +93,7 @@ async def check_capacity(ctx: OrderContext) -> AvailabilityResult:
     """The catalog's availability check (D18, with its audit snapshot) for the order's region and size."""
     if ctx.provider is None:
         return AvailabilityResult(True)
-    return await availability.check_availability(system_principal(), ctx.service_type.id, ctx.config.region or "",
+    return await check_availability(system_principal(), ctx.service_type.id, ctx.config.region or "",
                                                  ctx.config.server_type or "")
 
 
