@@ -172,15 +172,6 @@ class Repository(Generic[M]):
             return False
         return True
 
-    async def set_invoice(self, ids: Sequence[uuid.UUID], invoice_id: uuid.UUID) -> int:
-        """Billable rows (open positions, usage records): point the given, still unbilled rows at the invoice
-        that bills them; how many rows changed (fewer than given: some were billed meanwhile)."""
-        if not ids:
-            return 0
-        statement = self.update(self.model.id.in_(ids), self.model.invoice_id.is_(None), invoice_id=invoice_id)
-        result = await self.execute(statement.execution_options(synchronize_session=False))
-        return result.rowcount or 0
-
     async def execute(self, statement: Any) -> Any:
         """Run an `update()` / `delete()` (or another statement built from this repository's starts)."""
         return await self.session.execute(statement)
@@ -199,3 +190,17 @@ class Repository(Generic[M]):
         table = self.model.__table__
         statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=keys).returning(table.c.id)
         return (await self.session.execute(statement)).scalar_one_or_none()
+
+
+class BillableRepository(Repository[M]):
+    """Rows an invoice bills exactly once (open positions, usage records): `invoice_id` is set by the invoice
+    that bills them, guarded by `invoice_id IS NULL`."""
+
+    async def mark_billed(self, ids: Sequence[uuid.UUID], invoice_id: uuid.UUID) -> int:
+        """Point the given, still unbilled rows at the invoice; how many rows changed (fewer than given: some
+        were billed meanwhile)."""
+        if not ids:
+            return 0
+        statement = self.update(self.model.id.in_(ids), self.model.invoice_id.is_(None), invoice_id=invoice_id)
+        result = await self.execute(statement.execution_options(synchronize_session=False))
+        return result.rowcount or 0

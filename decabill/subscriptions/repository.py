@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import JSON, and_, exists, or_
 from sqlalchemy.sql import ColumnElement, Select
 
-from decabill.repository import Repository, page
+from decabill.repository import BillableRepository, Repository, page
 from models.subscriptions import (
     Backorder,
     BackorderStatus,
@@ -222,7 +221,7 @@ class BackorderRepository(Repository[Backorder]):
         return await self.all(statement)
 
 
-class OpenPositionRepository(Repository[OpenPosition]):
+class OpenPositionRepository(BillableRepository[OpenPosition]):
     model = OpenPosition
 
     async def withdraw_unbilled(self, subscription_id: uuid.UUID) -> int:
@@ -251,7 +250,3 @@ class OpenPositionRepository(Repository[OpenPosition]):
         statement = self.statement(OpenPosition.user_id, self.min_of(OpenPosition.created_at)).where(
             OpenPosition.invoice_id.is_(None)).group_by(OpenPosition.user_id)
         return {user_id: created_at for user_id, created_at in await self.rows(statement)}
-
-    async def mark_billed(self, position_ids: Sequence[uuid.UUID], invoice_id: uuid.UUID) -> int:
-        """Point the still-unbilled positions at the invoice; how many rows changed."""
-        return await self.set_invoice(position_ids, invoice_id)

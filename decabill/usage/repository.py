@@ -7,11 +7,11 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from decabill.repository import Repository
+from decabill.repository import BillableRepository
 from models.invoicing import UsageRecord
 
 
-class UsageRecordRepository(Repository[UsageRecord]):
+class UsageRecordRepository(BillableRepository[UsageRecord]):
     model = UsageRecord
 
     async def latest_of(self, subscription_id: uuid.UUID) -> UsageRecord | None:
@@ -39,7 +39,3 @@ class UsageRecordRepository(Repository[UsageRecord]):
         statement = self.statement(UsageRecord.user_id, self.min_of(UsageRecord.created_at)).where(
             *self._unbilled()).group_by(UsageRecord.user_id)
         return {user_id: created_at for user_id, created_at in await self.rows(statement)}
-
-    async def mark_billed(self, record_ids: list[uuid.UUID], invoice_id: uuid.UUID) -> int:
-        """Point the still-unbilled records at the invoice; how many rows changed."""
-        return await self.set_invoice(record_ids, invoice_id)
