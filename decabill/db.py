@@ -6,8 +6,8 @@
   the data they describe is durable.
 * Queries live in the domains' repositories (`decabill.repository.Repository` is their base, the one
   place that scopes by tenant); the column types live with the tables (`models.types`).
-* `delete_unreferenced(record, what, hint)` deletes a row or answers 409 naming the rows that still
-  point at it (financial and audit rows are never deleted along the way).
+* `references(record)` names the rows whose foreign key would refuse the record's deletion (used by
+  `Repository.remove_unreferenced`: financial and audit rows are never deleted along the way).
 """
 
 from __future__ import annotations
@@ -20,10 +20,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event, func, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_object_session,
+    async_sessionmaker,
+    create_async_engine,
+)
 
-from decabill.errors import DecabillError, StillReferenced
+from decabill.errors import DecabillError
 from models import types
 from models.types import ExactDecimal, UTCDateTime  # noqa: F401 - landed migrations name decabill.db.<type>
 
@@ -196,7 +201,8 @@ async def references(record: Any) -> list[tuple[str, int]]:
     declaring its foreign key — nothing to register anywhere.
     """
     record_table = record.__table__
-    session = current_session()
+    session = async_object_session(record)  # the one the record was loaded in
+    assert session is not None, "references() of a row that belongs to no session"
     found = []
     for table in record_table.metadata.sorted_tables:
         for foreign_key in table.foreign_keys:
@@ -210,22 +216,6 @@ async def references(record: Any) -> list[tuple[str, int]]:
             if count:
                 found.append((table.name.replace("_", " "), count))
     return found
-
-
-async def delete_unreferenced(record: Any, what: str, hint: str) -> None:
-    """Delete `record` in the current transaction, or raise `StillReferenced` (409) naming what still
-    points at it. Checked before deleting; a referencing row added concurrently is refused by the foreign
-    key at flush, which becomes the same 409 instead of a 500."""
-    session = current_session()
-    record_id = record.id  # read now: a failed flush leaves the session unable to load attributes
-    found = await references(record)
-    if found:
-        raise StillReferenced(what, record_id, found, hint)
-    await session.delete(record)
-    try:
-        await session.flush()
-    except IntegrityError:
-        raise StillReferenced(what, record_id, [("other records", 1)], hint) from None
 
 
 async def ping() -> bool:

@@ -38,6 +38,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement, Select
 
+from decabill import db
+from decabill.errors import StillReferenced
 from decabill.tenancy import current_tenant
 
 M = TypeVar("M")
@@ -161,6 +163,19 @@ class Repository(Generic[M]):
         """Delete a row (its ON DELETE rules apply) and flush."""
         await self.session.delete(row)
         await self.session.flush()
+
+    async def remove_unreferenced(self, row: M, what: str, hint: str) -> None:
+        """Delete the row, or raise `StillReferenced` (409) naming what still points at it. Checked before
+        deleting; a referencing row added concurrently is refused by the foreign key at flush, which becomes
+        the same 409 instead of a 500."""
+        row_id = row.id  # type: ignore[attr-defined]  # read now: a failed flush leaves the row unloadable
+        found = await db.references(row)
+        if found:
+            raise StillReferenced(what, row_id, found, hint)
+        try:
+            await self.remove(row)
+        except IntegrityError:
+            raise StillReferenced(what, row_id, [("other records", 1)], hint) from None
 
     async def create_unless_taken(self, row: M) -> bool:
         """Insert the row in a savepoint; False (and nothing inserted) when a unique key refuses it, so the

@@ -105,9 +105,10 @@ async def update_service_type(principal: Principal, service_type_id: uuid.UUID, 
 async def delete_service_type(principal: Principal, service_type_id: uuid.UUID) -> None:
     """Refused (409) while plans of the type exist: deleting them along with the type (the reference's
     cascade) would silently take a whole price list away; the admin deletes or deactivates plans first."""
-    async with db.transaction():
+    async with db.transaction() as session:
         service_type = await find_service_type(service_type_id, lock=True)
-        await db.delete_unreferenced(service_type, "Service type", "delete its service plans first")
+        await ServiceTypeRepository(session).remove_unreferenced(service_type, "Service type",
+                                                                 "delete its service plans first")
 
 
 # --- providers ------------------------------------------------------------------------------------------
@@ -279,9 +280,10 @@ async def update_service_plan(principal: Principal, plan_id: uuid.UUID, **change
 
 
 async def delete_service_plan(principal: Principal, plan_id: uuid.UUID) -> None:
-    async with db.transaction():
+    async with db.transaction() as session:
         plan = await find_service_plan(plan_id, lock=True)
-        await db.delete_unreferenced(plan, "Service plan", "set isActive to false to stop selling it instead")
+        await ServicePlanRepository(session).remove_unreferenced(plan, "Service plan",
+                                                                 "set isActive to false to stop selling it instead")
 
 
 # --- public catalog (no authentication) -----------------------------------------------------------------

@@ -307,8 +307,9 @@ async def delete_user(principal: Principal, user_id: uuid.UUID) -> None:
         # lock a tenant out of administration; lock/unlock already refuse the same.
         raise BadRequest("You cannot delete your own account")
     async with db.transaction() as session:
-        user = await _get_in_tenant(UserRepository(session), user_id, lock=True)
-        await db.delete_unreferenced(user, "User", USER_HAS_BILLING_DATA_HINT)
+        users = UserRepository(session)
+        user = await _get_in_tenant(users, user_id, lock=True)
+        await users.remove_unreferenced(user, "User", USER_HAS_BILLING_DATA_HINT)
 
 
 async def set_locked(principal: Principal, user_id: uuid.UUID, locked: bool) -> User:
