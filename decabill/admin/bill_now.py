@@ -37,7 +37,6 @@ from decabill.invoicing.repository import InvoiceRepository
 from decabill.invoicing.states import Actor
 from decabill.jobs.queue import enqueue
 from decabill.tenancy import current_tenant
-from models.invoicing import Invoice
 
 log = structlog.get_logger("decabill.admin")
 
@@ -104,4 +103,4 @@ async def bill_now_user(user_id: uuid.UUID, *, request_id: uuid.UUID, admin_id: 
 
 async def _exists(invoice_id: uuid.UUID) -> bool:
     async with db.transaction() as session:
-        return await InvoiceRepository(session).exists(Invoice.id == invoice_id)
+        return await InvoiceRepository(session).get(invoice_id) is not None

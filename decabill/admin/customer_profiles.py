@@ -35,8 +35,6 @@ from decabill.invoicing.repository import InvoiceRepository
 from decabill.invoicing.states import Actor
 from decabill.subscriptions.repository import SubscriptionRepository
 from models.customers import CustomerProfile
-from models.invoicing import Invoice
-from models.subscriptions import Subscription
 
 
 async def _profile(profiles: CustomerProfileRepository, profile_id: uuid.UUID, *, lock: bool = False) -> ProfileView:
@@ -97,9 +95,9 @@ async def update_profile(principal: Principal, profile_id: uuid.UUID, **fields: 
 async def delete_profile(principal: Principal, profile_id: uuid.UUID) -> None:
     async with db.transaction() as session:
         profile = (await _profile(CustomerProfileRepository(session), profile_id, lock=True)).profile
-        if await InvoiceRepository(session).exists(Invoice.user_id == profile.user_id):
+        if await InvoiceRepository(session).any_of_user(profile.user_id):
             raise ProfileOwnerHasInvoices()
-        if await SubscriptionRepository(session).exists(Subscription.user_id == profile.user_id):
+        if await SubscriptionRepository(session).any_of_user(profile.user_id):
             raise ProfileOwnerHasSubscriptions()
         await _audit(session, profile, "customer_profile.admin_delete", "Admin deleted customer profile", principal, [])
         await CustomerProfileRepository(session).remove(profile)

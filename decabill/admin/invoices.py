@@ -88,6 +88,6 @@ async def invoice_pdf(principal: Principal, invoice_id: uuid.UUID, *, credit_not
 async def audit_log(principal: Principal, invoice_id: uuid.UUID, *, limit: int, offset: int) -> Page:
     async with db.transaction() as session:
         entries, total = await InvoiceAuditLogRepository(session).page_of_invoice(invoice_id, limit, offset)
-        if not total and not await InvoiceRepository(session).exists(Invoice.id == invoice_id):
+        if not total and await InvoiceRepository(session).get(invoice_id) is None:
             raise AdminInvoiceNotFound(invoice_id)
     return Page([AuditEntryView(entry) for entry in entries], total, limit, offset)

@@ -28,6 +28,9 @@ def of_subscription(subscription_id: uuid.UUID) -> ColumnElement[bool]:
 class InvoiceRepository(Repository[Invoice]):
     model = Invoice
 
+    async def any_of_user(self, user_id: uuid.UUID) -> bool:
+        return await self.exists(Invoice.user_id == user_id)
+
     async def get_of_user(self, invoice_id: uuid.UUID, user_id: uuid.UUID, *, subscription_id: uuid.UUID | None = None,
                           for_update: bool = False) -> Invoice | None:
         """The user's invoice (and of the subscription, when given)."""

@@ -34,6 +34,9 @@ class SubscriptionRepository(Repository[Subscription]):
         return await self.get_by(Subscription.id == subscription_id, Subscription.user_id == user_id,
                                  for_update=for_update)
 
+    async def any_of_user(self, user_id: uuid.UUID) -> bool:
+        return await self.exists(Subscription.user_id == user_id)
+
     async def of_user(self, user_id: uuid.UUID, limit: int | None, offset: int | None) -> list[Subscription]:
         statement = (self.statement().where(Subscription.user_id == user_id)
                      .order_by(Subscription.created_at.desc(), Subscription.id))
