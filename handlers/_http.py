@@ -22,7 +22,7 @@ from decabill.identity.principal import Principal, require_admin
 from spec import OPENAPI_PATH
 
 if TYPE_CHECKING:
-    from decabill.invoicing.documents import Pdf
+    from decabill.invoicing.service import Pdf
 
 
 @functools.cache

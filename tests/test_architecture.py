@@ -99,6 +99,28 @@ def test_no_two_modules_import_each_other():
     assert _cycles(graph) == []
 
 
+#: what other modules may import of a domain (a folder with a service.py): its public face, its queries (inside the
+#: caller's transaction), its errors; and of identity who is calling (`principal`) and how that is found (`auth`)
+DOMAIN_FACES = {"service", "repository", "errors"}
+EXTRA_FACES = {"identity": {"principal", "auth"}}
+
+
+def test_other_domains_and_the_faces_use_a_domain_through_its_service():
+    domains = {path.parent.name for path in (ROOT / "decabill").glob("*/service.py")}
+    graph = grimp.build_graph(*PACKAGES, include_external_packages=False)
+    problems = []
+    for importer in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(importer)):
+            parts = imported.split(".")
+            if len(parts) < 3 or parts[0] != "decabill" or parts[1] not in domains:
+                continue
+            if importer.split(".")[:2] == parts[:2]:
+                continue  # inside the domain
+            if parts[2] not in DOMAIN_FACES | EXTRA_FACES.get(parts[1], set()):
+                problems.append(f"{importer} imports {imported}")
+    assert problems == []
+
+
 def _sqlalchemy_imports(tree: ast.AST) -> list[tuple[str, str]]:
     found = []
     for node in ast.walk(tree):

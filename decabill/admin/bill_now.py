@@ -3,9 +3,9 @@
 The request answers `{queued, requestId, userCount}` immediately; the billing runs on the job layer:
 
     POST /admin/billing/bill-now ──▶ admin.bill_now (coordinator: who has something unbilled *now*)
-                                        └──▶ admin.bill_now_user, one per user ──▶ invoicing.billing.bill_user
+                                        └──▶ admin.bill_now_user, one per user ──▶ invoicing.invoicing.bill_user
 
-* The per-user work is the billing day's own unit, `decabill.invoicing.billing.bill_user` — one
+* The per-user work is the billing day's own unit, `decabill.invoicing.invoicing.bill_user` — one
   transaction under the user's billing lock that claims what is unbilled, invoices and issues it. A
   bill-now unit and a billing-day unit for the same user at the same moment therefore bill once: the
   second finds the lock taken (PostgreSQL) or, after the first committed, nothing left unbilled.
@@ -31,10 +31,9 @@ from decabill.admin.views import BillNowView
 from decabill.errors import ServiceUnavailable
 from decabill.identity.principal import Principal
 from decabill.identity.service import find_user
-from decabill.invoicing import billing, states
-from decabill.invoicing.billing import BillingResult, users_with_unbilled
+from decabill.invoicing import service as invoicing
 from decabill.invoicing.repository import InvoiceRepository
-from decabill.invoicing.states import Actor
+from decabill.invoicing.service import Actor, BillingResult, users_with_unbilled
 from decabill.jobs.queue import enqueue
 from decabill.tenancy import current_tenant
 
@@ -55,7 +54,7 @@ async def request_bill_now(principal: Principal, user_id: uuid.UUID | None = Non
             count = 1
         else:
             count = len(await users_with_unbilled())
-        await states.audit_unbound(session, user_id=user_id, process="invoice.bill_now_request",
+        await invoicing.audit_unbound(session, user_id=user_id, process="invoice.bill_now_request",
                                    message="Admin requested bill-now", actor=Actor.of(principal),
                                    context={"triggeredBy": admin_id, "scope": scope, "requestId": request_id,
                                             "userId": user_id, "userCount": count})
@@ -84,9 +83,9 @@ async def bill_now_user(user_id: uuid.UUID, *, request_id: uuid.UUID, admin_id: 
     with structlog.contextvars.bound_contextvars(request_id=str(request_id)):
         try:
             async with db.transaction() as session:
-                result = await billing.bill_user(user_id, actor=actor)
+                result = await invoicing.bill_user(user_id, actor=actor)
                 for invoice in result.invoices:
-                    await states.audit(session, invoice, "invoice.bill_now", "Admin bill-now created invoice",
+                    await invoicing.audit(session, invoice, "invoice.bill_now", "Admin bill-now created invoice",
                                        actor=actor, context=context)
         except Exception as exc:
             if result is not None and result.invoices and await _exists(result.invoices[0].id):
@@ -94,7 +93,7 @@ async def bill_now_user(user_id: uuid.UUID, *, request_id: uuid.UUID, admin_id: 
                 log.error("admin.bill_now_after_commit_failed", error=str(exc), error_type=type(exc).__name__)
                 return result.status
             async with db.transaction() as session:
-                await states.audit_unbound(session, user_id=user_id, process="invoice.bill_now", level="error",
+                await invoicing.audit_unbound(session, user_id=user_id, process="invoice.bill_now", level="error",
                                            message="Admin bill-now failed for user", actor=actor,
                                            context={**context, "error": str(exc)[:300]})
             raise

@@ -30,9 +30,9 @@ from decabill.customers.repository import CustomerProfileRepository
 from decabill.customers.service import validate_profile_fields
 from decabill.identity.principal import Principal
 from decabill.identity.service import UserNotFound, find_user
-from decabill.invoicing import states
+from decabill.invoicing import service as invoicing
 from decabill.invoicing.repository import InvoiceRepository
-from decabill.invoicing.states import Actor
+from decabill.invoicing.service import Actor
 from decabill.subscriptions.repository import SubscriptionRepository
 from models.customers import CustomerProfile
 
@@ -46,7 +46,7 @@ async def _profile(profiles: CustomerProfileRepository, profile_id: uuid.UUID, *
 
 async def _audit(session: AsyncSession, profile: CustomerProfile, process: str, message: str, principal: Principal,
                  fields: list[str]) -> None:
-    await states.audit_unbound(session, user_id=profile.user_id, process=process, message=message,
+    await invoicing.audit_unbound(session, user_id=profile.user_id, process=process, message=message,
                                actor=Actor.of(principal),
                                context={"customerProfileId": profile.id, "fields": sorted(fields)})
 

@@ -24,8 +24,8 @@ from decabill.admin.errors import AdminInvoiceNotFound
 from decabill.admin.views import AdminInvoiceView, AuditEntryView, Page
 from decabill.identity.principal import Principal
 from decabill.identity.service import user_email
-from decabill.invoicing import documents, invoices
-from decabill.invoicing.documents import Pdf
+from decabill.invoicing import service as invoicing
+from decabill.invoicing.service import Pdf
 from decabill.invoicing.errors import InvoiceNotFound
 from decabill.invoicing.repository import InvoiceAuditLogRepository, InvoiceRepository
 from decabill.subscriptions.service import subscription_number
@@ -36,7 +36,7 @@ from models.invoicing import Invoice
 
 async def locked_invoice(session: AsyncSession, invoice_id: uuid.UUID) -> Invoice:
     """The tenant's invoice, row-locked for a change; 404 `Invoice <id> not found` otherwise."""
-    invoice = await invoices.locked(session, invoice_id)
+    invoice = await invoicing.locked(session, invoice_id)
     if invoice is None:
         raise AdminInvoiceNotFound(invoice_id)
     return invoice
@@ -49,7 +49,7 @@ async def list_view(invoice: Invoice) -> AdminInvoiceView:
 
 async def detail_view(session: AsyncSession, invoice: Invoice) -> AdminInvoiceView:
     view = await list_view(invoice)
-    view.line_items = await invoices.lines_of(session, invoice.id)
+    view.line_items = await invoicing.lines_of(session, invoice.id)
     return view
 
 
@@ -82,7 +82,7 @@ async def invoice_pdf(principal: Principal, invoice_id: uuid.UUID, *, credit_not
         invoice = await InvoiceRepository(session).get(invoice_id)
     if invoice is None:
         raise InvoiceNotFound()
-    return await documents.downloadable_pdf(invoice, credit_note=credit_note)
+    return await invoicing.downloadable_pdf(invoice, credit_note=credit_note)
 
 
 async def audit_log(principal: Principal, invoice_id: uuid.UUID, *, limit: int, offset: int) -> Page:

@@ -37,17 +37,16 @@ from decabill import db
 from decabill.admin import invoices as admin_invoices
 from decabill.admin.errors import OnlyDraftsCanBeModified, SubscriptionOfAnotherUser
 from decabill.admin.views import AdminInvoiceView
-from decabill.catalog.validation import text
+from decabill.validation import text
 from decabill.config import get_settings
 from decabill.customers.service import find_profile
 from decabill.identity.service import find_user
 from decabill.errors import BadRequest
 from decabill.identity.principal import Principal
 from decabill.identity.service import UserNotFound
-from decabill.invoicing import invoices, states
+from decabill.invoicing import service as invoicing
+from decabill.invoicing.service import Actor, DEFAULT_DUE_IN_DAYS, LineInput
 from decabill.invoicing.errors import ProfileIncompleteForInvoice
-from decabill.invoicing.invoices import DEFAULT_DUE_IN_DAYS, LineInput
-from decabill.invoicing.states import Actor
 from decabill.subscriptions.service import find_subscription
 from models.invoicing import Invoice, InvoiceOrigin, InvoiceStatus, TaxCategory
 
@@ -153,12 +152,12 @@ async def create_manual_invoice(principal: Principal, *, user_id: uuid.UUID, lin
                                unit_price_net=line.unit_price_net, tax_category=line.tax_category,
                                subscription_id=subscription.id) for line in lines]
         actor = Actor.of(principal)
-        invoice = await invoices.create_draft(
+        invoice = await invoicing.create_draft(
             session, user_id=user_id, lines=lines, actor=actor, subscription_id=subscription_id,
             origin=InvoiceOrigin.MANUAL,
             currency=currency or (subscription.currency if subscription else get_settings().billing_currency),
             order_reference=subscription.number if subscription else None)
-        await states.audit(session, invoice, "invoice.manual_create", "Admin created manual invoice draft", actor=actor,
+        await invoicing.audit(session, invoice, "invoice.manual_create", "Admin created manual invoice draft", actor=actor,
                            after=invoice.status, context={"adminUserId": admin_id, "subscriptionId": subscription_id,
                                                           "totalGross": invoice.total_gross,
                                                           "currency": invoice.currency})
@@ -176,8 +175,8 @@ async def update_manual_invoice(principal: Principal, invoice_id: uuid.UUID, lin
                                unit_price_net=line.unit_price_net, tax_category=line.tax_category,
                                subscription_id=invoice.subscription_id) for line in lines]
         before = invoice.total_gross
-        await invoices.replace_lines(session, invoice, lines)
-        await states.audit(session, invoice, "invoice.manual_update", "Admin updated manual invoice draft",
+        await invoicing.replace_lines(session, invoice, lines)
+        await invoicing.audit(session, invoice, "invoice.manual_update", "Admin updated manual invoice draft",
                            actor=Actor.of(principal), before=invoice.status, after=invoice.status,
                            context={"adminUserId": admin_id, "previousTotalGross": before,
                                     "totalGross": invoice.total_gross, "lineCount": len(lines)})
@@ -188,10 +187,10 @@ async def delete_manual_invoice(principal: Principal, invoice_id: uuid.UUID) -> 
     admin_id = principal.require_user_id()
     async with db.transaction() as session:
         invoice = await _draft(session, invoice_id)
-        await states.audit(session, invoice, "invoice.manual_delete", "Admin deleted manual invoice draft",
+        await invoicing.audit(session, invoice, "invoice.manual_delete", "Admin deleted manual invoice draft",
                            actor=Actor.of(principal), before=invoice.status, after="deleted",
                            context={"adminUserId": admin_id, "totalGross": invoice.total_gross})
-        await invoices.delete_draft(session, invoice)
+        await invoicing.delete_draft(session, invoice)
 
 
 async def issue_manual_invoice(principal: Principal, invoice_id: uuid.UUID, due_in_days: int | None = None
@@ -204,8 +203,8 @@ async def issue_manual_invoice(principal: Principal, invoice_id: uuid.UUID, due_
         if profile is None or not profile.is_complete:
             raise ProfileIncompleteForInvoice()
         actor = Actor.of(principal)
-        await invoices.issue(session, invoice, actor=actor, due_in_days=days)
-        await states.audit(session, invoice, "invoice.manual_issue", "Admin issued manual invoice draft", actor=actor,
+        await invoicing.issue(session, invoice, actor=actor, due_in_days=days)
+        await invoicing.audit(session, invoice, "invoice.manual_issue", "Admin issued manual invoice draft", actor=actor,
                            after=invoice.status, context={"adminUserId": admin_id, "dueInDays": days,
                                                           "invoiceNumber": invoice.invoice_number})
         return await admin_invoices.detail_view(session, invoice)

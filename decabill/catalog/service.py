@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from decabill import db
-from decabill.catalog import validation as check
+from decabill import validation as check
 from decabill.catalog.errors import (
     DuplicateServiceTypeKey,
     LocationSelectionNotSupported,

@@ -17,7 +17,7 @@ import pycountry
 from email_validator import EmailNotValidError, validate_email
 
 from decabill import db
-from decabill.catalog.validation import text
+from decabill.validation import text
 from decabill.customers.errors import ProfileIncomplete
 from decabill.customers.repository import CustomerProfileRepository
 from decabill.errors import BadRequest

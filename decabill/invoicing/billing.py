@@ -48,10 +48,9 @@ from decabill.invoicing import invoices
 from decabill.invoicing.errors import NothingToBill
 from decabill.invoicing.invoices import LineInput
 from decabill.invoicing.states import SYSTEM, Actor
-from decabill.subscriptions.billing import record_position
 from decabill.subscriptions.errors import SubscriptionNotFound
+from decabill.subscriptions.service import amount_for, record_position
 from decabill.subscriptions.repository import OpenPositionRepository, SubscriptionRepository
-from decabill.subscriptions.schedule import amount_for
 from decabill.tenancy import current_tenant
 from decabill.usage.repository import UsageRecordRepository
 from models.identity import User

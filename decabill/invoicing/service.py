@@ -16,16 +16,37 @@ from __future__ import annotations
 import uuid
 
 from decabill import db
-from decabill.catalog.validation import text
+from decabill.validation import text
 from decabill.documents import round_cents
 from decabill.identity.principal import Principal
 from decabill.identity.service import find_user
 from decabill.invoicing import billing, documents, invoices
-from decabill.invoicing.documents import Pdf
+
+# The building blocks of every invoicing path, re-exported (`name as name`) for the other domains (admin
+# billing, payments): they call them here, never the modules that write them.
+from decabill.invoicing.billing import BillingResult as BillingResult
+from decabill.invoicing.billing import bill_user as bill_user
+from decabill.invoicing.billing import users_with_unbilled as users_with_unbilled
+from decabill.invoicing.documents import downloadable_pdf as downloadable_pdf
+from decabill.invoicing.invoices import DEFAULT_DUE_IN_DAYS as DEFAULT_DUE_IN_DAYS
+from decabill.invoicing.invoices import LineInput as LineInput
+from decabill.invoicing.invoices import create_draft as create_draft
+from decabill.invoicing.invoices import delete_draft as delete_draft
+from decabill.invoicing.invoices import issue as issue
+from decabill.invoicing.invoices import lines_of as lines_of
+from decabill.invoicing.invoices import locked as locked
+from decabill.invoicing.invoices import replace_lines as replace_lines
+from decabill.invoicing.invoices import void as void
+from decabill.invoicing.states import SYSTEM as SYSTEM
+from decabill.invoicing.states import apply as apply
+from decabill.invoicing.states import audit as audit
+from decabill.invoicing.states import audit_unbound as audit_unbound
+from decabill.invoicing.documents import Pdf as Pdf
 from decabill.invoicing.errors import InvoiceNotFound
 from decabill.invoicing.repository import InvoiceLineRepository, InvoiceRepository
-from decabill.invoicing.states import Actor
-from decabill.invoicing.views import InvoicesSummaryView, InvoiceView
+from decabill.invoicing.states import Actor as Actor
+from decabill.invoicing.views import InvoicesSummaryView
+from decabill.invoicing.views import InvoiceView as InvoiceView
 from decabill.subscriptions.repository import OpenPositionRepository
 from decabill.subscriptions.service import find_own_subscription, find_subscription
 from decabill.usage.repository import UsageRecordRepository

@@ -53,10 +53,12 @@ from decabill import db
 from decabill.config import get_settings
 from decabill.customers.service import find_profile
 from decabill.identity.principal import Principal
-from decabill.invoicing import invoices, states
+from decabill.invoicing import service as invoicing
 from decabill.invoicing.repository import InvoiceRepository
-from decabill.invoicing.states import Actor
+from decabill.invoicing.service import Actor
 from decabill.payments import checkouts, settlement
+from decabill.payments.settlement import mark_paid as mark_paid  # for admin billing: an admin's mark paid / unpaid
+from decabill.payments.settlement import mark_unpaid as mark_unpaid
 from decabill.payments.base import CheckoutRequest, CheckoutSession, CustomerRequest, PaymentProcessor, PaymentStatus
 from decabill.payments.errors import (
     CheckoutSuperseded,
@@ -273,7 +275,7 @@ async def _record_session(processor: PaymentProcessor, attempt_id: uuid.UUID, op
         attempts = PaymentAttemptRepository(session)
         attempt = await attempts.get(attempt_id)
         assert attempt is not None
-        invoice = await invoices.locked(session, attempt.invoice_id)  # invoice first, then attempt: webhook order
+        invoice = await invoicing.locked(session, attempt.invoice_id)  # invoice first, then attempt: webhook order
         attempt = await attempts.get(attempt_id, for_update=True, reload=True)
         assert attempt is not None
         if attempt.external_id is not None:  # a concurrent retry of this attempt recorded the same session
@@ -293,7 +295,7 @@ async def _record_session(processor: PaymentProcessor, attempt_id: uuid.UUID, op
         if invoice is not None:
             invoice.external_payment_id = opened.external_id
             invoice.touch()
-            await states.audit(session, invoice, "payment.init", "Payment checkout session created", actor=actor,
+            await invoicing.audit(session, invoice, "payment.init", "Payment checkout session created", actor=actor,
                                context={"processor": processor.id, "externalId": opened.external_id,
                                         "attemptId": attempt.id, "amount": attempt.amount,
                                         "currency": attempt.currency})
@@ -383,7 +385,7 @@ async def _apply(session: AsyncSession, processor: PaymentProcessor, event,
     invoice_id = _uuid(payment.invoice_id)
     if invoice_id is None:
         return ignored, "the event names no invoice", None, None
-    invoice = await invoices.locked(session, invoice_id)
+    invoice = await invoicing.locked(session, invoice_id)
     if invoice is None:
         return ignored, f"invoice {invoice_id} not found in tenant {tenant}", invoice_id, None
     attempt = await _attempt_for(session, processor.id, payment, invoice.id)
@@ -416,7 +418,7 @@ async def _apply(session: AsyncSession, processor: PaymentProcessor, event,
             attempt.failure_reason = "the delayed payment failed"
             attempt.completed_at = now
             attempt.touch()
-        await states.audit(session, invoice, "payment.failed", "Payment failed", actor=states.SYSTEM, level="warn",
+        await invoicing.audit(session, invoice, "payment.failed", "Payment failed", actor=invoicing.SYSTEM, level="warn",
                            context={"processor": processor.id, "externalId": payment.external_id, **context})
         return WebhookEventResult.PROCESSED, "payment failed", invoice.id, attempt_id
 

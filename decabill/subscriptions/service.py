@@ -40,11 +40,18 @@ from decabill.errors import DecabillError
 from decabill.identity.principal import Principal
 from decabill.providers import get_registry
 from decabill.subscriptions import backorders, errors, hostnames, provisioning
-from decabill.subscriptions.backorders import cancel_backorder, list_backorders, retry_backorder  # noqa: F401
 from decabill.subscriptions.lifecycle import end_failed_order, new_subscription, start_first_period
 from decabill.subscriptions.provisioning import info_snapshot
 from decabill.subscriptions.repository import SubscriptionItemRepository, SubscriptionRepository
 from decabill.subscriptions.schedule import cancellation_effective_at
+
+# Re-exported (`name as name`): the backorder operations (for the handlers), and the prorated amount of a period
+# and its open position (for invoicing's immediate charge, `createInvoice`).
+from decabill.subscriptions.backorders import cancel_backorder as cancel_backorder
+from decabill.subscriptions.backorders import list_backorders as list_backorders
+from decabill.subscriptions.backorders import retry_backorder as retry_backorder
+from decabill.subscriptions.billing import record_position as record_position
+from decabill.subscriptions.schedule import amount_for as amount_for
 from models.subscriptions import (
     ProvisioningStatus,
     Subscription,

@@ -23,7 +23,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from decabill import db
-from decabill.catalog.validation import NUMERIC_STRING, json_value
+from decabill.validation import NUMERIC_STRING, json_value
 from decabill.errors import BadRequest
 from decabill.identity.principal import Principal
 from decabill.subscriptions.service import find_own_subscription
