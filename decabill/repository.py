@@ -67,12 +67,12 @@ class Repository(Generic[M]):
     # --- where queries start ---------------------------------------------------------------------------
 
     @classmethod
-    def tenant_condition(cls) -> ColumnElement[bool]:
+    def _tenant_condition(cls) -> ColumnElement[bool]:
         return cls.model.tenant_id == current_tenant()
 
     def statement(self, *columns: Any) -> Select[Any]:
         """`SELECT model` (or the given columns) of the request's tenant."""
-        return select(*(columns or (self.model,))).where(self.tenant_condition())
+        return select(*(columns or (self.model,))).where(self._tenant_condition())
 
     def in_any_tenant(self) -> Select[Any]:
         """`SELECT model` across tenants: only for what is itself proof of its tenant (a token's subject)."""
@@ -80,10 +80,10 @@ class Repository(Generic[M]):
 
     def update(self, *conditions: Any, **values: Any) -> Update:
         """`UPDATE model SET values WHERE <tenant> AND conditions` (run it with `execute`)."""
-        return update(self.model).where(self.tenant_condition(), *conditions).values(**values)
+        return update(self.model).where(self._tenant_condition(), *conditions).values(**values)
 
     def delete(self, *conditions: Any) -> Delete:
-        return delete(self.model).where(self.tenant_condition(), *conditions)
+        return delete(self.model).where(self._tenant_condition(), *conditions)
 
     def for_update(self, statement: Select[Any], *, skip_locked: bool = False) -> Select[Any]:
         """Row locks on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers."""
