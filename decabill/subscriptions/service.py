@@ -5,6 +5,8 @@ Rules every operation here shares
 * The caller must be a user (the static API key gets 400 `User not authenticated`).
 * A user sees only their own subscriptions — admins included; another user's or another tenant's id
   is 404 exactly like an unknown one.
+* The one exception is read-only and admin-only: `list_user_subscriptions` lists any user's subscriptions
+  of the tenant (the API key may call it too).
 
 Ordering (`create_subscription`)
 1. complete customer profile (400 otherwise, before the plan is even looked up);
@@ -38,7 +40,7 @@ from decabill.catalog.service import find_service_plan
 from decabill.config import get_settings
 from decabill.customers.service import require_complete_profile
 from decabill.errors import DecabillError
-from decabill.identity.auth import Principal
+from decabill.identity.auth import Principal, require_admin
 from decabill.numbering import format_number, next_number
 from decabill.providers import get_registry
 from decabill.subscriptions import errors, hostnames, provisioning
@@ -164,12 +166,25 @@ async def end_failed_order(subscription_id: uuid.UUID) -> None:
 # --- reading --------------------------------------------------------------------------------------------
 
 
-async def list_subscriptions(principal: Principal, limit: int = 10, offset: int = 0) -> list[Subscription]:
-    user_id = principal.require_user_id()
+async def _page_of_subscriptions(user_id: uuid.UUID, limit: int, offset: int) -> list[Subscription]:
+    """One page of a user's subscriptions in the request's tenant, every status, newest first."""
     async with db.transaction() as session:
         query = (db.scoped(Subscription).where(Subscription.user_id == user_id)
                  .order_by(Subscription.created_at.desc(), Subscription.id))
         return list((await session.execute(db.page(query, limit, offset))).scalars())
+
+
+async def list_subscriptions(principal: Principal, limit: int = 10, offset: int = 0) -> list[Subscription]:
+    return await _page_of_subscriptions(principal.require_user_id(), limit, offset)
+
+
+async def list_user_subscriptions(principal: Principal, user_id: uuid.UUID, limit: int = 100,
+                                  offset: int = 0) -> list[Subscription]:
+    """Admin: the subscriptions of any user of the tenant (the console's manual-invoice subscription picker).
+    The user is not looked up: an unknown id, or a user of another tenant, simply has none here (as in the
+    reference), which also holds in the modes whose users live outside Decabill (Keycloak, API key)."""
+    require_admin(principal)
+    return await _page_of_subscriptions(user_id, limit, offset)
 
 
 async def get_subscription(principal: Principal, subscription_id: uuid.UUID) -> Subscription:
