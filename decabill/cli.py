@@ -26,6 +26,17 @@ class _Server(uvicorn.Server):
         yield
 
 
+class _BoundServer(_Server):
+    """A listener on a socket bound beforehand (the metrics port: whether it can be bound decides what to do)."""
+
+    def __init__(self, config: uvicorn.Config, sock) -> None:
+        super().__init__(config)
+        self._socket = sock
+
+    async def serve(self, sockets=None) -> None:
+        await super().serve(sockets=[self._socket])
+
+
 def _load_settings() -> Settings:
     try:
         settings = get_settings()
@@ -69,7 +80,8 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
     from decabill import db
     from decabill.jobs.runtime import JobRuntime
     from decabill.migrations import migrate
-
+    from decabill.observability import metrics, state, tracing
+    from decabill.observability import server as metrics_server
     from decabill.secrets import encryption_key
 
     role = role or settings.queue_role
@@ -80,10 +92,18 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
     serves_http = role in ("api", "all")
     http, socket = http and serves_http, socket and serves_http
     encryption_key()  # resolve (or generate, D22) the key at start-up, not at the first encrypted write
+    try:
+        metrics_socket = metrics_server.bind(settings)
+    except ConfigurationError as exc:
+        print(f"decabill: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    tracing.configure(settings.otel_exporter_otlp_endpoint, role if (jobs or http) else "socket")
     if http:
         await migrate(settings.database_url)
     db.init_engine(settings.database_url)
     servers = []
+    if metrics_socket is not None:
+        servers.append(_BoundServer(metrics_server.config(settings), metrics_socket))
     if http:
         from decabill.app import create_app
 
@@ -100,11 +120,15 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
         database=settings.database_url.split("://", 1)[0],
         authentication=settings.authentication_method,
         queue_role=role if jobs else None,
+        metrics_port=settings.metrics_port if metrics_socket is not None else None,
+        tracing=tracing.enabled(),
     )
     if (http or runtime is not None) and (missing := settings.billing_issuer_missing):
         # Not fatal (catalog, orders and payments work), but no invoice can be issued until they are set.
         log.warning("billing.issuer_incomplete", missing=missing,
                     effect="invoices cannot be issued; billing-day positions stay open")
+    # In multi-process mode the process serving /metrics cannot sample the others: each keeps its own fresh.
+    sampler = asyncio.create_task(state.sample_forever()) if metrics.multiprocess_dir() else None
     try:
         if runtime is not None:
             await runtime.start()
@@ -112,7 +136,11 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
     finally:
         if runtime is not None:
             await runtime.stop()
+        if sampler is not None:
+            sampler.cancel()
         await db.dispose_engine()
+        tracing.shutdown()
+        metrics.mark_process_dead(os.getpid())
         log.info("decabill.stopped")
 
 
