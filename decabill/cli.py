@@ -1,4 +1,4 @@
-"""The `decabill` console command: serve, socket, worker, migrate, create-admin, contract-test."""
+"""The `decabill` console command: serve, socket, worker, migrate, create-admin, jobs, doctor, contract-test."""
 
 from __future__ import annotations
 
@@ -194,6 +194,34 @@ def cmd_create_admin(args: argparse.Namespace) -> None:
         raise SystemExit(1) from None
 
 
+async def _with_database(settings: Settings, work):
+    """Run `work()` with the engine of the configuration (the schema must be current: `decabill migrate`)."""
+    from decabill import db
+
+    db.init_engine(settings.database_url)
+    try:
+        return await work()
+    finally:
+        await db.dispose_engine()
+
+
+def cmd_jobs(args: argparse.Namespace) -> None:
+    from decabill.jobs import overview
+
+    settings = _load_settings()
+    if args.jobs_command == "retry-failed":
+        report, all_succeeded = asyncio.run(_with_database(settings, lambda: overview.retry_failed(args.limit)))
+        print(report)
+        raise SystemExit(0 if all_succeeded else 1)
+    print(asyncio.run(_with_database(settings, lambda: overview.overview(settings))))
+
+
+def cmd_doctor(_args: argparse.Namespace) -> None:
+    from decabill.observability.doctor import main as doctor
+
+    raise SystemExit(doctor())
+
+
 def cmd_contract_test(args: argparse.Namespace) -> None:
     from decabill.contract_test import main as contract_test
 
@@ -222,6 +250,23 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--password", help="password (else DECABILL_ADMIN_PASSWORD or a prompt)")
     admin.add_argument("--tenant", default="default", help="tenant id (default: default)")
     admin.set_defaults(func=cmd_create_admin)
+
+    jobs = sub.add_parser("jobs", help="show what is queued, running and failed, and when each periodic job last ran",
+                          description="Without a subcommand: the queue, the running and failed units and the last "
+                                      "run of every periodic job.")
+    jobs.set_defaults(func=cmd_jobs, jobs_command=None)
+    jobs_sub = jobs.add_subparsers(dest="jobs_command")
+    retry = jobs_sub.add_parser(
+        "retry-failed", help="send every failed unit again",
+        description="Send every failed unit again. With Redis the workers run them; without, they run in this "
+                    "process. Exit code 1 when one that ran here failed again.")
+    retry.add_argument("--limit", type=int, default=None, help="at most this many, oldest first")
+
+    doctor = sub.add_parser(
+        "doctor", help="check the configuration and every dependency it names (database, Redis, SMTP, Stripe, ...)",
+        description="One line per check: OK, WARN (works, but look at it), FAIL (with what to do) or SKIP (not "
+                    "configured). Exit code 0 when nothing failed, 1 otherwise, 2 for an invalid configuration.")
+    doctor.set_defaults(func=cmd_doctor)
 
     from decabill.contract_test import add_arguments
 

@@ -152,6 +152,13 @@ async def periodic_runs() -> list[PeriodicJobRun]:
         return list((await session.execute(select(PeriodicJobRun).order_by(PeriodicJobRun.task_name))).scalars())
 
 
+async def status_of(task_name: str, args_key: str) -> str | None:
+    """The unit's status in the ledger; None when it has no row (it succeeded, or never ran)."""
+    async with db.transaction() as session:
+        return (await session.execute(select(JobUnitRun.status).where(
+            JobUnitRun.task_name == task_name, JobUnitRun.args_key == args_key))).scalar_one_or_none()
+
+
 async def failed_units_of(task_name: str) -> int:
     async with db.transaction() as session:
         return (await session.execute(select(func.count()).select_from(JobUnitRun).where(

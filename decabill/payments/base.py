@@ -171,6 +171,11 @@ class PaymentProcessor(ABC):
         close sessions: `LEFT_OPEN` (the session stays payable until the processor's own expiry)."""
         return CheckoutClosure.LEFT_OPEN
 
+    async def check_access(self) -> str | None:
+        """Ask the processor whether it accepts the configured credentials (`decabill doctor`): a short note of
+        what answered, None when this processor cannot tell; raise its errors (as the other calls do) otherwise."""
+        return None
+
     @abstractmethod
     def parse_webhook(self, payload: bytes, signature: str | None) -> WebhookEvent:
         """Verify a delivery on its raw body, then read it. Raise `InvalidWebhook` for anything that fails."""
