@@ -31,8 +31,8 @@ class Check:
     fix: str = ""
 
     def render(self) -> str:
-        line = f"{self.status:<5} {self.name:<22} {self.detail}"
-        return f"{line}\n{'':<28}-> {self.fix}" if self.fix else line
+        line = f"{self.status:<5} {self.name:<24} {self.detail}"
+        return f"{line}\n{'':<30}-> {self.fix}" if self.fix else line
 
 
 def ok(name: str, detail: str) -> Check:
