@@ -39,6 +39,14 @@ class JobObserver(TaskiqMiddleware):
         self._is_periodic = is_periodic
         self._runs: dict[str, _Run] = {}
 
+    def set_broker(self, broker: Any) -> None:
+        super().set_broker(broker)
+        # Every task's series from the start, at 0: `increase()` over a series that appears late misses its first step.
+        for name in broker.get_all_tasks():
+            metrics.JOB_RETRIES.labels(name)
+            for outcome in ("succeeded", "failed"):
+                metrics.JOB_RUNS.labels(name, outcome)
+
     def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
         tracing.inject_context(message.labels)
         return message

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -164,3 +165,7 @@ async def test_metrics_follow_requests_billing_provider_stripe_and_mail(server_e
     assert final.value("decabill_queue_messages", state="waiting") == 0
     # bounded labels: no id of any kind in a label value
     assert not UUID.search("\n".join(line for line in final.text.splitlines() if not line.startswith("#")))
+    # every metric the Grafana dashboard plots is one the server exposes
+    dashboard = (Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "decabill.json").read_text()
+    plotted = set(re.findall(r"decabill_[a-z_]+", json.loads(dashboard) and dashboard))
+    assert plotted and plotted <= final.names(), plotted - final.names()
