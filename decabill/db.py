@@ -29,6 +29,7 @@ from sqlalchemy.sql import Select
 from sqlalchemy.types import TypeDecorator
 
 from decabill.errors import DecabillError, StillReferenced
+from decabill.observability import tracing
 from decabill.tenancy import current_tenant
 
 UTC = dt.timezone.utc
@@ -146,6 +147,7 @@ def init_engine(url: str, **kwargs: Any) -> AsyncEngine:
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
+    tracing.instrument_engine(engine)  # a span per statement when tracing is on
     _engine = engine
     _sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
     return engine
