@@ -1,4 +1,4 @@
-"""The `decabill` console command: serve, socket, worker, migrate, create-admin, contract-test."""
+"""The `decabill` console command: serve, socket, worker, migrate, create-admin, jobs, doctor, contract-test."""
 
 from __future__ import annotations
 
@@ -24,6 +24,17 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self):
         yield
+
+
+class _BoundServer(_Server):
+    """A listener on a socket bound beforehand (the metrics port: whether it can be bound decides what to do)."""
+
+    def __init__(self, config: uvicorn.Config, sock) -> None:
+        super().__init__(config)
+        self._socket = sock
+
+    async def serve(self, sockets=None) -> None:
+        await super().serve(sockets=[self._socket])
 
 
 def _load_settings() -> Settings:
@@ -69,7 +80,9 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
     from decabill import db
     from decabill.jobs.runtime import JobRuntime
     from decabill.migrations import migrate
-
+    from decabill.observability import metrics, tracing
+    from decabill.operations import server as metrics_server
+    from decabill.operations import state
     from decabill.secrets import encryption_key
 
     role = role or settings.queue_role
@@ -80,10 +93,18 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
     serves_http = role in ("api", "all")
     http, socket = http and serves_http, socket and serves_http
     encryption_key()  # resolve (or generate, D22) the key at start-up, not at the first encrypted write
+    try:
+        metrics_socket = metrics_server.bind(settings)
+    except ConfigurationError as exc:
+        print(f"decabill: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    tracing.configure(settings.otel_exporter_otlp_endpoint, role if (jobs or http) else "socket")
     if http:
         await migrate(settings.database_url)
     db.init_engine(settings.database_url)
     servers = []
+    if metrics_socket is not None:
+        servers.append(_BoundServer(metrics_server.config(settings), metrics_socket))
     if http:
         from decabill.web.app import create_app
 
@@ -100,11 +121,15 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
         database=settings.database_url.split("://", 1)[0],
         authentication=settings.authentication_method,
         queue_role=role if jobs else None,
+        metrics_port=settings.metrics_port if metrics_socket is not None else None,
+        tracing=tracing.enabled(),
     )
     if (http or runtime is not None) and (missing := settings.billing_issuer_missing):
         # Not fatal (catalog, orders and payments work), but no invoice can be issued until they are set.
         log.warning("billing.issuer_incomplete", missing=missing,
                     effect="invoices cannot be issued; billing-day positions stay open")
+    # In multi-process mode the process serving /metrics cannot sample the others: each keeps its own fresh.
+    sampler = asyncio.create_task(state.sample_forever()) if metrics.multiprocess_dir() else None
     try:
         if runtime is not None:
             await runtime.start()
@@ -112,7 +137,11 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
     finally:
         if runtime is not None:
             await runtime.stop()
+        if sampler is not None:
+            sampler.cancel()
         await db.dispose_engine()
+        tracing.shutdown()
+        metrics.mark_process_dead(os.getpid())
         log.info("decabill.stopped")
 
 
@@ -166,6 +195,34 @@ def cmd_create_admin(args: argparse.Namespace) -> None:
         raise SystemExit(1) from None
 
 
+async def _with_database(settings: Settings, work):
+    """Run `work()` with the engine of the configuration (the schema must be current: `decabill migrate`)."""
+    from decabill import db
+
+    db.init_engine(settings.database_url)
+    try:
+        return await work()
+    finally:
+        await db.dispose_engine()
+
+
+def cmd_jobs(args: argparse.Namespace) -> None:
+    from decabill.jobs import overview
+
+    settings = _load_settings()
+    if args.jobs_command == "retry-failed":
+        report, all_succeeded = asyncio.run(_with_database(settings, lambda: overview.retry_failed(args.limit)))
+        print(report)
+        raise SystemExit(0 if all_succeeded else 1)
+    print(asyncio.run(_with_database(settings, lambda: overview.overview(settings))))
+
+
+def cmd_doctor(_args: argparse.Namespace) -> None:
+    from decabill.operations.doctor import main as doctor
+
+    raise SystemExit(doctor())
+
+
 def cmd_contract_test(args: argparse.Namespace) -> None:
     from decabill.contract_test import main as contract_test
 
@@ -194,6 +251,23 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--password", help="password (else DECABILL_ADMIN_PASSWORD or a prompt)")
     admin.add_argument("--tenant", default="default", help="tenant id (default: default)")
     admin.set_defaults(func=cmd_create_admin)
+
+    jobs = sub.add_parser("jobs", help="show what is queued, running and failed, and when each periodic job last ran",
+                          description="Without a subcommand: the queue, the running and failed units and the last "
+                                      "run of every periodic job.")
+    jobs.set_defaults(func=cmd_jobs, jobs_command=None)
+    jobs_sub = jobs.add_subparsers(dest="jobs_command")
+    retry = jobs_sub.add_parser(
+        "retry-failed", help="send every failed unit again",
+        description="Send every failed unit again. With Redis the workers run them; without, they run in this "
+                    "process. Exit code 1 when one that ran here failed again.")
+    retry.add_argument("--limit", type=int, default=None, help="at most this many, oldest first")
+
+    doctor = sub.add_parser(
+        "doctor", help="check the configuration and every dependency it names (database, Redis, SMTP, Stripe, ...)",
+        description="One line per check: OK, WARN (works, but look at it), FAIL (with what to do) or SKIP (not "
+                    "configured). Exit code 0 when nothing failed, 1 otherwise, 2 for an invalid configuration.")
+    doctor.set_defaults(func=cmd_doctor)
 
     from decabill.contract_test import add_arguments
 

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     api_docs_enabled: bool = Field(True, alias="API_DOCS_ENABLED")  # Swagger UI and the spec document
     log_level: str = Field("info", alias="LOG_LEVEL")
 
+    # --- operating: metrics and tracing (decabill/observability) ------------------------------------
+    metrics_port: int = Field(0, alias="METRICS_PORT", ge=0, le=65535)  # 0: no /metrics listener
+    metrics_host: str = Field("0.0.0.0", alias="METRICS_HOST")
+    otel_exporter_otlp_endpoint: str | None = Field(None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+
     # --- authentication ---------------------------------------------------------------------
     authentication_method_raw: str | None = Field(None, alias="AUTHENTICATION_METHOD")
     static_api_key: str | None = Field(None, alias="STATIC_API_KEY")
@@ -164,6 +169,11 @@ class Settings(BaseSettings):
     stripe_checkout_cancel_url: str | None = Field(None, alias="STRIPE_CHECKOUT_CANCEL_URL")
     billing_frontend_url: str | None = Field(None, alias="BILLING_FRONTEND_URL")
     tenant_frontend_urls_raw: str | None = Field(None, alias="TENANT_FRONTEND_URLS")
+
+    @field_validator("otel_exporter_otlp_endpoint")
+    @classmethod
+    def _blank_endpoint_is_unset(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None
 
     @field_validator(
         "stripe_secret_key", "stripe_webhook_secret", "stripe_api_base", "stripe_checkout_success_url",

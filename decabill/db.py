@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from decabill.errors import DecabillError
+from decabill.observability import tracing
 from models import types
 from models.types import ExactDecimal, UTCDateTime  # noqa: F401 - landed migrations name decabill.db.<type>
 
@@ -89,6 +90,7 @@ def init_engine(url: str, **kwargs: Any) -> AsyncEngine:
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
+    tracing.instrument_engine(engine)  # a span per statement when tracing is on
     _engine = engine
     _sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
     return engine
@@ -228,3 +230,17 @@ async def ping() -> bool:
     except Exception:
         return False
 
+
+async def schema_revision(url: str) -> str | None:
+    """The Alembic revision of the database at `url`, read over an engine of its own (`decabill doctor` checks a
+    configuration without starting anything); raises what the driver raises when it cannot be reached."""
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import text
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+            return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+    finally:
+        await engine.dispose()

@@ -11,6 +11,7 @@ import structlog
 
 from decabill import db
 from decabill.config import get_settings
+from decabill.observability import calls
 
 log = structlog.get_logger(__name__)
 
@@ -51,15 +52,16 @@ async def send_now(mail: Mail) -> bool:
         log.info("email.skipped", reason="SMTP not configured", subject=mail.subject)
         return False
     try:
-        await aiosmtplib.send(
-            _build(mail),
-            hostname=settings.smtp_host,
-            port=settings.smtp_port,
-            username=settings.smtp_user or None,
-            password=settings.smtp_password or None,
-            start_tls=False if not settings.smtp_user else None,
-            timeout=15,
-        )
+        with calls.smtp_send():
+            await aiosmtplib.send(
+                _build(mail),
+                hostname=settings.smtp_host,
+                port=settings.smtp_port,
+                username=settings.smtp_user or None,
+                password=settings.smtp_password or None,
+                start_tls=False if not settings.smtp_user else None,
+                timeout=15,
+            )
     except (aiosmtplib.SMTPException, OSError) as exc:
         log.warning("email.failed", to=mail.to, subject=mail.subject, error=str(exc))
         return False

@@ -21,8 +21,9 @@ its own, so a repository call outside a service's transaction is impossible to w
 * `add(row)` / `create(row)` stamp the request's tenant on a new row; `create_unless_taken(row)` inserts in a
   savepoint and answers False where a unique key refuses it; `insert_if_missing(values, keys)` is the
   race-free `INSERT ... ON CONFLICT DO NOTHING`.
-* `in_any_tenant()` — the only unscoped start, named so a reader sees it (a token names its user in
-  whatever tenant it was issued for).
+* `in_any_tenant(*columns)` — the only unscoped start on a tenant's table, named so a reader sees it (a token
+  names its user in whatever tenant it was issued for; the operator's metrics count across tenants).
+* `InstallationRepository` — the same base for the installation's own tables, which belong to no tenant.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import Delete, Update, delete, func, select, type_coerce, update
+from sqlalchemy import Delete, Update, delete, func, select, true, type_coerce, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -60,6 +61,8 @@ class Repository(Generic[M]):
     """Queries on one tenant-owned table (`model`), in the session of the caller's transaction."""
 
     model: ClassVar[type[Any]]
+    #: False only for `InstallationRepository`: tables of the installation that belong to no tenant
+    tenant_scoped: ClassVar[bool] = True
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -68,15 +71,16 @@ class Repository(Generic[M]):
 
     @classmethod
     def _tenant_condition(cls) -> ColumnElement[bool]:
-        return cls.model.tenant_id == current_tenant()
+        return cls.model.tenant_id == current_tenant() if cls.tenant_scoped else true()
 
     def statement(self, *columns: Any) -> Select[Any]:
         """`SELECT model` (or the given columns) of the request's tenant."""
         return select(*(columns or (self.model,))).where(self._tenant_condition())
 
-    def in_any_tenant(self) -> Select[Any]:
-        """`SELECT model` across tenants: only for what is itself proof of its tenant (a token's subject)."""
-        return select(self.model)
+    def in_any_tenant(self, *columns: Any) -> Select[Any]:
+        """`SELECT model` (or the given columns) across tenants: only for what is itself proof of its tenant (a
+        token's subject) and for the operator's view of the whole installation."""
+        return select(*(columns or (self.model,)))
 
     def update(self, *conditions: Any, **values: Any) -> Update:
         """`UPDATE model SET values WHERE <tenant> AND conditions` (run it with `execute`)."""
@@ -148,7 +152,7 @@ class Repository(Generic[M]):
 
     def add(self, row: M) -> M:
         """Add a new row of the request's tenant."""
-        if getattr(row, "tenant_id", None) is None:
+        if self.tenant_scoped and getattr(row, "tenant_id", None) is None:
             row.tenant_id = current_tenant()  # type: ignore[attr-defined]
         self.session.add(row)
         return row
@@ -193,7 +197,7 @@ class Repository(Generic[M]):
 
     async def insert_if_missing(self, values: dict[str, Any], keys: list[str]) -> uuid.UUID | None:
         """`INSERT ... ON CONFLICT (keys) DO NOTHING` of a row of the request's tenant, on PostgreSQL and SQLite;
-        the new row's id, or None when a row with those keys exists.
+        the new row's primary key, or None when a row with those keys exists.
 
         On PostgreSQL a conflicting row that another open transaction has just inserted makes this statement
         wait for that transaction, so afterwards the row is visible (committed) or absent (rolled back)."""
@@ -201,9 +205,11 @@ class Repository(Generic[M]):
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
-        values = {"tenant_id": current_tenant(), **values}
+        if self.tenant_scoped:
+            values = {"tenant_id": current_tenant(), **values}
         table = self.model.__table__
-        statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=keys).returning(table.c.id)
+        key = next(iter(table.primary_key.columns))
+        statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=keys).returning(key)
         return (await self.session.execute(statement)).scalar_one_or_none()
 
 
@@ -219,3 +225,10 @@ class BillableRepository(Repository[M]):
         statement = self.update(self.model.id.in_(ids), self.model.invoice_id.is_(None), invoice_id=invoice_id)
         result = await self.execute(statement.execution_options(synchronize_session=False))
         return result.rowcount or 0
+
+
+class InstallationRepository(Repository[M]):
+    """Queries on a table of the installation itself, which belongs to no tenant (the job ledger): the operator's
+    view across tenants. The same starts and reads, without the tenant filter."""
+
+    tenant_scoped = False

@@ -1,6 +1,8 @@
-"""Operator-visible facts: the public console configuration (never a secret) and health."""
+"""Operator-visible facts: the public console configuration (never a secret), health and readiness."""
 
 from __future__ import annotations
+
+import asyncio
 
 from decabill import db
 from decabill.config import get_settings
@@ -33,3 +35,41 @@ def public_config() -> dict:
 async def health() -> dict:
     reachable = await db.ping()
     return {"status": "ok" if reachable else "degraded", "database": "ok" if reachable else "unreachable"}
+
+
+READINESS_TIMEOUT_SECONDS = 2.0
+
+
+async def _redis_answers(url: str) -> bool:
+    import redis.asyncio as redis
+
+    client = redis.from_url(url, socket_timeout=READINESS_TIMEOUT_SECONDS,
+                            socket_connect_timeout=READINESS_TIMEOUT_SECONDS)
+    try:
+        return bool(await client.ping())
+    except Exception:  # noqa: BLE001 - any failure means not ready
+        return False
+    finally:
+        await client.aclose()
+
+
+async def _within_timeout(check) -> bool:
+    try:
+        return await asyncio.wait_for(check, READINESS_TIMEOUT_SECONDS)
+    except asyncio.TimeoutError:
+        return False
+
+
+async def readiness() -> dict:
+    """Whether this instance can serve: the database and, when configured, Redis answer (checked side by side)."""
+    redis_url = get_settings().redis_url
+    database, redis = await asyncio.gather(
+        _within_timeout(db.ping()), _within_timeout(_redis_answers(redis_url)) if redis_url else _none())
+    report = {"database": "ok" if database else "unreachable",
+              "redis": "not_configured" if redis is None else ("ok" if redis else "unreachable")}
+    report["status"] = "ready" if database and redis is not False else "unavailable"
+    return report
+
+
+async def _none() -> None:
+    return None

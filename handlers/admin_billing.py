@@ -1,11 +1,12 @@
-"""Admin billing: /admin/billing (services in decabill/admin/)."""
+"""Admin billing: /admin/billing (services in decabill/admin/; a user's subscriptions from decabill/subscriptions/)."""
 
 import uuid
 
 import inflection
 
 from decabill.admin import service as admin
-from handlers._http import admin_only, dump, pdf_attachment, principal
+from decabill.subscriptions import service as subscriptions
+from handlers._http import admin_only, dump, dump_list, pdf_attachment, principal
 
 
 def _optional(body) -> dict:
@@ -179,3 +180,12 @@ async def update_admin_customer_profile(id_: str, body: dict, token_info: dict):
 async def delete_admin_customer_profile(id_: str, token_info: dict):
     await admin.delete_profile(principal(token_info), uuid.UUID(id_))
     return None, 204
+
+
+# --- a user's subscriptions (beyond the published contract: the console's manual-invoice picker) ----------
+
+
+@admin_only
+async def admin_list_user_subscriptions(user_id: str, token_info: dict, limit: int = 100, offset: int = 0):
+    found = await subscriptions.list_user_subscriptions(principal(token_info), uuid.UUID(user_id), limit, offset)
+    return dump_list(found, "SubscriptionResponse"), 200

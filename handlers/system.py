@@ -1,4 +1,4 @@
-"""Operator endpoints without authentication: /config (console bootstrap) and /health."""
+"""Operator endpoints without authentication: /config (console bootstrap), /health and /health/ready."""
 
 from decabill import system
 
@@ -10,3 +10,8 @@ async def get_config():
 async def get_health():
     report = await system.health()
     return report, (200 if report["status"] == "ok" else 503)
+
+
+async def get_readiness():
+    report = await system.readiness()
+    return report, (200 if report["status"] == "ready" else 503)

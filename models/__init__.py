@@ -4,7 +4,7 @@
 from models.identity import User  # noqa: F401
 from models.catalog import AvailabilitySnapshot, ServicePlan, ServiceType  # noqa: F401
 from models.customers import CustomerProfile  # noqa: F401
-from models.jobs import JobLease, NumberSequence  # noqa: F401
+from models.jobs import JobLease, JobUnitRun, NumberSequence, PeriodicJobRun  # noqa: F401
 from models.subscriptions import (  # noqa: F401
     Backorder,
     OpenPosition,

@@ -15,9 +15,10 @@ PACKAGES = ("decabill", "handlers", "models")
 
 #: where SQL may be written: the repositories, their base, the engine (ping, advisory locks) and migrations
 QUERY_HOMES = ("decabill/repository.py", "decabill/db.py", "decabill/migrations/")
-#: what the rest may take from SQLAlchemy: the session type (a function states that it needs one), errors, events
+#: what the rest may take from SQLAlchemy: the session type (a function states that it needs one), errors, events,
+#: URL parsing
 ALLOWED_SQLALCHEMY = {("sqlalchemy.ext.asyncio", "AsyncSession"), ("sqlalchemy.exc", "IntegrityError"),
-                      ("sqlalchemy", "event"), ("sqlalchemy", "inspect")}
+                      ("sqlalchemy", "event"), ("sqlalchemy", "inspect"), ("sqlalchemy.engine", "make_url")}
 #: what runs a statement
 QUERY_METHODS = {"execute", "scalar", "scalars", "stream", "stream_scalars"}
 

@@ -27,6 +27,14 @@ ASYMMETRIC_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "
 _MIN_REFRESH_SECONDS = 5.0
 
 
+async def fetch_key_set(url: str) -> jwt.PyJWKSet:
+    """The realm's signing keys from its JWKS URL (raises httpx / PyJWT errors)."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.get(url)
+        response.raise_for_status()
+        return jwt.PyJWKSet.from_dict(response.json())
+
+
 class _JwksCache:
     def __init__(self) -> None:
         self._keys: dict[str, jwt.PyJWK] = {}
@@ -54,10 +62,7 @@ class _JwksCache:
 
     async def _fetch(self, url: str) -> None:
         try:
-            async with httpx.AsyncClient(timeout=5) as client:
-                response = await client.get(url)
-                response.raise_for_status()
-                key_set = jwt.PyJWKSet.from_dict(response.json())
+            key_set = await fetch_key_set(url)
         except (httpx.HTTPError, jwt.PyJWTError, ValueError) as exc:
             log.warning("keycloak.jwks_fetch_failed", url=url, error=str(exc))
             raise Unauthorized("Unauthorized") from None

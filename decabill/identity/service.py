@@ -17,6 +17,7 @@ from decabill.config import get_settings
 from decabill.email import Mail, send_after_commit
 from decabill.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, Unauthorized
 from decabill.identity.credentials import hash_secret, issue_token, new_code, verify_secret
+from decabill.identity.keycloak import fetch_key_set as fetch_key_set  # for `decabill doctor`
 from decabill.identity.principal import LOCKED_MESSAGE, Principal
 from decabill.identity.repository import UserRepository
 from decabill.tenancy import current_tenant

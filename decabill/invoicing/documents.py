@@ -44,6 +44,7 @@ from decabill.documents import InvoiceLine as DocumentLine
 from decabill.documents.money import plain
 from decabill.invoicing.errors import DraftHasNoPdf, IssuerNotConfigured, NotVoid
 from decabill.invoicing.repository import InvoiceLineRepository, InvoiceRepository
+from decabill.observability import calls
 from models.customers import CustomerProfile
 from models.invoicing import Invoice, InvoiceLine, InvoiceStatus
 
@@ -189,13 +190,14 @@ async def _load(invoice_id: uuid.UUID) -> tuple[Invoice, list[InvoiceLine]]:
         return invoice, await InvoiceLineRepository(session).of_invoice(invoice_id)
 
 
-async def _stored_or_rendered(key: str, render) -> bytes:
+async def _stored_or_rendered(key: str, render, document: str) -> bytes:
     path = _path(key)
     if not get_settings().billing_skip_file_cache:
         content = await asyncio.to_thread(_read, path)
         if content:
             return content
-    content = await asyncio.to_thread(render)
+    with calls.pdf_render(document):
+        content = await asyncio.to_thread(render)
     try:
         await asyncio.to_thread(_write, path, content)
     except OSError as exc:  # a read-only or full disk must not cost the customer their download
@@ -207,7 +209,8 @@ async def invoice_pdf(invoice_id: uuid.UUID) -> Pdf:
     """The invoice PDF of an issued invoice: from storage, or generated and stored (tenant bound)."""
     invoice, lines = await _load(invoice_id)
     key = invoice.pdf_storage_key or storage_key(invoice)
-    content = await _stored_or_rendered(key, lambda: render_invoice_pdf(invoice_document(invoice, lines)))
+    content = await _stored_or_rendered(key, lambda: render_invoice_pdf(invoice_document(invoice, lines)),
+                                        "invoice")
     return Pdf(f"{invoice.invoice_number}.pdf", content)
 
 
@@ -215,7 +218,8 @@ async def credit_note_pdf(invoice_id: uuid.UUID) -> Pdf:
     """The credit note of a void invoice: from storage, or generated and stored (tenant bound)."""
     invoice, lines = await _load(invoice_id)
     key = invoice.credit_note_storage_key or storage_key(invoice, credit_note=True)
-    content = await _stored_or_rendered(key, lambda: render_void_pdf(void_document(invoice, lines)))
+    content = await _stored_or_rendered(key, lambda: render_void_pdf(void_document(invoice, lines)),
+                                        "credit_note")
     return Pdf(f"{invoice.credit_note_number}.pdf", content)
 
 

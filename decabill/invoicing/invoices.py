@@ -39,6 +39,7 @@ from decabill.invoicing.errors import ProfileIncompleteForInvoice
 from decabill.invoicing.repository import InvoiceLineRepository, InvoiceRepository
 from decabill.invoicing.states import Actor
 from decabill.numbering import next_number
+from decabill.observability import metrics
 from models.invoicing import Invoice, InvoiceLine, InvoiceOrigin, InvoiceStatus, TaxCategory
 
 DEFAULT_DUE_IN_DAYS = 14
@@ -168,7 +169,15 @@ async def issue(session: AsyncSession, invoice: Invoice, *, actor: Actor, due_in
     await session.flush()
     await mail.record(session, key=f"invoice-issued:{invoice.id}", kind=mail.INVOICE_ISSUED,
                       recipient=await recipient(session, invoice), invoice_id=invoice.id)
+    db.after_commit(_count_issued(invoice.origin))
     return invoice
+
+
+def _count_issued(origin: str):
+    async def count() -> None:  # after the commit: a rolled-back issue was never issued
+        metrics.INVOICES_ISSUED.labels(origin or "unknown").inc()
+
+    return count
 
 
 async def void(session: AsyncSession, invoice: Invoice, *, actor: Actor, reason: str | None = None,

@@ -14,7 +14,15 @@ from sqlalchemy.sql import ColumnElement, Select
 from decabill.repository import Repository, page
 from models.catalog import ServicePlan
 from models.identity import User
-from models.invoicing import Invoice, InvoiceAuditLog, InvoiceLine, InvoiceStatus, MailDelivery, MailStatus
+from models.invoicing import (
+    Invoice,
+    InvoiceAuditLog,
+    InvoiceLine,
+    InvoiceOrigin,
+    InvoiceStatus,
+    MailDelivery,
+    MailStatus,
+)
 from models.subscriptions import Subscription
 
 
@@ -58,6 +66,12 @@ class InvoiceRepository(Repository[Invoice]):
             Invoice.status.in_(InvoiceStatus.OPEN), *(getattr(Invoice, name) == value for name, value in filters.items()))
         count, total = (await self.rows(statement))[0]
         return int(count), total
+
+    async def customers_billed_by_run_since(self, since: dt.datetime) -> int:
+        """Across every tenant (the operator's metrics): customers the billing run invoiced since `since`."""
+        statement = self.in_any_tenant(func.count(func.distinct(Invoice.user_id))).where(
+            Invoice.origin == InvoiceOrigin.BILLING_RUN, Invoice.issued_at >= since)
+        return int(await self.scalar(statement))
 
     # --- the overdue job --------------------------------------------------------------------------------------
 
@@ -209,6 +223,16 @@ class MailDeliveryRepository(Repository[MailDelivery]):
                                 & (MailDelivery.claimed_at < now - claim_timeout)))
                      .order_by(MailDelivery.created_at, MailDelivery.id))
         return await self.all(page(statement, limit, 0))
+
+    async def backlog(self, statuses: Sequence[str]) -> tuple[dict[tuple[str, str], int], dt.datetime | None]:
+        """Across every tenant (the operator's metrics): deliveries in `statuses` per (kind, status), and when the
+        oldest pending one was recorded."""
+        counts = self.in_any_tenant(MailDelivery.kind, MailDelivery.status, func.count()).where(
+            MailDelivery.status.in_(statuses)).group_by(MailDelivery.kind, MailDelivery.status)
+        oldest = self.in_any_tenant(self.min_of(MailDelivery.created_at)).where(
+            MailDelivery.status == MailStatus.PENDING)
+        return ({(kind, status): count for kind, status, count in await self.rows(counts)},
+                await self.scalar(oldest))
 
     @staticmethod
     def sent_for_renewal(kind: str) -> ColumnElement[bool]:

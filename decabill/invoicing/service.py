@@ -41,6 +41,8 @@ from decabill.invoicing.states import SYSTEM as SYSTEM
 from decabill.invoicing.states import apply as apply
 from decabill.invoicing.states import audit as audit
 from decabill.invoicing.states import audit_unbound as audit_unbound
+
+from decabill.invoicing import monitoring as monitoring  # what the operator's metrics read
 from decabill.invoicing.documents import Pdf as Pdf
 from decabill.invoicing.errors import InvoiceNotFound
 from decabill.invoicing.repository import InvoiceLineRepository, InvoiceRepository

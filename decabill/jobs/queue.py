@@ -31,6 +31,7 @@ from taskiq import AsyncBroker, InMemoryBroker
 from taskiq.brokers.shared_broker import async_shared_broker
 
 from decabill.config import Settings, get_settings
+from decabill.jobs.observer import JobObserver, queue_slot
 from decabill.tenancy import bound_tenant
 
 log = structlog.get_logger("decabill.jobs")
@@ -70,6 +71,12 @@ def load_tasks() -> None:
 
 
 def build_broker(settings: Settings) -> AsyncBroker:
+    broker = _new_broker(settings)
+    broker.add_middlewares(JobObserver(is_periodic=lambda name: name in PERIODIC))  # metrics, spans, the ledger
+    return broker
+
+
+def _new_broker(settings: Settings) -> AsyncBroker:
     if settings.redis_url:
         from taskiq_redis import RedisStreamBroker
 
@@ -152,7 +159,7 @@ def _unit_slots() -> asyncio.Semaphore:
 async def run_unit(name: str, tenant: str, work: Callable[[], Awaitable[Any]]) -> Any:
     """Run a unit's service function with its tenant bound; failures are logged (by name and tenant, never
     with the entity's data) and re-raised so the queue records them."""
-    async with _unit_slots():
+    async with queue_slot(_unit_slots()):  # waiting for the slot = the in-process queue
         with bound_tenant(tenant):
             try:
                 return await work()

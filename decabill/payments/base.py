@@ -14,7 +14,15 @@ import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from typing import ClassVar
+from typing import Any, ClassVar
+
+from decabill.observability.calls import instrument_methods
+from decabill.payments.errors import (
+    CustomerMissing,
+    PaymentProcessorNotConfigured,
+    PaymentProcessorUnavailable,
+    PaymentRefused,
+)
 
 # ISO 4217 currencies without minor unit, and with three decimals, as Stripe counts them
 # (https://docs.stripe.com/currencies#zero-decimal): amounts are sent in the smallest unit.
@@ -113,6 +121,19 @@ class WebhookEvent:
     data: dict = field(default_factory=dict, repr=False)
 
 
+#: the methods that call the processor's API: counted, timed and traced per processor (decabill/observability)
+API_METHODS = ("create_customer", "create_checkout", "expire_checkout")
+
+
+def call_outcome(error: BaseException) -> str:
+    """The `outcome` label of a processor call that raised `error`."""
+    for kind, outcome in ((PaymentProcessorUnavailable, "unavailable"), (PaymentProcessorNotConfigured, "not_configured"),
+                          (PaymentRefused, "refused"), (CustomerMissing, "customer_missing")):
+        if isinstance(error, kind):
+            return outcome
+    return "error"
+
+
 class PaymentProcessor(ABC):
     """One payment processor. Subclasses set `id` (stored on invoices as `payment_processor`, at most 50
     characters) and `display_name`."""
@@ -122,6 +143,10 @@ class PaymentProcessor(ABC):
     # The CustomerProfile column that keeps this processor's customer id (D15), or None when the processor
     # has no customer objects. The built-in Stripe processor uses `stripe_customer_id`.
     customer_profile_field: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        instrument_methods(cls, "payment", API_METHODS, call_outcome)  # plugins included
 
     def configuration_problem(self) -> str | None:
         """Why this processor cannot open a checkout now (e.g. a missing API key), or None."""
@@ -145,6 +170,11 @@ class PaymentProcessor(ABC):
         `PaymentProcessorUnavailable`) to be asked again later. The default, for processors that cannot
         close sessions: `LEFT_OPEN` (the session stays payable until the processor's own expiry)."""
         return CheckoutClosure.LEFT_OPEN
+
+    async def check_access(self) -> str | None:
+        """Ask the processor whether it accepts the configured credentials (`decabill doctor`): a short note of
+        what answered, None when this processor cannot tell; raise its errors (as the other calls do) otherwise."""
+        return None
 
     @abstractmethod
     def parse_webhook(self, payload: bytes, signature: str | None) -> WebhookEvent:

@@ -71,7 +71,7 @@ from decabill.payments.errors import (
     PaymentRefused,
     WebhookFailed,
 )
-from decabill.payments.registry import get_payment_processors
+from decabill.payments.registry import get_payment_processors as get_payment_processors
 from decabill.payments.repository import PaymentAttemptRepository, PaymentWebhookEventRepository
 from decabill.payments.urls import checkout_return_urls
 from decabill.subscriptions.service import find_own_subscription

@@ -192,6 +192,15 @@ class StripeProcessor(PaymentProcessor):
             return CheckoutClosure.COMPLETED
         raise self._translate(refusal, "expire checkout session")
 
+    async def check_access(self) -> str | None:
+        """Lists one Checkout Session: what the key must be allowed to do anyway (a restricted key without
+        Checkout access is refused here too)."""
+        try:
+            await self._stripe().v1.checkout.sessions.list_async(params={"limit": 1})
+        except stripe.StripeError as exc:
+            raise self._translate(exc, "list checkout sessions") from exc
+        return "the key may read Checkout Sessions"
+
     # --- webhooks -----------------------------------------------------------------------------------
 
     def parse_webhook(self, payload: bytes, signature: str | None) -> WebhookEvent:

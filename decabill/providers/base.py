@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from decabill.providers.errors import ProviderRequestFailed
+from decabill.observability.calls import instrument_methods
+from decabill.providers.errors import (
+    ProviderCapacityError,
+    ProviderNotConfigured,
+    ProviderRequestFailed,
+    ServerNotFound,
+)
 
 # --- values exchanged with providers ------------------------------------------------------------------
 
@@ -144,6 +150,24 @@ def evaluate_availability(
 # --- the interface -----------------------------------------------------------------------------------
 
 
+#: the methods that call a provider's API: counted, timed and traced per provider (decabill/observability/calls.py)
+API_METHODS = ("fetch_server_types", "account_limit_reached", "create_server", "delete_server", "server_info",
+               "find_servers", "start_server", "stop_server", "restart_server")
+
+
+def call_outcome(error: BaseException) -> str:
+    """The `outcome` label of a provider call that raised `error`."""
+    if isinstance(error, ServerNotFound):
+        return "not_found"
+    if isinstance(error, ProviderNotConfigured):
+        return "not_configured"
+    if isinstance(error, ProviderCapacityError):
+        return "capacity"
+    if isinstance(error, ProviderRequestFailed):
+        return "rejected"
+    return "error"
+
+
 class ProvisioningProvider(ABC):
     """Subclass this in a plugin and name the class in the `decabill.provisioning_providers` entry point
     group. The class is constructed without arguments (read your own settings from the environment)."""
@@ -152,6 +176,10 @@ class ProvisioningProvider(ABC):
     display_name: ClassVar[str]
     #: how long `server_types()` answers from memory (availability checks always ask the provider)
     cache_seconds: float = 60.0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        instrument_methods(cls, "provider", API_METHODS, call_outcome)  # plugins included
 
     def config_schema(self) -> dict[str, Any] | None:
         """What a subscription's configuration may contain (`properties`, `required`, `basePriceFromField`)."""

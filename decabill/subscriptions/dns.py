@@ -89,3 +89,13 @@ async def delete_a_records(hostname: str) -> int:
     except httpx.HTTPError as exc:
         raise DnsError(f"Cloudflare could not be reached: {exc}") from exc
     return deleted
+
+
+async def check_access() -> None:
+    """Read one A record of the zone (`decabill doctor`): the token must be allowed to see the zone's DNS
+    records. Raises `DnsError`; call only when `is_configured()`."""
+    try:
+        async with _client() as client:
+            _result(await client.get("/dns_records", params={"type": "A", "per_page": 5}))
+    except httpx.HTTPError as exc:
+        raise DnsError(f"Cloudflare could not be reached: {exc}") from exc

@@ -5,6 +5,8 @@ Rules every operation here shares
 * The caller must be a user (the static API key gets 400 `User not authenticated`).
 * A user sees only their own subscriptions — admins included; another user's or another tenant's id
   is 404 exactly like an unknown one.
+* The one exception is read-only and admin-only: `list_user_subscriptions` lists any user's subscriptions
+  of the tenant (the API key may call it too).
 
 Ordering (`create_subscription`)
 1. complete customer profile (400 otherwise, before the plan is even looked up);
@@ -37,7 +39,7 @@ from decabill.catalog.service import find_service_plan
 from decabill.config import get_settings
 from decabill.customers.service import require_complete_profile
 from decabill.errors import DecabillError
-from decabill.identity.principal import Principal
+from decabill.identity.principal import Principal, require_admin
 from decabill.providers import get_registry
 from decabill.subscriptions import backorders, errors, hostnames, provisioning
 from decabill.subscriptions.lifecycle import end_failed_order, new_subscription, start_first_period
@@ -52,6 +54,8 @@ from decabill.subscriptions.backorders import list_backorders as list_backorders
 from decabill.subscriptions.backorders import retry_backorder as retry_backorder
 from decabill.subscriptions.billing import record_position as record_position
 from decabill.subscriptions.schedule import amount_for as amount_for
+
+from decabill.subscriptions import dns as dns  # the DNS provider client, for `decabill doctor`
 from models.subscriptions import (
     ProvisioningStatus,
     Subscription,
@@ -137,10 +141,23 @@ async def create_subscription(principal: Principal, plan_id: uuid.UUID, requeste
 # --- reading --------------------------------------------------------------------------------------------
 
 
-async def list_subscriptions(principal: Principal, limit: int = 10, offset: int = 0) -> list[Subscription]:
-    user_id = principal.require_user_id()
+async def _page_of_subscriptions(user_id: uuid.UUID, limit: int, offset: int) -> list[Subscription]:
+    """One page of a user's subscriptions in the request's tenant, every status, newest first."""
     async with db.transaction() as session:
         return await SubscriptionRepository(session).of_user(user_id, limit, offset)
+
+
+async def list_subscriptions(principal: Principal, limit: int = 10, offset: int = 0) -> list[Subscription]:
+    return await _page_of_subscriptions(principal.require_user_id(), limit, offset)
+
+
+async def list_user_subscriptions(principal: Principal, user_id: uuid.UUID, limit: int = 100,
+                                  offset: int = 0) -> list[Subscription]:
+    """Admin: the subscriptions of any user of the tenant (the console's manual-invoice subscription picker).
+    The user is not looked up: an unknown id, or a user of another tenant, simply has none here (as in the
+    reference), which also holds in the modes whose users live outside Decabill (Keycloak, API key)."""
+    require_admin(principal)
+    return await _page_of_subscriptions(user_id, limit, offset)
 
 
 async def get_subscription(principal: Principal, subscription_id: uuid.UUID) -> Subscription:

@@ -10,6 +10,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from decabill import db
 from decabill.config import Settings, get_settings
+from decabill.web import observability as observability_http
 from decabill.web import errors
 from decabill.web.docs import middlewares, swagger_ui_options
 from decabill.web.middleware import RequestContextMiddleware
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         swagger_ui_options=swagger_ui_options(settings),  # /api/docs/, /api/openapi.json
     )
     errors.register(app)
+    observability_http.install(app)  # outermost: counts and traces the refusals of the middlewares below too
     origins = settings.cors_origins
     app.add_middleware(
         CORSMiddleware,

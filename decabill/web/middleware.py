@@ -39,8 +39,10 @@ class RateLimiter:
         self.enabled = settings.rate_limit_enabled
         storage: Storage
         if settings.redis_url:
+            # redis-py (a dependency already): limits' default async client, coredis, is not installed
             storage = RedisStorage(
-                "async+" + settings.redis_url, key_prefix=f"{settings.redis_key_prefix}:ratelimit"
+                "async+" + settings.redis_url, key_prefix=f"{settings.redis_key_prefix}:ratelimit",
+                implementation="redispy",
             )
         else:
             storage = MemoryStorage()

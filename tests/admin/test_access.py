@@ -1,4 +1,4 @@
-"""The role ladder of all 22 admin billing operations: anonymous 401, plain user 403, the static API key inside
+"""The role ladder of all 23 admin billing operations: anonymous 401, plain user 403, the static API key inside
 its tenant binding (reads allowed; actions that need an admin user 400), another tenant's ids 404."""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ READS = [
     ("GET", "/invoices/{invoice}/audit-logs", None),
     ("GET", "/customer-profiles", None),
     ("GET", "/customer-profiles/{profile}", None),
+    ("GET", "/users/{owner}/subscriptions", None),
 ]
 ACTIONS = [  # need an admin *user* to record as the actor
     ("POST", "/bill-now", {}),
@@ -48,15 +49,16 @@ def test_the_ladder_covers_every_admin_billing_operation():
     from spec import OPENAPI_PATH
 
     spec = yaml.safe_load(OPENAPI_PATH.read_text())
-    documented = {(method.upper(), path[len(BASE):].replace("{invoiceRefId}", "{x}").replace("{id}", "{x}"))
+    documented = {(method.upper(), path[len(BASE):].replace("{invoiceRefId}", "{x}").replace("{id}", "{x}")
+                   .replace("{userId}", "{x}"))
                   for path, item in spec["paths"].items() if path.startswith(BASE)
                   for method, op in item.items() if isinstance(op, dict)}
     covered = {(method, _generic(path)) for method, path, _ in ALL}
-    assert len(documented) == 22 and covered == documented
+    assert len(documented) == 23 and covered == documented
 
 
 def _generic(path: str) -> str:
-    for name in ("{invoice}", "{void}", "{draft}", "{profile}", "{stranger_profile}"):
+    for name in ("{invoice}", "{void}", "{draft}", "{profile}", "{stranger_profile}", "{owner}"):
         path = path.replace(name, "{x}")
     return path
 

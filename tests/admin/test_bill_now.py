@@ -157,7 +157,7 @@ async def test_bill_now_racing_the_billing_day_bills_each_user_once(billing_api,
             contenders += [billing.bill_user(owner), billing.bill_user(owner),
                            bill_now.bill_now_user(owner, request_id=uuid.uuid4(), admin_id=admin_id, scope="user")]
         response, *results = await asyncio.gather(
-            api.post(f"{BASE}/bill-now", token=admin, json={}), invoicing_tasks.bill_due_users.kiq(), *contenders)
+            api.post(f"{BASE}/bill-now", token=admin, json={}), queue.enqueue(invoicing_tasks.bill_due_users), *contenders)
     assert response.status_code == 200, response.text
     await billed({owner: 1 for owner in owners})
 

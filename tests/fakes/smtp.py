@@ -1,4 +1,5 @@
-"""A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message it receives."""
+"""A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message it receives; `refuse(address)`
+makes it answer `550` to that recipient, as a server does for a mailbox that does not exist."""
 
 from __future__ import annotations
 
@@ -16,6 +17,14 @@ class _Handler:
     def __init__(self, sink: "SmtpSink"):
         self.sink = sink
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd hook
+        with self.sink.lock:
+            refused = address.lower() in self.sink.refused
+        if refused:
+            return "550 5.1.1 Requested action not taken: mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook name
         message = email.message_from_bytes(envelope.content, policy=default_policy)
         with self.sink.lock:
@@ -26,6 +35,7 @@ class _Handler:
 class SmtpSink:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.refused: set[str] = set()
         self.lock = threading.Lock()
         self.port = free_port()
         self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
@@ -40,6 +50,11 @@ class SmtpSink:
     def clear(self) -> None:
         with self.lock:
             self.messages.clear()
+            self.refused.clear()
+
+    def refuse(self, address: str) -> None:
+        with self.lock:
+            self.refused.add(address.lower())
 
     def to(self, address: str) -> list[EmailMessage]:
         with self.lock:

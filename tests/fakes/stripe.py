@@ -441,6 +441,16 @@ def create_app(state: StripeState) -> Starlette:
     def get_session(_, pp):
         return 200, state._session(pp["id"])
 
+    def list_sessions(p, _):
+        """Newest first, `limit` (1..100, default 10) — no cursors: nothing here pages through sessions."""
+        try:
+            limit = min(max(int(p.get("limit", 10)), 1), 100)
+        except ValueError:
+            raise StripeError(400, "Invalid integer: limit", param="limit") from None
+        newest = sorted(state.sessions.values(), key=lambda s: s.get("created", 0), reverse=True)
+        return 200, {"object": "list", "url": "/v1/checkout/sessions", "has_more": len(newest) > limit,
+                     "data": newest[:limit]}
+
     def expire_session(_, pp):
         state._expire(pp["id"])
         return 200, state.sessions[pp["id"]]
@@ -461,6 +471,7 @@ def create_app(state: StripeState) -> Starlette:
             Route("/v1/customers/{id}", endpoint(get_customer), methods=["GET"]),
             Route("/v1/customers/{id}", endpoint(update_customer), methods=["POST"]),
             Route("/v1/checkout/sessions", endpoint(create_session), methods=["POST"]),
+            Route("/v1/checkout/sessions", endpoint(list_sessions), methods=["GET"]),
             Route("/v1/checkout/sessions/{id}", endpoint(get_session), methods=["GET"]),
             Route("/v1/checkout/sessions/{id}/expire", endpoint(expire_session), methods=["POST"]),
             Route("/v1/events/{id}", endpoint(get_event), methods=["GET"]),

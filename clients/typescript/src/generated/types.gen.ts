@@ -1549,6 +1549,24 @@ export type HealthResponse = {
 };
 
 /**
+ * Result of the readiness probe.
+ */
+export type ReadinessResponse = {
+    /**
+     * `ready` when every dependency answered, `unavailable` otherwise.
+     */
+    status: 'ready' | 'unavailable';
+    /**
+     * `ok` when the database answered, `unreachable` otherwise.
+     */
+    database: 'ok' | 'unreachable';
+    /**
+     * `ok` when Redis answered, `unreachable` otherwise; `not_configured` without Redis (jobs run in process).
+     */
+    redis: 'ok' | 'unreachable' | 'not_configured';
+};
+
+/**
  * Acknowledgement sent back to Stripe.
  */
 export type WebhookReceivedResponse = {
@@ -5891,6 +5909,63 @@ export type GetAdminBillingStatisticsByProductResponses = {
 
 export type GetAdminBillingStatisticsByProductResponse = GetAdminBillingStatisticsByProductResponses[keyof GetAdminBillingStatisticsByProductResponses];
 
+export type AdminListUserSubscriptionsData = {
+    body?: never;
+    headers?: {
+        /**
+         * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
+         */
+        'X-Tenant'?: string;
+    };
+    path: {
+        /**
+         * Id of the user account.
+         */
+        userId: string;
+    };
+    query?: {
+        /**
+         * Page size; 100 when omitted, 0 for all.
+         */
+        limit?: number;
+        /**
+         * How many entries to skip; 0 when omitted.
+         */
+        offset?: number;
+    };
+    url: '/admin/billing/users/{userId}/subscriptions';
+};
+
+export type AdminListUserSubscriptionsErrors = {
+    /**
+     * The request was refused: the `X-Tenant` header names no configured tenant, a parameter or the body breaks the documented schema (unknown body field, wrong type, malformed id, ...), the caller has no user of its own (static API key on a per-user operation), or a business rule of the operation is not met.
+     */
+    400: ErrorResponse;
+    /**
+     * No valid credentials: the `Authorization` header is missing or malformed, the token or key is wrong or expired, the account is locked, or the session does not belong to the request's tenant.
+     */
+    401: ErrorResponse;
+    /**
+     * The caller is known but may not do this: an admin role is required (`Forbidden resource`), the API key is bound to another tenant (`Access denied`), or - for POST, PUT, PATCH and DELETE - the browser's `Origin` is not on the server's allowlist (`Origin not allowed`).
+     */
+    403: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window; wait and try again.
+     */
+    429: ErrorResponse;
+};
+
+export type AdminListUserSubscriptionsError = AdminListUserSubscriptionsErrors[keyof AdminListUserSubscriptionsErrors];
+
+export type AdminListUserSubscriptionsResponses = {
+    /**
+     * The page of the user's subscriptions (empty for an unknown user).
+     */
+    200: Array<SubscriptionResponse>;
+};
+
+export type AdminListUserSubscriptionsResponse = AdminListUserSubscriptionsResponses[keyof AdminListUserSubscriptionsResponses];
+
 export type GetConfigData = {
     body?: never;
     headers?: {
@@ -5964,3 +6039,42 @@ export type GetHealthResponses = {
 };
 
 export type GetHealthResponse = GetHealthResponses[keyof GetHealthResponses];
+
+export type GetReadinessData = {
+    body?: never;
+    headers?: {
+        /**
+         * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
+         */
+        'X-Tenant'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/health/ready';
+};
+
+export type GetReadinessErrors = {
+    /**
+     * The request was refused: the `X-Tenant` header names no configured tenant, a parameter or the body breaks the documented schema (unknown body field, wrong type, malformed id, ...), the caller has no user of its own (static API key on a per-user operation), or a business rule of the operation is not met.
+     */
+    400: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window; wait and try again.
+     */
+    429: ErrorResponse;
+    /**
+     * A dependency cannot be reached; `status` is `unavailable` and the dependency says `unreachable`.
+     */
+    503: ReadinessResponse;
+};
+
+export type GetReadinessError = GetReadinessErrors[keyof GetReadinessErrors];
+
+export type GetReadinessResponses = {
+    /**
+     * Ready to serve.
+     */
+    200: ReadinessResponse;
+};
+
+export type GetReadinessResponse = GetReadinessResponses[keyof GetReadinessResponses];
