@@ -181,13 +181,6 @@ def in_transaction() -> bool:
     return _current.get() is not None
 
 
-def current_session() -> AsyncSession:
-    tx = _current.get()
-    if tx is None:
-        raise RuntimeError("no transaction is open")
-    return tx.session
-
-
 # --- deleting rows other rows point at ------------------------------------------------------------
 
 
