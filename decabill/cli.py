@@ -80,8 +80,9 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
     from decabill import db
     from decabill.jobs.runtime import JobRuntime
     from decabill.migrations import migrate
-    from decabill.observability import metrics, state, tracing
-    from decabill.observability import server as metrics_server
+    from decabill.observability import metrics, tracing
+    from decabill.operations import server as metrics_server
+    from decabill.operations import state
     from decabill.secrets import encryption_key
 
     role = role or settings.queue_role
@@ -105,7 +106,7 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
     if metrics_socket is not None:
         servers.append(_BoundServer(metrics_server.config(settings), metrics_socket))
     if http:
-        from decabill.app import create_app
+        from decabill.web.app import create_app
 
         servers.append(_Server(_uvicorn_config(create_app(settings), settings.host, settings.port)))
     if socket and settings.websocket_port:
@@ -217,7 +218,7 @@ def cmd_jobs(args: argparse.Namespace) -> None:
 
 
 def cmd_doctor(_args: argparse.Namespace) -> None:
-    from decabill.observability.doctor import main as doctor
+    from decabill.operations.doctor import main as doctor
 
     raise SystemExit(doctor())
 

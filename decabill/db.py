@@ -1,14 +1,13 @@
-"""Database access: the async engine, the transaction boundary, exact column types and tenant scoping.
+"""Database access: the async engine, the transaction boundary and the clock.
 
-* `transaction()` is the only way services touch the database. The outermost call owns the session and
-  commits (or rolls back); nested calls join it. Callbacks registered with `after_commit()` (emails,
-  job enqueues) run only once the data they describe is durable.
-* `scoped(Model)` is the only starting point for queries on tenant-owned tables: it always filters on
-  the request's tenant, so forgetting the filter in a service is impossible by construction.
-* `delete_unreferenced(record, what, hint)` deletes a row or answers 409 naming the rows that still
-  point at it (financial and audit rows are never deleted along the way).
-* SQLite (the embedded default) silently drops time-zone offsets and stores NUMERIC as REAL, so
-  `UTCDateTime` and `ExactDecimal` normalise both on the way in and out.
+* `transaction()` is how a service opens (or joins) the unit of work; it yields the session the
+  service hands to its repositories. The outermost call owns the session and commits (or rolls back);
+  nested calls join it. Callbacks registered with `after_commit()` (emails, job enqueues) run only once
+  the data they describe is durable.
+* Queries live in the domains' repositories (`decabill.repository.Repository` is their base, the one
+  place that scopes by tenant); the column types live with the tables (`models.types`).
+* `references(record)` names the rows whose foreign key would refuse the record's deletion (used by
+  `Repository.remove_unreferenced`: financial and audit rows are never deleted along the way).
 """
 
 from __future__ import annotations
@@ -18,88 +17,32 @@ import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Numeric, event, func, select
-from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.sql import Select
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_object_session,
+    async_sessionmaker,
+    create_async_engine,
+)
 
-from decabill.errors import DecabillError, StillReferenced
+from decabill.errors import DecabillError
 from decabill.observability import tracing
-from decabill.tenancy import current_tenant
+from models import types
+from models.types import ExactDecimal, UTCDateTime  # noqa: F401 - landed migrations name decabill.db.<type>
 
 UTC = dt.timezone.utc
-T = TypeVar("T")
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(UTC)
+    return types.system_utcnow()
 
 
-# --- column types ---------------------------------------------------------------------------------
-
-
-class UTCDateTime(TypeDecorator[dt.datetime]):
-    """Timezone-aware UTC timestamps on every backend (SQLite keeps no offset, so we store UTC naive
-    there and re-attach UTC on read)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTCDateTime column; use an aware datetime")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class ExactDecimal(TypeDecorator[Decimal]):
-    """Exact decimals: NUMERIC on PostgreSQL, scaled integers on SQLite (where NUMERIC would be a float).
-
-    Integers keep SQL `SUM()` exact on SQLite too; wrap aggregates with `type_coerce(..., ExactDecimal(n))`
-    to get Decimals back.
-    """
-
-    impl = Numeric
-    cache_ok = True
-
-    def __init__(self, scale: int = 4, precision: int = 18):
-        super().__init__()
-        self.scale = scale
-        self.precision = precision
-        self._factor = Decimal(10) ** scale
-        self._quantum = Decimal(1).scaleb(-scale)
-
-    def load_dialect_impl(self, dialect: Dialect):
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(BigInteger())
-        return dialect.type_descriptor(Numeric(self.precision, self.scale, asdecimal=True))
-
-    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        value = Decimal(value).quantize(self._quantum)
-        if dialect.name == "sqlite":
-            return int(value * self._factor)
-        return value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        if value is None:
-            return None
-        if dialect.name == "sqlite":
-            return (Decimal(int(value)) / self._factor).quantize(self._quantum)
-        return Decimal(value).quantize(self._quantum)
+# Default timestamps of new rows read this module's `utcnow` at call time, so moving the clock here
+# (tests do) moves it for the tables too.
+types.use_clock(lambda: utcnow())
 
 
 # --- engine and sessions --------------------------------------------------------------------------
@@ -215,6 +158,17 @@ async def advisory_lock(session: AsyncSession, key: str) -> None:
         await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
 
 
+async def try_advisory_lock(session: AsyncSession, key: str) -> bool:
+    """The transaction-scoped named lock if nobody holds it (PostgreSQL); SQLite's BEGIN IMMEDIATE already
+    made this transaction the only writer."""
+    if session.bind.dialect.name != "postgresql":
+        return True
+    from sqlalchemy import text
+
+    locked = await session.execute(text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+    return bool(locked.scalar_one())
+
+
 def after_commit(callback: Callable[[], Awaitable[None]]) -> None:
     """Run `callback` after the current transaction commits (immediately when there is none)."""
     tx = _current.get()
@@ -223,38 +177,8 @@ def after_commit(callback: Callable[[], Awaitable[None]]) -> None:
     tx.after_commit.append(callback)
 
 
-def current_session() -> AsyncSession:
-    tx = _current.get()
-    if tx is None:
-        raise RuntimeError("no transaction is open")
-    return tx.session
-
-
-# --- tenant scoping -------------------------------------------------------------------------------
-
-
-def scoped(model: type[T]) -> Select[tuple[T]]:
-    """`SELECT model WHERE tenant_id = <request tenant>`: the only query start for tenant-owned tables."""
-    return select(model).where(model.tenant_id == current_tenant())  # type: ignore[attr-defined]
-
-
-MAX_ROWS = 2**62  # beyond any real table; keeps huge client offsets inside SQLite's INTEGER range
-
-
-def page(query: Select[Any], limit: int | None, offset: int | None) -> Select[Any]:
-    """Apply limit/offset as the contract defines them: limit 0 (or none) means no limit. Values outside
-    what a database accepts (negative, beyond 64 bits) are clamped instead of reaching SQL as a 500."""
-    query = query.offset(min(max(offset or 0, 0), MAX_ROWS))
-    if limit and limit > 0:
-        query = query.limit(min(limit, MAX_ROWS))
-    return query
-
-
-def for_update(query: Select[Any], *, skip_locked: bool = False) -> Select[Any]:
-    """Row locks on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers."""
-    if dialect_name() == "postgresql":
-        return query.with_for_update(skip_locked=skip_locked)
-    return query
+def in_transaction() -> bool:
+    return _current.get() is not None
 
 
 # --- deleting rows other rows point at ------------------------------------------------------------
@@ -272,7 +196,8 @@ async def references(record: Any) -> list[tuple[str, int]]:
     declaring its foreign key — nothing to register anywhere.
     """
     record_table = record.__table__
-    session = current_session()
+    session = async_object_session(record)  # the one the record was loaded in
+    assert session is not None, "references() of a row that belongs to no session"
     found = []
     for table in record_table.metadata.sorted_tables:
         for foreign_key in table.foreign_keys:
@@ -288,22 +213,6 @@ async def references(record: Any) -> list[tuple[str, int]]:
     return found
 
 
-async def delete_unreferenced(record: Any, what: str, hint: str) -> None:
-    """Delete `record` in the current transaction, or raise `StillReferenced` (409) naming what still
-    points at it. Checked before deleting; a referencing row added concurrently is refused by the foreign
-    key at flush, which becomes the same 409 instead of a 500."""
-    session = current_session()
-    record_id = record.id  # read now: a failed flush leaves the session unable to load attributes
-    found = await references(record)
-    if found:
-        raise StillReferenced(what, record_id, found, hint)
-    await session.delete(record)
-    try:
-        await session.flush()
-    except IntegrityError:
-        raise StillReferenced(what, record_id, [("other records", 1)], hint) from None
-
-
 async def ping() -> bool:
     from sqlalchemy import text
 
@@ -313,3 +222,18 @@ async def ping() -> bool:
         return True
     except Exception:
         return False
+
+
+async def schema_revision(url: str) -> str | None:
+    """The Alembic revision of the database at `url`, read over an engine of its own (`decabill doctor` checks a
+    configuration without starting anything); raises what the driver raises when it cannot be reached."""
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import text
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+            return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+    finally:
+        await engine.dispose()

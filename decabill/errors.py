@@ -1,5 +1,5 @@
 """The one domain error tree. Each class fixes its HTTP status; the app turns any of them into the
-contract's `ErrorResponse` body `{statusCode, message, error}` in one handler (decabill/app.py)."""
+contract's `ErrorResponse` body `{statusCode, message, error}` in one handler (decabill/web/errors.py, registered by decabill/web/app.py)."""
 
 from __future__ import annotations
 

@@ -9,45 +9,22 @@ unique (tenant_id, name) key, then incremented like any other.
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
-
-from sqlalchemy import Table, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from decabill.tenancy import current_tenant
-from models.jobs import NumberSequence
-
-
-async def insert_if_missing(session: AsyncSession, table: Table, values: dict[str, Any], keys: list[str]) -> None:
-    """`INSERT ... ON CONFLICT (keys) DO NOTHING` on PostgreSQL and SQLite.
-
-    On PostgreSQL a conflicting row that another open transaction has just inserted makes this statement
-    wait for that transaction, so afterwards the row is visible (committed) or absent (rolled back)."""
-    if session.bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    await session.execute(insert(table).values(**values).on_conflict_do_nothing(index_elements=keys))
+from decabill.jobs.repository import NumberSequenceRepository
 
 
 async def next_number(session: AsyncSession, name: str) -> int:
     """The next value (1, 2, 3, ...) of the tenant's counter `name`, allocated in `session`'s transaction."""
-    tenant = current_tenant()
-    table = NumberSequence.__table__  # type: ignore[attr-defined]
-    bump = (
-        update(table)
-        .where(table.c.tenant_id == tenant, table.c.name == name)
-        .values(last_value=table.c.last_value + 1)
-        .returning(table.c.last_value)
-    )
-    value = (await session.execute(bump)).scalar_one_or_none()
+    counters = NumberSequenceRepository(session)
+    value = await counters.bump(name)
     if value is None:
-        await insert_if_missing(session, table, {"id": uuid.uuid4(), "tenant_id": tenant, "name": name, "last_value": 0},
-                                ["tenant_id", "name"])
-        value = (await session.execute(bump)).scalar_one()
+        await counters.create_if_missing(name)
+        value = await counters.bump(name)
+        assert value is not None
     return int(value)
 
 
 def format_number(prefix: str, value: int, digits: int = 6) -> str:
     return f"{prefix}-{value:0{digits}d}"
+

@@ -18,11 +18,11 @@ import inflection
 import yaml
 from connexion.lifecycle import ConnexionResponse
 
-from decabill.identity.auth import Principal, require_admin
+from decabill.identity.principal import Principal, require_admin
 from spec import OPENAPI_PATH
 
 if TYPE_CHECKING:
-    from decabill.invoicing.documents import Pdf
+    from decabill.invoicing.service import Pdf
 
 
 @functools.cache

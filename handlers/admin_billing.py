@@ -4,8 +4,7 @@ import uuid
 
 import inflection
 
-from decabill.admin import bill_now, customer_profiles, manual, payment_status, statistics
-from decabill.admin import invoices as admin_invoices
+from decabill.admin import service as admin
 from decabill.subscriptions import service as subscriptions
 from handlers._http import admin_only, dump, dump_list, pdf_attachment, principal
 
@@ -28,13 +27,13 @@ def _profile_fields(body: dict) -> dict:
 
 @admin_only
 async def get_admin_billing_summary(token_info: dict):
-    return dump(await statistics.billing_summary(principal(token_info)), "AdminBillingSummaryResponse"), 200
+    return dump(await admin.billing_summary(principal(token_info)), "AdminBillingSummaryResponse"), 200
 
 
 @admin_only
 async def get_admin_billing_statistics_summary(token_info: dict, from_: str | None = None, to: str | None = None,
                                                group_by: str = "day", user_id: str | None = None):
-    found = await statistics.statistics_summary(principal(token_info), from_=from_, to=to, group_by=group_by,
+    found = await admin.statistics_summary(principal(token_info), from_=from_, to=to, group_by=group_by,
                                                 user_id=_uuid(user_id))
     return dump(found, "BillingStatisticsSummary"), 200
 
@@ -42,13 +41,13 @@ async def get_admin_billing_statistics_summary(token_info: dict, from_: str | No
 @admin_only
 async def get_admin_billing_statistics_by_product(token_info: dict, from_: str | None = None, to: str | None = None,
                                                   user_id: str | None = None):
-    found = await statistics.statistics_by_product(principal(token_info), from_=from_, to=to, user_id=_uuid(user_id))
+    found = await admin.statistics_by_product(principal(token_info), from_=from_, to=to, user_id=_uuid(user_id))
     return dump(found, "BillingStatisticsByProduct"), 200
 
 
 @admin_only
 async def admin_bill_now(token_info: dict, body=None):
-    queued = await bill_now.request_bill_now(principal(token_info), _uuid(_optional(body).get("userId")))
+    queued = await admin.request_bill_now(principal(token_info), _uuid(_optional(body).get("userId")))
     return dump(queued, "AdminBillNowResponse"), 200
 
 
@@ -58,7 +57,7 @@ async def admin_bill_now(token_info: dict, body=None):
 @admin_only
 async def list_admin_invoices(token_info: dict, limit: int = 10, offset: int = 0, search: str | None = None,
                               user_id: str | None = None):
-    found = await admin_invoices.list_invoices(principal(token_info), limit=limit, offset=offset, search=search,
+    found = await admin.list_invoices(principal(token_info), limit=limit, offset=offset, search=search,
                                                user_id=_uuid(user_id))
     return dump(found, "PaginatedAdminInvoicesResponse"), 200
 
@@ -66,31 +65,31 @@ async def list_admin_invoices(token_info: dict, limit: int = 10, offset: int = 0
 @admin_only
 async def list_admin_open_overdue_invoices(token_info: dict, limit: int = 10, offset: int = 0,
                                            search: str | None = None, user_id: str | None = None):
-    found = await admin_invoices.list_invoices(principal(token_info), limit=limit, offset=offset, search=search,
+    found = await admin.list_invoices(principal(token_info), limit=limit, offset=offset, search=search,
                                                user_id=_uuid(user_id), open_only=True)
     return dump(found, "PaginatedAdminInvoicesResponse"), 200
 
 
 @admin_only
 async def get_admin_invoice_detail(invoice_ref_id: str, token_info: dict):
-    found = await admin_invoices.get_invoice(principal(token_info), uuid.UUID(invoice_ref_id))
+    found = await admin.get_invoice(principal(token_info), uuid.UUID(invoice_ref_id))
     return dump(found, "ManualInvoiceDetailResponse"), 200
 
 
 @admin_only
 async def download_admin_invoice_pdf(invoice_ref_id: str, token_info: dict):
-    return pdf_attachment(await admin_invoices.invoice_pdf(principal(token_info), uuid.UUID(invoice_ref_id)))
+    return pdf_attachment(await admin.invoice_pdf(principal(token_info), uuid.UUID(invoice_ref_id)))
 
 
 @admin_only
 async def download_admin_invoice_void_document_pdf(invoice_ref_id: str, token_info: dict):
-    found = await admin_invoices.invoice_pdf(principal(token_info), uuid.UUID(invoice_ref_id), credit_note=True)
+    found = await admin.invoice_pdf(principal(token_info), uuid.UUID(invoice_ref_id), credit_note=True)
     return pdf_attachment(found)
 
 
 @admin_only
 async def list_admin_invoice_audit_logs(invoice_ref_id: str, token_info: dict, limit: int = 20, offset: int = 0):
-    found = await admin_invoices.audit_log(principal(token_info), uuid.UUID(invoice_ref_id), limit=limit, offset=offset)
+    found = await admin.audit_log(principal(token_info), uuid.UUID(invoice_ref_id), limit=limit, offset=offset)
     return dump(found, "PaginatedBillingAuditLogsResponse"), 200
 
 
@@ -99,7 +98,7 @@ async def list_admin_invoice_audit_logs(invoice_ref_id: str, token_info: dict, l
 
 @admin_only
 async def create_manual_invoice(body: dict, token_info: dict):
-    created = await manual.create_manual_invoice(principal(token_info), user_id=uuid.UUID(body["userId"]),
+    created = await admin.create_manual_invoice(principal(token_info), user_id=uuid.UUID(body["userId"]),
                                                  line_items=body["lineItems"],
                                                  subscription_id=_uuid(body.get("subscriptionId")),
                                                  currency=body.get("currency"))
@@ -108,19 +107,19 @@ async def create_manual_invoice(body: dict, token_info: dict):
 
 @admin_only
 async def update_manual_invoice(invoice_ref_id: str, body: dict, token_info: dict):
-    updated = await manual.update_manual_invoice(principal(token_info), uuid.UUID(invoice_ref_id), body["lineItems"])
+    updated = await admin.update_manual_invoice(principal(token_info), uuid.UUID(invoice_ref_id), body["lineItems"])
     return dump(updated, "ManualInvoiceDetailResponse"), 200
 
 
 @admin_only
 async def delete_manual_invoice(invoice_ref_id: str, token_info: dict):
-    await manual.delete_manual_invoice(principal(token_info), uuid.UUID(invoice_ref_id))
+    await admin.delete_manual_invoice(principal(token_info), uuid.UUID(invoice_ref_id))
     return None, 204
 
 
 @admin_only
 async def issue_manual_invoice(invoice_ref_id: str, token_info: dict, body=None):
-    issued = await manual.issue_manual_invoice(principal(token_info), uuid.UUID(invoice_ref_id),
+    issued = await admin.issue_manual_invoice(principal(token_info), uuid.UUID(invoice_ref_id),
                                                _optional(body).get("dueInDays"))
     return dump(issued, "ManualInvoiceDetailResponse"), 200
 
@@ -130,20 +129,20 @@ async def issue_manual_invoice(invoice_ref_id: str, token_info: dict, body=None)
 
 @admin_only
 async def admin_void_invoice(invoice_ref_id: str, token_info: dict):
-    voided = await payment_status.void(principal(token_info), uuid.UUID(invoice_ref_id))
+    voided = await admin.void(principal(token_info), uuid.UUID(invoice_ref_id))
     return dump(voided, "AdminInvoiceListItem"), 200
 
 
 @admin_only
 async def admin_mark_invoice_paid(invoice_ref_id: str, token_info: dict, body=None):
-    paid = await payment_status.mark_paid(principal(token_info), uuid.UUID(invoice_ref_id),
+    paid = await admin.mark_paid(principal(token_info), uuid.UUID(invoice_ref_id),
                                           _optional(body).get("reason"))
     return dump(paid, "AdminInvoiceListItem"), 200
 
 
 @admin_only
 async def admin_mark_invoice_unpaid(invoice_ref_id: str, token_info: dict, body=None):
-    reopened = await payment_status.mark_unpaid(principal(token_info), uuid.UUID(invoice_ref_id),
+    reopened = await admin.mark_unpaid(principal(token_info), uuid.UUID(invoice_ref_id),
                                                 _optional(body).get("reason"))
     return dump(reopened, "AdminInvoiceListItem"), 200
 
@@ -153,7 +152,7 @@ async def admin_mark_invoice_unpaid(invoice_ref_id: str, token_info: dict, body=
 
 @admin_only
 async def list_admin_customer_profiles(token_info: dict, limit: int = 10, offset: int = 0):
-    found = await customer_profiles.list_profiles(principal(token_info), limit, offset)
+    found = await admin.list_profiles(principal(token_info), limit, offset)
     return dump(found, "PaginatedAdminCustomerProfilesResponse"), 200
 
 
@@ -161,25 +160,25 @@ async def list_admin_customer_profiles(token_info: dict, limit: int = 10, offset
 async def create_admin_customer_profile(body: dict, token_info: dict):
     fields = _profile_fields(body)
     user_id = uuid.UUID(fields.pop("user_id"))
-    created = await customer_profiles.create_profile(principal(token_info), user_id, **fields)
+    created = await admin.create_profile(principal(token_info), user_id, **fields)
     return dump(created, "CustomerProfileResponse"), 201
 
 
 @admin_only
 async def get_admin_customer_profile(id_: str, token_info: dict):
-    found = await customer_profiles.get_profile(principal(token_info), uuid.UUID(id_))
+    found = await admin.get_profile(principal(token_info), uuid.UUID(id_))
     return dump(found, "AdminCustomerProfileDetailResponse"), 200
 
 
 @admin_only
 async def update_admin_customer_profile(id_: str, body: dict, token_info: dict):
-    updated = await customer_profiles.update_profile(principal(token_info), uuid.UUID(id_), **_profile_fields(body))
+    updated = await admin.update_profile(principal(token_info), uuid.UUID(id_), **_profile_fields(body))
     return dump(updated, "CustomerProfileResponse"), 200
 
 
 @admin_only
 async def delete_admin_customer_profile(id_: str, token_info: dict):
-    await customer_profiles.delete_profile(principal(token_info), uuid.UUID(id_))
+    await admin.delete_profile(principal(token_info), uuid.UUID(id_))
     return None, 204
 
 

@@ -2,12 +2,12 @@
 
 import uuid
 
-from decabill.catalog import availability
+from decabill.catalog import service as catalog
 from handlers._http import dump, principal
 
 
 async def check_availability(body: dict, token_info: dict):
-    result = await availability.check_availability(
+    result = await catalog.check_availability(
         principal(token_info), uuid.UUID(body["serviceTypeId"]), body["region"], body["serverType"],
         body.get("requestedConfig"),
     )

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import Column
 from sqlmodel import Field, SQLModel
 
-from decabill import db
-from decabill.db import ExactDecimal, UTCDateTime
+from models import types
+from models.types import ExactDecimal, UTCDateTime
 
 
 def id_field() -> Any:
@@ -24,8 +24,8 @@ def tenant_field() -> Any:
 
 def timestamp_field(*, nullable: bool = True, default_now: bool = False, index: bool = False) -> Any:
     if default_now:
-        # Looked up at call time: "now" has one source (db.utcnow), which tests can move.
-        return Field(default_factory=lambda: db.utcnow(), sa_type=UTCDateTime, nullable=False, index=index)
+        # Looked up at call time: "now" has one source (decabill.db.utcnow), which tests can move.
+        return Field(default_factory=types.now, sa_type=UTCDateTime, nullable=False, index=index)
     return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
 
 
@@ -38,7 +38,7 @@ class Timestamped(SQLModel):
     updated_at: dt.datetime = timestamp_field(default_now=True)
 
     def touch(self) -> None:
-        self.updated_at = db.utcnow()
+        self.updated_at = types.now()
 
 
 __all__ = ["Column", "id_field", "tenant_field", "timestamp_field", "money_field", "Timestamped"]

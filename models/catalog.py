@@ -2,7 +2,7 @@
 priced plans, and the audit rows of availability checks (behavior.md part A §4).
 
 Every table carries `tenant_id` — plans too, although their service type already has one — so that
-`db.scoped()` works on each of them directly.
+the repository base scopes each of them directly.
 """
 
 from __future__ import annotations

@@ -213,7 +213,7 @@ async def make_api(env, database, smtp_sink):
     clients: list[httpx.AsyncClient] = []
 
     async def factory(fresh: bool = False) -> Api:
-        from decabill.app import create_app
+        from decabill.web.app import create_app
 
         reset_settings_cache()
         # Building the app parses the whole spec (~0.8 s); reuse it while the environment is the same.

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 import handlers
-from decabill.app import create_app
+from decabill.web.app import create_app
 from decabill.config import get_settings, reset_settings_cache
 from spec import OPENAPI_PATH
 from tests.conftest import BASE_ENV, Api

@@ -4,6 +4,7 @@ voiding, documents, the state machine and the audit trail are theirs; these modu
 
 | module              | what                                                                            |
 |---------------------|---------------------------------------------------------------------------------|
+| `service`           | the public face: every operation below, named in one place for the handlers     |
 | `invoices`          | lists (all, open/overdue), one invoice, its PDFs, its audit trail; shared lookups |
 | `manual`            | manual invoices: create, update and delete drafts, issue                        |
 | `payment_status`    | mark paid, mark unpaid, void — through the invoice state machine                |

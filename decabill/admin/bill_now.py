@@ -3,9 +3,9 @@
 The request answers `{queued, requestId, userCount}` immediately; the billing runs on the job layer:
 
     POST /admin/billing/bill-now ──▶ admin.bill_now (coordinator: who has something unbilled *now*)
-                                        └──▶ admin.bill_now_user, one per user ──▶ invoicing.billing.bill_user
+                                        └──▶ admin.bill_now_user, one per user ──▶ invoicing.invoicing.bill_user
 
-* The per-user work is the billing day's own unit, `decabill.invoicing.billing.bill_user` — one
+* The per-user work is the billing day's own unit, `decabill.invoicing.invoicing.bill_user` — one
   transaction under the user's billing lock that claims what is unbilled, invoices and issues it. A
   bill-now unit and a billing-day unit for the same user at the same moment therefore bill once: the
   second finds the lock taken (PostgreSQL) or, after the first committed, nothing left unbilled.
@@ -25,43 +25,22 @@ from __future__ import annotations
 import uuid
 
 import structlog
-from sqlalchemy import func, select, union
-
 from decabill import db
 from decabill.admin.errors import BillNowUserNotFound
 from decabill.admin.views import BillNowView
 from decabill.errors import ServiceUnavailable
-from decabill.identity.auth import Principal
-from decabill.invoicing import billing, states
-from decabill.invoicing.billing import BillingResult
-from decabill.invoicing.states import Actor
+from decabill.identity.principal import Principal
+from decabill.identity.service import find_user
+from decabill.invoicing import service as invoicing
+from decabill.invoicing.repository import InvoiceRepository
+from decabill.invoicing.service import Actor, BillingResult, users_with_unbilled
+from decabill.jobs.queue import enqueue
 from decabill.tenancy import current_tenant
-from models.identity import User
-from models.invoicing import Invoice, UsageRecord
-from models.subscriptions import OpenPosition
 
 log = structlog.get_logger("decabill.admin")
 
 SCOPE_USER = "user"
 SCOPE_ALL = "all"
-
-
-def _with_unbilled():
-    tenant = current_tenant()
-    positions = select(OpenPosition.user_id.label("user_id")).where(OpenPosition.tenant_id == tenant,
-                                                                    OpenPosition.invoice_id.is_(None))
-    usage = select(UsageRecord.user_id.label("user_id")).where(UsageRecord.tenant_id == tenant,
-                                                               UsageRecord.invoice_id.is_(None), UsageRecord.amount > 0)
-    return union(positions, usage).subquery()
-
-
-async def users_with_unbilled() -> list[uuid.UUID]:
-    """Every user of the tenant with unbilled open positions or usage, oldest account first."""
-    unbilled = _with_unbilled()
-    async with db.transaction() as session:
-        query = (select(User.id).where(User.tenant_id == current_tenant(), User.id.in_(select(unbilled.c.user_id)))
-                 .order_by(User.created_at, User.id))
-        return list((await session.execute(query)).scalars())
 
 
 async def request_bill_now(principal: Principal, user_id: uuid.UUID | None = None) -> BillNowView:
@@ -70,25 +49,17 @@ async def request_bill_now(principal: Principal, user_id: uuid.UUID | None = Non
     scope = SCOPE_USER if user_id is not None else SCOPE_ALL
     async with db.transaction() as session:
         if user_id is not None:
-            found = (await session.execute(select(User.id).where(User.tenant_id == current_tenant(),
-                                                                 User.id == user_id))).scalar_one_or_none()
-            if found is None:
+            if await find_user(user_id) is None:
                 raise BillNowUserNotFound()
             count = 1
         else:
-            unbilled = _with_unbilled()
-            count = (await session.execute(select(func.count()).select_from(
-                select(User.id).where(User.tenant_id == current_tenant(), User.id.in_(select(unbilled.c.user_id)))
-                .subquery()))).scalar_one()
-        await states.audit_unbound(session, user_id=user_id, process="invoice.bill_now_request",
+            count = len(await users_with_unbilled())
+        await invoicing.audit_unbound(session, user_id=user_id, process="invoice.bill_now_request",
                                    message="Admin requested bill-now", actor=Actor.of(principal),
                                    context={"triggeredBy": admin_id, "scope": scope, "requestId": request_id,
                                             "userId": user_id, "userCount": count})
-    from decabill.admin import tasks
-    from decabill.jobs.queue import enqueue
-
     try:
-        await enqueue(tasks.bill_now, current_tenant(), str(request_id), str(admin_id), scope,
+        await enqueue("admin.bill_now", current_tenant(), str(request_id), str(admin_id), scope,
                       str(user_id) if user_id else None)
     except Exception as exc:  # the queue (Redis) is down: say so instead of a bare 500
         log.error("admin.bill_now_enqueue_failed", request_id=str(request_id), error=str(exc))
@@ -112,9 +83,9 @@ async def bill_now_user(user_id: uuid.UUID, *, request_id: uuid.UUID, admin_id: 
     with structlog.contextvars.bound_contextvars(request_id=str(request_id)):
         try:
             async with db.transaction() as session:
-                result = await billing.bill_user(user_id, actor=actor)
+                result = await invoicing.bill_user(user_id, actor=actor)
                 for invoice in result.invoices:
-                    await states.audit(session, invoice, "invoice.bill_now", "Admin bill-now created invoice",
+                    await invoicing.audit(session, invoice, "invoice.bill_now", "Admin bill-now created invoice",
                                        actor=actor, context=context)
         except Exception as exc:
             if result is not None and result.invoices and await _exists(result.invoices[0].id):
@@ -122,7 +93,7 @@ async def bill_now_user(user_id: uuid.UUID, *, request_id: uuid.UUID, admin_id: 
                 log.error("admin.bill_now_after_commit_failed", error=str(exc), error_type=type(exc).__name__)
                 return result.status
             async with db.transaction() as session:
-                await states.audit_unbound(session, user_id=user_id, process="invoice.bill_now", level="error",
+                await invoicing.audit_unbound(session, user_id=user_id, process="invoice.bill_now", level="error",
                                            message="Admin bill-now failed for user", actor=actor,
                                            context={**context, "error": str(exc)[:300]})
             raise
@@ -131,5 +102,4 @@ async def bill_now_user(user_id: uuid.UUID, *, request_id: uuid.UUID, admin_id: 
 
 async def _exists(invoice_id: uuid.UUID) -> bool:
     async with db.transaction() as session:
-        return (await session.execute(select(Invoice.id).where(Invoice.tenant_id == current_tenant(),
-                                                               Invoice.id == invoice_id))).first() is not None
+        return await InvoiceRepository(session).get(invoice_id) is not None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db
 from decabill.admin.errors import (
@@ -26,98 +26,78 @@ from decabill.admin.errors import (
     ProfileOwnerHasSubscriptions,
 )
 from decabill.admin.views import Page, ProfileView
-from decabill.customers.service import find_profile, validate_profile_fields
-from decabill.identity.auth import Principal
-from decabill.identity.service import UserNotFound
-from decabill.invoicing import states
-from decabill.invoicing.states import Actor
-from decabill.numbering import insert_if_missing
-from decabill.tenancy import current_tenant
+from decabill.customers.repository import CustomerProfileRepository
+from decabill.customers.service import validate_profile_fields
+from decabill.identity.principal import Principal
+from decabill.identity.service import UserNotFound, find_user
+from decabill.invoicing import service as invoicing
+from decabill.invoicing.repository import InvoiceRepository
+from decabill.invoicing.service import Actor
+from decabill.subscriptions.repository import SubscriptionRepository
 from models.customers import CustomerProfile
-from models.identity import User
-from models.invoicing import Invoice
-from models.subscriptions import Subscription
 
 
-def _with_email():
-    return (select(CustomerProfile, User.email)
-            .join(User, User.id == CustomerProfile.user_id)
-            .where(CustomerProfile.tenant_id == current_tenant()))
-
-
-async def _profile(profile_id: uuid.UUID, *, lock: bool = False) -> ProfileView:
-    query = _with_email().where(CustomerProfile.id == profile_id)
-    row = (await db.current_session().execute(db.for_update(query) if lock else query)).first()
-    if row is None:
+async def _profile(profiles: CustomerProfileRepository, profile_id: uuid.UUID, *, lock: bool = False) -> ProfileView:
+    found = await profiles.with_email(profile_id, for_update=lock)
+    if found is None:
         raise CustomerProfileNotFound(profile_id)
-    return ProfileView(row[0], row[1])
+    return ProfileView(*found)
 
 
-async def _audit(profile: CustomerProfile, process: str, message: str, principal: Principal, fields: list[str]) -> None:
-    await states.audit_unbound(db.current_session(), user_id=profile.user_id, process=process, message=message,
+async def _audit(session: AsyncSession, profile: CustomerProfile, process: str, message: str, principal: Principal,
+                 fields: list[str]) -> None:
+    await invoicing.audit_unbound(session, user_id=profile.user_id, process=process, message=message,
                                actor=Actor.of(principal),
                                context={"customerProfileId": profile.id, "fields": sorted(fields)})
 
 
 async def list_profiles(principal: Principal, limit: int, offset: int) -> Page:
     async with db.transaction() as session:
-        total = (await session.execute(
-            select(func.count(CustomerProfile.id)).where(CustomerProfile.tenant_id == current_tenant()))).scalar_one()
-        query = _with_email().order_by(CustomerProfile.updated_at.desc(), CustomerProfile.id)
-        rows = (await session.execute(db.page(query, limit, offset))).all()
-    return Page([ProfileView(profile, email) for profile, email in rows], int(total), limit, offset)
+        rows, total = await CustomerProfileRepository(session).page_with_email(limit, offset)
+    return Page([ProfileView(profile, email) for profile, email in rows], total, limit, offset)
 
 
 async def get_profile(principal: Principal, profile_id: uuid.UUID) -> ProfileView:
-    async with db.transaction():
-        return await _profile(profile_id)
+    async with db.transaction() as session:
+        return await _profile(CustomerProfileRepository(session), profile_id)
 
 
 async def create_profile(principal: Principal, user_id: uuid.UUID, **fields: Any) -> CustomerProfile:
     changes = validate_profile_fields(fields)
     async with db.transaction() as session:
-        user = (await session.execute(db.scoped(User).where(User.id == user_id))).scalar_one_or_none()
-        if user is None:
+        if await find_user(user_id) is None:
             raise UserNotFound()
-        if await find_profile(user_id) is not None:
+        profiles = CustomerProfileRepository(session)
+        if await profiles.of_user(user_id) is not None:
             raise CustomerProfileExists()
-        now, new_id = db.utcnow(), uuid.uuid4()
-        # INSERT ... ON CONFLICT DO NOTHING: of two concurrent creations exactly one inserts; the other
-        # finds someone else's row below and answers 400 like the check above.
-        await insert_if_missing(session, CustomerProfile.__table__,  # type: ignore[attr-defined]
-                                {"id": new_id, "tenant_id": current_tenant(), "user_id": user_id,
-                                 "created_at": now, "updated_at": now, **changes}, ["user_id"])
-        profile = await find_profile(user_id)
-        if profile is None or profile.id != new_id:
+        # Of two concurrent creations exactly one inserts; the other answers 400 like the check above.
+        if await profiles.create_once(user_id, changes) is None:
             raise CustomerProfileExists()
-        await _audit(profile, "customer_profile.admin_create", "Admin created customer profile", principal,
+        profile = await profiles.of_user(user_id)
+        assert profile is not None
+        await _audit(session, profile, "customer_profile.admin_create", "Admin created customer profile", principal,
                      list(changes))
     return profile
 
 
 async def update_profile(principal: Principal, profile_id: uuid.UUID, **fields: Any) -> CustomerProfile:
     changes = validate_profile_fields(fields)
-    async with db.transaction():
-        profile = (await _profile(profile_id, lock=True)).profile
+    async with db.transaction() as session:
+        profile = (await _profile(CustomerProfileRepository(session), profile_id, lock=True)).profile
         changed = [name for name, value in changes.items() if getattr(profile, name) != value]
         for name, value in changes.items():
             setattr(profile, name, value)
         profile.touch()
-        await _audit(profile, "customer_profile.admin_update", "Admin updated customer profile", principal, changed)
+        await _audit(session, profile, "customer_profile.admin_update", "Admin updated customer profile", principal, changed)
     return profile
 
 
 async def delete_profile(principal: Principal, profile_id: uuid.UUID) -> None:
     async with db.transaction() as session:
-        profile = (await _profile(profile_id, lock=True)).profile
-        tenant, owner = current_tenant(), profile.user_id
-        async def has(model) -> bool:
-            query = select(exists().where(model.tenant_id == tenant, model.user_id == owner))
-            return bool((await session.execute(query)).scalar())
-
-        if await has(Invoice):
+        profile = (await _profile(CustomerProfileRepository(session), profile_id, lock=True)).profile
+        if await InvoiceRepository(session).any_of_user(profile.user_id):
             raise ProfileOwnerHasInvoices()
-        if await has(Subscription):
+        if await SubscriptionRepository(session).any_of_user(profile.user_id):
             raise ProfileOwnerHasSubscriptions()
-        await _audit(profile, "customer_profile.admin_delete", "Admin deleted customer profile", principal, [])
-        await session.delete(profile)
+        await _audit(session, profile, "customer_profile.admin_delete", "Admin deleted customer profile", principal, [])
+        await CustomerProfileRepository(session).remove(profile)

@@ -17,96 +17,52 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db
 from decabill.admin.errors import AdminInvoiceNotFound
 from decabill.admin.views import AdminInvoiceView, AuditEntryView, Page
-from decabill.identity.auth import Principal
-from decabill.invoicing import documents, invoices
-from decabill.invoicing.documents import Pdf
+from decabill.identity.principal import Principal
+from decabill.identity.service import user_email
+from decabill.invoicing import service as invoicing
+from decabill.invoicing.service import Pdf
 from decabill.invoicing.errors import InvoiceNotFound
-from decabill.tenancy import current_tenant
-from models.identity import User
-from models.invoicing import Invoice, InvoiceAuditLog, InvoiceStatus
-from models.subscriptions import Subscription
+from decabill.invoicing.repository import InvoiceAuditLogRepository, InvoiceRepository
+from decabill.subscriptions.service import subscription_number
+from models.invoicing import Invoice
 
-# --- shared lookups (inside an open transaction) -----------------------------------------------------------
-
-
-async def user_email(user_id: uuid.UUID) -> str | None:
-    query = select(User.email).where(User.tenant_id == current_tenant(), User.id == user_id)
-    return (await db.current_session().execute(query)).scalar_one_or_none()
+# --- shared by the admin operations on one invoice (in the caller's transaction) -----------------------------
 
 
-async def subscription_number(subscription_id: uuid.UUID | None) -> str | None:
-    if subscription_id is None:
-        return None
-    query = select(Subscription.number).where(Subscription.tenant_id == current_tenant(),
-                                              Subscription.id == subscription_id)
-    return (await db.current_session().execute(query)).scalar_one_or_none()
-
-
-async def locked_invoice(invoice_id: uuid.UUID) -> Invoice:
+async def locked_invoice(session: AsyncSession, invoice_id: uuid.UUID) -> Invoice:
     """The tenant's invoice, row-locked for a change; 404 `Invoice <id> not found` otherwise."""
-    invoice = await invoices.locked(db.current_session(), invoice_id)
+    invoice = await invoicing.locked(session, invoice_id)
     if invoice is None:
         raise AdminInvoiceNotFound(invoice_id)
     return invoice
 
 
 async def list_view(invoice: Invoice) -> AdminInvoiceView:
-    return AdminInvoiceView(invoice, subscription_number=await subscription_number(invoice.subscription_id),
-                            user_email=await user_email(invoice.user_id))
+    number = await subscription_number(invoice.subscription_id) if invoice.subscription_id else None
+    return AdminInvoiceView(invoice, subscription_number=number, user_email=await user_email(invoice.user_id))
 
 
-async def detail_view(invoice: Invoice) -> AdminInvoiceView:
+async def detail_view(session: AsyncSession, invoice: Invoice) -> AdminInvoiceView:
     view = await list_view(invoice)
-    view.line_items = await invoices.lines_of(db.current_session(), invoice.id)
+    view.line_items = await invoicing.lines_of(session, invoice.id)
     return view
 
 
 # --- lists -------------------------------------------------------------------------------------------------
 
 
-def _id_text(column):
-    """The id as its canonical lower-case text: PostgreSQL casts a uuid so; SQLite stores 32 hex digits."""
-    if db.dialect_name() == "postgresql":
-        return cast(column, String)
-    text = func.lower(cast(column, String))
-    return (func.substr(text, 1, 8) + "-" + func.substr(text, 9, 4) + "-" + func.substr(text, 13, 4) + "-"
-            + func.substr(text, 17, 4) + "-" + func.substr(text, 21, 12))
-
-
-def _matches(search: str):
-    fragment = search.strip().lower()
-    columns = [Invoice.invoice_number, Subscription.number, User.email, _id_text(Invoice.id), _id_text(Invoice.user_id)]
-    return or_(*(func.lower(column).contains(fragment, autoescape=True) for column in columns))
-
-
 async def list_invoices(principal: Principal, *, limit: int, offset: int, search: str | None = None,
                         user_id: uuid.UUID | None = None, open_only: bool = False) -> Page:
-    conditions = [Invoice.tenant_id == current_tenant()]
-    if user_id is not None:
-        conditions.append(Invoice.user_id == user_id)
-    if open_only:
-        conditions.append(Invoice.status.in_(InvoiceStatus.OPEN))
-    if search and search.strip():
-        conditions.append(_matches(search))
-
-    def joined(query):
-        return (query.select_from(Invoice)
-                .outerjoin(Subscription, Subscription.id == Invoice.subscription_id)
-                .outerjoin(User, User.id == Invoice.user_id)
-                .where(*conditions))
-
     async with db.transaction() as session:
-        total = (await session.execute(joined(select(func.count(Invoice.id))))).scalar_one()
-        query = joined(select(Invoice, Subscription.number, User.email)).order_by(Invoice.created_at.desc(),
-                                                                                  Invoice.id.desc())
-        rows = (await session.execute(db.page(query, limit, offset))).all()
+        rows, total = await InvoiceRepository(session).search_page(limit=limit, offset=offset, search=search,
+                                                                   user_id=user_id, open_only=open_only)
     items = [AdminInvoiceView(invoice, subscription_number=number, user_email=email) for invoice, number, email in rows]
-    return Page(items, int(total), limit, offset)
+    return Page(items, total, limit, offset)
 
 
 # --- one invoice -------------------------------------------------------------------------------------------
@@ -114,29 +70,24 @@ async def list_invoices(principal: Principal, *, limit: int, offset: int, search
 
 async def get_invoice(principal: Principal, invoice_id: uuid.UUID) -> AdminInvoiceView:
     async with db.transaction() as session:
-        invoice = (await session.execute(db.scoped(Invoice).where(Invoice.id == invoice_id))).scalar_one_or_none()
+        invoice = await InvoiceRepository(session).get(invoice_id)
         if invoice is None:
             raise AdminInvoiceNotFound(invoice_id)
-        return await detail_view(invoice)
+        return await detail_view(session, invoice)
 
 
 async def invoice_pdf(principal: Principal, invoice_id: uuid.UUID, *, credit_note: bool = False) -> Pdf:
     """The invoice PDF (not for drafts) or the credit note (void invoices only), made by the invoicing area."""
     async with db.transaction() as session:
-        invoice = (await session.execute(db.scoped(Invoice).where(Invoice.id == invoice_id))).scalar_one_or_none()
+        invoice = await InvoiceRepository(session).get(invoice_id)
     if invoice is None:
         raise InvoiceNotFound()
-    return await documents.downloadable_pdf(invoice, credit_note=credit_note)
+    return await invoicing.downloadable_pdf(invoice, credit_note=credit_note)
 
 
 async def audit_log(principal: Principal, invoice_id: uuid.UUID, *, limit: int, offset: int) -> Page:
-    conditions = (InvoiceAuditLog.tenant_id == current_tenant(), InvoiceAuditLog.invoice_id == invoice_id)
     async with db.transaction() as session:
-        total = (await session.execute(select(func.count(InvoiceAuditLog.id)).where(*conditions))).scalar_one()
-        query = select(InvoiceAuditLog).where(*conditions).order_by(InvoiceAuditLog.created_at.desc(),
-                                                                    InvoiceAuditLog.id.desc())
-        entries = list((await session.execute(db.page(query, limit, offset))).scalars())
-        if not total and (await session.execute(select(Invoice.id).where(
-                Invoice.tenant_id == current_tenant(), Invoice.id == invoice_id))).first() is None:
+        entries, total = await InvoiceAuditLogRepository(session).page_of_invoice(invoice_id, limit, offset)
+        if not total and await InvoiceRepository(session).get(invoice_id) is None:
             raise AdminInvoiceNotFound(invoice_id)
-    return Page([AuditEntryView(entry) for entry in entries], int(total), limit, offset)
+    return Page([AuditEntryView(entry) for entry in entries], total, limit, offset)

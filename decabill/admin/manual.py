@@ -31,25 +31,24 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import pycountry
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db
 from decabill.admin import invoices as admin_invoices
 from decabill.admin.errors import OnlyDraftsCanBeModified, SubscriptionOfAnotherUser
 from decabill.admin.views import AdminInvoiceView
-from decabill.catalog.validation import text
+from decabill.validation import text
 from decabill.config import get_settings
 from decabill.customers.service import find_profile
+from decabill.identity.service import find_user
 from decabill.errors import BadRequest
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
 from decabill.identity.service import UserNotFound
-from decabill.invoicing import invoices, states
+from decabill.invoicing import service as invoicing
+from decabill.invoicing.service import Actor, DEFAULT_DUE_IN_DAYS, LineInput
 from decabill.invoicing.errors import ProfileIncompleteForInvoice
-from decabill.invoicing.invoices import DEFAULT_DUE_IN_DAYS, LineInput
-from decabill.invoicing.states import Actor
-from decabill.subscriptions.errors import SubscriptionNotFound
-from models.identity import User
+from decabill.subscriptions.service import find_subscription
 from models.invoicing import Invoice, InvoiceOrigin, InvoiceStatus, TaxCategory
-from models.subscriptions import Subscription
 
 MAX_LINES = 100
 MAX_QUANTITY = Decimal("1000000")
@@ -128,8 +127,8 @@ def _due_in_days(value: int | None) -> int:
 # --- operations ---------------------------------------------------------------------------------------------
 
 
-async def _draft(invoice_id: uuid.UUID) -> Invoice:
-    invoice = await admin_invoices.locked_invoice(invoice_id)
+async def _draft(session: AsyncSession, invoice_id: uuid.UUID) -> Invoice:
+    invoice = await admin_invoices.locked_invoice(session, invoice_id)
     if invoice.status != InvoiceStatus.DRAFT:
         raise OnlyDraftsCanBeModified()
     return invoice
@@ -142,31 +141,27 @@ async def create_manual_invoice(principal: Principal, *, user_id: uuid.UUID, lin
     lines = parse_lines(line_items)
     currency = parse_currency(currency)
     async with db.transaction() as session:
-        user = (await session.execute(db.scoped(User).where(User.id == user_id))).scalar_one_or_none()
-        if user is None:
+        if await find_user(user_id) is None:
             raise UserNotFound()
         subscription = None
         if subscription_id is not None:
-            query = db.scoped(Subscription).where(Subscription.id == subscription_id)
-            subscription = (await session.execute(query)).scalar_one_or_none()
-            if subscription is None:
-                raise SubscriptionNotFound(subscription_id)
+            subscription = await find_subscription(subscription_id)
             if subscription.user_id != user_id:
                 raise SubscriptionOfAnotherUser()
             lines = [LineInput(description=line.description, quantity=line.quantity,
                                unit_price_net=line.unit_price_net, tax_category=line.tax_category,
                                subscription_id=subscription.id) for line in lines]
         actor = Actor.of(principal)
-        invoice = await invoices.create_draft(
+        invoice = await invoicing.create_draft(
             session, user_id=user_id, lines=lines, actor=actor, subscription_id=subscription_id,
             origin=InvoiceOrigin.MANUAL,
             currency=currency or (subscription.currency if subscription else get_settings().billing_currency),
             order_reference=subscription.number if subscription else None)
-        await states.audit(session, invoice, "invoice.manual_create", "Admin created manual invoice draft", actor=actor,
+        await invoicing.audit(session, invoice, "invoice.manual_create", "Admin created manual invoice draft", actor=actor,
                            after=invoice.status, context={"adminUserId": admin_id, "subscriptionId": subscription_id,
                                                           "totalGross": invoice.total_gross,
                                                           "currency": invoice.currency})
-        return await admin_invoices.detail_view(invoice)
+        return await admin_invoices.detail_view(session, invoice)
 
 
 async def update_manual_invoice(principal: Principal, invoice_id: uuid.UUID, line_items: list[dict[str, Any]]
@@ -174,28 +169,28 @@ async def update_manual_invoice(principal: Principal, invoice_id: uuid.UUID, lin
     admin_id = principal.require_user_id()
     lines = parse_lines(line_items)
     async with db.transaction() as session:
-        invoice = await _draft(invoice_id)
+        invoice = await _draft(session, invoice_id)
         if invoice.subscription_id is not None:
             lines = [LineInput(description=line.description, quantity=line.quantity,
                                unit_price_net=line.unit_price_net, tax_category=line.tax_category,
                                subscription_id=invoice.subscription_id) for line in lines]
         before = invoice.total_gross
-        await invoices.replace_lines(session, invoice, lines)
-        await states.audit(session, invoice, "invoice.manual_update", "Admin updated manual invoice draft",
+        await invoicing.replace_lines(session, invoice, lines)
+        await invoicing.audit(session, invoice, "invoice.manual_update", "Admin updated manual invoice draft",
                            actor=Actor.of(principal), before=invoice.status, after=invoice.status,
                            context={"adminUserId": admin_id, "previousTotalGross": before,
                                     "totalGross": invoice.total_gross, "lineCount": len(lines)})
-        return await admin_invoices.detail_view(invoice)
+        return await admin_invoices.detail_view(session, invoice)
 
 
 async def delete_manual_invoice(principal: Principal, invoice_id: uuid.UUID) -> None:
     admin_id = principal.require_user_id()
     async with db.transaction() as session:
-        invoice = await _draft(invoice_id)
-        await states.audit(session, invoice, "invoice.manual_delete", "Admin deleted manual invoice draft",
+        invoice = await _draft(session, invoice_id)
+        await invoicing.audit(session, invoice, "invoice.manual_delete", "Admin deleted manual invoice draft",
                            actor=Actor.of(principal), before=invoice.status, after="deleted",
                            context={"adminUserId": admin_id, "totalGross": invoice.total_gross})
-        await invoices.delete_draft(session, invoice)
+        await invoicing.delete_draft(session, invoice)
 
 
 async def issue_manual_invoice(principal: Principal, invoice_id: uuid.UUID, due_in_days: int | None = None
@@ -203,13 +198,13 @@ async def issue_manual_invoice(principal: Principal, invoice_id: uuid.UUID, due_
     admin_id = principal.require_user_id()
     days = _due_in_days(due_in_days)
     async with db.transaction() as session:
-        invoice = await _draft(invoice_id)
+        invoice = await _draft(session, invoice_id)
         profile = await find_profile(invoice.user_id)
         if profile is None or not profile.is_complete:
             raise ProfileIncompleteForInvoice()
         actor = Actor.of(principal)
-        await invoices.issue(session, invoice, actor=actor, due_in_days=days)
-        await states.audit(session, invoice, "invoice.manual_issue", "Admin issued manual invoice draft", actor=actor,
+        await invoicing.issue(session, invoice, actor=actor, due_in_days=days)
+        await invoicing.audit(session, invoice, "invoice.manual_issue", "Admin issued manual invoice draft", actor=actor,
                            after=invoice.status, context={"adminUserId": admin_id, "dueInDays": days,
                                                           "invoiceNumber": invoice.invoice_number})
-        return await admin_invoices.detail_view(invoice)
+        return await admin_invoices.detail_view(session, invoice)

@@ -25,10 +25,10 @@ import uuid
 from decabill import db
 from decabill.admin import invoices as admin_invoices
 from decabill.admin.views import AdminInvoiceView
-from decabill.identity.auth import Principal
-from decabill.invoicing import invoices
-from decabill.invoicing.states import Actor
-from decabill.payments import settlement
+from decabill.identity.principal import Principal
+from decabill.invoicing import service as invoicing
+from decabill.invoicing.service import Actor
+from decabill.payments import service as payments
 
 
 def _reason(reason: str | None) -> str | None:
@@ -38,8 +38,8 @@ def _reason(reason: str | None) -> str | None:
 async def mark_paid(principal: Principal, invoice_id: uuid.UUID, reason: str | None = None) -> AdminInvoiceView:
     admin_id = principal.require_user_id()
     async with db.transaction() as session:
-        invoice = await admin_invoices.locked_invoice(invoice_id)
-        await settlement.mark_paid(session, invoice, actor=Actor.of(principal), reason=_reason(reason),
+        invoice = await admin_invoices.locked_invoice(session, invoice_id)
+        await payments.mark_paid(session, invoice, actor=Actor.of(principal), reason=_reason(reason),
                                    admin_user_id=admin_id)
         return await admin_invoices.list_view(invoice)
 
@@ -47,8 +47,8 @@ async def mark_paid(principal: Principal, invoice_id: uuid.UUID, reason: str | N
 async def mark_unpaid(principal: Principal, invoice_id: uuid.UUID, reason: str | None = None) -> AdminInvoiceView:
     admin_id = principal.require_user_id()
     async with db.transaction() as session:
-        invoice = await admin_invoices.locked_invoice(invoice_id)
-        await settlement.mark_unpaid(session, invoice, actor=Actor.of(principal), reason=_reason(reason),
+        invoice = await admin_invoices.locked_invoice(session, invoice_id)
+        await payments.mark_unpaid(session, invoice, actor=Actor.of(principal), reason=_reason(reason),
                                      admin_user_id=admin_id)
         return await admin_invoices.list_view(invoice)
 
@@ -56,6 +56,6 @@ async def mark_unpaid(principal: Principal, invoice_id: uuid.UUID, reason: str |
 async def void(principal: Principal, invoice_id: uuid.UUID) -> AdminInvoiceView:
     admin_id = principal.require_user_id()
     async with db.transaction() as session:
-        invoice = await admin_invoices.locked_invoice(invoice_id)
-        await invoices.void(session, invoice, actor=Actor.of(principal), context={"adminUserId": admin_id})
+        invoice = await admin_invoices.locked_invoice(session, invoice_id)
+        await invoicing.void(session, invoice, actor=Actor.of(principal), context={"adminUserId": admin_id})
         return await admin_invoices.list_view(invoice)

@@ -25,8 +25,6 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 
-from sqlalchemy import func, literal_column, select, type_coerce
-
 from decabill import db
 from decabill.admin.errors import InvalidDateRange
 from decabill.admin.views import (
@@ -36,20 +34,14 @@ from decabill.admin.views import (
     StatisticsByProductView,
     StatisticsSummaryView,
 )
-from decabill.db import ExactDecimal
 from decabill.documents import round_cents
-from decabill.identity.auth import Principal
-from decabill.tenancy import current_tenant
-from models.catalog import ServicePlan
-from models.invoicing import Invoice, InvoiceLine, InvoiceStatus, UsageRecord
-from models.subscriptions import OpenPosition, Subscription, SubscriptionStatus
+from decabill.identity.principal import Principal
+from decabill.invoicing.repository import InvoiceRepository
+from decabill.subscriptions.repository import OpenPositionRepository, SubscriptionRepository
+from decabill.usage.repository import UsageRecordRepository
 
 DEFAULT_RANGE_DAYS = 30
 ZERO = Decimal("0.00")
-
-
-def _sum(column):
-    return type_coerce(func.sum(column), ExactDecimal(4))
 
 
 def _money(value: Decimal | None) -> Decimal:
@@ -83,38 +75,15 @@ def _bounds(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
     return (dt.datetime.combine(start, dt.time(), utc), dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), utc))
 
 
-def _billed_in(start: dt.date, end: dt.date, user_id: uuid.UUID | None) -> list:
-    lower, upper = _bounds(start, end)
-    conditions = [Invoice.tenant_id == current_tenant(), Invoice.status.in_(InvoiceStatus.BILLED),
-                  Invoice.issued_at >= lower, Invoice.issued_at < upper]
-    if user_id is not None:
-        conditions.append(Invoice.user_id == user_id)
-    return conditions
-
-
-def _period(group_by: str):
-    """The UTC issue day (or the first day of its month) as `YYYY-MM-DD`, computed by the database."""
-    if db.dialect_name() == "postgresql":
-        pattern = "'YYYY-MM-01'" if group_by == "month" else "'YYYY-MM-DD'"
-        return func.to_char(func.timezone(literal_column("'UTC'"), Invoice.issued_at), literal_column(pattern))
-    pattern = "'%Y-%m-01'" if group_by == "month" else "'%Y-%m-%d'"
-    return func.strftime(literal_column(pattern), Invoice.issued_at)  # SQLite stores UTC without offset
-
-
 # --- operations ---------------------------------------------------------------------------------------------
 
 
 async def billing_summary(principal: Principal) -> BillingSummaryView:
-    tenant = current_tenant()
     async with db.transaction() as session:
-        active = (await session.execute(select(func.count(Subscription.id)).where(
-            Subscription.tenant_id == tenant, Subscription.status == SubscriptionStatus.ACTIVE))).scalar_one()
-        open_count, open_total = (await session.execute(select(func.count(Invoice.id), _sum(Invoice.balance_due)).where(
-            Invoice.tenant_id == tenant, Invoice.status.in_(InvoiceStatus.OPEN)))).one()
-        positions = (await session.execute(select(_sum(OpenPosition.amount)).where(
-            OpenPosition.tenant_id == tenant, OpenPosition.invoice_id.is_(None)))).scalar_one()
-        usage = (await session.execute(select(_sum(UsageRecord.amount)).where(
-            UsageRecord.tenant_id == tenant, UsageRecord.invoice_id.is_(None), UsageRecord.amount > 0))).scalar_one()
+        active = await SubscriptionRepository(session).count_active()
+        open_count, open_total = await InvoiceRepository(session).open_count_and_total()
+        positions = await OpenPositionRepository(session).unbilled_total()
+        usage = await UsageRecordRepository(session).unbilled_total()
     return BillingSummaryView(
         active_subscriptions_count=int(active), open_overdue_count=int(open_count),
         open_overdue_total=_money(open_total),
@@ -126,15 +95,12 @@ async def statistics_summary(principal: Principal, *, from_: str | None = None, 
                              group_by: str = "day", user_id: uuid.UUID | None = None) -> StatisticsSummaryView:
     group_by = "month" if group_by == "month" else "day"
     start, end = date_range(from_, to)
-    conditions = _billed_in(start, end, user_id)
-    period = _period(group_by).label("period")
+    lower, upper = _bounds(start, end)
     async with db.transaction() as session:
-        rows = (await session.execute(
-            select(period, _sum(Invoice.total_gross)).where(*conditions)
-            .group_by(literal_column("period")).order_by(literal_column("period")))).all()
-        paid = (await session.execute(select(func.count(Invoice.id)).where(
-            *conditions, Invoice.status == InvoiceStatus.PAID))).scalar_one()
-    series = [SeriesPoint(str(bucket), _money(total)) for bucket, total in rows]
+        found = InvoiceRepository(session)
+        rows = await found.billed_gross_by_period(lower, upper, group_by, user_id)
+        paid = await found.paid_count(lower, upper, user_id)
+    series = [SeriesPoint(bucket, _money(total)) for bucket, total in rows]
     total = round_cents(sum((point.total_gross for point in series), Decimal(0)))
     return StatisticsSummaryView(series=series, total_gross=total, paid_count=int(paid), from_=start, to=end,
                                  group_by=group_by)
@@ -143,17 +109,9 @@ async def statistics_summary(principal: Principal, *, from_: str | None = None, 
 async def statistics_by_product(principal: Principal, *, from_: str | None = None, to: str | None = None,
                                 user_id: uuid.UUID | None = None) -> StatisticsByProductView:
     start, end = date_range(from_, to)
-    gross = _sum(InvoiceLine.line_gross).label("gross")
-    query = (select(ServicePlan.id, ServicePlan.name, gross)
-             .select_from(InvoiceLine)
-             .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
-             .join(Subscription, Subscription.id == InvoiceLine.subscription_id)
-             .join(ServicePlan, ServicePlan.id == Subscription.plan_id)
-             .where(*_billed_in(start, end, user_id))
-             .group_by(ServicePlan.id, ServicePlan.name)
-             .order_by(literal_column("gross").desc(), ServicePlan.name, ServicePlan.id))
+    lower, upper = _bounds(start, end)
     async with db.transaction() as session:
-        rows = (await session.execute(query)).all()
+        rows = await InvoiceRepository(session).billed_gross_by_plan(lower, upper, user_id)
     items = [ProductPoint(plan_id, name, _money(total)) for plan_id, name, total in rows]
     total = round_cents(sum((item.total_gross for item in items), Decimal(0)))
     return StatisticsByProductView(items=items, total_gross=total, from_=start, to=end)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from decabill.invoicing.views import InvoiceView
+from decabill.invoicing.service import InvoiceView
 from models.customers import CustomerProfile
 from models.invoicing import InvoiceAuditLog
 

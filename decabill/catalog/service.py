@@ -1,5 +1,5 @@
 """The catalog: service types, service plans, the anonymous public catalog, the provider registry as the
-API shows it, and price previews (behavior.md part A §4, decisions D19 and D24).
+API shows it, availability checks and price previews (behavior.md part A §4, decisions D18, D19 and D24).
 
 Reads are open to any authenticated caller, writes to admins (enforced by the handlers' `@admin_only`).
 Provider calls never run inside a database transaction: an HTTP round trip to a cloud must not hold
@@ -8,16 +8,16 @@ SQLite's write lock or a PostgreSQL connection.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql import Select
 
 from decabill import db
-from decabill.catalog import validation as check
+from decabill import validation as check
 from decabill.catalog.errors import (
     DuplicateServiceTypeKey,
     LocationSelectionNotSupported,
@@ -26,10 +26,10 @@ from decabill.catalog.errors import (
     ServiceTypeNotFound,
 )
 from decabill.catalog.pricing import PriceBreakdown, customer_price, plan_price, provider_base_price
+from decabill.catalog.repository import AvailabilitySnapshotRepository, ServicePlanRepository, ServiceTypeRepository
 from decabill.errors import BadRequest
-from decabill.identity.auth import Principal
-from decabill.providers import ServerType, get_registry
-from decabill.tenancy import current_tenant
+from decabill.identity.principal import Principal
+from decabill.providers import AvailabilityResult, ServerType, get_registry
 from models.catalog import ServicePlan, ServiceType
 
 PUBLIC_DEFAULT_LIMIT, PUBLIC_MAX_LIMIT = 50, 100
@@ -40,9 +40,9 @@ GEOGRAPHY_FIELDS = ("region", "location")
 
 
 async def find_service_type(service_type_id: uuid.UUID, *, lock: bool = False) -> ServiceType:
-    """The tenant's service type (inside an open transaction); another tenant's id is not found."""
-    query = db.scoped(ServiceType).where(ServiceType.id == service_type_id)
-    found = (await db.current_session().execute(db.for_update(query) if lock else query)).scalar_one_or_none()
+    """The tenant's service type (joins the caller's transaction); another tenant's id is not found."""
+    async with db.transaction() as session:
+        found = await ServiceTypeRepository(session).get(service_type_id, for_update=lock)
     if found is None:
         raise ServiceTypeNotFound(service_type_id)
     return found
@@ -65,24 +65,22 @@ def _set_service_type_fields(service_type: ServiceType, *, name: str | None, des
 
 async def list_service_types(principal: Principal, limit: int = 10, offset: int = 0) -> list[ServiceType]:
     async with db.transaction() as session:
-        query = db.scoped(ServiceType).order_by(ServiceType.created_at.desc(), ServiceType.id)
-        return list((await session.execute(db.page(query, limit, offset))).scalars())
+        return await ServiceTypeRepository(session).newest_first(limit, offset)
 
 
 async def create_service_type(principal: Principal, *, key: str, name: str, provider: str,
                               description: str | None = None, config_schema: dict | None = None,
                               is_active: bool | None = None) -> ServiceType:
     key = check.text(key, "Key", max_length=100, required=True)
-    service_type = ServiceType(tenant_id=current_tenant(), key=key, name="", provider="")
+    service_type = ServiceType(key=key, name="", provider="")
     _set_service_type_fields(service_type, name=name, description=description, provider=provider,
                              config_schema=config_schema if config_schema is not None else {}, is_active=is_active)
     async with db.transaction() as session:
-        taken = await session.execute(db.scoped(ServiceType).where(ServiceType.key == key))
-        if taken.first() is not None:
+        service_types = ServiceTypeRepository(session)
+        if await service_types.key_taken(key):
             raise DuplicateServiceTypeKey(key)
-        session.add(service_type)
         try:
-            await session.flush()
+            await service_types.create(service_type)
         except IntegrityError:  # created concurrently by another request
             raise DuplicateServiceTypeKey(key) from None
     return service_type
@@ -107,9 +105,10 @@ async def update_service_type(principal: Principal, service_type_id: uuid.UUID, 
 async def delete_service_type(principal: Principal, service_type_id: uuid.UUID) -> None:
     """Refused (409) while plans of the type exist: deleting them along with the type (the reference's
     cascade) would silently take a whole price list away; the admin deletes or deactivates plans first."""
-    async with db.transaction():
+    async with db.transaction() as session:
         service_type = await find_service_type(service_type_id, lock=True)
-        await db.delete_unreferenced(service_type, "Service type", "delete its service plans first")
+        await ServiceTypeRepository(session).remove_unreferenced(service_type, "Service type",
+                                                                 "delete its service plans first")
 
 
 # --- providers ------------------------------------------------------------------------------------------
@@ -134,13 +133,47 @@ async def provider_server_types(principal: Principal, provider_id: str) -> list[
     return [t for t in await provider.server_types() if t.orderable]
 
 
+# --- availability (behavior.md part A §4.7, decision D18) -----------------------------------------------
+# The service type's own provider is asked — Hetzner and DigitalOcean really; a service type whose provider is
+# not registered (a product without provisioning, D24) is always available. Every check leaves an audit snapshot.
+
+
+SNAPSHOT_TEXT_LIMIT = 255
+
+
+def _storable(value: str) -> str:
+    """Audit columns take what the caller sent, trimmed to the column and free of NUL characters."""
+    value = value.replace("\x00", "")[:SNAPSHOT_TEXT_LIMIT]
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
+async def check_availability(principal: Principal, service_type_id: uuid.UUID, region: str, server_type: str,
+                             requested_config: dict[str, Any] | None = None) -> AvailabilityResult:
+    """`requestedConfig` is accepted as in the reference; the provider is the service type's (D18), not
+    `requestedConfig.provider`."""
+    async with db.transaction():
+        service_type = await find_service_type(service_type_id)
+    provider = get_registry().get(service_type.provider)
+    if provider is None:
+        result = AvailabilityResult(True)
+    else:
+        result = await provider.check_availability(region, server_type)
+    async with db.transaction() as session:
+        AvailabilitySnapshotRepository(session).record(
+            service_type_id=service_type.id, provider=_storable(service_type.provider),
+            region=_storable(region), server_type=_storable(server_type), is_available=result.is_available,
+            reason=result.reason, raw_response=json.loads(json.dumps(result.raw or {}, default=str)),
+        )
+    return result
+
+
 # --- service plans --------------------------------------------------------------------------------------
 
 
 async def find_service_plan(plan_id: uuid.UUID, *, lock: bool = False) -> ServicePlan:
-    """The tenant's plan (inside an open transaction); another tenant's id is not found."""
-    query = db.scoped(ServicePlan).where(ServicePlan.id == plan_id)
-    found = (await db.current_session().execute(db.for_update(query) if lock else query)).scalar_one_or_none()
+    """The tenant's plan (joins the caller's transaction); another tenant's id is not found."""
+    async with db.transaction() as session:
+        found = await ServicePlanRepository(session).get(plan_id, for_update=lock)
     if found is None:
         raise ServicePlanNotFound(plan_id)
     return found
@@ -217,23 +250,17 @@ async def list_service_plans(principal: Principal, limit: int = 10, offset: int 
                              service_type_id: uuid.UUID | None = None) -> list[ServicePlan]:
     """Newest first; the service type filter applies before paging (the reference filtered the page)."""
     async with db.transaction() as session:
-        query = db.scoped(ServicePlan)
-        if service_type_id is not None:
-            query = query.where(ServicePlan.service_type_id == service_type_id)
-        query = query.order_by(ServicePlan.created_at.desc(), ServicePlan.id)
-        return list((await session.execute(db.page(query, limit, offset))).scalars())
+        return await ServicePlanRepository(session).newest_first(limit, offset, service_type_id)
 
 
 async def create_service_plan(principal: Principal, *, service_type_id: uuid.UUID, **fields: Any) -> ServicePlan:
-    plan = ServicePlan(tenant_id=current_tenant(), service_type_id=service_type_id, name="",
-                       billing_interval_type="month")
+    plan = ServicePlan(service_type_id=service_type_id, name="", billing_interval_type="month")
     _set_plan_fields(plan, fields)
     async with db.transaction() as session:
         service_type = await find_service_type(service_type_id)
         if plan.allow_customer_location_selection:
             _check_location_selection(service_type)
-        session.add(plan)
-        await session.flush()
+        await ServicePlanRepository(session).create(plan)
     return plan
 
 
@@ -253,9 +280,10 @@ async def update_service_plan(principal: Principal, plan_id: uuid.UUID, **change
 
 
 async def delete_service_plan(principal: Principal, plan_id: uuid.UUID) -> None:
-    async with db.transaction():
+    async with db.transaction() as session:
         plan = await find_service_plan(plan_id, lock=True)
-        await db.delete_unreferenced(plan, "Service plan", "set isActive to false to stop selling it instead")
+        await ServicePlanRepository(session).remove_unreferenced(plan, "Service plan",
+                                                                 "set isActive to false to stop selling it instead")
 
 
 # --- public catalog (no authentication) -----------------------------------------------------------------
@@ -277,18 +305,6 @@ class PublicOffering:
     allow_customer_location_selection: bool
 
 
-def _offerings_query(service_type_id: uuid.UUID | None) -> Select[Any]:
-    query = (
-        db.scoped(ServicePlan)
-        .add_columns(ServiceType.name)
-        .outerjoin(ServiceType, ServiceType.id == ServicePlan.service_type_id)
-        .where(ServicePlan.is_active.is_(True))
-    )
-    if service_type_id is not None:
-        query = query.where(ServicePlan.service_type_id == service_type_id)
-    return query
-
-
 def _offering(plan: ServicePlan, service_type_name: str | None) -> PublicOffering:
     return PublicOffering(
         id=plan.id, name=plan.name, description=plan.description, service_type_id=plan.service_type_id,
@@ -305,15 +321,14 @@ async def list_public_offerings(limit: int = PUBLIC_DEFAULT_LIMIT, offset: int =
     consulted (as in the reference: deactivate the plans to hide them)."""
     limit = min(max(limit, 1), PUBLIC_MAX_LIMIT)
     async with db.transaction() as session:
-        query = _offerings_query(service_type_id).order_by(ServicePlan.created_at.desc(), ServicePlan.id)
-        rows = (await session.execute(db.page(query, limit, offset))).all()
+        rows = await ServicePlanRepository(session).active_with_type_name(service_type_id, limit=limit, offset=offset)
     return [_offering(plan, type_name) for plan, type_name in rows]
 
 
 async def cheapest_public_offering(service_type_id: uuid.UUID | None = None) -> PublicOffering:
     """The smallest customer price; on a tie the plan whose id sorts first."""
     async with db.transaction() as session:
-        rows = (await session.execute(_offerings_query(service_type_id))).all()
+        rows = await ServicePlanRepository(session).active_with_type_name(service_type_id)
     if not rows:
         raise NoPublicOfferings()
     offerings = [_offering(plan, type_name) for plan, type_name in rows]

@@ -17,12 +17,11 @@ import pycountry
 from email_validator import EmailNotValidError, validate_email
 
 from decabill import db
-from decabill.catalog.validation import text
+from decabill.validation import text
 from decabill.customers.errors import ProfileIncomplete
+from decabill.customers.repository import CustomerProfileRepository
 from decabill.errors import BadRequest
-from decabill.identity.auth import Principal
-from decabill.numbering import insert_if_missing
-from decabill.tenancy import current_tenant
+from decabill.identity.principal import Principal
 from models.customers import CustomerProfile
 
 # attribute -> (label used in messages, column width)
@@ -81,9 +80,9 @@ def validate_profile_fields(fields: dict[str, Any]) -> dict[str, str]:
 
 
 async def find_profile(user_id: uuid.UUID, *, lock: bool = False) -> CustomerProfile | None:
-    """The user's profile in the current tenant (inside an open transaction)."""
-    query = db.scoped(CustomerProfile).where(CustomerProfile.user_id == user_id)
-    return (await db.current_session().execute(db.for_update(query) if lock else query)).scalar_one_or_none()
+    """The user's profile in the current tenant (joins the caller's transaction)."""
+    async with db.transaction() as session:
+        return await CustomerProfileRepository(session).of_user(user_id, for_update=lock)
 
 
 async def get_own_profile(principal: Principal) -> CustomerProfile | None:
@@ -96,14 +95,10 @@ async def update_own_profile(principal: Principal, **fields: Any) -> CustomerPro
     user_id = principal.require_user_id()
     changes = validate_profile_fields(fields)
     async with db.transaction() as session:
-        now = db.utcnow()
-        # Two first saves at once: the unique user_id lets exactly one insert through, both then update it.
-        await insert_if_missing(
-            session, CustomerProfile.__table__,  # type: ignore[attr-defined]
-            {"id": uuid.uuid4(), "tenant_id": current_tenant(), "user_id": user_id, "created_at": now, "updated_at": now},
-            ["user_id"],
-        )
-        profile = await find_profile(user_id, lock=True)
+        profiles = CustomerProfileRepository(session)
+        # Two first saves at once: exactly one insert goes through, both then update that row.
+        await profiles.ensure_exists(user_id)
+        profile = await profiles.of_user(user_id, for_update=True)
         assert profile is not None
         for name, value in changes.items():
             setattr(profile, name, value)

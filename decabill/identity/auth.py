@@ -9,39 +9,17 @@ from __future__ import annotations
 
 import hmac
 import uuid
-from dataclasses import dataclass
 
 import jwt
-from sqlalchemy import select
 
 from decabill import db
 from decabill.config import get_settings
-from decabill.errors import Forbidden, Unauthorized, UserNotAuthenticated
+from decabill.errors import Forbidden, Unauthorized
+from decabill.identity.credentials import decode_token
+from decabill.identity.keycloak import authenticate_keycloak
+from decabill.identity.principal import Principal, ensure_usable
+from decabill.identity.repository import UserRepository
 from decabill.tenancy import current_tenant
-from models.identity import User
-
-LOCKED_MESSAGE = "This account is locked. Please contact an administrator."
-SESSION_INVALID = "Session is no longer valid."
-
-
-@dataclass(frozen=True)
-class Principal:
-    tenant: str
-    role: str
-    method: str  # "api-key" | "users" | "keycloak"
-    user_id: uuid.UUID | None = None
-    email: str | None = None
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
-    def require_user_id(self) -> uuid.UUID:
-        """Operations on "own" data need an end user; the static API key has none."""
-        if self.user_id is None:
-            raise UserNotAuthenticated()
-        return self.user_id
-
 
 async def authenticate(authorization: str | None) -> Principal:
     method = get_settings().authentication_method
@@ -49,8 +27,6 @@ async def authenticate(authorization: str | None) -> Principal:
         return _authenticate_api_key(authorization)
     if method == "users":
         return await _authenticate_users_jwt(authorization)
-    from decabill.identity.keycloak import authenticate_keycloak
-
     return await authenticate_keycloak(_bearer_token(authorization))
 
 
@@ -88,8 +64,6 @@ def _bearer_token(authorization: str | None) -> str:
 
 
 async def _authenticate_users_jwt(authorization: str | None) -> Principal:
-    from decabill.identity.credentials import decode_token
-
     token = _bearer_token(authorization)
     try:
         claims = decode_token(token)
@@ -98,24 +72,9 @@ async def _authenticate_users_jwt(authorization: str | None) -> Principal:
         raise Unauthorized("Invalid or expired token") from None
     async with db.transaction() as session:
         # Looked up in any tenant on purpose: a token of tenant A used with X-Tenant B is a 401.
-        user = (await session.execute(select(User).where(User.id == user_id))).scalar_one_or_none()
+        user = await UserRepository(session).get_in_any_tenant(user_id)
     ensure_usable(user)
     assert user is not None
     roles = claims.get("roles")
     role = "admin" if isinstance(roles, list) and "admin" in roles else "user"
     return Principal(tenant=user.tenant_id, role=role, method="users", user_id=user.id, email=user.email)
-
-
-def ensure_usable(user: User | None) -> None:
-    """A token is only as good as the account behind it: gone, locked or foreign-tenant users → 401."""
-    if user is None:
-        raise Unauthorized(SESSION_INVALID)
-    if user.is_locked:
-        raise Unauthorized(LOCKED_MESSAGE)
-    if (user.tenant_id or "default") != current_tenant():
-        raise Unauthorized(SESSION_INVALID)
-
-
-def require_admin(principal: Principal) -> None:
-    if not principal.is_admin:
-        raise Forbidden("Forbidden resource")

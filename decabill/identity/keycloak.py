@@ -12,12 +12,12 @@ import time
 import httpx
 import jwt
 import structlog
-from sqlalchemy import func, select
 
 from decabill import db
 from decabill.config import get_settings
 from decabill.errors import Unauthorized
-from decabill.identity.auth import LOCKED_MESSAGE, Principal, ensure_usable
+from decabill.identity.principal import LOCKED_MESSAGE, Principal, ensure_usable
+from decabill.identity.repository import UserRepository
 from decabill.tenancy import current_tenant
 from models.identity import User
 
@@ -134,34 +134,28 @@ async def _sync_local_user(claims: dict) -> User:
     tenant = current_tenant()
     sub = str(claims["sub"])
     email = _email_of(claims, sub)
-    by_sub = db.scoped(User).where(User.keycloak_sub == sub)
     async with db.transaction() as session:
-        user = (await session.execute(by_sub)).scalar_one_or_none()
+        users = UserRepository(session)
+        user = await users.get_by_keycloak_sub(sub)
         if user is not None:
             return user
         # First sight of this subject in the tenant. Serialise with other first sign-ins (and sign-ups) so
         # simultaneous requests neither insert the subject twice nor make two "first" admins; then look again.
         await db.advisory_lock(session, f"users:first:{tenant}")
-        user = (await session.execute(by_sub)).scalar_one_or_none()
+        user = await users.get_by_keycloak_sub(sub)
         if user is not None:
             return user
-        by_email = (await session.execute(db.scoped(User).where(User.email == email))).scalar_one_or_none()
+        by_email = await users.get_by_email(email)
         if by_email is not None:
             if by_email.is_locked:
                 raise Unauthorized(LOCKED_MESSAGE)
             by_email.keycloak_sub = sub
             by_email.touch()
             return by_email
-        count = (
-            await session.execute(select(func.count()).select_from(User).where(User.tenant_id == tenant))
-        ).scalar_one()
-        user = User(
-            tenant_id=tenant,
+        first = await users.count() == 0
+        return await users.create(User(
             email=email,
             keycloak_sub=sub,
-            role="admin" if count == 0 else "user",
+            role="admin" if first else "user",
             email_confirmed_at=db.utcnow(),
-        )
-        session.add(user)
-        await session.flush()
-        return user
+        ))

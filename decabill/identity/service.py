@@ -12,14 +12,14 @@ import uuid
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, select
-
 from decabill import db
 from decabill.config import get_settings
 from decabill.email import Mail, send_after_commit
 from decabill.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, Unauthorized
-from decabill.identity.auth import LOCKED_MESSAGE, Principal
 from decabill.identity.credentials import hash_secret, issue_token, new_code, verify_secret
+from decabill.identity.keycloak import fetch_key_set as fetch_key_set  # for `decabill doctor`
+from decabill.identity.principal import LOCKED_MESSAGE, Principal
+from decabill.identity.repository import UserRepository
 from decabill.tenancy import current_tenant
 from models.identity import User
 
@@ -69,17 +69,10 @@ def _validate_password(password: str, field: str = "Password") -> None:
         raise BadRequest(f"{field} must be at most 72 bytes long")
 
 
-async def _find_by_email(email: str) -> User | None:
-    session = db.current_session()
-    return (await session.execute(db.scoped(User).where(User.email == email))).scalar_one_or_none()
-
-
-async def _tenant_is_empty() -> bool:
+async def _tenant_is_empty(users: UserRepository) -> bool:
     """Counted under a tenant-wide lock so two simultaneous first sign-ups cannot both become admin."""
-    session = db.current_session()
-    await db.advisory_lock(session, f"users:first:{current_tenant()}")
-    count = (await session.execute(select(func.count()).select_from(User).where(User.tenant_id == current_tenant()))).scalar_one()
-    return count == 0
+    await db.advisory_lock(users.session, f"users:first:{current_tenant()}")
+    return await users.count() == 0
 
 
 def _confirmation_mail(email: str, code: str) -> Mail:
@@ -94,13 +87,12 @@ def _confirmation_mail(email: str, code: str) -> Mail:
     )
 
 
-async def _new_user(email: str, password: str | None, role: str | None) -> tuple[User, bool]:
+async def _new_user(users: UserRepository, email: str, password: str | None, role: str | None) -> tuple[User, bool]:
     """Create a user of the current tenant; returns (user, confirmation_mail_sent)."""
-    if await _find_by_email(email) is not None:
+    if await users.get_by_email(email) is not None:
         raise Conflict(DUPLICATE_EMAIL)
-    first = await _tenant_is_empty()
+    first = await _tenant_is_empty(users)
     user = User(
-        tenant_id=current_tenant(),
         email=email,
         password_hash=await hash_secret(password) if password else None,
         role=role or ("admin" if first else "user"),
@@ -112,16 +104,12 @@ async def _new_user(email: str, password: str | None, role: str | None) -> tuple
         code = new_code()
         user.email_confirmation_token = await hash_secret(code)
         send_after_commit(_confirmation_mail(email, code))
-    session = db.current_session()
-    session.add(user)
-    await session.flush()
+    await users.create(user)
     return user, needs_confirmation
 
 
-async def _get_in_tenant(user_id: uuid.UUID, *, lock: bool = False) -> User:
-    session = db.current_session()
-    query = db.scoped(User).where(User.id == user_id)
-    user = (await session.execute(db.for_update(query) if lock else query)).scalar_one_or_none()
+async def _get_in_tenant(users: UserRepository, user_id: uuid.UUID, *, lock: bool = False) -> User:
+    user = await users.get(user_id, for_update=lock)
     if user is None:
         raise UserNotFound()
     return user
@@ -136,8 +124,8 @@ async def register(email: str, password: str) -> tuple[User, str]:
         raise ServiceUnavailable("Signup is disabled")
     email = normalize_email(email)
     _validate_password(password)
-    async with db.transaction():
-        user, needs_confirmation = await _new_user(email, password, None)
+    async with db.transaction() as session:
+        user, needs_confirmation = await _new_user(UserRepository(session), email, password, None)
     if needs_confirmation:
         return user, (
             "Account created. Please confirm your email before logging in. "
@@ -149,8 +137,8 @@ async def register(email: str, password: str) -> tuple[User, str]:
 async def login(email: str, password: str) -> LoginResult:
     _require_mode("users")
     email = email.strip().lower()
-    async with db.transaction():
-        user = await _find_by_email(email)
+    async with db.transaction() as session:
+        user = await UserRepository(session).get_by_email(email)
     if user is None:
         raise Unauthorized(INVALID_CREDENTIALS)
     if user.email_confirmed_at is None:
@@ -166,8 +154,8 @@ async def login(email: str, password: str) -> LoginResult:
 
 async def confirm_email(email: str, code: str) -> str:
     _require_mode("users")
-    async with db.transaction():
-        user = await _find_by_email(email.strip().lower())
+    async with db.transaction() as session:
+        user = await UserRepository(session).get_by_email(email.strip().lower())
         if user is None or not await verify_secret(code, user.email_confirmation_token):
             raise BadRequest(INVALID_CONFIRMATION)
         user.email_confirmed_at = db.utcnow()
@@ -178,8 +166,8 @@ async def confirm_email(email: str, code: str) -> str:
 
 async def request_password_reset(email: str) -> str:
     _require_mode("users")
-    async with db.transaction():
-        user = await _find_by_email(email.strip().lower())
+    async with db.transaction() as session:
+        user = await UserRepository(session).get_by_email(email.strip().lower())
         # Same answer whether or not the account exists: no user enumeration.
         if user is not None and user.password_hash:
             code = new_code()
@@ -203,8 +191,8 @@ async def request_password_reset(email: str) -> str:
 async def reset_password(email: str, code: str, new_password: str) -> str:
     _require_mode("users")
     _validate_password(new_password, "New password")
-    async with db.transaction():
-        user = await _find_by_email(email.strip().lower())
+    async with db.transaction() as session:
+        user = await UserRepository(session).get_by_email(email.strip().lower())
         if user is None or not user.password_reset_token:
             raise BadRequest(INVALID_RESET)
         expires = user.password_reset_token_expires_at
@@ -233,8 +221,8 @@ async def change_password(principal: Principal, current: str, new: str, confirma
     _validate_password(new, "New password")
     if new != confirmation:
         raise BadRequest("New password and confirmation do not match")
-    async with db.transaction():
-        user = await _get_in_tenant(user_id)
+    async with db.transaction() as session:
+        user = await _get_in_tenant(UserRepository(session), user_id)
         if not user.password_hash:
             raise BadRequest("This account uses external authentication. Cannot change password here.")
         if not await verify_secret(current, user.password_hash):
@@ -250,22 +238,21 @@ async def change_password(principal: Principal, current: str, new: str, confirma
 async def list_users(principal: Principal, limit: int, offset: int) -> list[User]:
     _require_mode("users", "keycloak")
     async with db.transaction() as session:
-        query = db.scoped(User).order_by(User.created_at.desc(), User.id)
-        return list((await session.execute(db.page(query, limit, offset))).scalars())
+        return await UserRepository(session).newest_first(limit, offset)
 
 
 async def get_user(principal: Principal, user_id: uuid.UUID) -> User:
     _require_mode("users", "keycloak")
-    async with db.transaction():
-        return await _get_in_tenant(user_id)
+    async with db.transaction() as session:
+        return await _get_in_tenant(UserRepository(session), user_id)
 
 
 async def create_user(principal: Principal, email: str, password: str, role: str | None) -> User:
     _require_mode("users", "keycloak")
     email = normalize_email(email)
     _validate_password(password)
-    async with db.transaction():
-        user, _ = await _new_user(email, password, role)
+    async with db.transaction() as session:
+        user, _ = await _new_user(UserRepository(session), email, password, role)
     return user
 
 
@@ -281,10 +268,11 @@ async def update_user(
     if password is not None:
         _validate_password(password)
     new_email = normalize_email(email) if email is not None else None
-    async with db.transaction():
-        user = await _get_in_tenant(user_id, lock=True)
+    async with db.transaction() as session:
+        users = UserRepository(session)
+        user = await _get_in_tenant(users, user_id, lock=True)
         if new_email is not None and new_email != user.email:
-            if await _find_by_email(new_email) is not None:
+            if await users.get_by_email(new_email) is not None:
                 raise Conflict(DUPLICATE_EMAIL)
             # A changed address must be proven again before the account can log in.
             code = new_code()
@@ -319,9 +307,10 @@ async def delete_user(principal: Principal, user_id: uuid.UUID) -> None:
         # Deviation from the reference (which has no guard): an admin deleting their own account can
         # lock a tenant out of administration; lock/unlock already refuse the same.
         raise BadRequest("You cannot delete your own account")
-    async with db.transaction():
-        user = await _get_in_tenant(user_id, lock=True)
-        await db.delete_unreferenced(user, "User", USER_HAS_BILLING_DATA_HINT)
+    async with db.transaction() as session:
+        users = UserRepository(session)
+        user = await _get_in_tenant(users, user_id, lock=True)
+        await users.remove_unreferenced(user, "User", USER_HAS_BILLING_DATA_HINT)
 
 
 async def set_locked(principal: Principal, user_id: uuid.UUID, locked: bool) -> User:
@@ -329,8 +318,8 @@ async def set_locked(principal: Principal, user_id: uuid.UUID, locked: bool) -> 
     if principal.user_id == user_id:
         verb = "lock" if locked else "unlock"
         raise BadRequest(f"You cannot {verb} your own account")
-    async with db.transaction():
-        user = await _get_in_tenant(user_id, lock=True)
+    async with db.transaction() as session:
+        user = await _get_in_tenant(UserRepository(session), user_id, lock=True)
         user.locked_at = db.utcnow() if locked else None
         user.touch()
     return user
@@ -341,15 +330,33 @@ async def create_admin(email: str, password: str) -> User:
     email = normalize_email(email)
     _validate_password(password)
     async with db.transaction() as session:
-        if await _find_by_email(email) is not None:
+        users = UserRepository(session)
+        if await users.get_by_email(email) is not None:
             raise Conflict(DUPLICATE_EMAIL)
-        user = User(
-            tenant_id=current_tenant(),
+        user = await users.create(User(
             email=email,
             password_hash=await hash_secret(password),
             role="admin",
             email_confirmed_at=db.utcnow(),
-        )
-        session.add(user)
-        await session.flush()
+        ))
     return user
+
+
+# --- for other domains (each joins the caller's transaction) ---------------------------------------------
+
+
+async def find_user(user_id: uuid.UUID) -> User | None:
+    """The tenant's user, or None."""
+    async with db.transaction() as session:
+        return await UserRepository(session).get(user_id)
+
+
+async def user_email(user_id: uuid.UUID) -> str | None:
+    async with db.transaction() as session:
+        return await UserRepository(session).email_of(user_id)
+
+
+async def users_oldest_first(user_ids: list[uuid.UUID]) -> list[User]:
+    """Those of the given ids that are users of the tenant, oldest account first."""
+    async with db.transaction() as session:
+        return await UserRepository(session).of_ids(user_ids)

@@ -11,4 +11,5 @@
 | `overdue`     | issued/partially paid past their due date → overdue                                      |
 | `reminders`   | renewal reminders                                                                       |
 | `tasks`       | the coordinators and units of the job layer                                             |
+| `repository`  | every query on invoices, lines, the audit trail and the mail outbox                     |
 """

@@ -37,21 +37,22 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import structlog
-from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db
 from decabill.catalog.service import find_service_plan
 from decabill.documents import round_cents
 from decabill.errors import BadRequest
+from decabill.identity.service import users_oldest_first
 from decabill.invoicing import invoices
 from decabill.invoicing.errors import NothingToBill
 from decabill.invoicing.invoices import LineInput
 from decabill.invoicing.states import SYSTEM, Actor
-from decabill.subscriptions.billing import record_position
 from decabill.subscriptions.errors import SubscriptionNotFound
-from decabill.subscriptions.schedule import amount_for
+from decabill.subscriptions.service import amount_for, record_position
+from decabill.subscriptions.repository import OpenPositionRepository, SubscriptionRepository
 from decabill.tenancy import current_tenant
+from decabill.usage.repository import UsageRecordRepository
 from models.identity import User
 from models.invoicing import Invoice, InvoiceOrigin, UsageRecord
 from models.subscriptions import OpenPosition, Subscription, SubscriptionStatus
@@ -84,18 +85,6 @@ def _period_text(start: dt.datetime, end: dt.datetime) -> str:
     return f"{start.astimezone(dt.timezone.utc):%Y-%m-%d} – {end.astimezone(dt.timezone.utc):%Y-%m-%d}"
 
 
-def _unbilled_positions(user_id: uuid.UUID):
-    return (db.scoped(OpenPosition).where(OpenPosition.user_id == user_id, OpenPosition.invoice_id.is_(None))
-            .order_by(OpenPosition.created_at, OpenPosition.id))
-
-
-def _unbilled_usage(**filters):
-    query = db.scoped(UsageRecord).where(UsageRecord.invoice_id.is_(None), UsageRecord.amount > 0)
-    for name, value in filters.items():
-        query = query.where(getattr(UsageRecord, name) == value)
-    return query.order_by(UsageRecord.created_at, UsageRecord.id)
-
-
 def last_billing_day_start(day: int, now: dt.datetime) -> dt.datetime:
     """00:00 UTC of the most recent date on or before `now` whose day of month is `day` (1..28)."""
     today = now.astimezone(dt.timezone.utc).date()
@@ -112,43 +101,39 @@ async def users_due(limit: int, *, now: dt.datetime | None = None) -> list[uuid.
     run. What arrives on or after a billing day waits for the next one, as before."""
     now = now or db.utcnow()
     today = billing_today(now)
-    async with db.transaction() as session:
-        oldest: dict[uuid.UUID, dt.datetime] = {}
-        for model, *extra in ((OpenPosition,), (UsageRecord, UsageRecord.amount > 0)):
-            query = (select(model.user_id, func.min(model.created_at))
-                     .where(model.tenant_id == current_tenant(), model.invoice_id.is_(None), *extra)
-                     .group_by(model.user_id))
-            for user_id, created_at in (await session.execute(query)).all():
-                oldest[user_id] = min(created_at, oldest.get(user_id, created_at))
-        users = (await session.execute(db.scoped(User).where(User.id.in_(list(oldest)))
-                                       .order_by(User.created_at, User.id))).scalars()
+    async with db.transaction():
+        oldest = await oldest_unbilled_by_user()
+        users = await users_oldest_first(list(oldest))
         due = [user.id for user in users
                if billing_day(user) == today or oldest[user.id] < last_billing_day_start(billing_day(user), now)]
     return due[:limit] if limit else due
 
 
 async def _try_lock_user(session: AsyncSession, user_id: uuid.UUID) -> bool:
-    if session.bind.dialect.name != "postgresql":
-        return True  # SQLite: BEGIN IMMEDIATE already made this transaction the only writer
-    key = f"invoicing:bill-user:{current_tenant()}:{user_id}"
-    locked = await session.execute(text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
-    return bool(locked.scalar_one())
+    return await db.try_advisory_lock(session, f"invoicing:bill-user:{current_tenant()}:{user_id}")
 
 
-async def _mark_billed(session: AsyncSession, model, ids: list[uuid.UUID], invoice_id: uuid.UUID) -> None:
-    if not ids:
-        return
-    result = await session.execute(update(model).where(model.id.in_(ids), model.invoice_id.is_(None))
-                                   .values(invoice_id=invoice_id).execution_options(synchronize_session=False))
-    if result.rowcount != len(ids):  # cannot happen under the locks taken; refuse rather than bill twice
-        raise RuntimeError(f"{model.__tablename__}: {len(ids) - result.rowcount} rows were billed meanwhile")
+async def _mark_billed(repository: OpenPositionRepository | UsageRecordRepository, ids: list[uuid.UUID],
+                       invoice_id: uuid.UUID) -> None:
+    changed = await repository.mark_billed(ids, invoice_id)
+    if changed != len(ids):  # cannot happen under the locks taken; refuse rather than bill twice
+        raise RuntimeError(f"{repository.model.__tablename__}: {len(ids) - changed} rows were billed meanwhile")
 
 
-async def _subscriptions(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, Subscription]:
-    if not ids:
-        return {}
-    rows = (await session.execute(db.scoped(Subscription).where(Subscription.id.in_(ids)))).scalars()
-    return {s.id: s for s in rows}
+async def oldest_unbilled_by_user() -> dict[uuid.UUID, dt.datetime]:
+    """Users of the tenant with unbilled open positions or usage (costing something), and when the oldest
+    of it was recorded."""
+    async with db.transaction() as session:
+        oldest = await OpenPositionRepository(session).oldest_unbilled_by_user()
+        for user_id, created_at in (await UsageRecordRepository(session).oldest_unbilled_by_user()).items():
+            oldest[user_id] = min(created_at, oldest.get(user_id, created_at))
+    return oldest
+
+
+async def users_with_unbilled() -> list[uuid.UUID]:
+    """Every user of the tenant with unbilled open positions or usage, oldest account first."""
+    async with db.transaction():
+        return [user.id for user in await users_oldest_first(list(await oldest_unbilled_by_user()))]
 
 
 async def bill_user(user_id: uuid.UUID, *, now: dt.datetime | None = None, actor: Actor = SYSTEM) -> BillingResult:
@@ -157,14 +142,12 @@ async def bill_user(user_id: uuid.UUID, *, now: dt.datetime | None = None, actor
     async with db.transaction() as session:
         if not await _try_lock_user(session, user_id):
             return BillingResult("busy")
-        positions = list((await session.execute(db.for_update(_unbilled_positions(user_id), skip_locked=True))
-                          ).scalars())
-        usage = list((await session.execute(db.for_update(_unbilled_usage(user_id=user_id), skip_locked=True))
-                      ).scalars())
+        positions = await OpenPositionRepository(session).claim_unbilled_of_user(user_id)
+        usage = await UsageRecordRepository(session).claim_unbilled(user_id=user_id)
         if not positions and not usage:
             return BillingResult("nothing")
-        subscriptions = await _subscriptions(session, {p.subscription_id for p in positions}
-                                             | {u.subscription_id for u in usage})
+        subscriptions = await SubscriptionRepository(session).by_ids({p.subscription_id for p in positions}
+                                                                     | {u.subscription_id for u in usage})
         groups: dict[str, tuple[list[OpenPosition], list[UsageRecord]]] = {}
         for position in positions:
             groups.setdefault(position.currency, ([], []))[0].append(position)
@@ -203,8 +186,8 @@ async def _bill_group(session: AsyncSession, user_id: uuid.UUID, currency: str, 
     invoice = await invoices.create_draft(
         session, user_id=user_id, lines=lines, actor=actor, subscription_id=lines[0].subscription_id,
         origin=InvoiceOrigin.BILLING_RUN, currency=currency, order_reference=", ".join(numbers)[:64] or None, now=now)
-    await _mark_billed(session, OpenPosition, [p.id for p in positions], invoice.id)
-    await _mark_billed(session, UsageRecord, [u.id for u in usage], invoice.id)
+    await _mark_billed(OpenPositionRepository(session), [p.id for p in positions], invoice.id)
+    await _mark_billed(UsageRecordRepository(session), [u.id for u in usage], invoice.id)
     await invoices.issue(session, invoice, actor=actor, now=now)
     return invoice
 
@@ -217,8 +200,7 @@ async def charge_subscription(subscription_id: uuid.UUID, description: str | Non
     """Bill the subscription's accrued time and unbilled usage now (see the module docstring)."""
     now = now or db.utcnow()
     async with db.transaction() as session:
-        query = db.scoped(Subscription).where(Subscription.id == subscription_id)
-        subscription = (await session.execute(db.for_update(query))).scalar_one_or_none()
+        subscription = await SubscriptionRepository(session).get(subscription_id, for_update=True)
         if subscription is None:
             raise SubscriptionNotFound(subscription_id)
         start, until = subscription.current_period_start, _charge_until(subscription, now)
@@ -226,8 +208,7 @@ async def charge_subscription(subscription_id: uuid.UUID, description: str | Non
         if start is not None and until is not None and until > start:
             plan = await find_service_plan(subscription.plan_id)
             accrued = amount_for(plan, subscription.period_price or Decimal(0), start, until)
-        usage = list((await session.execute(
-            db.for_update(_unbilled_usage(subscription_id=subscription_id), skip_locked=True))).scalars())
+        usage = await UsageRecordRepository(session).claim_unbilled(subscription_id=subscription_id)
         total = round_cents(accrued) + sum((record.amount for record in usage), Decimal(0))
         if total < MIN_AMOUNT:
             raise NothingToBill()
@@ -248,10 +229,10 @@ async def charge_subscription(subscription_id: uuid.UUID, description: str | Non
                                               currency=subscription.currency, order_reference=subscription.number,
                                               now=now)
         if position is not None:
-            await _mark_billed(session, OpenPosition, [position.id], invoice.id)
+            await _mark_billed(OpenPositionRepository(session), [position.id], invoice.id)
             subscription.current_period_start = until
             subscription.touch()
-        await _mark_billed(session, UsageRecord, [record.id for record in usage], invoice.id)
+        await _mark_billed(UsageRecordRepository(session), [record.id for record in usage], invoice.id)
         await invoices.issue(session, invoice, actor=actor, now=now)
     return invoice
 

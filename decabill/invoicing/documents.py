@@ -43,6 +43,7 @@ from decabill.documents import (
 from decabill.documents import InvoiceLine as DocumentLine
 from decabill.documents.money import plain
 from decabill.invoicing.errors import DraftHasNoPdf, IssuerNotConfigured, NotVoid
+from decabill.invoicing.repository import InvoiceLineRepository, InvoiceRepository
 from decabill.observability import calls
 from models.customers import CustomerProfile
 from models.invoicing import Invoice, InvoiceLine, InvoiceStatus
@@ -183,13 +184,10 @@ def _write(path: Path, content: bytes) -> None:
 
 
 async def _load(invoice_id: uuid.UUID) -> tuple[Invoice, list[InvoiceLine]]:
-    from sqlalchemy import select
-
     async with db.transaction() as session:
-        invoice = (await session.execute(db.scoped(Invoice).where(Invoice.id == invoice_id))).scalar_one()
-        lines = (await session.execute(select(InvoiceLine).where(InvoiceLine.invoice_id == invoice_id)
-                                       .order_by(InvoiceLine.position))).scalars().all()
-        return invoice, list(lines)
+        invoice = await InvoiceRepository(session).get(invoice_id)
+        assert invoice is not None
+        return invoice, await InvoiceLineRepository(session).of_invoice(invoice_id)
 
 
 async def _stored_or_rendered(key: str, render, document: str) -> bytes:

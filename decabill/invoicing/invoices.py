@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db
@@ -35,12 +34,12 @@ from decabill.customers.service import find_profile
 from decabill.documents import compute_line, round_cents, totals
 from decabill.documents import InvoiceLine as DocumentLine
 from decabill.invoicing import documents, mail, states
+from decabill.identity.service import user_email
 from decabill.invoicing.errors import ProfileIncompleteForInvoice
+from decabill.invoicing.repository import InvoiceLineRepository, InvoiceRepository
 from decabill.invoicing.states import Actor
 from decabill.numbering import next_number
 from decabill.observability import metrics
-from decabill.tenancy import current_tenant
-from models.identity import User
 from models.invoicing import Invoice, InvoiceLine, InvoiceOrigin, InvoiceStatus, TaxCategory
 
 DEFAULT_DUE_IN_DAYS = 14
@@ -85,13 +84,21 @@ def _make_lines(invoice: Invoice, inputs: Sequence[LineInput]) -> list[InvoiceLi
         unit_price = Decimal(item.unit_price_net).quantize(UNIT_QUANTUM)
         net, tax, gross = compute_line(quantity, unit_price, rate)
         lines.append(InvoiceLine(
-            tenant_id=invoice.tenant_id, invoice_id=invoice.id, position=position, description=item.description[:500],
+            invoice_id=invoice.id, position=position, description=item.description[:500],
             quantity=quantity, unit_price_net=unit_price, tax_category=item.tax_category, tax_rate=rate, line_net=net,
             line_tax=tax, line_gross=gross, subscription_id=item.subscription_id,
             open_position_id=item.open_position_id, usage_record_id=item.usage_record_id,
             period_start=item.period_start, period_end=item.period_end,
         ))
     return lines
+
+
+def _add_lines(session: AsyncSession, invoice: Invoice, inputs: Sequence[LineInput]) -> list[InvoiceLine]:
+    """The invoice's lines made from `inputs`, added to the session, and its totals set from them."""
+    lines = InvoiceLineRepository(session)
+    made = [lines.add(line) for line in _make_lines(invoice, inputs)]
+    _set_totals(invoice, made)
+    return made
 
 
 def _set_totals(invoice: Invoice, lines: Sequence[InvoiceLine]) -> None:
@@ -117,14 +124,11 @@ async def create_draft(session: AsyncSession, *, user_id: uuid.UUID, lines: Sequ
     if not lines:
         raise ValueError("an invoice needs at least one line")
     now = now or db.utcnow()
-    invoice = Invoice(tenant_id=current_tenant(), user_id=user_id, subscription_id=subscription_id, origin=origin,
-                      status=InvoiceStatus.DRAFT, currency=currency or get_settings().billing_currency,
-                      order_reference=order_reference, created_at=now, updated_at=now)
-    session.add(invoice)
-    await session.flush()
-    made = _make_lines(invoice, lines)
-    session.add_all(made)
-    _set_totals(invoice, made)
+    invoice = await InvoiceRepository(session).create(Invoice(
+        user_id=user_id, subscription_id=subscription_id, origin=origin, status=InvoiceStatus.DRAFT,
+        currency=currency or get_settings().billing_currency, order_reference=order_reference, created_at=now,
+        updated_at=now))
+    _add_lines(session, invoice, lines)
     await session.flush()
     await states.audit(session, invoice, "invoice.create", "Created invoice draft", actor=actor, after=invoice.status,
                        context={"subscriptionId": subscription_id, "totalGross": invoice.total_gross,
@@ -132,24 +136,15 @@ async def create_draft(session: AsyncSession, *, user_id: uuid.UUID, lines: Sequ
     return invoice
 
 
-def of_subscription(subscription_id: uuid.UUID):
-    """WHERE condition on `Invoice`: the invoice was made for the subscription or has a line of it (an
-    invoice of the billing day that covers several subscriptions belongs to each of them)."""
-    lines = select(InvoiceLine.invoice_id).where(InvoiceLine.subscription_id == subscription_id)
-    return or_(Invoice.subscription_id == subscription_id, Invoice.id.in_(lines.scalar_subquery()))
-
-
 async def lines_of(session: AsyncSession, invoice_id: uuid.UUID) -> list[InvoiceLine]:
-    query = select(InvoiceLine).where(InvoiceLine.invoice_id == invoice_id).order_by(InvoiceLine.position)
-    return list((await session.execute(query)).scalars())
+    return await InvoiceLineRepository(session).of_invoice(invoice_id)
 
 
 async def recipient(session: AsyncSession, invoice: Invoice) -> str | None:
     buyer_email = (invoice.buyer or {}).get("email")
     if buyer_email:
         return buyer_email
-    user = (await session.execute(db.scoped(User).where(User.id == invoice.user_id))).scalar_one_or_none()
-    return user.email if user else None
+    return await user_email(invoice.user_id)
 
 
 async def issue(session: AsyncSession, invoice: Invoice, *, actor: Actor, due_in_days: int = DEFAULT_DUE_IN_DAYS,
@@ -203,8 +198,7 @@ async def void(session: AsyncSession, invoice: Invoice, *, actor: Actor, reason:
 
 async def locked(session: AsyncSession, invoice_id: uuid.UUID) -> Invoice | None:
     """The tenant's invoice, row-locked for a change (blocking)."""
-    query = db.scoped(Invoice).where(Invoice.id == invoice_id)
-    return (await session.execute(db.for_update(query))).scalar_one_or_none()
+    return await InvoiceRepository(session).get(invoice_id, for_update=True)
 
 
 # --- added by admin billing (issue 8): editing and deleting drafts ---------------------------------------
@@ -216,13 +210,8 @@ async def replace_lines(session: AsyncSession, invoice: Invoice, inputs: Sequenc
         raise ValueError("only a draft's lines can be replaced")
     if not inputs:
         raise ValueError("an invoice needs at least one line")
-    from sqlalchemy import delete
-
-    await session.execute(delete(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id)
-                          .execution_options(synchronize_session=False))
-    made = _make_lines(invoice, inputs)
-    session.add_all(made)
-    _set_totals(invoice, made)
+    await InvoiceLineRepository(session).delete_of_invoice(invoice.id)
+    made = _add_lines(session, invoice, inputs)
     invoice.touch()
     await session.flush()
     return made
@@ -233,9 +222,5 @@ async def delete_draft(session: AsyncSession, invoice: Invoice) -> None:
     made of become unbilled again (their foreign keys are ON DELETE SET NULL). Audit entries stay."""
     if invoice.status != InvoiceStatus.DRAFT:
         raise ValueError("only drafts can be deleted")
-    from sqlalchemy import delete
-
-    await session.execute(delete(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id)
-                          .execution_options(synchronize_session=False))
-    await session.delete(invoice)
-    await session.flush()
+    await InvoiceLineRepository(session).delete_of_invoice(invoice.id)
+    await InvoiceRepository(session).remove(invoice)

@@ -23,17 +23,15 @@ import uuid
 from decimal import Decimal
 
 import structlog
-from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db, email
 from decabill.config import get_settings
+from decabill.catalog.service import find_service_plan
 from decabill.invoicing import documents
-from decabill.numbering import insert_if_missing
-from decabill.tenancy import current_tenant
-from models.catalog import ServicePlan
+from decabill.invoicing.repository import InvoiceRepository, MailDeliveryRepository
+from decabill.subscriptions.service import find_subscription
 from models.invoicing import Invoice, MailDelivery, MailStatus
-from models.subscriptions import Subscription
 
 log = structlog.get_logger("decabill.invoicing")
 
@@ -55,15 +53,11 @@ async def record(session: AsyncSession, *, key: str, kind: str, recipient: str |
     recipient = (recipient or "").strip() or None
     status = MailStatus.PENDING if (get_settings().email_enabled and recipient) else MailStatus.SKIPPED
     delivery_id = uuid.uuid4()
-    table = MailDelivery.__table__  # type: ignore[attr-defined]
-    await insert_if_missing(session, table, {
-        "id": delivery_id, "tenant_id": current_tenant(), "key": key, "kind": kind, "invoice_id": invoice_id,
-        "subscription_id": subscription_id, "event_at": event_at, "recipient": recipient, "status": status,
-        "attempts": 0, "created_at": db.utcnow(),
-    }, ["tenant_id", "key"])
-    stored = (await session.execute(select(MailDelivery.id).where(MailDelivery.tenant_id == current_tenant(),
-                                                                  MailDelivery.key == key))).scalar_one()
-    if stored != delivery_id:
+    recorded = await MailDeliveryRepository(session).record_once({
+        "id": delivery_id, "key": key, "kind": kind, "invoice_id": invoice_id, "subscription_id": subscription_id,
+        "event_at": event_at, "recipient": recipient, "status": status, "attempts": 0, "created_at": db.utcnow(),
+    })
+    if not recorded:
         return None
     if status == MailStatus.PENDING:
         async def _deliver() -> None:
@@ -82,16 +76,9 @@ async def deliver(delivery_id: uuid.UUID) -> str:
     """Send one recorded mail unless it is sent, or being sent by someone else (tenant bound)."""
     now = db.utcnow()
     async with db.transaction() as session:
-        claimed = await session.execute(
-            update(MailDelivery)
-            .where(MailDelivery.id == delivery_id, MailDelivery.tenant_id == current_tenant(),
-                   or_(MailDelivery.status == MailStatus.PENDING,
-                       (MailDelivery.status == MailStatus.SENDING) & (MailDelivery.claimed_at < now - CLAIM_TIMEOUT)))
-            .values(status=MailStatus.SENDING, claimed_at=now, attempts=MailDelivery.attempts + 1)
-        )
-        if claimed.rowcount != 1:
+        delivery = await MailDeliveryRepository(session).claim(delivery_id, now, CLAIM_TIMEOUT)
+        if delivery is None:
             return "not_pending"
-        delivery = (await session.execute(select(MailDelivery).where(MailDelivery.id == delivery_id))).scalar_one()
     error: str | None = None
     try:
         message = await _compose(delivery)
@@ -102,7 +89,8 @@ async def deliver(delivery_id: uuid.UUID) -> str:
         log.error("invoicing.mail_failed", kind=delivery.kind, error=str(exc), error_type=type(exc).__name__)
         error = f"{type(exc).__name__}: {exc}"
     async with db.transaction() as session:
-        row = (await session.execute(select(MailDelivery).where(MailDelivery.id == delivery_id))).scalar_one()
+        row = await MailDeliveryRepository(session).get(delivery_id)
+        assert row is not None
         if error is None:
             row.status, row.sent_at, row.last_error = MailStatus.SENT, db.utcnow(), None
         else:
@@ -115,13 +103,7 @@ async def pending_deliveries(limit: int) -> list[uuid.UUID]:
     """Deliveries to retry: pending (or abandoned while sending) for a while, attempts left."""
     now = db.utcnow()
     async with db.transaction() as session:
-        query = (db.scoped(MailDelivery)
-                 .where(MailDelivery.attempts < MAX_ATTEMPTS,
-                        or_((MailDelivery.status == MailStatus.PENDING) & (MailDelivery.created_at < now - RETRY_AFTER),
-                            (MailDelivery.status == MailStatus.SENDING)
-                            & (MailDelivery.claimed_at < now - CLAIM_TIMEOUT)))
-                 .order_by(MailDelivery.created_at, MailDelivery.id))
-        return [d.id for d in (await session.execute(db.page(query, limit, 0))).scalars()]
+        return await MailDeliveryRepository(session).retry_ids(now, MAX_ATTEMPTS, RETRY_AFTER, CLAIM_TIMEOUT, limit)
 
 
 # --- contents ---------------------------------------------------------------------------------------
@@ -156,7 +138,9 @@ SIGNATURE = "Kind regards,\nThe Billing Team"
 
 async def _invoice(invoice_id: uuid.UUID) -> Invoice:
     async with db.transaction() as session:
-        return (await session.execute(db.scoped(Invoice).where(Invoice.id == invoice_id))).scalar_one()
+        invoice = await InvoiceRepository(session).get(invoice_id)
+    assert invoice is not None
+    return invoice
 
 
 async def _compose(delivery: MailDelivery) -> email.Mail:
@@ -188,11 +172,9 @@ async def _compose(delivery: MailDelivery) -> email.Mail:
             "disregard this message.", SIGNATURE,
         ])
     if delivery.kind == RENEWAL_REMINDER:
-        async with db.transaction() as session:
-            subscription = (await session.execute(
-                db.scoped(Subscription).where(Subscription.id == delivery.subscription_id))).scalar_one()
-            plan = (await session.execute(db.scoped(ServicePlan).where(ServicePlan.id == subscription.plan_id))
-                    ).scalar_one()
+        async with db.transaction():
+            subscription = await find_subscription(delivery.subscription_id)
+            plan = await find_service_plan(subscription.plan_id)
         return _mail(to, f"Upcoming subscription renewal: {plan.name}", [
             "Dear Customer,",
             f"your subscription {subscription.number} ({plan.name}) renews on {_day(delivery.event_at)}.",

@@ -7,13 +7,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
-
 from decabill import db
 from decabill.config import get_settings
 from decabill.invoicing import billing, mail
+from decabill.invoicing.repository import InvoiceRepository, MailDeliveryRepository
 from decabill.tenancy import bound_tenant
-from models.invoicing import Invoice, InvoiceOrigin, MailDelivery, MailStatus
+from models.invoicing import MailStatus
 
 #: mail statuses that need attention (sent and skipped ones are history)
 BACKLOG_STATUSES = (MailStatus.PENDING, MailStatus.SENDING, MailStatus.FAILED)
@@ -34,9 +33,7 @@ async def billing_day_progress(now: dt.datetime | None = None) -> BillingDayProg
             due += len(await billing.users_due(0, now=now))
     midnight = dt.datetime.combine(now.astimezone(dt.timezone.utc).date(), dt.time.min, tzinfo=dt.timezone.utc)
     async with db.transaction() as session:
-        invoiced = (await session.execute(
-            select(func.count(func.distinct(Invoice.user_id)))
-            .where(Invoice.origin == InvoiceOrigin.BILLING_RUN, Invoice.issued_at >= midnight))).scalar_one()
+        invoiced = await InvoiceRepository(session).customers_billed_by_run_since(midnight)
     return BillingDayProgress(due=due, invoiced=invoiced)
 
 
@@ -48,9 +45,5 @@ class MailBacklog:
 
 async def mail_backlog() -> MailBacklog:
     async with db.transaction() as session:
-        rows = await session.execute(
-            select(MailDelivery.kind, MailDelivery.status, func.count())
-            .where(MailDelivery.status.in_(BACKLOG_STATUSES)).group_by(MailDelivery.kind, MailDelivery.status))
-        oldest = (await session.execute(select(func.min(MailDelivery.created_at))
-                                        .where(MailDelivery.status == MailStatus.PENDING))).scalar_one()
-        return MailBacklog({(kind, status): count for kind, status, count in rows.all()}, oldest)
+        counts, oldest = await MailDeliveryRepository(session).backlog(BACKLOG_STATUSES)
+    return MailBacklog(counts, oldest)

@@ -14,8 +14,9 @@ import uuid
 
 from decabill import db
 from decabill.invoicing import invoices, mail, states
+from decabill.invoicing.repository import InvoiceRepository
 from decabill.invoicing.states import SYSTEM
-from models.invoicing import Invoice, InvoiceStatus
+from models.invoicing import InvoiceStatus
 
 CANDIDATES = (InvoiceStatus.ISSUED, InvoiceStatus.PARTIALLY_PAID)
 
@@ -31,26 +32,19 @@ async def due_for_overdue(batch_size: int, *, now: dt.datetime | None = None) ->
     after: tuple[dt.date, uuid.UUID] | None = None
     while True:
         async with db.transaction() as session:
-            query = (db.scoped(Invoice)
-                     .where(Invoice.status.in_(CANDIDATES), Invoice.due_date.is_not(None), Invoice.due_date < today)
-                     .order_by(Invoice.due_date, Invoice.id))
-            if after is not None:
-                day, last = after
-                query = query.where((Invoice.due_date > day) | ((Invoice.due_date == day) & (Invoice.id > last)))
-            page = list((await session.execute(db.page(query, batch_size, 0))).scalars())
-        found.extend(invoice.id for invoice in page)
+            page = await InvoiceRepository(session).past_due_ids(CANDIDATES, today, batch_size, after)
+        found.extend(invoice_id for invoice_id, _due in page)
         if not batch_size or len(page) < batch_size:
             return found
-        after = (page[-1].due_date, page[-1].id)
+        last_id, last_due = page[-1]
+        after = (last_due, last_id)
 
 
 async def mark_overdue(invoice_id: uuid.UUID, *, now: dt.datetime | None = None) -> str:
     """The overdue unit: `overdue`, or why not (`not_due`, `busy`)."""
     now = now or db.utcnow()
     async with db.transaction() as session:
-        query = db.scoped(Invoice).where(Invoice.id == invoice_id, Invoice.status.in_(CANDIDATES),
-                                         Invoice.due_date < _today(now))
-        invoice = (await session.execute(db.for_update(query, skip_locked=True))).scalar_one_or_none()
+        invoice = await InvoiceRepository(session).claim_past_due(invoice_id, CANDIDATES, _today(now))
         if invoice is None:
             return "not_due"
         await states.apply(session, invoice, "overdue", actor=SYSTEM, now=now,

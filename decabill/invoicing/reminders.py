@@ -14,25 +14,16 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import exists
-
 from decabill import db
 from decabill.config import get_settings
 from decabill.customers.service import find_profile
 from decabill.invoicing import mail
-from models.invoicing import MailDelivery
-from models.subscriptions import Subscription, SubscriptionStatus
+from decabill.invoicing.repository import MailDeliveryRepository
+from decabill.subscriptions.repository import SubscriptionRepository
 
 
 def _window(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     return now, now + dt.timedelta(days=get_settings().reminder_days)
-
-
-def _reminded():
-    return exists().where(MailDelivery.tenant_id == Subscription.tenant_id,
-                          MailDelivery.subscription_id == Subscription.id,
-                          MailDelivery.kind == mail.RENEWAL_REMINDER,
-                          MailDelivery.event_at == Subscription.next_billing_at)
 
 
 async def due_for_reminder(limit: int, *, now: dt.datetime | None = None) -> list[uuid.UUID]:
@@ -40,21 +31,15 @@ async def due_for_reminder(limit: int, *, now: dt.datetime | None = None) -> lis
         return []
     start, end = _window(now or db.utcnow())
     async with db.transaction() as session:
-        query = (db.scoped(Subscription)
-                 .where(Subscription.status == SubscriptionStatus.ACTIVE, Subscription.next_billing_at > start,
-                        Subscription.next_billing_at <= end, ~_reminded())
-                 .order_by(Subscription.next_billing_at, Subscription.id))
-        return [s.id for s in (await session.execute(db.page(query, limit, 0))).scalars()]
+        reminded = MailDeliveryRepository.sent_for_renewal(mail.RENEWAL_REMINDER)
+        return await SubscriptionRepository(session).renewing_ids(start, end, limit, ~reminded)
 
 
 async def send_renewal_reminder(subscription_id: uuid.UUID, *, now: dt.datetime | None = None) -> str:
     """The reminder unit: `recorded` (the mail goes out after the commit), `already_sent` or `not_due`."""
     start, end = _window(now or db.utcnow())
     async with db.transaction() as session:
-        query = db.scoped(Subscription).where(Subscription.id == subscription_id,
-                                              Subscription.status == SubscriptionStatus.ACTIVE,
-                                              Subscription.next_billing_at > start, Subscription.next_billing_at <= end)
-        subscription = (await session.execute(query)).scalar_one_or_none()
+        subscription = await SubscriptionRepository(session).get_renewing(subscription_id, start, end)
         if subscription is None:
             return "not_due"
         renewal = subscription.next_billing_at

@@ -15,57 +15,65 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select, type_coerce
-
 from decabill import db
-from decabill.catalog.validation import text
+from decabill.validation import text
 from decabill.documents import round_cents
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
+from decabill.identity.service import find_user
 from decabill.invoicing import billing, documents, invoices
-from decabill.invoicing.documents import Pdf
+
+# The building blocks of every invoicing path, re-exported (`name as name`) for the other domains (admin
+# billing, payments): they call them here, never the modules that write them.
+from decabill.invoicing.billing import BillingResult as BillingResult
+from decabill.invoicing.billing import bill_user as bill_user
+from decabill.invoicing.billing import users_with_unbilled as users_with_unbilled
+from decabill.invoicing.documents import downloadable_pdf as downloadable_pdf
+from decabill.invoicing.invoices import DEFAULT_DUE_IN_DAYS as DEFAULT_DUE_IN_DAYS
+from decabill.invoicing.invoices import LineInput as LineInput
+from decabill.invoicing.invoices import create_draft as create_draft
+from decabill.invoicing.invoices import delete_draft as delete_draft
+from decabill.invoicing.invoices import issue as issue
+from decabill.invoicing.invoices import lines_of as lines_of
+from decabill.invoicing.invoices import locked as locked
+from decabill.invoicing.invoices import replace_lines as replace_lines
+from decabill.invoicing.invoices import void as void
+from decabill.invoicing.states import SYSTEM as SYSTEM
+from decabill.invoicing.states import apply as apply
+from decabill.invoicing.states import audit as audit
+from decabill.invoicing.states import audit_unbound as audit_unbound
+
+from decabill.invoicing import monitoring as monitoring  # what the operator's metrics read
+from decabill.invoicing.documents import Pdf as Pdf
 from decabill.invoicing.errors import InvoiceNotFound
-from decabill.invoicing.states import Actor
-from decabill.invoicing.views import InvoicesSummaryView, InvoiceView
-from decabill.subscriptions.errors import SubscriptionNotFound
-from decabill.subscriptions.service import find_own_subscription
-from decabill.tenancy import current_tenant
-from models.identity import User
-from models.invoicing import Invoice, InvoiceStatus, UsageRecord
-from models.subscriptions import OpenPosition, Subscription
+from decabill.invoicing.repository import InvoiceLineRepository, InvoiceRepository
+from decabill.invoicing.states import Actor as Actor
+from decabill.invoicing.views import InvoicesSummaryView
+from decabill.invoicing.views import InvoiceView as InvoiceView
+from decabill.subscriptions.repository import OpenPositionRepository
+from decabill.subscriptions.service import find_own_subscription, find_subscription
+from decabill.usage.repository import UsageRecordRepository
+from models.invoicing import Invoice
+from models.subscriptions import Subscription
 
-# --- lookups (inside an open transaction) ----------------------------------------------------------------
-
-
-async def _tenant_subscription(subscription_id: uuid.UUID) -> Subscription:
-    query = db.scoped(Subscription).where(Subscription.id == subscription_id)
-    found = (await db.current_session().execute(query)).scalar_one_or_none()
-    if found is None:
-        raise SubscriptionNotFound(subscription_id)
-    return found
+# --- lookups --------------------------------------------------------------------------------------------
 
 
 async def _subscription_for(principal: Principal, subscription_id: uuid.UUID) -> Subscription:
     """The subscription for owner-or-admin routes: an admin reaches any of the tenant's."""
     user_id = principal.require_user_id()
     if principal.is_admin:
-        return await _tenant_subscription(subscription_id)
+        return await find_subscription(subscription_id)
     return await find_own_subscription(user_id, subscription_id)
 
 
-async def _invoice(query) -> Invoice:
-    found = (await db.current_session().execute(query)).scalar_one_or_none()
-    if found is None:
+def _found(invoice: Invoice | None) -> Invoice:
+    if invoice is None:
         raise InvoiceNotFound()
-    return found
+    return invoice
 
 
-async def _view(invoice: Invoice, *, with_lines: bool = False) -> InvoiceView:
-    lines = await invoices.lines_of(db.current_session(), invoice.id) if with_lines else []
-    return InvoiceView(invoice, line_items=lines)
-
-
-def _own(user_id: uuid.UUID, invoice_id: uuid.UUID):
-    return db.scoped(Invoice).where(Invoice.id == invoice_id, Invoice.user_id == user_id)
+async def _view(invoice: Invoice, lines: InvoiceLineRepository) -> InvoiceView:
+    return InvoiceView(invoice, line_items=await lines.of_invoice(invoice.id))
 
 
 # --- summary and lists -----------------------------------------------------------------------------------
@@ -74,20 +82,10 @@ def _own(user_id: uuid.UUID, invoice_id: uuid.UUID):
 async def get_summary(principal: Principal) -> InvoicesSummaryView:
     user_id = principal.require_user_id()
     async with db.transaction() as session:
-        user = (await session.execute(db.scoped(User).where(User.id == user_id))).scalar_one_or_none()
-        open_count, open_total = (await session.execute(
-            select(func.count(Invoice.id), type_coerce(func.coalesce(func.sum(Invoice.balance_due), 0),
-                                                       Invoice.__table__.c.balance_due.type))
-            .where(Invoice.tenant_id == current_tenant(), Invoice.user_id == user_id,
-                   Invoice.status.in_(InvoiceStatus.OPEN)))).one()
-        positions = (await session.execute(
-            select(type_coerce(func.coalesce(func.sum(OpenPosition.amount), 0), OpenPosition.__table__.c.amount.type))
-            .where(OpenPosition.tenant_id == current_tenant(), OpenPosition.user_id == user_id,
-                   OpenPosition.invoice_id.is_(None)))).scalar_one()
-        usage = (await session.execute(
-            select(type_coerce(func.coalesce(func.sum(UsageRecord.amount), 0), UsageRecord.__table__.c.amount.type))
-            .where(UsageRecord.tenant_id == current_tenant(), UsageRecord.user_id == user_id,
-                   UsageRecord.invoice_id.is_(None), UsageRecord.amount > 0))).scalar_one()
+        user = await find_user(user_id)
+        open_count, open_total = await InvoiceRepository(session).open_count_and_total(user_id=user_id)
+        positions = await OpenPositionRepository(session).unbilled_total(user_id=user_id)
+        usage = await UsageRecordRepository(session).unbilled_total(user_id=user_id)
     return InvoicesSummaryView(
         open_overdue_count=int(open_count), open_overdue_total=round_cents(open_total),
         billing_day_of_month=billing.billing_day(user) if user is not None else 1,
@@ -98,12 +96,7 @@ async def get_summary(principal: Principal) -> InvoicesSummaryView:
 async def list_open_overdue(principal: Principal) -> list[InvoiceView]:
     user_id = principal.require_user_id()
     async with db.transaction() as session:
-        query = (select(Invoice, Subscription.number)
-                 .outerjoin(Subscription, Subscription.id == Invoice.subscription_id)
-                 .where(Invoice.tenant_id == current_tenant(), Invoice.user_id == user_id,
-                        Invoice.status.in_(InvoiceStatus.OPEN))
-                 .order_by(Invoice.created_at.desc(), Invoice.id))
-        rows = (await session.execute(query)).all()
+        rows = await InvoiceRepository(session).open_of_user_with_number(user_id)
     return [InvoiceView(invoice, subscription_number=number) for invoice, number in rows]
 
 
@@ -111,9 +104,8 @@ async def list_invoices(principal: Principal, subscription_id: uuid.UUID) -> lis
     user_id = principal.require_user_id()
     async with db.transaction() as session:
         await find_own_subscription(user_id, subscription_id)
-        query = (db.scoped(Invoice).where(Invoice.user_id == user_id, invoices.of_subscription(subscription_id))
-                 .order_by(Invoice.created_at.desc(), Invoice.id))
-        return [InvoiceView(invoice) for invoice in (await session.execute(query)).scalars()]
+        found = await InvoiceRepository(session).of_user_and_subscription(user_id, subscription_id)
+        return [InvoiceView(invoice) for invoice in found]
 
 
 # --- one invoice -------------------------------------------------------------------------------------------
@@ -121,16 +113,18 @@ async def list_invoices(principal: Principal, subscription_id: uuid.UUID) -> lis
 
 async def get_invoice_by_ref(principal: Principal, invoice_id: uuid.UUID) -> InvoiceView:
     user_id = principal.require_user_id()
-    async with db.transaction():
-        return await _view(await _invoice(_own(user_id, invoice_id)), with_lines=True)
+    async with db.transaction() as session:
+        invoice = _found(await InvoiceRepository(session).get_of_user(invoice_id, user_id))
+        return await _view(invoice, InvoiceLineRepository(session))
 
 
 async def get_invoice(principal: Principal, subscription_id: uuid.UUID, invoice_id: uuid.UUID) -> InvoiceView:
     user_id = principal.require_user_id()
-    async with db.transaction():
+    async with db.transaction() as session:
         await find_own_subscription(user_id, subscription_id)
-        invoice = await _invoice(_own(user_id, invoice_id).where(invoices.of_subscription(subscription_id)))
-        return await _view(invoice, with_lines=True)
+        invoice = _found(await InvoiceRepository(session).get_of_user(invoice_id, user_id,
+                                                                       subscription_id=subscription_id))
+        return await _view(invoice, InvoiceLineRepository(session))
 
 
 # --- documents ---------------------------------------------------------------------------------------------
@@ -138,17 +132,17 @@ async def get_invoice(principal: Principal, subscription_id: uuid.UUID, invoice_
 
 async def pdf_by_ref(principal: Principal, invoice_id: uuid.UUID, *, credit_note: bool = False) -> Pdf:
     user_id = principal.require_user_id()
-    async with db.transaction():
-        invoice = await _invoice(_own(user_id, invoice_id))
+    async with db.transaction() as session:
+        invoice = _found(await InvoiceRepository(session).get_of_user(invoice_id, user_id))
     return await documents.downloadable_pdf(invoice, credit_note=credit_note)
 
 
 async def pdf_of_subscription(principal: Principal, subscription_id: uuid.UUID, invoice_id: uuid.UUID, *,
                               credit_note: bool = False) -> Pdf:
-    async with db.transaction():
+    async with db.transaction() as session:
         subscription = await _subscription_for(principal, subscription_id)
-        invoice = await _invoice(db.scoped(Invoice).where(
-            Invoice.id == invoice_id, Invoice.user_id == subscription.user_id, invoices.of_subscription(subscription_id)))
+        invoice = _found(await InvoiceRepository(session).get_of_user(invoice_id, subscription.user_id,
+                                                                       subscription_id=subscription_id))
     return await documents.downloadable_pdf(invoice, credit_note=credit_note)
 
 
@@ -168,9 +162,8 @@ async def void_invoice(principal: Principal, subscription_id: uuid.UUID, invoice
     """`voidInvoice` (admin): void an unpaid issued invoice of the subscription; its credit note is mailed."""
     admin_id = principal.require_user_id()
     async with db.transaction() as session:
-        subscription = await _tenant_subscription(subscription_id)
-        query = db.scoped(Invoice).where(Invoice.id == invoice_id, Invoice.user_id == subscription.user_id,
-                                         invoices.of_subscription(subscription_id))
-        invoice = await _invoice(db.for_update(query))
+        subscription = await find_subscription(subscription_id)
+        invoice = _found(await InvoiceRepository(session).get_of_user(
+            invoice_id, subscription.user_id, subscription_id=subscription_id, for_update=True))
         await invoices.void(session, invoice, actor=Actor.of(principal), context={"adminUserId": admin_id})
     return InvoiceView(invoice)

@@ -29,8 +29,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
 from decabill.invoicing.errors import TransitionRefused
+from decabill.invoicing.repository import InvoiceAuditLogRepository
 from models.invoicing import Invoice, InvoiceAuditLog, InvoiceStatus
 
 S = InvoiceStatus
@@ -166,14 +167,12 @@ async def audit(session: AsyncSession, invoice: Invoice, process: str, message: 
     """Append an audit entry for `invoice` in the caller's transaction (also for events that change no status)."""
     entry = InvoiceAuditLog(
         id=ordered_id(),  # time-ordered: see ordered_id() below
-        tenant_id=invoice.tenant_id, invoice_id=invoice.id, user_id=invoice.user_id, process=process, level=level,
+        invoice_id=invoice.id, user_id=invoice.user_id, process=process, level=level,
         message=message[:500], actor_type=actor.type, actor_user_id=actor.user_id, status_before=before,
         status_after=after, context=_jsonable(context or {}), request_id=_request_id(),
         created_at=now or db.utcnow(),
     )
-    session.add(entry)
-    await session.flush()
-    return entry
+    return await InvoiceAuditLogRepository(session).create(entry)
 
 
 def _request_id() -> str | None:
@@ -217,13 +216,9 @@ async def audit_unbound(session: AsyncSession, *, user_id: uuid.UUID | None, pro
                         now: dt.datetime | None = None) -> InvoiceAuditLog:
     """Append an audit entry without an invoice (a bill-now request, a failed bill-now unit, an admin change
     of a customer profile), in the caller's transaction — same table, same rules as `audit`."""
-    from decabill.tenancy import current_tenant
-
     entry = InvoiceAuditLog(
-        id=ordered_id(), tenant_id=current_tenant(), invoice_id=None, user_id=user_id, process=process, level=level,
+        id=ordered_id(), invoice_id=None, user_id=user_id, process=process, level=level,
         message=message[:500], actor_type=actor.type, actor_user_id=actor.user_id, context=_jsonable(context or {}),
         request_id=_request_id(), created_at=now or db.utcnow(),
     )
-    session.add(entry)
-    await session.flush()
-    return entry
+    return await InvoiceAuditLogRepository(session).create(entry)

@@ -9,7 +9,7 @@ The rules every job follows (docs/architecture.md):
 1. A coordinator (periodic, no arguments) loops over the configured tenants with the tenant bound,
    selects at most a batch of due entity ids and enqueues one unit per id — nothing else.
 2. A unit takes `(tenant, entity_id)`, opens its own transaction(s), re-loads the entity, re-checks
-   that the work is still due and CLAIMS it: a row lock (`db.for_update(..., skip_locked=True)` on
+   that the work is still due and CLAIMS it: a row lock (`get(..., for_update=True, skip_locked=True)` on
    PostgreSQL; SQLite's BEGIN IMMEDIATE serialises writers) for database-only work, a lease for work
    that calls an external API. A unique constraint backs every write that must happen once.
    Hence a unit delivered twice, or run by two workers at once, does nothing the second time.

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from decabill.config import Settings
-from decabill.observability.jobs import in_process_queue
+from decabill.jobs.observer import in_process_queue
 
 SAMPLE_LIMIT = 1000  # messages read to tell which tasks wait (`decabill jobs`); the counts are exact
 

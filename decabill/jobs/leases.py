@@ -22,42 +22,25 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy import delete, select
-
 from decabill import db
-from decabill.numbering import insert_if_missing
-from decabill.tenancy import current_tenant
-from models.jobs import JobLease
+from decabill.jobs.repository import JobLeaseRepository
 
 DEFAULT_TTL = dt.timedelta(minutes=10)
 POLL_SECONDS = 0.1
 
 
 def _outside_transaction() -> None:
-    try:
-        db.current_session()
-    except RuntimeError:
-        return
-    raise RuntimeError("a lease must be taken outside a transaction (it has to be visible to others at once)")
+    if db.in_transaction():
+        raise RuntimeError("a lease must be taken outside a transaction (it has to be visible to others at once)")
 
 
 async def try_acquire(name: str, ttl: dt.timedelta = DEFAULT_TTL) -> str | None:
     """Take the lease `name` for the current tenant; the holder token, or None when someone holds it."""
     _outside_transaction()
     token = uuid.uuid4().hex
-    tenant = current_tenant()
     async with db.transaction() as session:
         now = db.utcnow()
-        table = JobLease.__table__  # type: ignore[attr-defined]
-        await insert_if_missing(
-            session, table,
-            {"id": uuid.uuid4(), "tenant_id": tenant, "name": name, "holder": token, "expires_at": now + ttl,
-             "created_at": now},
-            ["tenant_id", "name"],
-        )
-        query = select(JobLease).where(JobLease.tenant_id == tenant, JobLease.name == name)
-        # skip_locked: a row another acquirer is deciding about right now counts as held.
-        lease = (await session.execute(db.for_update(query, skip_locked=True))).scalar_one_or_none()
+        lease = await JobLeaseRepository(session).claim(name, token, now + ttl, now)
         if lease is None:
             return None
         if lease.holder != token:
@@ -69,10 +52,7 @@ async def try_acquire(name: str, ttl: dt.timedelta = DEFAULT_TTL) -> str | None:
 
 async def release(name: str, token: str) -> None:
     async with db.transaction() as session:
-        await session.execute(
-            delete(JobLease).where(JobLease.tenant_id == current_tenant(), JobLease.name == name,
-                                   JobLease.holder == token)
-        )
+        await JobLeaseRepository(session).release(name, token)
 
 
 async def acquire(name: str, ttl: dt.timedelta = DEFAULT_TTL, *, wait: float = 0.0) -> str | None:

@@ -6,10 +6,9 @@ process (and `decabill jobs`) sees the same.
   A unit that starts while its row exists repeats a failed (or interrupted) run: a retry. So the table
   holds only running and failed units — bounded by the work in flight and the work that keeps failing.
 * A periodic coordinator has one `PeriodicJobRun` row: when it last started, finished and succeeded.
-* `retry_failed()` sends every failed unit again (`decabill jobs retry-failed`).
 
-Written by the taskiq middleware (`decabill.observability.jobs`) in short transactions of their own;
-across tenants (not `db.scoped`): this is the operator's view of the whole installation.
+Written by the taskiq middleware (`decabill.jobs.observer`) in short transactions of their own;
+across tenants (`InstallationRepository`): this is the operator's view of the whole installation.
 """
 
 from __future__ import annotations
@@ -19,14 +18,11 @@ import hashlib
 import json
 import os
 import socket
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select
-
 from decabill import db
-from decabill.numbering import insert_if_missing
+from decabill.jobs.repository import JobUnitRunRepository, PeriodicJobRunRepository
 from models.jobs import JobRunStatus, JobUnitRun, PeriodicJobRun
 
 MAX_ERROR_LENGTH = 2000
@@ -57,16 +53,10 @@ async def unit_started(task_name: str, args: list[Any], kwargs: dict[str, Any]) 
     key, now = _key(arguments), db.utcnow()
     tenant = args[0] if args and isinstance(args[0], str) else None
     async with db.transaction() as session:
-        table = JobUnitRun.__table__  # type: ignore[attr-defined]
-        marker = uuid.uuid4()
-        await insert_if_missing(session, table, {
-            "id": marker, "task_name": task_name[:200], "args_key": key, "args": arguments, "tenant_id": tenant,
-            "status": JobRunStatus.RUNNING, "attempts": 0, "worker": worker_name(), "started_at": now,
-        }, ["task_name", "args_key"])
-        row = (await session.execute(db.for_update(
-            select(JobUnitRun).where(JobUnitRun.task_name == task_name[:200], JobUnitRun.args_key == key)))
-        ).scalar_one()
-        if row.id == marker:
+        row, inserted = await JobUnitRunRepository(session).claim(task_name[:200], key, {
+            "args": arguments, "tenant_id": tenant, "status": JobRunStatus.RUNNING, "attempts": 0,
+            "worker": worker_name(), "started_at": now})
+        if inserted:
             return False
         row.status, row.worker, row.started_at, row.finished_at = JobRunStatus.RUNNING, worker_name(), now, None
         return True
@@ -77,17 +67,13 @@ async def unit_finished(task_name: str, args: list[Any], kwargs: dict[str, Any],
     arguments = _arguments(args, kwargs)
     key, now = _key(arguments), db.utcnow()
     async with db.transaction() as session:
-        where = (JobUnitRun.task_name == task_name[:200], JobUnitRun.args_key == key)
+        runs = JobUnitRunRepository(session)
         if error is None:
-            await session.execute(delete(JobUnitRun).where(*where))
+            await runs.forget(task_name[:200], key)
             return
-        table = JobUnitRun.__table__  # type: ignore[attr-defined]
-        await insert_if_missing(session, table, {
-            "id": uuid.uuid4(), "task_name": task_name[:200], "args_key": key, "args": arguments,
-            "tenant_id": args[0] if args and isinstance(args[0], str) else None, "status": JobRunStatus.RUNNING,
-            "attempts": 0, "worker": worker_name(), "started_at": now,
-        }, ["task_name", "args_key"])
-        row = (await session.execute(db.for_update(select(JobUnitRun).where(*where)))).scalar_one()
+        row, _inserted = await runs.claim(task_name[:200], key, {
+            "args": arguments, "tenant_id": args[0] if args and isinstance(args[0], str) else None,
+            "status": JobRunStatus.RUNNING, "attempts": 0, "worker": worker_name(), "started_at": now})
         row.status, row.attempts, row.finished_at = JobRunStatus.FAILED, row.attempts + 1, now
         row.error_type, row.error = type(error).__name__[:200], _error_text(error)
 
@@ -98,19 +84,15 @@ async def unit_finished(task_name: str, args: list[Any], kwargs: dict[str, Any],
 async def periodic_started(task_name: str) -> None:
     now = db.utcnow()
     async with db.transaction() as session:
-        table = PeriodicJobRun.__table__  # type: ignore[attr-defined]
-        await insert_if_missing(session, table, {"task_name": task_name, "status": JobRunStatus.RUNNING,
-                                                 "worker": worker_name(), "started_at": now}, ["task_name"])
-        row = (await session.execute(db.for_update(
-            select(PeriodicJobRun).where(PeriodicJobRun.task_name == task_name)))).scalar_one()
+        row = await PeriodicJobRunRepository(session).claim(task_name, {
+            "status": JobRunStatus.RUNNING, "worker": worker_name(), "started_at": now})
         row.status, row.worker, row.started_at, row.finished_at = JobRunStatus.RUNNING, worker_name(), now, None
 
 
 async def periodic_finished(task_name: str, error: BaseException | None, units_sent: Any = None) -> None:
     now = db.utcnow()
     async with db.transaction() as session:
-        row = (await session.execute(db.for_update(
-            select(PeriodicJobRun).where(PeriodicJobRun.task_name == task_name)))).scalar_one_or_none()
+        row = await PeriodicJobRunRepository(session).of(task_name, for_update=True)
         if row is None:
             return
         row.finished_at = now
@@ -134,53 +116,25 @@ class UnitCount:
 
 async def unit_counts() -> list[UnitCount]:
     async with db.transaction() as session:
-        rows = await session.execute(
-            select(JobUnitRun.task_name, JobUnitRun.status, func.count(), func.min(JobUnitRun.started_at))
-            .group_by(JobUnitRun.task_name, JobUnitRun.status).order_by(JobUnitRun.task_name, JobUnitRun.status))
-        return [UnitCount(name, status, count, oldest) for name, status, count, oldest in rows.all()]
+        return [UnitCount(*row) for row in await JobUnitRunRepository(session).counts()]
 
 
 async def units(status: str, limit: int = 50) -> list[JobUnitRun]:
     async with db.transaction() as session:
-        query = (select(JobUnitRun).where(JobUnitRun.status == status)
-                 .order_by(JobUnitRun.started_at, JobUnitRun.id).limit(limit))
-        return list((await session.execute(query)).scalars())
+        return await JobUnitRunRepository(session).with_status(status, limit)
 
 
 async def periodic_runs() -> list[PeriodicJobRun]:
     async with db.transaction() as session:
-        return list((await session.execute(select(PeriodicJobRun).order_by(PeriodicJobRun.task_name))).scalars())
+        return await PeriodicJobRunRepository(session).by_name()
 
 
 async def status_of(task_name: str, args_key: str) -> str | None:
     """The unit's status in the ledger; None when it has no row (it succeeded, or never ran)."""
     async with db.transaction() as session:
-        return (await session.execute(select(JobUnitRun.status).where(
-            JobUnitRun.task_name == task_name, JobUnitRun.args_key == args_key))).scalar_one_or_none()
+        return await JobUnitRunRepository(session).status_of(task_name, args_key)
 
 
 async def failed_units_of(task_name: str) -> int:
     async with db.transaction() as session:
-        return (await session.execute(select(func.count()).select_from(JobUnitRun).where(
-            JobUnitRun.task_name == task_name, JobUnitRun.status == JobRunStatus.FAILED))).scalar_one()
-
-
-# --- retrying ----------------------------------------------------------------------------------------------
-
-
-async def retry_failed(limit: int | None = None) -> list[JobUnitRun]:
-    """Send every failed unit (oldest first, at most `limit`) through the broker again; the units sent.
-    Units are idempotent (docs/architecture.md), so sending one that meanwhile succeeded does nothing."""
-    from decabill.jobs.queue import get_broker
-
-    broker = get_broker()
-    failed = await units(JobRunStatus.FAILED, limit or 2**31)
-    sent = []
-    for unit in failed:
-        task = broker.find_task(unit.task_name)
-        if task is None:  # a task of an older version: nothing can run it any more
-            continue
-        arguments = unit.args or {}
-        await task.kiq(*arguments.get("args", []), **arguments.get("kwargs", {}))
-        sent.append(unit)
-    return sent
+        return await JobUnitRunRepository(session).failed_count(task_name)

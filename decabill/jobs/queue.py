@@ -31,7 +31,7 @@ from taskiq import AsyncBroker, InMemoryBroker
 from taskiq.brokers.shared_broker import async_shared_broker
 
 from decabill.config import Settings, get_settings
-from decabill.observability.jobs import JobObserver, queue_slot
+from decabill.jobs.observer import JobObserver, queue_slot
 from decabill.tenancy import bound_tenant
 
 log = structlog.get_logger("decabill.jobs")
@@ -117,8 +117,14 @@ def is_in_process(broker: AsyncBroker | None = None) -> bool:
 
 
 async def enqueue(unit: Any, *args: Any, **kwargs: Any) -> None:
-    """Send a task through the current broker."""
-    get_broker()
+    """Send a task through the current broker: a task, or its name (`"admin.bill_now"`), which is how a service
+    sends one without importing the tasks module that wraps the service (tasks import services, never back)."""
+    broker = get_broker()
+    if isinstance(unit, str):
+        found = broker.find_task(unit)
+        if found is None:
+            raise LookupError(f"no task named {unit!r} (is its module in TASK_MODULES?)")
+        unit = found
     await unit.kiq(*args, **kwargs)
 
 

@@ -5,9 +5,9 @@
   `registry.py` — Stripe plus the `decabill.payment_processors` entry points, resolved by id.
 * `service.py` — opening a checkout and receiving webhooks; `settlement.py` — applying a payment (or an
   admin's mark-paid / mark-unpaid) to an invoice, the one place that changes its payment status.
-* `checkouts.py` — closing superseded checkouts at the processor (a newer checkout, or a changed open balance);
-  `tasks.py` — the job that retries it. Both are imported here: importing the package installs the listener on
-  invoice balances and registers the job (`decabill.jobs.queue.TASK_MODULES` does not list payments).
+* `checkouts.py` — closing superseded checkouts at the processor (a newer checkout, or a changed open balance),
+  imported here: importing the package installs the listener on invoice balances; `tasks.py` — the job that
+  retries it (registered through `decabill.jobs.queue.TASK_MODULES`, like every job).
 """
 
 from decabill.payments.base import (
@@ -22,7 +22,7 @@ from decabill.payments.base import (
 )
 from decabill.payments.errors import CustomerMissing, InvalidWebhook, PaymentProcessorUnavailable, PaymentRefused
 from decabill.payments.registry import get_payment_processors, init_payment_processors, reset_payment_processors
-from decabill.payments import tasks  # noqa: F401 - after the registry: the listener and the job, see above
+from decabill.payments import checkouts  # noqa: F401 - after the registry: installs the listener, see above
 
 __all__ = [
     "CheckoutClosure", "CheckoutRequest", "CheckoutSession", "CustomerMissing", "CustomerRequest", "InvalidWebhook",

@@ -27,13 +27,15 @@ from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
 
 import structlog
-from sqlalchemy import event, inspect, or_
+from sqlalchemy import event, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db
 from decabill.jobs import leases
 from decabill.payments.base import CheckoutClosure
+from decabill.invoicing.repository import InvoiceRepository
 from decabill.payments.registry import get_payment_processors
+from decabill.payments.repository import PaymentAttemptRepository
 from decabill.tenancy import bound_tenant, current_tenant
 from models.invoicing import Invoice, InvoiceStatus
 from models.payments import PaymentAttempt, PaymentAttemptStatus
@@ -56,10 +58,7 @@ def supersede(attempt: PaymentAttempt) -> None:
 
 async def supersede_others(session: AsyncSession, attempt: PaymentAttempt) -> list[uuid.UUID]:
     """In the caller's transaction, with the invoice locked: supersede the invoice's other pending attempts."""
-    query = db.scoped(PaymentAttempt).where(PaymentAttempt.invoice_id == attempt.invoice_id,
-                                            PaymentAttempt.id != attempt.id,
-                                            PaymentAttempt.status == PaymentAttemptStatus.PENDING)
-    others = list((await session.execute(db.for_update(query))).scalars())
+    others = await PaymentAttemptRepository(session).other_pending(attempt)
     for other in others:
         supersede(other)
     return [other.id for other in others]
@@ -104,23 +103,14 @@ def _balance_changed(invoice: Invoice, value: Decimal, old: object, _initiator: 
 
 async def _open_checkouts(invoice_id: uuid.UUID) -> list[uuid.UUID]:
     async with db.transaction() as session:
-        query = db.scoped(PaymentAttempt).where(
-            PaymentAttempt.invoice_id == invoice_id, PaymentAttempt.checkout_url.is_not(None),
-            PaymentAttempt.status.in_((PaymentAttemptStatus.PENDING, PaymentAttemptStatus.SUPERSEDED)))
-        return [attempt.id for attempt in (await session.execute(query)).scalars()]
+        return await PaymentAttemptRepository(session).with_checkout_of(invoice_id)
 
 
 async def due(limit: int) -> list[uuid.UUID]:
     """The job's selection (tenant bound): superseded attempts whose session is still to be closed, and
     pending ones with a session whose invoice is no longer payable or owes another amount."""
-    moved_on = or_(Invoice.status.not_in(InvoiceStatus.OPEN), PaymentAttempt.amount != Invoice.balance_due)
     async with db.transaction() as session:
-        query = (db.scoped(PaymentAttempt).join(Invoice, Invoice.id == PaymentAttempt.invoice_id)
-                 .where(PaymentAttempt.checkout_url.is_not(None),
-                        or_(PaymentAttempt.status == PaymentAttemptStatus.SUPERSEDED,
-                            (PaymentAttempt.status == PaymentAttemptStatus.PENDING) & moved_on))
-                 .order_by(PaymentAttempt.updated_at, PaymentAttempt.id))
-        return [attempt.id for attempt in (await session.execute(db.page(query, limit, 0))).scalars()]
+        return await PaymentAttemptRepository(session).to_close(limit)
 
 
 async def close(attempt_id: uuid.UUID) -> str:
@@ -145,8 +135,8 @@ async def close(attempt_id: uuid.UUID) -> str:
                         error=str(exc), error_type=type(exc).__name__)
             return "retry"
         async with db.transaction() as session:
-            attempt = (await session.execute(db.for_update(db.scoped(PaymentAttempt).where(
-                PaymentAttempt.id == attempt_id)))).scalar_one()
+            attempt = await PaymentAttemptRepository(session).get(attempt_id, for_update=True)
+            assert attempt is not None
             if attempt.status == PaymentAttemptStatus.SUPERSEDED and attempt.checkout_url:
                 attempt.checkout_url = None
                 if closure == CheckoutClosure.EXPIRED:
@@ -161,13 +151,13 @@ async def close(attempt_id: uuid.UUID) -> str:
 
 async def _claim(session: AsyncSession, attempt_id: uuid.UUID) -> PaymentAttempt | None:
     """The attempt, locked after its invoice (the webhook's order), superseded if its invoice moved on."""
-    query = db.scoped(PaymentAttempt).where(PaymentAttempt.id == attempt_id)
-    attempt = (await session.execute(query)).scalar_one_or_none()
+    attempts = PaymentAttemptRepository(session)
+    attempt = await attempts.get(attempt_id)
     if attempt is None:
         return None
-    invoice = (await session.execute(db.for_update(db.scoped(Invoice).where(
-        Invoice.id == attempt.invoice_id)))).scalar_one_or_none()
-    attempt = (await session.execute(db.for_update(query).execution_options(populate_existing=True))).scalar_one()
+    invoice = await InvoiceRepository(session).get(attempt.invoice_id, for_update=True)
+    attempt = await attempts.get(attempt_id, for_update=True, reload=True)
+    assert attempt is not None
     if attempt.status == PaymentAttemptStatus.PENDING and attempt.checkout_url and not payable(attempt, invoice):
         supersede(attempt)
     return attempt

@@ -47,16 +47,18 @@ import uuid
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db
 from decabill.config import get_settings
 from decabill.customers.service import find_profile
-from decabill.identity.auth import Principal
-from decabill.invoicing import invoices, states
-from decabill.invoicing.states import Actor
+from decabill.identity.principal import Principal
+from decabill.invoicing import service as invoicing
+from decabill.invoicing.repository import InvoiceRepository
+from decabill.invoicing.service import Actor
 from decabill.payments import checkouts, settlement
+from decabill.payments.settlement import mark_paid as mark_paid  # for admin billing: an admin's mark paid / unpaid
+from decabill.payments.settlement import mark_unpaid as mark_unpaid
 from decabill.payments.base import CheckoutRequest, CheckoutSession, CustomerRequest, PaymentProcessor, PaymentStatus
 from decabill.payments.errors import (
     CheckoutSuperseded,
@@ -69,13 +71,14 @@ from decabill.payments.errors import (
     PaymentRefused,
     WebhookFailed,
 )
-from decabill.payments.registry import get_payment_processors
+from decabill.payments.registry import get_payment_processors as get_payment_processors
+from decabill.payments.repository import PaymentAttemptRepository, PaymentWebhookEventRepository
 from decabill.payments.urls import checkout_return_urls
 from decabill.subscriptions.service import find_own_subscription
 from decabill.tenancy import DEFAULT_TENANT, bound_tenant, current_tenant
 from models.customers import CustomerProfile
 from models.invoicing import Invoice, InvoiceStatus
-from models.payments import PaymentAttempt, PaymentAttemptStatus, PaymentWebhookEvent, WebhookEventResult
+from models.payments import PaymentAttempt, PaymentAttemptStatus, WebhookEventResult
 
 log = structlog.get_logger("decabill.payments")
 
@@ -124,13 +127,12 @@ async def initiate_payment(principal: Principal, invoice_id: uuid.UUID,
 
 async def _payable_invoice(user_id: uuid.UUID, invoice_id: uuid.UUID, subscription_id: uuid.UUID | None, *,
                            lock: bool = False) -> Invoice:
-    """Inside an open transaction: the caller's payable invoice, or the reference's 4xx."""
-    if subscription_id is not None:
-        await find_own_subscription(user_id, subscription_id)
-    query = db.scoped(Invoice).where(Invoice.id == invoice_id, Invoice.user_id == user_id)
-    if subscription_id is not None:
-        query = query.where(invoices.of_subscription(subscription_id))
-    invoice = (await db.current_session().execute(db.for_update(query) if lock else query)).scalar_one_or_none()
+    """The caller's payable invoice (joins the caller's transaction), or the reference's 4xx."""
+    async with db.transaction() as session:
+        if subscription_id is not None:
+            await find_own_subscription(user_id, subscription_id)
+        invoice = await InvoiceRepository(session).get_of_user(invoice_id, user_id, subscription_id=subscription_id,
+                                                               for_update=lock)
     if invoice is None:
         raise PaymentInvoiceNotFound()
     if invoice.status not in InvoiceStatus.OPEN:
@@ -192,14 +194,9 @@ def _fingerprint(values: dict) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
 
 
-async def _reusable_attempt(session: AsyncSession, invoice_id: uuid.UUID, processor_id: str, fingerprint: str,
-                            now: dt.datetime) -> PaymentAttempt | None:
-    query = (db.scoped(PaymentAttempt)
-             .where(PaymentAttempt.invoice_id == invoice_id, PaymentAttempt.processor == processor_id,
-                    PaymentAttempt.status == PaymentAttemptStatus.PENDING,
-                    PaymentAttempt.request_fingerprint == fingerprint)
-             .order_by(PaymentAttempt.created_at.desc(), PaymentAttempt.id).limit(1))
-    attempt = (await session.execute(query)).scalar_one_or_none()
+async def _reusable_attempt(attempts: PaymentAttemptRepository, invoice_id: uuid.UUID, processor_id: str,
+                            fingerprint: str, now: dt.datetime) -> PaymentAttempt | None:
+    attempt = await attempts.newest_pending(invoice_id, processor_id, fingerprint)
     if attempt is None:
         return None
     if attempt.external_id is None:
@@ -238,19 +235,18 @@ async def _checkout_once(processor: PaymentProcessor, user_id: uuid.UUID, invoic
                  "customer_id": customer.id, "customer_email": None if customer.id else customer.email}
         fingerprint = _fingerprint(asked)
         now = db.utcnow()
-        attempt = await _reusable_attempt(session, invoice.id, processor.id, fingerprint, now)
+        attempts = PaymentAttemptRepository(session)
+        attempt = await _reusable_attempt(attempts, invoice.id, processor.id, fingerprint, now)
         if attempt is not None and attempt.checkout_url:
             log.info("payments.checkout_reused", invoice_id=str(invoice.id), attempt_id=str(attempt.id))
             return CheckoutView(attempt.checkout_url)
         if attempt is None:
             attempt_id = uuid.uuid4()
-            attempt = PaymentAttempt(
-                id=attempt_id, tenant_id=tenant, invoice_id=invoice.id, user_id=user_id, processor=processor.id,
+            attempt = await attempts.create(PaymentAttempt(
+                id=attempt_id, invoice_id=invoice.id, user_id=user_id, processor=processor.id,
                 status=PaymentAttemptStatus.PENDING, amount=amount, currency=invoice.currency,
                 idempotency_key=f"decabill-checkout-{attempt_id}", request_fingerprint=fingerprint,
-                created_at=now, updated_at=now)
-            session.add(attempt)
-            await session.flush()
+                created_at=now, updated_at=now))
         request = CheckoutRequest(invoice_id=invoice.id, idempotency_key=attempt.idempotency_key,
                                   **{**asked, "metadata": {**metadata, "paymentAttemptId": str(attempt.id)}})
         attempt_id = attempt.id
@@ -264,8 +260,7 @@ async def _checkout_once(processor: PaymentProcessor, user_id: uuid.UUID, invoic
 
 async def _attempt_failed(attempt_id: uuid.UUID, reason: str) -> None:
     async with db.transaction() as session:
-        attempt = (await session.execute(db.for_update(db.scoped(PaymentAttempt).where(
-            PaymentAttempt.id == attempt_id)))).scalar_one_or_none()
+        attempt = await PaymentAttemptRepository(session).get(attempt_id, for_update=True)
         if attempt is not None and attempt.status == PaymentAttemptStatus.PENDING and attempt.external_id is None:
             attempt.status = PaymentAttemptStatus.FAILED
             attempt.failure_reason = reason[:500]
@@ -277,11 +272,12 @@ async def _record_session(processor: PaymentProcessor, attempt_id: uuid.UUID, op
     """Record the processor's session on the attempt and close the invoice's older checkouts; None when the
     attempt was superseded meanwhile (its session is closed again)."""
     async with db.transaction() as session:
-        attempt = (await session.execute(db.scoped(PaymentAttempt).where(
-            PaymentAttempt.id == attempt_id))).scalar_one()
-        invoice = await invoices.locked(session, attempt.invoice_id)  # invoice first, then attempt: webhook order
-        attempt = (await session.execute(db.for_update(db.scoped(PaymentAttempt).where(
-            PaymentAttempt.id == attempt_id)).execution_options(populate_existing=True))).scalar_one()
+        attempts = PaymentAttemptRepository(session)
+        attempt = await attempts.get(attempt_id)
+        assert attempt is not None
+        invoice = await invoicing.locked(session, attempt.invoice_id)  # invoice first, then attempt: webhook order
+        attempt = await attempts.get(attempt_id, for_update=True, reload=True)
+        assert attempt is not None
         if attempt.external_id is not None:  # a concurrent retry of this attempt recorded the same session
             if attempt.status != PaymentAttemptStatus.PENDING:
                 return None
@@ -299,7 +295,7 @@ async def _record_session(processor: PaymentProcessor, attempt_id: uuid.UUID, op
         if invoice is not None:
             invoice.external_payment_id = opened.external_id
             invoice.touch()
-            await states.audit(session, invoice, "payment.init", "Payment checkout session created", actor=actor,
+            await invoicing.audit(session, invoice, "payment.init", "Payment checkout session created", actor=actor,
                                context={"processor": processor.id, "externalId": opened.external_id,
                                         "attemptId": attempt.id, "amount": attempt.amount,
                                         "currency": attempt.currency})
@@ -335,34 +331,22 @@ async def receive_webhook(processor_id: str, payload: bytes, signature: str | No
              result=result, detail=detail)
 
 
-async def _claim(session: AsyncSession, processor_id: str, event, tenant: str) -> uuid.UUID | None:
-    """Store the event under its unique key; None when it was stored before (a duplicate delivery)."""
-    if session.bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    table = PaymentWebhookEvent.__table__  # type: ignore[attr-defined]
-    statement = (insert(table)
-                 .values(id=uuid.uuid4(), tenant_id=tenant, processor=processor_id, event_id=event.event_id[:255],
-                         event_type=event.type[:100], payload_hash=event.payload_hash,
-                         result=WebhookEventResult.PROCESSED, received_at=db.utcnow())
-                 .on_conflict_do_nothing(index_elements=["processor", "event_id"])
-                 .returning(table.c.id))
-    return (await session.execute(statement)).scalar_one_or_none()
-
-
 async def _process(processor: PaymentProcessor, event) -> tuple[str, str]:
     payment = event.update
     configured = get_settings().tenants
     tenant = payment.tenant_id if payment is not None and payment.tenant_id in configured else None
+    # The event is stored under the tenant it names (the default one when it names none it may speak for).
     with bound_tenant(tenant or DEFAULT_TENANT):
         async with db.transaction() as session:
-            record_id = await _claim(session, processor.id, event, tenant or DEFAULT_TENANT)
-            if record_id is None:
+            events = PaymentWebhookEventRepository(session)
+            record_id = await events.store_once(
+                processor=processor.id, event_id=event.event_id[:255], event_type=event.type[:100],
+                payload_hash=event.payload_hash, result=WebhookEventResult.PROCESSED, received_at=db.utcnow())
+            if record_id is None:  # a duplicate delivery
                 return "duplicate", "already received"
             result, detail, invoice_id, attempt_id = await _apply(session, processor, event, tenant)
-            await session.execute(update(PaymentWebhookEvent).where(PaymentWebhookEvent.id == record_id).values(
-                result=result, detail=detail[:500], invoice_id=invoice_id, attempt_id=attempt_id))
+            await events.set_result(record_id, result=result, detail=detail[:500], invoice_id=invoice_id,
+                                    attempt_id=attempt_id)
             return result, detail
 
 
@@ -375,19 +359,15 @@ def _uuid(value: str | None) -> uuid.UUID | None:
 
 async def _attempt_for(session: AsyncSession, processor_id: str, payment, invoice_id: uuid.UUID) -> PaymentAttempt | None:
     """The attempt the event is about: by the session id, else by the attempt id in the metadata."""
-    query = None
+    attempts = PaymentAttemptRepository(session)
     if payment.external_id:
-        query = db.scoped(PaymentAttempt).where(PaymentAttempt.processor == processor_id,
-                                                PaymentAttempt.external_id == payment.external_id)
-        found = (await session.execute(db.for_update(query))).scalar_one_or_none()
+        found = await attempts.by_external_id(processor_id, payment.external_id)
         if found is not None:
             return found
     attempt_id = _uuid(payment.attempt_id)
     if attempt_id is None:
         return None
-    query = db.scoped(PaymentAttempt).where(PaymentAttempt.id == attempt_id, PaymentAttempt.invoice_id == invoice_id,
-                                            PaymentAttempt.processor == processor_id)
-    found = (await session.execute(db.for_update(query))).scalar_one_or_none()
+    found = await attempts.of_invoice(attempt_id, invoice_id, processor_id)
     if found is not None and found.external_id is None and payment.external_id:
         found.external_id = payment.external_id  # the answer to the create call was lost, the event tells it
     return found
@@ -405,7 +385,7 @@ async def _apply(session: AsyncSession, processor: PaymentProcessor, event,
     invoice_id = _uuid(payment.invoice_id)
     if invoice_id is None:
         return ignored, "the event names no invoice", None, None
-    invoice = await invoices.locked(session, invoice_id)
+    invoice = await invoicing.locked(session, invoice_id)
     if invoice is None:
         return ignored, f"invoice {invoice_id} not found in tenant {tenant}", invoice_id, None
     attempt = await _attempt_for(session, processor.id, payment, invoice.id)
@@ -438,7 +418,7 @@ async def _apply(session: AsyncSession, processor: PaymentProcessor, event,
             attempt.failure_reason = "the delayed payment failed"
             attempt.completed_at = now
             attempt.touch()
-        await states.audit(session, invoice, "payment.failed", "Payment failed", actor=states.SYSTEM, level="warn",
+        await invoicing.audit(session, invoice, "payment.failed", "Payment failed", actor=invoicing.SYSTEM, level="warn",
                            context={"processor": processor.id, "externalId": payment.external_id, **context})
         return WebhookEventResult.PROCESSED, "payment failed", invoice.id, attempt_id
 

@@ -2,8 +2,8 @@
 payment webhook and by admin billing's mark-paid / mark-unpaid (behavior.md part B §6.3, §7.4; D14).
 
 Every function works in the caller's transaction on an invoice row the caller has locked
-(`decabill.invoicing.invoices.locked`), and goes through the invoice state machine
-(`decabill.invoicing.states.apply`), which sets status and balance and appends the audit entry in that
+(`decabill.invoicing.invoicing.locked`), and goes through the invoice state machine
+(`decabill.invoicing.invoicing.apply`), which sets status and balance and appends the audit entry in that
 same transaction.
 
 * `record_payment` — money received from a processor. Open invoice (issued, partially paid, overdue): an
@@ -29,8 +29,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from decabill.invoicing import states
-from decabill.invoicing.states import Actor
+from decabill.invoicing import service as invoicing
+from decabill.invoicing.service import Actor
 from models.invoicing import Invoice, InvoiceStatus
 
 
@@ -41,7 +41,7 @@ class PaymentOutcome(str, enum.Enum):
 
 
 async def record_payment(session: AsyncSession, invoice: Invoice, *, amount: Decimal, currency: str,
-                         processor: str, external_id: str | None, actor: Actor = states.SYSTEM,
+                         processor: str, external_id: str | None, actor: Actor = invoicing.SYSTEM,
                          context: dict[str, Any] | None = None) -> PaymentOutcome:
     """Apply `amount` (major units, > 0) received through `processor` to the locked `invoice`."""
     if amount <= 0:
@@ -49,13 +49,13 @@ async def record_payment(session: AsyncSession, invoice: Invoice, *, amount: Dec
     details = {"processor": processor, "externalId": external_id, "amount": amount, "currency": currency.upper(),
                **(context or {})}
     if currency.upper() != (invoice.currency or "").upper():
-        await states.audit(session, invoice, "payment_currency_mismatch",
+        await invoicing.audit(session, invoice, "payment_currency_mismatch",
                            f"Payment of {amount} {currency.upper()} received for an invoice in {invoice.currency}; "
                            "not applied, refund or book it manually",
                            actor=actor, level="warn", before=invoice.status, after=invoice.status, context=details)
         return PaymentOutcome.NOT_APPLIED
     if invoice.status not in InvoiceStatus.OPEN:
-        await states.audit(session, invoice, f"payment_received_on_{invoice.status}",
+        await invoicing.audit(session, invoice, f"payment_received_on_{invoice.status}",
                            f"Payment of {amount} {currency.upper()} received for a {invoice.status} invoice; "
                            "not applied, refund it manually",
                            actor=actor, level="warn", before=invoice.status, after=invoice.status, context=details)
@@ -65,7 +65,7 @@ async def record_payment(session: AsyncSession, invoice: Invoice, *, amount: Dec
     details.update(previousBalanceDue=balance, balanceDue=Decimal(0) if full else balance - amount)
     if amount > balance:
         details["overpaid"] = amount - balance
-    await states.apply(session, invoice, "payment", actor=actor, amount=amount, context=details,
+    await invoicing.apply(session, invoice, "payment", actor=actor, amount=amount, context=details,
                        message="Invoice marked paid" if full else "Partial payment received")
     return PaymentOutcome.PAID if full else PaymentOutcome.PARTIALLY_PAID
 
@@ -77,7 +77,7 @@ async def mark_paid(session: AsyncSession, invoice: Invoice, *, actor: Actor, re
     attempts untouched, behavior.md §7.4; an open checkout could then still be paid)."""
     context = {"previousStatus": invoice.status, "previousBalanceDue": invoice.balance_due, "reason": reason,
                "adminUserId": admin_user_id}
-    await states.apply(session, invoice, "mark_paid", actor=actor, context=context)
+    await invoicing.apply(session, invoice, "mark_paid", actor=actor, context=context)
 
 
 async def mark_unpaid(session: AsyncSession, invoice: Invoice, *, actor: Actor, reason: str | None = None,
@@ -85,4 +85,4 @@ async def mark_unpaid(session: AsyncSession, invoice: Invoice, *, actor: Actor, 
     """Admin: paid → overdue (due date passed) or issued, balance = total (400 `Can only mark unpaid from paid
     status` otherwise)."""
     context = {"previousStatus": invoice.status, "reason": reason, "adminUserId": admin_user_id}
-    await states.apply(session, invoice, "mark_unpaid", actor=actor, context=context)
+    await invoicing.apply(session, invoice, "mark_unpaid", actor=actor, context=context)

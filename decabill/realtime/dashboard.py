@@ -18,11 +18,10 @@ from typing import Any
 
 from decabill import db
 from decabill.errors import Forbidden
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
+from decabill.identity.service import find_user
 from decabill.subscriptions import service as subscriptions
 from decabill.tenancy import current_tenant
-from models.identity import User
-from models.subscriptions import ProvisioningStatus, Subscription, SubscriptionItem, SubscriptionStatus
 
 MIN_INTERVAL_MS = 10_000
 MAX_INTERVAL_MS = 120_000
@@ -64,8 +63,7 @@ class Target:
 
 async def _require_user(principal: Principal) -> uuid.UUID:
     user_id = principal.require_user_id()
-    query = db.scoped(User).where(User.id == user_id)
-    user = (await db.current_session().execute(query)).scalar_one_or_none()
+    user = await find_user(user_id)
     if user is None or (user.tenant_id or "default") != principal.tenant or user.is_locked:
         raise AccessDenied()
     return user_id
@@ -84,28 +82,10 @@ async def dashboard_targets(principal: Principal) -> list[Target]:
     principal.require_user_id()
     if principal.tenant != current_tenant():
         raise AccessDenied()
-    async with db.transaction() as session:
+    async with db.transaction():
         user_id = await _require_user(principal)
-        query = (db.scoped(Subscription)
-                 .where(Subscription.user_id == user_id, Subscription.status == SubscriptionStatus.ACTIVE)
-                 .order_by(Subscription.created_at.desc(), Subscription.id)
-                 .limit(MAX_SUBSCRIPTIONS))
-        subscription_ids = list((await session.execute(query.with_only_columns(Subscription.id))).scalars())
-        if not subscription_ids:
-            return []
-        items = (await session.execute(
-            db.scoped(SubscriptionItem)
-            .where(SubscriptionItem.subscription_id.in_(subscription_ids),
-                   SubscriptionItem.provisioning_status == ProvisioningStatus.ACTIVE)
-            .order_by(SubscriptionItem.created_at, SubscriptionItem.id)
-        )).scalars()
-        first: dict[uuid.UUID, SubscriptionItem] = {}
-        for item in items:
-            first.setdefault(item.subscription_id, item)
-    return [
-        Target(sid, first[sid].id, first[sid].service if first[sid].service in SERVICES else "controller")
-        for sid in subscription_ids if sid in first
-    ]
+        servers = await subscriptions.active_servers(user_id, MAX_SUBSCRIPTIONS)
+    return [Target(sid, item.id, item.service if item.service in SERVICES else "controller") for sid, item in servers]
 
 
 async def server_status(principal: Principal, target: Target) -> dict[str, Any]:

@@ -36,7 +36,8 @@ import structlog
 
 from decabill.config import Settings
 from decabill.errors import DecabillError, UserNotAuthenticated
-from decabill.identity.auth import Principal, authenticate
+from decabill.identity.auth import authenticate
+from decabill.identity.principal import Principal
 from decabill.realtime import dashboard
 from decabill.realtime._generated import Emitter, Payload, register
 from decabill.realtime.polling import Clock, MonotonicClock, SharedPoll

@@ -27,19 +27,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import or_
 
 from decabill import db, secrets
 from decabill.config import get_settings
 from decabill.errors import BadRequest, DecabillError
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
 from decabill.jobs import leases
 from decabill.providers import AvailabilityResult
 from decabill.subscriptions import errors, provisioning
 from decabill.subscriptions.configuration import redact
+from decabill.subscriptions.lifecycle import end_now, new_subscription, start_first_period
 from decabill.subscriptions.provisioning import OrderContext
-from decabill.subscriptions.service import items_of, new_subscription, start_first_period
-from decabill.tenancy import current_tenant
+from decabill.subscriptions.repository import BackorderRepository, SubscriptionItemRepository, SubscriptionRepository
 from models.subscriptions import (
     Backorder,
     BackorderStatus,
@@ -100,7 +99,7 @@ def _reason(text: str | None) -> str:
 def _new_backorder(subscription: Subscription, ctx: OrderContext, reason: str | None,
                    suggestions: dict[str, Any] | None, preferred: dict[str, Any] | None) -> Backorder:
     return Backorder(
-        tenant_id=current_tenant(), user_id=subscription.user_id, subscription_id=subscription.id,
+        user_id=subscription.user_id, subscription_id=subscription.id,
         service_type_id=ctx.service_type.id, plan_id=ctx.plan.id,
         requested_config_snapshot=secrets.encrypt_json(ctx.requested), status=BackorderStatus.PENDING,
         failure_reason=_reason(reason), provider_errors={"reason": _reason(reason)},
@@ -113,8 +112,9 @@ async def order_as_backorder(user_id: uuid.UUID, ctx: OrderContext, capacity: Av
                              preferred: dict[str, Any] | None) -> Subscription:
     """No capacity and `autoBackorder` (D4): a `pending_backorder` subscription with one backorder."""
     async with db.transaction() as session:
-        subscription, _item = await new_subscription(user_id, ctx, status=SubscriptionStatus.PENDING_BACKORDER)
-        session.add(_new_backorder(subscription, ctx, capacity.reason, capacity.alternatives, preferred))
+        subscription, _item = await new_subscription(session, user_id, ctx, status=SubscriptionStatus.PENDING_BACKORDER)
+        BackorderRepository(session).add(_new_backorder(subscription, ctx, capacity.reason, capacity.alternatives,
+                                                        preferred))
     log.info("subscriptions.backorder_created", subscription=subscription.number, reason=_reason(capacity.reason))
     return subscription
 
@@ -124,16 +124,16 @@ async def backorder_after_failure(subscription_id: uuid.UUID, ctx: OrderContext,
     """Capacity was there but the server could not be created, and the customer asked to wait: the
     subscription goes back to `pending_backorder` (no period, no price yet) with a backorder."""
     async with db.transaction() as session:
-        query = db.scoped(Subscription).where(Subscription.id == subscription_id)
-        subscription = (await session.execute(db.for_update(query))).scalar_one()
+        subscription = await SubscriptionRepository(session).get(subscription_id, for_update=True)
+        assert subscription is not None
         subscription.status = SubscriptionStatus.PENDING_BACKORDER
         subscription.current_period_start = subscription.current_period_end = subscription.next_billing_at = None
         subscription.activated_at = None
         subscription.period_price = None
         subscription.touch()
-        for item in await items_of(subscription.id, lock=True):
+        for item in await SubscriptionItemRepository(session).of_subscription(subscription.id, for_update=True):
             _reset_item(item)
-        session.add(_new_backorder(subscription, ctx, reason, None, preferred))
+        BackorderRepository(session).add(_new_backorder(subscription, ctx, reason, None, preferred))
     log.info("subscriptions.backorder_created", subscription=subscription.number, reason=_reason(reason))
     return subscription
 
@@ -150,20 +150,13 @@ def _reset_item(item) -> None:
 async def list_backorders(principal: Principal, limit: int = 10, offset: int = 0) -> list[BackorderView]:
     user_id = principal.require_user_id()
     async with db.transaction() as session:
-        query = (db.scoped(Backorder).where(Backorder.user_id == user_id)
-                 .order_by(Backorder.created_at.desc(), Backorder.id))
-        return [view(b) for b in (await session.execute(db.page(query, limit, offset))).scalars()]
-
-
-async def _find(backorder_id: uuid.UUID, *, lock: bool = False) -> Backorder | None:
-    query = db.scoped(Backorder).where(Backorder.id == backorder_id)
-    return (await db.current_session().execute(db.for_update(query) if lock else query)).scalar_one_or_none()
+        return [view(b) for b in await BackorderRepository(session).of_user(user_id, limit, offset)]
 
 
 async def _accessible(principal: Principal, backorder_id: uuid.UUID) -> Backorder:
     user_id = principal.require_user_id()
-    async with db.transaction():
-        backorder = await _find(backorder_id)
+    async with db.transaction() as session:
+        backorder = await BackorderRepository(session).get(backorder_id)
     if backorder is None or (backorder.user_id != user_id and not principal.is_admin):
         raise errors.BackorderNotFound(backorder_id)
     return backorder
@@ -194,17 +187,13 @@ async def due_backorders(limit: int) -> list[uuid.UUID]:
     """Waiting backorders of the bound tenant whose `retryAfter` has passed, oldest first."""
     now = db.utcnow()
     async with db.transaction() as session:
-        query = (db.scoped(Backorder)
-                 .where(Backorder.status.in_(BackorderStatus.WAITING),
-                        or_(Backorder.retry_after.is_(None), Backorder.retry_after <= now))
-                 .order_by(Backorder.created_at, Backorder.id).limit(limit))
-        return [b.id for b in (await session.execute(query)).scalars()]
+        return await BackorderRepository(session).due_ids(now, limit)
 
 
 async def _record_failure(backorder_id: uuid.UUID, reason: str, suggestions: dict[str, Any] | None = None) -> Backorder:
     interval = dt.timedelta(milliseconds=get_settings().backorder_retry_interval_ms)
-    async with db.transaction():
-        backorder = await _find(backorder_id, lock=True)
+    async with db.transaction() as session:
+        backorder = await BackorderRepository(session).get(backorder_id, for_update=True)
         assert backorder is not None
         backorder.attempts += 1
         backorder.status = BackorderStatus.RETRYING
@@ -220,8 +209,8 @@ async def _record_failure(backorder_id: uuid.UUID, reason: str, suggestions: dic
 async def _attempt(backorder_id: uuid.UUID, *, manual: bool) -> Backorder | None:
     """One try, under the backorder's lease. Manual attempts raise the provider's error after recording
     it; the job records it and returns."""
-    async with db.transaction():
-        backorder = await _find(backorder_id, lock=True)
+    async with db.transaction() as session:
+        backorder = await BackorderRepository(session).get(backorder_id, for_update=True)
         if backorder is None:
             return None
         if backorder.status == BackorderStatus.FULFILLED:
@@ -232,8 +221,8 @@ async def _attempt(backorder_id: uuid.UUID, *, manual: bool) -> Backorder | None
             return backorder
         if not manual and backorder.retry_after is not None and backorder.retry_after > db.utcnow():
             return backorder  # a late duplicate of a job that already ran
-        query = db.scoped(Subscription).where(Subscription.id == backorder.subscription_id)
-        subscription = (await db.current_session().execute(query)).scalar_one()
+        subscription = await SubscriptionRepository(session).get(backorder.subscription_id)
+        assert subscription is not None
         if subscription.status != SubscriptionStatus.PENDING_BACKORDER:
             if subscription.status == SubscriptionStatus.CANCELED:  # ended elsewhere: stop waiting for it
                 backorder.status = BackorderStatus.CANCELLED
@@ -250,16 +239,16 @@ async def _attempt(backorder_id: uuid.UUID, *, manual: bool) -> Backorder | None
             log.info("subscriptions.backorder_unavailable", backorder_id=str(backorder_id), reason=capacity.reason)
             return await _record_failure(backorder_id, capacity.reason or "", capacity.alternatives)
         price = await provisioning.period_price(ctx)
-        async with db.transaction():
-            items = await items_of(subscription.id, lock=True)
+        async with db.transaction() as session:
+            items = await SubscriptionItemRepository(session).of_subscription(subscription.id, for_update=True)
             if ctx.provider is None:  # the service type no longer provisions servers (D24): deliver as is
                 for item in items:
                     item.provisioning_status = ProvisioningStatus.ACTIVE
         if ctx.provider is not None and not await provisioning.resume(items[0].id):  # a crashed attempt's server
             await provisioning.provision(items[0].id, ctx, number)
     except DecabillError as exc:
-        async with db.transaction():
-            for item in await items_of(subscription.id, lock=True):
+        async with db.transaction() as session:
+            for item in await SubscriptionItemRepository(session).of_subscription(subscription.id, for_update=True):
                 if item.provisioning_status == ProvisioningStatus.FAILED:
                     _reset_item(item)
         backorder = await _record_failure(backorder_id, exc.message)
@@ -268,10 +257,10 @@ async def _attempt(backorder_id: uuid.UUID, *, manual: bool) -> Backorder | None
         return backorder
 
     async with db.transaction() as session:
-        query = db.scoped(Subscription).where(Subscription.id == subscription.id)
-        subscription = (await session.execute(db.for_update(query))).scalar_one()
+        subscription = await SubscriptionRepository(session).get(subscription.id, for_update=True)
+        assert subscription is not None
         start_first_period(subscription, ctx, price, db.utcnow())
-        backorder = await _find(backorder_id, lock=True)
+        backorder = await BackorderRepository(session).get(backorder_id, for_update=True)
         assert backorder is not None
         backorder.status = BackorderStatus.FULFILLED
         backorder.failure_reason = None
@@ -284,20 +273,12 @@ async def _attempt(backorder_id: uuid.UUID, *, manual: bool) -> Backorder | None
 # --- cancel -----------------------------------------------------------------------------------------------
 
 
-def _end_now(subscription: Subscription) -> None:
-    now = db.utcnow()
-    subscription.status = SubscriptionStatus.CANCELED
-    subscription.cancel_requested_at = subscription.cancel_effective_at = subscription.ended_at = now
-    subscription.next_billing_at = None
-    subscription.touch()
-
-
 async def _cancel_under_lease(backorder_id: uuid.UUID) -> tuple[Backorder, Subscription]:
     async with db.transaction() as session:
-        backorder = await _find(backorder_id, lock=True)
+        backorder = await BackorderRepository(session).get(backorder_id, for_update=True)
         assert backorder is not None
-        query = db.scoped(Subscription).where(Subscription.id == backorder.subscription_id)
-        subscription = (await session.execute(db.for_update(query))).scalar_one()
+        subscription = await SubscriptionRepository(session).get(backorder.subscription_id, for_update=True)
+        assert subscription is not None
         if backorder.status == BackorderStatus.FULFILLED:
             raise BadRequest("Backorder is fulfilled; cancel its subscription instead")
         if backorder.status != BackorderStatus.CANCELLED:
@@ -305,7 +286,7 @@ async def _cancel_under_lease(backorder_id: uuid.UUID) -> tuple[Backorder, Subsc
             backorder.retry_after = None
             backorder.touch()
         if subscription.status == SubscriptionStatus.PENDING_BACKORDER:
-            _end_now(subscription)
+            end_now(subscription)
     return backorder, subscription
 
 
@@ -325,21 +306,20 @@ async def cancel_waiting_subscription(subscription: Subscription) -> Subscriptio
     """`cancelSubscription` of a `pending_backorder` subscription ends it at once with its backorder.
     None when the backorder was fulfilled meanwhile (the subscription is then cancelled normally)."""
     async with db.transaction() as session:
-        query = db.scoped(Backorder).where(Backorder.subscription_id == subscription.id)
-        backorder = (await session.execute(query)).scalar_one_or_none()
+        backorder = await BackorderRepository(session).of_subscription(subscription.id)
     if backorder is None:
         async with db.transaction() as session:
-            query = db.scoped(Subscription).where(Subscription.id == subscription.id)
-            subscription = (await session.execute(db.for_update(query))).scalar_one()
+            subscription = await SubscriptionRepository(session).get(subscription.id, for_update=True)
+            assert subscription is not None
             if subscription.status != SubscriptionStatus.PENDING_BACKORDER:
                 return None
-            _end_now(subscription)
+            end_now(subscription)
         return subscription
     async with leases.hold(lease_name(backorder.id), LEASE_TTL, wait=RETRY_WAIT_SECONDS) as held:
         if not held:
             raise errors.BackorderBusy(backorder.id)
-        async with db.transaction():
-            current = await _find(backorder.id)
+        async with db.transaction() as session:
+            current = await BackorderRepository(session).get(backorder.id)
             if current is not None and current.status == BackorderStatus.FULFILLED:
                 return None
         _backorder, subscription = await _cancel_under_lease(backorder.id)

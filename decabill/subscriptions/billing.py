@@ -25,19 +25,15 @@ import uuid
 from decimal import Decimal
 
 import structlog
-from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db
 from decabill.catalog.service import find_service_plan
+from decabill.subscriptions.repository import OpenPositionRepository, SubscriptionRepository
 from decabill.subscriptions.schedule import amount_for, period_end
-from decabill.tenancy import current_tenant
 from models.subscriptions import OpenPosition, Subscription, SubscriptionStatus
 
 log = structlog.get_logger("decabill.subscriptions")
-
-BILLED_STATUSES = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING_CANCEL)
 
 
 async def record_position(session: AsyncSession, subscription: Subscription, kind: str, start: dt.datetime,
@@ -45,14 +41,10 @@ async def record_position(session: AsyncSession, subscription: Subscription, kin
     """Insert the position of [start, end) unless it is worth nothing or already recorded."""
     if amount <= 0 or end <= start:
         return None
-    position = OpenPosition(tenant_id=subscription.tenant_id, subscription_id=subscription.id,
+    position = OpenPosition(subscription_id=subscription.id,
                             user_id=subscription.user_id, kind=kind, description=f"Subscription {subscription.number}",
                             period_start=start, period_end=end, amount=amount, currency=subscription.currency)
-    try:
-        async with session.begin_nested():
-            session.add(position)
-            await session.flush()
-    except IntegrityError:
+    if not await OpenPositionRepository(session).create_unless_taken(position):
         return None  # this period is billed already: the unique key is the last line of defence
     return position
 
@@ -60,20 +52,14 @@ async def record_position(session: AsyncSession, subscription: Subscription, kin
 async def due_for_billing(limit: int) -> list[uuid.UUID]:
     now = db.utcnow()
     async with db.transaction() as session:
-        query = (db.scoped(Subscription)
-                 .where(Subscription.status.in_(BILLED_STATUSES), Subscription.next_billing_at <= now)
-                 .order_by(Subscription.next_billing_at, Subscription.id).limit(limit))
-        return [s.id for s in (await session.execute(query)).scalars()]
+        return await SubscriptionRepository(session).due_for_billing(now, limit)
 
 
 async def bill_due_period(subscription_id: uuid.UUID) -> OpenPosition | None:
     """The billing job's unit: record the period that ended and advance the schedule by one period."""
     now = db.utcnow()
     async with db.transaction() as session:
-        query = db.scoped(Subscription).where(Subscription.id == subscription_id,
-                                              Subscription.status.in_(BILLED_STATUSES),
-                                              Subscription.next_billing_at <= now)
-        subscription = (await session.execute(db.for_update(query, skip_locked=True))).scalar_one_or_none()
+        subscription = await SubscriptionRepository(session).claim_due_for_billing(subscription_id, now)
         if subscription is None or subscription.current_period_start is None or subscription.current_period_end is None:
             return None  # not due any more, or another worker has it right now
         start, end = subscription.current_period_start, subscription.current_period_end
@@ -93,10 +79,10 @@ async def withdraw_undelivered(session: AsyncSession, subscription_id: uuid.UUID
     """The subscription ends without its server ever delivered: delete its open positions not invoiced yet;
     how many. One already on an invoice is kept (an invoice is corrected by a credit note) and logged
     (`subscriptions.undelivered_invoiced_charge`) for an operator to credit."""
-    own = (OpenPosition.tenant_id == current_tenant(), OpenPosition.subscription_id == subscription_id)
-    withdrawn = await session.execute(delete(OpenPosition).where(*own, OpenPosition.invoice_id.is_(None)))
-    invoiced = (await session.execute(select(func.count()).select_from(OpenPosition).where(*own))).scalar_one()
+    positions = OpenPositionRepository(session)
+    withdrawn = await positions.withdraw_unbilled(subscription_id)
+    invoiced = await positions.count_of(subscription_id)
     if invoiced:
         log.error("subscriptions.undelivered_invoiced_charge", subscription_id=str(subscription_id),
                   invoiced_charges=invoiced)
-    return withdrawn.rowcount or 0
+    return withdrawn

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from decabill.catalog.validation import json_value
+from decabill.validation import json_value
 from decabill.errors import BadRequest
 from decabill.providers import ProvisioningProvider
 from decabill.subscriptions.errors import InvalidConfiguration

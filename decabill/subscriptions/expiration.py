@@ -33,16 +33,14 @@ import uuid
 from decimal import Decimal
 
 import structlog
-from sqlalchemy import and_, exists, or_
-
 from decabill import db
 from decabill.catalog.service import find_service_plan
 from decabill.jobs import leases
 from decabill.subscriptions import hostnames, provisioning
 from decabill.subscriptions.billing import record_position, withdraw_undelivered
+from decabill.subscriptions.repository import SubscriptionItemRepository, SubscriptionRepository
 from decabill.subscriptions.schedule import amount_for
-from decabill.subscriptions.service import items_of
-from models.subscriptions import ProvisioningStatus, Subscription, SubscriptionItem, SubscriptionStatus
+from models.subscriptions import ProvisioningStatus, SubscriptionStatus
 
 log = structlog.get_logger("decabill.subscriptions")
 
@@ -54,29 +52,10 @@ def lease_name(subscription_id: uuid.UUID) -> str:
     return f"subscription:{subscription_id}"
 
 
-def _leftovers():
-    hostname_left = and_(SubscriptionItem.hostname.is_not(None),
-                         SubscriptionItem.provisioning_status != ProvisioningStatus.FAILED)
-    return exists().where(SubscriptionItem.subscription_id == Subscription.id,
-                          or_(SubscriptionItem.provider_reference.is_not(None), hostname_left))
-
-
-def _due(now: dt.datetime):
-    return or_(
-        (Subscription.status == SubscriptionStatus.PENDING_CANCEL) & (Subscription.cancel_effective_at <= now),
-        (Subscription.status == SubscriptionStatus.CANCELED) & _leftovers(),
-    )
-
-
 async def due_for_expiration(limit: int) -> list[uuid.UUID]:
     now = db.utcnow()
     async with db.transaction() as session:
-        query = (db.scoped(Subscription).where(_due(now))
-                 # endings first; cleanups that keep failing must not crowd them out of the batch
-                 .order_by(Subscription.status == SubscriptionStatus.CANCELED, Subscription.cancel_effective_at,
-                           Subscription.id)
-                 .limit(limit))
-        return [s.id for s in (await session.execute(query)).scalars()]
+        return await SubscriptionRepository(session).due_for_expiration(now, limit)
 
 
 async def expire_subscription(subscription_id: uuid.UUID) -> str:
@@ -86,20 +65,20 @@ async def expire_subscription(subscription_id: uuid.UUID) -> str:
             return "busy"
         now = db.utcnow()
         async with db.transaction() as session:
-            query = db.scoped(Subscription).where(Subscription.id == subscription_id, _due(now))
-            subscription = (await session.execute(query)).scalar_one_or_none()
+            subscription = await SubscriptionRepository(session).get_due_for_expiration(subscription_id, now)
             if subscription is None:
                 return "not_due"
-            work = [(i.id, i.provider, i.provider_reference, i.hostname) for i in await items_of(subscription_id)]
+            items = await SubscriptionItemRepository(session).of_subscription(subscription_id)
+            work = [(i.id, i.provider, i.provider_reference, i.hostname) for i in items]
 
         results = [await provisioning.wind_down(*entry) for entry in work]
 
         async with db.transaction() as session:
-            query = db.scoped(Subscription).where(Subscription.id == subscription_id, _due(now))
-            subscription = (await session.execute(db.for_update(query, skip_locked=True))).scalar_one_or_none()
+            subscription = await SubscriptionRepository(session).get_due_for_expiration(subscription_id, now, claim=True)
             if subscription is None:
                 return "busy"
-            by_id = {item.id: item for item in await items_of(subscription_id, lock=True)}
+            items = await SubscriptionItemRepository(session).of_subscription(subscription_id, for_update=True)
+            by_id = {item.id: item for item in items}
             for result in results:
                 item = by_id.get(result.item_id)
                 if item is None:

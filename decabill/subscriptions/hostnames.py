@@ -12,12 +12,11 @@ import re
 import secrets
 import string
 
-from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill.subscriptions.errors import HostnamesExhausted
-from models.subscriptions import ReservedHostname, SubscriptionItem
+from decabill.subscriptions.repository import ReservedHostnameRepository
+from models.subscriptions import SubscriptionItem
 
 ADJECTIVES = ("awesome brave calm daring eager fancy gentle happy icy jolly kind lucky mighty noble odd proud quick "
               "rapid swift tidy urban vivid witty young zesty").split()
@@ -45,13 +44,10 @@ async def reserve(session: AsyncSession, item: SubscriptionItem) -> str:
     """Reserve a fresh hostname for `item` inside the caller's transaction and set `item.hostname`."""
     if item.hostname:
         return item.hostname
+    reserved = ReservedHostnameRepository(session)
     for _ in range(MAX_ATTEMPTS):
         name = candidate()
-        try:
-            async with session.begin_nested():
-                session.add(ReservedHostname(tenant_id=item.tenant_id, hostname=name, subscription_item_id=item.id))
-                await session.flush()
-        except IntegrityError:
+        if not await reserved.reserve(name, item):
             continue  # taken (by any tenant); try another
         item.hostname = name
         return name
@@ -59,5 +55,5 @@ async def reserve(session: AsyncSession, item: SubscriptionItem) -> str:
 
 
 async def release(session: AsyncSession, item: SubscriptionItem) -> None:
-    await session.execute(delete(ReservedHostname).where(ReservedHostname.subscription_item_id == item.id))
+    await ReservedHostnameRepository(session).release_of(item)
     item.hostname = None

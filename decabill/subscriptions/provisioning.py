@@ -38,11 +38,10 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db, secrets
-from decabill.catalog import availability
-from decabill.catalog.service import find_service_plan, find_service_type, preview_price
+from decabill.catalog.service import check_availability, find_service_plan, find_service_type, preview_price
 from decabill.config import get_settings
 from decabill.errors import DecabillError
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
 from decabill.providers import (
     AvailabilityResult,
     CreateServerRequest,
@@ -56,6 +55,7 @@ from decabill.subscriptions import dns, hostnames
 from decabill.subscriptions.cloud_init import UserDataInput, build_user_data
 from decabill.subscriptions.configuration import EffectiveConfig, effective_config, sanitize_request
 from decabill.subscriptions.keys import generate_ed25519
+from decabill.subscriptions.repository import SubscriptionItemRepository
 from decabill.tenancy import current_tenant
 from models.catalog import ServicePlan, ServiceType
 from models.subscriptions import ProvisioningStatus, SubscriptionItem
@@ -93,7 +93,7 @@ async def check_capacity(ctx: OrderContext) -> AvailabilityResult:
     """The catalog's availability check (D18, with its audit snapshot) for the order's region and size."""
     if ctx.provider is None:
         return AvailabilityResult(True)
-    return await availability.check_availability(system_principal(), ctx.service_type.id, ctx.config.region or "",
+    return await check_availability(system_principal(), ctx.service_type.id, ctx.config.region or "",
                                                  ctx.config.server_type or "")
 
 
@@ -128,9 +128,11 @@ def _labels(number: str, item_id: uuid.UUID) -> dict[str, str]:
     return {"managed-by": "decabill", "decabill-subscription": number.lower(), ITEM_LABEL: str(item_id)}
 
 
-async def _load_item(item_id: uuid.UUID) -> SubscriptionItem:
-    query = db.scoped(SubscriptionItem).where(SubscriptionItem.id == item_id)
-    return (await db.current_session().execute(db.for_update(query))).scalar_one()
+async def _load_item(session: AsyncSession, item_id: uuid.UUID) -> SubscriptionItem:
+    """The item, row-locked for a change."""
+    item = await SubscriptionItemRepository(session).get(item_id, for_update=True)
+    assert item is not None
+    return item
 
 
 async def provision(item_id: uuid.UUID, ctx: OrderContext, number: str) -> Provisioned:
@@ -141,7 +143,7 @@ async def provision(item_id: uuid.UUID, ctx: OrderContext, number: str) -> Provi
     settings = get_settings()
     client_key, host_key = generate_ed25519(), generate_ed25519()
     async with db.transaction() as session:
-        item = await _load_item(item_id)
+        item = await _load_item(session, item_id)
         hostname = await hostnames.reserve(session, item)
         item.provider, item.service = ctx.provider.id, ctx.config.service
         item.region, item.server_type = ctx.config.region, ctx.config.server_type
@@ -165,13 +167,13 @@ async def provision(item_id: uuid.UUID, ctx: OrderContext, number: str) -> Provi
         log.warning("subscriptions.provision_failed", item_id=str(item_id), provider=ctx.provider.id,
                     error=exc.message if isinstance(exc, DecabillError) else type(exc).__name__)
         async with db.transaction() as session:  # failed first: a crash during the search cannot make it pending
-            await mark_failed(session, await _load_item(item_id), release_hostname=False)
+            await mark_failed(session, await _load_item(session, item_id), release_hostname=False)
         if await _clear_failed_create(ctx.provider, item_id, exc):
             async with db.transaction() as session:
-                await hostnames.release(session, await _load_item(item_id))
+                await hostnames.release(session, await _load_item(session, item_id))
         raise
-    async with db.transaction():
-        record_server(await _load_item(item_id), server.server_id)
+    async with db.transaction() as session:
+        record_server(await _load_item(session, item_id), server.server_id)
     log.info("subscriptions.server_created", item_id=str(item_id), provider=ctx.provider.id, hostname=hostname)
     return await publish(ctx.provider, item_id, server.server_id, hostname, server.public_ip)
 
@@ -216,14 +218,14 @@ async def delete_labelled(provider: ProvisioningProvider, item_id: uuid.UUID, *,
 
 
 async def adopt(provider: ProvisioningProvider, item_id: uuid.UUID, hostname: str | None, servers: list[ServerInfo],
-                claim: Callable[[], Awaitable[SubscriptionItem | None]]) -> bool:
+                claim: Callable[[AsyncSession], Awaitable[SubscriptionItem | None]]) -> bool:
     """Make the first of `servers` (found by the item's label) the item's server: `claim()` returns the
     item locked — or None when someone else has it, then nothing happens (False) — and it becomes
     `active`; surplus servers with the label are deleted (only one was ever wanted), then the steps after
     the create call run (`publish`)."""
     server, *surplus = servers
-    async with db.transaction():
-        item = await claim()
+    async with db.transaction() as session:
+        item = await claim(session)
         if item is None:
             return False
         record_server(item, server.server_id)
@@ -247,8 +249,8 @@ async def resume(item_id: uuid.UUID) -> bool:
     and keys the server was made with. False when a server is to be created: nothing found, or only
     what a failed attempt left (its keys are gone), which is deleted first. Provider errors are raised:
     no second server is created while nobody can tell whether the first exists."""
-    async with db.transaction():
-        item = await _load_item(item_id)
+    async with db.transaction() as session:
+        item = await _load_item(session, item_id)
     provider = get_registry().get(item.provider)
     if provider is None or not item.hostname:
         return False  # no attempt got as far as the provider (the hostname is reserved right before)
@@ -258,7 +260,7 @@ async def resume(item_id: uuid.UUID) -> bool:
         return True
     servers = await provider.find_servers(ITEM_LABEL, str(item_id))
     if servers and item.ssh_private_key:
-        return await adopt(provider, item_id, item.hostname, servers, lambda: _load_item(item_id))
+        return await adopt(provider, item_id, item.hostname, servers, lambda session: _load_item(session, item_id))
     if servers:
         await delete_labelled(provider, item_id)
     return False
@@ -286,8 +288,8 @@ async def publish(provider: ProvisioningProvider, item_id: uuid.UUID, server_id:
             dns_failed = True
             log.warning("subscriptions.dns_create_failed", item_id=str(item_id), hostname=hostname, error=str(exc))
     if info is not None:
-        async with db.transaction():
-            item = await _load_item(item_id)
+        async with db.transaction() as session:
+            item = await _load_item(session, item_id)
             item.server_info_snapshot = info_snapshot(info)
             if dns_failed:
                 item.dns_pending_since = item.dns_pending_since or db.utcnow()

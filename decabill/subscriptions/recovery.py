@@ -68,17 +68,17 @@ import uuid
 from typing import NamedTuple
 
 import structlog
-from sqlalchemy import JSON, and_, or_
-from sqlalchemy.sql import Select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db
 from decabill.config import get_settings
 from decabill.jobs import leases
 from decabill.providers import get_registry
 from decabill.subscriptions import dns, expiration, hostnames, provisioning
-from decabill.subscriptions.billing import BILLED_STATUSES, withdraw_undelivered
-from decabill.subscriptions.service import end_failed_order
-from models.subscriptions import ProvisioningStatus, Subscription, SubscriptionItem, SubscriptionStatus
+from decabill.subscriptions.billing import withdraw_undelivered
+from decabill.subscriptions.lifecycle import end_failed_order
+from decabill.subscriptions.repository import BILLED_STATUSES, SubscriptionItemRepository
+from models.subscriptions import ProvisioningStatus, SubscriptionItem
 
 log = structlog.get_logger("decabill.subscriptions")
 
@@ -116,39 +116,22 @@ class Stale(NamedTuple):
         return self.item.provisioning_status, self.billed
 
 
-def _stale(cutoff: dt.datetime) -> Select:
-    item, status = SubscriptionItem, SubscriptionItem.provisioning_status
-    billed = Subscription.status.in_(BILLED_STATUSES)
-    interrupted = and_(status.in_((ProvisioningStatus.PENDING, ProvisioningStatus.FAILED)), billed)
-    search_open = and_(status == ProvisioningStatus.FAILED, item.hostname.is_not(None),
-                       Subscription.status == SubscriptionStatus.CANCELED)
-    no_server_info = or_(item.server_info_snapshot.is_(None), item.server_info_snapshot == JSON.NULL)
-    dns_owed = and_(item.dns_pending_since.is_not(None), item.dns_pending_since <= cutoff)
-    unpublished = and_(status == ProvisioningStatus.ACTIVE, item.provider_reference.is_not(None),
-                       or_(no_server_info, dns_owed), billed)
-    return (db.scoped(SubscriptionItem).add_columns(Subscription.status)
-            .join(Subscription, Subscription.id == SubscriptionItem.subscription_id)
-            .where(item.updated_at <= cutoff, or_(interrupted, search_open, unpublished)))
-
-
 async def stale_orders(limit: int) -> list[uuid.UUID]:
     """Ids of the bound tenant's stale items, longest untouched first."""
     async with db.transaction() as session:
-        query = _stale(db.utcnow() - grace()).order_by(SubscriptionItem.updated_at, SubscriptionItem.id).limit(limit)
-        return [item.id for item in (await session.execute(query)).scalars()]
+        return await SubscriptionItemRepository(session).stale_ids(db.utcnow() - grace(), limit)
 
 
 async def _find_stale(item_id: uuid.UUID) -> Stale | None:
-    query = _stale(db.utcnow() - grace()).where(SubscriptionItem.id == item_id)
-    row = (await db.current_session().execute(query)).one_or_none()
+    async with db.transaction() as session:
+        row = await SubscriptionItemRepository(session).get_stale(item_id, db.utcnow() - grace())
     return Stale(*row) if row is not None else None
 
 
-async def _claim(found: Stale) -> SubscriptionItem | None:
+async def _claim(session: AsyncSession, found: Stale) -> SubscriptionItem | None:
     """The item, row-locked with its subscription, if it is still stale in the state the unit decided on;
     None when it is not, or another transaction holds it."""
-    query = db.for_update(_stale(db.utcnow() - grace()).where(SubscriptionItem.id == found.item.id), skip_locked=True)
-    row = (await db.current_session().execute(query)).one_or_none()
+    row = await SubscriptionItemRepository(session).get_stale(found.item.id, db.utcnow() - grace(), claim=True)
     return row[0] if row is not None and Stale(*row).state == found.state else None
 
 
@@ -159,15 +142,13 @@ async def recover_order(item_id: uuid.UUID) -> str:
     """The recovery job's unit: `adopted`, `ended`, `cleaned`, `published`, `deferred` (tried, to be tried
     again), `skipped` (undecidable), `busy` (someone else is on it) or `not_due` (not stale, or recovered
     already); see the module docstring."""
-    async with db.transaction():
-        found = await _find_stale(item_id)
+    found = await _find_stale(item_id)
     if found is None:
         return "not_due"
     async with leases.hold(expiration.lease_name(found.item.subscription_id), LEASE_TTL) as held:
         if not held:
             return "busy"
-        async with db.transaction():
-            found = await _find_stale(item_id)  # re-checked under the lease: an earlier delivery may be done
+        found = await _find_stale(item_id)  # re-checked under the lease: an earlier delivery may be done
         if found is None:
             return "not_due"
         if found.item.provisioning_status == ProvisioningStatus.ACTIVE:
@@ -187,7 +168,7 @@ async def _settle_pending(found: Stale) -> str:
         return "skipped"
     if not servers:
         return await _end(found, release_hostname=True)
-    if not await provisioning.adopt(provider, item.id, item.hostname, servers, lambda: _claim(found)):
+    if not await provisioning.adopt(provider, item.id, item.hostname, servers, lambda session: _claim(session, found)):
         return "busy"
     log.info("subscriptions.order_recovered", outcome="adopted", item_id=str(item.id), provider=provider.id,
              hostname=item.hostname)
@@ -202,7 +183,7 @@ async def _clear_failed(found: Stale) -> str:
     if found.billed and (done or item.hostname):  # a search left open is retried for the hostname it keeps
         return await _end(found, release_hostname=done)
     async with db.transaction() as session:
-        claimed = await _claim(found)
+        claimed = await _claim(session, found)
         if claimed is None:
             return "busy"
         if done:
@@ -216,11 +197,11 @@ async def _clear_failed(found: Stale) -> str:
 async def _end(found: Stale, *, release_hostname: bool) -> str:
     item = found.item
     async with db.transaction() as session:
-        claimed = await _claim(found)
+        claimed = await _claim(session, found)
         if claimed is None:
             return "busy"
         await provisioning.mark_failed(session, claimed, release_hostname=release_hostname)
-        await end_failed_order(claimed.subscription_id)
+        await end_failed_order(session, claimed.subscription_id)
         withdrawn = await withdraw_undelivered(session, claimed.subscription_id)
     log.info("subscriptions.order_recovered", outcome="ended", item_id=str(item.id), provider=item.provider,
              withdrawn_charges=withdrawn, stray_search_open=not release_hostname)
@@ -232,8 +213,8 @@ async def _publish(found: Stale) -> str:
     (idempotent: an A record that exists counts as made)."""
     item = found.item
     if item.server_info_snapshot and not dns.is_configured():  # only the A record was owed: nobody makes it now
-        async with db.transaction():
-            claimed = await _claim(found)
+        async with db.transaction() as session:
+            claimed = await _claim(session, found)
             if claimed is None:
                 return "busy"
             claimed.dns_pending_since = None
@@ -247,8 +228,8 @@ async def _publish(found: Stale) -> str:
         return "skipped"
     cached_ip = (item.server_info_snapshot or {}).get("publicIp") or None
     await provisioning.publish(provider, item.id, item.provider_reference or "", item.hostname, cached_ip)
-    async with db.transaction():
-        unread = await _claim(found)  # still no server info (the server could not be read) or A record
+    async with db.transaction() as session:
+        unread = await _claim(session, found)  # still no server info (the server could not be read) or A record
         if unread is not None:
             unread.touch()  # tried again after another grace period
     outcome = "deferred" if unread is not None else "published"

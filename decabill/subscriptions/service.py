@@ -31,22 +31,31 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import structlog
-from decabill import db, secrets
+from decabill import db
 from decabill.catalog.service import find_service_plan
 from decabill.config import get_settings
 from decabill.customers.service import require_complete_profile
 from decabill.errors import DecabillError
-from decabill.identity.auth import Principal, require_admin
-from decabill.numbering import format_number, next_number
+from decabill.identity.principal import Principal, require_admin
 from decabill.providers import get_registry
-from decabill.subscriptions import errors, hostnames, provisioning
-from decabill.subscriptions.provisioning import OrderContext, info_snapshot
-from decabill.subscriptions.schedule import cancellation_effective_at, period_end
-from decabill.tenancy import current_tenant
+from decabill.subscriptions import backorders, errors, hostnames, provisioning
+from decabill.subscriptions.lifecycle import end_failed_order, new_subscription, start_first_period
+from decabill.subscriptions.provisioning import info_snapshot
+from decabill.subscriptions.repository import SubscriptionItemRepository, SubscriptionRepository
+from decabill.subscriptions.schedule import cancellation_effective_at
+
+# Re-exported (`name as name`): the backorder operations (for the handlers), and the prorated amount of a period
+# and its open position (for invoicing's immediate charge, `createInvoice`).
+from decabill.subscriptions.backorders import cancel_backorder as cancel_backorder
+from decabill.subscriptions.backorders import list_backorders as list_backorders
+from decabill.subscriptions.backorders import retry_backorder as retry_backorder
+from decabill.subscriptions.billing import record_position as record_position
+from decabill.subscriptions.schedule import amount_for as amount_for
+
+from decabill.subscriptions import dns as dns  # the DNS provider client, for `decabill doctor`
 from models.subscriptions import (
     ProvisioningStatus,
     Subscription,
@@ -56,60 +65,39 @@ from models.subscriptions import (
 
 log = structlog.get_logger("decabill.subscriptions")
 
-NUMBER_SEQUENCE = "subscription"
-
 
 # --- lookups --------------------------------------------------------------------------------------------
 
 
 async def find_own_subscription(user_id: uuid.UUID, subscription_id: uuid.UUID, *, lock: bool = False) -> Subscription:
-    query = db.scoped(Subscription).where(Subscription.id == subscription_id, Subscription.user_id == user_id)
-    found = (await db.current_session().execute(db.for_update(query) if lock else query)).scalar_one_or_none()
+    """The user's subscription (joins the caller's transaction); anyone else's is not found."""
+    async with db.transaction() as session:
+        found = await SubscriptionRepository(session).get_own(user_id, subscription_id, for_update=lock)
     if found is None:
         raise errors.SubscriptionNotFound(subscription_id)
     return found
 
 
-async def items_of(subscription_id: uuid.UUID, *, lock: bool = False) -> list[SubscriptionItem]:
-    query = (db.scoped(SubscriptionItem).where(SubscriptionItem.subscription_id == subscription_id)
-             .order_by(SubscriptionItem.created_at, SubscriptionItem.id))
-    return list((await db.current_session().execute(db.for_update(query) if lock else query)).scalars())
+async def find_subscription(subscription_id: uuid.UUID, *, lock: bool = False) -> Subscription:
+    """Any subscription of the tenant, for admins (joins the caller's transaction)."""
+    async with db.transaction() as session:
+        found = await SubscriptionRepository(session).get(subscription_id, for_update=lock)
+    if found is None:
+        raise errors.SubscriptionNotFound(subscription_id)
+    return found
+
+
+async def subscription_number(subscription_id: uuid.UUID) -> str | None:
+    async with db.transaction() as session:
+        return await SubscriptionRepository(session).number_of(subscription_id)
 
 
 # --- creating -------------------------------------------------------------------------------------------
 
 
-async def new_subscription(user_id: uuid.UUID, ctx: OrderContext, *, status: str) -> tuple[Subscription, SubscriptionItem]:
-    """Insert a subscription (numbered) and its one pending item in the open transaction."""
-    session = db.current_session()
-    number = format_number("SUB", await next_number(session, NUMBER_SEQUENCE))
-    subscription = Subscription(tenant_id=current_tenant(), number=number, plan_id=ctx.plan.id, user_id=user_id,
-                                status=status, currency=get_settings().billing_currency)
-    session.add(subscription)
-    await session.flush()
-    item = SubscriptionItem(tenant_id=current_tenant(), subscription_id=subscription.id,
-                            service_type_id=ctx.service_type.id, provider=ctx.service_type.provider,
-                            service=ctx.config.service, region=ctx.config.region, server_type=ctx.config.server_type)
-    item.config_snapshot = secrets.encrypt_json(ctx.config.values)
-    session.add(item)
-    await session.flush()
-    return subscription, item
-
-
-def start_first_period(subscription: Subscription, ctx: OrderContext, price: Decimal, now: dt.datetime) -> None:
-    subscription.status = SubscriptionStatus.ACTIVE
-    subscription.activated_at = now
-    subscription.current_period_start = now
-    subscription.current_period_end = subscription.next_billing_at = period_end(ctx.plan, now)
-    subscription.period_price = price
-    subscription.touch()
-
-
 async def create_subscription(principal: Principal, plan_id: uuid.UUID, requested_config: dict[str, Any] | None = None,
                               preferred_alternatives: dict[str, Any] | None = None,
                               auto_backorder: bool = False) -> Subscription:
-    from decabill.subscriptions import backorders
-
     user_id = principal.require_user_id()
     # _PROFILE_RECHECK: checked first to fail fast, and again, locked, in the transaction that inserts the
     # subscription; an admin deleting the profile meanwhile either waits and then finds the subscription
@@ -120,9 +108,9 @@ async def create_subscription(principal: Principal, plan_id: uuid.UUID, requeste
 
     if ctx.provider is None:  # D24: nothing to provision
         price = await provisioning.period_price(ctx)
-        async with db.transaction():
+        async with db.transaction() as session:
             await require_complete_profile(user_id, lock=True)  # still there: see _PROFILE_RECHECK
-            subscription, item = await new_subscription(user_id, ctx, status=SubscriptionStatus.ACTIVE)
+            subscription, item = await new_subscription(session, user_id, ctx, status=SubscriptionStatus.ACTIVE)
             start_first_period(subscription, ctx, price, db.utcnow())
             item.provisioning_status = ProvisioningStatus.ACTIVE
         return subscription
@@ -134,33 +122,20 @@ async def create_subscription(principal: Principal, plan_id: uuid.UUID, requeste
         return await backorders.order_as_backorder(user_id, ctx, capacity, preferred_alternatives)
 
     price = await provisioning.period_price(ctx)
-    async with db.transaction():
+    async with db.transaction() as session:
         await require_complete_profile(user_id, lock=True)  # still there: see _PROFILE_RECHECK
-        subscription, item = await new_subscription(user_id, ctx, status=SubscriptionStatus.ACTIVE)
+        subscription, item = await new_subscription(session, user_id, ctx, status=SubscriptionStatus.ACTIVE)
         start_first_period(subscription, ctx, price, db.utcnow())
     try:
         await provisioning.provision(item.id, ctx, subscription.number)
     except DecabillError as exc:
         if auto_backorder:
             return await backorders.backorder_after_failure(subscription.id, ctx, exc.message, preferred_alternatives)
-        await end_failed_order(subscription.id)
+        async with db.transaction() as session:
+            await end_failed_order(session, subscription.id)
         raise
     async with db.transaction():
         return await find_own_subscription(user_id, subscription.id)
-
-
-async def end_failed_order(subscription_id: uuid.UUID) -> None:
-    """The server could not be created and no backorder was wanted: the subscription ends at once and
-    is never billed (the reference left it `active` with a failed item). Also the end of an order that a
-    crash interrupted before its server existed (`decabill.subscriptions.recovery`)."""
-    async with db.transaction():
-        query = db.scoped(Subscription).where(Subscription.id == subscription_id)
-        subscription = (await db.current_session().execute(db.for_update(query))).scalar_one()
-        now = db.utcnow()
-        subscription.status = SubscriptionStatus.CANCELED
-        subscription.cancel_requested_at = subscription.cancel_effective_at = subscription.ended_at = now
-        subscription.next_billing_at = None
-        subscription.touch()
 
 
 # --- reading --------------------------------------------------------------------------------------------
@@ -169,9 +144,7 @@ async def end_failed_order(subscription_id: uuid.UUID) -> None:
 async def _page_of_subscriptions(user_id: uuid.UUID, limit: int, offset: int) -> list[Subscription]:
     """One page of a user's subscriptions in the request's tenant, every status, newest first."""
     async with db.transaction() as session:
-        query = (db.scoped(Subscription).where(Subscription.user_id == user_id)
-                 .order_by(Subscription.created_at.desc(), Subscription.id))
-        return list((await session.execute(db.page(query, limit, offset))).scalars())
+        return await SubscriptionRepository(session).of_user(user_id, limit, offset)
 
 
 async def list_subscriptions(principal: Principal, limit: int = 10, offset: int = 0) -> list[Subscription]:
@@ -195,17 +168,26 @@ async def get_subscription(principal: Principal, subscription_id: uuid.UUID) -> 
 
 async def list_items(principal: Principal, subscription_id: uuid.UUID) -> list[SubscriptionItem]:
     user_id = principal.require_user_id()
-    async with db.transaction():
+    async with db.transaction() as session:
         await find_own_subscription(user_id, subscription_id)
-        return await items_of(subscription_id)
+        return await SubscriptionItemRepository(session).of_subscription(subscription_id)
+
+
+async def active_servers(user_id: uuid.UUID, limit: int) -> list[tuple[uuid.UUID, SubscriptionItem]]:
+    """(subscription id, its first active item) of the user's active subscriptions, newest first, at most
+    `limit` subscriptions: what a dashboard shows."""
+    async with db.transaction() as session:
+        subscription_ids = await SubscriptionRepository(session).active_ids_of_user(user_id, limit)
+        if not subscription_ids:
+            return []
+        first = await SubscriptionItemRepository(session).first_active_of(subscription_ids)
+    return [(sid, first[sid]) for sid in subscription_ids if sid in first]
 
 
 # --- cancel / resume (D5) -------------------------------------------------------------------------------
 
 
 async def cancel_subscription(principal: Principal, subscription_id: uuid.UUID) -> Subscription:
-    from decabill.subscriptions import backorders
-
     user_id = principal.require_user_id()
     async with db.transaction():
         subscription = await find_own_subscription(user_id, subscription_id)
@@ -277,9 +259,7 @@ async def _controllable_item(principal: Principal, subscription_id: uuid.UUID,
     user_id = principal.require_user_id()
     async with db.transaction() as session:
         subscription = await find_own_subscription(user_id, subscription_id)
-        query = db.scoped(SubscriptionItem).where(SubscriptionItem.id == item_id,
-                                                  SubscriptionItem.subscription_id == subscription.id)
-        item = (await session.execute(query)).scalar_one_or_none()
+        item = await SubscriptionItemRepository(session).of_subscription_by_id(subscription.id, item_id)
     if item is None:
         raise errors.SubscriptionItemNotFound(item_id)
     if subscription.status == SubscriptionStatus.CANCELED:
@@ -298,8 +278,8 @@ async def get_server_info(principal: Principal, subscription_id: uuid.UUID, item
         raise errors.NoServerInfo()
     info = await provider.server_info(item.provider_reference or "")
     async with db.transaction() as session:
-        query = db.scoped(SubscriptionItem).where(SubscriptionItem.id == item.id)
-        stored = (await session.execute(query)).scalar_one()
+        stored = await SubscriptionItemRepository(session).get(item.id)
+        assert stored is not None
         stored.server_info_snapshot = info_snapshot(info)
     base_domain = get_settings().dns_base_domain
     return ServerInfoView(

@@ -27,13 +27,13 @@ from decabill.errors import DecabillError
 from decabill.jobs import leases
 from decabill.providers import get_registry
 from decabill.subscriptions.cloud_init import STACK_DIRS
-from models.subscriptions import ProvisioningStatus, Subscription, SubscriptionItem, SubscriptionStatus
+from decabill.subscriptions.repository import SubscriptionItemRepository
+from models.subscriptions import SubscriptionItem
 
 log = structlog.get_logger("decabill.subscriptions")
 
 LEASE_TTL = dt.timedelta(minutes=15)
 COMMAND_TIMEOUT_SECONDS = 600
-RUNNING = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING_CANCEL)
 
 
 class UpdateFailed(Exception):
@@ -44,20 +44,10 @@ def update_command(service: str) -> str:
     return f"cd {shlex.quote(STACK_DIRS.get(service, STACK_DIRS['controller']))} && docker compose up -d --pull=always"
 
 
-def _updatable():
-    return (db.scoped(SubscriptionItem)
-            .join(Subscription, Subscription.id == SubscriptionItem.subscription_id)
-            .where(SubscriptionItem.provisioning_status == ProvisioningStatus.ACTIVE,
-                   SubscriptionItem.provider_reference.is_not(None),
-                   SubscriptionItem.ssh_private_key.is_not(None),
-                   Subscription.status.in_(RUNNING)))
-
-
 async def items_to_update(limit: int = 0) -> list[uuid.UUID]:
     """Every updatable item of the bound tenant (`limit` 0: all, as the reference)."""
     async with db.transaction() as session:
-        query = db.page(_updatable().order_by(SubscriptionItem.created_at, SubscriptionItem.id), limit, 0)
-        return [item.id for item in (await session.execute(query)).scalars()]
+        return await SubscriptionItemRepository(session).updatable_ids(limit)
 
 
 @dataclass(frozen=True)
@@ -93,7 +83,7 @@ async def update_item(item_id: uuid.UUID) -> str:
         if not held:
             return "busy"
         async with db.transaction() as session:
-            item = (await session.execute(_updatable().where(SubscriptionItem.id == item_id))).scalar_one_or_none()
+            item = await SubscriptionItemRepository(session).get_updatable(item_id)
         if item is None:
             return "skipped"
         host = await _public_ip(item)

@@ -1,5 +1,5 @@
 """The request's tenant: resolved once per request from `X-Tenant` (middleware) or per job, then read
-by `decabill.db.scoped()` for every tenant-owned query."""
+by the repository base (`decabill.repository.Repository`) for every tenant-owned query."""
 
 from __future__ import annotations
 

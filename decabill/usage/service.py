@@ -23,11 +23,11 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from decabill import db
-from decabill.catalog.validation import NUMERIC_STRING, json_value
+from decabill.validation import NUMERIC_STRING, json_value
 from decabill.errors import BadRequest
-from decabill.identity.auth import Principal
+from decabill.identity.principal import Principal
 from decabill.subscriptions.service import find_own_subscription
-from decabill.tenancy import current_tenant
+from decabill.usage.repository import UsageRecordRepository
 from models.invoicing import UsageRecord
 
 UTC = dt.timezone.utc
@@ -98,9 +98,9 @@ async def record_usage(principal: Principal, subscription_id: uuid.UUID, period_
     amount = usage_cost(payload)
     async with db.transaction() as session:
         subscription = await find_own_subscription(user_id, subscription_id)
-        record = UsageRecord(tenant_id=current_tenant(), subscription_id=subscription.id, user_id=subscription.user_id,
-                             period_start=start, period_end=end, usage_payload=payload, amount=amount)
-        session.add(record)
+        record = UsageRecordRepository(session).add(UsageRecord(
+            subscription_id=subscription.id, user_id=subscription.user_id, period_start=start, period_end=end,
+            usage_payload=payload, amount=amount))
     return record
 
 
@@ -108,9 +108,7 @@ async def usage_summary(principal: Principal, subscription_id: uuid.UUID) -> Usa
     user_id = principal.require_user_id()
     async with db.transaction() as session:
         await find_own_subscription(user_id, subscription_id)
-        query = (db.scoped(UsageRecord).where(UsageRecord.subscription_id == subscription_id)
-                 .order_by(UsageRecord.created_at.desc(), UsageRecord.id.desc()).limit(1))
-        latest = (await session.execute(query)).scalar_one_or_none()
+        latest = await UsageRecordRepository(session).latest_of(subscription_id)
     if latest is None:
         return UsageSummaryView(subscription_id, EPOCH, EPOCH, {})
     return UsageSummaryView(subscription_id, latest.period_start, latest.period_end, latest.usage_payload)

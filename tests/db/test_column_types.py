@@ -79,6 +79,7 @@ async def test_failed_transactions_roll_back_and_after_commit_runs_only_on_succe
 
 
 async def test_scoped_queries_only_see_the_current_tenant(database):
+    from decabill.identity.repository import UserRepository
     from decabill.tenancy import bound_tenant
     from models.identity import User
 
@@ -88,14 +89,15 @@ async def test_scoped_queries_only_see_the_current_tenant(database):
     for tenant in ("default", "acme"):
         with bound_tenant(tenant):
             async with db.transaction() as session:
-                users = (await session.execute(db.scoped(User))).scalars().all()
+                users = await UserRepository(session).all(UserRepository(session).statement())
         assert [u.tenant_id for u in users] == [tenant]
 
 
 @pytest.mark.parametrize("limit, offset", [(-351296892015785017344, 0), (10**30, 10**30), (-1, -5), (0, 0)])
 async def test_page_clamps_limits_and_offsets_a_database_would_refuse(database, limit, offset):
+    from decabill.repository import page
     from models.identity import User
 
     async with db.transaction() as session:
-        rows = (await session.execute(db.page(select(User), limit, offset))).scalars().all()
+        rows = (await session.execute(page(select(User), limit, offset))).scalars().all()
     assert rows == []

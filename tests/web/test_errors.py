@@ -63,13 +63,13 @@ async def test_a_body_of_another_media_type_is_refused(api):
 
 async def test_a_capability_that_has_not_landed_answers_501_naming_it(api, monkeypatch):
     # Every area has landed; a service that raises CapabilityNotAvailable stands in for one that has not.
-    from decabill.admin import statistics
+    from decabill.admin import service as admin
     from decabill.errors import CapabilityNotAvailable
 
     async def not_yet(*_args, **_kwargs):
         raise CapabilityNotAvailable("Admin billing")
 
-    monkeypatch.setattr(statistics, "billing_summary", not_yet)
+    monkeypatch.setattr(admin, "billing_summary", not_yet)
     admin = await api.admin_token()
     body = assert_error(await api.get("/admin/billing/summary", token=admin), 501)
     assert body["message"] == "Admin billing is not available yet in this version of Decabill"

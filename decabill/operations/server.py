@@ -22,7 +22,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from decabill.config import ConfigurationError, Settings
-from decabill.observability import metrics, state
+from decabill.observability import metrics
+from decabill.operations import state
 
 log = structlog.get_logger("decabill.metrics")
 

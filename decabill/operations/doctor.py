@@ -61,11 +61,9 @@ def _database_name(settings: Settings) -> str:
 
 
 async def check_database(settings: Settings) -> list[Check]:
-    from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
 
+    from decabill import db
     from decabill.migrations import alembic_config
 
     name = _database_name(settings)
@@ -78,19 +76,13 @@ async def check_database(settings: Settings) -> list[Check]:
                          "run `decabill migrate` (or start `decabill serve`, which migrates), or correct DATABASE_URL / "
                          "DECABILL_DATA_DIR"),
                     Check("SKIP", "database schema", "no database")]
-    engine = create_async_engine(settings.database_url)
     try:
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-                current = await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
-        except Exception as exc:  # noqa: BLE001 - any driver error means the same to the operator
-            return [fail("database", f"{name} cannot be reached: {_reason(exc)}",
-                         "start the database server, or correct DATABASE_URL / DB_HOST, DB_PORT, DB_USERNAME, "
-                         "DB_PASSWORD, DB_DATABASE"),
-                    Check("SKIP", "database schema", "database not reachable")]
-    finally:
-        await engine.dispose()
+        current = await db.schema_revision(settings.database_url)
+    except Exception as exc:  # noqa: BLE001 - any driver error means the same to the operator
+        return [fail("database", f"{name} cannot be reached: {_reason(exc)}",
+                     "start the database server, or correct DATABASE_URL / DB_HOST, DB_PORT, DB_USERNAME, "
+                     "DB_PASSWORD, DB_DATABASE"),
+                Check("SKIP", "database schema", "database not reachable")]
     head = ScriptDirectory.from_config(alembic_config(settings.database_url)).get_current_head()
     checks = [ok("database", f"{name} answers")]
     if current == head:
@@ -160,7 +152,7 @@ async def check_smtp(settings: Settings) -> Check:
 
 async def check_payments(settings: Settings) -> list[Check]:
     from decabill.errors import DecabillError
-    from decabill.payments.registry import get_payment_processors
+    from decabill.payments.service import get_payment_processors
 
     registry = get_payment_processors()
     checks = []
@@ -220,7 +212,7 @@ async def check_providers(_settings: Settings) -> list[Check]:
 
 
 async def check_dns(settings: Settings) -> Check:
-    from decabill.subscriptions import dns
+    from decabill.subscriptions.service import dns
 
     if not dns.is_configured():
         return Check("SKIP", "dns cloudflare", "CLOUDFLARE_API_TOKEN / CLOUDFLARE_ZONE_ID not set: no A records are "
@@ -239,7 +231,7 @@ async def check_dns(settings: Settings) -> Check:
 async def check_keycloak(settings: Settings) -> Check:
     if settings.authentication_method != "keycloak":
         return Check("SKIP", "keycloak", f"AUTHENTICATION_METHOD={settings.authentication_method}")
-    from decabill.identity.keycloak import fetch_key_set
+    from decabill.identity.service import fetch_key_set
 
     try:
         keys = await fetch_key_set(settings.keycloak_jwks_url or "")

@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 from taskiq import TaskiqMessage, TaskiqMiddleware, TaskiqResult
 
+from decabill.jobs import ledger
 from decabill.observability import metrics, tracing
 
 log = structlog.get_logger("decabill.jobs")
@@ -52,8 +53,6 @@ class JobObserver(TaskiqMiddleware):
         return message
 
     async def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
-        from decabill.jobs import ledger
-
         name = message.task_name
         current, token = tracing.start_detached_span(
             f"job {name}", message.labels, {"decabill.job": name, "decabill.job_id": message.task_id})
@@ -68,8 +67,6 @@ class JobObserver(TaskiqMiddleware):
         return message
 
     async def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
-        from decabill.jobs import ledger
-
         name = message.task_name
         run = self._runs.pop(message.task_id, None)
         error = result.error if result.is_err and isinstance(result.error, BaseException) else None

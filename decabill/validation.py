@@ -1,5 +1,6 @@
-"""Input rules the spec's schemas cannot express (lengths of columns, decimal strings, JSON that every
-backend can store). The spec validator has already checked types, enums and required fields."""
+"""Input checks every domain shares: rules the spec's schemas cannot express (lengths of columns, decimal
+strings, JSON that every backend can store). The spec validator has already checked types, enums and
+required fields."""
 
 from __future__ import annotations
 

@@ -72,7 +72,7 @@ async def sample_forever() -> None:
 
 
 async def _billing() -> None:
-    from decabill.invoicing import monitoring
+    from decabill.invoicing.service import monitoring
     from decabill.jobs import ledger
 
     progress = await monitoring.billing_day_progress()
@@ -83,7 +83,7 @@ async def _billing() -> None:
 
 async def _mail() -> None:
     from decabill import db
-    from decabill.invoicing import monitoring
+    from decabill.invoicing.service import monitoring
 
     backlog = await monitoring.mail_backlog()
     for kind in {*monitoring.MAIL_KINDS, *(kind for kind, _status in backlog.counts)}:

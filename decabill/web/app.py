@@ -10,7 +10,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from decabill import db
 from decabill.config import Settings, get_settings
-from decabill.observability import http as observability_http
+from decabill.web import observability as observability_http
 from decabill.web import errors
 from decabill.web.docs import middlewares, swagger_ui_options
 from decabill.web.middleware import RequestContextMiddleware

@@ -1,0 +1,31 @@
+"""Queries on the identity domain's table (`users`)."""
+
+from __future__ import annotations
+
+import uuid
+
+from decabill.repository import Repository
+from models.identity import User
+
+
+class UserRepository(Repository[User]):
+    model = User
+
+    async def get_by_email(self, email: str) -> User | None:
+        return await self.get_by(User.email == email)
+
+    async def get_by_keycloak_sub(self, sub: str) -> User | None:
+        return await self.get_by(User.keycloak_sub == sub)
+
+    async def get_in_any_tenant(self, user_id: uuid.UUID) -> User | None:
+        """A token's subject, whichever tenant it belongs to (the caller compares it with the request's)."""
+        return await self.one_or_none(self.in_any_tenant().where(User.id == user_id))
+
+    async def newest_first(self, limit: int | None, offset: int | None) -> list[User]:
+        return await self.page(self.statement().order_by(User.created_at.desc(), User.id), limit, offset)
+
+    async def email_of(self, user_id: uuid.UUID) -> str | None:
+        return await self.one_or_none(self.statement(User.email).where(User.id == user_id))
+
+    async def of_ids(self, user_ids: list[uuid.UUID]) -> list[User]:
+        return await self.all(self.statement().where(User.id.in_(user_ids)).order_by(User.created_at, User.id))

@@ -1,0 +1,243 @@
+"""Queries on invoicing's tables: invoices, their lines, the audit trail and the mail outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import String, cast, exists, func, literal_column, or_, select
+from sqlalchemy.sql import ColumnElement, Select
+
+from decabill.repository import Repository, page
+from models.catalog import ServicePlan
+from models.identity import User
+from models.invoicing import (
+    Invoice,
+    InvoiceAuditLog,
+    InvoiceLine,
+    InvoiceOrigin,
+    InvoiceStatus,
+    MailDelivery,
+    MailStatus,
+)
+from models.subscriptions import Subscription
+
+
+def of_subscription(subscription_id: uuid.UUID) -> ColumnElement[bool]:
+    """WHERE condition on `Invoice`: the invoice was made for the subscription or has a line of it (an
+    invoice of the billing day that covers several subscriptions belongs to each of them)."""
+    lines = select(InvoiceLine.invoice_id).where(InvoiceLine.subscription_id == subscription_id)
+    return or_(Invoice.subscription_id == subscription_id, Invoice.id.in_(lines.scalar_subquery()))
+
+
+class InvoiceRepository(Repository[Invoice]):
+    model = Invoice
+
+    async def any_of_user(self, user_id: uuid.UUID) -> bool:
+        return await self.exists(Invoice.user_id == user_id)
+
+    async def get_of_user(self, invoice_id: uuid.UUID, user_id: uuid.UUID, *, subscription_id: uuid.UUID | None = None,
+                          for_update: bool = False) -> Invoice | None:
+        """The user's invoice (and of the subscription, when given)."""
+        conditions = [Invoice.id == invoice_id, Invoice.user_id == user_id]
+        if subscription_id is not None:
+            conditions.append(of_subscription(subscription_id))
+        return await self.get_by(*conditions, for_update=for_update)
+
+    async def of_user_and_subscription(self, user_id: uuid.UUID, subscription_id: uuid.UUID) -> list[Invoice]:
+        statement = (self.statement().where(Invoice.user_id == user_id, of_subscription(subscription_id))
+                     .order_by(Invoice.created_at.desc(), Invoice.id))
+        return await self.all(statement)
+
+    async def open_of_user_with_number(self, user_id: uuid.UUID) -> list[tuple[Invoice, str | None]]:
+        """The user's open and overdue invoices with their subscription's number, newest first."""
+        statement = (self.statement(Invoice, Subscription.number)
+                     .outerjoin(Subscription, Subscription.id == Invoice.subscription_id)
+                     .where(Invoice.user_id == user_id, Invoice.status.in_(InvoiceStatus.OPEN))
+                     .order_by(Invoice.created_at.desc(), Invoice.id))
+        return [(invoice, number) for invoice, number in await self.rows(statement)]
+
+    async def open_count_and_total(self, **filters: Any) -> tuple[int, Decimal]:
+        """How many invoices are open or overdue (of the tenant, or of a `user_id`), and their balance due."""
+        statement = self.statement(func.count(Invoice.id), self.sum_of(Invoice.balance_due)).where(
+            Invoice.status.in_(InvoiceStatus.OPEN), *(getattr(Invoice, name) == value for name, value in filters.items()))
+        count, total = (await self.rows(statement))[0]
+        return int(count), total
+
+    async def customers_billed_by_run_since(self, since: dt.datetime) -> int:
+        """Across every tenant (the operator's metrics): customers the billing run invoiced since `since`."""
+        statement = self.in_any_tenant(func.count(func.distinct(Invoice.user_id))).where(
+            Invoice.origin == InvoiceOrigin.BILLING_RUN, Invoice.issued_at >= since)
+        return int(await self.scalar(statement))
+
+    # --- the overdue job --------------------------------------------------------------------------------------
+
+    async def past_due_ids(self, statuses: Sequence[str], today: dt.date, limit: int,
+                           after: tuple[dt.date, uuid.UUID] | None) -> list[tuple[uuid.UUID, dt.date]]:
+        """(id, due date) of invoices in `statuses` due before `today`, one page in (due date, id) order after
+        the keyset `after`."""
+        statement = (self.statement(Invoice.id, Invoice.due_date)
+                     .where(Invoice.status.in_(statuses), Invoice.due_date.is_not(None), Invoice.due_date < today)
+                     .order_by(Invoice.due_date, Invoice.id))
+        if after is not None:
+            day, last = after
+            statement = statement.where((Invoice.due_date > day) | ((Invoice.due_date == day) & (Invoice.id > last)))
+        return [(invoice_id, due) for invoice_id, due in await self.rows(page(statement, limit, 0))]
+
+    async def claim_past_due(self, invoice_id: uuid.UUID, statuses: Sequence[str], today: dt.date) -> Invoice | None:
+        return await self.get_by(Invoice.id == invoice_id, Invoice.status.in_(statuses), Invoice.due_date < today,
+                                 for_update=True, skip_locked=True)
+
+    # --- admin billing ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _id_text(column: Any, dialect: str) -> Any:
+        """The id as its canonical lower-case text: PostgreSQL casts a uuid so; SQLite stores 32 hex digits."""
+        if dialect == "postgresql":
+            return cast(column, String)
+        text = func.lower(cast(column, String))
+        return (func.substr(text, 1, 8) + "-" + func.substr(text, 9, 4) + "-" + func.substr(text, 13, 4) + "-"
+                + func.substr(text, 17, 4) + "-" + func.substr(text, 21, 12))
+
+    async def search_page(self, *, limit: int, offset: int, search: str | None, user_id: uuid.UUID | None,
+                          open_only: bool) -> tuple[list[tuple[Invoice, str | None, str | None]], int]:
+        """(invoice, subscription number, user email) rows newest first, and how many match in all. `search`
+        matches (case-insensitive) the invoice number, subscription number, email, invoice id or user id."""
+        conditions: list[Any] = []
+        if user_id is not None:
+            conditions.append(Invoice.user_id == user_id)
+        if open_only:
+            conditions.append(Invoice.status.in_(InvoiceStatus.OPEN))
+        if search and search.strip():
+            fragment = search.strip().lower()
+            dialect = self.session.bind.dialect.name
+            columns = [Invoice.invoice_number, Subscription.number, User.email, self._id_text(Invoice.id, dialect),
+                       self._id_text(Invoice.user_id, dialect)]
+            conditions.append(or_(*(func.lower(column).contains(fragment, autoescape=True) for column in columns)))
+
+        def joined(statement: Select[Any]) -> Select[Any]:
+            return (statement.select_from(Invoice)
+                    .outerjoin(Subscription, Subscription.id == Invoice.subscription_id)
+                    .outerjoin(User, User.id == Invoice.user_id)
+                    .where(*conditions))
+
+        total = await self.scalar(joined(self.statement(func.count(Invoice.id))))
+        statement = joined(self.statement(Invoice, Subscription.number, User.email)).order_by(
+            Invoice.created_at.desc(), Invoice.id.desc())
+        rows = [(invoice, number, email) for invoice, number, email in await self.rows(page(statement, limit, offset))]
+        return rows, int(total)
+
+    def _billed_in(self, lower: dt.datetime, upper: dt.datetime, user_id: uuid.UUID | None) -> list[Any]:
+        conditions = [Invoice.status.in_(InvoiceStatus.BILLED), Invoice.issued_at >= lower, Invoice.issued_at < upper]
+        if user_id is not None:
+            conditions.append(Invoice.user_id == user_id)
+        return conditions
+
+    def _issue_period(self, group_by: str) -> Any:
+        """The UTC issue day (or the first day of its month) as `YYYY-MM-DD`, computed by the database."""
+        if self.session.bind.dialect.name == "postgresql":
+            pattern = "'YYYY-MM-01'" if group_by == "month" else "'YYYY-MM-DD'"
+            return func.to_char(func.timezone(literal_column("'UTC'"), Invoice.issued_at), literal_column(pattern))
+        pattern = "'%Y-%m-01'" if group_by == "month" else "'%Y-%m-%d'"
+        return func.strftime(literal_column(pattern), Invoice.issued_at)  # SQLite stores UTC without offset
+
+    async def billed_gross_by_period(self, lower: dt.datetime, upper: dt.datetime, group_by: str,
+                                     user_id: uuid.UUID | None) -> list[tuple[str, Decimal]]:
+        """(period, gross total) of the invoices billed (issued, not void) in [lower, upper), by day or month."""
+        period = self._issue_period(group_by).label("period")
+        statement = (self.statement(period, self.sum_of(Invoice.total_gross))
+                     .where(*self._billed_in(lower, upper, user_id))
+                     .group_by(literal_column("period")).order_by(literal_column("period")))
+        return [(str(bucket), total) for bucket, total in await self.rows(statement)]
+
+    async def paid_count(self, lower: dt.datetime, upper: dt.datetime, user_id: uuid.UUID | None) -> int:
+        return await self.count(*self._billed_in(lower, upper, user_id), Invoice.status == InvoiceStatus.PAID)
+
+    async def billed_gross_by_plan(self, lower: dt.datetime, upper: dt.datetime,
+                                   user_id: uuid.UUID | None) -> list[tuple[uuid.UUID, str, Decimal]]:
+        """(plan id, plan name, gross) of the billed lines in [lower, upper), each line counted for the plan of
+        its own subscription; largest first."""
+        gross = self.sum_of(InvoiceLine.line_gross).label("gross")
+        statement = (self.statement(ServicePlan.id, ServicePlan.name, gross)
+                     .select_from(InvoiceLine)
+                     .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+                     .join(Subscription, Subscription.id == InvoiceLine.subscription_id)
+                     .join(ServicePlan, ServicePlan.id == Subscription.plan_id)
+                     .where(*self._billed_in(lower, upper, user_id))
+                     .group_by(ServicePlan.id, ServicePlan.name)
+                     .order_by(literal_column("gross").desc(), ServicePlan.name, ServicePlan.id))
+        return [(plan_id, name, total) for plan_id, name, total in await self.rows(statement)]
+
+
+class InvoiceLineRepository(Repository[InvoiceLine]):
+    model = InvoiceLine
+
+    async def of_invoice(self, invoice_id: uuid.UUID) -> list[InvoiceLine]:
+        return await self.all(self.statement().where(InvoiceLine.invoice_id == invoice_id).order_by(InvoiceLine.position))
+
+    async def delete_of_invoice(self, invoice_id: uuid.UUID) -> None:
+        await self.execute(self.delete(InvoiceLine.invoice_id == invoice_id).execution_options(synchronize_session=False))
+
+
+class InvoiceAuditLogRepository(Repository[InvoiceAuditLog]):
+    model = InvoiceAuditLog
+
+    async def page_of_invoice(self, invoice_id: uuid.UUID, limit: int, offset: int) -> tuple[list[InvoiceAuditLog], int]:
+        """The invoice's entries, newest first, and how many there are."""
+        total = await self.count(InvoiceAuditLog.invoice_id == invoice_id)
+        statement = (self.statement().where(InvoiceAuditLog.invoice_id == invoice_id)
+                     .order_by(InvoiceAuditLog.created_at.desc(), InvoiceAuditLog.id.desc()))
+        return await self.page(statement, limit, offset), total
+
+
+class MailDeliveryRepository(Repository[MailDelivery]):
+    model = MailDelivery
+
+    async def record_once(self, values: dict[str, Any]) -> bool:
+        """Insert the delivery unless one with its key exists; True when this one was inserted."""
+        await self.insert_if_missing(values, ["tenant_id", "key"])
+        stored = await self.one_or_none(self.statement(MailDelivery.id).where(MailDelivery.key == values["key"]))
+        return stored == values["id"]
+
+    async def claim(self, delivery_id: uuid.UUID, now: dt.datetime, claim_timeout: dt.timedelta) -> MailDelivery | None:
+        """Mark a pending delivery (or one abandoned while sending) as being sent by us; None when it is not
+        pending any more, or someone else is sending it."""
+        claimable = or_(MailDelivery.status == MailStatus.PENDING,
+                        (MailDelivery.status == MailStatus.SENDING) & (MailDelivery.claimed_at < now - claim_timeout))
+        claimed = await self.execute(self.update(MailDelivery.id == delivery_id, claimable, status=MailStatus.SENDING,
+                                                 claimed_at=now, attempts=MailDelivery.attempts + 1))
+        if claimed.rowcount != 1:
+            return None
+        return await self.get(delivery_id)
+
+    async def retry_ids(self, now: dt.datetime, max_attempts: int, retry_after: dt.timedelta,
+                        claim_timeout: dt.timedelta, limit: int) -> list[uuid.UUID]:
+        """Deliveries to retry: pending (or abandoned while sending) for a while, attempts left."""
+        statement = (self.statement(MailDelivery.id)
+                     .where(MailDelivery.attempts < max_attempts,
+                            or_((MailDelivery.status == MailStatus.PENDING) & (MailDelivery.created_at < now - retry_after),
+                                (MailDelivery.status == MailStatus.SENDING)
+                                & (MailDelivery.claimed_at < now - claim_timeout)))
+                     .order_by(MailDelivery.created_at, MailDelivery.id))
+        return await self.all(page(statement, limit, 0))
+
+    async def backlog(self, statuses: Sequence[str]) -> tuple[dict[tuple[str, str], int], dt.datetime | None]:
+        """Across every tenant (the operator's metrics): deliveries in `statuses` per (kind, status), and when the
+        oldest pending one was recorded."""
+        counts = self.in_any_tenant(MailDelivery.kind, MailDelivery.status, func.count()).where(
+            MailDelivery.status.in_(statuses)).group_by(MailDelivery.kind, MailDelivery.status)
+        oldest = self.in_any_tenant(self.min_of(MailDelivery.created_at)).where(
+            MailDelivery.status == MailStatus.PENDING)
+        return ({(kind, status): count for kind, status, count in await self.rows(counts)},
+                await self.scalar(oldest))
+
+    @staticmethod
+    def sent_for_renewal(kind: str) -> ColumnElement[bool]:
+        """Condition on `Subscription`: its current renewal's reminder is recorded already."""
+        return exists().where(MailDelivery.tenant_id == Subscription.tenant_id,
+                              MailDelivery.subscription_id == Subscription.id,
+                              MailDelivery.kind == kind,
+                              MailDelivery.event_at == Subscription.next_billing_at)

@@ -1,0 +1,234 @@
+"""The base of every domain's `repository.py`: the one place queries start and the one place the tenant
+filter is added.
+
+A repository is made for one unit of work: a service opens (or joins) the transaction and hands its
+session over, `SubscriptionRepository(session)`. Nothing here opens a transaction or finds a session on
+its own, so a repository call outside a service's transaction is impossible to write by accident.
+
+    class ServicePlanRepository(Repository[ServicePlan]):
+        model = ServicePlan
+
+        async def active(self) -> list[ServicePlan]:
+            return await self.all(self.statement().where(ServicePlan.is_active.is_(True)))
+
+* `statement()` — `SELECT model WHERE tenant_id = <request tenant>`; with columns (`statement(Invoice.id)`,
+  `statement(Invoice, Subscription.number)`) the same filter on this repository's table. Every query of a
+  repository starts here, or at `update()` / `delete()`, which are scoped the same way; joined tables are
+  reached through this table's rows, so they need no filter of their own.
+* `get(id, for_update=…)`, `get_by(...)`, `page(statement, limit, offset)`, `count(...)`, `sum(column, ...)`,
+  `exists(...)` — the reads every domain needs. `for_update` locks rows on PostgreSQL (SQLite's
+  BEGIN IMMEDIATE already serialises writers).
+* `add(row)` / `create(row)` stamp the request's tenant on a new row; `create_unless_taken(row)` inserts in a
+  savepoint and answers False where a unique key refuses it; `insert_if_missing(values, keys)` is the
+  race-free `INSERT ... ON CONFLICT DO NOTHING`.
+* `in_any_tenant(*columns)` — the only unscoped start on a tenant's table, named so a reader sees it (a token
+  names its user in whatever tenant it was issued for; the operator's metrics count across tenants).
+* `InstallationRepository` — the same base for the installation's own tables, which belong to no tenant.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any, ClassVar, Generic, TypeVar
+
+from sqlalchemy import Delete, Update, delete, func, select, true, type_coerce, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement, Select
+
+from decabill import db
+from decabill.errors import StillReferenced
+from decabill.tenancy import current_tenant
+
+M = TypeVar("M")
+
+MAX_ROWS = 2**62  # beyond any real table; keeps huge client offsets inside SQLite's INTEGER range
+
+
+def page(statement: Select[Any], limit: int | None, offset: int | None) -> Select[Any]:
+    """Apply limit/offset as the contract defines them: limit 0 (or none) means no limit. Values outside
+    what a database accepts (negative, beyond 64 bits) are clamped instead of reaching SQL as a 500."""
+    statement = statement.offset(min(max(offset or 0, 0), MAX_ROWS))
+    if limit and limit > 0:
+        statement = statement.limit(min(limit, MAX_ROWS))
+    return statement
+
+
+class Repository(Generic[M]):
+    """Queries on one tenant-owned table (`model`), in the session of the caller's transaction."""
+
+    model: ClassVar[type[Any]]
+    #: False only for `InstallationRepository`: tables of the installation that belong to no tenant
+    tenant_scoped: ClassVar[bool] = True
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # --- where queries start ---------------------------------------------------------------------------
+
+    @classmethod
+    def _tenant_condition(cls) -> ColumnElement[bool]:
+        return cls.model.tenant_id == current_tenant() if cls.tenant_scoped else true()
+
+    def statement(self, *columns: Any) -> Select[Any]:
+        """`SELECT model` (or the given columns) of the request's tenant."""
+        return select(*(columns or (self.model,))).where(self._tenant_condition())
+
+    def in_any_tenant(self, *columns: Any) -> Select[Any]:
+        """`SELECT model` (or the given columns) across tenants: only for what is itself proof of its tenant (a
+        token's subject) and for the operator's view of the whole installation."""
+        return select(*(columns or (self.model,)))
+
+    def update(self, *conditions: Any, **values: Any) -> Update:
+        """`UPDATE model SET values WHERE <tenant> AND conditions` (run it with `execute`)."""
+        return update(self.model).where(self._tenant_condition(), *conditions).values(**values)
+
+    def delete(self, *conditions: Any) -> Delete:
+        return delete(self.model).where(self._tenant_condition(), *conditions)
+
+    def for_update(self, statement: Select[Any], *, skip_locked: bool = False) -> Select[Any]:
+        """Row locks on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers."""
+        if self.session.bind.dialect.name == "postgresql":
+            return statement.with_for_update(skip_locked=skip_locked)
+        return statement
+
+    # --- reads ------------------------------------------------------------------------------------------
+
+    async def get(self, id: uuid.UUID, *, for_update: bool = False, skip_locked: bool = False,
+                  reload: bool = False) -> M | None:
+        return await self.get_by(self.model.id == id, for_update=for_update, skip_locked=skip_locked, reload=reload)
+
+    async def get_by(self, *conditions: Any, for_update: bool = False, skip_locked: bool = False,
+                     reload: bool = False) -> M | None:
+        """The one row matching `conditions`, or None. `reload`: overwrite what the session holds of it with the
+        database's values (a row read before, now locked)."""
+        statement = self.statement().where(*conditions)
+        if for_update:
+            statement = self.for_update(statement, skip_locked=skip_locked)
+        if reload:
+            statement = statement.execution_options(populate_existing=True)
+        return await self.one_or_none(statement)
+
+    async def one_or_none(self, statement: Select[Any]) -> Any:
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def first(self, statement: Select[Any]) -> Any:
+        return (await self.session.execute(statement.limit(1))).scalars().first()
+
+    async def all(self, statement: Select[Any]) -> list[Any]:
+        """The first column of every row (the model, or an id)."""
+        return list((await self.session.execute(statement)).scalars())
+
+    async def rows(self, statement: Select[Any]) -> Sequence[Row[Any]]:
+        """Whole rows, for statements of several columns."""
+        return (await self.session.execute(statement)).all()
+
+    async def scalar(self, statement: Select[Any]) -> Any:
+        return (await self.session.execute(statement)).scalar_one()
+
+    async def page(self, statement: Select[Any], limit: int | None, offset: int | None) -> list[Any]:
+        return await self.all(page(statement, limit, offset))
+
+    async def exists(self, *conditions: Any) -> bool:
+        return await self.first(self.statement(self.model.id).where(*conditions)) is not None
+
+    async def count(self, *conditions: Any) -> int:
+        return int(await self.scalar(self.statement(func.count()).select_from(self.model).where(*conditions)))
+
+    def sum_of(self, column: Any) -> Any:
+        """`COALESCE(SUM(column), 0)` typed as the column, so money sums come back as exact Decimals."""
+        return type_coerce(func.coalesce(func.sum(column), 0), column.type)
+
+    def min_of(self, column: Any) -> Any:
+        return func.min(column)
+
+    async def sum(self, column: Any, *conditions: Any) -> Decimal:
+        return await self.scalar(self.statement(self.sum_of(column)).where(*conditions))
+
+    # --- writes -----------------------------------------------------------------------------------------
+
+    def add(self, row: M) -> M:
+        """Add a new row of the request's tenant."""
+        if self.tenant_scoped and getattr(row, "tenant_id", None) is None:
+            row.tenant_id = current_tenant()  # type: ignore[attr-defined]
+        self.session.add(row)
+        return row
+
+    async def create(self, row: M) -> M:
+        """`add` and flush (ids and defaults are filled, constraints checked now)."""
+        self.add(row)
+        await self.session.flush()
+        return row
+
+    async def remove(self, row: M) -> None:
+        """Delete a row (its ON DELETE rules apply) and flush."""
+        await self.session.delete(row)
+        await self.session.flush()
+
+    async def remove_unreferenced(self, row: M, what: str, hint: str) -> None:
+        """Delete the row, or raise `StillReferenced` (409) naming what still points at it. Checked before
+        deleting; a referencing row added concurrently is refused by the foreign key at flush, which becomes
+        the same 409 instead of a 500."""
+        row_id = row.id  # type: ignore[attr-defined]  # read now: a failed flush leaves the row unloadable
+        found = await db.references(row)
+        if found:
+            raise StillReferenced(what, row_id, found, hint)
+        try:
+            await self.remove(row)
+        except IntegrityError:
+            raise StillReferenced(what, row_id, [("other records", 1)], hint) from None
+
+    async def create_unless_taken(self, row: M) -> bool:
+        """Insert the row in a savepoint; False (and nothing inserted) when a unique key refuses it, so the
+        caller's transaction goes on (a unique key as the last line of defence against doing a thing twice)."""
+        try:
+            async with self.session.begin_nested():
+                await self.create(row)
+        except IntegrityError:
+            return False
+        return True
+
+    async def execute(self, statement: Any) -> Any:
+        """Run an `update()` / `delete()` (or another statement built from this repository's starts)."""
+        return await self.session.execute(statement)
+
+    async def insert_if_missing(self, values: dict[str, Any], keys: list[str]) -> uuid.UUID | None:
+        """`INSERT ... ON CONFLICT (keys) DO NOTHING` of a row of the request's tenant, on PostgreSQL and SQLite;
+        the new row's primary key, or None when a row with those keys exists.
+
+        On PostgreSQL a conflicting row that another open transaction has just inserted makes this statement
+        wait for that transaction, so afterwards the row is visible (committed) or absent (rolled back)."""
+        if self.session.bind.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        if self.tenant_scoped:
+            values = {"tenant_id": current_tenant(), **values}
+        table = self.model.__table__
+        key = next(iter(table.primary_key.columns))
+        statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=keys).returning(key)
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+
+class BillableRepository(Repository[M]):
+    """Rows an invoice bills exactly once (open positions, usage records): `invoice_id` is set by the invoice
+    that bills them, guarded by `invoice_id IS NULL`."""
+
+    async def mark_billed(self, ids: Sequence[uuid.UUID], invoice_id: uuid.UUID) -> int:
+        """Point the given, still unbilled rows at the invoice; how many rows changed (fewer than given: some
+        were billed meanwhile)."""
+        if not ids:
+            return 0
+        statement = self.update(self.model.id.in_(ids), self.model.invoice_id.is_(None), invoice_id=invoice_id)
+        result = await self.execute(statement.execution_options(synchronize_session=False))
+        return result.rowcount or 0
+
+
+class InstallationRepository(Repository[M]):
+    """Queries on a table of the installation itself, which belongs to no tenant (the job ledger): the operator's
+    view across tenants. The same starts and reads, without the tenant filter."""
+
+    tenant_scoped = False

@@ -1,0 +1,255 @@
+"""Queries on the subscriptions domain's tables: subscriptions, their items, reserved hostnames,
+backorders and open positions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import JSON, and_, exists, or_
+from sqlalchemy.sql import ColumnElement, Select
+
+from decabill.repository import BillableRepository, Repository, page
+from models.subscriptions import (
+    Backorder,
+    BackorderStatus,
+    OpenPosition,
+    ProvisioningStatus,
+    ReservedHostname,
+    Subscription,
+    SubscriptionItem,
+    SubscriptionStatus,
+)
+
+#: the statuses in which a subscription is billed (and runs its servers)
+BILLED_STATUSES = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING_CANCEL)
+
+
+class SubscriptionRepository(Repository[Subscription]):
+    model = Subscription
+
+    async def get_own(self, user_id: uuid.UUID, subscription_id: uuid.UUID, *,
+                      for_update: bool = False) -> Subscription | None:
+        return await self.get_by(Subscription.id == subscription_id, Subscription.user_id == user_id,
+                                 for_update=for_update)
+
+    async def any_of_user(self, user_id: uuid.UUID) -> bool:
+        return await self.exists(Subscription.user_id == user_id)
+
+    async def of_user(self, user_id: uuid.UUID, limit: int | None, offset: int | None) -> list[Subscription]:
+        statement = (self.statement().where(Subscription.user_id == user_id)
+                     .order_by(Subscription.created_at.desc(), Subscription.id))
+        return await self.page(statement, limit, offset)
+
+    async def number_of(self, subscription_id: uuid.UUID) -> str | None:
+        return await self.one_or_none(self.statement(Subscription.number).where(Subscription.id == subscription_id))
+
+    # --- the billing job -----------------------------------------------------------------------------------
+
+    def _billing_due(self, now: dt.datetime) -> tuple[ColumnElement[bool], ...]:
+        return Subscription.status.in_(BILLED_STATUSES), Subscription.next_billing_at <= now
+
+    async def due_for_billing(self, now: dt.datetime, limit: int) -> list[uuid.UUID]:
+        statement = (self.statement(Subscription.id).where(*self._billing_due(now))
+                     .order_by(Subscription.next_billing_at, Subscription.id).limit(limit))
+        return await self.all(statement)
+
+    async def claim_due_for_billing(self, subscription_id: uuid.UUID, now: dt.datetime) -> Subscription | None:
+        """Locked if still due; None when it is not, or another worker holds it (skip locked)."""
+        return await self.get_by(Subscription.id == subscription_id, *self._billing_due(now),
+                                 for_update=True, skip_locked=True)
+
+    # --- the expiration job --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _expiration_due(now: dt.datetime) -> ColumnElement[bool]:
+        """Cancellations that took effect, and ended subscriptions that still have a server or hostname."""
+        hostname_left = and_(SubscriptionItem.hostname.is_not(None),
+                             SubscriptionItem.provisioning_status != ProvisioningStatus.FAILED)
+        leftovers = exists().where(SubscriptionItem.subscription_id == Subscription.id,
+                                   or_(SubscriptionItem.provider_reference.is_not(None), hostname_left))
+        return or_(
+            (Subscription.status == SubscriptionStatus.PENDING_CANCEL) & (Subscription.cancel_effective_at <= now),
+            (Subscription.status == SubscriptionStatus.CANCELED) & leftovers,
+        )
+
+    async def due_for_expiration(self, now: dt.datetime, limit: int) -> list[uuid.UUID]:
+        statement = (self.statement(Subscription.id).where(self._expiration_due(now))
+                     # endings first; cleanups that keep failing must not crowd them out of the batch
+                     .order_by(Subscription.status == SubscriptionStatus.CANCELED, Subscription.cancel_effective_at,
+                               Subscription.id)
+                     .limit(limit))
+        return await self.all(statement)
+
+    async def get_due_for_expiration(self, subscription_id: uuid.UUID, now: dt.datetime, *,
+                                     claim: bool = False) -> Subscription | None:
+        """The subscription if it is due; `claim`: locked, None while another worker holds it."""
+        return await self.get_by(Subscription.id == subscription_id, self._expiration_due(now),
+                                 for_update=claim, skip_locked=claim)
+
+    # --- renewal reminders --------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _renewing(start: dt.datetime, end: dt.datetime) -> tuple[ColumnElement[bool], ...]:
+        return (Subscription.status == SubscriptionStatus.ACTIVE, Subscription.next_billing_at > start,
+                Subscription.next_billing_at <= end)
+
+    async def renewing_ids(self, start: dt.datetime, end: dt.datetime, limit: int, *conditions: Any) -> list[uuid.UUID]:
+        """Active subscriptions whose next renewal is in (start, end], soonest first."""
+        statement = (self.statement(Subscription.id).where(*self._renewing(start, end), *conditions)
+                     .order_by(Subscription.next_billing_at, Subscription.id))
+        return await self.all(page(statement, limit, 0))
+
+    async def get_renewing(self, subscription_id: uuid.UUID, start: dt.datetime, end: dt.datetime) -> Subscription | None:
+        return await self.get_by(Subscription.id == subscription_id, *self._renewing(start, end))
+
+    async def active_ids_of_user(self, user_id: uuid.UUID, limit: int) -> list[uuid.UUID]:
+        """The user's active subscriptions, newest first."""
+        statement = (self.statement(Subscription.id)
+                     .where(Subscription.user_id == user_id, Subscription.status == SubscriptionStatus.ACTIVE)
+                     .order_by(Subscription.created_at.desc(), Subscription.id).limit(limit))
+        return await self.all(statement)
+
+    async def count_active(self) -> int:
+        return await self.count(Subscription.status == SubscriptionStatus.ACTIVE)
+
+    async def by_ids(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, Subscription]:
+        if not ids:
+            return {}
+        return {s.id: s for s in await self.all(self.statement().where(Subscription.id.in_(ids)))}
+
+
+class SubscriptionItemRepository(Repository[SubscriptionItem]):
+    model = SubscriptionItem
+
+    async def of_subscription(self, subscription_id: uuid.UUID, *, for_update: bool = False) -> list[SubscriptionItem]:
+        statement = (self.statement().where(SubscriptionItem.subscription_id == subscription_id)
+                     .order_by(SubscriptionItem.created_at, SubscriptionItem.id))
+        return await self.all(self.for_update(statement) if for_update else statement)
+
+    async def first_active_of(self, subscription_ids: list[uuid.UUID]) -> dict[uuid.UUID, SubscriptionItem]:
+        """Of each subscription, its first (oldest) item whose provisioning status is `active`."""
+        statement = (self.statement()
+                     .where(SubscriptionItem.subscription_id.in_(subscription_ids),
+                            SubscriptionItem.provisioning_status == ProvisioningStatus.ACTIVE)
+                     .order_by(SubscriptionItem.created_at, SubscriptionItem.id))
+        first: dict[uuid.UUID, SubscriptionItem] = {}
+        for item in await self.all(statement):
+            first.setdefault(item.subscription_id, item)
+        return first
+
+    async def of_subscription_by_id(self, subscription_id: uuid.UUID, item_id: uuid.UUID) -> SubscriptionItem | None:
+        return await self.get_by(SubscriptionItem.id == item_id, SubscriptionItem.subscription_id == subscription_id)
+
+    # --- the update job: active servers reachable over SSH ----------------------------------------------------
+
+    def _updatable(self) -> Select[Any]:
+        return (self.statement()
+                .join(Subscription, Subscription.id == SubscriptionItem.subscription_id)
+                .where(SubscriptionItem.provisioning_status == ProvisioningStatus.ACTIVE,
+                       SubscriptionItem.provider_reference.is_not(None),
+                       SubscriptionItem.ssh_private_key.is_not(None),
+                       Subscription.status.in_(BILLED_STATUSES)))
+
+    async def updatable_ids(self, limit: int) -> list[uuid.UUID]:
+        statement = self._updatable().order_by(SubscriptionItem.created_at, SubscriptionItem.id)
+        return [item.id for item in await self.all(page(statement, limit, 0))]
+
+    async def get_updatable(self, item_id: uuid.UUID) -> SubscriptionItem | None:
+        return await self.one_or_none(self._updatable().where(SubscriptionItem.id == item_id))
+
+    # --- the recovery job: orders a crash interrupted ----------------------------------------------------------
+
+    def _stale(self, cutoff: dt.datetime) -> Select[Any]:
+        """(item, its subscription's status) of items untouched since `cutoff` whose order was interrupted:
+        pending/failed in a billed subscription, a failed one whose stray search is still open, or an active
+        one whose server info or A record is missing."""
+        item, status = SubscriptionItem, SubscriptionItem.provisioning_status
+        billed = Subscription.status.in_(BILLED_STATUSES)
+        interrupted = and_(status.in_((ProvisioningStatus.PENDING, ProvisioningStatus.FAILED)), billed)
+        search_open = and_(status == ProvisioningStatus.FAILED, item.hostname.is_not(None),
+                           Subscription.status == SubscriptionStatus.CANCELED)
+        no_server_info = or_(item.server_info_snapshot.is_(None), item.server_info_snapshot == JSON.NULL)
+        dns_owed = and_(item.dns_pending_since.is_not(None), item.dns_pending_since <= cutoff)
+        unpublished = and_(status == ProvisioningStatus.ACTIVE, item.provider_reference.is_not(None),
+                           or_(no_server_info, dns_owed), billed)
+        return (self.statement(SubscriptionItem, Subscription.status)
+                .join(Subscription, Subscription.id == SubscriptionItem.subscription_id)
+                .where(item.updated_at <= cutoff, or_(interrupted, search_open, unpublished)))
+
+    async def stale_ids(self, cutoff: dt.datetime, limit: int) -> list[uuid.UUID]:
+        """Longest untouched first."""
+        statement = self._stale(cutoff).order_by(SubscriptionItem.updated_at, SubscriptionItem.id).limit(limit)
+        return [item.id for item in await self.all(statement)]
+
+    async def get_stale(self, item_id: uuid.UUID, cutoff: dt.datetime, *,
+                        claim: bool = False) -> tuple[SubscriptionItem, str] | None:
+        """(item, subscription status) if the item is stale; `claim`: both rows locked, None while another
+        transaction holds them."""
+        statement = self._stale(cutoff).where(SubscriptionItem.id == item_id)
+        if claim:
+            statement = self.for_update(statement, skip_locked=True)
+        row = (await self.rows(statement))
+        return (row[0][0], row[0][1]) if row else None
+
+
+class ReservedHostnameRepository(Repository[ReservedHostname]):
+    model = ReservedHostname
+
+    async def reserve(self, hostname: str, item: SubscriptionItem) -> bool:
+        """False when the name is taken (by any tenant: hostnames are unique over all of them)."""
+        return await self.create_unless_taken(ReservedHostname(hostname=hostname, subscription_item_id=item.id))
+
+    async def release_of(self, item: SubscriptionItem) -> None:
+        await self.execute(self.delete(ReservedHostname.subscription_item_id == item.id))
+
+
+class BackorderRepository(Repository[Backorder]):
+    model = Backorder
+
+    async def of_user(self, user_id: uuid.UUID, limit: int | None, offset: int | None) -> list[Backorder]:
+        statement = self.statement().where(Backorder.user_id == user_id).order_by(Backorder.created_at.desc(), Backorder.id)
+        return await self.page(statement, limit, offset)
+
+    async def of_subscription(self, subscription_id: uuid.UUID) -> Backorder | None:
+        return await self.get_by(Backorder.subscription_id == subscription_id)
+
+    async def due_ids(self, now: dt.datetime, limit: int) -> list[uuid.UUID]:
+        """Waiting backorders whose `retryAfter` has passed, oldest first."""
+        statement = (self.statement(Backorder.id)
+                     .where(Backorder.status.in_(BackorderStatus.WAITING),
+                            or_(Backorder.retry_after.is_(None), Backorder.retry_after <= now))
+                     .order_by(Backorder.created_at, Backorder.id).limit(limit))
+        return await self.all(statement)
+
+
+class OpenPositionRepository(BillableRepository[OpenPosition]):
+    model = OpenPosition
+
+    async def withdraw_unbilled(self, subscription_id: uuid.UUID) -> int:
+        """Delete the subscription's positions no invoice has taken yet; how many."""
+        result = await self.execute(self.delete(OpenPosition.subscription_id == subscription_id,
+                                                OpenPosition.invoice_id.is_(None)))
+        return result.rowcount or 0
+
+    async def count_of(self, subscription_id: uuid.UUID) -> int:
+        return await self.count(OpenPosition.subscription_id == subscription_id)
+
+    def _unbilled_of_user(self, user_id: uuid.UUID) -> Select[Any]:
+        return self.statement().where(OpenPosition.user_id == user_id, OpenPosition.invoice_id.is_(None))
+
+    async def claim_unbilled_of_user(self, user_id: uuid.UUID) -> list[OpenPosition]:
+        """The user's unbilled positions, oldest first, locked (skipping rows another biller holds)."""
+        statement = self._unbilled_of_user(user_id).order_by(OpenPosition.created_at, OpenPosition.id)
+        return await self.all(self.for_update(statement, skip_locked=True))
+
+    async def unbilled_total(self, **filters: Any) -> Any:
+        """Of the tenant, or of a `user_id`."""
+        return await self.sum(OpenPosition.amount, OpenPosition.invoice_id.is_(None),
+                              *(getattr(OpenPosition, name) == value for name, value in filters.items()))
+
+    async def oldest_unbilled_by_user(self) -> dict[uuid.UUID, dt.datetime]:
+        statement = self.statement(OpenPosition.user_id, self.min_of(OpenPosition.created_at)).where(
+            OpenPosition.invoice_id.is_(None)).group_by(OpenPosition.user_id)
+        return {user_id: created_at for user_id, created_at in await self.rows(statement)}
