@@ -1,7 +1,6 @@
 """The caller's billing profile: /customer-profile."""
 
 import inflection
-from connexion.lifecycle import ConnexionResponse
 
 from decabill.customers import service as customers
 from handlers._http import dump, principal
@@ -9,8 +8,8 @@ from handlers._http import dump, principal
 
 async def get_customer_profile(token_info: dict):
     profile = await customers.get_own_profile(principal(token_info))
-    if profile is None:  # no profile yet: the JSON value null (documented in the spec)
-        return ConnexionResponse(status_code=200, content_type="application/json", body=b"null")
+    if profile is None:  # no profile yet: an empty object, which reference-generated clients parse (spec)
+        return {}, 200
     return dump(profile, "CustomerProfileResponse"), 200
 
 

@@ -118,6 +118,10 @@ async def database(database_url) -> AsyncIterator[str]:
     tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]
     async with db.get_engine().begin() as conn:
         if conn.dialect.name == "postgresql":
+            # The database belongs to this worker; a connection still open here is left over from an earlier
+            # test (a background task, a killed server) and would deadlock the TRUNCATE or write into the next test.
+            await conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
             await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         else:
             for table in tables:

@@ -20,11 +20,11 @@ async def user(api, admin) -> str:
     return await api.user_token(admin, "customer@example.com")
 
 
-async def test_no_profile_yet_is_200_with_json_null(api, user):
+async def test_no_profile_yet_is_200_with_an_empty_object(api, user):
     response = await api.get("/customer-profile", token=user)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
-    assert response.content == b"null" and response.json() is None
+    assert response.json() == {}
 
 
 async def test_first_save_creates_later_saves_change_only_what_is_sent(api, user):
@@ -62,7 +62,7 @@ async def test_invalid_fields_are_400_with_a_clear_message(api, user, field, val
 async def test_every_problem_is_reported_and_nothing_is_saved(api, user):
     body = assert_error(await api.post("/customer-profile", token=user, json={"country": "XX", "email": "bad@"}), 400)
     assert body["message"] == "Country must be ISO 3166-1 alpha-2; Email must be valid"
-    assert (await api.get("/customer-profile", token=user)).json() is None
+    assert (await api.get("/customer-profile", token=user)).json() == {}
 
 
 async def test_server_maintained_and_unknown_fields_are_refused(api, user):
@@ -83,9 +83,9 @@ async def test_the_api_key_has_no_profile(api, make_api, env):
 async def test_profiles_are_per_user_and_per_tenant(api, admin, user):
     other = await api.user_token(admin, "other@example.com")
     await api.post("/customer-profile", token=user, json={"firstName": "Ada"})
-    assert (await api.get("/customer-profile", token=other)).json() is None
+    assert (await api.get("/customer-profile", token=other)).json() == {}
     acme_admin = await api.admin_token("boss@acme.example", tenant="acme")
-    assert (await api.get("/customer-profile", token=acme_admin, tenant="acme")).json() is None
+    assert (await api.get("/customer-profile", token=acme_admin, tenant="acme")).json() == {}
     assert_error(await api.get("/customer-profile", token=user, tenant="acme"), 401)
 
 

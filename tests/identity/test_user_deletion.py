@@ -62,7 +62,7 @@ async def test_the_customer_profile_goes_with_the_user(api):
     assert await rows(CustomerProfile, CustomerProfile.user_id == owner) == []
     # The address is free again: an account with the same email starts without the old profile.
     again = await api.user_token(admin, "profiled@example.com")
-    assert (await api.get("/customer-profile", token=again)).json() is None
+    assert (await api.get("/customer-profile", token=again)).json() == {}
 
 
 async def test_a_reference_added_after_the_check_is_still_a_409(api, monkeypatch):

@@ -569,7 +569,7 @@ export const previewPricing = <ThrowOnError extends boolean = false>(options: Op
 /**
  * Get the own billing profile
  *
- * Returns the caller's billing name and address. A caller without a profile yet gets 200 with the JSON body `null` (the reference sent an empty body; `null` says the same "no profile" as valid JSON, so `response.json()` works and the value is falsy). Needs a user: a static API key gets 400.
+ * Returns the caller's billing name and address. A caller without a profile yet gets 200 with an empty object `{}` (the reference documents "200, no profile" with an empty body; `{}` is valid JSON that every client generated from the reference contract parses as a CustomerProfileResponse, and it has no `id`). Needs a user: a static API key gets 400.
  */
 export const getCustomerProfile = <ThrowOnError extends boolean = false>(options?: Options<GetCustomerProfileData, ThrowOnError>) => (options?.client ?? client).get<GetCustomerProfileResponses, GetCustomerProfileErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],

@@ -3863,9 +3863,9 @@ export type GetCustomerProfileError = GetCustomerProfileErrors[keyof GetCustomer
 
 export type GetCustomerProfileResponses = {
     /**
-     * The caller's profile, or `null` when none exists yet.
+     * The caller's profile, or `{}` (no `id`) when none exists yet.
      */
-    200: CustomerProfileResponse | null;
+    200: CustomerProfileResponse;
 };
 
 export type GetCustomerProfileResponse = GetCustomerProfileResponses[keyof GetCustomerProfileResponses];
