@@ -70,8 +70,11 @@ async def _run_servers(servers: list) -> None:
         await stopping.wait()
 
 
-def _uvicorn_config(app, host: str, port: int) -> uvicorn.Config:
-    return uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+def _uvicorn_config(app, host: str, port: int, trusted_proxies: list[str]) -> uvicorn.Config:
+    # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise; that let anyone on the host (or
+    # behind a proxy that does not set the header) choose their address for the rate limiter.
+    return uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
+                          proxy_headers=bool(trusted_proxies), forwarded_allow_ips=trusted_proxies or None)
 
 
 async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = True, role: str | None = None) -> None:
@@ -108,11 +111,13 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
     if http:
         from decabill.web.app import create_app
 
-        servers.append(_Server(_uvicorn_config(create_app(settings), settings.host, settings.port)))
+        servers.append(_Server(_uvicorn_config(create_app(settings), settings.host, settings.port,
+                                                       settings.trusted_proxies)))
     if socket and settings.websocket_port:
         from decabill.realtime.server import create_socket_app
 
-        servers.append(_Server(_uvicorn_config(create_socket_app(settings), settings.host, settings.websocket_port)))
+        servers.append(_Server(_uvicorn_config(create_socket_app(settings), settings.host, settings.websocket_port,
+                                                       settings.trusted_proxies)))
     runtime = JobRuntime(settings, role) if jobs else None
     log.info(
         "decabill.starting",

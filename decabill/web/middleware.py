@@ -1,6 +1,6 @@
-"""One ASGI middleware for what every request needs before routing: a request id, the tenant,
-the origin allowlist and rate limiting (behavior.md part A §1.2, §1.3, §3.1). It answers its own
-refusals with the contract's ErrorResponse body."""
+"""The ASGI middlewares for what every request needs before routing: a request id, the tenant, the origin
+allowlist and rate limiting (behavior.md part A §1.2, §1.3, §3.1), and the bound on request bodies. They
+answer their own refusals with the contract's ErrorResponse body."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from decabill.config import Settings
-from decabill.errors import DecabillError, error_body
+from decabill.errors import DecabillError, PayloadTooLarge, error_body, retry_after_header
 from decabill.tenancy import reset_tenant, resolve_tenant, set_tenant
 from decabill.web.routes import allow_header, allowed_methods, is_concrete
 
@@ -50,14 +50,18 @@ class RateLimiter:
         self._general = RateLimitItemPerSecond(settings.rate_limit_limit, settings.rate_limit_ttl)
         self._credentials = RateLimitItemPerSecond(settings.rate_limit_auth_limit, settings.rate_limit_ttl)
 
-    async def allow(self, client_ip: str, path: str) -> bool:
+    async def retry_after(self, client_ip: str, path: str) -> float | None:
+        """None when the request may pass, else the seconds until the exhausted budget has room again."""
         if not self.enabled:
-            return True
-        if not await self._limiter.hit(self._general, "all", client_ip):
-            return False
+            return None
+        budgets = [(self._general, "all")]
         if path in CREDENTIAL_PATHS:
-            return await self._limiter.hit(self._credentials, "credentials", client_ip)
-        return True
+            budgets.append((self._credentials, "credentials"))
+        for item, name in budgets:
+            if not await self._limiter.hit(item, name, client_ip):
+                stats = await self._limiter.get_window_stats(item, name, client_ip)
+                return max(stats.reset_time - time.time(), 1)
+        return None
 
 
 class RequestContextMiddleware:
@@ -82,7 +86,11 @@ class RequestContextMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
-                MutableHeaders(scope=message)["X-Correlation-Id"] = request_id
+                response_headers = MutableHeaders(scope=message)
+                response_headers["X-Correlation-Id"] = request_id
+                if message["status"] == 429 and "retry-after" not in response_headers:
+                    # Every 429 says when to come back; a refusal that did not know says "one window".
+                    response_headers["Retry-After"] = retry_after_header(self.settings.rate_limit_ttl)
             await send(message)
 
         tenant_token = None
@@ -90,15 +98,18 @@ class RequestContextMiddleware:
             refusal = self._refusal(method, path, headers)
             if refusal is None:
                 tenant_token = set_tenant(resolve_tenant(headers.get("x-tenant"), self.settings.tenants))
+                # The peer's address; uvicorn replaces it by X-Forwarded-For only for TRUSTED_PROXIES.
                 client_ip = (scope.get("client") or ("unknown", 0))[0]
-                if not await self.rate_limiter.allow(client_ip, path):
-                    refusal = (429, "Too many requests, please try again later.", {})
+                wait = await self.rate_limiter.retry_after(client_ip, path)
+                if wait is not None:
+                    refusal = (429, "Too many requests, please try again later.",
+                               {"Retry-After": retry_after_header(wait)})
             if refusal is not None:
                 await _send_error(send_with_id, *refusal)
             else:
                 await self.app(scope, receive, send_with_id)
         except DecabillError as exc:  # invalid tenant
-            await _send_error(send_with_id, exc.status_code, exc.message, {})
+            await _send_error(send_with_id, exc.status_code, exc.message, exc.headers)
         finally:
             if tenant_token is not None:
                 reset_tenant(tenant_token)
@@ -119,6 +130,52 @@ class RequestContextMiddleware:
             if "*" not in self.allowed_origins and origin.strip().lower() not in self.allowed_origins:
                 return 403, "Origin not allowed", {}
         return None
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies beyond MAX_REQUEST_BODY_BYTES with 413 while they are read: at once when
+    Content-Length announces more, else when the bytes received so far exceed it (chunked uploads). Nothing
+    beyond the limit is ever buffered, so many concurrent oversize uploads cost no memory."""
+
+    def __init__(self, app: ASGIApp, settings: Settings):
+        self.app = app
+        self.limit = settings.max_request_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and (not declared.strip().isdigit() or int(declared) > self.limit):
+            if declared.strip().isdigit():
+                refusal = PayloadTooLarge(self.limit)
+                await _send_error(send, refusal.status_code, refusal.message, refusal.headers)
+            else:
+                await _send_error(send, 400, "Invalid Content-Length header", {"Connection": "close"})
+            return
+        received = 0
+        started = False
+
+        async def bounded_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise PayloadTooLarge(self.limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, bounded_receive, tracking_send)
+        except PayloadTooLarge as exc:  # read outside the error mapper (e.g. by a middleware)
+            if started:
+                raise
+            await _send_error(send, exc.status_code, exc.message, exc.headers)
 
 
 async def _send_error(send: Send, status: int, message: str, headers: dict[str, str]) -> None:
