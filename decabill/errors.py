@@ -63,11 +63,6 @@ class PayloadTooLarge(DecabillError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"Request body is larger than {limit} bytes")
 
-    @property
-    def headers(self) -> dict[str, str]:
-        # The rest of the upload is not wanted: closing spares reading (and discarding) it.
-        return {"Connection": "close"}
-
 
 class TooManyRequests(DecabillError):
     status = HTTPStatus.TOO_MANY_REQUESTS

@@ -133,9 +133,13 @@ class RequestContextMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuses request bodies beyond MAX_REQUEST_BODY_BYTES with 413 while they are read: at once when
-    Content-Length announces more, else when the bytes received so far exceed it (chunked uploads). Nothing
-    beyond the limit is ever buffered, so many concurrent oversize uploads cost no memory."""
+    """Refuses request bodies beyond MAX_REQUEST_BODY_BYTES with 413 while they are read, before anything
+    parses them: at once when Content-Length announces more; for a chunked upload (no length) as soon as
+    the bytes received exceed the limit. A chunked body within the limit is handed on with its length (the
+    spec validator treats a body without Content-Length as missing). Nothing beyond the limit is ever
+    buffered, so many concurrent oversize uploads cost no memory: the server discards the rest of the upload
+    as it arrives. (The connection is not closed at once: a close with unread data sends a TCP reset, which
+    makes the client lose the 413 it has not read yet.)"""
 
     def __init__(self, app: ASGIApp, settings: Settings):
         self.app = app
@@ -145,16 +149,46 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length")
-        if declared is not None and (not declared.strip().isdigit() or int(declared) > self.limit):
-            if declared.strip().isdigit():
-                refusal = PayloadTooLarge(self.limit)
-                await _send_error(send, refusal.status_code, refusal.message, refusal.headers)
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                await _send_error(send, 400, "Invalid Content-Length header", {})
+            elif int(declared) > self.limit:
+                await self._refuse(send)
             else:
-                await _send_error(send, 400, "Invalid Content-Length header", {"Connection": "close"})
+                await self.app(scope, self._bounded(receive), send)
             return
+        if "transfer-encoding" not in headers:  # no body at all
+            await self.app(scope, receive, send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._refuse(send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        scope = {**scope, "headers": [*scope["headers"], (b"content-length", str(size).encode())]}
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    def _bounded(self, receive: Receive) -> Receive:
+        """A second guard for bodies with a Content-Length (the server already holds them to it)."""
         received = 0
-        started = False
 
         async def bounded_receive() -> Message:
             nonlocal received
@@ -165,17 +199,11 @@ class BodyLimitMiddleware:
                     raise PayloadTooLarge(self.limit)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        return bounded_receive
 
-        try:
-            await self.app(scope, bounded_receive, tracking_send)
-        except PayloadTooLarge as exc:  # read outside the error mapper (e.g. by a middleware)
-            if started:
-                raise
-            await _send_error(send, exc.status_code, exc.message, exc.headers)
+    async def _refuse(self, send: Send) -> None:
+        refusal = PayloadTooLarge(self.limit)
+        await _send_error(send, refusal.status_code, refusal.message, refusal.headers)
 
 
 async def _send_error(send: Send, status: int, message: str, headers: dict[str, str]) -> None:
