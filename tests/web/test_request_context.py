@@ -117,7 +117,9 @@ async def test_the_request_after_the_limit_is_429(make_api, env):
     api = await make_api(fresh=True)
     for _ in range(5):
         assert (await api.get("/health")).status_code == 200
-    assert_error(await api.get("/health"), 429, TOO_MANY)
+    refused = await api.get("/health")
+    assert_error(refused, 429, TOO_MANY)
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
     # The budget is per client, not per route.
     assert_error(await api.get("/config"), 429, TOO_MANY)
     assert_error(await api.get("/nope"), 429, TOO_MANY)
