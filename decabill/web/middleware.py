@@ -79,6 +79,8 @@ class RequestContextMiddleware:
         request_id = headers.get("x-correlation-id") or headers.get("x-request-id") or str(uuid.uuid4())
         request_id = request_id[:128]
         method, path = scope["method"], scope["path"]
+        # The peer's address; uvicorn replaces it by X-Forwarded-For only for TRUSTED_PROXIES.
+        client_ip = (scope.get("client") or ("unknown", 0))[0]
         structlog.contextvars.bind_contextvars(request_id=request_id, method=method, path=path)
         started = time.perf_counter()
         status_holder = {"status": 500}
@@ -98,8 +100,6 @@ class RequestContextMiddleware:
             refusal = self._refusal(method, path, headers)
             if refusal is None:
                 tenant_token = set_tenant(resolve_tenant(headers.get("x-tenant"), self.settings.tenants))
-                # The peer's address; uvicorn replaces it by X-Forwarded-For only for TRUSTED_PROXIES.
-                client_ip = (scope.get("client") or ("unknown", 0))[0]
                 wait = await self.rate_limiter.retry_after(client_ip, path)
                 if wait is not None:
                     refusal = (429, "Too many requests, please try again later.",
@@ -116,6 +116,7 @@ class RequestContextMiddleware:
             log.info(
                 "request",
                 status=status_holder["status"],
+                client=client_ip,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )
             structlog.contextvars.clear_contextvars()
