@@ -1653,7 +1653,7 @@ export type ListPublicServicePlanOfferingsErrors = {
      */
     400: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -1697,7 +1697,7 @@ export type GetCheapestPublicServicePlanOfferingErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -1749,7 +1749,7 @@ export type ListServiceTypesErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -1796,7 +1796,11 @@ export type CreateServiceTypeErrors = {
      */
     409: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -1839,7 +1843,7 @@ export type GetProviderDetailsErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -1887,7 +1891,7 @@ export type GetProviderServerTypesErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -1943,7 +1947,7 @@ export type DeleteServiceTypeErrors = {
      */
     409: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -1995,7 +1999,7 @@ export type GetServiceTypeErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2047,7 +2051,11 @@ export type UpdateServiceTypeErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2103,7 +2111,7 @@ export type ListServicePlansErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2150,7 +2158,11 @@ export type CreateServicePlanErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2206,7 +2218,7 @@ export type DeleteServicePlanErrors = {
      */
     409: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2258,7 +2270,7 @@ export type GetServicePlanErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2310,7 +2322,11 @@ export type UpdateServicePlanErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2357,7 +2373,11 @@ export type CheckAvailabilityErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2404,7 +2424,11 @@ export type CheckAvailabilityAlternativesErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2451,7 +2475,11 @@ export type LoginErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2498,7 +2526,11 @@ export type RegisterErrors = {
      */
     409: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
     /**
@@ -2545,7 +2577,11 @@ export type ConfirmEmailErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2588,7 +2624,11 @@ export type RequestPasswordResetErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2631,7 +2671,11 @@ export type ResetPasswordErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2678,7 +2722,11 @@ export type ChangePasswordErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2734,7 +2782,7 @@ export type ListUsersErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2785,7 +2833,11 @@ export type CreateUserErrors = {
      */
     409: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2841,7 +2893,7 @@ export type DeleteUserErrors = {
      */
     409: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2893,7 +2945,7 @@ export type GetUserErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2949,7 +3001,11 @@ export type UpdateUserErrors = {
      */
     409: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3001,7 +3057,7 @@ export type LockUserErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3053,7 +3109,7 @@ export type UnlockUserErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3105,7 +3161,7 @@ export type ListSubscriptionsErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3152,7 +3208,11 @@ export type CreateSubscriptionErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
     /**
@@ -3208,7 +3268,7 @@ export type GetSubscriptionErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3263,7 +3323,11 @@ export type CancelSubscriptionErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3318,7 +3382,11 @@ export type ResumeSubscriptionErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3370,7 +3438,7 @@ export type ListSubscriptionItemsErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3426,7 +3494,7 @@ export type GetSubscriptionItemServerInfoErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3482,7 +3550,7 @@ export type StartSubscriptionItemServerErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3538,7 +3606,7 @@ export type StopSubscriptionItemServerErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3594,7 +3662,7 @@ export type RestartSubscriptionItemServerErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3646,7 +3714,7 @@ export type ListBackordersErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3701,7 +3769,11 @@ export type RetryBackorderErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
     /**
@@ -3760,7 +3832,11 @@ export type CancelBackorderErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
     /**
@@ -3811,7 +3887,11 @@ export type PreviewPricingErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3854,7 +3934,7 @@ export type GetCustomerProfileErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3897,7 +3977,11 @@ export type UpdateCustomerProfileErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3940,7 +4024,7 @@ export type GetInvoicesSummaryErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3983,7 +4067,7 @@ export type ListOpenOverdueInvoicesErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4035,7 +4119,7 @@ export type GetInvoiceDetailsByRefErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4087,7 +4171,7 @@ export type DownloadInvoicePdfByRefErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4139,7 +4223,7 @@ export type DownloadInvoiceVoidDocumentPdfByRefErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4191,7 +4275,7 @@ export type InitiateInvoicePaymentByRefErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
     /**
@@ -4247,7 +4331,7 @@ export type ListInvoicesErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4302,7 +4386,11 @@ export type CreateInvoiceErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4358,7 +4446,7 @@ export type GetInvoiceDetailsErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4414,7 +4502,7 @@ export type DownloadInvoicePdfErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4470,7 +4558,7 @@ export type DownloadInvoiceVoidDocumentPdfErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4526,7 +4614,7 @@ export type InitiateInvoicePaymentErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
     /**
@@ -4586,7 +4674,7 @@ export type VoidInvoiceErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4629,7 +4717,7 @@ export type StripePaymentWebhookErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4681,7 +4769,7 @@ export type GetUsageSummaryErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4728,7 +4816,11 @@ export type RecordUsageErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4771,7 +4863,7 @@ export type GetAdminBillingSummaryErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4817,7 +4909,11 @@ export type AdminBillNowErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4877,7 +4973,7 @@ export type ListAdminInvoicesErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4937,7 +5033,7 @@ export type ListAdminOpenOverdueInvoicesErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4984,7 +5080,11 @@ export type CreateManualInvoiceErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5036,7 +5136,7 @@ export type DeleteManualInvoiceErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5088,7 +5188,7 @@ export type GetAdminInvoiceDetailErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5140,7 +5240,11 @@ export type UpdateManualInvoiceErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5195,7 +5299,11 @@ export type IssueManualInvoiceErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5247,7 +5355,7 @@ export type DownloadAdminInvoicePdfErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5299,7 +5407,7 @@ export type DownloadAdminInvoiceVoidDocumentPdfErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5351,7 +5459,7 @@ export type ListAdminCustomerProfilesErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5398,7 +5506,11 @@ export type CreateAdminCustomerProfileErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5450,7 +5562,7 @@ export type DeleteAdminCustomerProfileErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5502,7 +5614,7 @@ export type GetAdminCustomerProfileErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5554,7 +5666,11 @@ export type UpdateAdminCustomerProfileErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5606,7 +5722,7 @@ export type AdminVoidInvoiceErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5661,7 +5777,11 @@ export type AdminMarkInvoicePaidErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5716,7 +5836,11 @@ export type AdminMarkInvoiceUnpaidErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5777,7 +5901,7 @@ export type ListAdminInvoiceAuditLogsErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5837,7 +5961,7 @@ export type GetAdminBillingStatisticsSummaryErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5893,7 +6017,7 @@ export type GetAdminBillingStatisticsByProductErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5950,7 +6074,7 @@ export type AdminListUserSubscriptionsErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5985,7 +6109,7 @@ export type GetConfigErrors = {
      */
     400: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -6020,7 +6144,7 @@ export type GetHealthErrors = {
      */
     400: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
     /**
@@ -6059,7 +6183,7 @@ export type GetReadinessErrors = {
      */
     400: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
     /**
