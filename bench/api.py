@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -112,7 +111,8 @@ async def seed(url: str, *, plans: int, customers: int, invoices: int, subscript
         subs.append(Subscription(tenant_id="default", number=f"SUB-{n + 1:08d}", plan_id=rng.choice(plan_rows).id,
                                  user_id=user_id, status="active", current_period_start=start,
                                  current_period_end=start + dt.timedelta(days=30), activated_at=start,
-                                 next_billing_at=start + dt.timedelta(days=30), period_price=Decimal("12.50"),
+                                 # billed ahead: the scheduler of the server under test has nothing to do
+                                 next_billing_at=now + dt.timedelta(days=rng.randint(1, 30)), period_price=Decimal("12.50"),
                                  created_at=start))
     await insert(subs)
 
@@ -127,7 +127,8 @@ async def seed(url: str, *, plans: int, customers: int, invoices: int, subscript
         invoice = Invoice(tenant_id="default", user_id=user_id, subscription_id=subscription_id, origin="billing_run",
                           invoice_number=f"INV-{issued.year}-{n + 1:06d}", status="paid" if paid else "issued",
                           subtotal_net=net, tax_total=tax, total_gross=net + tax, amount_paid=net + tax if paid else 0,
-                          balance_due=0 if paid else net + tax, issued_at=issued, due_date=(issued + dt.timedelta(days=14)).date(),
+                          balance_due=0 if paid else net + tax, issued_at=issued,
+                          due_date=(issued if paid else now).date() + dt.timedelta(days=14),
                           paid_at=issued + dt.timedelta(days=3) if paid else None, created_at=issued,
                           buyer={"company": f"Customer {n % 997} GmbH"})
         invoice_rows.append(invoice)

@@ -37,6 +37,16 @@ class _BoundServer(_Server):
         await super().serve(sockets=[self._socket])
 
 
+def _run(main) -> None:
+    """Run the process's main coroutine on uvloop (what uvicorn's `--loop auto` would pick) where installed."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard] on Linux and macOS
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
 def _load_settings() -> Settings:
     try:
         settings = get_settings()
@@ -147,17 +157,17 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
 
 def cmd_serve(args: argparse.Namespace) -> None:
     settings = _load_settings()
-    asyncio.run(_serve(settings, http=True, socket=not args.no_socket))
+    _run(_serve(settings, http=True, socket=not args.no_socket))
 
 
 def cmd_socket(_args: argparse.Namespace) -> None:
     settings = _load_settings()
-    asyncio.run(_serve(settings, http=False, socket=True, jobs=False, role="api"))
+    _run(_serve(settings, http=False, socket=True, jobs=False, role="api"))
 
 
 def cmd_worker(_args: argparse.Namespace) -> None:
     settings = _load_settings()
-    asyncio.run(_serve(settings, http=False, socket=False, role="worker"))
+    _run(_serve(settings, http=False, socket=False, role="worker"))
 
 
 def cmd_migrate(_args: argparse.Namespace) -> None:

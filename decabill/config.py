@@ -108,6 +108,8 @@ class Settings(BaseSettings):
     digitalocean_api_url: str = Field("https://api.digitalocean.com", alias="DIGITALOCEAN_API_URL")
     dynamic_providers_fail_fast_raw: str = Field("false", alias="DYNAMIC_PROVIDERS_FAIL_FAST")
     provider_cache_seconds: float = Field(60, alias="PROVIDER_CACHE_SECONDS", ge=0)
+    # Cache-Control max-age of the public catalogue's answers (0: revalidate with the ETag every time).
+    public_cache_max_age: int = Field(0, alias="PUBLIC_CACHE_MAX_AGE", ge=0, le=86400)
     provider_timeout_seconds: float = Field(30, alias="PROVIDER_TIMEOUT_SECONDS", gt=0)
     provider_max_retries: int = Field(2, alias="PROVIDER_MAX_RETRIES", ge=0, le=10)
 
