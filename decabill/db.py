@@ -84,7 +84,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def init_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def init_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20, **kwargs: Any) -> AsyncEngine:
     global _engine, _sessionmaker, _read_sessionmaker, _generation
     _generation += 1
     if url.startswith("sqlite"):
@@ -93,6 +93,11 @@ def init_engine(url: str, **kwargs: Any) -> AsyncEngine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        # Sized for a process's concurrent requests and jobs (DB_POOL_SIZE, DB_POOL_MAX_OVERFLOW): connections
+        # beyond the pool are opened and closed per checkout, which under load costs more than the query.
+        kwargs.setdefault("pool_size", pool_size)
+        kwargs.setdefault("max_overflow", max_overflow)
     # No pre-ping: it costs a round trip on every checkout (~10 % of a cheap read). A connection found dead
     # fails its statement instead; SQLAlchemy then invalidates the pool and `retried_on_lost_connection` runs
     # the read again on a fresh connection.
@@ -189,7 +194,14 @@ async def read() -> AsyncIterator[AsyncSession]:
     if _read_sessionmaker is None:
         raise RuntimeError("database engine not initialised")
     async with _read_sessionmaker() as session:
-        yield session
+        unit = _Transaction(session)
+        token = _current.set(unit)  # nested reads (`find_...` helpers) join this session
+        try:
+            yield session
+        finally:
+            _current.reset(token)
+    for callback in unit.after_commit:  # autocommit: whatever was registered is already durable
+        await callback()
 
 
 def commit_on_error() -> None:

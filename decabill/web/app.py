@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         try:
             db.get_engine()
         except RuntimeError:
-            db.init_engine(settings.database_url)
+            db.init_engine(settings.database_url, **settings.database_pool)
             owns_engine = True
         yield
         if owns_engine:
