@@ -81,8 +81,13 @@ async def _run_servers(servers: list) -> None:
         await stopping.wait()
 
 
-def _uvicorn_config(app, host: str, port: int) -> uvicorn.Config:
-    return uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+def _uvicorn_config(app, host: str | None, port: int | None, trusted_proxies: list[str], **listener) -> uvicorn.Config:
+    # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise; that let anyone on the host (or
+    # behind a proxy that does not set the header) choose their address for the rate limiter.
+    if host is not None:
+        listener.update(host=host, port=port)
+    return uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", **listener,
+                          proxy_headers=bool(trusted_proxies), forwarded_allow_ips=trusted_proxies or None)
 
 
 def _http_socket(host: str, port: int) -> socket_module.socket:
@@ -193,16 +198,18 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
 
         app = create_app(settings)
         if http_fd is not None:
-            servers.append(_Server(uvicorn.Config(app, fd=http_fd, log_config=None, access_log=False, lifespan="on")))
+            servers.append(_Server(_uvicorn_config(app, None, None, settings.trusted_proxies, fd=http_fd)))
         elif http_socket is not None:
-            servers.append(_BoundServer(_uvicorn_config(app, settings.host, settings.port), http_socket))
+            config = _uvicorn_config(app, settings.host, settings.port, settings.trusted_proxies)
+            servers.append(_BoundServer(config, http_socket))
         else:
-            servers.append(_Server(_uvicorn_config(app, settings.host, settings.port)))
+            servers.append(_Server(_uvicorn_config(app, settings.host, settings.port, settings.trusted_proxies)))
     http_workers = _HttpWorkers(extra_workers, http_socket) if http_socket is not None else None
     if socket and settings.websocket_port:
         from decabill.realtime.server import create_socket_app
 
-        servers.append(_Server(_uvicorn_config(create_socket_app(settings), settings.host, settings.websocket_port)))
+        servers.append(_Server(_uvicorn_config(create_socket_app(settings), settings.host, settings.websocket_port,
+                                                       settings.trusted_proxies)))
     runtime = JobRuntime(settings, role) if jobs else None
     log.info(
         "decabill.starting",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -69,6 +70,18 @@ class Settings(BaseSettings):
     rate_limit_limit: int = Field(100, alias="RATE_LIMIT_LIMIT", ge=1)
     # Stricter budget for credential endpoints (login, register, password reset, confirm).
     rate_limit_auth_limit: int = Field(10, alias="RATE_LIMIT_AUTH_LIMIT", ge=1)
+    # Request bodies are refused with 413 beyond this size, counted while they are read (before parsing).
+    max_request_body_bytes: int = Field(1024 * 1024, alias="MAX_REQUEST_BODY_BYTES", ge=1024)
+    # A usage record's free-form payload is stored as sent: its own, smaller bound (JSON text, in bytes).
+    usage_payload_max_bytes: int = Field(64 * 1024, alias="USAGE_PAYLOAD_MAX_BYTES", ge=256)
+    # Addresses (IPs or CIDR networks) of reverse proxies whose X-Forwarded-For / -Proto are believed.
+    trusted_proxies_raw: str | None = Field(None, alias="TRUSTED_PROXIES")
+    # Per-account sign-in throttling: after this many failures each further attempt must wait, the wait
+    # doubling from the base up to the maximum; failures are forgotten after the reset period without one.
+    login_throttle_free_attempts: int = Field(5, alias="LOGIN_THROTTLE_FREE_ATTEMPTS", ge=1)
+    login_throttle_base_delay_seconds: float = Field(1, alias="LOGIN_THROTTLE_BASE_DELAY_SECONDS", gt=0)
+    login_throttle_max_delay_seconds: float = Field(900, alias="LOGIN_THROTTLE_MAX_DELAY_SECONDS", gt=0)
+    login_throttle_reset_seconds: int = Field(3600, alias="LOGIN_THROTTLE_RESET_SECONDS", ge=1)
 
     # --- secrets at rest ---------------------------------------------------------------------
     encryption_key: str | None = Field(None, alias="ENCRYPTION_KEY")
@@ -168,6 +181,8 @@ class Settings(BaseSettings):
     # --- payments (decabill/payments) -----------------------------------------------------------
     stripe_secret_key: str | None = Field(None, alias="STRIPE_SECRET_KEY")
     stripe_webhook_secret: str | None = Field(None, alias="STRIPE_WEBHOOK_SECRET")
+    # A webhook signature's timestamp may differ from our clock by at most this much, in either direction.
+    stripe_webhook_tolerance_seconds: int = Field(300, alias="STRIPE_WEBHOOK_TOLERANCE_SECONDS", ge=1)
     stripe_api_base: str | None = Field(None, alias="STRIPE_API_BASE")
     stripe_max_network_retries: int = Field(2, alias="STRIPE_MAX_NETWORK_RETRIES", ge=0, le=10)
     stripe_timeout_seconds: float = Field(30, alias="STRIPE_TIMEOUT_SECONDS", gt=0)
@@ -298,6 +313,11 @@ class Settings(BaseSettings):
                 raise ValueError("ENCRYPTION_KEY must decode to 32 bytes (AES-256).")
         elif self.is_production:
             raise ValueError("ENCRYPTION_KEY must be set in production (base64 of 32 random bytes).")
+        for proxy in (p for p in self.trusted_proxies if p != "*"):
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"TRUSTED_PROXIES: {proxy!r} is not an IP address or network") from None
         if self.authentication_method == "keycloak" and not (self.keycloak_server_url and self.keycloak_realm):
             raise ValueError("KEYCLOAK_SERVER_URL and KEYCLOAK_REALM must be set when AUTHENTICATION_METHOD=keycloak")
         return self
@@ -341,6 +361,10 @@ class Settings(BaseSettings):
     @property
     def origin_allowlist_enforced(self) -> bool:
         return self.is_production or bool(_split_csv(self.cors_origin_raw))
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        return _split_csv(self.trusted_proxies_raw)
 
     @property
     def rate_limit_enabled(self) -> bool:

@@ -3,6 +3,7 @@ contract's `ErrorResponse` body `{statusCode, message, error}` in one handler (d
 
 from __future__ import annotations
 
+import math
 import uuid
 from http import HTTPStatus
 
@@ -15,6 +16,11 @@ class DecabillError(Exception):
     def __init__(self, message: str | None = None):
         self.message = message or self.status.phrase
         super().__init__(self.message)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers the error's status needs (e.g. Retry-After of a 429)."""
+        return {}
 
     # Connexion's security layer ranks failures by these attribute names.
     @property
@@ -51,8 +57,28 @@ class StillReferenced(Conflict):
         super().__init__(f"{what} with ID {record_id} is still used by {listed}; {hint}")
 
 
+class PayloadTooLarge(DecabillError):
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Request body is larger than {limit} bytes")
+
+
 class TooManyRequests(DecabillError):
     status = HTTPStatus.TOO_MANY_REQUESTS
+
+    def __init__(self, message: str | None = None, retry_after: float = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": retry_after_header(self.retry_after)}
+
+
+def retry_after_header(seconds: float) -> str:
+    """Whole seconds, rounded up (a client that waits exactly this long is let through)."""
+    return str(max(1, math.ceil(seconds)))
 
 
 class ServiceUnavailable(DecabillError):

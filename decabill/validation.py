@@ -56,6 +56,20 @@ def json_value(value: Any, label: str, _depth: int = 0) -> Any:
     return value
 
 
+def json_depth(value: Any) -> int:
+    """How deeply arrays and objects nest (a scalar: 0), walked without recursion."""
+    deepest, pending = 0, [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        deepest = max(deepest, depth + 1)
+        pending.extend((child, depth + 1) for child in item)
+    return deepest
+
+
 def decimal_string(value: str, label: str, *, limit: Decimal = PRICE_LIMIT) -> Decimal:
     """`"4.50"` → Decimal("4.5000"): a plain non-negative number with at most 4 decimal places."""
     raw = value.strip()

@@ -31,6 +31,9 @@ class User(Timestamped, table=True):
     password_reset_failed_attempts: int = Field(default=0)
     keycloak_sub: str | None = Field(default=None, max_length=255)
     billing_day_of_month: int | None = Field(default=None)
+    # Carried in every users-mode token; raised when the password, the lock or the role changes, which ends
+    # every token issued before (decabill/identity/credentials.py).
+    credential_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
     @property
     def is_admin(self) -> bool:

@@ -19,6 +19,7 @@ from sqlmodel import SQLModel
 
 from decabill import db
 from decabill.config import get_settings, reset_settings_cache
+from decabill.identity.throttle import forget_in_process_counters
 from tests.fakes.smtp import SmtpSink
 
 BACKENDS = [b.strip() for b in os.environ.get("DECABILL_TEST_BACKENDS", "sqlite,postgresql").split(",") if b.strip()]
@@ -145,6 +146,7 @@ def env(monkeypatch, smtp_sink):
 
     for key in CLEARED_ENV:
         monkeypatch.delenv(key, raising=False)
+    forget_in_process_counters()  # sign-in failures of an earlier test must not throttle this one
     environment = Env()
     environment.update(**BASE_ENV, SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp_sink.port))
     yield environment

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -28,10 +29,25 @@ def port_is_open(port: int) -> bool:
     return False
 
 
+@dataclass
+class Served:
+    """A running `decabill serve`: its API's base URL and its process (for /proc readings)."""
+
+    base: str
+    process: subprocess.Popen
+
+
 @contextlib.contextmanager
 def decabill_serve(env: dict[str, str], cwd: Path, log_path: Path, timeout: float = 30) -> Iterator[str]:
     """`decabill serve --no-socket` on a free port of 127.0.0.1; yields the API's base URL once
     /health answers, stops it with SIGTERM afterwards."""
+    with decabill_server(env, cwd, log_path, timeout) as served:
+        yield served.base
+
+
+@contextlib.contextmanager
+def decabill_server(env: dict[str, str], cwd: Path, log_path: Path, timeout: float = 30) -> Iterator[Served]:
+    """`decabill_serve`, yielding the process too."""
     port = free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen([DECABILL, "serve", "--no-socket"], env={**env, "HOST": "127.0.0.1", "PORT": str(port)},
@@ -46,7 +62,7 @@ def decabill_serve(env: dict[str, str], cwd: Path, log_path: Path, timeout: floa
                         break
                 assert time.monotonic() < deadline, f"decabill serve did not answer within {timeout} s"
                 time.sleep(0.1)
-            yield base
+            yield Served(base, process)
         finally:
             process.send_signal(signal.SIGTERM)
             try:

@@ -15,9 +15,9 @@ import jwt
 from decabill import db
 from decabill.config import get_settings
 from decabill.errors import Forbidden, Unauthorized
-from decabill.identity.credentials import decode_token
+from decabill.identity.credentials import CREDENTIAL_VERSION_CLAIM, decode_token
 from decabill.identity.keycloak import authenticate_keycloak
-from decabill.identity.principal import Principal, ensure_usable
+from decabill.identity.principal import SESSION_INVALID, Principal, ensure_usable
 from decabill.identity.repository import UserRepository
 from decabill.tenancy import current_tenant
 
@@ -68,6 +68,7 @@ async def _authenticate_users_jwt(authorization: str | None) -> Principal:
     try:
         claims = decode_token(token)
         user_id = uuid.UUID(str(claims["sub"]))
+        credential_version = claims[CREDENTIAL_VERSION_CLAIM]
     except (jwt.PyJWTError, ValueError, KeyError):
         raise Unauthorized("Invalid or expired token") from None
     async with db.read() as session:
@@ -75,6 +76,9 @@ async def _authenticate_users_jwt(authorization: str | None) -> Principal:
         user = await UserRepository(session).get_in_any_tenant(user_id)
     ensure_usable(user)
     assert user is not None
-    roles = claims.get("roles")
-    role = "admin" if isinstance(roles, list) and "admin" in roles else "user"
-    return Principal(tenant=user.tenant_id, role=role, method="users", user_id=user.id, email=user.email)
+    if credential_version != user.credential_version:
+        # Issued before the password, the lock or the role changed: the token died with that change.
+        raise Unauthorized(SESSION_INVALID)
+    # The role is the account's (the token's `roles` claim is only informative for clients): equal as long as
+    # the credential version is, and a role change has moved the version on.
+    return Principal(tenant=user.tenant_id, role=user.role, method="users", user_id=user.id, email=user.email)

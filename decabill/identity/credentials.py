@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import secrets
 import string
 import uuid
@@ -16,6 +17,8 @@ from decabill.config import get_settings
 CODE_ALPHABET = string.ascii_uppercase + string.digits
 CODE_LENGTH = 6
 JWT_ALGORITHM = "HS256"
+# The user's credential version when the token was issued (models/identity.py User.credential_version).
+CREDENTIAL_VERSION_CLAIM = "cv"
 
 
 def new_code() -> str:
@@ -39,7 +42,22 @@ async def verify_secret(secret: str, hashed: str | None) -> bool:
         return False
 
 
-def issue_token(user_id: uuid.UUID, email: str, role: str, tenant: str) -> str:
+@functools.cache
+def _stand_in_hash(rounds: int) -> bytes:
+    return bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds))
+
+
+async def verify_password(password: str, hashed: str | None) -> bool:
+    """Checks a sign-in password with the same bcrypt work whether or not there is a hash to check it
+    against (an unknown email, an account without password): the answer's timing tells nothing."""
+    if hashed:
+        return await verify_secret(password, hashed)
+    stand_in = _stand_in_hash(get_settings().password_hash_rounds)
+    await asyncio.to_thread(bcrypt.checkpw, password.encode(), stand_in)
+    return False
+
+
+def issue_token(user_id: uuid.UUID, email: str, role: str, tenant: str, credential_version: int) -> str:
     settings = get_settings()
     now = dt.datetime.now(dt.timezone.utc)
     claims = {
@@ -47,6 +65,7 @@ def issue_token(user_id: uuid.UUID, email: str, role: str, tenant: str) -> str:
         "email": email,
         "roles": [role],
         "tenant": tenant,
+        CREDENTIAL_VERSION_CLAIM: credential_version,
         "iat": int(now.timestamp()),
         "exp": int((now + dt.timedelta(days=settings.jwt_expiry_days)).timestamp()),
     }
@@ -60,5 +79,5 @@ def decode_token(token: str) -> dict:
         token,
         secret,
         algorithms=[JWT_ALGORITHM],
-        options={"require": ["sub", "exp", "iat"]},
+        options={"require": ["sub", "exp", "iat", CREDENTIAL_VERSION_CLAIM]},
     )

@@ -11,17 +11,22 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
+import structlog
 from email_validator import EmailNotValidError, validate_email
+
 from decabill import db
 from decabill.config import get_settings
 from decabill.email import Mail, send_after_commit
-from decabill.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, Unauthorized
-from decabill.identity.credentials import hash_secret, issue_token, new_code, verify_secret
+from decabill.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, TooManyRequests, Unauthorized
+from decabill.identity.credentials import hash_secret, issue_token, new_code, verify_password, verify_secret
 from decabill.identity.keycloak import fetch_key_set as fetch_key_set  # for `decabill doctor`
 from decabill.identity.principal import LOCKED_MESSAGE, Principal
 from decabill.identity.repository import UserRepository
+from decabill.identity.throttle import login_throttle
 from decabill.tenancy import current_tenant
 from models.identity import User
+
+log = structlog.get_logger("decabill.identity")
 
 RESET_CODE_TTL = dt.timedelta(hours=1)
 MAX_RESET_ATTEMPTS = 5
@@ -135,11 +140,23 @@ async def register(email: str, password: str) -> tuple[User, str]:
 
 
 async def login(email: str, password: str) -> LoginResult:
+    """Constant work whatever the email (a stand-in hash for unknown ones), and the per-account throttle
+    (decabill/identity/throttle.py) in front of the password check."""
     _require_mode("users")
     email = email.strip().lower()
+    throttle = login_throttle(get_settings())
+    account = throttle.account(current_tenant(), email)
+    wait = await throttle.wait_before(account)
+    if wait > 0:
+        log.warning("auth.login_throttled", retry_after=round(wait, 1))
+        raise TooManyRequests("Too many failed sign-in attempts for this account, please try again later.",
+                              retry_after=wait)
     async with db.transaction() as session:
         user = await UserRepository(session).get_by_email(email)
-    if user is None:
+    password_ok = await verify_password(password, user.password_hash if user is not None else None)
+    if user is None or (user.password_hash and not password_ok):
+        await throttle.failed(account)
+        log.info("auth.login_failed", known_account=user is not None)
         raise Unauthorized(INVALID_CREDENTIALS)
     if user.email_confirmed_at is None:
         raise Unauthorized("Email not confirmed. Please confirm your email before logging in.")
@@ -147,9 +164,8 @@ async def login(email: str, password: str) -> LoginResult:
         raise Unauthorized(LOCKED_MESSAGE)
     if not user.password_hash:
         raise Unauthorized("This account uses external authentication (Keycloak).")
-    if not await verify_secret(password, user.password_hash):
-        raise Unauthorized(INVALID_CREDENTIALS)
-    return LoginResult(issue_token(user.id, user.email, user.role, user.tenant_id), user)
+    await throttle.succeeded(account)
+    return LoginResult(issue_token(user.id, user.email, user.role, user.tenant_id, user.credential_version), user)
 
 
 async def confirm_email(email: str, code: str) -> str:
@@ -208,6 +224,7 @@ async def reset_password(email: str, code: str, new_password: str) -> str:
             db.commit_on_error()
             raise BadRequest(INVALID_RESET)
         user.password_hash = await hash_secret(new_password)
+        user.credential_version += 1
         user.password_reset_token = None
         user.password_reset_token_expires_at = None
         user.password_reset_failed_attempts = 0
@@ -228,6 +245,7 @@ async def change_password(principal: Principal, current: str, new: str, confirma
         if not await verify_secret(current, user.password_hash):
             raise Unauthorized("Current password is incorrect")
         user.password_hash = await hash_secret(new)
+        user.credential_version += 1
         user.touch()
     return "Password changed successfully."
 
@@ -282,8 +300,10 @@ async def update_user(
             send_after_commit(_confirmation_mail(new_email, code))
         if password is not None:
             user.password_hash = await hash_secret(password)
-        if role is not None:
+            user.credential_version += 1
+        if role is not None and role != user.role:
             user.role = role
+            user.credential_version += 1
         user.touch()
     return user
 
@@ -320,6 +340,8 @@ async def set_locked(principal: Principal, user_id: uuid.UUID, locked: bool) -> 
         raise BadRequest(f"You cannot {verb} your own account")
     async with db.transaction() as session:
         user = await _get_in_tenant(UserRepository(session), user_id, lock=True)
+        if locked and user.locked_at is None:
+            user.credential_version += 1  # unlocking does not bring the tokens of before the lock back
         user.locked_at = db.utcnow() if locked else None
         user.touch()
     return user

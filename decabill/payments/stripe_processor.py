@@ -11,7 +11,7 @@
   that is not open any more; the session is then retrieved to tell `expired` (done) from `complete` (paid
   first: the webhook reports it). A session unknown to the key (404) cannot be closed with it.
 * Webhooks: `stripe.WebhookSignature.verify_header` on the raw body with STRIPE_WEBHOOK_SECRET and a
-  300 s tolerance (several `v1` signatures are accepted while a secret rolls over); only then is the body
+  tolerance of STRIPE_WEBHOOK_TOLERANCE_SECONDS (300) in both directions (several `v1` signatures are accepted while a secret rolls over); only then is the body
   parsed, as plain JSON (a `StripeObject` is not a dict in stripe 16).
 """
 
@@ -21,6 +21,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
+import time
 from typing import Any
 
 import stripe
@@ -48,8 +49,6 @@ from decabill.payments.errors import (
 )
 
 log = structlog.get_logger("decabill.payments")
-
-WEBHOOK_TOLERANCE_SECONDS = 300
 
 # checkout.session.* events and what they mean for the payment.
 CHECKOUT_COMPLETED = "checkout.session.completed"
@@ -81,6 +80,7 @@ class StripeProcessor(PaymentProcessor):
     def __init__(self, settings: Settings) -> None:
         self._secret_key = settings.stripe_secret_key
         self._webhook_secret = settings.stripe_webhook_secret
+        self._webhook_tolerance = settings.stripe_webhook_tolerance_seconds
         self._api_base = settings.stripe_api_base.rstrip("/") if settings.stripe_api_base else None
         self._max_network_retries = settings.stripe_max_network_retries
         self._timeout = settings.stripe_timeout_seconds
@@ -208,20 +208,33 @@ class StripeProcessor(PaymentProcessor):
             raise InvalidWebhook("STRIPE_WEBHOOK_SECRET is not set")
         try:
             stripe.WebhookSignature.verify_header(payload, signature, self._webhook_secret,
-                                                  tolerance=WEBHOOK_TOLERANCE_SECONDS)
+                                                  tolerance=self._webhook_tolerance)
+            # The library refuses only timestamps too far in the past; a signature dated in the future is
+            # as suspect (a captured delivery replayed later, or a clock that cannot be trusted).
+            if _signed_at(signature or "") > time.time() + self._webhook_tolerance:
+                raise stripe.SignatureVerificationError("Timestamp outside the tolerance zone", signature)
         except stripe.SignatureVerificationError as exc:
             raise InvalidWebhook(f"Invalid webhook signature: {exc.user_message or exc}") from None
         except (UnicodeDecodeError, ValueError, TypeError, IndexError) as exc:
             raise InvalidWebhook(f"Invalid webhook signature: {type(exc).__name__}") from None
         try:
             event = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise InvalidWebhook("Webhook body is not JSON") from None
         if not (isinstance(event, dict) and _text(event.get("id")) and _text(event.get("type"))):
             raise InvalidWebhook("Webhook body is not a Stripe event")
         data = event.get("data") if isinstance(event.get("data"), dict) else {}
         return WebhookEvent(event_id=event["id"], type=event["type"], payload_hash=hashlib.sha256(payload).hexdigest(),
                             update=_payment_update(event["type"], data), data=data)
+
+
+def _signed_at(signature: str) -> int:
+    """The `t=` of a Stripe-Signature header (verify_header has already checked it is there)."""
+    for part in signature.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t":
+            return int(value)
+    raise ValueError("no timestamp")
 
 
 def _text(value: Any) -> str | None:

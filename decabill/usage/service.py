@@ -8,7 +8,7 @@
   Records costing nothing (or a negative amount) are kept as information and never billed.
 * Beyond the reference: `periodEnd` may not be before `periodStart` (an e-invoice's service period must
   not end before it starts, EN 16931 BR-29), the payload must be JSON every backend stores (no NUL
-  characters), and a cost must stay within ±10^10.
+  characters, at most USAGE_PAYLOAD_MAX_BYTES as compact JSON), and a cost must stay within ±10^10.
 * `usage_summary` returns the newest record (the reference's "summary"), or epoch timestamps and an empty
   payload when there is none.
 """
@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import uuid
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from decabill import db
+from decabill.config import get_settings
 from decabill.validation import NUMERIC_STRING, json_value
 from decabill.errors import BadRequest
 from decabill.identity.principal import Principal
@@ -93,6 +95,9 @@ async def record_usage(principal: Principal, subscription_id: uuid.UUID, period_
         json_value(payload, "usagePayload")
     except BadRequest as exc:
         problems.append(exc.message)
+    limit = get_settings().usage_payload_max_bytes
+    if len(json.dumps(payload, separators=(",", ":")).encode()) > limit:
+        problems.append(f"usagePayload must be at most {limit} bytes as JSON")
     if problems:
         raise BadRequest("; ".join(problems))
     amount = usage_cost(payload)

@@ -13,7 +13,7 @@ from decabill.config import Settings, get_settings
 from decabill.web import observability as observability_http
 from decabill.web import errors
 from decabill.web.docs import middlewares, swagger_ui_options
-from decabill.web.middleware import RequestContextMiddleware
+from decabill.web.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from decabill.web.security import SECURITY_MAP
 from decabill.web.validation import VALIDATOR_MAP
 from handlers import AreaResolver
@@ -63,4 +63,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     )
     # Added after CORS so it sits inside it: its own refusals (400 tenant, 403 origin, 429) carry CORS headers.
     app.add_middleware(RequestContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, settings=settings)
+    # Inside the request context (rate limited first, its 413 carries the correlation id); outside the error
+    # mapper, which answers the 413 raised while the validator reads an oversize chunked body.
+    app.add_middleware(BodyLimitMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, settings=settings)
     return app

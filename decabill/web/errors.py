@@ -29,7 +29,7 @@ def _response(status: int, message: str, headers: dict | None = None) -> Connexi
 
 
 def domain_error(_request: ConnexionRequest, exc: DecabillError) -> ConnexionResponse:
-    return _response(exc.status_code, exc.message)
+    return _response(exc.status_code, exc.message, exc.headers)
 
 
 def problem(_request: ConnexionRequest, exc: ProblemException) -> ConnexionResponse:

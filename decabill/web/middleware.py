@@ -1,6 +1,6 @@
-"""One ASGI middleware for what every request needs before routing: a request id, the tenant,
-the origin allowlist and rate limiting (behavior.md part A §1.2, §1.3, §3.1). It answers its own
-refusals with the contract's ErrorResponse body."""
+"""The ASGI middlewares for what every request needs before routing: a request id, the tenant, the origin
+allowlist and rate limiting (behavior.md part A §1.2, §1.3, §3.1), and the bound on request bodies. They
+answer their own refusals with the contract's ErrorResponse body."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from decabill.config import Settings
-from decabill.errors import DecabillError, error_body
+from decabill.errors import DecabillError, PayloadTooLarge, error_body, retry_after_header
 from decabill.tenancy import reset_tenant, resolve_tenant, set_tenant
 from decabill.web.routes import allow_header, allowed_methods, is_concrete
 
@@ -50,14 +50,18 @@ class RateLimiter:
         self._general = RateLimitItemPerSecond(settings.rate_limit_limit, settings.rate_limit_ttl)
         self._credentials = RateLimitItemPerSecond(settings.rate_limit_auth_limit, settings.rate_limit_ttl)
 
-    async def allow(self, client_ip: str, path: str) -> bool:
+    async def retry_after(self, client_ip: str, path: str) -> float | None:
+        """None when the request may pass, else the seconds until the exhausted budget has room again."""
         if not self.enabled:
-            return True
-        if not await self._limiter.hit(self._general, "all", client_ip):
-            return False
+            return None
+        budgets = [(self._general, "all")]
         if path in CREDENTIAL_PATHS:
-            return await self._limiter.hit(self._credentials, "credentials", client_ip)
-        return True
+            budgets.append((self._credentials, "credentials"))
+        for item, name in budgets:
+            if not await self._limiter.hit(item, name, client_ip):
+                stats = await self._limiter.get_window_stats(item, name, client_ip)
+                return max(stats.reset_time - time.time(), 1)
+        return None
 
 
 class RequestContextMiddleware:
@@ -75,6 +79,8 @@ class RequestContextMiddleware:
         request_id = headers.get("x-correlation-id") or headers.get("x-request-id") or str(uuid.uuid4())
         request_id = request_id[:128]
         method, path = scope["method"], scope["path"]
+        # The peer's address; uvicorn replaces it by X-Forwarded-For only for TRUSTED_PROXIES.
+        client_ip = (scope.get("client") or ("unknown", 0))[0]
         structlog.contextvars.bind_contextvars(request_id=request_id, method=method, path=path)
         started = time.perf_counter()
         status_holder = {"status": 500}
@@ -82,7 +88,11 @@ class RequestContextMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
-                MutableHeaders(scope=message)["X-Correlation-Id"] = request_id
+                response_headers = MutableHeaders(scope=message)
+                response_headers["X-Correlation-Id"] = request_id
+                if message["status"] == 429 and "retry-after" not in response_headers:
+                    # Every 429 says when to come back; a refusal that did not know says "one window".
+                    response_headers["Retry-After"] = retry_after_header(self.settings.rate_limit_ttl)
             await send(message)
 
         tenant_token = None
@@ -90,21 +100,23 @@ class RequestContextMiddleware:
             refusal = self._refusal(method, path, headers)
             if refusal is None:
                 tenant_token = set_tenant(resolve_tenant(headers.get("x-tenant"), self.settings.tenants))
-                client_ip = (scope.get("client") or ("unknown", 0))[0]
-                if not await self.rate_limiter.allow(client_ip, path):
-                    refusal = (429, "Too many requests, please try again later.", {})
+                wait = await self.rate_limiter.retry_after(client_ip, path)
+                if wait is not None:
+                    refusal = (429, "Too many requests, please try again later.",
+                               {"Retry-After": retry_after_header(wait)})
             if refusal is not None:
                 await _send_error(send_with_id, *refusal)
             else:
                 await self.app(scope, receive, send_with_id)
         except DecabillError as exc:  # invalid tenant
-            await _send_error(send_with_id, exc.status_code, exc.message, {})
+            await _send_error(send_with_id, exc.status_code, exc.message, exc.headers)
         finally:
             if tenant_token is not None:
                 reset_tenant(tenant_token)
             log.info(
                 "request",
                 status=status_holder["status"],
+                client=client_ip,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )
             structlog.contextvars.clear_contextvars()
@@ -119,6 +131,80 @@ class RequestContextMiddleware:
             if "*" not in self.allowed_origins and origin.strip().lower() not in self.allowed_origins:
                 return 403, "Origin not allowed", {}
         return None
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies beyond MAX_REQUEST_BODY_BYTES with 413 while they are read, before anything
+    parses them: at once when Content-Length announces more; for a chunked upload (no length) as soon as
+    the bytes received exceed the limit. A chunked body within the limit is handed on with its length (the
+    spec validator treats a body without Content-Length as missing). Nothing beyond the limit is ever
+    buffered, so many concurrent oversize uploads cost no memory: the server discards the rest of the upload
+    as it arrives. (The connection is not closed at once: a close with unread data sends a TCP reset, which
+    makes the client lose the 413 it has not read yet.)"""
+
+    def __init__(self, app: ASGIApp, settings: Settings):
+        self.app = app
+        self.limit = settings.max_request_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                await _send_error(send, 400, "Invalid Content-Length header", {})
+            elif int(declared) > self.limit:
+                await self._refuse(send)
+            else:
+                await self.app(scope, self._bounded(receive), send)
+            return
+        if "transfer-encoding" not in headers:  # no body at all
+            await self.app(scope, receive, send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._refuse(send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        scope = {**scope, "headers": [*scope["headers"], (b"content-length", str(size).encode())]}
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    def _bounded(self, receive: Receive) -> Receive:
+        """A second guard for bodies with a Content-Length (the server already holds them to it)."""
+        received = 0
+
+        async def bounded_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise PayloadTooLarge(self.limit)
+            return message
+
+        return bounded_receive
+
+    async def _refuse(self, send: Send) -> None:
+        refusal = PayloadTooLarge(self.limit)
+        await _send_error(send, refusal.status_code, refusal.message, refusal.headers)
 
 
 async def _send_error(send: Send, status: int, message: str, headers: dict[str, str]) -> None:

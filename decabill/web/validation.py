@@ -4,7 +4,10 @@
 * a body that is not UTF-8 raised UnicodeDecodeError → 500 instead of 400;
 * an optional request body sent as JSON `null` was answered 400 "Request body must not be empty";
 * a bad path/query parameter was answered with jsonschema's multi-line dump of the schema; ours says
-  what the reference says (behavior.md part A §1.6) in one line.
+  what the reference says (behavior.md part A §1.6) in one line;
+* a deeply nested body raised RecursionError in the JSON parser (→ 500): nesting beyond
+  `decabill.validation.MAX_JSON_DEPTH` is a 400 before any schema or handler sees it;
+* a parameter with a control character (a NUL in `?search=`) reached SQL, which PostgreSQL refuses (→ 500).
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ from connexion.validators import JSONRequestBodyValidator, ParameterValidator
 from jsonschema import Draft4Validator
 from jsonschema.exceptions import best_match
 
+from decabill.validation import MAX_JSON_DEPTH, json_depth
+
+TOO_DEEP = f"Request body is nested more than {MAX_JSON_DEPTH} levels deep"
+# C0 controls and DEL: no parameter of the contract means one; NUL is refused by PostgreSQL outright.
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 UUID_PATTERN = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -28,9 +36,14 @@ def _is_uuid(value: object) -> bool:
 class JSONBodyValidator(JSONRequestBodyValidator):
     async def _parse(self, stream: t.AsyncGenerator[bytes, None], scope) -> t.Any:
         try:
-            return await super()._parse(stream, scope)
+            body = await super()._parse(stream, scope)
         except UnicodeDecodeError:
             raise BadRequestProblem(detail="Request body is not valid UTF-8") from None
+        except RecursionError:
+            raise BadRequestProblem(detail=TOO_DEEP) from None
+        if json_depth(body) > MAX_JSON_DEPTH:
+            raise BadRequestProblem(detail=TOO_DEEP)
+        return body
 
     def _validate(self, body: t.Any) -> t.Optional[dict]:
         if body is None and not self._required:
@@ -41,6 +54,9 @@ class JSONBodyValidator(JSONRequestBodyValidator):
 class ClearParameterValidator(ParameterValidator):
     @staticmethod
     def validate_parameter(parameter_type, value, param, param_name=None):
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(item, str) and CONTROL_CHARACTER.search(item) for item in texts):
+            return f"{param['name']} must not contain control characters"
         error = ParameterValidator.validate_parameter(parameter_type, value, param, param_name)
         if error is None or value is None:  # valid, or "Missing ... parameter" (already one line)
             return error

@@ -1662,7 +1662,7 @@ export type ListPublicServicePlanOfferingsErrors = {
      */
     400: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -1710,7 +1710,7 @@ export type GetCheapestPublicServicePlanOfferingErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -1762,7 +1762,7 @@ export type ListServiceTypesErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -1809,7 +1809,11 @@ export type CreateServiceTypeErrors = {
      */
     409: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -1852,7 +1856,7 @@ export type GetProviderDetailsErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -1900,7 +1904,7 @@ export type GetProviderServerTypesErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -1956,7 +1960,7 @@ export type DeleteServiceTypeErrors = {
      */
     409: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2008,7 +2012,7 @@ export type GetServiceTypeErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2060,7 +2064,11 @@ export type UpdateServiceTypeErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2116,7 +2124,7 @@ export type ListServicePlansErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2163,7 +2171,11 @@ export type CreateServicePlanErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2219,7 +2231,7 @@ export type DeleteServicePlanErrors = {
      */
     409: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2271,7 +2283,7 @@ export type GetServicePlanErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2323,7 +2335,11 @@ export type UpdateServicePlanErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2370,7 +2386,11 @@ export type CheckAvailabilityErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2417,7 +2437,11 @@ export type CheckAvailabilityAlternativesErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2464,7 +2488,11 @@ export type LoginErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2511,7 +2539,11 @@ export type RegisterErrors = {
      */
     409: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
     /**
@@ -2558,7 +2590,11 @@ export type ConfirmEmailErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2601,7 +2637,11 @@ export type RequestPasswordResetErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2644,7 +2684,11 @@ export type ResetPasswordErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2691,7 +2735,11 @@ export type ChangePasswordErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2747,7 +2795,7 @@ export type ListUsersErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2798,7 +2846,11 @@ export type CreateUserErrors = {
      */
     409: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2854,7 +2906,7 @@ export type DeleteUserErrors = {
      */
     409: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2906,7 +2958,7 @@ export type GetUserErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -2962,7 +3014,11 @@ export type UpdateUserErrors = {
      */
     409: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3014,7 +3070,7 @@ export type LockUserErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3066,7 +3122,7 @@ export type UnlockUserErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3118,7 +3174,7 @@ export type ListSubscriptionsErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3165,7 +3221,11 @@ export type CreateSubscriptionErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
     /**
@@ -3221,7 +3281,7 @@ export type GetSubscriptionErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3276,7 +3336,11 @@ export type CancelSubscriptionErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3331,7 +3395,11 @@ export type ResumeSubscriptionErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3383,7 +3451,7 @@ export type ListSubscriptionItemsErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3439,7 +3507,7 @@ export type GetSubscriptionItemServerInfoErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3495,7 +3563,7 @@ export type StartSubscriptionItemServerErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3551,7 +3619,7 @@ export type StopSubscriptionItemServerErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3607,7 +3675,7 @@ export type RestartSubscriptionItemServerErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3659,7 +3727,7 @@ export type ListBackordersErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3714,7 +3782,11 @@ export type RetryBackorderErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
     /**
@@ -3773,7 +3845,11 @@ export type CancelBackorderErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
     /**
@@ -3824,7 +3900,11 @@ export type PreviewPricingErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3867,7 +3947,7 @@ export type GetCustomerProfileErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3910,7 +3990,11 @@ export type UpdateCustomerProfileErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3953,7 +4037,7 @@ export type GetInvoicesSummaryErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -3996,7 +4080,7 @@ export type ListOpenOverdueInvoicesErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4048,7 +4132,7 @@ export type GetInvoiceDetailsByRefErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4100,7 +4184,7 @@ export type DownloadInvoicePdfByRefErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4152,7 +4236,7 @@ export type DownloadInvoiceVoidDocumentPdfByRefErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4204,7 +4288,7 @@ export type InitiateInvoicePaymentByRefErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
     /**
@@ -4260,7 +4344,7 @@ export type ListInvoicesErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4315,7 +4399,11 @@ export type CreateInvoiceErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4371,7 +4459,7 @@ export type GetInvoiceDetailsErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4427,7 +4515,7 @@ export type DownloadInvoicePdfErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4483,7 +4571,7 @@ export type DownloadInvoiceVoidDocumentPdfErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4539,7 +4627,7 @@ export type InitiateInvoicePaymentErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
     /**
@@ -4599,7 +4687,7 @@ export type VoidInvoiceErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4642,7 +4730,7 @@ export type StripePaymentWebhookErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4694,7 +4782,7 @@ export type GetUsageSummaryErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4741,7 +4829,11 @@ export type RecordUsageErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4784,7 +4876,7 @@ export type GetAdminBillingSummaryErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4830,7 +4922,11 @@ export type AdminBillNowErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4890,7 +4986,7 @@ export type ListAdminInvoicesErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4950,7 +5046,7 @@ export type ListAdminOpenOverdueInvoicesErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -4997,7 +5093,11 @@ export type CreateManualInvoiceErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5049,7 +5149,7 @@ export type DeleteManualInvoiceErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5101,7 +5201,7 @@ export type GetAdminInvoiceDetailErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5153,7 +5253,11 @@ export type UpdateManualInvoiceErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5208,7 +5312,11 @@ export type IssueManualInvoiceErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5260,7 +5368,7 @@ export type DownloadAdminInvoicePdfErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5312,7 +5420,7 @@ export type DownloadAdminInvoiceVoidDocumentPdfErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5364,7 +5472,7 @@ export type ListAdminCustomerProfilesErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5411,7 +5519,11 @@ export type CreateAdminCustomerProfileErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5463,7 +5575,7 @@ export type DeleteAdminCustomerProfileErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5515,7 +5627,7 @@ export type GetAdminCustomerProfileErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5567,7 +5679,11 @@ export type UpdateAdminCustomerProfileErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5619,7 +5735,7 @@ export type AdminVoidInvoiceErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5674,7 +5790,11 @@ export type AdminMarkInvoicePaidErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5729,7 +5849,11 @@ export type AdminMarkInvoiceUnpaidErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
+     */
+    413: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5790,7 +5914,7 @@ export type ListAdminInvoiceAuditLogsErrors = {
      */
     404: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5850,7 +5974,7 @@ export type GetAdminBillingStatisticsSummaryErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5906,7 +6030,7 @@ export type GetAdminBillingStatisticsByProductErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5963,7 +6087,7 @@ export type AdminListUserSubscriptionsErrors = {
      */
     403: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -5998,7 +6122,7 @@ export type GetConfigErrors = {
      */
     400: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
 };
@@ -6033,7 +6157,7 @@ export type GetHealthErrors = {
      */
     400: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
     /**
@@ -6072,7 +6196,7 @@ export type GetReadinessErrors = {
      */
     400: ErrorResponse;
     /**
-     * The client exceeded the request budget of the current window; wait and try again.
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
     /**
