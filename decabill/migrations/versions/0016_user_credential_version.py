@@ -2,7 +2,7 @@
 and are refused once it moved on
 
 Revision ID: 0016
-Revises: 0011
+Revises: 0020
 Create Date: 2026-12-04 14:30:00
 """
 from typing import Sequence, Union
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 revision: str = '0016'
-down_revision: Union[str, None] = '0011'
+down_revision: Union[str, None] = '0020'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
