@@ -25,7 +25,7 @@ from decabill.identity.principal import Principal, require_admin
 from spec import OPENAPI_PATH
 
 if TYPE_CHECKING:
-    from decabill.catalog.public_cache import EncodedAnswer
+    from decabill.catalog.service import EncodedAnswer
     from decabill.invoicing.service import Pdf
 
 
