@@ -8,17 +8,23 @@ needs an sRGB output intent; fpdf2 ships the sRGB ICC profile it uses.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from functools import lru_cache
+from io import BytesIO
 from pathlib import Path
 from typing import Final
 
 import facturx
 import pycountry
+from fontTools import subset as font_subset
+from fontTools import ttLib
 from fpdf import FPDF, FontFace
 from fpdf.enums import (
     OutputIntentSubType,
@@ -27,6 +33,7 @@ from fpdf.enums import (
     XPos,
     YPos,
 )
+from fpdf.fonts import SubsetMap, TTFFont
 from fpdf.output import PDFICCProfile
 from fpdf.util import builtin_srgb2014_bytes
 
@@ -90,6 +97,73 @@ def _font_dir_candidates() -> list[Path]:
 @lru_cache(maxsize=1)
 def _default_fonts() -> FontFiles:
     return find_fonts()
+
+
+# fontTools logs every subsetting step at INFO (several lines per rendered document); a billing day
+# renders one document per customer, so its chatter is kept to warnings.
+for _name in ("fontTools", "fontTools.subset", "fontTools.ttLib", "fpdf", "factur-x", "facturx"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+# The characters a document is usually written in: Latin (with Extended-A/B and Additional), Greek,
+# Cyrillic, general punctuation, currency signs and letter-like symbols. A document whose text stays in
+# these ranges is set from a copy of the font cut down to them (about a fifth of DejaVu Sans), which
+# makes parsing and subsetting it per document several times cheaper; any other text uses the full font.
+_COMMON_RANGES: Final = ((0x20, 0x24F), (0x370, 0x52F), (0x1E00, 0x1EFF), (0x2000, 0x20CF), (0x2100, 0x215F))
+
+
+def _in_common_ranges(codepoint: int) -> bool:
+    return any(low <= codepoint <= high for low, high in _COMMON_RANGES)
+
+
+@dataclass(frozen=True)
+class _ParsedFont:
+    """A font file parsed once per process: its bytes and fpdf2's metrics of it (widths, cmap, glyph
+    ids), which documents share; each document gets its own fontTools object to subset."""
+
+    data: bytes
+    template: TTFFont
+
+
+_parsed: dict[tuple[Path, str, bool], _ParsedFont] = {}
+_parsed_lock = threading.Lock()
+
+
+def _cut_down(path: Path) -> bytes:
+    font = ttLib.TTFont(str(path), recalcTimestamp=False)
+    codepoints = [c for c in font.getBestCmap() if _in_common_ranges(c)]
+    options = font_subset.Options(notdef_outline=True, recommended_glyphs=True, layout_features=["*"],
+                                  name_IDs=["*"], name_languages=["*"], glyph_names=True, hinting=False)
+    subsetter = font_subset.Subsetter(options)
+    subsetter.populate(unicodes=codepoints)
+    subsetter.subset(font)
+    output = BytesIO()
+    font.save(output)
+    return output.getvalue()
+
+
+def _parsed_font(path: Path, style: str, common: bool) -> _ParsedFont:
+    key = (path, style, common)
+    with _parsed_lock:
+        if key not in _parsed:
+            data = _cut_down(path) if common else path.read_bytes()
+            scratch = FPDF()
+            # fpdf2 reads a font from a path; BytesIO works for fontTools, which is all TTFFont uses it for
+            template = TTFFont(scratch, BytesIO(data), f"{FONT_FAMILY.lower()}{style}", style)  # type: ignore[arg-type]
+            _parsed[key] = _ParsedFont(data, template)
+        return _parsed[key]
+
+
+def _add_font(pdf: FPDF, style: str, path: Path, *, common: bool) -> None:
+    """`pdf.add_font` without parsing the file again: a copy of the process's parsed font with the
+    per-document state (its index in the document, its own subset and fontTools object) fresh."""
+    parsed = _parsed_font(path, style, common)
+    font = copy.copy(parsed.template)
+    font.i = len(pdf.fonts) + 1
+    font.ttfont = ttLib.TTFont(BytesIO(parsed.data), recalcTimestamp=False, lazy=True)
+    font.biggest_size_pt = 0
+    font.missing_glyphs = []
+    font.subset = SubsetMap(font)
+    pdf.fonts[font.fontkey] = font
 
 
 # --- page geometry and style ----------------------------------------------------------
@@ -271,8 +345,9 @@ class _Page(FPDF):
 
 def _draw(sheet: _Sheet, fonts: FontFiles) -> bytes:
     pdf = _Page(_footer_text(sheet.issuer))
-    pdf.add_font(FONT_FAMILY, "", str(fonts.regular))
-    pdf.add_font(FONT_FAMILY, "B", str(fonts.bold))
+    common = all(_in_common_ranges(ord(c)) for c in set(_all_text(sheet)) if c not in "\n\t")
+    _add_font(pdf, "", fonts.regular, common=common)
+    _add_font(pdf, "B", fonts.bold, common=common)
     pdf.add_output_intent(
         OutputIntentSubType.PDFA,
         output_condition_identifier="sRGB",
@@ -296,6 +371,11 @@ def _draw(sheet: _Sheet, fonts: FontFiles) -> bytes:
     _remarks(pdf, sheet.remarks)
     _payment_box(pdf, sheet.payment)
     return bytes(pdf.output())
+
+
+def _all_text(sheet: _Sheet) -> str:
+    """Every character the sheet may print (a superset: field reprs include the field names)."""
+    return repr(sheet) + _footer_text(sheet.issuer)
 
 
 def _letterhead(pdf: FPDF, sheet: _Sheet) -> None:
