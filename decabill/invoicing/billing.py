@@ -191,7 +191,7 @@ async def _bill_group(session: AsyncSession, user_id: uuid.UUID, currency: str, 
         origin=InvoiceOrigin.BILLING_RUN, currency=currency, order_reference=", ".join(numbers)[:64] or None, now=now)
     await _mark_billed(OpenPositionRepository(session), [p.id for p in positions], invoice.id)
     await _mark_billed(UsageRecordRepository(session), [u.id for u in usage], invoice.id)
-    await invoices.issue(session, invoice, actor=actor, now=now)
+    await invoices.issue(session, invoice, actor=actor, now=now, defer_documents=True)
     return invoice
 
 

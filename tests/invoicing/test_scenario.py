@@ -12,7 +12,7 @@ from decabill.subscriptions import billing as subscription_billing
 from decabill.tenancy import bound_tenant
 from models.invoicing import InvoiceAuditLog, MailDelivery
 from models.subscriptions import OpenPosition
-from tests.helpers import assert_error
+from tests.helpers import assert_error, drain
 from tests.invoicing.conftest import (
     CUSTOMER_EMAIL,
     HEADER_TAX,
@@ -56,6 +56,7 @@ async def test_subscribe_bill_download_void(billing_api, admin, customer, plan, 
         assert first.status == "billed" and len(first.invoices) == 1
         assert (await billing.bill_user(user_id(customer))).status == "nothing"
         assert await billing.users_due(0) == []
+    await drain()  # the invoice's PDF and mail are their own jobs, sent after the commit
 
     [listed] = (await api.get(f"/invoices/{sid}", token=customer)).json()
     year = clock.now.year
