@@ -131,7 +131,7 @@ _parsed_lock = threading.Lock()
 def _cut_down(path: Path) -> bytes:
     font = ttLib.TTFont(str(path), recalcTimestamp=False)
     codepoints = [c for c in font.getBestCmap() if _in_common_ranges(c)]
-    options = font_subset.Options(notdef_outline=True, recommended_glyphs=True, layout_features=["*"],
+    options = font_subset.Options(notdef_outline=True, recommended_glyphs=True, layout_features=["*"], drop_tables=["FFTM"],
                                   name_IDs=["*"], name_languages=["*"], glyph_names=True, hinting=False)
     subsetter = font_subset.Subsetter(options)
     subsetter.populate(unicodes=codepoints)
