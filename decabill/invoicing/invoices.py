@@ -164,16 +164,18 @@ async def issue(session: AsyncSession, invoice: Invoice, *, actor: Actor, due_in
     invoice.due_date = now.astimezone(dt.timezone.utc).date() + dt.timedelta(days=due_in_days)
     invoice.payment_processor = get_settings().billing_default_payment_processor
     invoice.pdf_storage_key = documents.storage_key(invoice)
-    year = now.astimezone(dt.timezone.utc).year
-    invoice.invoice_number = format_invoice_number(year, await next_number(session, number_sequence(year)))
-    await states.apply(session, invoice, "issue", actor=actor, now=now,
-                       context={"invoiceNumber": invoice.invoice_number, "totalGross": invoice.total_gross})
-    await session.flush()
+    # Everything else first: from the number on, the tenant's counter row stays locked until the commit,
+    # and every other issue of the tenant waits for it (issue #19).
     await mail.record(session, key=f"invoice-issued:{invoice.id}", kind=mail.INVOICE_ISSUED,
                       recipient=await recipient(session, invoice), invoice_id=invoice.id,
                       deliver_after_commit=not defer_documents)
     if defer_documents:
         await rendering.record(session, invoice.id, now)
+    year = now.astimezone(dt.timezone.utc).year
+    invoice.invoice_number = format_invoice_number(year, await next_number(session, number_sequence(year)))
+    await states.apply(session, invoice, "issue", actor=actor, now=now,
+                       context={"invoiceNumber": invoice.invoice_number, "totalGross": invoice.total_gross})
+    await session.flush()
     db.after_commit(_count_issued(invoice.origin))
     return invoice
 
