@@ -1,4 +1,5 @@
-"""The `decabill` console command: serve, socket, worker, migrate, create-admin, jobs, doctor, contract-test."""
+"""The `decabill` console command: serve, socket, worker, migrate, create-admin, jobs, bill-day, doctor,
+contract-test."""
 
 from __future__ import annotations
 
@@ -321,6 +322,70 @@ def cmd_jobs(args: argparse.Namespace) -> None:
     print(asyncio.run(_with_database(settings, lambda: overview.overview(settings))))
 
 
+def cmd_bill_day(args: argparse.Namespace) -> None:
+    """One billing day by hand, with a progress bar per tenant and a summary (decabill/invoicing/billing_day.py)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from decabill.invoicing.service import billing_day
+    from decabill.jobs.queue import get_broker, is_in_process
+
+    settings = _load_settings()
+    if args.tenant and args.tenant not in settings.tenants:
+        print(f"decabill: unknown tenant {args.tenant!r} (TENANTS: {', '.join(settings.tenants)})", file=sys.stderr)
+        raise SystemExit(2)
+    if not args.dry_run and (missing := settings.billing_issuer_missing):
+        print(f"decabill: no invoice can be issued until {', '.join(missing)} are set", file=sys.stderr)
+        raise SystemExit(2)
+    console = Console(stderr=True)
+    concurrency = args.concurrency or settings.queue_worker_concurrency
+
+    async def run_day() -> list:
+        broker = get_broker()
+        await broker.startup()
+        summaries = []
+        try:
+            for tenant in ([args.tenant] if args.tenant else settings.tenants):
+                with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                              TextColumn("{task.fields[rate]:.1f} invoices/s"), TimeElapsedColumn(),
+                              TextColumn("ETA"), TimeRemainingColumn(), console=console,
+                              disable=args.dry_run) as progress:
+                    bar = progress.add_task(f"tenant {tenant}", total=None, rate=0.0)
+
+                    def show(summary, bar=bar, progress=progress) -> None:
+                        progress.update(bar, total=summary.due, completed=summary.done,
+                                        rate=summary.invoices / summary.seconds if summary.seconds else 0.0)
+
+                    summary = await billing_day.run(tenant, concurrency=concurrency, on_progress=show,
+                                                    dry_run=args.dry_run)
+                    progress.update(bar, total=summary.due, completed=summary.done)
+                summaries.append(summary)
+            if not args.dry_run and is_in_process(broker):
+                console.print("rendering the PDFs and sending the mails ...")
+                while getattr(broker, "_running_tasks", None):
+                    await broker.wait_all()
+            for summary in summaries:
+                summary.documents_pending = await billing_day.documents_pending(summary.tenant)
+        finally:
+            await broker.shutdown()
+        return summaries
+
+    summaries = asyncio.run(_with_database(settings, run_day))
+    failed = 0
+    for summary in summaries:
+        if args.dry_run:
+            print(f"tenant {summary.tenant}: {summary.due} customers due (dry run: nothing billed)")
+            continue
+        outcomes = summary.outcomes
+        failed += outcomes["failed"]
+        rate = summary.invoices / summary.seconds if summary.seconds else 0.0
+        print(f"tenant {summary.tenant}: {summary.due} customers due, {outcomes['billed']} invoiced "
+              f"({summary.invoices} invoices), {outcomes['nothing']} with nothing to bill, {outcomes['busy']} billed "
+              f"by another run at the same moment, {outcomes['failed']} failed; {summary.seconds:.1f} s, "
+              f"{rate:.1f} invoices/s; PDFs and mails still to come: {summary.documents_pending}")
+    raise SystemExit(1 if failed else 0)
+
+
 def cmd_doctor(_args: argparse.Namespace) -> None:
     from decabill.operations.doctor import main as doctor
 
@@ -367,6 +432,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Send every failed unit again. With Redis the workers run them; without, they run in this "
                     "process. Exit code 1 when one that ran here failed again.")
     retry.add_argument("--limit", type=int, default=None, help="at most this many, oldest first")
+
+    bill_day = sub.add_parser(
+        "bill-day", help="run today's billing day now: invoice every customer who is due, with a progress bar",
+        description="Invoice every customer whose billing day is today (or was missed) through the billing day's "
+                    "own unit, QUEUE_WORKER_CONCURRENCY (or --concurrency) at a time; safe next to the scheduled "
+                    "run. The PDFs and mails follow as jobs (the workers on Redis; without Redis this command "
+                    "waits for them). Exit code 1 when a customer failed.")
+    bill_day.add_argument("--tenant", help="only this tenant (default: every tenant of TENANTS)")
+    bill_day.add_argument("--dry-run", action="store_true", help="only count the customers who are due")
+    bill_day.add_argument("--concurrency", type=int, default=None, help="customers billed at a time")
+    bill_day.set_defaults(func=cmd_bill_day)
 
     doctor = sub.add_parser(
         "doctor", help="check the configuration and every dependency it names (database, Redis, SMTP, Stripe, ...)",

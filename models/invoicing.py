@@ -208,3 +208,33 @@ class MailDelivery(SQLModel, table=True):
     claimed_at: dt.datetime | None = timestamp_field()
     sent_at: dt.datetime | None = timestamp_field()
     created_at: dt.datetime = timestamp_field(default_now=True)
+
+
+class DocumentStatus:
+    PENDING = "pending"
+    RENDERING = "rendering"
+    RENDERED = "rendered"
+    FAILED = "failed"
+
+
+class InvoiceDocumentTask(SQLModel, table=True):
+    """The durable task of rendering an issued invoice's PDF (+ Factur-X XML) and then sending its mail,
+    recorded in the issuing transaction (issue #19): issuing commits first; rendering and mailing are their
+    own idempotent jobs. `pending` → `rendering` (claimed; a claim older than the claim timeout counts as
+    abandoned) → `rendered` (PDF stored, mail handed to the mail outbox) | `failed` (after the attempts)."""
+
+    __tablename__ = "invoice_documents"
+    __table_args__ = (
+        UniqueConstraint("invoice_id", name="uq_invoice_documents_invoice"),
+        Index("ix_invoice_documents_status", "status", "created_at"),
+    )
+
+    id: uuid.UUID = id_field()
+    tenant_id: str = tenant_field()
+    invoice_id: uuid.UUID = Field(sa_column=Column(ForeignKey("invoices.id", ondelete="CASCADE"), nullable=False))
+    status: str = Field(default=DocumentStatus.PENDING, max_length=16)
+    attempts: int = Field(default=0)
+    last_error: str | None = Field(default=None, sa_type=Text)
+    claimed_at: dt.datetime | None = timestamp_field()
+    rendered_at: dt.datetime | None = timestamp_field()
+    created_at: dt.datetime = timestamp_field(default_now=True)

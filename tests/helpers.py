@@ -16,3 +16,15 @@ def assert_error(response, status: int, message: str | None = None) -> dict:
     if message is not None:
         assert body["message"] == message, body
     return body
+
+
+async def drain() -> None:
+    """Wait until the in-process broker has run everything, including the units that units sent."""
+    from decabill.jobs import queue
+
+    broker = queue.get_broker()
+    for _ in range(50):
+        if not broker._running_tasks:
+            return
+        await broker.wait_all()
+    raise AssertionError("jobs kept running")

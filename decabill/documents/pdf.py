@@ -8,17 +8,23 @@ needs an sRGB output intent; fpdf2 ships the sRGB ICC profile it uses.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from functools import lru_cache
+from io import BytesIO
 from pathlib import Path
 from typing import Final
 
 import facturx
 import pycountry
+from fontTools import subset as font_subset
+from fontTools import ttLib
 from fpdf import FPDF, FontFace
 from fpdf.enums import (
     OutputIntentSubType,
@@ -27,6 +33,7 @@ from fpdf.enums import (
     XPos,
     YPos,
 )
+from fpdf.fonts import SubsetMap, TTFFont
 from fpdf.output import PDFICCProfile
 from fpdf.util import builtin_srgb2014_bytes
 
@@ -90,6 +97,85 @@ def _font_dir_candidates() -> list[Path]:
 @lru_cache(maxsize=1)
 def _default_fonts() -> FontFiles:
     return find_fonts()
+
+
+# fontTools logs every subsetting step at INFO (several lines per rendered document); a billing day
+# renders one document per customer, so its chatter is kept to warnings.
+for _name in ("fontTools", "fontTools.subset", "fontTools.ttLib", "fpdf", "factur-x", "facturx"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+# The characters documents are usually written in. A document whose text stays in one of these sets is set
+# from a copy of the font cut down to it, made once per process — per document, fpdf2 subsets the font it
+# was given, and a font of a few hundred glyphs subsets many times faster than DejaVu Sans' 6,000. Any
+# other text uses the full font. The sets, smallest first:
+_CUTS: Final = {
+    # Latin-1 and Latin Extended-A (the EU's Latin alphabets), dashes, quotes, bullet, ellipsis, euro sign
+    "latin": ((0x20, 0x7E), (0xA0, 0x17F), (0x2013, 0x2014), (0x2018, 0x201E), (0x2022, 0x2022),
+              (0x2026, 0x2026), (0x20AC, 0x20AC)),
+    # all Latin, Greek, Cyrillic, general punctuation, currency signs and letter-like symbols
+    "common": ((0x20, 0x24F), (0x370, 0x52F), (0x1E00, 0x1EFF), (0x2000, 0x20CF), (0x2100, 0x215F)),
+}
+
+
+def _covered(codepoint: int, cut: str) -> bool:
+    return any(low <= codepoint <= high for low, high in _CUTS[cut])
+
+
+def _cut_for(text: str) -> str | None:
+    """The smallest cut that has every character of `text`, or None (the full font)."""
+    codepoints = {ord(c) for c in text if c not in "\n\t"}
+    return next((cut for cut in _CUTS if all(_covered(c, cut) for c in codepoints)), None)
+
+
+@dataclass(frozen=True)
+class _ParsedFont:
+    """A font file parsed once per process: its bytes and fpdf2's metrics of it (widths, cmap, glyph
+    ids), which documents share; each document gets its own fontTools object to subset."""
+
+    data: bytes
+    template: TTFFont
+
+
+_parsed: dict[tuple[Path, str, str | None], _ParsedFont] = {}
+_parsed_lock = threading.Lock()
+
+
+def _cut_down(path: Path, cut: str) -> bytes:
+    font = ttLib.TTFont(str(path), recalcTimestamp=False)
+    codepoints = [c for c in font.getBestCmap() if _covered(c, cut)]
+    options = font_subset.Options(notdef_outline=True, recommended_glyphs=True, layout_features=["*"], drop_tables=["FFTM"],
+                                  name_IDs=["*"], name_languages=["*"], glyph_names=True, hinting=False)
+    subsetter = font_subset.Subsetter(options)
+    subsetter.populate(unicodes=codepoints)
+    subsetter.subset(font)
+    output = BytesIO()
+    font.save(output)
+    return output.getvalue()
+
+
+def _parsed_font(path: Path, style: str, cut: str | None) -> _ParsedFont:
+    key = (path, style, cut)
+    with _parsed_lock:
+        if key not in _parsed:
+            data = _cut_down(path, cut) if cut else path.read_bytes()
+            scratch = FPDF()
+            # fpdf2 reads a font from a path; BytesIO works for fontTools, which is all TTFFont uses it for
+            template = TTFFont(scratch, BytesIO(data), f"{FONT_FAMILY.lower()}{style}", style)  # type: ignore[arg-type]
+            _parsed[key] = _ParsedFont(data, template)
+        return _parsed[key]
+
+
+def _add_font(pdf: FPDF, style: str, path: Path, *, cut: str | None) -> None:
+    """`pdf.add_font` without parsing the file again: a copy of the process's parsed font with the
+    per-document state (its index in the document, its own subset and fontTools object) fresh."""
+    parsed = _parsed_font(path, style, cut)
+    font = copy.copy(parsed.template)
+    font.i = len(pdf.fonts) + 1
+    font.ttfont = ttLib.TTFont(BytesIO(parsed.data), recalcTimestamp=False, lazy=True)
+    font.biggest_size_pt = 0
+    font.missing_glyphs = []
+    font.subset = SubsetMap(font)
+    pdf.fonts[font.fontkey] = font
 
 
 # --- page geometry and style ----------------------------------------------------------
@@ -271,8 +357,9 @@ class _Page(FPDF):
 
 def _draw(sheet: _Sheet, fonts: FontFiles) -> bytes:
     pdf = _Page(_footer_text(sheet.issuer))
-    pdf.add_font(FONT_FAMILY, "", str(fonts.regular))
-    pdf.add_font(FONT_FAMILY, "B", str(fonts.bold))
+    cut = _cut_for(_all_text(sheet))
+    _add_font(pdf, "", fonts.regular, cut=cut)
+    _add_font(pdf, "B", fonts.bold, cut=cut)
     pdf.add_output_intent(
         OutputIntentSubType.PDFA,
         output_condition_identifier="sRGB",
@@ -296,6 +383,11 @@ def _draw(sheet: _Sheet, fonts: FontFiles) -> bytes:
     _remarks(pdf, sheet.remarks)
     _payment_box(pdf, sheet.payment)
     return bytes(pdf.output())
+
+
+def _all_text(sheet: _Sheet) -> str:
+    """Every character the sheet may print (a superset: field reprs include the field names)."""
+    return repr(sheet) + _footer_text(sheet.issuer)
 
 
 def _letterhead(pdf: FPDF, sheet: _Sheet) -> None:

@@ -32,6 +32,7 @@ same time twice).
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -139,6 +140,7 @@ async def users_with_unbilled() -> list[uuid.UUID]:
 async def bill_user(user_id: uuid.UUID, *, now: dt.datetime | None = None, actor: Actor = SYSTEM) -> BillingResult:
     """Invoice everything the user has unbilled, in one transaction (the open-position invoicing unit)."""
     now = now or db.utcnow()
+    started = time.perf_counter()
     async with db.transaction() as session:
         if not await _try_lock_user(session, user_id):
             return BillingResult("busy")
@@ -161,7 +163,8 @@ async def bill_user(user_id: uuid.UUID, *, now: dt.datetime | None = None, actor
                 made.append(invoice)
         if not made:
             return BillingResult("nothing")
-    log.info("invoicing.user_billed", invoices=[i.invoice_number for i in made])
+    log.info("invoicing.user_billed", invoices=[i.invoice_number for i in made],
+             seconds=round(time.perf_counter() - started, 4))
     return BillingResult("billed", tuple(made))
 
 
@@ -188,7 +191,7 @@ async def _bill_group(session: AsyncSession, user_id: uuid.UUID, currency: str, 
         origin=InvoiceOrigin.BILLING_RUN, currency=currency, order_reference=", ".join(numbers)[:64] or None, now=now)
     await _mark_billed(OpenPositionRepository(session), [p.id for p in positions], invoice.id)
     await _mark_billed(UsageRecordRepository(session), [u.id for u in usage], invoice.id)
-    await invoices.issue(session, invoice, actor=actor, now=now)
+    await invoices.issue(session, invoice, actor=actor, now=now, defer_documents=True)
     return invoice
 
 

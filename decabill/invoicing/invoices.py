@@ -33,7 +33,7 @@ from decabill.config import get_settings
 from decabill.customers.service import find_profile
 from decabill.documents import compute_line, round_cents, totals
 from decabill.documents import InvoiceLine as DocumentLine
-from decabill.invoicing import documents, mail, states
+from decabill.invoicing import documents, mail, rendering, states
 from decabill.identity.service import user_email
 from decabill.invoicing.errors import ProfileIncompleteForInvoice
 from decabill.invoicing.repository import InvoiceLineRepository, InvoiceRepository
@@ -148,8 +148,10 @@ async def recipient(session: AsyncSession, invoice: Invoice) -> str | None:
 
 
 async def issue(session: AsyncSession, invoice: Invoice, *, actor: Actor, due_in_days: int = DEFAULT_DUE_IN_DAYS,
-                now: dt.datetime | None = None) -> Invoice:
-    """draft → issued with a gapless number, in the caller's transaction (invoice row locked by the caller)."""
+                now: dt.datetime | None = None, defer_documents: bool = False) -> Invoice:
+    """draft → issued with a gapless number, in the caller's transaction (invoice row locked by the caller).
+    With `defer_documents` (the billing day) the PDF and the mail are not made at the commit but by their own
+    jobs (`decabill.invoicing.rendering`)."""
     now = now or db.utcnow()
     if not states.allowed(invoice, "issue"):
         raise states.TransitionRefused(states.EVENTS["issue"].refusal(invoice))
@@ -162,13 +164,18 @@ async def issue(session: AsyncSession, invoice: Invoice, *, actor: Actor, due_in
     invoice.due_date = now.astimezone(dt.timezone.utc).date() + dt.timedelta(days=due_in_days)
     invoice.payment_processor = get_settings().billing_default_payment_processor
     invoice.pdf_storage_key = documents.storage_key(invoice)
+    # Everything else first: from the number on, the tenant's counter row stays locked until the commit,
+    # and every other issue of the tenant waits for it (issue #19).
+    await mail.record(session, key=f"invoice-issued:{invoice.id}", kind=mail.INVOICE_ISSUED,
+                      recipient=await recipient(session, invoice), invoice_id=invoice.id,
+                      deliver_after_commit=not defer_documents)
+    if defer_documents:
+        await rendering.record(session, invoice.id, now)
     year = now.astimezone(dt.timezone.utc).year
     invoice.invoice_number = format_invoice_number(year, await next_number(session, number_sequence(year)))
     await states.apply(session, invoice, "issue", actor=actor, now=now,
                        context={"invoiceNumber": invoice.invoice_number, "totalGross": invoice.total_gross})
     await session.flush()
-    await mail.record(session, key=f"invoice-issued:{invoice.id}", kind=mail.INVOICE_ISSUED,
-                      recipient=await recipient(session, invoice), invoice_id=invoice.id)
     db.after_commit(_count_issued(invoice.origin))
     return invoice
 

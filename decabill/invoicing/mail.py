@@ -47,9 +47,10 @@ RENEWAL_REMINDER = "renewal_reminder"
 
 async def record(session: AsyncSession, *, key: str, kind: str, recipient: str | None,
                  invoice_id: uuid.UUID | None = None, subscription_id: uuid.UUID | None = None,
-                 event_at: dt.datetime | None = None) -> uuid.UUID | None:
-    """Record the mail of an event (in the caller's transaction) and deliver it after the commit.
-    Returns the delivery id, or None when this event's mail was recorded before."""
+                 event_at: dt.datetime | None = None, deliver_after_commit: bool = True) -> uuid.UUID | None:
+    """Record the mail of an event (in the caller's transaction) and deliver it after the commit (unless
+    `deliver_after_commit` is False: someone sends `invoicing.deliver_mail` for it later, e.g. once the PDF
+    it carries is rendered). Returns the delivery id, or None when this event's mail was recorded before."""
     recipient = (recipient or "").strip() or None
     status = MailStatus.PENDING if (get_settings().email_enabled and recipient) else MailStatus.SKIPPED
     delivery_id = uuid.uuid4()
@@ -59,7 +60,7 @@ async def record(session: AsyncSession, *, key: str, kind: str, recipient: str |
     })
     if not recorded:
         return None
-    if status == MailStatus.PENDING:
+    if status == MailStatus.PENDING and deliver_after_commit:
         async def _deliver() -> None:
             try:
                 await deliver(delivery_id)
@@ -67,7 +68,7 @@ async def record(session: AsyncSession, *, key: str, kind: str, recipient: str |
                 log.error("invoicing.mail_delivery_failed", kind=kind, error=str(exc), error_type=type(exc).__name__)
 
         db.after_commit(_deliver)
-    else:
+    elif status != MailStatus.PENDING:
         log.info("invoicing.mail_skipped", kind=kind, reason="no recipient" if recipient is None else "SMTP off")
     return delivery_id
 

@@ -15,6 +15,8 @@ from decabill.repository import Repository, page
 from models.catalog import ServicePlan
 from models.identity import User
 from models.invoicing import (
+    DocumentStatus,
+    InvoiceDocumentTask,
     Invoice,
     InvoiceAuditLog,
     InvoiceLine,
@@ -224,6 +226,11 @@ class MailDeliveryRepository(Repository[MailDelivery]):
             return None
         return await self.get(delivery_id)
 
+    async def pending_id(self, key: str) -> uuid.UUID | None:
+        """The delivery recorded under `key`, when it is still pending."""
+        return await self.one_or_none(self.statement(MailDelivery.id).where(MailDelivery.key == key,
+                                                                            MailDelivery.status == MailStatus.PENDING))
+
     async def retry_ids(self, now: dt.datetime, max_attempts: int, retry_after: dt.timedelta,
                         claim_timeout: dt.timedelta, limit: int) -> list[uuid.UUID]:
         """Deliveries to retry: pending (or abandoned while sending) for a while, attempts left."""
@@ -252,3 +259,49 @@ class MailDeliveryRepository(Repository[MailDelivery]):
                               MailDelivery.subscription_id == Subscription.id,
                               MailDelivery.kind == kind,
                               MailDelivery.event_at == Subscription.next_billing_at)
+
+
+class InvoiceDocumentRepository(Repository[InvoiceDocumentTask]):
+    """The render-then-mail tasks of issued invoices (`decabill.invoicing.rendering`)."""
+
+    model = InvoiceDocumentTask
+
+    async def record_once(self, invoice_id: uuid.UUID, now: dt.datetime) -> uuid.UUID | None:
+        """The task of `invoice_id` unless it exists; its id, or None when it was recorded before."""
+        return await self.insert_if_missing({"id": uuid.uuid4(), "invoice_id": invoice_id,
+                                             "status": DocumentStatus.PENDING, "attempts": 0, "created_at": now},
+                                            ["invoice_id"])
+
+    @staticmethod
+    def _claimable(now: dt.datetime, claim_timeout: dt.timedelta) -> ColumnElement[bool]:
+        return or_(InvoiceDocumentTask.status == DocumentStatus.PENDING,
+                   (InvoiceDocumentTask.status == DocumentStatus.RENDERING)
+                   & (InvoiceDocumentTask.claimed_at < now - claim_timeout))
+
+    async def claim(self, task_id: uuid.UUID, now: dt.datetime,
+                    claim_timeout: dt.timedelta) -> InvoiceDocumentTask | None:
+        """Mark a pending task (or one abandoned while rendering) as ours; None when it is done or someone
+        else is rendering it."""
+        claimed = await self.execute(self.update(InvoiceDocumentTask.id == task_id, self._claimable(now, claim_timeout),
+                                                 status=DocumentStatus.RENDERING, claimed_at=now,
+                                                 attempts=InvoiceDocumentTask.attempts + 1))
+        if claimed.rowcount != 1:
+            return None
+        return await self.get(task_id)
+
+    async def due_ids(self, now: dt.datetime, max_attempts: int, retry_after: dt.timedelta,
+                      claim_timeout: dt.timedelta, limit: int) -> list[uuid.UUID]:
+        """Tasks nobody is working on: pending for a while (their after-commit job was lost with its process)
+        or abandoned while rendering, attempts left."""
+        statement = (self.statement(InvoiceDocumentTask.id)
+                     .where(InvoiceDocumentTask.attempts < max_attempts,
+                            or_((InvoiceDocumentTask.status == DocumentStatus.PENDING)
+                                & (InvoiceDocumentTask.created_at < now - retry_after),
+                                (InvoiceDocumentTask.status == DocumentStatus.RENDERING)
+                                & (InvoiceDocumentTask.claimed_at < now - claim_timeout)))
+                     .order_by(InvoiceDocumentTask.created_at, InvoiceDocumentTask.id))
+        return await self.all(page(statement, limit, 0))
+
+    async def unfinished(self) -> int:
+        """Tasks of the tenant not rendered yet (pending or rendering)."""
+        return await self.count(InvoiceDocumentTask.status.in_((DocumentStatus.PENDING, DocumentStatus.RENDERING)))

@@ -7,6 +7,9 @@ directly). Coordinators fan out one unit per due entity and tenant (decabill/job
   all of them) → `invoicing.mark_overdue` per past-due invoice;
 * `invoicing.send_due_renewal_reminders` (REMINDER_SCHEDULER_INTERVAL; REMINDER_SCHEDULER_BATCH_SIZE; nothing
   while SMTP is off) → `invoicing.send_renewal_reminder` per subscription renewing within REMINDER_DAYS;
+* `invoicing.render_document` (sent after a billing-day invoice is issued) → PDF rendered and stored, then
+  `invoicing.deliver_mail`; `invoicing.render_due_documents` (REMINDER_SCHEDULER_INTERVAL;
+  REMINDER_SCHEDULER_BATCH_SIZE) sends it again for tasks left pending or abandoned;
 * `invoicing.retry_mails` (REMINDER_SCHEDULER_INTERVAL; REMINDER_SCHEDULER_BATCH_SIZE) → `invoicing.deliver_mail`
   per billing mail still pending.
 """
@@ -17,7 +20,7 @@ import uuid
 
 from decabill.config import get_settings
 from decabill.jobs.queue import fan_out, periodic, run_unit, task
-from decabill.invoicing import billing, mail, overdue, reminders
+from decabill.invoicing import billing, mail, overdue, reminders, rendering
 
 
 @task("invoicing.bill_user")
@@ -63,3 +66,13 @@ async def deliver_mail(tenant: str, delivery_id: str) -> str:
 @periodic("invoicing.retry_mails", interval=lambda s: s.reminder_scheduler_interval)
 async def retry_mails() -> int:
     return await fan_out(mail.pending_deliveries, deliver_mail, get_settings().reminder_scheduler_batch_size)
+
+
+@task("invoicing.render_document")
+async def render_document(tenant: str, task_id: str) -> str:
+    return await run_unit("invoicing.render_document", tenant, lambda: rendering.render(uuid.UUID(task_id)))
+
+
+@periodic("invoicing.render_due_documents", interval=lambda s: s.reminder_scheduler_interval)
+async def render_due_documents() -> int:
+    return await fan_out(rendering.due_for_rendering, render_document, get_settings().reminder_scheduler_batch_size)

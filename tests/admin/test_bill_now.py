@@ -19,7 +19,7 @@ from decabill.tenancy import bound_tenant
 from models.invoicing import Invoice, InvoiceAuditLog
 from models.subscriptions import OpenPosition
 from tests.admin.conftest import BASE, add_position, audit
-from tests.helpers import assert_error
+from tests.helpers import assert_error, drain
 from tests.invoicing.conftest import customer_with_subscription, order, rows, user_id
 
 
@@ -30,14 +30,6 @@ def fresh_broker():
     queue.reset_broker()
 
 
-async def drain() -> None:
-    """Wait until the in-process broker has run everything, including units sent by coordinators."""
-    broker = queue.get_broker()
-    for _ in range(50):
-        if not broker._running_tasks:
-            return
-        await broker.wait_all()
-    raise AssertionError("jobs kept running")
 
 
 async def invoices_of(owner: uuid.UUID) -> list[Invoice]:

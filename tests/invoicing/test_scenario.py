@@ -12,7 +12,7 @@ from decabill.subscriptions import billing as subscription_billing
 from decabill.tenancy import bound_tenant
 from models.invoicing import InvoiceAuditLog, MailDelivery
 from models.subscriptions import OpenPosition
-from tests.helpers import assert_error
+from tests.helpers import assert_error, drain
 from tests.invoicing.conftest import (
     CUSTOMER_EMAIL,
     HEADER_TAX,
@@ -56,6 +56,7 @@ async def test_subscribe_bill_download_void(billing_api, admin, customer, plan, 
         assert first.status == "billed" and len(first.invoices) == 1
         assert (await billing.bill_user(user_id(customer))).status == "nothing"
         assert await billing.users_due(0) == []
+    await drain()  # the invoice's PDF and mail are their own jobs, sent after the commit
 
     [listed] = (await api.get(f"/invoices/{sid}", token=customer)).json()
     year = clock.now.year
@@ -197,3 +198,50 @@ def _uuid(value: str):
     import uuid
 
     return uuid.UUID(value)
+
+
+async def test_billing_day_pdf_and_mail_are_their_own_jobs_and_a_pdf_asked_for_first_is_rendered_on_demand(
+        billing_api, customer, plan, clock, smtp_sink, monkeypatch):
+    """Issue #19: issuing commits the invoice with a pending render-then-mail task and no mail yet; the job for
+    it lost (a killed process), the customer's download renders the PDF on demand; the coordinator's selection
+    later hands the task out, rendering it sends the mail once, and a second run does nothing."""
+    from decabill import db
+    from decabill.invoicing import rendering
+    from models.invoicing import InvoiceDocumentTask
+
+    api = billing_api
+    lost: list[str] = []
+    monkeypatch.setattr(rendering, "_send", lambda tenant, task_id: _forget(lost, task_id))
+    subscription = await order_and_reach_billing_day(api, customer, plan, clock)
+    with bound_tenant("default"):
+        await subscription_billing.bill_due_period(_uuid(subscription["id"]))
+        [invoice] = (await billing.bill_user(user_id(customer))).invoices
+        [task] = await rows(InvoiceDocumentTask)
+        [delivery] = await rows(MailDelivery)
+    await drain()
+    assert lost == [str(task.id)] and (task.invoice_id, task.status) == (invoice.id, "pending")
+    assert (delivery.kind, delivery.status) == ("invoice_issued", "pending")
+    assert not [m for m in smtp_sink.to(CUSTOMER_EMAIL) if "is ready" in m["Subject"]]  # issued, not mailed yet
+
+    pdf = await api.get(f"/invoices/ref/{invoice.id}/pdf", token=customer)
+    assert pdf.status_code == 200 and invoice.invoice_number in pdf_text(pdf.content)
+    assert schematron_failures(embedded_xml(pdf.content)) == []
+
+    with bound_tenant("default"):
+        assert await rendering.due_for_rendering(0) == []  # its job may still be on the queue
+        clock.set(db.utcnow() + rendering.RETRY_AFTER + dt.timedelta(seconds=1))
+        assert await rendering.due_for_rendering(0) == [task.id]
+        assert await rendering.render(task.id) == "rendered"
+        assert await rendering.render(task.id) == "not_pending"
+        assert await rendering.due_for_rendering(0) == [] and await rendering.unfinished() == 0
+    await drain()
+    mails = [m for m in smtp_sink.to(CUSTOMER_EMAIL) if m["Subject"] == f"Your invoice {invoice.invoice_number} is ready"]
+    assert len(mails) == 1
+    assert attachments(mails[0])[f"{invoice.invoice_number}.pdf"] == pdf.content  # the PDF rendered on demand
+
+
+def _forget(lost: list[str], task_id) -> object:
+    async def forget() -> None:
+        lost.append(str(task_id))
+
+    return forget

@@ -1,0 +1,108 @@
+"""After the billing day issues an invoice: its PDF (+ Factur-X XML) rendered and stored, then its mail sent —
+each its own idempotent job, so issuing is never held up by rendering or SMTP (issue #19).
+
+* `invoices.issue(..., defer_documents=True)` (the billing day) records, in the issuing transaction, an
+  `InvoiceDocumentTask` (`pending`) next to the "invoice issued" mail, which is then *not* delivered at the
+  commit; after the commit the job `invoicing.render_document` is sent for the task.
+* `render(task_id)` claims the task (`pending` → `rendering`, a conditional UPDATE; a claim older than
+  CLAIM_TIMEOUT counts as abandoned), renders and stores the PDF through the download path
+  (`documents.invoice_pdf`: a PDF already stored — e.g. downloaded before, which renders on demand — is
+  just read), marks the task `rendered` and sends `invoicing.deliver_mail` for the invoice's mail — the one
+  mail-sending function of decabill (`mail.deliver`). A failure leaves the task `pending` for a retry
+  (`failed` after MAX_ATTEMPTS).
+* The coordinator `invoicing.render_due_documents` sends the job again for tasks left pending (the job
+  was lost with its process, kill -9) or abandoned while rendering. Rendering twice writes the same file
+  twice; the mail outbox sends the mail once whatever happens here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from decabill import db
+from decabill.invoicing import documents
+from decabill.invoicing.repository import InvoiceDocumentRepository, MailDeliveryRepository
+from decabill.jobs.queue import enqueue
+from decabill.tenancy import current_tenant
+from models.invoicing import DocumentStatus
+
+log = structlog.get_logger("decabill.invoicing")
+
+MAX_ATTEMPTS = 5
+CLAIM_TIMEOUT = dt.timedelta(minutes=10)
+RETRY_AFTER = dt.timedelta(minutes=2)  # younger pending tasks have their job on the queue
+
+
+async def record(session: AsyncSession, invoice_id: uuid.UUID, now: dt.datetime) -> None:
+    """Record the render-then-mail task of an issued invoice (in the issuing transaction); its job is sent
+    after the commit."""
+    task_id = await InvoiceDocumentRepository(session).record_once(invoice_id, now)
+    if task_id is not None:
+        db.after_commit(_send(current_tenant(), task_id))
+
+
+def _send(tenant: str, task_id: uuid.UUID):
+    async def send() -> None:
+        try:
+            await enqueue("invoicing.render_document", tenant, str(task_id))
+        except Exception as exc:  # noqa: BLE001 - the task is committed; `render_due_documents` sends it later
+            log.error("invoicing.render_enqueue_failed", error=str(exc), error_type=type(exc).__name__)
+
+    return send
+
+
+async def render(task_id: uuid.UUID) -> str:
+    """Render and store one invoice's PDF, then send its mail (tenant bound). Returns the task's status, or
+    `not_pending` when it is done or being rendered by someone else."""
+    now = db.utcnow()
+    async with db.transaction() as session:
+        task = await InvoiceDocumentRepository(session).claim(task_id, now, CLAIM_TIMEOUT)
+        if task is None:
+            return "not_pending"
+    error: str | None = None
+    try:
+        await documents.invoice_pdf(task.invoice_id)
+    except Exception as exc:  # noqa: BLE001 - recorded on the task and retried
+        log.error("invoicing.render_failed", error=str(exc), error_type=type(exc).__name__)
+        error = f"{type(exc).__name__}: {exc}"
+    async with db.transaction() as session:
+        row = await InvoiceDocumentRepository(session).get(task_id)
+        assert row is not None
+        if error is None:
+            row.status, row.rendered_at, row.last_error = DocumentStatus.RENDERED, db.utcnow(), None
+            delivery_id = await MailDeliveryRepository(session).pending_id(f"invoice-issued:{task.invoice_id}")
+            if delivery_id is not None:
+                db.after_commit(_deliver(current_tenant(), delivery_id))
+        else:
+            row.status = DocumentStatus.FAILED if row.attempts >= MAX_ATTEMPTS else DocumentStatus.PENDING
+            row.last_error = error[:2000]
+        return row.status
+
+
+def _deliver(tenant: str, delivery_id: uuid.UUID):
+    async def send() -> None:
+        try:
+            await enqueue("invoicing.deliver_mail", tenant, str(delivery_id))
+        except Exception as exc:  # noqa: BLE001 - the mail is pending; `retry_mails` sends it later
+            log.error("invoicing.mail_enqueue_failed", error=str(exc), error_type=type(exc).__name__)
+
+    return send
+
+
+async def due_for_rendering(limit: int) -> list[uuid.UUID]:
+    """Tasks to send again: pending for a while, or abandoned while rendering; attempts left."""
+    now = db.utcnow()
+    async with db.transaction() as session:
+        return await InvoiceDocumentRepository(session).due_ids(now, MAX_ATTEMPTS, RETRY_AFTER, CLAIM_TIMEOUT, limit)
+
+
+async def unfinished() -> int:
+    """The tenant's invoices whose PDF and mail are still to come."""
+    async with db.transaction() as session:
+        return await InvoiceDocumentRepository(session).unfinished()
+
+
