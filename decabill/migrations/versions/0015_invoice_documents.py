@@ -1,7 +1,7 @@
 """invoice documents: the durable render-then-mail task of each invoice the billing day issues (issue #19)
 
 Revision ID: 0015
-Revises: 0020
+Revises: 0016
 Create Date: 2026-12-04 15:00:00
 """
 from typing import Sequence, Union
@@ -13,7 +13,7 @@ import decabill.db
 
 
 revision: str = '0015'
-down_revision: Union[str, None] = '0020'
+down_revision: Union[str, None] = '0016'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
