@@ -124,11 +124,11 @@ def determine(*, seller_country: str, buyer: Buyer, day: dt.date, domestic: dict
 
 def rule_label(rule: str | None, tax_country: str | None) -> str | None:
     """How an invoice names its rule (PDF)."""
-    labels = {
-        TaxRule.DOMESTIC: f"Domestic supply (VAT of {tax_country})",
-        TaxRule.REVERSE_CHARGE: "Reverse charge (intra-EU supply of services to a business)",
-        TaxRule.OSS: f"One-Stop-Shop (VAT of {tax_country})",
-        TaxRule.OUTSIDE_EU: "Outside the EU (not subject to EU VAT)",
+    labels = {  # short: printed beside the invoice number; the legal note says the rest
+        TaxRule.DOMESTIC: f"Domestic ({tax_country})",
+        TaxRule.REVERSE_CHARGE: "Reverse charge",
+        TaxRule.OSS: f"OSS ({tax_country})",
+        TaxRule.OUTSIDE_EU: "Outside the EU",
     }
     return labels.get(rule or "")
 

@@ -55,7 +55,7 @@ def normalise_vat_id(country: str | None, raw: str) -> str:
     country = (country or "").upper()
     if country not in EU_MEMBER_STATES:
         raise VatIdNeedsCountry()
-    number = eu_vat.compact(raw)
+    number = "".join(character for character in raw.upper() if character.isalnum())
     prefix = vat_prefix(country)
     if not number[:2].isalpha():
         number = prefix + number
