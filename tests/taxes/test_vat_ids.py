@@ -92,8 +92,8 @@ async def test_admins_set_and_see_the_vat_id(tax_api, admin, vies):
                                   json={"vatId": "40303265045"})  # without prefix: the profile's country
     assert response.status_code == 200, response.text
     assert response.json()["vatId"] == FR_VAT_ID and response.json()["vatIdStatus"] == "valid"
-    listed = (await tax_api.get("/admin/billing/customer-profiles", token=admin)).json()["items"]
-    assert next(item for item in listed if item["userId"] == user_id)["vatIdStatus"] == "valid"
+    detail = (await tax_api.get(f"/admin/billing/customer-profiles/{profile_id}", token=admin)).json()
+    assert detail["vatIdStatus"] == "valid" and detail["vatIdConsultationNumber"].startswith("WAPI")
     response = await tax_api.post(f"/admin/billing/customer-profiles/{profile_id}", token=admin,
                                   json={"vatId": "FR12345"})
     assert response.status_code == 400
