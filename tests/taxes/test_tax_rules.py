@@ -9,7 +9,7 @@ import datetime as dt
 import json
 from decimal import Decimal
 
-from tests.invoicing.conftest import HEADER_TAX, xpath_text
+from tests.invoicing.conftest import HEADER_TAX, embedded_xml, schematron_failures, xpath_text
 from tests.subscriptions.conftest import PROFILE
 from tests.taxes.conftest import BASE, FR_PROFILE, FR_VAT_ID, US_PROFILE, customer, invoice_files, issued_manual, line
 
@@ -175,3 +175,18 @@ async def test_tax_statistics_split_turnover_by_rule_country_and_rate(tax_api, a
     assert (stats["netTotal"], stats["taxTotal"]) == (600.0, 72.5)
     refused = await api.get(f"{BASE}/statistics/taxes", token=admin, params={"from": "2026-02-01", "to": "2026-01-01"})
     assert refused.status_code == 400
+
+
+async def test_the_credit_note_of_a_voided_invoice_keeps_its_rule(tax_api, admin, vies):
+    vies.register(FR_VAT_ID)
+    _, business = await customer(tax_api, admin, "fr@example.com", {**FR_PROFILE, "vatId": FR_VAT_ID})
+    _, abroad = await customer(tax_api, admin, "us@example.com", US_PROFILE)
+    for user_id, code in ((business, "AE"), (abroad, "O")):
+        invoice = await issued_manual(tax_api, admin, user_id, LINES)
+        response = await tax_api.post(f"{BASE}/invoices/{invoice['id']}/void", token=admin, json={"reason": "Duplicate"})
+        assert response.status_code == 200, response.text
+        response = await tax_api.get(f"{BASE}/invoices/{invoice['id']}/void-document/pdf", token=admin)
+        assert response.status_code == 200, response.text
+        xml = embedded_xml(response.content)
+        assert schematron_failures(xml) == []
+        assert xpath_text(xml, f"{HEADER_TAX}/ram:CategoryCode") == [code]
