@@ -2,7 +2,7 @@
 EN 16931 category of invoice lines (existing lines are standard rated, `S`)
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0020
 Create Date: 2026-12-04 14:45:00.000000
 """
 from typing import Sequence, Union
@@ -15,7 +15,7 @@ import sqlmodel
 
 
 revision: str = '0013'
-down_revision: Union[str, None] = '0011'
+down_revision: Union[str, None] = '0020'  # 0011 in the brief; re-chained after main's 0020 when merging main
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
