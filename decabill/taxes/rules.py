@@ -103,7 +103,9 @@ def determine(*, seller_country: str, buyer: Buyer, day: dt.date, domestic: dict
     seller_country = (seller_country or "").upper()
     country = (buyer.country or "").upper() or None
     zero = {"standard": Decimal(0), "reduced": Decimal(0)}
-    if seller_country not in EU_MEMBER_STATES or country == seller_country and in_vat_area(country, buyer.postal_code):
+    # No country yet (a draft for a profile still incomplete; issuing needs one): rated as domestic for now.
+    if seller_country not in EU_MEMBER_STATES or country is None or (
+            country == seller_country and in_vat_area(country, buyer.postal_code)):
         return Decision(TaxRule.DOMESTIC, STANDARD_RATED, dict(domestic), seller_country, country,
                         rates_source="BILLING_TAX_RATE_STANDARD / BILLING_TAX_RATE_REDUCED")
     if not in_vat_area(country, buyer.postal_code):
