@@ -157,6 +157,13 @@ class Settings(BaseSettings):
     billing_tax_rate_standard: Decimal = Field(Decimal("19"), alias="BILLING_TAX_RATE_STANDARD", ge=0, le=100)
     billing_tax_rate_reduced: Decimal = Field(Decimal("7"), alias="BILLING_TAX_RATE_REDUCED", ge=0, le=100)
 
+    # --- EU VAT (decabill/taxes) -------------------------------------------------------------------
+    billing_oss_enabled: bool = Field(False, alias="BILLING_OSS_ENABLED")
+    billing_tax_rates_file: Path | None = Field(None, alias="BILLING_TAX_RATES_FILE")
+    vies_api_url: str = Field("https://ec.europa.eu/taxation_customs/vies/rest-api", alias="VIES_API_URL")
+    vies_timeout_seconds: float = Field(10, alias="VIES_TIMEOUT_SECONDS", gt=0)
+    vies_recheck_interval: int = Field(600000, alias="VIES_RECHECK_INTERVAL")
+
     # --- invoicing (decabill/invoicing, decabill/usage) -------------------------------------------
     billing_issuer_name: str | None = Field(None, alias="BILLING_ISSUER_NAME")
     billing_issuer_vat_id: str | None = Field(None, alias="BILLING_ISSUER_VAT_ID")

@@ -46,6 +46,12 @@ async def get_admin_billing_statistics_by_product(token_info: dict, from_: str |
 
 
 @admin_only
+async def get_admin_billing_statistics_taxes(token_info: dict, from_: str | None = None, to: str | None = None):
+    found = await admin.statistics_taxes(principal(token_info), from_=from_, to=to)
+    return dump(found, "BillingStatisticsTaxes"), 200
+
+
+@admin_only
 async def admin_bill_now(token_info: dict, body=None):
     queued = await admin.request_bill_now(principal(token_info), _uuid(_optional(body).get("userId")))
     return dump(queued, "AdminBillNowResponse"), 200

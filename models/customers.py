@@ -9,10 +9,12 @@ from __future__ import annotations
 import uuid
 from typing import ClassVar
 
+import datetime as dt
+
 from sqlalchemy import Column, ForeignKey, UniqueConstraint
 from sqlmodel import Field
 
-from models.base import Timestamped, id_field, tenant_field
+from models.base import Timestamped, id_field, tenant_field, timestamp_field
 
 
 class CustomerProfile(Timestamped, table=True):
@@ -34,6 +36,13 @@ class CustomerProfile(Timestamped, table=True):
     email: str | None = Field(default=None, max_length=255)
     phone: str | None = Field(default=None, max_length=50)
     stripe_customer_id: str | None = Field(default=None, max_length=255)  # set by the payments area (D15)
+    # EU VAT (decabill/taxes): the VAT ID with its country prefix, what VIES said and its proof
+    vat_id: str | None = Field(default=None, max_length=32)
+    vat_id_status: str | None = Field(default=None, max_length=16)  # valid | invalid | pending
+    vat_id_checked_at: dt.datetime | None = timestamp_field()
+    vat_id_consultation_number: str | None = Field(default=None, max_length=64)  # VIES requestIdentifier
+    vat_id_recheck_at: dt.datetime | None = timestamp_field()  # next VIES attempt while pending
+    vat_id_check_attempts: int = Field(default=0)
 
     REQUIRED_FOR_ORDERING: ClassVar[tuple[str, ...]] = ("first_name", "last_name", "email", "address_line1", "postal_code", "city", "country")
 

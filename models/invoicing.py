@@ -104,6 +104,11 @@ class Invoice(Timestamped, table=True):
     credit_note_number: str | None = Field(default=None, max_length=80)  # `<invoice number>-CN`, set on void
     seller: dict[str, Any] | None = _json(nullable=True)  # BILLING_ISSUER_* at issue
     buyer: dict[str, Any] | None = _json(nullable=True)  # the customer profile at issue
+    # EU VAT (decabill/taxes): the rule determined at issue, the buyer's country it was determined for, and the
+    # snapshot (rule, buyer country, VAT ID and its VIES proof, rates and their source) never recomputed
+    tax_rule: str | None = Field(default=None, max_length=20)
+    tax_country: str | None = Field(default=None, max_length=2)
+    tax_snapshot: dict[str, Any] | None = _json(nullable=True)
     order_reference: str | None = Field(default=None, max_length=64)  # subscription number(s) of the lines
     pdf_storage_key: str | None = Field(default=None, max_length=512)
     credit_note_storage_key: str | None = Field(default=None, max_length=512)
@@ -128,6 +133,8 @@ class InvoiceLine(SQLModel, table=True):
     unit_price_net: Decimal = money_field(nullable=False)
     tax_category: str = Field(default=TaxCategory.STANDARD, max_length=16)
     tax_rate: Decimal = money_field(nullable=False)  # percent, as it applied when the line was made
+    vat_category_code: str = Field(default="S", max_length=4)  # EN 16931 (UNTDID 5305): S, AE, O, Z, E
+    vat_category_explicit: bool = Field(default=False)  # set by an admin: the tax rule leaves it as it is
     line_net: Decimal = money_field(nullable=False)
     line_tax: Decimal = money_field(nullable=False)
     line_gross: Decimal = money_field(nullable=False)

@@ -38,6 +38,7 @@ BASE_ENV = {
     "RATE_LIMIT_ENABLED": "false",
     "ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
     "NODE_ENV": "test",
+    "VIES_API_URL": "http://127.0.0.1:9/vies",  # nothing listens: tests that need VIES start the fake
 }
 # Variables a developer's shell might carry that would change what a test sees.
 CLEARED_ENV = [

@@ -77,6 +77,7 @@ def served(tmp_path, database):
         "RATE_LIMIT_ENABLED": "false",
         "PASSWORD_HASH_ROUNDS": "4",
         "LOG_LEVEL": "warning",
+        "VIES_API_URL": "http://127.0.0.1:9/vies",  # tests contact only 127.0.0.0/8: VAT IDs stay `pending`
     }
     decabill = shutil.which("decabill", path=str(Path(sys.executable).parent)) or "decabill"
     log_path = tmp_path / "server.log"

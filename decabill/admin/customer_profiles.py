@@ -1,7 +1,8 @@
 """Admin customer profiles (behavior.md part B §7.6): browse, read, create for a user, change, delete.
 
 * The field rules are the customer's own (`decabill.customers.service.validate_profile_fields`: widths,
-  ISO 3166-1 alpha-2 country, valid email); `isComplete` is the profile's completeness rule.
+  ISO 3166-1 alpha-2 country, valid email; `vatId` checked for format and with VIES by `checked_vat_id`);
+  `isComplete` is the profile's completeness rule.
 * One profile per user: creating a second one is 400, also when two admins create it at the same moment
   (the UNIQUE user_id decides, the loser gets the 400).
 * Deleting is refused (400) while the owner has any invoice or any subscription: invoices keep the buyer
@@ -27,7 +28,7 @@ from decabill.admin.errors import (
 )
 from decabill.admin.views import Page, ProfileView
 from decabill.customers.repository import CustomerProfileRepository
-from decabill.customers.service import validate_profile_fields
+from decabill.customers.service import checked_vat_id, country_after, validate_profile_fields
 from decabill.identity.principal import Principal
 from decabill.identity.service import UserNotFound, find_user
 from decabill.invoicing import service as invoicing
@@ -63,7 +64,9 @@ async def get_profile(principal: Principal, profile_id: uuid.UUID) -> ProfileVie
 
 
 async def create_profile(principal: Principal, user_id: uuid.UUID, **fields: Any) -> CustomerProfile:
-    changes = validate_profile_fields(fields)
+    vat_id = fields.pop("vat_id", None)
+    changes: dict[str, Any] = validate_profile_fields(fields)
+    changes |= await checked_vat_id(vat_id, changes.get("country"))
     async with db.transaction() as session:
         if await find_user(user_id) is None:
             raise UserNotFound()
@@ -81,7 +84,12 @@ async def create_profile(principal: Principal, user_id: uuid.UUID, **fields: Any
 
 
 async def update_profile(principal: Principal, profile_id: uuid.UUID, **fields: Any) -> CustomerProfile:
-    changes = validate_profile_fields(fields)
+    vat_id = fields.pop("vat_id", None)
+    changes: dict[str, Any] = validate_profile_fields(fields)
+    if vat_id is not None:
+        async with db.transaction() as session:
+            owner = (await _profile(CustomerProfileRepository(session), profile_id)).profile.user_id
+        changes |= await checked_vat_id(vat_id, await country_after(owner, changes))
     async with db.transaction() as session:
         profile = (await _profile(CustomerProfileRepository(session), profile_id, lock=True)).profile
         changed = [name for name, value in changes.items() if getattr(profile, name) != value]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -95,8 +96,9 @@ def parse_lines(items: list[dict[str, Any]]) -> list[LineInput]:
             if abs(quantity * price) >= MAX_LINE_AMOUNT:
                 raise BadRequest(f"Line amount (quantity × unit price) must be less than {MAX_LINE_AMOUNT}")
             category = item.get("taxCategory") or TaxCategory.STANDARD  # enum checked by the spec
+            # An explicit EN 16931 category overrides the invoice's tax rule for this line (enum checked by the spec)
             lines.append(LineInput(description=description, quantity=quantity, unit_price_net=price,
-                                   tax_category=category))
+                                   tax_category=category, vat_category_code=item.get("vatCategoryCode")))
         except BadRequest as exc:
             if exc.message not in problems:
                 problems.append(exc.message)
@@ -148,9 +150,7 @@ async def create_manual_invoice(principal: Principal, *, user_id: uuid.UUID, lin
             subscription = await find_subscription(subscription_id)
             if subscription.user_id != user_id:
                 raise SubscriptionOfAnotherUser()
-            lines = [LineInput(description=line.description, quantity=line.quantity,
-                               unit_price_net=line.unit_price_net, tax_category=line.tax_category,
-                               subscription_id=subscription.id) for line in lines]
+            lines = [replace(line, subscription_id=subscription.id) for line in lines]
         actor = Actor.of(principal)
         invoice = await invoicing.create_draft(
             session, user_id=user_id, lines=lines, actor=actor, subscription_id=subscription_id,
@@ -171,9 +171,7 @@ async def update_manual_invoice(principal: Principal, invoice_id: uuid.UUID, lin
     async with db.transaction() as session:
         invoice = await _draft(session, invoice_id)
         if invoice.subscription_id is not None:
-            lines = [LineInput(description=line.description, quantity=line.quantity,
-                               unit_price_net=line.unit_price_net, tax_category=line.tax_category,
-                               subscription_id=invoice.subscription_id) for line in lines]
+            lines = [replace(line, subscription_id=invoice.subscription_id) for line in lines]
         before = invoice.total_gross
         await invoicing.replace_lines(session, invoice, lines)
         await invoicing.audit(session, invoice, "invoice.manual_update", "Admin updated manual invoice draft",

@@ -12,11 +12,11 @@ from decabill.admin.manual import (
     update_manual_invoice,
 )
 from decabill.admin.payment_status import mark_paid, mark_unpaid, void
-from decabill.admin.statistics import billing_summary, statistics_by_product, statistics_summary
+from decabill.admin.statistics import billing_summary, statistics_by_product, statistics_summary, statistics_taxes
 
 __all__ = [
     "audit_log", "billing_summary", "create_manual_invoice", "create_profile", "delete_manual_invoice",
     "delete_profile", "get_invoice", "get_profile", "invoice_pdf", "issue_manual_invoice", "list_invoices",
-    "list_profiles", "mark_paid", "mark_unpaid", "request_bill_now", "statistics_by_product", "statistics_summary",
+    "list_profiles", "mark_paid", "mark_unpaid", "request_bill_now", "statistics_by_product", "statistics_summary", "statistics_taxes",
     "update_manual_invoice", "update_profile", "void",
 ]

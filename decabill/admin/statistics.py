@@ -17,6 +17,9 @@ rounded to cents half up once, at the end.
   counts for both plans with their own lines — the reference gave the whole invoice to the first one);
   lines without a subscription (manual invoices without one) are not counted. Gross per line = net +
   tax of the line, so the lines of an invoice add up to its total.
+* Taxes (what an OSS return needs): the same billed invoices, net and tax per tax rule (decabill/taxes),
+  buyer country, EN 16931 category and rate — from what each invoice stored at issue. Invoices issued
+  before the tax rules existed have no rule (`taxRule` null).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from decabill.admin.views import (
     SeriesPoint,
     StatisticsByProductView,
     StatisticsSummaryView,
+    TaxStatisticsItem,
+    TaxStatisticsView,
 )
 from decabill.documents import round_cents
 from decabill.identity.principal import Principal
@@ -115,3 +120,15 @@ async def statistics_by_product(principal: Principal, *, from_: str | None = Non
     items = [ProductPoint(plan_id, name, _money(total)) for plan_id, name, total in rows]
     total = round_cents(sum((item.total_gross for item in items), Decimal(0)))
     return StatisticsByProductView(items=items, total_gross=total, from_=start, to=end)
+
+
+async def statistics_taxes(principal: Principal, *, from_: str | None = None, to: str | None = None
+                           ) -> TaxStatisticsView:
+    start, end = date_range(from_, to)
+    lower, upper = _bounds(start, end)
+    async with db.transaction() as session:
+        rows = await InvoiceRepository(session).billed_tax_by_country(lower, upper)
+    items = [TaxStatisticsItem(rule, country, code, rate, _money(net), _money(tax))
+             for rule, country, code, rate, net, tax in rows]
+    return TaxStatisticsView(items=items, net_total=round_cents(sum((i.net for i in items), Decimal(0))),
+                             tax_total=round_cents(sum((i.tax for i in items), Decimal(0))), from_=start, to=end)

@@ -116,3 +116,27 @@ class BillNowView:
     queued: bool
     request_id: uuid.UUID
     user_count: int
+
+
+@dataclass(frozen=True)
+class TaxStatisticsItem:
+    tax_rule: str | None
+    country: str | None
+    vat_category_code: str
+    tax_rate: Decimal
+    net: Decimal
+    tax: Decimal
+
+
+@dataclass(frozen=True)
+class TaxStatisticsView:
+    items: list[TaxStatisticsItem]
+    net_total: Decimal
+    tax_total: Decimal
+    from_: dt.date
+    to: dt.date
+
+    def __getattr__(self, name: str) -> Any:  # the contract's `from` is a Python keyword
+        if name == "from":
+            return self.from_
+        raise AttributeError(name)

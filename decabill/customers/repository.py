@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -46,3 +47,10 @@ class CustomerProfileRepository(Repository[CustomerProfile]):
         now = db.utcnow()
         return await self.insert_if_missing({"id": uuid.uuid4(), "user_id": user_id, "created_at": now,
                                              "updated_at": now, **fields}, ["user_id"])
+
+    async def vat_recheck_due(self, now: dt.datetime, limit: int) -> list[uuid.UUID]:
+        """Profiles whose pending VAT ID is due for another VIES attempt, longest waiting first."""
+        statement = self.statement(CustomerProfile.id).where(
+            CustomerProfile.vat_id_status == "pending", CustomerProfile.vat_id_recheck_at <= now,
+        ).order_by(CustomerProfile.vat_id_recheck_at, CustomerProfile.id)
+        return await self.page(statement, limit, 0)

@@ -23,6 +23,7 @@ from drafthorse.models.trade import TradeSettlement
 from drafthorse.models.tradelines import LineItem
 
 from decabill.documents.model import (
+    NOT_SUBJECT,
     DocumentError,
     InvoiceDocument,
     InvoiceLine,
@@ -50,7 +51,7 @@ def build_cii_xml(doc: InvoiceDocument) -> bytes:
     xml = _new_document(doc.number, TYPE_INVOICE, doc.issue_date, doc.currency)
     if doc.note:
         _add_note(xml, doc.note)
-    _fill_parties(xml, doc.issuer, doc.customer, doc.order_reference)
+    _fill_parties(xml, doc.issuer, doc.customer, doc.order_reference, _not_subject(doc.lines))
     _add_lines(xml, doc.lines)
     _set_delivery_date(xml, doc.service_period_end or doc.issue_date)
     settlement = xml.trade.settlement
@@ -77,7 +78,7 @@ def build_credit_note_xml(doc: VoidDocument) -> bytes:
         xml,
         f"Credit note for invoice {doc.voided_invoice_number}. Reason: {doc.reason}",
     )
-    _fill_parties(xml, doc.issuer, doc.customer, doc.order_reference)
+    _fill_parties(xml, doc.issuer, doc.customer, doc.order_reference, _not_subject(doc.lines))
     _add_lines(xml, doc.lines)
     _set_delivery_date(
         xml, doc.service_period_end or doc.voided_invoice_date or doc.issue_date
@@ -122,14 +123,23 @@ def _add_note(xml: Document, text: str) -> None:
 # --- parties ------------------------------------------------------------------
 
 
+def _not_subject(lines: Sequence[InvoiceLine]) -> bool:
+    return any(line.tax_category == NOT_SUBJECT for line in lines)
+
+
 def _fill_parties(
-    xml: Document, issuer: Issuer, customer: Party, order_reference: str | None
+    xml: Document, issuer: Issuer, customer: Party, order_reference: str | None,
+    not_subject: bool = False,
 ) -> None:
     agreement = xml.trade.agreement
     _check_seller(issuer)
     _check_buyer(customer)
-    _fill_party(agreement.seller, issuer)
-    _fill_party(agreement.buyer, customer)
+    # Outside the scope of VAT neither party's VAT ID may appear (BR-O-02); the seller is then
+    # identified by its VAT ID given as the seller identifier BT-29 (BR-CO-26).
+    _fill_party(agreement.seller, issuer, with_vat_id=not not_subject)
+    _fill_party(agreement.buyer, customer, with_vat_id=not not_subject)
+    if not_subject and issuer.vat_id:
+        agreement.seller.id = _compact(issuer.vat_id)
     if order_reference:
         agreement.buyer_order.issuer_assigned_id = order_reference  # BT-13
 
@@ -162,7 +172,7 @@ def _missing(party: Party, names: Sequence[str]) -> list[str]:
     return [name for name in names if not (getattr(party, name) or "").strip()]
 
 
-def _fill_party(target: TradeParty, party: Party) -> None:
+def _fill_party(target: TradeParty, party: Party, *, with_vat_id: bool = True) -> None:
     target.name = party.name
     address = target.address
     address.line_one = party.address_line1
@@ -173,7 +183,7 @@ def _fill_party(target: TradeParty, party: Party) -> None:
     address.country_id = _country(party.country or "")
     if party.email:
         target.electronic_address.uri_ID = (_SCHEME_EMAIL, party.email)
-    if party.vat_id:
+    if party.vat_id and with_vat_id:
         registration = TaxRegistration()
         registration.id = (_SCHEME_VAT_ID, _compact(party.vat_id))
         target.tax_registrations.add(registration)
@@ -220,7 +230,8 @@ def _line_item(position: int, line: InvoiceLine) -> LineItem:
     tax = item.settlement.trade_tax
     tax.type_code = VAT
     tax.category_code = line.tax_category
-    tax.rate_applicable_percent = _fixed(line.tax_rate)
+    if line.tax_category != NOT_SUBJECT:  # no rate outside the scope of VAT (BR-O-05)
+        tax.rate_applicable_percent = _fixed(line.tax_rate)
     item.settlement.monetary_summation.total_amount = _cents(line.net_amount)
     return item
 
@@ -240,8 +251,14 @@ def _add_tax_breakdown(
         tax.calculated_amount = _cents(row.tax_amount)
         tax.type_code = VAT
         tax.basis_amount = _cents(row.taxable_amount)
+        exemption = row.exemption
+        if exemption:  # BR-AE-10, BR-O-10, BR-E-10
+            tax.exemption_reason = exemption[1]
         tax.category_code = row.category
-        tax.rate_applicable_percent = _fixed(row.rate)
+        if exemption:
+            tax.exemption_reason_code = exemption[0]
+        if row.category != NOT_SUBJECT:  # BR-O-09: no rate outside the scope of VAT
+            tax.rate_applicable_percent = _fixed(row.rate)
         settlement.trade_tax.add(tax)
 
 

@@ -20,7 +20,20 @@ from typing import Final
 # the breakdown is per (category, rate) anyway.
 STANDARD_RATED: Final = "S"
 ZERO_RATED: Final = "Z"
-SUPPORTED_TAX_CATEGORIES: Final = frozenset({STANDARD_RATED, ZERO_RATED})
+REVERSE_CHARGE: Final = "AE"  # intra-community B2B service, the buyer accounts for the VAT
+NOT_SUBJECT: Final = "O"  # outside the scope of (EU) VAT
+EXEMPT: Final = "E"
+SUPPORTED_TAX_CATEGORIES: Final = frozenset({STANDARD_RATED, ZERO_RATED, REVERSE_CHARGE, NOT_SUBJECT, EXEMPT})
+
+# Exemption reason code (BT-121, CEF VATEX list) and text (BT-120) that EN 16931 requires on the
+# breakdown of each category but S and Z (BR-AE-10, BR-O-10, BR-E-10).
+EXEMPTIONS: Final = {
+    REVERSE_CHARGE: ("VATEX-EU-AE", "Reverse charge: VAT to be accounted for by the recipient "
+                                    "(Article 196 Directive 2006/112/EC)"),
+    NOT_SUBJECT: ("VATEX-EU-O", "Not subject to EU VAT: place of supply outside the EU "
+                                "(Article 44 Directive 2006/112/EC)"),
+    EXEMPT: ("VATEX-EU-132", "Exempt from VAT (Article 132 Directive 2006/112/EC)"),
+}
 
 # The service's own category names (billing_invoice_line_items.tax_category).
 _CATEGORY_BY_SERVICE_NAME: Final = {
@@ -69,7 +82,7 @@ class InvoiceLine:
     description: str
     quantity: Decimal
     unit_price: Decimal  # net
-    tax_category: str  # STANDARD_RATED or ZERO_RATED
+    tax_category: str  # an EN 16931 code of SUPPORTED_TAX_CATEGORIES
     tax_rate: Decimal  # percent, e.g. Decimal("19")
     net_amount: Decimal
     tax_amount: Decimal
@@ -84,6 +97,11 @@ class TaxBreakdown:
     rate: Decimal
     taxable_amount: Decimal
     tax_amount: Decimal
+
+    @property
+    def exemption(self) -> tuple[str, str] | None:
+        """(reason code, reason) of a category that needs them, else None."""
+        return EXEMPTIONS.get(self.category)
 
 
 def _as_tuple(instance: object, name: str) -> None:
@@ -113,6 +131,7 @@ class InvoiceDocument:
     service_period_end: date | None = None
     order_reference: str | None = None  # e.g. the subscription number
     note: str | None = None  # free text note on the document
+    tax_rule: str | None = None  # the EU VAT rule, printed (domestic, reverse charge, ...)
 
     def __post_init__(self) -> None:
         _as_tuple(self, "lines")
@@ -139,6 +158,7 @@ class VoidDocument:
     service_period_start: date | None = None
     service_period_end: date | None = None
     order_reference: str | None = None
+    tax_rule: str | None = None
 
     def __post_init__(self) -> None:
         _as_tuple(self, "lines")

@@ -238,6 +238,8 @@ def _invoice_sheet(doc: InvoiceDocument) -> _Sheet:
     meta = [("Invoice number", doc.number), ("Issue date", doc.issue_date.isoformat())]
     if doc.due_date:
         meta.append(("Due date", doc.due_date.isoformat()))
+    if doc.tax_rule:
+        meta.append(("Tax rule", doc.tax_rule))
     meta += _common_meta(
         doc.service_period_start, doc.service_period_end, doc.order_reference
     )
@@ -272,6 +274,8 @@ def _void_sheet(doc: VoidDocument) -> _Sheet:
     ]
     if doc.voided_invoice_date:
         meta.append(("Original invoice date", doc.voided_invoice_date.isoformat()))
+    if doc.tax_rule:
+        meta.append(("Tax rule", doc.tax_rule))
     meta += _common_meta(
         doc.service_period_start, doc.service_period_end, doc.order_reference
     )
@@ -520,8 +524,8 @@ def _tax_breakdown_table(pdf: FPDF, sheet: _Sheet) -> None:
     with pdf.table(
         width=88,
         align="LEFT",
-        col_widths=(22, 36, 30),
-        text_align=("LEFT", "RIGHT", "RIGHT"),
+        col_widths=(12, 14, 32, 30),
+        text_align=("LEFT", "LEFT", "RIGHT", "RIGHT"),
         borders_layout=TableBordersLayout.HORIZONTAL_LINES,
         headings_style=FontFace(emphasis="BOLD", color=_TEXT),
         line_height=4.8,
@@ -529,6 +533,7 @@ def _tax_breakdown_table(pdf: FPDF, sheet: _Sheet) -> None:
     ) as table:
         heading = table.row()
         for text in (
+            "VAT",
             "Rate",
             f"Net amount ({sheet.currency})",
             f"Tax ({sheet.currency})",
@@ -536,6 +541,7 @@ def _tax_breakdown_table(pdf: FPDF, sheet: _Sheet) -> None:
             heading.cell(text)
         for group in sheet.tax_breakdown:
             row = table.row()
+            row.cell(group.category)  # the EN 16931 category (S, AE, O, ...), as in the XML
             row.cell(_percent(group.rate))
             row.cell(_amount(group.taxable_amount))
             row.cell(_amount(group.tax_amount))

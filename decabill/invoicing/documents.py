@@ -29,6 +29,7 @@ import structlog
 from decabill import db
 from decabill.config import get_settings
 from decabill.documents import (
+    STANDARD_RATED,
     ZERO_RATED,
     InvoiceDocument,
     Issuer,
@@ -45,6 +46,7 @@ from decabill.documents.money import plain
 from decabill.invoicing.errors import DraftHasNoPdf, IssuerNotConfigured, NotVoid
 from decabill.invoicing.repository import InvoiceLineRepository, InvoiceRepository
 from decabill.observability import calls
+from decabill.taxes import service as taxes
 from models.customers import CustomerProfile
 from models.invoicing import Invoice, InvoiceLine, InvoiceStatus
 
@@ -74,29 +76,32 @@ def seller_snapshot() -> dict[str, Any]:
     }
 
 
-def buyer_snapshot(profile: CustomerProfile) -> dict[str, Any]:
+def buyer_snapshot(profile: CustomerProfile, *, vat_id: str | None = None) -> dict[str, Any]:
+    """The buyer as the invoice keeps it; `vat_id` is the VAT ID the tax rule put on the invoice (if any)."""
     full_name = " ".join(part.strip() for part in (profile.first_name, profile.last_name) if part and part.strip())
     return {
         "name": (profile.company or "").strip() or full_name or "Customer",
         "first_name": (profile.first_name or "").strip() or None,
         "address_line1": profile.address_line1, "address_line2": profile.address_line2 or None,
         "postal_code": profile.postal_code, "city": profile.city, "country": profile.country,
-        "email": (profile.email or "").strip() or None,
+        "email": (profile.email or "").strip() or None, "vat_id": vat_id,
     }
 
 
 # --- rows -> document inputs ------------------------------------------------------------------------
 
 
-def _category_code(category: str, rate: Decimal) -> str:
-    return ZERO_RATED if rate == 0 else tax_category_code(category)
+def _category_code(line: InvoiceLine) -> str:
+    if line.vat_category_code not in (None, STANDARD_RATED):
+        return line.vat_category_code  # AE, O, ... as the tax rule (or an admin) set it
+    return ZERO_RATED if line.tax_rate == 0 else tax_category_code(line.tax_category)
 
 
 def _document_lines(lines: list[InvoiceLine]) -> list[DocumentLine]:
     return [
         DocumentLine(
             description=line.description, quantity=plain(line.quantity), unit_price=plain(line.unit_price_net),
-            tax_category=_category_code(line.tax_category, line.tax_rate), tax_rate=plain(line.tax_rate),
+            tax_category=_category_code(line), tax_rate=plain(line.tax_rate),
             net_amount=round_cents(line.line_net), tax_amount=round_cents(line.line_tax),
             gross_amount=round_cents(line.line_gross),
         )
@@ -116,13 +121,22 @@ def _customer(invoice: Invoice) -> Party:
     buyer = invoice.buyer or {}
     return Party(name=buyer.get("name") or "Customer", address_line1=buyer.get("address_line1"),
                  address_line2=buyer.get("address_line2"), postal_code=buyer.get("postal_code"),
-                 city=buyer.get("city"), country=buyer.get("country"), email=buyer.get("email"))
+                 city=buyer.get("city"), country=buyer.get("country"), email=buyer.get("email"),
+                 vat_id=buyer.get("vat_id"))
+
+
+def _tax_texts(invoice: Invoice) -> tuple[str | None, str | None]:
+    """(rule label, legal note) of an issued invoice, from its snapshot."""
+    snapshot = invoice.tax_snapshot or {}
+    return (taxes.rule_label(invoice.tax_rule, snapshot.get("taxCountry")),
+            taxes.legal_note(invoice.tax_rule, snapshot.get("buyerVatId")))
 
 
 def invoice_document(invoice: Invoice, lines: list[InvoiceLine]) -> InvoiceDocument:
     assert invoice.invoice_number and invoice.issued_at, "only issued invoices have a document"
     document_lines = _document_lines(lines)
     total = round_cents(invoice.total_gross)
+    rule, note = _tax_texts(invoice)
     return InvoiceDocument(
         number=invoice.invoice_number, issue_date=invoice.issued_at.date(), currency=invoice.currency,
         issuer=_issuer(invoice), customer=_customer(invoice), lines=document_lines,
@@ -132,7 +146,7 @@ def invoice_document(invoice: Invoice, lines: list[InvoiceLine]) -> InvoiceDocum
         payment_note=f"Please quote the invoice number {invoice.invoice_number} with your payment.",
         service_period_start=invoice.period_start.date() if invoice.period_start else None,
         service_period_end=invoice.period_end.date() if invoice.period_end else None,
-        order_reference=invoice.order_reference,
+        order_reference=invoice.order_reference, tax_rule=rule, note=note,
     )
 
 
@@ -148,7 +162,7 @@ def void_document(invoice: Invoice, lines: list[InvoiceLine]) -> VoidDocument:
         tax_total=round_cents(invoice.tax_total), total=round_cents(invoice.total_gross),
         service_period_start=invoice.period_start.date() if invoice.period_start else None,
         service_period_end=invoice.period_end.date() if invoice.period_end else None,
-        order_reference=invoice.order_reference,
+        order_reference=invoice.order_reference, tax_rule=_tax_texts(invoice)[0],
     )
 
 

@@ -7,8 +7,12 @@ the caller where they change it.
 Lines and totals (behavior.md part B §3.4): per line net = r2(quantity × unit price), tax = r2(net × rate
 / 100), gross = net + tax (`decabill.documents.compute_line`); the invoice's subtotal and tax total are the
 sums of the rounded line amounts, its total their sum (`decabill.documents.totals`). r2 rounds half up.
-The rate of a category (standard: BILLING_TAX_RATE_STANDARD, reduced: BILLING_TAX_RATE_REDUCED) is
-fixed on the line when the line is made.
+The rate of a line follows the invoice's EU VAT rule (decabill/taxes: domestic lines keep
+BILLING_TAX_RATE_STANDARD / _REDUCED per `taxCategory`; reverse charge and outside the EU are 0 %; OSS the
+buyer country's rate): a draft is rated with the rule of the day it is made, and issuing determines the rule
+again for the issue day and the profile as it is then, re-rates the lines (except those whose EN 16931
+category an admin set explicitly) and stores the snapshot (`Invoice.tax_rule`, `tax_country`,
+`tax_snapshot`), which nothing recomputes afterwards.
 
 Issuing (§3.3, D9): seller configured (400 naming the missing BILLING_ISSUER_* otherwise), customer profile
 complete (400), then — last, so the counter row is locked for as little time as possible — the number
@@ -31,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from decabill import db
 from decabill.config import get_settings
 from decabill.customers.service import find_profile
+from decabill.taxes import service as taxes
 from decabill.documents import compute_line, round_cents, totals
 from decabill.documents import InvoiceLine as DocumentLine
 from decabill.invoicing import documents, mail, rendering, states
@@ -40,6 +45,7 @@ from decabill.invoicing.repository import InvoiceLineRepository, InvoiceReposito
 from decabill.invoicing.states import Actor
 from decabill.numbering import next_number
 from decabill.observability import metrics
+from models.customers import CustomerProfile
 from models.invoicing import Invoice, InvoiceLine, InvoiceOrigin, InvoiceStatus, TaxCategory
 
 DEFAULT_DUE_IN_DAYS = 14
@@ -52,6 +58,7 @@ class LineInput:
     unit_price_net: Decimal
     quantity: Decimal = Decimal(1)
     tax_category: str = TaxCategory.STANDARD
+    vat_category_code: str | None = None  # EN 16931 category set explicitly (admin); None: the tax rule decides
     subscription_id: uuid.UUID | None = None
     open_position_id: uuid.UUID | None = None
     usage_record_id: uuid.UUID | None = None
@@ -59,13 +66,25 @@ class LineInput:
     period_end: dt.datetime | None = None
 
 
-def tax_rate(category: str) -> Decimal:
-    settings = get_settings()
-    if category == TaxCategory.REDUCED:
-        return settings.billing_tax_rate_reduced
-    if category == TaxCategory.STANDARD:
-        return settings.billing_tax_rate_standard
-    raise ValueError(f"unknown tax category {category!r}")
+def _line_tax(decision: taxes.Decision, category: str, explicit_code: str | None) -> tuple[str, Decimal]:
+    """(EN 16931 category, rate) of a line of `category` (standard | reduced) under `decision`."""
+    if category not in (TaxCategory.STANDARD, TaxCategory.REDUCED):
+        raise ValueError(f"unknown tax category {category!r}")
+    if explicit_code:
+        return explicit_code, taxes.explicit_rate(explicit_code, category)
+    return decision.category_code, decision.rate(category)
+
+
+def buyer_of(profile: CustomerProfile | None) -> taxes.Buyer:
+    if profile is None:
+        return taxes.Buyer(country=None)
+    return taxes.Buyer(country=profile.country, postal_code=profile.postal_code, vat_id=profile.vat_id,
+                       vat_id_status=profile.vat_id_status, vat_id_checked_at=profile.vat_id_checked_at,
+                       vat_id_consultation_number=profile.vat_id_consultation_number)
+
+
+async def tax_decision(user_id: uuid.UUID, day: dt.date) -> taxes.Decision:
+    return taxes.decide(buyer_of(await find_profile(user_id)), day)
 
 
 def number_sequence(year: int) -> str:
@@ -76,29 +95,58 @@ def format_invoice_number(year: int, value: int) -> str:
     return f"INV-{year}-{value:05d}"
 
 
-def _make_lines(invoice: Invoice, inputs: Sequence[LineInput]) -> list[InvoiceLine]:
+def _make_lines(invoice: Invoice, inputs: Sequence[LineInput], decision: taxes.Decision) -> list[InvoiceLine]:
     lines = []
     for position, item in enumerate(inputs):
-        rate = tax_rate(item.tax_category)
+        code, rate = _line_tax(decision, item.tax_category, item.vat_category_code)
         quantity = Decimal(item.quantity).quantize(UNIT_QUANTUM)
         unit_price = Decimal(item.unit_price_net).quantize(UNIT_QUANTUM)
         net, tax, gross = compute_line(quantity, unit_price, rate)
         lines.append(InvoiceLine(
             invoice_id=invoice.id, position=position, description=item.description[:500],
             quantity=quantity, unit_price_net=unit_price, tax_category=item.tax_category, tax_rate=rate, line_net=net,
-            line_tax=tax, line_gross=gross, subscription_id=item.subscription_id,
+            vat_category_code=code, vat_category_explicit=item.vat_category_code is not None, line_tax=tax, line_gross=gross, subscription_id=item.subscription_id,
             open_position_id=item.open_position_id, usage_record_id=item.usage_record_id,
             period_start=item.period_start, period_end=item.period_end,
         ))
     return lines
 
 
-def _add_lines(session: AsyncSession, invoice: Invoice, inputs: Sequence[LineInput]) -> list[InvoiceLine]:
-    """The invoice's lines made from `inputs`, added to the session, and its totals set from them."""
+async def _add_lines(session: AsyncSession, invoice: Invoice, inputs: Sequence[LineInput],
+                     now: dt.datetime | None = None) -> list[InvoiceLine]:
+    """The invoice's lines made from `inputs` under the tax rule of the day for its buyer, added to the
+    session, and its totals set from them."""
+    decision = await tax_decision(invoice.user_id, (now or db.utcnow()).astimezone(dt.timezone.utc).date())
     lines = InvoiceLineRepository(session)
-    made = [lines.add(line) for line in _make_lines(invoice, inputs)]
+    made = [lines.add(line) for line in _make_lines(invoice, inputs, decision)]
     _set_totals(invoice, made)
     return made
+
+
+def _rerate(invoice: Invoice, lines: Sequence[InvoiceLine], decision: taxes.Decision) -> None:
+    """Apply the rule determined at issue to the lines the rule decides, and the totals."""
+    for line in lines:
+        if line.vat_category_explicit:
+            continue
+        line.vat_category_code, line.tax_rate = _line_tax(decision, line.tax_category, None)
+        line.line_net, line.line_tax, line.line_gross = compute_line(line.quantity, line.unit_price_net, line.tax_rate)
+    _set_totals(invoice, lines)
+
+
+def _snapshot(decision: taxes.Decision, day: dt.date) -> dict:
+    """What the invoice keeps of its tax determination (JSON; decimals as strings)."""
+    exemption = taxes.EXEMPTIONS.get(decision.category_code)
+    return {
+        "rule": decision.rule, "determinedOn": day.isoformat(), "sellerCountry": get_settings().billing_issuer_country,
+        "buyerCountry": decision.buyer_country, "taxCountry": decision.tax_country,
+        "vatCategoryCode": decision.category_code,
+        "rates": {kind: str(rate) for kind, rate in decision.rates.items()}, "ratesSource": decision.rates_source,
+        "buyerVatId": decision.vat_id,
+        "vatIdCheckedAt": decision.vat_id_checked_at.isoformat() if decision.vat_id_checked_at else None,
+        "vatIdConsultationNumber": decision.vat_id_consultation_number,
+        "exemptionReasonCode": exemption[0] if exemption else None,
+        "exemptionReason": exemption[1] if exemption else None,
+    }
 
 
 def _set_totals(invoice: Invoice, lines: Sequence[InvoiceLine]) -> None:
@@ -128,7 +176,7 @@ async def create_draft(session: AsyncSession, *, user_id: uuid.UUID, lines: Sequ
         user_id=user_id, subscription_id=subscription_id, origin=origin, status=InvoiceStatus.DRAFT,
         currency=currency or get_settings().billing_currency, order_reference=order_reference, created_at=now,
         updated_at=now))
-    _add_lines(session, invoice, lines)
+    await _add_lines(session, invoice, lines, now)
     await session.flush()
     await states.audit(session, invoice, "invoice.create", "Created invoice draft", actor=actor, after=invoice.status,
                        context={"subscriptionId": subscription_id, "totalGross": invoice.total_gross,
@@ -159,8 +207,13 @@ async def issue(session: AsyncSession, invoice: Invoice, *, actor: Actor, due_in
     profile = await find_profile(invoice.user_id)
     if profile is None or not profile.is_complete:
         raise ProfileIncompleteForInvoice()
+    day = now.astimezone(dt.timezone.utc).date()
+    decision = taxes.decide(buyer_of(profile), day)
+    _rerate(invoice, await InvoiceLineRepository(session).of_invoice(invoice.id), decision)
+    invoice.tax_rule, invoice.tax_country = decision.rule, decision.buyer_country
+    invoice.tax_snapshot = _snapshot(decision, day)
     invoice.seller = seller
-    invoice.buyer = documents.buyer_snapshot(profile)
+    invoice.buyer = documents.buyer_snapshot(profile, vat_id=decision.vat_id)
     invoice.due_date = now.astimezone(dt.timezone.utc).date() + dt.timedelta(days=due_in_days)
     invoice.payment_processor = get_settings().billing_default_payment_processor
     invoice.pdf_storage_key = documents.storage_key(invoice)
@@ -218,7 +271,7 @@ async def replace_lines(session: AsyncSession, invoice: Invoice, inputs: Sequenc
     if not inputs:
         raise ValueError("an invoice needs at least one line")
     await InvoiceLineRepository(session).delete_of_invoice(invoice.id)
-    made = _add_lines(session, invoice, inputs)
+    made = await _add_lines(session, invoice, inputs)
     invoice.touch()
     await session.flush()
     return made

@@ -184,6 +184,19 @@ class InvoiceRepository(Repository[Invoice]):
                      .order_by(literal_column("gross").desc(), ServicePlan.name, ServicePlan.id))
         return [(plan_id, name, total) for plan_id, name, total in await self.rows(statement)]
 
+    async def billed_tax_by_country(self, lower: dt.datetime, upper: dt.datetime
+                                    ) -> list[tuple[str | None, str | None, str, Decimal, Decimal, Decimal]]:
+        """(tax rule, buyer country, EN 16931 category, rate, net, tax) of the billed lines in [lower, upper)."""
+        net, tax = self.sum_of(InvoiceLine.line_net).label("net"), self.sum_of(InvoiceLine.line_tax).label("tax")
+        keys = (Invoice.tax_rule, Invoice.tax_country, InvoiceLine.vat_category_code, InvoiceLine.tax_rate)
+        statement = (self.statement(*keys, net, tax)
+                     .select_from(InvoiceLine)
+                     .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+                     .where(*self._billed_in(lower, upper, None))
+                     .group_by(*keys)
+                     .order_by(*keys))
+        return [tuple(row) for row in await self.rows(statement)]  # type: ignore[misc]
+
 
 class InvoiceLineRepository(Repository[InvoiceLine]):
     model = InvoiceLine

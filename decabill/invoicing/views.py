@@ -5,7 +5,8 @@ flags and derived numbers are computed in one place.
 * `canPay` = issued, partially paid or overdue with a balance above 0; `canDownload` = `canPreview` = not a
   draft; `canDownloadVoidDocument` = void with a number; `voidDocumentNumber` = `<number>-CN` when void.
 * The tax breakdown is built from the stored lines (the rates they were issued with, grouped per
-  category and rate in first-appearance order) — the figures of the PDF and its e-invoice XML.
+  category, EN 16931 category and rate in first-appearance order) — the figures of the PDF and its XML.
+* `taxRule` and `taxSnapshot` are what issuing stored (decabill/taxes); drafts have none yet.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class TaxBreakdownView:
     tax_category: str
     tax_rate: Decimal
     tax_amount: Decimal
+    vat_category_code: str = "S"
+    taxable_amount: Decimal = Decimal("0.00")
 
 
 @dataclass
@@ -93,6 +96,19 @@ class InvoiceView:
     def created_at(self) -> dt.datetime:
         return self.invoice.created_at
 
+    # -- EU VAT, as determined at issue (the snapshot; nothing recomputes it) --
+    @property
+    def tax_rule(self) -> str | None:
+        return self.invoice.tax_rule
+
+    @property
+    def tax_snapshot(self) -> dict | None:
+        return self.invoice.tax_snapshot
+
+    @property
+    def buyer_vat_id(self) -> str | None:
+        return (self.invoice.tax_snapshot or {}).get("buyerVatId")
+
     # -- capability flags --
     @property
     def can_pay(self) -> bool:
@@ -116,11 +132,13 @@ class InvoiceView:
 
     @property
     def tax_breakdown(self) -> list[TaxBreakdownView]:
-        groups: dict[tuple[str, Decimal], Decimal] = {}
+        groups: dict[tuple[str, str, Decimal], tuple[Decimal, Decimal]] = {}
         for line in sorted(self.line_items, key=lambda line: line.position):
-            key = (line.tax_category, line.tax_rate)
-            groups[key] = groups.get(key, Decimal(0)) + line.line_tax
-        return [TaxBreakdownView(category, rate, round_cents(amount)) for (category, rate), amount in groups.items()]
+            key = (line.tax_category, line.vat_category_code, line.tax_rate)
+            net, tax = groups.get(key, (Decimal(0), Decimal(0)))
+            groups[key] = (net + line.line_net, tax + line.line_tax)
+        return [TaxBreakdownView(category, rate, round_cents(tax), code, round_cents(net))
+                for (category, code, rate), (net, tax) in groups.items()]
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,8 @@ from decabill.tenancy import bound_tenant
 log = structlog.get_logger("decabill.jobs")
 
 #: modules declaring tasks; imported before a broker is built so every task is registered
-TASK_MODULES = ["decabill.subscriptions.tasks", "decabill.invoicing.tasks", "decabill.admin.tasks",
-                "decabill.payments.tasks"]
+TASK_MODULES = ["decabill.customers.tasks", "decabill.subscriptions.tasks", "decabill.invoicing.tasks",
+                "decabill.admin.tasks", "decabill.payments.tasks"]
 
 
 @dataclass(frozen=True)

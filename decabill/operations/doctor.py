@@ -7,7 +7,8 @@ QUEUE_ROLE); SMTP handshake (and login when SMTP_USER is set); every payment pro
 the key may read Checkout Sessions) and the Stripe webhook secret; every provisioning provider's token
 (built-ins and plugins: the provider lists its server types); Cloudflare DNS; the Keycloak realm's keys
 (keycloak mode); the invoice issuer (BILLING_ISSUER_*); the OTLP collector (when tracing is on).
-Decabill validates no VAT numbers against VIES, so there is no VIES check.
+Decabill asks VIES about VAT IDs only when a profile is saved and in the re-check job; VIES being down
+leaves them `pending`, so the doctor does not probe it.
 
 Exit code 0 when nothing FAILed, 1 otherwise. Nothing is written anywhere; secrets are never printed.
 """

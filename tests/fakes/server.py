@@ -7,6 +7,7 @@
     cloud.cf_url       -> f"{url}/cf/client/v4"     httpx base_url / cloudflare.Cloudflare(base_url=...)
     cloud.stripe_url   -> f"{url}/stripe"           stripe.StripeClient(base_addresses={"api": ...})  (appends /v1/...)
     cloud.keycloak_url -> f"{url}/keycloak"         KEYCLOAK_SERVER_URL (realm JWKS under /realms/<realm>/...)
+    cloud.vies_url     -> f"{url}/vies"             VIES_API_URL (POST /check-vat-number)
     cloud.hetzner / .digitalocean / .cloudflare / .stripe / .keycloak  -> the state objects
     cloud.reset(); cloud.stop()
 
@@ -24,6 +25,7 @@ from starlette.routing import Mount
 
 from . import cloudflare, digitalocean, hetzner
 from . import keycloak as keycloak_fake
+from . import vies as vies_fake
 from . import stripe as stripe_fake
 
 
@@ -34,12 +36,14 @@ class FakeCloud:
         self.cloudflare = cloudflare.CloudflareState()
         self.stripe = stripe_fake.StripeState()
         self.keycloak = keycloak_fake.KeycloakState()
+        self.vies = vies_fake.ViesState()
         self.app = Starlette(routes=[
             Mount("/hetzner", app=hetzner.create_app(self.hetzner)),
             Mount("/do", app=digitalocean.create_app(self.digitalocean)),
             Mount("/cf", app=cloudflare.create_app(self.cloudflare)),
             Mount("/stripe", app=stripe_fake.create_app(self.stripe)),
             Mount("/keycloak", app=keycloak_fake.create_app(self.keycloak)),
+            Mount("/vies", app=vies_fake.create_app(self.vies)),
         ])
         self._host, self._port = host, port
         self._server: uvicorn.Server | None = None
@@ -73,6 +77,10 @@ class FakeCloud:
     def keycloak_url(self) -> str:
         return f"{self.url}/keycloak"
 
+    @property
+    def vies_url(self) -> str:
+        return f"{self.url}/vies"
+
     def start(self, timeout: float = 10.0) -> "FakeCloud":
         config = uvicorn.Config(self.app, host=self._host, port=self._port, log_level="warning",
                                 access_log=False, lifespan="off")
@@ -98,7 +106,7 @@ class FakeCloud:
 
     def reset(self) -> None:
         """Clear all state (servers, droplets, records, customers, sessions, logs, injected errors, realm keys)."""
-        for state in (self.hetzner, self.digitalocean, self.cloudflare, self.stripe, self.keycloak):
+        for state in (self.hetzner, self.digitalocean, self.cloudflare, self.stripe, self.keycloak, self.vies):
             state.reset()
         self.stripe.api_key = None
 

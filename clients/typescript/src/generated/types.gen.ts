@@ -870,6 +870,10 @@ export type CustomerProfileDto = {
      * At most 50 characters.
      */
     phone?: string;
+    /**
+     * EU VAT ID, with or without its country prefix (`FR40303265045`); must belong to the profile's country. Checked for format, then with the EU's VIES service: invalid → 400; VIES unavailable → saved with `vatIdStatus` `pending` and checked again later. An empty string removes it.
+     */
+    vatId?: string;
 };
 
 /**
@@ -893,6 +897,22 @@ export type CustomerProfileResponse = {
      * Customer id at Stripe, set by the server once a payment was started.
      */
     stripeCustomerId?: string | null;
+    /**
+     * EU VAT ID with its country prefix, as checked.
+     */
+    vatId?: string | null;
+    /**
+     * What VIES said: `valid` (invoices to another EU country are reverse charge), `invalid`, or `pending` while VIES could not be asked (re-checked in the background).
+     */
+    vatIdStatus?: 'valid' | 'invalid' | 'pending' | null;
+    /**
+     * When VIES answered.
+     */
+    vatIdCheckedAt?: string | null;
+    /**
+     * VIES's request identifier (consultation number), the proof of the check.
+     */
+    vatIdConsultationNumber?: string | null;
     createdAt?: string;
     updatedAt?: string;
 };
@@ -957,6 +977,10 @@ export type InvoiceResponse = {
      * Number of the credit note (`<invoice number>-CN`) of a void invoice.
      */
     voidDocumentNumber?: string | null;
+    /**
+     * EU VAT rule determined when the invoice was issued (null for drafts and for invoices issued before the tax rules): `domestic`, `reverse_charge` (0 %, buyer accounts for the VAT), `oss` (VAT of the buyer's EU country) or `outside_eu` (not subject to EU VAT).
+     */
+    taxRule?: 'domestic' | 'reverse_charge' | 'oss' | 'outside_eu' | null;
 };
 
 /**
@@ -1024,6 +1048,15 @@ export type InvoiceDetailResponse = {
      * Number of the credit note of a void invoice.
      */
     voidDocumentNumber?: string | null;
+    /**
+     * EU VAT rule determined when the invoice was issued (null for drafts and for invoices issued before the tax rules): `domestic`, `reverse_charge` (0 %, buyer accounts for the VAT), `oss` (VAT of the buyer's EU country) or `outside_eu` (not subject to EU VAT).
+     */
+    taxRule?: 'domestic' | 'reverse_charge' | 'oss' | 'outside_eu' | null;
+    /**
+     * The buyer's VAT ID printed on the invoice (reverse charge, or a domestic buyer's valid ID).
+     */
+    buyerVatId?: string | null;
+    taxSnapshot?: InvoiceTaxSnapshot;
 };
 
 /**
@@ -1050,6 +1083,10 @@ export type InvoiceLineItemResponse = {
      * Net plus tax of the line.
      */
     lineGross?: number;
+    /**
+     * EN 16931 VAT category (UNTDID 5305): `S` standard rated, `AE` reverse charge, `O` not subject to VAT, `Z` zero rated, `E` exempt.
+     */
+    vatCategoryCode?: 'S' | 'AE' | 'O' | 'Z' | 'E';
 };
 
 /**
@@ -1066,6 +1103,57 @@ export type InvoiceTaxBreakdown = {
      */
     taxAmount?: number;
 };
+
+/**
+ * How the invoice's VAT was determined, stored when it was issued and never recomputed (a later rate change or profile edit does not alter it).
+ */
+export type InvoiceTaxSnapshot = {
+    /**
+     * `domestic`, `reverse_charge`, `oss` or `outside_eu`.
+     */
+    rule?: string;
+    /**
+     * The invoice date the rates were taken for.
+     */
+    determinedOn?: string;
+    sellerCountry?: string;
+    buyerCountry?: string | null;
+    /**
+     * Country whose VAT rates applied.
+     */
+    taxCountry?: string;
+    /**
+     * EN 16931 category of the rule's lines.
+     */
+    vatCategoryCode?: string;
+    /**
+     * Rate in percent per line category (`standard`, `reduced`), as decimal strings.
+     */
+    rates?: {
+        [key: string]: string;
+    };
+    /**
+     * Where the rates came from (setting, or the rates table entry and its source).
+     */
+    ratesSource?: string;
+    buyerVatId?: string | null;
+    /**
+     * When VIES confirmed the buyer's VAT ID.
+     */
+    vatIdCheckedAt?: string | null;
+    /**
+     * VIES's request identifier for that check.
+     */
+    vatIdConsultationNumber?: string | null;
+    /**
+     * VATEX code of the exemption (BT-121), for `AE` and `O`.
+     */
+    exemptionReasonCode?: string | null;
+    /**
+     * Exemption reason text (BT-120).
+     */
+    exemptionReason?: string | null;
+} | null;
 
 /**
  * Reference to a newly issued invoice.
@@ -1332,6 +1420,41 @@ export type BillingStatisticsByProduct = {
 };
 
 /**
+ * Net and tax of one tax rule, buyer country, VAT category and rate.
+ */
+export type BillingStatisticsTaxItem = {
+    /**
+     * `domestic`, `reverse_charge`, `oss`, `outside_eu`; null for invoices issued before the tax rules.
+     */
+    taxRule?: string | null;
+    /**
+     * Buyer country (ISO 3166-1 alpha-2) at issue.
+     */
+    country?: string | null;
+    /**
+     * EN 16931 VAT category.
+     */
+    vatCategoryCode?: string;
+    /**
+     * Rate in percent.
+     */
+    taxRate?: number;
+    net?: number;
+    tax?: number;
+};
+
+/**
+ * Turnover split by tax rule, country and rate in a date range (what an OSS return needs).
+ */
+export type BillingStatisticsTaxes = {
+    items?: Array<BillingStatisticsTaxItem>;
+    netTotal?: number;
+    taxTotal?: number;
+    from?: string;
+    to?: string;
+};
+
+/**
  * One line of a manual invoice.
  */
 export type ManualInvoiceLineItemDto = {
@@ -1348,6 +1471,10 @@ export type ManualInvoiceLineItemDto = {
      * Tax rate to apply; `standard` when omitted.
      */
     taxCategory?: 'standard' | 'reduced';
+    /**
+     * EN 16931 VAT category set explicitly for this line; the invoice's tax rule then leaves it alone (`S` at the seller's rate of `taxCategory`, any other at 0 %). Omitted: the tax rule decides.
+     */
+    vatCategoryCode?: 'S' | 'AE' | 'O' | 'Z' | 'E';
 };
 
 /**
@@ -1459,6 +1586,10 @@ export type CreateAdminCustomerProfileDto = {
      * At most 50 characters.
      */
     phone?: string;
+    /**
+     * EU VAT ID, with or without its country prefix (`FR40303265045`); must belong to the profile's country. Checked for format, then with the EU's VIES service: invalid → 400; VIES unavailable → saved with `vatIdStatus` `pending` and checked again later. An empty string removes it.
+     */
+    vatId?: string;
 };
 
 /**
@@ -6045,6 +6176,58 @@ export type GetAdminBillingStatisticsByProductResponses = {
 };
 
 export type GetAdminBillingStatisticsByProductResponse = GetAdminBillingStatisticsByProductResponses[keyof GetAdminBillingStatisticsByProductResponses];
+
+export type GetAdminBillingStatisticsTaxesData = {
+    body?: never;
+    headers?: {
+        /**
+         * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
+         */
+        'X-Tenant'?: string;
+    };
+    path?: never;
+    query?: {
+        /**
+         * First day of the range (UTC, `YYYY-MM-DD`); 30 days before `to` when omitted.
+         */
+        from?: string;
+        /**
+         * Last day of the range, inclusive (UTC, `YYYY-MM-DD`); today when omitted.
+         */
+        to?: string;
+    };
+    url: '/admin/billing/statistics/taxes';
+};
+
+export type GetAdminBillingStatisticsTaxesErrors = {
+    /**
+     * The request was refused: the `X-Tenant` header names no configured tenant, a parameter or the body breaks the documented schema (unknown body field, wrong type, malformed id, ...), the caller has no user of its own (static API key on a per-user operation), or a business rule of the operation is not met.
+     */
+    400: ErrorResponse;
+    /**
+     * No valid credentials: the `Authorization` header is missing or malformed, the token or key is wrong or expired, the account is locked, or the session does not belong to the request's tenant.
+     */
+    401: ErrorResponse;
+    /**
+     * The caller is known but may not do this: an admin role is required (`Forbidden resource`), the API key is bound to another tenant (`Access denied`), or - for POST, PUT, PATCH and DELETE - the browser's `Origin` is not on the server's allowlist (`Origin not allowed`).
+     */
+    403: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
+     */
+    429: ErrorResponse;
+};
+
+export type GetAdminBillingStatisticsTaxesError = GetAdminBillingStatisticsTaxesErrors[keyof GetAdminBillingStatisticsTaxesErrors];
+
+export type GetAdminBillingStatisticsTaxesResponses = {
+    /**
+     * Net and tax per rule, country and rate.
+     */
+    200: BillingStatisticsTaxes;
+};
+
+export type GetAdminBillingStatisticsTaxesResponse = GetAdminBillingStatisticsTaxesResponses[keyof GetAdminBillingStatisticsTaxesResponses];
 
 export type AdminListUserSubscriptionsData = {
     body?: never;
