@@ -226,10 +226,19 @@ async def test_create_rules(billing_api, admin, customer, plan):
     await create(404, "User not found", userId=missing)
     await create(404, f"Subscription with ID {missing} not found", subscriptionId=missing)
     await create(400, "Subscription does not belong to user", userId=str(user_id(other)), subscriptionId=subscription["id"])
-    await create(400, "Quantity must be greater than zero", lineItems=[line("Work", 0, 10)])
+    await create(400, "Quantity must be greater than 0 and less than 1000000", lineItems=[line("Work", 0, 10)])
+    # one message for a quantity out of range, on either side
+    await create(400, "Quantity must be greater than 0 and less than 1000000", lineItems=[line("Work", -1, 10)])
+    await create(400, "Quantity must be greater than 0 and less than 1000000", lineItems=[line("Work", 1e308, 10)])
+    await create(400, "Unit price must be between -100000000 and 100000000", lineItems=[line("Work", 1, 1e308)])
+    # a negative line is a discount: the invoice as a whole never goes below 0
+    negative = ("Invoice total must not be negative: a negative line may only be a discount on the other lines; "
+                "to take back an issued invoice, void it or issue a credit note")
+    await create(400, negative, lineItems=[line("Refund", 1, -5)])
+    await create(400, negative, lineItems=[line("Work", 1, 10), line("Discount", 1, -10.01)])
     await create(400, "Quantity must have at most 4 decimal places", lineItems=[line("Work", 0.00001, 10)])
     await create(400, "Unit price must have at most 4 decimal places", lineItems=[line("Work", 1, 1.23456)])
-    await create(400, "Description is required; Quantity must be greater than zero",
+    await create(400, "Description is required; " + "Quantity must be greater than 0 and less than 1000000",
                  lineItems=[line("  ", 1, 10), line("Work", -1, 10)])
     await create(400, "Currency must be an ISO 4217 code", currency="EURO")
     await create(400, lineItems=[])  # minItems from the spec
