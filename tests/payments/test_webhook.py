@@ -41,7 +41,7 @@ async def _nothing_changed(invoice) -> None:
     assert (stored.status, stored.balance_due) == ("issued", Decimal("119.0000"))
     assert await rows(PaymentWebhookEvent) == []
     assert [a.status for a in await rows(PaymentAttempt)] == ["pending"]
-    assert not [e for e in await rows(InvoiceAuditLog) if e.process.startswith("payment.received")]
+    assert not [e for e in await rows(InvoiceAuditLog) if e.process.startswith("payment.webhook")]
 
 
 def _signed(body: bytes, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> dict:
@@ -113,7 +113,7 @@ async def test_a_duplicate_event_is_acknowledged_without_effect(billing_api, cus
     stored = await invoice_row(invoice.id)
     assert (stored.status, stored.balance_due, stored.amount_paid) == ("paid", 0, Decimal("11.9000"))
     assert len(await rows(PaymentWebhookEvent)) == 1
-    assert len(await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment.received")) == 1
+    assert len(await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment.webhook")) == 1
 
 
 async def test_concurrent_deliveries_of_one_event_make_one_payment(billing_api, customer, stripe, database_url):
@@ -131,7 +131,7 @@ async def test_concurrent_deliveries_of_one_event_make_one_payment(billing_api, 
     assert (stored.status, stored.balance_due, stored.amount_paid) == ("paid", 0, Decimal("119.0000"))
     [record] = await rows(PaymentWebhookEvent)
     assert record.result == "processed"
-    [entry] = await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment.received")
+    [entry] = await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment.webhook")
     assert (entry.status_before, entry.status_after) == ("issued", "paid")
     assert [a.status for a in await rows(PaymentAttempt)] == ["succeeded"]
 
@@ -148,7 +148,7 @@ async def test_concurrent_different_events_for_one_invoice_are_applied_one_after
     stored = await invoice_row(invoice.id)
     assert (stored.status, stored.balance_due, stored.amount_paid) == ("partially_paid", Decimal("69.0000"),
                                                                       Decimal("50.0000"))
-    assert len(await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment.received")) == 5
+    assert len(await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment.webhook")) == 5
 
 
 # --- what an event does ---------------------------------------------------------------------------------------
@@ -164,7 +164,7 @@ async def test_a_partial_amount_leaves_the_invoice_partially_paid(billing_api, c
 
     detail = (await api.get(f"/invoices/ref/{invoice.id}", token=customer)).json()
     assert (detail["status"], detail["balanceDue"], detail["canPay"]) == ("partially_paid", 69, True)
-    [entry] = await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment.received")
+    [entry] = await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment.webhook")
     assert (entry.status_before, entry.status_after, entry.message) == ("issued", "partially_paid",
                                                                         "Partial payment received")
     assert entry.context["balanceDue"] == "69.0000"
@@ -190,7 +190,7 @@ async def test_a_void_invoice_is_never_changed(billing_api, customer, stripe):
     [entry] = await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment_received_on_void")
     assert (entry.level, entry.status_before, entry.status_after) == ("warn", "void", "void")
     assert entry.context["amount"] == "119.00" and entry.context["externalId"] == event["data"]["object"]["id"]
-    assert not await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment.received")
+    assert not await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment.webhook")
     [attempt] = await rows(PaymentAttempt)
     assert attempt.status == "succeeded"  # the money did arrive: the attempt says so, the invoice does not
 
