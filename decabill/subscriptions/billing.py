@@ -31,7 +31,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db
 from decabill.catalog.service import find_service_plan
-from decabill.subscriptions.repository import OpenPositionRepository, SubscriptionRepository
+from decabill.subscriptions.repository import (
+    OpenPositionRepository,
+    SubscriptionItemRepository,
+    SubscriptionRepository,
+)
 from decabill.subscriptions.schedule import amount_for, period_end
 from models.subscriptions import OpenPosition, ProvisioningStatus, Subscription, SubscriptionItem, SubscriptionStatus
 
@@ -90,7 +94,13 @@ async def bill_due_period(subscription_id: uuid.UUID) -> OpenPosition | None:
 async def withdraw_undelivered(session: AsyncSession, subscription_id: uuid.UUID) -> int:
     """The subscription ends without its server ever delivered: delete its open positions not invoiced yet;
     how many. One already on an invoice is kept (an invoice is corrected by a credit note) and logged
-    (`subscriptions.undelivered_invoiced_charge`) for an operator to credit."""
+    (`subscriptions.undelivered_invoiced_charge`) for an operator to credit. A delivered subscription
+    (`was_delivered`) keeps its charges whoever asks: nothing is withdrawn."""
+    subscription = await SubscriptionRepository(session).get(subscription_id)
+    items = await SubscriptionItemRepository(session).of_subscription(subscription_id)
+    if subscription is not None and was_delivered(subscription, items):
+        log.error("subscriptions.withdrawal_refused", subscription_id=str(subscription_id), reason="delivered")
+        return 0
     positions = OpenPositionRepository(session)
     withdrawn = await positions.withdraw_unbilled(subscription_id)
     invoiced = await positions.count_of(subscription_id)

@@ -178,3 +178,19 @@ async def test_a_product_without_servers_cancelled_at_once_gets_its_final_charge
     assert final.kind == "final" and final.period_start == start and final.period_end == effective
     assert Decimal(29) <= final.amount <= Decimal(31)
     assert (await cloud.get(f"/subscriptions/{sid}", token=customer)).json()["status"] == "canceled"
+
+
+async def test_a_delivered_subscription_keeps_its_charges_whoever_asks_to_withdraw_them(cloud, admin, customer):
+    """The one delivered rule guards withdrawals too (recovery, expiration): a product without servers is
+    delivered at once, so its recorded charges stay."""
+    plan = await manual_plan(cloud, admin, billingIntervalType="day", basePrice="5")
+    subscription = await order(cloud, customer, plan["id"])
+    sid = uuid.UUID(subscription["id"])
+    start = now() - dt.timedelta(days=1, hours=1)
+    await update_row(Subscription, sid, current_period_start=start, current_period_end=start + dt.timedelta(days=1),
+                     next_billing_at=start + dt.timedelta(days=1))
+    with bound_tenant("default"):
+        assert await billing.bill_due_period(sid) is not None
+        async with db.transaction() as session:
+            assert await billing.withdraw_undelivered(session, sid) == 0
+    assert len(await _positions(str(sid))) == 1
