@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import uuid
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -27,6 +28,7 @@ from decabill.catalog.errors import (
     ServicePlanNotFound,
     ServiceTypeNotFound,
 )
+from decabill.catalog.public_cache import EncodedAnswer, bump_version, public_cache
 from decabill.catalog.pricing import GEOGRAPHY_FIELDS, PriceBreakdown, check_priceable, customer_price, price_plan
 from decabill.catalog.repository import AvailabilitySnapshotRepository, ServicePlanRepository, ServiceTypeRepository
 from decabill.errors import DecabillError
@@ -97,6 +99,7 @@ async def create_service_type(principal: Principal, *, key: str, name: str, prov
             await service_types.create(service_type)
         except IntegrityError:  # created concurrently by another request
             raise DuplicateServiceTypeKey(key) from None
+        await bump_version(session)
     return service_type
 
 
@@ -108,11 +111,12 @@ async def get_service_type(principal: Principal, service_type_id: uuid.UUID) -> 
 async def update_service_type(principal: Principal, service_type_id: uuid.UUID, *, name: str | None = None,
                               description: str | None = None, provider: str | None = None,
                               config_schema: dict | None = None, is_active: bool | None = None) -> ServiceType:
-    async with db.transaction():
+    async with db.transaction() as session:
         service_type = await find_service_type(service_type_id, lock=True)
         _set_service_type_fields(service_type, name=name, description=description, provider=provider,
                                  config_schema=config_schema, is_active=is_active)
         service_type.touch()
+        await bump_version(session)
     return service_type
 
 
@@ -123,6 +127,7 @@ async def delete_service_type(principal: Principal, service_type_id: uuid.UUID) 
         service_type = await find_service_type(service_type_id, lock=True)
         await ServiceTypeRepository(session).remove_unreferenced(service_type, "Service type",
                                                                  "delete its service plans first")
+        await bump_version(session)
 
 
 # --- providers ------------------------------------------------------------------------------------------
@@ -276,6 +281,7 @@ async def create_service_plan(principal: Principal, *, service_type_id: uuid.UUI
             _check_location_selection(service_type)
         check_priceable(plan, service_type)
         await ServicePlanRepository(session).create(plan)
+        await bump_version(session)
     return plan
 
 
@@ -285,7 +291,7 @@ async def get_service_plan(principal: Principal, plan_id: uuid.UUID) -> ServiceP
 
 
 async def update_service_plan(principal: Principal, plan_id: uuid.UUID, **changes: Any) -> ServicePlan:
-    async with db.transaction():
+    async with db.transaction() as session:
         plan = await find_service_plan(plan_id, lock=True)
         _set_plan_fields(plan, changes)
         service_type = await find_service_type(plan.service_type_id)
@@ -293,6 +299,7 @@ async def update_service_plan(principal: Principal, plan_id: uuid.UUID, **change
             _check_location_selection(service_type)
         check_priceable(plan, service_type)
         plan.touch()
+        await bump_version(session)
     return plan
 
 
@@ -301,6 +308,7 @@ async def delete_service_plan(principal: Principal, plan_id: uuid.UUID) -> None:
         plan = await find_service_plan(plan_id, lock=True)
         await ServicePlanRepository(session).remove_unreferenced(plan, "Service plan",
                                                                  "set isActive to false to stop selling it instead")
+        await bump_version(session)
 
 
 # --- public catalog (no authentication) -----------------------------------------------------------------
@@ -348,14 +356,20 @@ async def list_public_offerings(limit: int = PUBLIC_DEFAULT_LIMIT, offset: int =
     """Active plans of the request's tenant, newest first; the service type's own `isActive` is not
     consulted (as in the reference: deactivate the plans to hide them)."""
     limit = min(max(limit, 1), PUBLIC_MAX_LIMIT)
-    async with db.transaction() as session:
+    async with db.read() as session:
         rows = await ServicePlanRepository(session).active_with_type(service_type_id, limit=limit, offset=offset)
     return await _offerings(rows)
 
 
+async def cached_public_answer(query: Hashable, build: Callable[[], Awaitable[bytes]]) -> EncodedAnswer:
+    """The encoded answer of a public catalogue read, shared while the tenant's catalogue is unchanged
+    (decabill/catalog/public_cache.py); `build` makes it when none is current."""
+    return await public_cache.answer(query, build)
+
+
 async def cheapest_public_offering(service_type_id: uuid.UUID | None = None) -> PublicOffering:
     """The smallest customer price; on a tie the plan whose id sorts first."""
-    async with db.transaction() as session:
+    async with db.read() as session:
         rows = await ServicePlanRepository(session).active_with_type(service_type_id)
     offerings = await _offerings(rows)
     if not offerings:
