@@ -255,3 +255,17 @@ async def test_create_rules(billing_api, admin, customer, plan):
     listed = (await api.get(f"{BASE}/invoices?userId={owner}", token=admin)).json()
     assert [item["id"] for item in listed["items"]] == [tied["id"]]
     assert listed["items"][0]["subscriptionNumber"] == subscription["number"]
+
+
+async def test_a_draft_with_a_negative_total_is_never_issued(billing_api, admin, customer):
+    """A draft made before the discount rule (or by any other path) with a negative total: issuing refuses it and
+    points to voiding / credit notes; no number is used up."""
+    api = billing_api
+    draft = await create_draft(api, admin, user_id(customer), [line("Work", 1, 10)])
+    await update_row(Invoice, draft["id"], subtotal_net=Decimal("-10.00"), tax_total=Decimal("-1.90"),
+                     total_gross=Decimal("-11.90"), balance_due=Decimal("-11.90"))
+    response = await api.post(f"{BASE}/invoices/{draft['id']}/issue", token=admin, json={})
+    assert_error(response, 400, "Invoice total must not be negative: a negative line may only be a discount on the "
+                                "other lines; to take back an issued invoice, void it or issue a credit note")
+    detail = (await api.get(f"{BASE}/invoices/{draft['id']}", token=admin)).json()
+    assert detail["status"] == "draft" and not detail.get("invoiceNumber")
