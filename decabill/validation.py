@@ -17,6 +17,7 @@ PERCENT_LIMIT = Decimal("10000")  # NUMERIC(8,4): below 10^4
 MAX_INTERVAL_VALUE = 1000
 MAX_DAYS = 36500  # 100 years of commitment or notice is already absurd
 MAX_JSON_DEPTH = 32
+MONEY_QUANTUM = Decimal("0.0001")
 
 
 def text(value: str, label: str, *, max_length: int | None = None, required: bool = False) -> str:
@@ -70,20 +71,44 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
-def decimal_string(value: str, label: str, *, limit: Decimal = PRICE_LIMIT) -> Decimal:
-    """`"4.50"` → Decimal("4.5000"): a plain non-negative number with at most 4 decimal places."""
-    raw = value.strip()
-    if not NUMERIC_STRING.match(raw):
-        raise BadRequest(f"{label} must be a numeric string")
-    amount = Decimal(raw)
-    if amount < 0:
+def decimal_number(value: Any, label: str) -> Decimal:
+    """A JSON number or a plain numeric string (no spaces, no exponent) as the exact, finite decimal the
+    client wrote; anything else (NaN, Infinity, `abc`, `1e999999`, `' 5 '`) is refused, never read as 0."""
+    if isinstance(value, bool):
+        raise BadRequest(f"{label} must be a number")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise BadRequest(f"{label} must be a finite number")
+        return Decimal(repr(value))  # the decimal the client wrote, not the float's binary noise
+    if isinstance(value, str):
+        if not NUMERIC_STRING.fullmatch(value):
+            raise BadRequest(f"{label} must be a numeric string")
+        return Decimal(value)
+    raise BadRequest(f"{label} must be a number")
+
+
+def money(value: Any, label: str, *, limit: Decimal = PRICE_LIMIT, negative: bool = False) -> Decimal:
+    """The one money rule: a finite decimal with at most 4 places (stored exactly, never rounded silently),
+    below `limit` in magnitude; negative (and `-0`) only where `negative` allows it. Returns 4 places."""
+    amount = decimal_number(value, label)
+    if not negative and amount.is_signed():
         raise BadRequest(f"{label} must not be negative")
-    if amount >= limit:
-        raise BadRequest(f"{label} must be less than {limit}")
-    exact = amount.quantize(Decimal("0.0001"))
-    if exact != amount:  # stored with 4 places: never round a price silently
+    if abs(amount) >= limit:
+        raise BadRequest(f"{label} must be between -{limit} and {limit}" if negative
+                         else f"{label} must be less than {limit}")
+    exact = amount.quantize(MONEY_QUANTUM)
+    if exact != amount:
         raise BadRequest(f"{label} must have at most 4 decimal places")
-    return exact
+    return exact + 0  # -0 → 0
+
+
+def decimal_string(value: str, label: str, *, limit: Decimal = PRICE_LIMIT) -> Decimal:
+    """`"4.50"` → Decimal("4.5000"): a non-negative money string (`money`)."""
+    if not isinstance(value, str):
+        raise BadRequest(f"{label} must be a numeric string")
+    return money(value, label, limit=limit)
 
 
 def bounded_int(value: int, label: str, minimum: int, maximum: int) -> int:

@@ -19,4 +19,4 @@ from models.invoicing import (  # noqa: F401
     MailDelivery,
     UsageRecord,
 )
-from models.payments import PaymentAttempt, PaymentWebhookEvent  # noqa: F401
+from models.payments import PaymentAttempt, PaymentSettlement, PaymentWebhookEvent  # noqa: F401

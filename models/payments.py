@@ -14,6 +14,11 @@
   same transaction as its effect on the invoice and the invoice's audit entry: a repeated or concurrent
   delivery of one event finds the key taken and changes nothing. `tenant_id` is the tenant named in the
   event's metadata (`default` when it names none or an unknown one).
+* `PaymentSettlement` — one row per payment applied (or recorded as not applicable) to an invoice, under the
+  UNIQUE (processor, payment_key): the processor's identity of the payment (Stripe: the Checkout Session id,
+  else the PaymentIntent id). Several distinct events about one payment (`checkout.session.completed`, then
+  `checkout.session.async_payment_succeeded`) settle it once; only a genuinely second payment is settled
+  again (and, on a paid invoice, audited for a manual refund).
 """
 
 from __future__ import annotations
@@ -88,3 +93,21 @@ class PaymentWebhookEvent(SQLModel, table=True):
     invoice_id: uuid.UUID | None = Field(default=None)  # no FK: the record outlives what it names
     attempt_id: uuid.UUID | None = Field(default=None)
     received_at: dt.datetime = timestamp_field(default_now=True)
+
+
+class PaymentSettlement(SQLModel, table=True):
+    __tablename__ = "payment_settlements"
+    __table_args__ = (
+        UniqueConstraint("processor", "payment_key", name="uq_payment_settlements_processor_payment"),
+        Index("ix_payment_settlements_tenant_invoice", "tenant_id", "invoice_id"),
+    )
+
+    id: uuid.UUID = id_field()
+    tenant_id: str = tenant_field()
+    processor: str = Field(max_length=50)
+    payment_key: str = Field(max_length=255)  # the processor's id of the payment (session / payment intent)
+    invoice_id: uuid.UUID | None = Field(default=None)  # no FK: the record outlives what it names
+    event_id: str = Field(max_length=255)  # the event that settled it
+    amount: Decimal = money_field(nullable=False)
+    currency: str = Field(max_length=10)
+    settled_at: dt.datetime = timestamp_field(default_now=True)

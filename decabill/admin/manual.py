@@ -19,16 +19,17 @@ invoicing area's (`decabill.invoicing.invoices`, `.states`); this module adds th
   not authenticated`, as the reference).
 
 Input rules beyond the spec (400): description 1..500 characters; quantity above 0 (at least 0.0001) and
-below 1 000 000, unit price between −10^8 and 10^8, both with at most 4 decimal places (stored exactly,
-never rounded silently), quantity × price below 10^9 per line, at most 100 lines.
+below 1 000 000, unit price money (`validation.money`) between −10^8 and 10^8, both with at most 4
+decimal places (stored exactly, never rounded silently), quantity × price below 10^9 per line, at most 100
+lines. A negative line is a discount: the draft's total must stay ≥ 0 (`invoicing.require_non_negative_total`,
+also checked on every issue) — an issued invoice is taken back by voiding it or with a credit note.
 """
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import pycountry
@@ -38,7 +39,7 @@ from decabill import db
 from decabill.admin import invoices as admin_invoices
 from decabill.admin.errors import OnlyDraftsCanBeModified, SubscriptionOfAnotherUser
 from decabill.admin.views import AdminInvoiceView
-from decabill.validation import text
+from decabill.validation import decimal_number, money, text
 from decabill.config import get_settings
 from decabill.customers.service import find_profile
 from decabill.identity.service import find_user
@@ -62,20 +63,14 @@ QUANTUM = Decimal("0.0001")
 # --- input -------------------------------------------------------------------------------------------------
 
 
-def _number(value: Any, label: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadRequest(f"{label} must be a number")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise BadRequest(f"{label} must be a number")
-    try:
-        number = Decimal(str(value))  # the decimal the client wrote, not the float's binary noise
-    except InvalidOperation:
-        raise BadRequest(f"{label} must be a number") from None
-    if abs(number) >= MAX_UNIT_PRICE:
-        raise BadRequest(f"{label} must be between -{MAX_UNIT_PRICE} and {MAX_UNIT_PRICE}")
-    if number != number.quantize(QUANTUM):
-        raise BadRequest(f"{label} must have at most 4 decimal places")
-    return number
+def _quantity(value: Any) -> Decimal:
+    """One message for every quantity out of range, whichever side (−1, 0, 1e308)."""
+    quantity = decimal_number(value, "Quantity")
+    if not 0 < quantity < MAX_QUANTITY:
+        raise BadRequest(f"Quantity must be greater than 0 and less than {MAX_QUANTITY}")
+    if quantity != quantity.quantize(QUANTUM):
+        raise BadRequest("Quantity must have at most 4 decimal places")
+    return quantity
 
 
 def parse_lines(items: list[dict[str, Any]]) -> list[LineInput]:
@@ -87,12 +82,8 @@ def parse_lines(items: list[dict[str, Any]]) -> list[LineInput]:
     for item in items:
         try:
             description = text(item["description"], "Description", max_length=500, required=True).strip()
-            quantity = _number(item["quantity"], "Quantity")
-            if quantity < QUANTUM:
-                raise BadRequest("Quantity must be greater than zero")
-            if quantity >= MAX_QUANTITY:
-                raise BadRequest(f"Quantity must be less than {MAX_QUANTITY}")
-            price = _number(item["unitPriceNet"], "Unit price")
+            quantity = _quantity(item["quantity"])
+            price = money(item["unitPriceNet"], "Unit price", limit=MAX_UNIT_PRICE, negative=True)
             if abs(quantity * price) >= MAX_LINE_AMOUNT:
                 raise BadRequest(f"Line amount (quantity × unit price) must be less than {MAX_LINE_AMOUNT}")
             category = item.get("taxCategory") or TaxCategory.STANDARD  # enum checked by the spec
@@ -157,6 +148,7 @@ async def create_manual_invoice(principal: Principal, *, user_id: uuid.UUID, lin
             origin=InvoiceOrigin.MANUAL,
             currency=currency or (subscription.currency if subscription else get_settings().billing_currency),
             order_reference=subscription.number if subscription else None)
+        invoicing.require_non_negative_total(invoice)
         await invoicing.audit(session, invoice, "invoice.manual_create", "Admin created manual invoice draft", actor=actor,
                            after=invoice.status, context={"adminUserId": admin_id, "subscriptionId": subscription_id,
                                                           "totalGross": invoice.total_gross,
@@ -174,6 +166,7 @@ async def update_manual_invoice(principal: Principal, invoice_id: uuid.UUID, lin
             lines = [replace(line, subscription_id=invoice.subscription_id) for line in lines]
         before = invoice.total_gross
         await invoicing.replace_lines(session, invoice, lines)
+        invoicing.require_non_negative_total(invoice)
         await invoicing.audit(session, invoice, "invoice.manual_update", "Admin updated manual invoice draft",
                            actor=Actor.of(principal), before=invoice.status, after=invoice.status,
                            context={"adminUserId": admin_id, "previousTotalGross": before,

@@ -33,3 +33,10 @@ class LocationSelectionNotSupported(BadRequest):
             "allowCustomerLocationSelection requires region or location with a string enum on the service type "
             "config schema or on the provider registered for this service type"
         )
+
+
+class PlanNotPriceable(BadRequest):
+    """A plan that would be sold at zero: refused everywhere rather than priced at 0."""
+
+    def __init__(self, plan_name: str, why: str) -> None:
+        super().__init__(f"Service plan '{plan_name}' cannot be priced: {why}")

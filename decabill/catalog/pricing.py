@@ -2,6 +2,14 @@
 
     totalPrice = base + base * marginPercent / 100 + marginFixed        (per billing interval, before tax)
 
+The one pricing function is `price_plan`: the price preview, the public catalogue (offerings and the
+cheapest one), ordering (the period price fixed on the subscription, which every charge of it bills) all
+call it. A plan of a service type whose provider provisions servers is priced from the provider's server
+type when the type's schema names a `basePriceFromField` (through the provider's short cache,
+PROVIDER_CACHE_SECONDS, so the public catalogue stays fast), else from the plan's own `basePrice` — which
+the operator must then have set. A plan that can be priced neither way is refused (`PlanNotPriceable`,
+400): it is never listed, previewed or ordered at zero.
+
 Missing parts count as 0. Nothing is rounded — as in the reference, whose preview applies no rounding;
 with Decimal there is also no float noise (10 + 10 * 10 / 100 + 2 is exactly 13). Tax is added only
 on invoices, never here.
@@ -13,8 +21,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from decabill.catalog.errors import PlanNotPriceable
 from decabill.errors import BadRequest
-from decabill.providers import ServerType
+from decabill.providers import ServerType, get_registry
+
+GEOGRAPHY_FIELDS = ("region", "location")
 
 ZERO = Decimal(0)
 HOURS_PER_DAY = 24
@@ -63,3 +74,52 @@ def provider_base_price(server_type: ServerType, region: str | None, interval_ty
     if unit is None:
         raise BadRequest(f"Server type {server_type.id} has no {which} price at the provider")
     return unit * interval_value
+
+
+def price_field(schema: Any) -> str | None:
+    """The configuration field whose server type sets the base price (the schema's `basePriceFromField`)."""
+    field = schema.get("basePriceFromField") if isinstance(schema, dict) else None
+    return field if isinstance(field, str) and field else None
+
+
+def has_deliberate_price(plan: Any) -> bool:
+    return plan.base_price is not None and plan.base_price > 0
+
+
+def check_priceable(plan: Any, service_type: Any) -> None:
+    """What can be told without asking the provider: a plan of a server provider's type that is not priced
+    from the provider needs its own positive base price."""
+    if get_registry().get(service_type.provider) is None or price_field(service_type.config_schema):
+        return
+    if not has_deliberate_price(plan):
+        raise PlanNotPriceable(plan.name, "its service type's configSchema names no basePriceFromField, so the "
+                                          "plan needs a basePrice greater than 0")
+
+
+async def price_plan(plan: Any, service_type: Any, requested_config: dict[str, Any] | None = None) -> PriceBreakdown:
+    """The customer price of one period of `plan` for a configuration (the request's `requestedConfig` laid
+    over the plan's `providerConfigDefaults`). Raises `PlanNotPriceable` rather than answer a zero price for
+    a server."""
+    check_priceable(plan, service_type)
+    provider = get_registry().get(service_type.provider)
+    field = price_field(service_type.config_schema)
+    if provider is None or field is None:  # a product without servers (D24), or a price the operator set
+        return plan_price(plan)
+    defaults = plan.provider_config_defaults if isinstance(plan.provider_config_defaults, dict) else {}
+    config = {**defaults, **(requested_config or {})}
+    chosen = config.get(field)
+    if not isinstance(chosen, str) or not chosen:
+        if has_deliberate_price(plan):
+            return plan_price(plan)
+        raise PlanNotPriceable(plan.name, f"no {field} is chosen, so the provider cannot price it, and the plan "
+                                          f"has no basePrice greater than 0")
+    server_type = next((t for t in await provider.server_types() if t.id == chosen), None)
+    if server_type is None:
+        raise BadRequest(f"Server type {chosen} is not offered by {provider.display_name}")
+    # The customer's own location counts only where the plan lets customers choose it.
+    region_source = config if plan.allow_customer_location_selection else defaults
+    region = next((region_source[f] for f in GEOGRAPHY_FIELDS if isinstance(region_source.get(f), str)), None)
+    base = provider_base_price(server_type, region, plan.billing_interval_type, plan.billing_interval_value)
+    if base <= 0:
+        raise PlanNotPriceable(plan.name, f"the provider has no price for server type {chosen}")
+    return plan_price(plan, base)

@@ -30,18 +30,18 @@ class ServicePlanRepository(Repository[ServicePlan]):
             statement = statement.where(ServicePlan.service_type_id == service_type_id)
         return await self.page(statement.order_by(ServicePlan.created_at.desc(), ServicePlan.id), limit, offset)
 
-    async def active_with_type_name(self, service_type_id: uuid.UUID | None = None, *, limit: int | None = None,
-                                    offset: int | None = None) -> list[tuple[ServicePlan, str | None]]:
-        """(plan, its service type's name) of the active plans, newest first."""
-        statement = (self.statement(ServicePlan, ServiceType.name)
-                     .outerjoin(ServiceType, ServiceType.id == ServicePlan.service_type_id)
+    async def active_with_type(self, service_type_id: uuid.UUID | None = None, *, limit: int | None = None,
+                               offset: int | None = None) -> list[tuple[ServicePlan, ServiceType]]:
+        """(plan, its service type) of the active plans, newest first."""
+        statement = (self.statement(ServicePlan, ServiceType)
+                     .join(ServiceType, ServiceType.id == ServicePlan.service_type_id)
                      .where(ServicePlan.is_active.is_(True)))
         if service_type_id is not None:
             statement = statement.where(ServicePlan.service_type_id == service_type_id)
         statement = statement.order_by(ServicePlan.created_at.desc(), ServicePlan.id)
         if limit is not None or offset is not None:
             statement = page(statement, limit, offset)
-        return [(plan, name) for plan, name in await self.rows(statement)]
+        return [(plan, service_type) for plan, service_type in await self.rows(statement)]
 
 
 class AvailabilitySnapshotRepository(Repository[AvailabilitySnapshot]):

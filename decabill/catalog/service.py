@@ -8,6 +8,7 @@ SQLite's write lock or a PostgreSQL connection.
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Hashable
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import structlog
 from sqlalchemy.exc import IntegrityError
 
 from decabill import db
@@ -27,15 +29,16 @@ from decabill.catalog.errors import (
     ServiceTypeNotFound,
 )
 from decabill.catalog.public_cache import EncodedAnswer, bump_version, public_cache
-from decabill.catalog.pricing import PriceBreakdown, customer_price, plan_price, provider_base_price
+from decabill.catalog.pricing import GEOGRAPHY_FIELDS, PriceBreakdown, check_priceable, customer_price, price_plan
 from decabill.catalog.repository import AvailabilitySnapshotRepository, ServicePlanRepository, ServiceTypeRepository
-from decabill.errors import BadRequest
+from decabill.errors import DecabillError
 from decabill.identity.principal import Principal
 from decabill.providers import AvailabilityResult, ServerType, get_registry
 from models.catalog import ServicePlan, ServiceType
 
 PUBLIC_DEFAULT_LIMIT, PUBLIC_MAX_LIMIT = 50, 100
-GEOGRAPHY_FIELDS = ("region", "location")
+
+log = structlog.get_logger("decabill.catalog")
 
 
 # --- service types --------------------------------------------------------------------------------------
@@ -65,6 +68,15 @@ def _set_service_type_fields(service_type: ServiceType, *, name: str | None, des
         service_type.is_active = is_active
 
 
+def default_config_schema(provider_id: str) -> dict[str, Any]:
+    """A type created without a `configSchema` gets its provider's (with the provider's `basePriceFromField`):
+    a server is priced by the provider unless the operator deliberately writes a schema without the field and
+    sets the plan's price. A product without provisioning (D24) gets an empty schema."""
+    provider = get_registry().get(provider_id.strip()) if isinstance(provider_id, str) else None
+    schema = provider.config_schema() if provider is not None else None
+    return copy.deepcopy(schema) if isinstance(schema, dict) else {}
+
+
 async def list_service_types(principal: Principal, limit: int = 10, offset: int = 0) -> list[ServiceType]:
     async with db.transaction() as session:
         return await ServiceTypeRepository(session).newest_first(limit, offset)
@@ -75,8 +87,10 @@ async def create_service_type(principal: Principal, *, key: str, name: str, prov
                               is_active: bool | None = None) -> ServiceType:
     key = check.text(key, "Key", max_length=100, required=True)
     service_type = ServiceType(key=key, name="", provider="")
+    if config_schema is None:
+        config_schema = default_config_schema(provider)
     _set_service_type_fields(service_type, name=name, description=description, provider=provider,
-                             config_schema=config_schema if config_schema is not None else {}, is_active=is_active)
+                             config_schema=config_schema, is_active=is_active)
     async with db.transaction() as session:
         service_types = ServiceTypeRepository(session)
         if await service_types.key_taken(key):
@@ -265,6 +279,7 @@ async def create_service_plan(principal: Principal, *, service_type_id: uuid.UUI
         service_type = await find_service_type(service_type_id)
         if plan.allow_customer_location_selection:
             _check_location_selection(service_type)
+        check_priceable(plan, service_type)
         await ServicePlanRepository(session).create(plan)
         await bump_version(session)
     return plan
@@ -279,8 +294,10 @@ async def update_service_plan(principal: Principal, plan_id: uuid.UUID, **change
     async with db.transaction() as session:
         plan = await find_service_plan(plan_id, lock=True)
         _set_plan_fields(plan, changes)
+        service_type = await find_service_type(plan.service_type_id)
         if changes.get("allow_customer_location_selection") is True:
-            _check_location_selection(await find_service_type(plan.service_type_id))
+            _check_location_selection(service_type)
+        check_priceable(plan, service_type)
         plan.touch()
         await bump_version(session)
     return plan
@@ -313,14 +330,25 @@ class PublicOffering:
     allow_customer_location_selection: bool
 
 
-def _offering(plan: ServicePlan, service_type_name: str | None) -> PublicOffering:
-    return PublicOffering(
-        id=plan.id, name=plan.name, description=plan.description, service_type_id=plan.service_type_id,
-        service_type_name=service_type_name or "", billing_interval_type=plan.billing_interval_type,
-        billing_interval_value=plan.billing_interval_value, total_price=plan_price(plan).total_price,
-        ordering_highlights=list(plan.ordering_highlights or []),
-        allow_customer_location_selection=bool(plan.allow_customer_location_selection),
-    )
+async def _offerings(rows: list[tuple[ServicePlan, ServiceType]]) -> list[PublicOffering]:
+    """The public face of plans, priced like the preview (`price_plan`, provider prices from the provider's
+    cache). A plan that cannot be priced now (unpriceable, or its provider cannot be asked) is left out, never
+    listed at zero."""
+    offerings = []
+    for plan, service_type in rows:
+        try:
+            price = await price_plan(plan, service_type)
+        except DecabillError as exc:
+            log.warning("catalog.offering_unpriced", plan_id=str(plan.id), reason=exc.message)
+            continue
+        offerings.append(PublicOffering(
+            id=plan.id, name=plan.name, description=plan.description, service_type_id=plan.service_type_id,
+            service_type_name=service_type.name or "", billing_interval_type=plan.billing_interval_type,
+            billing_interval_value=plan.billing_interval_value, total_price=price.total_price,
+            ordering_highlights=list(plan.ordering_highlights or []),
+            allow_customer_location_selection=bool(plan.allow_customer_location_selection),
+        ))
+    return offerings
 
 
 async def list_public_offerings(limit: int = PUBLIC_DEFAULT_LIMIT, offset: int = 0,
@@ -329,8 +357,8 @@ async def list_public_offerings(limit: int = PUBLIC_DEFAULT_LIMIT, offset: int =
     consulted (as in the reference: deactivate the plans to hide them)."""
     limit = min(max(limit, 1), PUBLIC_MAX_LIMIT)
     async with db.read() as session:
-        rows = await ServicePlanRepository(session).active_with_type_name(service_type_id, limit=limit, offset=offset)
-    return [_offering(plan, type_name) for plan, type_name in rows]
+        rows = await ServicePlanRepository(session).active_with_type(service_type_id, limit=limit, offset=offset)
+    return await _offerings(rows)
 
 
 async def cached_public_answer(query: Hashable, build: Callable[[], Awaitable[bytes]]) -> EncodedAnswer:
@@ -342,52 +370,23 @@ async def cached_public_answer(query: Hashable, build: Callable[[], Awaitable[by
 async def cheapest_public_offering(service_type_id: uuid.UUID | None = None) -> PublicOffering:
     """The smallest customer price; on a tie the plan whose id sorts first."""
     async with db.read() as session:
-        rows = await ServicePlanRepository(session).active_with_type_name(service_type_id)
-    if not rows:
+        rows = await ServicePlanRepository(session).active_with_type(service_type_id)
+    offerings = await _offerings(rows)
+    if not offerings:
         raise NoPublicOfferings()
-    offerings = [_offering(plan, type_name) for plan, type_name in rows]
     return min(offerings, key=lambda o: (o.total_price, str(o.id)))
 
 
 # --- price preview --------------------------------------------------------------------------------------
 
 
-async def _provider_base_price(service_type: ServiceType, plan: ServicePlan,
-                               requested_config: dict[str, Any] | None) -> Decimal | None:
-    """The base price from the provider when the service type's schema names a `basePriceFromField`
-    (e.g. `serverType`) and the configuration — the request's `requestedConfig` laid over the plan's
-    `providerConfigDefaults` — chooses a size; None (use the plan's base price) otherwise.
-
-    Only the service type's own schema counts: an admin who wants fixed prices for a cloud product
-    leaves `basePriceFromField` out of the type's schema. Products without a registered provider
-    (D24) have no server types to price from.
-    """
-    schema = service_type.config_schema if isinstance(service_type.config_schema, dict) else {}
-    field = schema.get("basePriceFromField")
-    if not isinstance(field, str) or not field:
-        return None
-    defaults = plan.provider_config_defaults if isinstance(plan.provider_config_defaults, dict) else {}
-    config = {**defaults, **(requested_config or {})}
-    chosen = config.get(field)
-    provider = get_registry().get(service_type.provider)
-    if not isinstance(chosen, str) or not chosen or provider is None:
-        return None
-    server_type = next((t for t in await provider.server_types() if t.id == chosen), None)
-    if server_type is None:
-        raise BadRequest(f"Server type {chosen} is not offered by {provider.display_name}")
-    # The customer's own location counts only where the plan lets customers choose it.
-    region_source = config if plan.allow_customer_location_selection else defaults
-    region = next((region_source[f] for f in GEOGRAPHY_FIELDS if isinstance(region_source.get(f), str)), None)
-    return provider_base_price(server_type, region, plan.billing_interval_type, plan.billing_interval_value)
-
-
 async def preview_price(principal: Principal, plan_id: uuid.UUID | None,
                         requested_config: dict[str, Any] | None = None) -> PriceBreakdown:
-    """`totalPrice = base + base * marginPercent / 100 + marginFixed` (see decabill.catalog.pricing);
-    without a plan every figure is 0."""
+    """`totalPrice = base + base * marginPercent / 100 + marginFixed` (`pricing.price_plan`, the one pricing
+    function); without a plan every figure is 0."""
     if plan_id is None:
         return customer_price(None, None, None)
     async with db.transaction():
         plan = await find_service_plan(plan_id)
         service_type = await find_service_type(plan.service_type_id)
-    return plan_price(plan, await _provider_base_price(service_type, plan, requested_config))
+    return await price_plan(plan, service_type, requested_config)

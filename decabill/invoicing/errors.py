@@ -43,3 +43,9 @@ class IssuerNotConfigured(BadRequest):
 class ProfileIncompleteForInvoice(BadRequest):
     def __init__(self) -> None:
         super().__init__("Customer profile must be complete before issuing invoice")
+
+
+class NegativeInvoiceTotal(BadRequest):
+    def __init__(self) -> None:
+        super().__init__("Invoice total must not be negative: a negative line may only be a discount on the other "
+                         "lines; to take back an issued invoice, void it or issue a credit note")

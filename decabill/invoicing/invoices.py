@@ -40,7 +40,7 @@ from decabill.documents import compute_line, round_cents, totals
 from decabill.documents import InvoiceLine as DocumentLine
 from decabill.invoicing import documents, mail, rendering, states
 from decabill.identity.service import user_email
-from decabill.invoicing.errors import ProfileIncompleteForInvoice
+from decabill.invoicing.errors import NegativeInvoiceTotal, ProfileIncompleteForInvoice
 from decabill.invoicing.repository import InvoiceLineRepository, InvoiceRepository
 from decabill.invoicing.states import Actor
 from decabill.numbering import next_number
@@ -195,6 +195,12 @@ async def recipient(session: AsyncSession, invoice: Invoice) -> str | None:
     return await user_email(invoice.user_id)
 
 
+def require_non_negative_total(invoice: Invoice) -> None:
+    """Negative lines are discounts: the invoice as a whole never owes the customer money."""
+    if invoice.total_gross is not None and invoice.total_gross < 0:
+        raise NegativeInvoiceTotal()
+
+
 async def issue(session: AsyncSession, invoice: Invoice, *, actor: Actor, due_in_days: int = DEFAULT_DUE_IN_DAYS,
                 now: dt.datetime | None = None, defer_documents: bool = False) -> Invoice:
     """draft → issued with a gapless number, in the caller's transaction (invoice row locked by the caller).
@@ -203,6 +209,7 @@ async def issue(session: AsyncSession, invoice: Invoice, *, actor: Actor, due_in
     now = now or db.utcnow()
     if not states.allowed(invoice, "issue"):
         raise states.TransitionRefused(states.EVENTS["issue"].refusal(invoice))
+    require_non_negative_total(invoice)
     seller = documents.seller_snapshot()
     profile = await find_profile(invoice.user_id)
     if profile is None or not profile.is_complete:

@@ -36,6 +36,7 @@ from decabill.invoicing.invoices import issue as issue
 from decabill.invoicing.invoices import lines_of as lines_of
 from decabill.invoicing.invoices import locked as locked
 from decabill.invoicing.invoices import replace_lines as replace_lines
+from decabill.invoicing.invoices import require_non_negative_total as require_non_negative_total
 from decabill.invoicing.invoices import void as void
 from decabill.invoicing.states import SYSTEM as SYSTEM
 from decabill.invoicing.states import apply as apply

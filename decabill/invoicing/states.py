@@ -120,6 +120,7 @@ class Event:
     effect: Callable[[Invoice, dt.datetime, Decimal | None], str]  # applies side effects, returns the target
     refusal: Callable[[Invoice], str]
     message: Callable[[Invoice], str]
+    by_actor: bool = False  # the entry's user is the acting user (the reference's void), else the invoice's
 
 
 EVENTS: dict[str, Event] = {
@@ -127,7 +128,8 @@ EVENTS: dict[str, Event] = {
                    lambda i: "Only draft invoices can be issued", lambda i: f"Issued invoice {i.invoice_number}"),
     "overdue": Event("invoice.overdue", frozenset({S.ISSUED, S.PARTIALLY_PAID}), _overdue,
                      lambda i: f"Invoice in status {i.status} cannot become overdue", lambda i: "Invoice is overdue"),
-    "payment": Event("payment.received", frozenset(S.OPEN), _payment,
+    # Payments reach an invoice only through a processor's webhook (admins use mark_paid): `payment.webhook`.
+    "payment": Event("payment.webhook", frozenset(S.OPEN), _payment,
                      lambda i: f"Cannot record a payment on an invoice in status {i.status}",
                      lambda i: "Payment received"),
     "mark_paid": Event("invoice.mark_paid_manual", frozenset(S.OPEN), _mark_paid,
@@ -135,7 +137,7 @@ EVENTS: dict[str, Event] = {
                        lambda i: "Admin marked invoice as paid"),
     "mark_unpaid": Event("invoice.mark_unpaid_manual", frozenset({S.PAID}), _mark_unpaid,
                          lambda i: "Can only mark unpaid from paid status", lambda i: "Admin marked invoice as unpaid"),
-    "void": Event("invoice.void", frozenset(S.OPEN), _void, _void_refusal, lambda i: "Voided invoice"),
+    "void": Event("invoice.void", frozenset(S.OPEN), _void, _void_refusal, lambda i: "Voided invoice", by_actor=True),
 }
 
 
@@ -158,16 +160,19 @@ async def apply(session: AsyncSession, invoice: Invoice, event: str, *, actor: A
     invoice.status = spec.effect(invoice, now, amount)
     invoice.touch()
     return await audit(session, invoice, spec.process, message or spec.message(invoice), actor=actor,
-                       before=before, after=invoice.status, context=context, now=now)
+                       before=before, after=invoice.status, context=context, now=now,
+                       user_id=(actor.user_id if spec.by_actor else None))
 
 
 async def audit(session: AsyncSession, invoice: Invoice, process: str, message: str, *, actor: Actor,
                 level: str = "info", before: str | None = None, after: str | None = None,
-                context: dict[str, Any] | None = None, now: dt.datetime | None = None) -> InvoiceAuditLog:
-    """Append an audit entry for `invoice` in the caller's transaction (also for events that change no status)."""
+                context: dict[str, Any] | None = None, now: dt.datetime | None = None,
+                user_id: uuid.UUID | None = None) -> InvoiceAuditLog:
+    """Append an audit entry for `invoice` in the caller's transaction (also for events that change no status);
+    its user is `user_id`, else the invoice's (behavior.md part B §7.5's table)."""
     entry = InvoiceAuditLog(
         id=ordered_id(),  # time-ordered: see ordered_id() below
-        invoice_id=invoice.id, user_id=invoice.user_id, process=process, level=level,
+        invoice_id=invoice.id, user_id=user_id or invoice.user_id, process=process, level=level,
         message=message[:500], actor_type=actor.type, actor_user_id=actor.user_id, status_before=before,
         status_after=after, context=_jsonable(context or {}), request_id=_request_id(),
         created_at=now or db.utcnow(),

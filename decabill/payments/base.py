@@ -110,6 +110,9 @@ class PaymentUpdate:
     attempt_id: str | None = None
     amount: Decimal | None = None  # major units paid, for SUCCEEDED
     currency: str | None = None
+    # The processor's identity of the payment itself, the same in every event about it (Stripe: the Checkout
+    # Session, else its PaymentIntent): a payment is settled once per key, whichever events report it.
+    payment_key: str | None = None
 
 
 @dataclass(frozen=True)

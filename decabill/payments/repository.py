@@ -9,7 +9,7 @@ from sqlalchemy import or_
 
 from decabill.repository import Repository, page
 from models.invoicing import Invoice, InvoiceStatus
-from models.payments import PaymentAttempt, PaymentAttemptStatus, PaymentWebhookEvent
+from models.payments import PaymentAttempt, PaymentAttemptStatus, PaymentSettlement, PaymentWebhookEvent
 
 
 class PaymentAttemptRepository(Repository[PaymentAttempt]):
@@ -69,3 +69,12 @@ class PaymentWebhookEventRepository(Repository[PaymentWebhookEvent]):
 
     async def set_result(self, record_id: uuid.UUID, **values: Any) -> None:
         await self.execute(self.update(PaymentWebhookEvent.id == record_id, **values))
+
+
+class PaymentSettlementRepository(Repository[PaymentSettlement]):
+    model = PaymentSettlement
+
+    async def settle_once(self, **values: Any) -> uuid.UUID | None:
+        """Record a payment under its unique (processor, payment key); None when it was settled before (by
+        this or another event about the same payment)."""
+        return await self.insert_if_missing({"id": uuid.uuid4(), **values}, ["processor", "payment_key"])

@@ -72,7 +72,11 @@ from decabill.payments.errors import (
     WebhookFailed,
 )
 from decabill.payments.registry import get_payment_processors as get_payment_processors
-from decabill.payments.repository import PaymentAttemptRepository, PaymentWebhookEventRepository
+from decabill.payments.repository import (
+    PaymentAttemptRepository,
+    PaymentSettlementRepository,
+    PaymentWebhookEventRepository,
+)
 from decabill.payments.urls import checkout_return_urls
 from decabill.subscriptions.service import find_own_subscription
 from decabill.tenancy import DEFAULT_TENANT, bound_tenant, current_tenant
@@ -396,6 +400,12 @@ async def _apply(session: AsyncSession, processor: PaymentProcessor, event,
     if payment.status == PaymentStatus.SUCCEEDED:
         if payment.amount is None or payment.amount <= 0 or not payment.currency:
             return ignored, "the event reports no amount paid", invoice.id, attempt_id
+        # Idempotent per payment, not only per event: a second event about the same payment changes nothing.
+        key = (payment.payment_key or payment.external_id or f"event:{event.event_id}")[:255]
+        if await PaymentSettlementRepository(session).settle_once(
+                processor=processor.id, payment_key=key, invoice_id=invoice.id, event_id=event.event_id[:255],
+                amount=payment.amount, currency=payment.currency.upper()[:10], settled_at=now) is None:
+            return WebhookEventResult.PROCESSED, f"payment {key} was settled before", invoice.id, attempt_id
         outcome = await settlement.record_payment(
             session, invoice, amount=payment.amount, currency=payment.currency, processor=processor.id,
             external_id=payment.external_id, context=context)

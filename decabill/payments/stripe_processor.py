@@ -264,4 +264,6 @@ def _payment_update(event_type: str, data: dict) -> PaymentUpdate | None:
         invoice_id=_text(metadata.get("invoiceId")) or _text(session.get("client_reference_id")),
         tenant_id=_text(metadata.get("tenantId")), attempt_id=_text(metadata.get("paymentAttemptId")),
         amount=amount, currency=currency,
+        # completed and async_payment_succeeded carry the same session: one payment, settled once
+        payment_key=_text(session.get("id")) or _text(session.get("payment_intent")),
     )

@@ -15,13 +15,15 @@ cut short at `cancel_effective_at`, is billed by the expiration job (`decabill.s
 
 A subscription that ends without its server ever being delivered (an order a crash interrupted, ended by
 the recovery job or by the expiration job) is never billed: `withdraw_undelivered` deletes the open
-positions recorded for it meanwhile that are not invoiced yet.
+positions recorded for it meanwhile that are not invoiced yet. "Delivered" is decided in one place,
+`was_delivered`, for every job that asks.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable
 from decimal import Decimal
 
 import structlog
@@ -29,11 +31,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db
 from decabill.catalog.service import find_service_plan
-from decabill.subscriptions.repository import OpenPositionRepository, SubscriptionRepository
+from decabill.subscriptions.repository import (
+    OpenPositionRepository,
+    SubscriptionItemRepository,
+    SubscriptionRepository,
+)
 from decabill.subscriptions.schedule import amount_for, period_end
-from models.subscriptions import OpenPosition, Subscription, SubscriptionStatus
+from models.subscriptions import OpenPosition, ProvisioningStatus, Subscription, SubscriptionItem, SubscriptionStatus
 
 log = structlog.get_logger("decabill.subscriptions")
+
+
+def was_delivered(subscription: Subscription, items: Iterable[SubscriptionItem]) -> bool:
+    """Whether the customer got what the subscription sells, so its periods are billed: one of its items is
+    `active` (a server was made, or a product without provisioning was handed over at order time); a
+    subscription without items (a product without provisioning, D24) is delivered once it was activated."""
+    items = list(items)
+    if not items:
+        return subscription.activated_at is not None
+    return any(item.provisioning_status == ProvisioningStatus.ACTIVE for item in items)
 
 
 async def record_position(session: AsyncSession, subscription: Subscription, kind: str, start: dt.datetime,
@@ -78,7 +94,13 @@ async def bill_due_period(subscription_id: uuid.UUID) -> OpenPosition | None:
 async def withdraw_undelivered(session: AsyncSession, subscription_id: uuid.UUID) -> int:
     """The subscription ends without its server ever delivered: delete its open positions not invoiced yet;
     how many. One already on an invoice is kept (an invoice is corrected by a credit note) and logged
-    (`subscriptions.undelivered_invoiced_charge`) for an operator to credit."""
+    (`subscriptions.undelivered_invoiced_charge`) for an operator to credit. A delivered subscription
+    (`was_delivered`) keeps its charges whoever asks: nothing is withdrawn."""
+    subscription = await SubscriptionRepository(session).get(subscription_id)
+    items = await SubscriptionItemRepository(session).of_subscription(subscription_id)
+    if subscription is not None and was_delivered(subscription, items):
+        log.error("subscriptions.withdrawal_refused", subscription_id=str(subscription_id), reason="delivered")
+        return 0
     positions = OpenPositionRepository(session)
     withdrawn = await positions.withdraw_unbilled(subscription_id)
     invoiced = await positions.count_of(subscription_id)

@@ -7,7 +7,8 @@ from the current period's start to `cancel_effective_at` — is recorded as a `f
 
 Besides the recorded server, every server labelled with the item's id is deleted (`provisioning.wind_down`):
 an order a crash interrupted may have left its item `pending` with a server nobody recorded. Such a
-subscription — no item ever `active` — ends unbilled instead, as the recovery job would have ended it: no
+subscription — never delivered (`billing.was_delivered`: no item ever `active`; a subscription without
+items is delivered once activated) — ends unbilled instead, as the recovery job would have ended it: no
 final position, open positions not invoiced yet withdrawn, its pending items `failed`.
 
 Cleanup is retried: when a DNS delete or a server delete (or the search by label) fails, the item keeps
@@ -37,7 +38,7 @@ from decabill import db
 from decabill.catalog.service import find_service_plan
 from decabill.jobs import leases
 from decabill.subscriptions import hostnames, provisioning
-from decabill.subscriptions.billing import record_position, withdraw_undelivered
+from decabill.subscriptions.billing import record_position, was_delivered, withdraw_undelivered
 from decabill.subscriptions.repository import SubscriptionItemRepository, SubscriptionRepository
 from decabill.subscriptions.schedule import amount_for
 from models.subscriptions import ProvisioningStatus, SubscriptionStatus
@@ -91,7 +92,7 @@ async def expire_subscription(subscription_id: uuid.UUID) -> str:
                 item.touch()
             if subscription.status == SubscriptionStatus.CANCELED:
                 return "cleaned"
-            if any(item.provisioning_status == ProvisioningStatus.ACTIVE for item in by_id.values()):
+            if was_delivered(subscription, by_id.values()):
                 plan = await find_service_plan(subscription.plan_id)
                 effective = subscription.cancel_effective_at or now
                 start = subscription.current_period_start

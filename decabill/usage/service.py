@@ -3,6 +3,8 @@
 * `record_usage` stores a measured period of one of the caller's own subscriptions (another user's or an
   unknown one: 404). Its cost is read from the payload once, when it is recorded: `totalCost`, else
   `usageCost`, else `units × unitPrice`, else 0 (numbers or numeric strings), rounded half up to cents.
+  A money field that is present must be valid money (finite, at most 4 places, within ±10^10; NaN,
+  Infinity, `abc` are 400), never stored as 0.
 * D8: a record with a positive cost is billed exactly once — on the owner's next billing day, or by an
   admin's `createInvoice` for its subscription, whichever comes first (it then carries that invoice's id).
   Records costing nothing (or a negative amount) are kept as information and never billed.
@@ -17,15 +19,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import uuid
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from decabill import db
 from decabill.config import get_settings
-from decabill.validation import NUMERIC_STRING, json_value
+from decabill.validation import decimal_number, json_value, money
 from decabill.errors import BadRequest
 from decabill.identity.principal import Principal
 from decabill.subscriptions.service import find_own_subscription
@@ -56,32 +57,30 @@ def _timestamp(value: str, label: str) -> dt.datetime:
         raise BadRequest(f"{label} must be an ISO date string") from None
 
 
-def _number(value: Any) -> Decimal | None:
-    if isinstance(value, bool):
+def _field(payload: dict[str, Any], name: str, *, is_money: bool = True) -> Decimal | None:
+    """A cost field of the payload: absent (or null) → None; present → a valid amount or 400 (never read as 0)."""
+    value = payload.get(name)
+    if value is None:
         return None
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float):
-        return Decimal(repr(value)) if math.isfinite(value) else None
-    if isinstance(value, str) and NUMERIC_STRING.match(value.strip()):
-        return Decimal(value.strip())
-    return None
+    if is_money:
+        return money(value, name, limit=COST_LIMIT, negative=True)
+    amount = decimal_number(value, name)
+    if abs(amount) >= COST_LIMIT:
+        raise BadRequest(f"{name} must be between -{COST_LIMIT} and {COST_LIMIT}")
+    return amount
 
 
 def usage_cost(payload: dict[str, Any]) -> Decimal:
-    """The record's net cost in cents: totalCost → usageCost → units × unitPrice → 0."""
-    try:
-        cost = _number(payload.get("totalCost"))
-        if cost is None:
-            cost = _number(payload.get("usageCost"))
-        if cost is None:
-            units, price = _number(payload.get("units")), _number(payload.get("unitPrice"))
-            cost = units * price if units is not None and price is not None else Decimal(0)
-        if abs(cost) > COST_LIMIT:
-            raise InvalidOperation
-        return cost.quantize(CENT, rounding=ROUND_HALF_UP)
-    except ArithmeticError:
-        raise BadRequest(f"Usage cost must be between -{COST_LIMIT} and {COST_LIMIT}") from None
+    """The record's net cost in cents: totalCost → usageCost → units × unitPrice → 0. The money fields
+    present (`totalCost`, `usageCost`, `unitPrice`) must each be valid money (`validation.money`)."""
+    total, usage = _field(payload, "totalCost"), _field(payload, "usageCost")
+    units, price = _field(payload, "units", is_money=False), _field(payload, "unitPrice")
+    cost = total if total is not None else usage
+    if cost is None:
+        cost = units * price if units is not None and price is not None else Decimal(0)
+    if abs(cost) > COST_LIMIT:
+        raise BadRequest(f"Usage cost must be between -{COST_LIMIT} and {COST_LIMIT}")
+    return cost.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 async def record_usage(principal: Principal, subscription_id: uuid.UUID, period_start: str, period_end: str,

@@ -226,10 +226,19 @@ async def test_create_rules(billing_api, admin, customer, plan):
     await create(404, "User not found", userId=missing)
     await create(404, f"Subscription with ID {missing} not found", subscriptionId=missing)
     await create(400, "Subscription does not belong to user", userId=str(user_id(other)), subscriptionId=subscription["id"])
-    await create(400, "Quantity must be greater than zero", lineItems=[line("Work", 0, 10)])
+    await create(400, "Quantity must be greater than 0 and less than 1000000", lineItems=[line("Work", 0, 10)])
+    # one message for a quantity out of range, on either side
+    await create(400, "Quantity must be greater than 0 and less than 1000000", lineItems=[line("Work", -1, 10)])
+    await create(400, "Quantity must be greater than 0 and less than 1000000", lineItems=[line("Work", 1e308, 10)])
+    await create(400, "Unit price must be between -100000000 and 100000000", lineItems=[line("Work", 1, 1e308)])
+    # a negative line is a discount: the invoice as a whole never goes below 0
+    negative = ("Invoice total must not be negative: a negative line may only be a discount on the other lines; "
+                "to take back an issued invoice, void it or issue a credit note")
+    await create(400, negative, lineItems=[line("Refund", 1, -5)])
+    await create(400, negative, lineItems=[line("Work", 1, 10), line("Discount", 1, -10.01)])
     await create(400, "Quantity must have at most 4 decimal places", lineItems=[line("Work", 0.00001, 10)])
     await create(400, "Unit price must have at most 4 decimal places", lineItems=[line("Work", 1, 1.23456)])
-    await create(400, "Description is required; Quantity must be greater than zero",
+    await create(400, "Description is required; " + "Quantity must be greater than 0 and less than 1000000",
                  lineItems=[line("  ", 1, 10), line("Work", -1, 10)])
     await create(400, "Currency must be an ISO 4217 code", currency="EURO")
     await create(400, lineItems=[])  # minItems from the spec
@@ -246,3 +255,17 @@ async def test_create_rules(billing_api, admin, customer, plan):
     listed = (await api.get(f"{BASE}/invoices?userId={owner}", token=admin)).json()
     assert [item["id"] for item in listed["items"]] == [tied["id"]]
     assert listed["items"][0]["subscriptionNumber"] == subscription["number"]
+
+
+async def test_a_draft_with_a_negative_total_is_never_issued(billing_api, admin, customer):
+    """A draft made before the discount rule (or by any other path) with a negative total: issuing refuses it and
+    points to voiding / credit notes; no number is used up."""
+    api = billing_api
+    draft = await create_draft(api, admin, user_id(customer), [line("Work", 1, 10)])
+    await update_row(Invoice, draft["id"], subtotal_net=Decimal("-10.00"), tax_total=Decimal("-1.90"),
+                     total_gross=Decimal("-11.90"), balance_due=Decimal("-11.90"))
+    response = await api.post(f"{BASE}/invoices/{draft['id']}/issue", token=admin, json={})
+    assert_error(response, 400, "Invoice total must not be negative: a negative line may only be a discount on the "
+                                "other lines; to take back an issued invoice, void it or issue a credit note")
+    detail = (await api.get(f"{BASE}/invoices/{draft['id']}", token=admin)).json()
+    assert detail["status"] == "draft" and not detail.get("invoiceNumber")

@@ -63,8 +63,9 @@ async def test_base_price_from_the_server_type(cloud_api, fake_cloud):
                                                              "totalPrice": 5.96111}
     # the requested size is laid over the plan's defaults: cx32 = 8.092; 8.092 + 0.8092 + 1 = 9.9012
     assert (await _preview(api, admin, planId=plan["id"], requestedConfig={"serverType": "cx32"}))["totalPrice"] == 9.9012
-    # the public catalog never calls the provider: it shows the plan's stored price (99 + 9.9 + 1)
-    assert (await api.get("/public/service-plan-offerings")).json()[0]["totalPrice"] == 109.9
+    # the public catalog prices like the preview (not the plan's stored 99 + 9.9 + 1)
+    assert (await api.get("/public/service-plan-offerings")).json()[0]["totalPrice"] == 5.96111
+    assert (await api.get("/public/service-plan-offerings/cheapest")).json()["totalPrice"] == 5.96111
 
     # hour: the hourly price x interval value: 3 x 0.00714 = 0.02142; + 10 % + 1 = 1.023562
     hourly = await create_plan(api, admin, service_type["id"], billingIntervalType="hour", billingIntervalValue=3,
@@ -118,3 +119,53 @@ async def test_provider_pricing_needs_the_provider(api, admin):
     manual = await create_type(api, admin, key="manual", provider="manual", configSchema=PRICED_BY_SERVER_TYPE)
     manual_plan = await create_plan(api, admin, manual["id"], basePrice="5", providerConfigDefaults={"serverType": "cx22"})
     assert (await _preview(api, admin, planId=manual_plan["id"]))["totalPrice"] == 5
+
+
+async def test_a_server_type_without_a_schema_is_priced_by_its_provider_everywhere(cloud_api, fake_cloud):
+    """The spec's own example: a `hetzner` type created without `configSchema`. Its plans are priced from the
+    provider's server type — preview, offerings, cheapest and the order agree; never 0."""
+    api = cloud_api
+    admin = await api.admin_token()
+    service_type = await create_type(api, admin, provider="hetzner")
+    assert service_type["configSchema"]["basePriceFromField"] == "serverType"
+    assert "serverType" in service_type["configSchema"]["required"]
+    plan = await create_plan(api, admin, service_type["id"], marginPercent="10", marginFixed="1",
+                             providerConfigDefaults={"serverType": "cx22", "location": "fsn1", "service": "controller"})
+    preview = await _preview(api, admin, planId=plan["id"])
+    assert preview["basePrice"] == 4.5101 and preview["totalPrice"] == 5.96111
+    [offering] = (await api.get("/public/service-plan-offerings")).json()
+    cheapest = (await api.get("/public/service-plan-offerings/cheapest")).json()
+    assert offering["totalPrice"] == cheapest["totalPrice"] == preview["totalPrice"]
+    # the public catalogue reads the provider's prices through its cache: a second listing asks nothing
+    asked = len([r for r in fake_cloud.hetzner.requests if r["path"].endswith("/server_types")])
+    await api.get("/public/service-plan-offerings")
+    assert len([r for r in fake_cloud.hetzner.requests if r["path"].endswith("/server_types")]) == asked
+    # a provider product type without a provider schema keeps an empty one
+    manual = await create_type(api, admin, key="support", provider="manual")
+    assert manual["configSchema"] == {}
+
+
+async def test_a_server_plan_that_cannot_be_priced_is_refused_never_sold_at_zero(cloud_api):
+    api = cloud_api
+    admin = await api.admin_token()
+    fixed = {"properties": {"location": {"type": "string", "enum": ["fsn1"]}}}  # deliberately no basePriceFromField
+    service_type = await create_type(api, admin, provider="hetzner", configSchema=fixed)
+    body = {"serviceTypeId": service_type["id"], "name": "Free server", "billingIntervalType": "month",
+            "billingIntervalValue": 1, "marginFixed": "1", "providerConfigDefaults": {"serverType": "cx22"}}
+    message = ("Service plan 'Free server' cannot be priced: its service type's configSchema names no "
+               "basePriceFromField, so the plan needs a basePrice greater than 0")
+    assert_error(await api.post("/service-plans", token=admin, json=body), 400, message)
+    assert_error(await api.post("/service-plans", token=admin, json={**body, "basePrice": "0"}), 400, message)
+    # the operator's deliberate price is used as it is
+    plan = await create_plan(api, admin, service_type["id"], **{**body, "basePrice": "10"})
+    assert (await _preview(api, admin, planId=plan["id"]))["totalPrice"] == 11
+    assert_error(await api.post(f"/service-plans/{plan['id']}", token=admin, json={"basePrice": "0"}), 400,
+                 message.replace("Free server", plan["name"]))
+    # a type whose schema changed later: its plans drop out of the catalogue and are refused by the preview
+    priced = await create_type(api, admin, key="priced", provider="hetzner", configSchema=PRICED_BY_SERVER_TYPE)
+    unsized = await create_plan(api, admin, priced["id"], name="Unsized", marginFixed="1")
+    assert_error(await api.post("/pricing/preview", token=admin, json={"planId": unsized["id"]}), 400,
+                 "Service plan 'Unsized' cannot be priced: no serverType is chosen, so the provider cannot price it, "
+                 "and the plan has no basePrice greater than 0")
+    listed = {o["id"] for o in (await api.get("/public/service-plan-offerings")).json()}
+    assert listed == {plan["id"]}

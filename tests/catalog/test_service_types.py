@@ -15,7 +15,9 @@ async def test_crud_of_service_types(api, admin):
     assert created.status_code == 201
     body = created.json()
     assert body["key"] == "vps" and body["provider"] == "hetzner"
-    assert body["configSchema"] == {} and body["isActive"] is True and body["description"] is None
+    # without a configSchema a provider-backed type gets its provider's, with the provider's price field
+    assert body["configSchema"]["basePriceFromField"] == "serverType"
+    assert body["isActive"] is True and body["description"] is None
     assert "tenantId" not in body
 
     got = await api.get(f"/service-types/{body['id']}", token=admin)

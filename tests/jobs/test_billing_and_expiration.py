@@ -7,6 +7,7 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import select
 
 from decabill import db
@@ -150,3 +151,46 @@ async def test_failed_deprovisioning_is_retried_until_the_server_is_gone(cloud, 
     assert stored.provider_reference is None and stored.hostname is None
     assert fake_cloud.hetzner.servers == {} and fake_cloud.cloudflare.records == {}
     assert len([p for p in await _positions(str(sid)) if p.kind == "final"]) <= 1
+
+
+@pytest.mark.parametrize("without_items", [False, True], ids=["item-without-server", "no-items"])
+async def test_a_product_without_servers_cancelled_at_once_gets_its_final_charge(cloud, admin, customer, without_items):
+    """Used for minutes, then cancelled with immediate effect: delivered since activation (it has no server to
+    wait for), so the last period is billed, prorated — with or without an item row."""
+    plan = await manual_plan(cloud, admin, billingIntervalType="hour", basePrice="60.00", cancelAtPeriodEnd=False)
+    subscription = await order(cloud, customer, plan["id"])
+    sid = uuid.UUID(subscription["id"])
+    start = now() - dt.timedelta(minutes=30)
+    await update_row(Subscription, sid, current_period_start=start, current_period_end=start + dt.timedelta(hours=1),
+                     next_billing_at=start + dt.timedelta(hours=1), activated_at=start)
+    if without_items:
+        async with db.transaction() as session:
+            for item in (await session.execute(select(SubscriptionItem).where(SubscriptionItem.subscription_id == sid))).scalars():
+                await session.delete(item)
+    canceled = (await cloud.post(f"/subscriptions/{sid}/cancel", token=customer)).json()
+    assert canceled["status"] == "pending_cancel"
+    effective = dt.datetime.fromisoformat(canceled["cancelEffectiveAt"].replace("Z", "+00:00"))
+    await update_row(Subscription, sid, cancel_effective_at=min(effective, now()))
+    effective = (await load_row(Subscription, sid)).cancel_effective_at
+    with bound_tenant("default"):
+        assert await expiration.expire_subscription(sid) == "canceled"
+    [final] = await _positions(str(sid))
+    assert final.kind == "final" and final.period_start == start and final.period_end == effective
+    assert Decimal(29) <= final.amount <= Decimal(31)
+    assert (await cloud.get(f"/subscriptions/{sid}", token=customer)).json()["status"] == "canceled"
+
+
+async def test_a_delivered_subscription_keeps_its_charges_whoever_asks_to_withdraw_them(cloud, admin, customer):
+    """The one delivered rule guards withdrawals too (recovery, expiration): a product without servers is
+    delivered at once, so its recorded charges stay."""
+    plan = await manual_plan(cloud, admin, billingIntervalType="day", basePrice="5")
+    subscription = await order(cloud, customer, plan["id"])
+    sid = uuid.UUID(subscription["id"])
+    start = now() - dt.timedelta(days=1, hours=1)
+    await update_row(Subscription, sid, current_period_start=start, current_period_end=start + dt.timedelta(days=1),
+                     next_billing_at=start + dt.timedelta(days=1))
+    with bound_tenant("default"):
+        assert await billing.bill_due_period(sid) is not None
+        async with db.transaction() as session:
+            assert await billing.withdraw_undelivered(session, sid) == 0
+    assert len(await _positions(str(sid))) == 1

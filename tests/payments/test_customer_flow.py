@@ -80,7 +80,7 @@ async def test_pay_an_issued_invoice_end_to_end(billing_api, customer, stripe):
     audit = sorted(await rows(InvoiceAuditLog, InvoiceAuditLog.invoice_id == invoice.id), key=lambda e: e.created_at)
     assert [(e.process, e.status_before, e.status_after, e.actor_type) for e in audit] == [
         ("invoice.create", None, "draft", "system"), ("invoice.issue", "draft", "issued", "system"),
-        ("payment.init", None, None, "user"), ("payment.received", "issued", "paid", "system")]
+        ("payment.init", None, None, "user"), ("payment.webhook", "issued", "paid", "system")]
     assert audit[2].context["externalId"] == session_id and audit[2].actor_user_id == user_id(customer)
     assert audit[3].message == "Invoice marked paid"
     assert audit[3].context["externalId"] == session_id and audit[3].context["eventId"] == event.event_id

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from models.invoicing import InvoiceAuditLog
-from models.payments import PaymentAttempt, PaymentWebhookEvent
+from models.payments import PaymentSettlement, PaymentAttempt, PaymentWebhookEvent
 from tests.fakes.stripe import make_event, sign_webhook
 from tests.helpers import assert_error
 from tests.invoicing.conftest import complete_profile
@@ -41,7 +41,7 @@ async def _nothing_changed(invoice) -> None:
     assert (stored.status, stored.balance_due) == ("issued", Decimal("119.0000"))
     assert await rows(PaymentWebhookEvent) == []
     assert [a.status for a in await rows(PaymentAttempt)] == ["pending"]
-    assert not [e for e in await rows(InvoiceAuditLog) if e.process.startswith("payment.received")]
+    assert not [e for e in await rows(InvoiceAuditLog) if e.process.startswith("payment.webhook")]
 
 
 def _signed(body: bytes, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> dict:
@@ -113,7 +113,7 @@ async def test_a_duplicate_event_is_acknowledged_without_effect(billing_api, cus
     stored = await invoice_row(invoice.id)
     assert (stored.status, stored.balance_due, stored.amount_paid) == ("paid", 0, Decimal("11.9000"))
     assert len(await rows(PaymentWebhookEvent)) == 1
-    assert len(await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment.received")) == 1
+    assert len(await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment.webhook")) == 1
 
 
 async def test_concurrent_deliveries_of_one_event_make_one_payment(billing_api, customer, stripe, database_url):
@@ -131,7 +131,7 @@ async def test_concurrent_deliveries_of_one_event_make_one_payment(billing_api, 
     assert (stored.status, stored.balance_due, stored.amount_paid) == ("paid", 0, Decimal("119.0000"))
     [record] = await rows(PaymentWebhookEvent)
     assert record.result == "processed"
-    [entry] = await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment.received")
+    [entry] = await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment.webhook")
     assert (entry.status_before, entry.status_after) == ("issued", "paid")
     assert [a.status for a in await rows(PaymentAttempt)] == ["succeeded"]
 
@@ -142,13 +142,14 @@ async def test_concurrent_different_events_for_one_invoice_are_applied_one_after
     invoice = await issue_invoice(customer, "100.00")
     session_id = session_id_of((await pay(api, customer, invoice.id)).json()["checkoutUrl"])
     session = dict(stripe.sessions[session_id], status="complete", payment_status="paid", amount_total=1000)
-    events = [make_event("checkout.session.completed", session) for _ in range(5)]  # 5 × 10.00, distinct ids
+    # 5 × 10.00: five distinct payments (sessions), each with its own event
+    events = [make_event("checkout.session.completed", dict(session, id=f"{session_id}_{i}")) for i in range(5)]
     responses = await asyncio.gather(*(deliver(api, e) for e in events))
     assert [r.status_code for r in responses] == [200] * 5
     stored = await invoice_row(invoice.id)
     assert (stored.status, stored.balance_due, stored.amount_paid) == ("partially_paid", Decimal("69.0000"),
                                                                       Decimal("50.0000"))
-    assert len(await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment.received")) == 5
+    assert len(await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment.webhook")) == 5
 
 
 # --- what an event does ---------------------------------------------------------------------------------------
@@ -164,7 +165,7 @@ async def test_a_partial_amount_leaves_the_invoice_partially_paid(billing_api, c
 
     detail = (await api.get(f"/invoices/ref/{invoice.id}", token=customer)).json()
     assert (detail["status"], detail["balanceDue"], detail["canPay"]) == ("partially_paid", 69, True)
-    [entry] = await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment.received")
+    [entry] = await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment.webhook")
     assert (entry.status_before, entry.status_after, entry.message) == ("issued", "partially_paid",
                                                                         "Partial payment received")
     assert entry.context["balanceDue"] == "69.0000"
@@ -190,7 +191,7 @@ async def test_a_void_invoice_is_never_changed(billing_api, customer, stripe):
     [entry] = await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment_received_on_void")
     assert (entry.level, entry.status_before, entry.status_after) == ("warn", "void", "void")
     assert entry.context["amount"] == "119.00" and entry.context["externalId"] == event["data"]["object"]["id"]
-    assert not await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment.received")
+    assert not await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment.webhook")
     [attempt] = await rows(PaymentAttempt)
     assert attempt.status == "succeeded"  # the money did arrive: the attempt says so, the invoice does not
 
@@ -199,11 +200,34 @@ async def test_a_second_payment_of_a_paid_invoice_is_only_recorded(billing_api, 
     api = billing_api
     invoice, event = await _paid_event(api, customer, stripe)
     assert (await deliver(api, event)).status_code == 200
-    other = make_event("checkout.session.completed", event["data"]["object"])  # another session's money
+    other = make_event("checkout.session.completed",  # another session's money
+                       dict(event["data"]["object"], id="cs_test_another_session", payment_intent="pi_another"))
     assert (await deliver(api, other)).status_code == 200
     stored = await invoice_row(invoice.id)
     assert (stored.status, stored.amount_paid) == ("paid", Decimal("119.0000"))
     assert len(await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment_received_on_paid")) == 1
+
+
+async def test_distinct_events_about_one_payment_settle_it_once(billing_api, customer, stripe):
+    """`checkout.session.completed` and `checkout.session.async_payment_succeeded` (and any number of distinct
+    events) for one Checkout Session are one payment: applied once, no "refund manually" entry."""
+    api = billing_api
+    invoice, completed = await _paid_event(api, customer, stripe)
+    session_id = completed["data"]["object"]["id"]
+    assert (await deliver(api, completed)).status_code == 200
+    followers = [stripe.async_payment_succeeded(session_id)] + [
+        make_event("checkout.session.completed", completed["data"]["object"]) for _ in range(5)]
+    for event in followers:
+        assert (await deliver(api, event)).status_code == 200
+    stored = await invoice_row(invoice.id)
+    assert (stored.status, stored.balance_due, stored.amount_paid) == ("paid", 0, Decimal("119.0000"))
+    assert len(await rows(InvoiceAuditLog, InvoiceAuditLog.process == "payment.webhook")) == 1
+    assert not [e for e in await rows(InvoiceAuditLog) if e.process.startswith("payment_received_on_")]
+    [settlement] = await rows(PaymentSettlement)
+    assert (settlement.payment_key, settlement.invoice_id, settlement.event_id) == (
+        session_id, invoice.id, completed["id"])
+    records = await rows(PaymentWebhookEvent)
+    assert len(records) == 7 and sum("settled before" in (r.detail or "") for r in records) == 6
 
 
 async def test_an_event_names_its_tenant_and_never_touches_another(billing_api, admin, customer, stripe):

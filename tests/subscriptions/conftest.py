@@ -52,15 +52,17 @@ async def provider_schema(api, token: str, provider: str) -> dict:
 
 async def hetzner_plan(api, admin: str, *, tenant: str | None = None, type_fields: dict | None = None,
                        **plan_fields) -> dict:
+    # `configSchema: {}` (no basePriceFromField): the plan's basePrice is the operator's deliberate price
     service_type = await create_type(api, admin, tenant=tenant, key="controller-hetzner", name="Agent controller",
-                                     provider="hetzner", **(type_fields or {}))
+                                     provider="hetzner", **{"configSchema": {}, **(type_fields or {})})
     defaults = {"serverType": "cx22", "location": "fsn1", "service": "controller"}
     fields = {"name": "Controller S", "basePrice": "10.00", "providerConfigDefaults": defaults, **plan_fields}
     return await create_plan(api, admin, service_type["id"], tenant=tenant, **fields)
 
 
 async def digitalocean_plan(api, admin: str, **plan_fields) -> dict:
-    service_type = await create_type(api, admin, key="manager-do", name="Agent manager", provider="digital-ocean")
+    service_type = await create_type(api, admin, key="manager-do", name="Agent manager", provider="digital-ocean",
+                                     configSchema={})
     defaults = {"serverType": "s-1vcpu-1gb", "region": "fra1", "service": "manager"}
     fields = {"name": "Manager S", "basePrice": "12.00", "providerConfigDefaults": defaults, **plan_fields}
     return await create_plan(api, admin, service_type["id"], **fields)

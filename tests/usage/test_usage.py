@@ -22,15 +22,45 @@ JANUARY = {"periodStart": "2026-01-01T00:00:00Z", "periodEnd": "2026-02-01T00:00
 
 @pytest.mark.parametrize("payload, cost", [
     ({"totalCost": 12.5, "usageCost": 3}, "12.50"), ({"usageCost": "3.335"}, "3.34"),
-    ({"units": 3, "unitPrice": "0.125"}, "0.38"), ({"units": "x", "unitPrice": 2}, "0.00"), ({}, "0.00"),
-    ({"totalCost": True, "usageCost": 2}, "2.00"), ({"totalCost": "-4"}, "-4.00"), ({"totalCost": "1e3"}, "0.00"),
+    ({"units": 3, "unitPrice": "0.125"}, "0.38"), ({"units": 3}, "0.00"), ({}, "0.00"),
+    ({"totalCost": None, "usageCost": 2}, "2.00"), ({"totalCost": "-4"}, "-4.00"), ({"gigabytes": "x"}, "0.00"),
 ])
 def test_the_cost_comes_from_the_payload(payload, cost):
     assert usage_cost(payload) == Decimal(cost)
 
 
+@pytest.mark.parametrize("payload, message", [
+    ({"totalCost": "NaN"}, "totalCost must be a numeric string"),
+    ({"totalCost": "Infinity"}, "totalCost must be a numeric string"),
+    ({"usageCost": "abc"}, "usageCost must be a numeric string"),
+    ({"totalCost": "1e999999"}, "totalCost must be a numeric string"),
+    ({"totalCost": " 5 "}, "totalCost must be a numeric string"),
+    ({"totalCost": True}, "totalCost must be a number"),
+    ({"unitPrice": "0.00001", "units": 1}, "unitPrice must have at most 4 decimal places"),
+    ({"units": "x", "unitPrice": 2}, "units must be a numeric string"),
+])
+async def test_invalid_money_in_a_usage_payload_is_refused_never_stored_as_zero(billing_api, customer, plan, payload,
+                                                                                 message):
+    subscription = await order(billing_api, customer, plan["id"])
+    response = await billing_api.post("/usage/record", token=customer, json={
+        "subscriptionId": subscription["id"], **JANUARY, "usagePayload": payload})
+    assert_error(response, 400, message)
+    assert await rows(UsageRecord) == []
+
+
+async def test_json_nan_and_infinity_literals_are_refused(billing_api, customer, plan):
+    subscription = await order(billing_api, customer, plan["id"])
+    for literal in ("NaN", "Infinity", "1e999999"):
+        body = ('{"subscriptionId": "%s", "periodStart": "2026-01-01T00:00:00Z", "periodEnd": "2026-02-01T00:00:00Z",'
+                ' "usagePayload": {"totalCost": %s}}' % (subscription["id"], literal))
+        response = await billing_api.post("/usage/record", token=customer, content=body,
+                                          headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, (literal, response.text)
+    assert await rows(UsageRecord) == []
+
+
 def test_absurd_costs_are_refused():
-    with pytest.raises(BadRequest, match="Usage cost must be between"):
+    with pytest.raises(BadRequest, match="totalCost must be between"):
         usage_cost({"totalCost": 1e300})
     with pytest.raises(BadRequest):
         usage_cost({"units": 1e200, "unitPrice": 1e200})

@@ -21,7 +21,7 @@ export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends 
 /**
  * List the public plan catalog
  *
- * No credentials needed. Returns the active plans of the selected tenant, newest first, reduced to what a visitor may see: name, description, billing interval, final customer price and ordering highlights. Base prices, margins, provider defaults and configuration schemas are never exposed. `limit` defaults to 50 and may not exceed 100.
+ * No credentials needed. Returns the active plans of the selected tenant, newest first, reduced to what a visitor may see: name, description, billing interval, final customer price and ordering highlights. Base prices, margins, provider defaults and configuration schemas are never exposed. `limit` defaults to 50 and may not exceed 100. The price is computed exactly like `/pricing/preview` without `requestedConfig` (provider prices read through a short cache); a plan that cannot be priced is left out, never shown at 0.
  */
 export const listPublicServicePlanOfferings = <ThrowOnError extends boolean = false>(options?: Options<ListPublicServicePlanOfferingsData, ThrowOnError>) => (options?.client ?? client).get<ListPublicServicePlanOfferingsResponses, ListPublicServicePlanOfferingsErrors, ThrowOnError>({ url: '/public/service-plan-offerings', ...options });
 
@@ -131,7 +131,7 @@ export const listServicePlans = <ThrowOnError extends boolean = false>(options?:
 /**
  * Add a service plan
  *
- * Admin only. Defines an orderable plan of an existing service type. Money values (`basePrice`, `marginPercent`, `marginFixed`) are decimal strings such as `"4.50"`, not JSON numbers. Defaults: `cancelAtPeriodEnd` true, `minCommitmentDays` and `noticeDays` 0, `providerConfigDefaults` `{}`, `orderingHighlights` empty, `allowCustomerLocationSelection` false, `isActive` true. Turning on `allowCustomerLocationSelection` needs a `region` or `location` string enum in the configuration schema of the service type or of its provider (400 otherwise). 404 when the service type is unknown in the tenant.
+ * Admin only. Defines an orderable plan of an existing service type. Money values (`basePrice`, `marginPercent`, `marginFixed`) are decimal strings such as `"4.50"`, not JSON numbers. Defaults: `cancelAtPeriodEnd` true, `minCommitmentDays` and `noticeDays` 0, `providerConfigDefaults` `{}`, `orderingHighlights` empty, `allowCustomerLocationSelection` false, `isActive` true. Turning on `allowCustomerLocationSelection` needs a `region` or `location` string enum in the configuration schema of the service type or of its provider (400 otherwise). A plan of a server provider's type whose schema names no `basePriceFromField` needs a `basePrice` above 0 (400 otherwise: a server is never sold at 0). 404 when the service type is unknown in the tenant.
  */
 export const createServicePlan = <ThrowOnError extends boolean = false>(options: Options<CreateServicePlanData, ThrowOnError>) => (options.client ?? client).post<CreateServicePlanResponses, CreateServicePlanErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -554,7 +554,7 @@ export const cancelBackorder = <ThrowOnError extends boolean = false>(options: O
 /**
  * Preview a plan's price
  *
- * Computes what a plan costs the customer: base price, plus the percentage margin on it, plus the fixed margin. Tax is not included. Without `planId` every figure is 0. The base price is the plan's `basePrice`, except when the service type's `configSchema` names a `basePriceFromField` (e.g. `serverType`) and the configuration (`requestedConfig` laid over the plan's `providerConfigDefaults`) chooses a server type: then it is that server type's current list price at the provider for one billing interval (monthly price per month, hourly price per hour, 24 hourly prices per day). 404 when the plan is unknown in the tenant; 400 when the provider cannot be asked or does not sell the chosen server type.
+ * Computes what a plan costs the customer: base price, plus the percentage margin on it, plus the fixed margin. Tax is not included. Without `planId` every figure is 0. The base price is the plan's `basePrice`, except when the service type's `configSchema` names a `basePriceFromField` (e.g. `serverType`) and the configuration (`requestedConfig` laid over the plan's `providerConfigDefaults`) chooses a server type: then it is that server type's current list price at the provider for one billing interval (monthly price per month, hourly price per hour, 24 hourly prices per day). The same computation prices the public catalogue and the order. 404 when the plan is unknown in the tenant; 400 when the provider cannot be asked or does not sell the chosen server type, or when a server plan cannot be priced (no server type chosen and no `basePrice` above 0).
  */
 export const previewPricing = <ThrowOnError extends boolean = false>(options: Options<PreviewPricingData, ThrowOnError>) => (options.client ?? client).post<PreviewPricingResponses, PreviewPricingErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],

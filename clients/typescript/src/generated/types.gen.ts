@@ -245,7 +245,7 @@ export type CreateServiceTypeDto = {
      */
     provider: string;
     /**
-     * Schema that orders' `requestedConfig` is checked against (`properties` with `type`/`enum`, `required`); defaults to `{}` (no checks).
+     * Schema that orders' `requestedConfig` is checked against (`properties` with `type`/`enum`, `required`). When omitted, a provider that provisions servers lends its own schema (with its `basePriceFromField`, so plans are priced by the provider); any other provider gets `{}` (no checks). A schema without `basePriceFromField` is the operator's choice of fixed prices: the plans then need a `basePrice` above 0.
      */
     configSchema?: {
         [key: string]: unknown;
