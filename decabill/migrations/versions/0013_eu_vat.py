@@ -53,3 +53,4 @@ def downgrade() -> None:
         batch_op.drop_column('vat_id_consultation_number')
         batch_op.drop_column('vat_id_checked_at')
         batch_op.drop_column('vat_id_status')
+        batch_op.drop_column('vat_id')
