@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     billing_scheduler_batch_size: int = Field(100, alias="BILLING_SCHEDULER_BATCH_SIZE")
     queue_worker_concurrency: int = Field(5, alias="QUEUE_WORKER_CONCURRENCY")
 
+    # --- idempotent writes and outbound webhooks (decabill/idempotency, decabill/webhooks) -------------
+    idempotency_key_ttl_hours: int = Field(24, alias="IDEMPOTENCY_KEY_TTL_HOURS", ge=1)
+    idempotency_stale_seconds: int = Field(600, alias="IDEMPOTENCY_STALE_SECONDS", ge=1)
+    idempotency_cleanup_interval_ms: int = Field(3600000, alias="IDEMPOTENCY_CLEANUP_INTERVAL_MS", ge=1000)
+
     # --- billing -----------------------------------------------------------------------------
     billing_currency: str = Field("EUR", alias="BILLING_CURRENCY", min_length=3, max_length=3)
     billing_tax_rate_standard: Decimal = Field(Decimal("19"), alias="BILLING_TAX_RATE_STANDARD", ge=0, le=100)

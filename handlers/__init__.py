@@ -4,6 +4,9 @@ Convention (one hop from the contract to the code): every operation in spec/open
 module with `x-openapi-router-controller: handlers.<area>`, and its camelCase operationId is the
 snake_case function in that module — `voidInvoice` is `handlers/invoices.py::void_invoice`.
 Handlers only parse, call one service, and shape the response.
+
+An operation marked `x-idempotent: true` in the spec is wrapped by `_http.idempotent`: it honours the
+`Idempotency-Key` header (decabill/idempotency) without its handler knowing.
 """
 
 from __future__ import annotations
@@ -11,8 +14,16 @@ from __future__ import annotations
 import inflection
 from connexion.resolver import Resolver
 
+from handlers._http import idempotent
+
 
 class AreaResolver(Resolver):
+    def resolve(self, operation):
+        resolution = super().resolve(operation)
+        if operation._operation.get("x-idempotent"):  # noqa: SLF001 - the operation's own spec object
+            resolution.function = idempotent(operation.operation_id)(resolution.function)
+        return resolution
+
     def resolve_function_from_operation_id(self, operation_id: str):
         module, _, name = operation_id.rpartition(".")
         return super().resolve_function_from_operation_id(f"{module}.{inflection.underscore(name)}")

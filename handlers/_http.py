@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import inflection
 import yaml
+from connexion import request
 from connexion.lifecycle import ConnexionResponse
+
+from decabill.idempotency import service as idempotency
 
 from decabill.identity.principal import Principal, require_admin
 from spec import OPENAPI_PATH
@@ -58,6 +61,30 @@ def admin_only(handler: Callable) -> Callable:
         return await handler(*args, **kwargs)
 
     return wrapper
+
+
+def idempotent(operation_id: str) -> Callable[[Callable], Callable]:
+    """Honour `Idempotency-Key` on this handler (operations marked `x-idempotent: true`); without the header
+    the handler simply runs."""
+
+    def decorate(handler: Callable) -> Callable:
+        @functools.wraps(handler)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            key = request.headers.get(idempotency.HEADER)
+            if key is None or "token_info" not in kwargs:
+                return await handler(*args, **kwargs)
+            arguments = {name: value for name, value in kwargs.items() if name != "token_info"}
+
+            async def work() -> idempotency.Response:
+                answer = await handler(*args, **kwargs)
+                return answer if isinstance(answer, tuple) else (answer, 200)
+
+            return await idempotency.run_once(principal(kwargs["token_info"]), key, operation_id,
+                                              idempotency.request_hash(operation_id, arguments), work)
+
+        return wrapper
+
+    return decorate
 
 
 def _lookup(obj: Any, name: str) -> tuple[bool, Any]:

@@ -1577,6 +1577,11 @@ export type WebhookReceivedResponse = {
 };
 
 /**
+ * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+ */
+export type IdempotencyKey = string;
+
+/**
  * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
  */
 export type XTenant = string;
@@ -3125,6 +3130,10 @@ export type CreateSubscriptionData = {
     body: CreateSubscriptionDto;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -3151,6 +3160,14 @@ export type CreateSubscriptionErrors = {
      * Nothing with this id exists in the request's tenant (records of other tenants count as missing), or the route is not offered in the server's authentication mode.
      */
     404: ErrorResponse;
+    /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window; wait and try again.
      */
@@ -3231,6 +3248,10 @@ export type CancelSubscriptionData = {
     body?: CancelSubscriptionDto;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -3263,6 +3284,14 @@ export type CancelSubscriptionErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
+    /**
      * The client exceeded the request budget of the current window; wait and try again.
      */
     429: ErrorResponse;
@@ -3285,6 +3314,10 @@ export type ResumeSubscriptionData = {
      */
     body?: ResumeSubscriptionDto;
     headers?: {
+        /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
         /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
@@ -3317,6 +3350,14 @@ export type ResumeSubscriptionErrors = {
      * Nothing with this id exists in the request's tenant (records of other tenants count as missing), or the route is not offered in the server's authentication mode.
      */
     404: ErrorResponse;
+    /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window; wait and try again.
      */
@@ -3446,6 +3487,10 @@ export type StartSubscriptionItemServerData = {
     body?: never;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -3482,6 +3527,14 @@ export type StartSubscriptionItemServerErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
+    /**
      * The client exceeded the request budget of the current window; wait and try again.
      */
     429: ErrorResponse;
@@ -3501,6 +3554,10 @@ export type StartSubscriptionItemServerResponse = StartSubscriptionItemServerRes
 export type StopSubscriptionItemServerData = {
     body?: never;
     headers?: {
+        /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
         /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
@@ -3538,6 +3595,14 @@ export type StopSubscriptionItemServerErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
+    /**
      * The client exceeded the request budget of the current window; wait and try again.
      */
     429: ErrorResponse;
@@ -3557,6 +3622,10 @@ export type StopSubscriptionItemServerResponse = StopSubscriptionItemServerRespo
 export type RestartSubscriptionItemServerData = {
     body?: never;
     headers?: {
+        /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
         /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
@@ -3593,6 +3662,14 @@ export type RestartSubscriptionItemServerErrors = {
      * Nothing with this id exists in the request's tenant (records of other tenants count as missing), or the route is not offered in the server's authentication mode.
      */
     404: ErrorResponse;
+    /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window; wait and try again.
      */
@@ -3669,6 +3746,10 @@ export type RetryBackorderData = {
     body?: BackorderRetryDto;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -3701,6 +3782,14 @@ export type RetryBackorderErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
+    /**
      * The client exceeded the request budget of the current window; wait and try again.
      */
     429: ErrorResponse;
@@ -3727,6 +3816,10 @@ export type CancelBackorderData = {
      */
     body?: BackorderCancelDto;
     headers?: {
+        /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
         /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
@@ -3759,6 +3852,14 @@ export type CancelBackorderErrors = {
      * Nothing with this id exists in the request's tenant (records of other tenants count as missing), or the route is not offered in the server's authentication mode.
      */
     404: ErrorResponse;
+    /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window; wait and try again.
      */
@@ -4159,6 +4260,10 @@ export type InitiateInvoicePaymentByRefData = {
     body?: never;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -4190,6 +4295,14 @@ export type InitiateInvoicePaymentByRefErrors = {
      * Nothing with this id exists in the request's tenant (records of other tenants count as missing), or the route is not offered in the server's authentication mode.
      */
     404: ErrorResponse;
+    /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window; wait and try again.
      */
@@ -4270,6 +4383,10 @@ export type CreateInvoiceData = {
     body?: CreateInvoiceDto;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -4301,6 +4418,14 @@ export type CreateInvoiceErrors = {
      * Nothing with this id exists in the request's tenant (records of other tenants count as missing), or the route is not offered in the server's authentication mode.
      */
     404: ErrorResponse;
+    /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window; wait and try again.
      */
@@ -4490,6 +4615,10 @@ export type InitiateInvoicePaymentData = {
     body?: never;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -4526,6 +4655,14 @@ export type InitiateInvoicePaymentErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
+    /**
      * The client exceeded the request budget of the current window; wait and try again.
      */
     429: ErrorResponse;
@@ -4549,6 +4686,10 @@ export type InitiateInvoicePaymentResponse = InitiateInvoicePaymentResponses[key
 export type VoidInvoiceData = {
     body?: never;
     headers?: {
+        /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
         /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
@@ -4585,6 +4726,14 @@ export type VoidInvoiceErrors = {
      * Nothing with this id exists in the request's tenant (records of other tenants count as missing), or the route is not offered in the server's authentication mode.
      */
     404: ErrorResponse;
+    /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window; wait and try again.
      */
@@ -4701,6 +4850,10 @@ export type RecordUsageData = {
     body: CreateUsageRecordDto;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -4727,6 +4880,14 @@ export type RecordUsageErrors = {
      * Nothing with this id exists in the request's tenant (records of other tenants count as missing), or the route is not offered in the server's authentication mode.
      */
     404: ErrorResponse;
+    /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window; wait and try again.
      */
@@ -4794,6 +4955,10 @@ export type AdminBillNowData = {
     body?: AdminBillNowDto;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -4816,6 +4981,14 @@ export type AdminBillNowErrors = {
      * The caller is known but may not do this: an admin role is required (`Forbidden resource`), the API key is bound to another tenant (`Access denied`), or - for POST, PUT, PATCH and DELETE - the browser's `Origin` is not on the server's allowlist (`Origin not allowed`).
      */
     403: ErrorResponse;
+    /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window; wait and try again.
      */
@@ -4957,6 +5130,10 @@ export type CreateManualInvoiceData = {
     body: CreateManualInvoiceDto;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -4983,6 +5160,14 @@ export type CreateManualInvoiceErrors = {
      * Nothing with this id exists in the request's tenant (records of other tenants count as missing), or the route is not offered in the server's authentication mode.
      */
     404: ErrorResponse;
+    /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window; wait and try again.
      */
@@ -5163,6 +5348,10 @@ export type IssueManualInvoiceData = {
     body?: IssueManualInvoiceDto;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -5194,6 +5383,14 @@ export type IssueManualInvoiceErrors = {
      * Nothing with this id exists in the request's tenant (records of other tenants count as missing), or the route is not offered in the server's authentication mode.
      */
     404: ErrorResponse;
+    /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window; wait and try again.
      */
@@ -5574,6 +5771,10 @@ export type AdminVoidInvoiceData = {
     body?: never;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -5606,6 +5807,14 @@ export type AdminVoidInvoiceErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
+    /**
      * The client exceeded the request budget of the current window; wait and try again.
      */
     429: ErrorResponse;
@@ -5628,6 +5837,10 @@ export type AdminMarkInvoicePaidData = {
      */
     body?: MarkInvoicePaymentStatusDto;
     headers?: {
+        /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
         /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
@@ -5661,6 +5874,14 @@ export type AdminMarkInvoicePaidErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
+    /**
      * The client exceeded the request budget of the current window; wait and try again.
      */
     429: ErrorResponse;
@@ -5683,6 +5904,10 @@ export type AdminMarkInvoiceUnpaidData = {
      */
     body?: MarkInvoicePaymentStatusDto;
     headers?: {
+        /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
         /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
@@ -5715,6 +5940,14 @@ export type AdminMarkInvoiceUnpaidErrors = {
      * Nothing with this id exists in the request's tenant (records of other tenants count as missing), or the route is not offered in the server's authentication mode.
      */
     404: ErrorResponse;
+    /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window; wait and try again.
      */
