@@ -6,6 +6,7 @@
     cloud.do_url       -> f"{url}/do"               pydo.Client(endpoint=...)   (pydo appends /v2/...)
     cloud.cf_url       -> f"{url}/cf/client/v4"     httpx base_url / cloudflare.Cloudflare(base_url=...)
     cloud.stripe_url   -> f"{url}/stripe"           stripe.StripeClient(base_addresses={"api": ...})  (appends /v1/...)
+    cloud.receiver_url -> f"{url}/receiver"          a webhook receiver (cloud.receiver: what it got)
     cloud.keycloak_url -> f"{url}/keycloak"         KEYCLOAK_SERVER_URL (realm JWKS under /realms/<realm>/...)
     cloud.hetzner / .digitalocean / .cloudflare / .stripe / .keycloak  -> the state objects
     cloud.reset(); cloud.stop()
@@ -25,6 +26,7 @@ from starlette.routing import Mount
 from . import cloudflare, digitalocean, hetzner
 from . import keycloak as keycloak_fake
 from . import stripe as stripe_fake
+from . import webhook_receiver
 
 
 class FakeCloud:
@@ -34,12 +36,14 @@ class FakeCloud:
         self.cloudflare = cloudflare.CloudflareState()
         self.stripe = stripe_fake.StripeState()
         self.keycloak = keycloak_fake.KeycloakState()
+        self.receiver = webhook_receiver.ReceiverState()
         self.app = Starlette(routes=[
             Mount("/hetzner", app=hetzner.create_app(self.hetzner)),
             Mount("/do", app=digitalocean.create_app(self.digitalocean)),
             Mount("/cf", app=cloudflare.create_app(self.cloudflare)),
             Mount("/stripe", app=stripe_fake.create_app(self.stripe)),
             Mount("/keycloak", app=keycloak_fake.create_app(self.keycloak)),
+            Mount("/receiver", app=webhook_receiver.create_app(self.receiver)),
         ])
         self._host, self._port = host, port
         self._server: uvicorn.Server | None = None
@@ -70,6 +74,11 @@ class FakeCloud:
         return f"{self.url}/stripe"
 
     @property
+    def receiver_url(self) -> str:
+        """Where a webhook endpoint points to reach the fake receiver (any path below it)."""
+        return f"{self.url}/receiver"
+
+    @property
     def keycloak_url(self) -> str:
         return f"{self.url}/keycloak"
 
@@ -98,7 +107,7 @@ class FakeCloud:
 
     def reset(self) -> None:
         """Clear all state (servers, droplets, records, customers, sessions, logs, injected errors, realm keys)."""
-        for state in (self.hetzner, self.digitalocean, self.cloudflare, self.stripe, self.keycloak):
+        for state in (self.hetzner, self.digitalocean, self.cloudflare, self.stripe, self.keycloak, self.receiver):
             state.reset()
         self.stripe.api_key = None
 
