@@ -127,3 +127,22 @@ async def test_fifty_concurrent_retries_provision_one_server(cloud, admin, custo
     assert len({r.json()["id"] for r in responses}) == 1
     assert len(fake_cloud.hetzner.servers) == 1
     assert len((await cloud.get("/subscriptions", token=customer)).json()) == 1
+
+
+async def test_expired_keys_are_forgotten_by_the_cleanup_job(cloud, admin, customer, monkeypatch):
+    from sqlalchemy import func, select
+
+    from decabill.idempotency import tasks
+    from models.idempotency import IdempotencyKey
+
+    async def stored() -> int:
+        async with db.transaction() as session:
+            return (await session.execute(select(func.count()).select_from(IdempotencyKey))).scalar_one()
+
+    plan = await manual_plan(cloud, admin)
+    for key in ("a", "b"):
+        await cloud.post("/subscriptions", token=customer, headers={"Idempotency-Key": key}, json={"planId": plan["id"]})
+    assert await tasks.delete_expired() == 0 and await stored() == 2
+    later = db.utcnow() + dt.timedelta(hours=25)
+    monkeypatch.setattr(db, "utcnow", lambda: later)
+    assert await tasks.delete_expired() == 2 and await stored() == 0

@@ -3,9 +3,11 @@ real receiver, retries with a delivery log, manual redelivery."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 
+from decabill import db
 from decabill.webhooks import delivery, signing
 from tests.helpers import assert_error
 from tests.subscriptions.conftest import manual_plan, order
@@ -151,3 +153,36 @@ async def delivery_round() -> None:
 
     await tasks.deliver_due()
     await drain()
+
+
+async def test_an_endpoint_failing_for_days_is_disabled_and_the_admin_mailed(cloud, env, admin, customer, fake_cloud,
+                                                                             smtp_sink, monkeypatch):
+    endpoint = await register(cloud, admin, f"{fake_cloud.receiver_url}/erp", ["subscription.created"])
+    fake_cloud.receiver.fail_next(times=100, status=500)
+    plan = await manual_plan(cloud, admin)
+    await order(cloud, customer, plan["id"])
+    await drain()
+    url = f"/admin/webhook-endpoints/{endpoint['id']}"
+    failing = (await cloud.get(url, token=admin)).json()
+    assert failing["enabled"] is True and failing["failingSince"] is not None
+    await delivery_round()  # failing, but not for days yet
+    assert (await cloud.get(url, token=admin)).json()["enabled"] is True
+    assert smtp_sink.to("admin@example.com") == []
+
+    days_later = db.utcnow() + dt.timedelta(days=5, minutes=1)
+    monkeypatch.setattr(db, "utcnow", lambda: days_later)
+    await delivery_round()
+    disabled = (await cloud.get(url, token=admin)).json()
+    assert disabled["enabled"] is False and "5 days" in disabled["disabledReason"]
+    [mail] = smtp_sink.to("admin@example.com")
+    assert mail["Subject"] == "Webhook endpoint disabled" and endpoint["url"] in smtp_sink.text_of(mail)
+
+    # nothing more is sent to a disabled endpoint; its pending deliveries fail
+    sent = len(fake_cloud.receiver.requests)
+    await delivery_round()
+    assert len(fake_cloud.receiver.requests) == sent
+    log = (await cloud.get(f"{url}/deliveries", token=admin)).json()
+    assert [(d["status"], d["error"]) for d in log] == [("failed", "endpoint disabled")]
+
+    enabled = (await cloud.post(url, token=admin, json={"enabled": True})).json()
+    assert (enabled["enabled"], enabled["failingSince"], enabled["disabledReason"]) == (True, None, None)
