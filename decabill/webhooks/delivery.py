@@ -108,12 +108,16 @@ async def post(url: str, secret: str, event: WebhookEvent, body: bytes) -> Attem
         await check_target(url)
         async with httpx.AsyncClient(timeout=settings.webhook_timeout_seconds, follow_redirects=False,
                                      trust_env=False) as client:
-            async with client.stream("POST", url, content=body, headers=headers) as response:
-                received = b""
-                async for chunk in response.aiter_bytes():
+            response = await client.send(client.build_request("POST", url, content=body, headers=headers),
+                                         stream=True)
+            received = b""
+            try:
+                async for chunk in response.aiter_bytes():  # read a bounded part of whatever comes back
                     received += chunk
                     if len(received) >= MAX_READ_BYTES:
                         break
+            finally:
+                await response.aclose()
         excerpt = received[:EXCERPT_CHARS * 4].decode(errors="replace")[:EXCERPT_CHARS]
         return Attempt(response.status_code, _ms_since(started), excerpt)
     except WebhookUrlRefused as refused:

@@ -28,19 +28,23 @@ log = structlog.get_logger("decabill.webhooks")
 DELIVER_TASK = "webhooks.deliver"
 
 
-async def record(session: AsyncSession, tenant: str, event_type: str, subject: Any) -> WebhookEvent:
+async def record(session: AsyncSession, tenant: str, event_type: str, subject: Any) -> WebhookEvent | None:
     """Record the event `event_type` about `subject` (a row or view shaped with the type's schema, or an
-    already shaped dict) in the caller's transaction."""
+    already shaped dict) in the caller's transaction, with a delivery per enabled endpoint that asked for the
+    type; None (nothing written) when no endpoint asked for it."""
     kind = CATALOGUE.get(event_type)
     if kind is None:
         raise ValueError(f"unknown webhook event type {event_type!r}")
-    payload = subject if isinstance(subject, dict) else dump(subject, kind.schema)
     with bound_tenant(tenant):
+        endpoints = await WebhookEndpointRepository(session).subscribed_to(event_type)
+        if not endpoints:  # nobody listens: nothing to keep (most changes of a tenant without webhooks)
+            return None
+        payload = subject if isinstance(subject, dict) else dump(subject, kind.schema)
         event = await WebhookEventRepository(session).create(WebhookEvent(type=event_type, payload=payload))
         deliveries = WebhookDeliveryRepository(session)
         created = [deliveries.add(WebhookDelivery(event_id=event.id, endpoint_id=endpoint.id, event_type=event_type,
                                                   status=DeliveryStatus.PENDING, next_attempt_at=db.utcnow()))
-                   for endpoint in await WebhookEndpointRepository(session).subscribed_to(event_type)]
+                   for endpoint in endpoints]
         await session.flush()
     for delivery in created:
         db.after_commit(_sender(tenant, delivery.id))

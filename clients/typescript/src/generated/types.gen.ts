@@ -6570,6 +6570,10 @@ export type ListWebhookEndpointsData = {
 
 export type ListWebhookEndpointsErrors = {
     /**
+     * The request was refused: the `X-Tenant` header names no configured tenant, a parameter or the body breaks the documented schema (unknown body field, wrong type, malformed id, ...), the caller has no user of its own (static API key on a per-user operation), or a business rule of the operation is not met.
+     */
+    400: ErrorResponse;
+    /**
      * No valid credentials: the `Authorization` header is missing or malformed, the token or key is wrong or expired, the account is locked, or the session does not belong to the request's tenant.
      */
     401: ErrorResponse;
@@ -6657,6 +6661,10 @@ export type DeleteWebhookEndpointData = {
 
 export type DeleteWebhookEndpointErrors = {
     /**
+     * The request was refused: the `X-Tenant` header names no configured tenant, a parameter or the body breaks the documented schema (unknown body field, wrong type, malformed id, ...), the caller has no user of its own (static API key on a per-user operation), or a business rule of the operation is not met.
+     */
+    400: ErrorResponse;
+    /**
      * No valid credentials: the `Authorization` header is missing or malformed, the token or key is wrong or expired, the account is locked, or the session does not belong to the request's tenant.
      */
     401: ErrorResponse;
@@ -6704,6 +6712,10 @@ export type GetWebhookEndpointData = {
 };
 
 export type GetWebhookEndpointErrors = {
+    /**
+     * The request was refused: the `X-Tenant` header names no configured tenant, a parameter or the body breaks the documented schema (unknown body field, wrong type, malformed id, ...), the caller has no user of its own (static API key on a per-user operation), or a business rule of the operation is not met.
+     */
+    400: ErrorResponse;
     /**
      * No valid credentials: the `Authorization` header is missing or malformed, the token or key is wrong or expired, the account is locked, or the session does not belong to the request's tenant.
      */
@@ -6805,6 +6817,10 @@ export type RotateWebhookEndpointSecretData = {
 
 export type RotateWebhookEndpointSecretErrors = {
     /**
+     * The request was refused: the `X-Tenant` header names no configured tenant, a parameter or the body breaks the documented schema (unknown body field, wrong type, malformed id, ...), the caller has no user of its own (static API key on a per-user operation), or a business rule of the operation is not met.
+     */
+    400: ErrorResponse;
+    /**
      * No valid credentials: the `Authorization` header is missing or malformed, the token or key is wrong or expired, the account is locked, or the session does not belong to the request's tenant.
      */
     401: ErrorResponse;
@@ -6862,6 +6878,10 @@ export type ListWebhookDeliveriesData = {
 
 export type ListWebhookDeliveriesErrors = {
     /**
+     * The request was refused: the `X-Tenant` header names no configured tenant, a parameter or the body breaks the documented schema (unknown body field, wrong type, malformed id, ...), the caller has no user of its own (static API key on a per-user operation), or a business rule of the operation is not met.
+     */
+    400: ErrorResponse;
+    /**
      * No valid credentials: the `Authorization` header is missing or malformed, the token or key is wrong or expired, the account is locked, or the session does not belong to the request's tenant.
      */
     401: ErrorResponse;
@@ -6910,6 +6930,10 @@ export type RedeliverWebhookData = {
 };
 
 export type RedeliverWebhookErrors = {
+    /**
+     * The request was refused: the `X-Tenant` header names no configured tenant, a parameter or the body breaks the documented schema (unknown body field, wrong type, malformed id, ...), the caller has no user of its own (static API key on a per-user operation), or a business rule of the operation is not met.
+     */
+    400: ErrorResponse;
     /**
      * No valid credentials: the `Authorization` header is missing or malformed, the token or key is wrong or expired, the account is locked, or the session does not belong to the request's tenant.
      */
