@@ -42,15 +42,35 @@ USER_AGENT = "Decabill-Webhooks/1"
 
 
 def check_url(url: str) -> str:
-    """The form of a target URL: http(s) with a host, https in production."""
+    """The form of a target URL (no network involved; `create`/`update` check this): http(s) with a host, https in
+    production, no credentials, and — unless WEBHOOK_ALLOW_PRIVATE_TARGETS — not a literal private or loopback
+    address or `localhost`."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        hostname, _port = parts.hostname, parts.port
+    except ValueError:
+        hostname = None
+    if parts.scheme not in ("http", "https") or not hostname:
         raise WebhookUrlRefused("The webhook URL must be an absolute http(s) URL")
     if parts.scheme != "https" and get_settings().is_production:
         raise WebhookUrlRefused("The webhook URL must use https")
     if parts.username or parts.password:
         raise WebhookUrlRefused("The webhook URL must not carry credentials")
+    if not get_settings().webhook_allow_private_targets and _names_the_inside(hostname):
+        raise WebhookUrlRefused(INSIDE)
     return url
+
+
+INSIDE = "The webhook URL points inside the network (private or loopback address)"
+
+
+def _names_the_inside(hostname: str) -> bool:
+    if hostname == "localhost" or hostname.endswith((".localhost", ".local", ".internal")):
+        return True
+    try:
+        return _inside_the_network(hostname)
+    except ValueError:
+        return False  # a name: resolved before every attempt
 
 
 def _inside_the_network(address: str) -> bool:
@@ -61,8 +81,8 @@ def _inside_the_network(address: str) -> bool:
 
 
 async def check_target(url: str) -> None:
-    """Refuse a URL whose host is, or resolves to, a private, loopback, link-local or otherwise non-public
-    address (unless WEBHOOK_ALLOW_PRIVATE_TARGETS)."""
+    """Before every attempt: `check_url`, and refuse a host that resolves to a private, loopback, link-local or
+    otherwise non-public address (unless WEBHOOK_ALLOW_PRIVATE_TARGETS)."""
     check_url(url)
     if get_settings().webhook_allow_private_targets:
         return
@@ -73,7 +93,7 @@ async def check_target(url: str) -> None:
     except socket.gaierror:
         raise WebhookUrlRefused(f"The webhook host {parts.hostname} cannot be resolved") from None
     if any(_inside_the_network(info[4][0]) for info in found):
-        raise WebhookUrlRefused("The webhook URL points inside the network (private or loopback address)")
+        raise WebhookUrlRefused(INSIDE)
 
 
 # --- one attempt --------------------------------------------------------------------------------------

@@ -186,3 +186,41 @@ async def test_an_endpoint_failing_for_days_is_disabled_and_the_admin_mailed(clo
 
     enabled = (await cloud.post(url, token=admin, json={"enabled": True})).json()
     assert (enabled["enabled"], enabled["failingSince"], enabled["disabledReason"]) == (True, None, None)
+
+
+
+async def test_the_guard_also_stands_before_every_attempt(cloud, env, make_api, admin, customer, fake_cloud):
+    """An endpoint saved while private targets were allowed gets nothing once they are not; the attempt is
+    logged with the reason."""
+    endpoint = await register(cloud, admin, f"{fake_cloud.receiver_url}/erp", ["subscription.created"])
+    env.update(WEBHOOK_ALLOW_PRIVATE_TARGETS="false")
+    api = await make_api()
+    plan = await manual_plan(api, admin)
+    await order(api, customer, plan["id"])
+    await drain()
+    assert fake_cloud.receiver.requests == []
+    log = (await api.get(f"/admin/webhook-endpoints/{endpoint['id']}/deliveries", token=admin)).json()
+    assert [(d["status"], d["responseStatus"], d["error"]) for d in log] == [
+        ("pending", None, "The webhook URL points inside the network (private or loopback address)")]
+
+
+async def test_a_name_that_resolves_inside_the_network_is_refused(env, monkeypatch):
+    """DNS answers are checked, every address of them (resolution replaced here: tests stay off the network)."""
+    import asyncio
+    import socket
+
+    import pytest
+
+    from decabill.webhooks.errors import WebhookUrlRefused
+
+    answers = {"erp.example.com": ["93.184.215.14"], "sneaky.example.com": ["93.184.215.14", "10.1.2.3"],
+               "metadata.example.com": ["::ffff:169.254.169.254"]}
+
+    async def resolve(_loop, host, port, **_kwargs):
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port)) for address in answers[host]]
+
+    monkeypatch.setattr(asyncio.get_running_loop().__class__, "getaddrinfo", resolve)
+    await delivery.check_target("https://erp.example.com/hook")
+    for host in ("sneaky.example.com", "metadata.example.com"):
+        with pytest.raises(WebhookUrlRefused):
+            await delivery.check_target(f"https://{host}/hook")
