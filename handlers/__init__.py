@@ -12,18 +12,28 @@ An operation marked `x-idempotent: true` in the spec is wrapped by `_http.idempo
 from __future__ import annotations
 
 import inflection
-from connexion.resolver import Resolver
+from collections.abc import Callable
+
+from connexion.resolver import Resolution, Resolver
 
 from handlers._http import idempotent
 
 
 class AreaResolver(Resolver):
-    def resolve(self, operation):
-        resolution = super().resolve(operation)
-        if operation._operation.get("x-idempotent"):  # noqa: SLF001 - the operation's own spec object
-            resolution.function = idempotent(operation.operation_id)(resolution.function)
-        return resolution
+    """operationId → `handlers.<area>.<snake_case>`; `wrap_reads` (given by the HTTP face) wraps every GET handler."""
+
+    def __init__(self, wrap_reads: Callable[[Callable], Callable] | None = None):
+        super().__init__()
+        self.wrap_reads = wrap_reads
 
     def resolve_function_from_operation_id(self, operation_id: str):
         module, _, name = operation_id.rpartition(".")
         return super().resolve_function_from_operation_id(f"{module}.{inflection.underscore(name)}")
+
+    def resolve(self, operation) -> Resolution:
+        resolution = super().resolve(operation)
+        if operation._operation.get("x-idempotent"):  # noqa: SLF001 - the operation's own spec object
+            resolution = Resolution(idempotent(operation.operation_id)(resolution.function), resolution.operation_id)
+        if self.wrap_reads is not None and operation.method.lower() == "get":
+            return Resolution(self.wrap_reads(resolution.function), resolution.operation_id)
+        return resolution

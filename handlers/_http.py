@@ -2,6 +2,7 @@
 downloads (`pdf_attachment`).
 
 `dump(obj, "UserResponse")` shapes a response from the spec's schema of that name (`decabill.shapes`).
+`idempotent(operation_id)` honours `Idempotency-Key` on the operations marked `x-idempotent` (decabill/idempotency).
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from typing import TYPE_CHECKING, Any, Callable
 from connexion import request
 from connexion.lifecycle import ConnexionResponse
 
+from decabill.config import get_settings
 from decabill.idempotency import service as idempotency
+from decabill.identity.principal import Principal, require_admin
 from decabill.shapes import dump, dump_list, shape  # noqa: F401 - the handlers' response shapes
 
-from decabill.identity.principal import Principal, require_admin
-
 if TYPE_CHECKING:
+    from decabill.catalog.public_cache import EncodedAnswer
     from decabill.invoicing.service import Pdf
 
 
@@ -58,6 +60,16 @@ def idempotent(operation_id: str) -> Callable[[Callable], Callable]:
         return wrapper
 
     return decorate
+
+
+def cacheable_json(answer: EncodedAnswer) -> ConnexionResponse:
+    """200 with the encoded JSON and its ETag, or 304 when the client already holds that version. Clients and
+    proxies revalidate every time by default (`PUBLIC_CACHE_MAX_AGE=0`): a catalogue change shows at once."""
+    headers = {"ETag": answer.etag, "Cache-Control": f"public, max-age={get_settings().public_cache_max_age}"}
+    sent = request.headers.get("if-none-match", "")
+    if sent and (sent.strip() == "*" or answer.etag in (tag.strip().removeprefix("W/") for tag in sent.split(","))):
+        return ConnexionResponse(status_code=304, headers=headers)
+    return ConnexionResponse(status_code=200, body=answer.body, content_type="application/json", headers=headers)
 
 
 def pdf_attachment(document: Pdf) -> ConnexionResponse:

@@ -1,7 +1,7 @@
 """webhooks (endpoints, the event outbox, deliveries) and idempotency keys of write requests
 
 Revision ID: 0017
-Revises: 0011
+Revises: 0020 (written on 0011; re-chained after 0020 when main was merged)
 Create Date: 2026-12-04 14:25:52.542020
 """
 from typing import Sequence, Union
@@ -13,7 +13,7 @@ import decabill.db
 
 
 revision: str = '0017'
-down_revision: Union[str, None] = '0011'
+down_revision: Union[str, None] = '0020'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
