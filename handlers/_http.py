@@ -19,7 +19,7 @@ from decabill.identity.principal import Principal, require_admin
 from decabill.shapes import dump, dump_list, shape  # noqa: F401 - the handlers' response shapes
 
 if TYPE_CHECKING:
-    from decabill.catalog.public_cache import EncodedAnswer
+    from decabill.catalog.service import EncodedAnswer
     from decabill.invoicing.service import Pdf
 
 
