@@ -152,6 +152,19 @@ class Settings(BaseSettings):
     billing_scheduler_batch_size: int = Field(100, alias="BILLING_SCHEDULER_BATCH_SIZE")
     queue_worker_concurrency: int = Field(5, alias="QUEUE_WORKER_CONCURRENCY")
 
+    # --- idempotent writes and outbound webhooks (decabill/idempotency, decabill/webhooks) -------------
+    idempotency_key_ttl_hours: int = Field(24, alias="IDEMPOTENCY_KEY_TTL_HOURS", ge=1)
+    idempotency_stale_seconds: int = Field(600, alias="IDEMPOTENCY_STALE_SECONDS", ge=1)
+    idempotency_cleanup_interval_ms: int = Field(3600000, alias="IDEMPOTENCY_CLEANUP_INTERVAL_MS", ge=1000)
+    webhook_allow_private_targets: bool = Field(False, alias="WEBHOOK_ALLOW_PRIVATE_TARGETS")
+    webhook_timeout_seconds: float = Field(10, alias="WEBHOOK_TIMEOUT_SECONDS", gt=0, le=60)
+    webhook_retry_schedule_raw: str = Field("60,300,900,1800,7200,21600,43200,86400,86400",
+                                            alias="WEBHOOK_RETRY_SCHEDULE")
+    webhook_disable_after_days: float = Field(5, alias="WEBHOOK_DISABLE_AFTER_DAYS", gt=0)
+    webhook_delivery_interval_ms: int = Field(30000, alias="WEBHOOK_DELIVERY_INTERVAL_MS", ge=1000)
+    webhook_delivery_batch_size: int = Field(100, alias="WEBHOOK_DELIVERY_BATCH_SIZE", ge=1)
+    webhook_alert_email: str | None = Field(None, alias="WEBHOOK_ALERT_EMAIL")
+
     # --- billing -----------------------------------------------------------------------------
     billing_currency: str = Field("EUR", alias="BILLING_CURRENCY", min_length=3, max_length=3)
     billing_tax_rate_standard: Decimal = Field(Decimal("19"), alias="BILLING_TAX_RATE_STANDARD", ge=0, le=100)
@@ -348,6 +361,11 @@ class Settings(BaseSettings):
     @property
     def dynamic_providers_fail_fast(self) -> bool:
         return self.dynamic_providers_fail_fast_raw.strip().lower() == "true"
+
+    @property
+    def webhook_retry_schedule(self) -> list[int]:
+        """Seconds to wait after each failed attempt; after the last one the delivery is marked failed."""
+        return [max(0, int(part)) for part in _split_csv(self.webhook_retry_schedule_raw)]
 
     @property
     def database_pool(self) -> dict[str, int]:

@@ -48,6 +48,10 @@ class Conflict(DecabillError):
     status = HTTPStatus.CONFLICT
 
 
+class UnprocessableEntity(DecabillError):
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+
+
 class StillReferenced(Conflict):
     """A row other rows still point at (plans of a type, subscriptions of a plan, invoices of a user).
     `users` lists (table label, row count), e.g. `[("open positions", 2)]`."""

@@ -4,6 +4,9 @@ Convention (one hop from the contract to the code): every operation in spec/open
 module with `x-openapi-router-controller: handlers.<area>`, and its camelCase operationId is the
 snake_case function in that module — `voidInvoice` is `handlers/invoices.py::void_invoice`.
 Handlers only parse, call one service, and shape the response.
+
+An operation marked `x-idempotent: true` in the spec is wrapped by `_http.idempotent`: it honours the
+`Idempotency-Key` header (decabill/idempotency) without its handler knowing.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import inflection
 from collections.abc import Callable
 
 from connexion.resolver import Resolution, Resolver
+
+from handlers._http import idempotent
 
 
 class AreaResolver(Resolver):
@@ -27,6 +32,8 @@ class AreaResolver(Resolver):
 
     def resolve(self, operation) -> Resolution:
         resolution = super().resolve(operation)
+        if operation._operation.get("x-idempotent"):  # noqa: SLF001 - the operation's own spec object
+            resolution = Resolution(idempotent(operation.operation_id)(resolution.function), resolution.operation_id)
         if self.wrap_reads is not None and operation.method.lower() == "get":
             return Resolution(self.wrap_reads(resolution.function), resolution.operation_id)
         return resolution

@@ -20,3 +20,5 @@ from models.invoicing import (  # noqa: F401
     UsageRecord,
 )
 from models.payments import PaymentAttempt, PaymentSettlement, PaymentWebhookEvent  # noqa: F401
+from models.idempotency import IdempotencyKey  # noqa: F401
+from models.webhooks import WebhookDelivery, WebhookEndpoint, WebhookEvent  # noqa: F401

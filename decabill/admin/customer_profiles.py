@@ -35,6 +35,7 @@ from decabill.invoicing import service as invoicing
 from decabill.invoicing.repository import InvoiceRepository
 from decabill.invoicing.service import Actor
 from decabill.subscriptions.repository import SubscriptionRepository
+from decabill.webhooks import service as webhooks
 from models.customers import CustomerProfile
 
 
@@ -80,6 +81,7 @@ async def create_profile(principal: Principal, user_id: uuid.UUID, **fields: Any
         assert profile is not None
         await _audit(session, profile, "customer_profile.admin_create", "Admin created customer profile", principal,
                      list(changes))
+        await webhooks.record(session, principal.tenant, "customer.created", profile)
     return profile
 
 

@@ -28,6 +28,7 @@ from decabill.customers.repository import CustomerProfileRepository
 from decabill.errors import BadRequest
 from decabill.identity.principal import Principal
 from decabill.taxes import service as taxes
+from decabill.webhooks import service as webhooks
 from models.customers import CustomerProfile
 
 # attribute -> (label used in messages, column width)
@@ -144,12 +145,14 @@ async def update_own_profile(principal: Principal, **fields: Any) -> CustomerPro
     async with db.transaction() as session:
         profiles = CustomerProfileRepository(session)
         # Two first saves at once: exactly one insert goes through, both then update that row.
-        await profiles.ensure_exists(user_id)
+        created = await profiles.ensure_exists(user_id)
         profile = await profiles.of_user(user_id, for_update=True)
         assert profile is not None
         for name, value in changes.items():
             setattr(profile, name, value)
         profile.touch()
+        if created:
+            await webhooks.record(session, principal.tenant, "customer.created", profile)
     return profile
 
 

@@ -27,5 +27,9 @@ class UserRepository(Repository[User]):
     async def email_of(self, user_id: uuid.UUID) -> str | None:
         return await self.one_or_none(self.statement(User.email).where(User.id == user_id))
 
+    async def admin_emails(self) -> list[str]:
+        statement = self.statement(User.email).where(User.role == "admin", User.locked_at.is_(None))
+        return await self.all(statement.order_by(User.created_at, User.id))
+
     async def of_ids(self, user_ids: list[uuid.UUID]) -> list[User]:
         return await self.all(self.statement().where(User.id.in_(user_ids)).order_by(User.created_at, User.id))

@@ -378,6 +378,12 @@ async def user_email(user_id: uuid.UUID) -> str | None:
         return await UserRepository(session).email_of(user_id)
 
 
+async def admin_emails() -> list[str]:
+    """Where operator alerts of the current tenant go (its unlocked admins)."""
+    async with db.transaction() as session:
+        return await UserRepository(session).admin_emails()
+
+
 async def users_oldest_first(user_ids: list[uuid.UUID]) -> list[User]:
     """Those of the given ids that are users of the tenant, oldest account first."""
     async with db.transaction() as session:

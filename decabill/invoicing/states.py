@@ -10,7 +10,9 @@
 Every transition goes through `apply()`, which checks the source status (400 with the reference's
 message otherwise), sets the status and what belongs to it (balance, timestamps), and appends an
 `InvoiceAuditLog` entry — status before → after, who, which request — in the caller's transaction, so a
-change and its audit entry commit or roll back together. Callers lock the invoice row first.
+change and its audit entry commit or roll back together. Callers lock the invoice row first. The transitions an
+operator reacts to also record their webhook event (`invoice.issued`, `.paid`, `.partially_paid`, `.overdue`,
+`.voided`) in that transaction.
 
 Used here by issuing, voiding and the overdue job; the payments area (`payment`: partial or full, D14)
 and admin billing (`mark_paid`, `mark_unpaid`, admin void) use the same events.
@@ -32,6 +34,8 @@ from decabill import db
 from decabill.identity.principal import Principal
 from decabill.invoicing.errors import TransitionRefused
 from decabill.invoicing.repository import InvoiceAuditLogRepository
+from decabill.invoicing.views import InvoiceView
+from decabill.webhooks import service as webhooks
 from models.invoicing import Invoice, InvoiceAuditLog, InvoiceStatus
 
 S = InvoiceStatus
@@ -141,6 +145,17 @@ EVENTS: dict[str, Event] = {
 }
 
 
+#: (transition, resulting status) → the webhook event it raises
+_WEBHOOK_EVENTS: dict[tuple[str, str], str] = {
+    ("issue", S.ISSUED): "invoice.issued",
+    ("overdue", S.OVERDUE): "invoice.overdue",
+    ("payment", S.PARTIALLY_PAID): "invoice.partially_paid",
+    ("payment", S.PAID): "invoice.paid",
+    ("mark_paid", S.PAID): "invoice.paid",
+    ("void", S.VOID): "invoice.voided",
+}
+
+
 def allowed(invoice: Invoice, event: str) -> bool:
     spec = EVENTS[event]
     if event == "void" and not invoice.invoice_number:
@@ -159,6 +174,9 @@ async def apply(session: AsyncSession, invoice: Invoice, event: str, *, actor: A
     before = invoice.status
     invoice.status = spec.effect(invoice, now, amount)
     invoice.touch()
+    announced = _WEBHOOK_EVENTS.get((event, invoice.status))
+    if announced is not None:  # in this transaction: the outbox (decabill.webhooks.outbox)
+        await webhooks.record(session, invoice.tenant_id, announced, InvoiceView(invoice))
     return await audit(session, invoice, spec.process, message or spec.message(invoice), actor=actor,
                        before=before, after=invoice.status, context=context, now=now,
                        user_id=(actor.user_id if spec.by_actor else None))

@@ -80,6 +80,7 @@ from decabill.payments.repository import (
 from decabill.payments.urls import checkout_return_urls
 from decabill.subscriptions.service import find_own_subscription
 from decabill.tenancy import DEFAULT_TENANT, bound_tenant, current_tenant
+from decabill.webhooks import service as webhooks
 from models.customers import CustomerProfile
 from models.invoicing import Invoice, InvoiceStatus
 from models.payments import PaymentAttempt, PaymentAttemptStatus, WebhookEventResult
@@ -430,6 +431,7 @@ async def _apply(session: AsyncSession, processor: PaymentProcessor, event,
             attempt.touch()
         await invoicing.audit(session, invoice, "payment.failed", "Payment failed", actor=invoicing.SYSTEM, level="warn",
                            context={"processor": processor.id, "externalId": payment.external_id, **context})
+        await webhooks.record(session, invoice.tenant_id, "payment.failed", invoicing.InvoiceView(invoice))
         return WebhookEventResult.PROCESSED, "payment failed", invoice.id, attempt_id
 
     # PaymentStatus.CANCELED: the checkout expired unpaid (at its time, or closed by us: superseded); the invoice

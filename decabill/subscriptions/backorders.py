@@ -36,9 +36,11 @@ from decabill.jobs import leases
 from decabill.providers import AvailabilityResult
 from decabill.subscriptions import errors, provisioning
 from decabill.subscriptions.configuration import redact
-from decabill.subscriptions.lifecycle import end_now, new_subscription, start_first_period
+from decabill.subscriptions.lifecycle import announce_created, end_now, new_subscription, start_first_period
 from decabill.subscriptions.provisioning import OrderContext
 from decabill.subscriptions.repository import BackorderRepository, SubscriptionItemRepository, SubscriptionRepository
+from decabill.tenancy import current_tenant
+from decabill.webhooks import service as webhooks
 from models.subscriptions import (
     Backorder,
     BackorderStatus,
@@ -113,8 +115,10 @@ async def order_as_backorder(user_id: uuid.UUID, ctx: OrderContext, capacity: Av
     """No capacity and `autoBackorder` (D4): a `pending_backorder` subscription with one backorder."""
     async with db.transaction() as session:
         subscription, _item = await new_subscription(session, user_id, ctx, status=SubscriptionStatus.PENDING_BACKORDER)
-        BackorderRepository(session).add(_new_backorder(subscription, ctx, capacity.reason, capacity.alternatives,
-                                                        preferred))
+        await announce_created(session, subscription)
+        backorder = await BackorderRepository(session).create(_new_backorder(
+            subscription, ctx, capacity.reason, capacity.alternatives, preferred))
+        await webhooks.record(session, current_tenant(), "backorder.created", view(backorder))
     log.info("subscriptions.backorder_created", subscription=subscription.number, reason=_reason(capacity.reason))
     return subscription
 
@@ -133,7 +137,8 @@ async def backorder_after_failure(subscription_id: uuid.UUID, ctx: OrderContext,
         subscription.touch()
         for item in await SubscriptionItemRepository(session).of_subscription(subscription.id, for_update=True):
             _reset_item(item)
-        BackorderRepository(session).add(_new_backorder(subscription, ctx, reason, None, preferred))
+        backorder = await BackorderRepository(session).create(_new_backorder(subscription, ctx, reason, None, preferred))
+        await webhooks.record(session, current_tenant(), "backorder.created", view(backorder))
     log.info("subscriptions.backorder_created", subscription=subscription.number, reason=_reason(reason))
     return subscription
 
@@ -266,6 +271,7 @@ async def _attempt(backorder_id: uuid.UUID, *, manual: bool) -> Backorder | None
         backorder.failure_reason = None
         backorder.retry_after = None
         backorder.touch()
+        await webhooks.record(session, current_tenant(), "backorder.fulfilled", view(backorder))
     log.info("subscriptions.backorder_fulfilled", backorder_id=str(backorder_id), subscription=number)
     return backorder
 
@@ -286,7 +292,7 @@ async def _cancel_under_lease(backorder_id: uuid.UUID) -> tuple[Backorder, Subsc
             backorder.retry_after = None
             backorder.touch()
         if subscription.status == SubscriptionStatus.PENDING_BACKORDER:
-            end_now(subscription)
+            await end_now(session, subscription)
     return backorder, subscription
 
 
@@ -313,7 +319,7 @@ async def cancel_waiting_subscription(subscription: Subscription) -> Subscriptio
             assert subscription is not None
             if subscription.status != SubscriptionStatus.PENDING_BACKORDER:
                 return None
-            end_now(subscription)
+            await end_now(session, subscription)
         return subscription
     async with leases.hold(lease_name(backorder.id), LEASE_TTL, wait=RETRY_WAIT_SECONDS) as held:
         if not held:

@@ -15,6 +15,8 @@ from decabill.numbering import format_number, next_number
 from decabill.subscriptions.provisioning import OrderContext
 from decabill.subscriptions.repository import SubscriptionItemRepository, SubscriptionRepository
 from decabill.subscriptions.schedule import period_end
+from decabill.tenancy import current_tenant
+from decabill.webhooks import service as webhooks
 from models.subscriptions import Subscription, SubscriptionItem, SubscriptionStatus
 
 NUMBER_SEQUENCE = "subscription"
@@ -34,6 +36,11 @@ async def new_subscription(session: AsyncSession, user_id: uuid.UUID, ctx: Order
     return subscription, item
 
 
+async def announce_created(session: AsyncSession, subscription: Subscription) -> None:
+    """`subscription.created`, in the transaction that inserted the order (once its first state is set)."""
+    await webhooks.record(session, current_tenant(), "subscription.created", subscription)
+
+
 def start_first_period(subscription: Subscription, ctx: OrderContext, price: Decimal, now: dt.datetime) -> None:
     subscription.status = SubscriptionStatus.ACTIVE
     subscription.activated_at = now
@@ -43,13 +50,14 @@ def start_first_period(subscription: Subscription, ctx: OrderContext, price: Dec
     subscription.touch()
 
 
-def end_now(subscription: Subscription) -> None:
-    """Canceled as of now, never billed again."""
+async def end_now(session: AsyncSession, subscription: Subscription) -> None:
+    """Canceled as of now, never billed again (`subscription.canceled`)."""
     now = db.utcnow()
     subscription.status = SubscriptionStatus.CANCELED
     subscription.cancel_requested_at = subscription.cancel_effective_at = subscription.ended_at = now
     subscription.next_billing_at = None
     subscription.touch()
+    await webhooks.record(session, current_tenant(), "subscription.canceled", subscription)
 
 
 async def end_failed_order(session: AsyncSession, subscription_id: uuid.UUID) -> None:
@@ -58,4 +66,4 @@ async def end_failed_order(session: AsyncSession, subscription_id: uuid.UUID) ->
     crash interrupted before its server existed (`decabill.subscriptions.recovery`)."""
     subscription = await SubscriptionRepository(session).get(subscription_id, for_update=True)
     assert subscription is not None
-    end_now(subscription)
+    await end_now(session, subscription)

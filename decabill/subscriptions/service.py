@@ -42,10 +42,12 @@ from decabill.errors import DecabillError
 from decabill.identity.principal import Principal, require_admin
 from decabill.providers import get_registry
 from decabill.subscriptions import backorders, errors, hostnames, provisioning
-from decabill.subscriptions.lifecycle import end_failed_order, new_subscription, start_first_period
+from decabill.subscriptions.lifecycle import announce_created, end_failed_order, new_subscription, start_first_period
 from decabill.subscriptions.provisioning import info_snapshot
 from decabill.subscriptions.repository import SubscriptionItemRepository, SubscriptionRepository
 from decabill.subscriptions.schedule import cancellation_effective_at
+from decabill.tenancy import current_tenant
+from decabill.webhooks import service as webhooks
 
 # Re-exported (`name as name`): the backorder operations (for the handlers), and the prorated amount of a period
 # and its open position (for invoicing's immediate charge, `createInvoice`).
@@ -113,6 +115,7 @@ async def create_subscription(principal: Principal, plan_id: uuid.UUID, requeste
             subscription, item = await new_subscription(session, user_id, ctx, status=SubscriptionStatus.ACTIVE)
             start_first_period(subscription, ctx, price, db.utcnow())
             item.provisioning_status = ProvisioningStatus.ACTIVE
+            await announce_created(session, subscription)
         return subscription
 
     capacity = await (provisioning.check_capacity_or_reason(ctx) if auto_backorder else provisioning.check_capacity(ctx))
@@ -126,6 +129,7 @@ async def create_subscription(principal: Principal, plan_id: uuid.UUID, requeste
         await require_complete_profile(user_id, lock=True)  # still there: see _PROFILE_RECHECK
         subscription, item = await new_subscription(session, user_id, ctx, status=SubscriptionStatus.ACTIVE)
         start_first_period(subscription, ctx, price, db.utcnow())
+        await announce_created(session, subscription)
     try:
         await provisioning.provision(item.id, ctx, subscription.number)
     except DecabillError as exc:
@@ -195,7 +199,7 @@ async def cancel_subscription(principal: Principal, subscription_id: uuid.UUID) 
         ended = await backorders.cancel_waiting_subscription(subscription)
         if ended is not None:
             return ended
-    async with db.transaction():
+    async with db.transaction() as session:
         subscription = await find_own_subscription(user_id, subscription_id, lock=True)
         if subscription.status == SubscriptionStatus.CANCELED:
             raise errors.AlreadyCanceled()
@@ -214,6 +218,7 @@ async def cancel_subscription(principal: Principal, subscription_id: uuid.UUID) 
             plan, subscription.current_period_end, now, at_period_end=plan.cancel_at_period_end,
             notice_days=plan.notice_days)
         subscription.touch()
+        await webhooks.record(session, current_tenant(), "subscription.canceled", subscription)
     return subscription
 
 

@@ -19,7 +19,8 @@ from decabill.web.validation import VALIDATOR_MAP
 from handlers import AreaResolver
 from spec import OPENAPI_PATH
 
-ALLOWED_HEADERS = ["Content-Type", "Authorization", "X-Correlation-Id", "X-Request-Id", "X-Tenant", "Stripe-Signature"]
+ALLOWED_HEADERS = ["Content-Type", "Authorization", "X-Correlation-Id", "X-Request-Id", "X-Tenant", "Stripe-Signature",
+                   "Idempotency-Key"]
 EXPOSED_HEADERS = ["Content-Range", "X-Content-Range", "X-Correlation-Id"]
 
 

@@ -6,6 +6,7 @@
     cloud.do_url       -> f"{url}/do"               pydo.Client(endpoint=...)   (pydo appends /v2/...)
     cloud.cf_url       -> f"{url}/cf/client/v4"     httpx base_url / cloudflare.Cloudflare(base_url=...)
     cloud.stripe_url   -> f"{url}/stripe"           stripe.StripeClient(base_addresses={"api": ...})  (appends /v1/...)
+    cloud.receiver_url -> f"{url}/receiver"          a webhook receiver (cloud.receiver: what it got)
     cloud.keycloak_url -> f"{url}/keycloak"         KEYCLOAK_SERVER_URL (realm JWKS under /realms/<realm>/...)
     cloud.vies_url     -> f"{url}/vies"             VIES_API_URL (POST /check-vat-number)
     cloud.hetzner / .digitalocean / .cloudflare / .stripe / .keycloak  -> the state objects
@@ -27,6 +28,7 @@ from . import cloudflare, digitalocean, hetzner
 from . import keycloak as keycloak_fake
 from . import vies as vies_fake
 from . import stripe as stripe_fake
+from . import webhook_receiver
 
 
 class FakeCloud:
@@ -37,6 +39,7 @@ class FakeCloud:
         self.stripe = stripe_fake.StripeState()
         self.keycloak = keycloak_fake.KeycloakState()
         self.vies = vies_fake.ViesState()
+        self.receiver = webhook_receiver.ReceiverState()
         self.app = Starlette(routes=[
             Mount("/hetzner", app=hetzner.create_app(self.hetzner)),
             Mount("/do", app=digitalocean.create_app(self.digitalocean)),
@@ -44,6 +47,7 @@ class FakeCloud:
             Mount("/stripe", app=stripe_fake.create_app(self.stripe)),
             Mount("/keycloak", app=keycloak_fake.create_app(self.keycloak)),
             Mount("/vies", app=vies_fake.create_app(self.vies)),
+            Mount("/receiver", app=webhook_receiver.create_app(self.receiver)),
         ])
         self._host, self._port = host, port
         self._server: uvicorn.Server | None = None
@@ -72,6 +76,11 @@ class FakeCloud:
     @property
     def stripe_url(self) -> str:
         return f"{self.url}/stripe"
+
+    @property
+    def receiver_url(self) -> str:
+        """Where a webhook endpoint points to reach the fake receiver (any path below it)."""
+        return f"{self.url}/receiver"
 
     @property
     def keycloak_url(self) -> str:
@@ -106,7 +115,7 @@ class FakeCloud:
 
     def reset(self) -> None:
         """Clear all state (servers, droplets, records, customers, sessions, logs, injected errors, realm keys)."""
-        for state in (self.hetzner, self.digitalocean, self.cloudflare, self.stripe, self.keycloak, self.vies):
+        for state in (self.hetzner, self.digitalocean, self.cloudflare, self.stripe, self.keycloak, self.vies, self.receiver):
             state.reset()
         self.stripe.api_key = None
 

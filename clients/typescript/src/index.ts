@@ -4,6 +4,7 @@ import { type Client, createClient, createConfig } from './generated/client/inde
 import { client } from './generated/client.gen.js';
 
 export * from './generated/index.js';
+export * from './webhooks.js';
 export { client };
 export type { Client };
 

@@ -2,7 +2,7 @@
 
 import { client } from './client.gen.js';
 import type { Client, Options as Options2, TDataShape } from './client/index.js';
-import type { AdminBillNowData, AdminBillNowErrors, AdminBillNowResponses, AdminListUserSubscriptionsData, AdminListUserSubscriptionsErrors, AdminListUserSubscriptionsResponses, AdminMarkInvoicePaidData, AdminMarkInvoicePaidErrors, AdminMarkInvoicePaidResponses, AdminMarkInvoiceUnpaidData, AdminMarkInvoiceUnpaidErrors, AdminMarkInvoiceUnpaidResponses, AdminVoidInvoiceData, AdminVoidInvoiceErrors, AdminVoidInvoiceResponses, CancelBackorderData, CancelBackorderErrors, CancelBackorderResponses, CancelSubscriptionData, CancelSubscriptionErrors, CancelSubscriptionResponses, ChangePasswordData, ChangePasswordErrors, ChangePasswordResponses, CheckAvailabilityAlternativesData, CheckAvailabilityAlternativesErrors, CheckAvailabilityAlternativesResponses, CheckAvailabilityData, CheckAvailabilityErrors, CheckAvailabilityResponses, ConfirmEmailData, ConfirmEmailErrors, ConfirmEmailResponses, CreateAdminCustomerProfileData, CreateAdminCustomerProfileErrors, CreateAdminCustomerProfileResponses, CreateInvoiceData, CreateInvoiceErrors, CreateInvoiceResponses, CreateManualInvoiceData, CreateManualInvoiceErrors, CreateManualInvoiceResponses, CreateServicePlanData, CreateServicePlanErrors, CreateServicePlanResponses, CreateServiceTypeData, CreateServiceTypeErrors, CreateServiceTypeResponses, CreateSubscriptionData, CreateSubscriptionErrors, CreateSubscriptionResponses, CreateUserData, CreateUserErrors, CreateUserResponses, DeleteAdminCustomerProfileData, DeleteAdminCustomerProfileErrors, DeleteAdminCustomerProfileResponses, DeleteManualInvoiceData, DeleteManualInvoiceErrors, DeleteManualInvoiceResponses, DeleteServicePlanData, DeleteServicePlanErrors, DeleteServicePlanResponses, DeleteServiceTypeData, DeleteServiceTypeErrors, DeleteServiceTypeResponses, DeleteUserData, DeleteUserErrors, DeleteUserResponses, DownloadAdminInvoicePdfData, DownloadAdminInvoicePdfErrors, DownloadAdminInvoicePdfResponses, DownloadAdminInvoiceVoidDocumentPdfData, DownloadAdminInvoiceVoidDocumentPdfErrors, DownloadAdminInvoiceVoidDocumentPdfResponses, DownloadInvoicePdfByRefData, DownloadInvoicePdfByRefErrors, DownloadInvoicePdfByRefResponses, DownloadInvoicePdfData, DownloadInvoicePdfErrors, DownloadInvoicePdfResponses, DownloadInvoiceVoidDocumentPdfByRefData, DownloadInvoiceVoidDocumentPdfByRefErrors, DownloadInvoiceVoidDocumentPdfByRefResponses, DownloadInvoiceVoidDocumentPdfData, DownloadInvoiceVoidDocumentPdfErrors, DownloadInvoiceVoidDocumentPdfResponses, GetAdminBillingStatisticsByProductData, GetAdminBillingStatisticsByProductErrors, GetAdminBillingStatisticsByProductResponses, GetAdminBillingStatisticsSummaryData, GetAdminBillingStatisticsSummaryErrors, GetAdminBillingStatisticsSummaryResponses, GetAdminBillingStatisticsTaxesData, GetAdminBillingStatisticsTaxesErrors, GetAdminBillingStatisticsTaxesResponses, GetAdminBillingSummaryData, GetAdminBillingSummaryErrors, GetAdminBillingSummaryResponses, GetAdminCustomerProfileData, GetAdminCustomerProfileErrors, GetAdminCustomerProfileResponses, GetAdminInvoiceDetailData, GetAdminInvoiceDetailErrors, GetAdminInvoiceDetailResponses, GetCheapestPublicServicePlanOfferingData, GetCheapestPublicServicePlanOfferingErrors, GetCheapestPublicServicePlanOfferingResponses, GetConfigData, GetConfigErrors, GetConfigResponses, GetCustomerProfileData, GetCustomerProfileErrors, GetCustomerProfileResponses, GetHealthData, GetHealthErrors, GetHealthResponses, GetInvoiceDetailsByRefData, GetInvoiceDetailsByRefErrors, GetInvoiceDetailsByRefResponses, GetInvoiceDetailsData, GetInvoiceDetailsErrors, GetInvoiceDetailsResponses, GetInvoicesSummaryData, GetInvoicesSummaryErrors, GetInvoicesSummaryResponses, GetProviderDetailsData, GetProviderDetailsErrors, GetProviderDetailsResponses, GetProviderServerTypesData, GetProviderServerTypesErrors, GetProviderServerTypesResponses, GetReadinessData, GetReadinessErrors, GetReadinessResponses, GetServicePlanData, GetServicePlanErrors, GetServicePlanResponses, GetServiceTypeData, GetServiceTypeErrors, GetServiceTypeResponses, GetSubscriptionData, GetSubscriptionErrors, GetSubscriptionItemServerInfoData, GetSubscriptionItemServerInfoErrors, GetSubscriptionItemServerInfoResponses, GetSubscriptionResponses, GetUsageSummaryData, GetUsageSummaryErrors, GetUsageSummaryResponses, GetUserData, GetUserErrors, GetUserResponses, InitiateInvoicePaymentByRefData, InitiateInvoicePaymentByRefErrors, InitiateInvoicePaymentByRefResponses, InitiateInvoicePaymentData, InitiateInvoicePaymentErrors, InitiateInvoicePaymentResponses, IssueManualInvoiceData, IssueManualInvoiceErrors, IssueManualInvoiceResponses, ListAdminCustomerProfilesData, ListAdminCustomerProfilesErrors, ListAdminCustomerProfilesResponses, ListAdminInvoiceAuditLogsData, ListAdminInvoiceAuditLogsErrors, ListAdminInvoiceAuditLogsResponses, ListAdminInvoicesData, ListAdminInvoicesErrors, ListAdminInvoicesResponses, ListAdminOpenOverdueInvoicesData, ListAdminOpenOverdueInvoicesErrors, ListAdminOpenOverdueInvoicesResponses, ListBackordersData, ListBackordersErrors, ListBackordersResponses, ListInvoicesData, ListInvoicesErrors, ListInvoicesResponses, ListOpenOverdueInvoicesData, ListOpenOverdueInvoicesErrors, ListOpenOverdueInvoicesResponses, ListPublicServicePlanOfferingsData, ListPublicServicePlanOfferingsErrors, ListPublicServicePlanOfferingsResponses, ListServicePlansData, ListServicePlansErrors, ListServicePlansResponses, ListServiceTypesData, ListServiceTypesErrors, ListServiceTypesResponses, ListSubscriptionItemsData, ListSubscriptionItemsErrors, ListSubscriptionItemsResponses, ListSubscriptionsData, ListSubscriptionsErrors, ListSubscriptionsResponses, ListUsersData, ListUsersErrors, ListUsersResponses, LockUserData, LockUserErrors, LockUserResponses, LoginData, LoginErrors, LoginResponses, PreviewPricingData, PreviewPricingErrors, PreviewPricingResponses, RecordUsageData, RecordUsageErrors, RecordUsageResponses, RegisterData, RegisterErrors, RegisterResponses, RequestPasswordResetData, RequestPasswordResetErrors, RequestPasswordResetResponses, ResetPasswordData, ResetPasswordErrors, ResetPasswordResponses, RestartSubscriptionItemServerData, RestartSubscriptionItemServerErrors, RestartSubscriptionItemServerResponses, ResumeSubscriptionData, ResumeSubscriptionErrors, ResumeSubscriptionResponses, RetryBackorderData, RetryBackorderErrors, RetryBackorderResponses, StartSubscriptionItemServerData, StartSubscriptionItemServerErrors, StartSubscriptionItemServerResponses, StopSubscriptionItemServerData, StopSubscriptionItemServerErrors, StopSubscriptionItemServerResponses, StripePaymentWebhookData, StripePaymentWebhookErrors, StripePaymentWebhookResponses, UnlockUserData, UnlockUserErrors, UnlockUserResponses, UpdateAdminCustomerProfileData, UpdateAdminCustomerProfileErrors, UpdateAdminCustomerProfileResponses, UpdateCustomerProfileData, UpdateCustomerProfileErrors, UpdateCustomerProfileResponses, UpdateManualInvoiceData, UpdateManualInvoiceErrors, UpdateManualInvoiceResponses, UpdateServicePlanData, UpdateServicePlanErrors, UpdateServicePlanResponses, UpdateServiceTypeData, UpdateServiceTypeErrors, UpdateServiceTypeResponses, UpdateUserData, UpdateUserErrors, UpdateUserResponses, VoidInvoiceData, VoidInvoiceErrors, VoidInvoiceResponses } from './types.gen.js';
+import type { AdminBillNowData, AdminBillNowErrors, AdminBillNowResponses, AdminListUserSubscriptionsData, AdminListUserSubscriptionsErrors, AdminListUserSubscriptionsResponses, AdminMarkInvoicePaidData, AdminMarkInvoicePaidErrors, AdminMarkInvoicePaidResponses, AdminMarkInvoiceUnpaidData, AdminMarkInvoiceUnpaidErrors, AdminMarkInvoiceUnpaidResponses, AdminVoidInvoiceData, AdminVoidInvoiceErrors, AdminVoidInvoiceResponses, CancelBackorderData, CancelBackorderErrors, CancelBackorderResponses, CancelSubscriptionData, CancelSubscriptionErrors, CancelSubscriptionResponses, ChangePasswordData, ChangePasswordErrors, ChangePasswordResponses, CheckAvailabilityAlternativesData, CheckAvailabilityAlternativesErrors, CheckAvailabilityAlternativesResponses, CheckAvailabilityData, CheckAvailabilityErrors, CheckAvailabilityResponses, ConfirmEmailData, ConfirmEmailErrors, ConfirmEmailResponses, CreateAdminCustomerProfileData, CreateAdminCustomerProfileErrors, CreateAdminCustomerProfileResponses, CreateInvoiceData, CreateInvoiceErrors, CreateInvoiceResponses, CreateManualInvoiceData, CreateManualInvoiceErrors, CreateManualInvoiceResponses, CreateServicePlanData, CreateServicePlanErrors, CreateServicePlanResponses, CreateServiceTypeData, CreateServiceTypeErrors, CreateServiceTypeResponses, CreateSubscriptionData, CreateSubscriptionErrors, CreateSubscriptionResponses, CreateUserData, CreateUserErrors, CreateUserResponses, CreateWebhookEndpointData, CreateWebhookEndpointErrors, CreateWebhookEndpointResponses, DeleteAdminCustomerProfileData, DeleteAdminCustomerProfileErrors, DeleteAdminCustomerProfileResponses, DeleteManualInvoiceData, DeleteManualInvoiceErrors, DeleteManualInvoiceResponses, DeleteServicePlanData, DeleteServicePlanErrors, DeleteServicePlanResponses, DeleteServiceTypeData, DeleteServiceTypeErrors, DeleteServiceTypeResponses, DeleteUserData, DeleteUserErrors, DeleteUserResponses, DeleteWebhookEndpointData, DeleteWebhookEndpointErrors, DeleteWebhookEndpointResponses, DownloadAdminInvoicePdfData, DownloadAdminInvoicePdfErrors, DownloadAdminInvoicePdfResponses, DownloadAdminInvoiceVoidDocumentPdfData, DownloadAdminInvoiceVoidDocumentPdfErrors, DownloadAdminInvoiceVoidDocumentPdfResponses, DownloadInvoicePdfByRefData, DownloadInvoicePdfByRefErrors, DownloadInvoicePdfByRefResponses, DownloadInvoicePdfData, DownloadInvoicePdfErrors, DownloadInvoicePdfResponses, DownloadInvoiceVoidDocumentPdfByRefData, DownloadInvoiceVoidDocumentPdfByRefErrors, DownloadInvoiceVoidDocumentPdfByRefResponses, DownloadInvoiceVoidDocumentPdfData, DownloadInvoiceVoidDocumentPdfErrors, DownloadInvoiceVoidDocumentPdfResponses, GetAdminBillingStatisticsByProductData, GetAdminBillingStatisticsByProductErrors, GetAdminBillingStatisticsByProductResponses, GetAdminBillingStatisticsSummaryData, GetAdminBillingStatisticsSummaryErrors, GetAdminBillingStatisticsSummaryResponses, GetAdminBillingStatisticsTaxesData, GetAdminBillingStatisticsTaxesErrors, GetAdminBillingStatisticsTaxesResponses, GetAdminBillingSummaryData, GetAdminBillingSummaryErrors, GetAdminBillingSummaryResponses, GetAdminCustomerProfileData, GetAdminCustomerProfileErrors, GetAdminCustomerProfileResponses, GetAdminInvoiceDetailData, GetAdminInvoiceDetailErrors, GetAdminInvoiceDetailResponses, GetCheapestPublicServicePlanOfferingData, GetCheapestPublicServicePlanOfferingErrors, GetCheapestPublicServicePlanOfferingResponses, GetConfigData, GetConfigErrors, GetConfigResponses, GetCustomerProfileData, GetCustomerProfileErrors, GetCustomerProfileResponses, GetHealthData, GetHealthErrors, GetHealthResponses, GetInvoiceDetailsByRefData, GetInvoiceDetailsByRefErrors, GetInvoiceDetailsByRefResponses, GetInvoiceDetailsData, GetInvoiceDetailsErrors, GetInvoiceDetailsResponses, GetInvoicesSummaryData, GetInvoicesSummaryErrors, GetInvoicesSummaryResponses, GetProviderDetailsData, GetProviderDetailsErrors, GetProviderDetailsResponses, GetProviderServerTypesData, GetProviderServerTypesErrors, GetProviderServerTypesResponses, GetReadinessData, GetReadinessErrors, GetReadinessResponses, GetServicePlanData, GetServicePlanErrors, GetServicePlanResponses, GetServiceTypeData, GetServiceTypeErrors, GetServiceTypeResponses, GetSubscriptionData, GetSubscriptionErrors, GetSubscriptionItemServerInfoData, GetSubscriptionItemServerInfoErrors, GetSubscriptionItemServerInfoResponses, GetSubscriptionResponses, GetUsageSummaryData, GetUsageSummaryErrors, GetUsageSummaryResponses, GetUserData, GetUserErrors, GetUserResponses, GetWebhookEndpointData, GetWebhookEndpointErrors, GetWebhookEndpointResponses, InitiateInvoicePaymentByRefData, InitiateInvoicePaymentByRefErrors, InitiateInvoicePaymentByRefResponses, InitiateInvoicePaymentData, InitiateInvoicePaymentErrors, InitiateInvoicePaymentResponses, IssueManualInvoiceData, IssueManualInvoiceErrors, IssueManualInvoiceResponses, ListAdminCustomerProfilesData, ListAdminCustomerProfilesErrors, ListAdminCustomerProfilesResponses, ListAdminInvoiceAuditLogsData, ListAdminInvoiceAuditLogsErrors, ListAdminInvoiceAuditLogsResponses, ListAdminInvoicesData, ListAdminInvoicesErrors, ListAdminInvoicesResponses, ListAdminOpenOverdueInvoicesData, ListAdminOpenOverdueInvoicesErrors, ListAdminOpenOverdueInvoicesResponses, ListBackordersData, ListBackordersErrors, ListBackordersResponses, ListInvoicesData, ListInvoicesErrors, ListInvoicesResponses, ListOpenOverdueInvoicesData, ListOpenOverdueInvoicesErrors, ListOpenOverdueInvoicesResponses, ListPublicServicePlanOfferingsData, ListPublicServicePlanOfferingsErrors, ListPublicServicePlanOfferingsResponses, ListServicePlansData, ListServicePlansErrors, ListServicePlansResponses, ListServiceTypesData, ListServiceTypesErrors, ListServiceTypesResponses, ListSubscriptionItemsData, ListSubscriptionItemsErrors, ListSubscriptionItemsResponses, ListSubscriptionsData, ListSubscriptionsErrors, ListSubscriptionsResponses, ListUsersData, ListUsersErrors, ListUsersResponses, ListWebhookDeliveriesData, ListWebhookDeliveriesErrors, ListWebhookDeliveriesResponses, ListWebhookEndpointsData, ListWebhookEndpointsErrors, ListWebhookEndpointsResponses, LockUserData, LockUserErrors, LockUserResponses, LoginData, LoginErrors, LoginResponses, PreviewPricingData, PreviewPricingErrors, PreviewPricingResponses, RecordUsageData, RecordUsageErrors, RecordUsageResponses, RedeliverWebhookData, RedeliverWebhookErrors, RedeliverWebhookResponses, RegisterData, RegisterErrors, RegisterResponses, RequestPasswordResetData, RequestPasswordResetErrors, RequestPasswordResetResponses, ResetPasswordData, ResetPasswordErrors, ResetPasswordResponses, RestartSubscriptionItemServerData, RestartSubscriptionItemServerErrors, RestartSubscriptionItemServerResponses, ResumeSubscriptionData, ResumeSubscriptionErrors, ResumeSubscriptionResponses, RetryBackorderData, RetryBackorderErrors, RetryBackorderResponses, RotateWebhookEndpointSecretData, RotateWebhookEndpointSecretErrors, RotateWebhookEndpointSecretResponses, StartSubscriptionItemServerData, StartSubscriptionItemServerErrors, StartSubscriptionItemServerResponses, StopSubscriptionItemServerData, StopSubscriptionItemServerErrors, StopSubscriptionItemServerResponses, StripePaymentWebhookData, StripePaymentWebhookErrors, StripePaymentWebhookResponses, UnlockUserData, UnlockUserErrors, UnlockUserResponses, UpdateAdminCustomerProfileData, UpdateAdminCustomerProfileErrors, UpdateAdminCustomerProfileResponses, UpdateCustomerProfileData, UpdateCustomerProfileErrors, UpdateCustomerProfileResponses, UpdateManualInvoiceData, UpdateManualInvoiceErrors, UpdateManualInvoiceResponses, UpdateServicePlanData, UpdateServicePlanErrors, UpdateServicePlanResponses, UpdateServiceTypeData, UpdateServiceTypeErrors, UpdateServiceTypeResponses, UpdateUserData, UpdateUserErrors, UpdateUserResponses, UpdateWebhookEndpointData, UpdateWebhookEndpointErrors, UpdateWebhookEndpointResponses, VoidInvoiceData, VoidInvoiceErrors, VoidInvoiceResponses } from './types.gen.js';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -1090,3 +1090,99 @@ export const getHealth = <ThrowOnError extends boolean = false>(options?: Option
  * No credentials needed. Meant for orchestrators deciding whether to send traffic to this instance (a Kubernetes readiness probe): 200 when the database answers and, when Redis is configured, Redis answers too; 503 otherwise, naming what is not reachable. `/health` stays the cheap liveness probe. Each dependency gets at most two seconds.
  */
 export const getReadiness = <ThrowOnError extends boolean = false>(options?: Options<GetReadinessData, ThrowOnError>) => (options?.client ?? client).get<GetReadinessResponses, GetReadinessErrors, ThrowOnError>({ url: '/health/ready', ...options });
+
+/**
+ * List the tenant's webhook endpoints
+ *
+ * Admin only. Newest first. The signing secrets are never listed.
+ */
+export const listWebhookEndpoints = <ThrowOnError extends boolean = false>(options?: Options<ListWebhookEndpointsData, ThrowOnError>) => (options?.client ?? client).get<ListWebhookEndpointsResponses, ListWebhookEndpointsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/admin/webhook-endpoints',
+    ...options
+});
+
+/**
+ * Register a webhook endpoint
+ *
+ * Admin only. Decabill POSTs every event of the chosen types to the URL, signed with the endpoint's secret (`Decabill-Signature`, see the `WebhookEvent` schema). The secret is in this answer only; store it now (or rotate it later). 400 for a URL Decabill may not call: not http(s), not https in production, or pointing at a private or loopback address.
+ */
+export const createWebhookEndpoint = <ThrowOnError extends boolean = false>(options: Options<CreateWebhookEndpointData, ThrowOnError>) => (options.client ?? client).post<CreateWebhookEndpointResponses, CreateWebhookEndpointErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/admin/webhook-endpoints',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Remove a webhook endpoint
+ *
+ * Admin only. Its pending deliveries and its delivery log go with it.
+ */
+export const deleteWebhookEndpoint = <ThrowOnError extends boolean = false>(options: Options<DeleteWebhookEndpointData, ThrowOnError>) => (options.client ?? client).delete<DeleteWebhookEndpointResponses, DeleteWebhookEndpointErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/admin/webhook-endpoints/{endpointId}',
+    ...options
+});
+
+/**
+ * Read a webhook endpoint
+ *
+ * Admin only.
+ */
+export const getWebhookEndpoint = <ThrowOnError extends boolean = false>(options: Options<GetWebhookEndpointData, ThrowOnError>) => (options.client ?? client).get<GetWebhookEndpointResponses, GetWebhookEndpointErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/admin/webhook-endpoints/{endpointId}',
+    ...options
+});
+
+/**
+ * Change a webhook endpoint
+ *
+ * Admin only. Sets only the given fields. `enabled: true` on an endpoint that was disabled after failing for days enables it again and forgets its failures (redeliver what it missed from its delivery log).
+ */
+export const updateWebhookEndpoint = <ThrowOnError extends boolean = false>(options: Options<UpdateWebhookEndpointData, ThrowOnError>) => (options.client ?? client).post<UpdateWebhookEndpointResponses, UpdateWebhookEndpointErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/admin/webhook-endpoints/{endpointId}',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Give a webhook endpoint a new signing secret
+ *
+ * Admin only. Deliveries are signed with the new secret from the next attempt on; the old one stops at once (a receiver may accept both while it switches). The secret is in this answer only.
+ */
+export const rotateWebhookEndpointSecret = <ThrowOnError extends boolean = false>(options: Options<RotateWebhookEndpointSecretData, ThrowOnError>) => (options.client ?? client).post<RotateWebhookEndpointSecretResponses, RotateWebhookEndpointSecretErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/admin/webhook-endpoints/{endpointId}/rotate-secret',
+    ...options
+});
+
+/**
+ * The delivery log of a webhook endpoint
+ *
+ * Admin only. Newest first: one entry per event sent to the endpoint, with its state (`pending` while attempts remain, `succeeded`, `failed` after the last retry), the attempt count and the last attempt's status code, duration and response excerpt.
+ */
+export const listWebhookDeliveries = <ThrowOnError extends boolean = false>(options: Options<ListWebhookDeliveriesData, ThrowOnError>) => (options.client ?? client).get<ListWebhookDeliveriesResponses, ListWebhookDeliveriesErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/admin/webhook-endpoints/{endpointId}/deliveries',
+    ...options
+});
+
+/**
+ * Send a delivery again
+ *
+ * Admin only. The event is sent once more, now, whatever the delivery's state (a receiver must accept the same event id twice). A failure of this attempt is final; redeliver again later.
+ */
+export const redeliverWebhook = <ThrowOnError extends boolean = false>(options: Options<RedeliverWebhookData, ThrowOnError>) => (options.client ?? client).post<RedeliverWebhookResponses, RedeliverWebhookErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/admin/webhook-endpoints/{endpointId}/deliveries/{deliveryId}/redeliver',
+    ...options
+});

@@ -5,6 +5,235 @@ export type ClientOptions = {
 };
 
 /**
+ * The type of an outbound webhook event (see `WebhookEvent`).
+ */
+export type WebhookEventType = 'invoice.issued' | 'invoice.paid' | 'invoice.partially_paid' | 'invoice.overdue' | 'invoice.voided' | 'subscription.created' | 'subscription.canceled' | 'subscription.suspended' | 'subscription.reactivated' | 'backorder.created' | 'backorder.fulfilled' | 'payment.failed' | 'customer.created';
+
+export type CreateWebhookEndpointDto = {
+    /**
+     * Where events are POSTed; https in production, never a private or loopback address.
+     */
+    url: string;
+    eventTypes: Array<WebhookEventType>;
+    description?: string | null;
+    enabled?: boolean;
+};
+
+export type UpdateWebhookEndpointDto = {
+    url?: string;
+    eventTypes?: Array<WebhookEventType>;
+    description?: string | null;
+    enabled?: boolean;
+};
+
+export type WebhookEndpointResponse = {
+    id: string;
+    url: string;
+    description: string | null;
+    eventTypes: Array<WebhookEventType>;
+    enabled: boolean;
+    /**
+     * Why Decabill disabled the endpoint (it failed for days), until it is enabled again.
+     */
+    disabledReason: string | null;
+    /**
+     * The first failed attempt since the last success.
+     */
+    failingSince: string | null;
+    createdAt: string;
+    updatedAt: string;
+};
+
+export type WebhookEndpointSecretResponse = WebhookEndpointResponse & {
+    /**
+     * The signing secret (`whsec_...`). Only the answers to create and rotate show it.
+     */
+    secret: string;
+};
+
+export type WebhookDeliveryResponse = {
+    id: string;
+    endpointId: string;
+    eventId: string;
+    eventType: WebhookEventType;
+    status: 'pending' | 'succeeded' | 'failed';
+    /**
+     * Attempts made so far.
+     */
+    attempts: number;
+    nextAttemptAt: string | null;
+    lastAttemptAt: string | null;
+    /**
+     * HTTP status of the last attempt (null when no answer came).
+     */
+    responseStatus: number | null;
+    durationMs: number | null;
+    /**
+     * The first 1000 characters of the last answer's body.
+     */
+    responseExcerpt: string | null;
+    /**
+     * Why the last attempt got no answer (timeout, refused address, ...).
+     */
+    error: string | null;
+    createdAt: string;
+};
+
+/**
+ * What every webhook delivery carries (the properties common to all `WebhookEvent`s). Deliveries are POSTed as JSON with the header `Decabill-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>` computed with the endpoint's secret over `<t>.<raw body>`; verify it over the raw body before parsing (`verifyWebhookSignature` in the TypeScript client, `decabill.webhooks.signing.verify` in Python) and refuse timestamps older than five minutes. Delivery is at least once: the same event `id` may arrive again. Headers `Decabill-Event-Id` and `Decabill-Event-Type` repeat the id and the type.
+ */
+export type WebhookEventEnvelope = {
+    /**
+     * The event's id; the same on every attempt and redelivery.
+     */
+    id: string;
+    type: WebhookEventType;
+    createdAt: string;
+    tenant: string;
+    /**
+     * The object the event is about, in its API response shape.
+     */
+    data: {
+        [key: string]: unknown;
+    };
+};
+
+/**
+ * `invoice.issued`: An invoice was issued (numbered, payable).
+ */
+export type InvoiceIssuedEvent = WebhookEventEnvelope & {
+    type: 'invoice.issued';
+    data: InvoiceResponse;
+};
+
+/**
+ * `invoice.paid`: An invoice was paid in full.
+ */
+export type InvoicePaidEvent = WebhookEventEnvelope & {
+    type: 'invoice.paid';
+    data: InvoiceResponse;
+};
+
+/**
+ * `invoice.partially_paid`: A payment covered part of an invoice.
+ */
+export type InvoicePartiallyPaidEvent = WebhookEventEnvelope & {
+    type: 'invoice.partially_paid';
+    data: InvoiceResponse;
+};
+
+/**
+ * `invoice.overdue`: An invoice passed its due date unpaid.
+ */
+export type InvoiceOverdueEvent = WebhookEventEnvelope & {
+    type: 'invoice.overdue';
+    data: InvoiceResponse;
+};
+
+/**
+ * `invoice.voided`: An invoice was voided (a credit note was issued).
+ */
+export type InvoiceVoidedEvent = WebhookEventEnvelope & {
+    type: 'invoice.voided';
+    data: InvoiceResponse;
+};
+
+/**
+ * `subscription.created`: A subscription was ordered.
+ */
+export type SubscriptionCreatedEvent = WebhookEventEnvelope & {
+    type: 'subscription.created';
+    data: SubscriptionResponse;
+};
+
+/**
+ * `subscription.canceled`: A subscription was canceled.
+ */
+export type SubscriptionCanceledEvent = WebhookEventEnvelope & {
+    type: 'subscription.canceled';
+    data: SubscriptionResponse;
+};
+
+/**
+ * `subscription.suspended`: A subscription was suspended (dunning).
+ */
+export type SubscriptionSuspendedEvent = WebhookEventEnvelope & {
+    type: 'subscription.suspended';
+    data: SubscriptionResponse;
+};
+
+/**
+ * `subscription.reactivated`: A suspended subscription is active again.
+ */
+export type SubscriptionReactivatedEvent = WebhookEventEnvelope & {
+    type: 'subscription.reactivated';
+    data: SubscriptionResponse;
+};
+
+/**
+ * `backorder.created`: An order waits for capacity as a backorder.
+ */
+export type BackorderCreatedEvent = WebhookEventEnvelope & {
+    type: 'backorder.created';
+    data: BackorderResponse;
+};
+
+/**
+ * `backorder.fulfilled`: A backorder was provisioned.
+ */
+export type BackorderFulfilledEvent = WebhookEventEnvelope & {
+    type: 'backorder.fulfilled';
+    data: BackorderResponse;
+};
+
+/**
+ * `payment.failed`: A payment of the invoice failed at the processor.
+ */
+export type PaymentFailedEvent = WebhookEventEnvelope & {
+    type: 'payment.failed';
+    data: InvoiceResponse;
+};
+
+/**
+ * `customer.created`: A customer profile was created.
+ */
+export type CustomerCreatedEvent = WebhookEventEnvelope & {
+    type: 'customer.created';
+    data: CustomerProfileResponse;
+};
+
+/**
+ * Any outbound webhook event: the body Decabill POSTs to a webhook endpoint. Switch on `type`.
+ */
+export type WebhookEvent = ({
+    type: 'invoice.issued';
+} & InvoiceIssuedEvent) | ({
+    type: 'invoice.paid';
+} & InvoicePaidEvent) | ({
+    type: 'invoice.partially_paid';
+} & InvoicePartiallyPaidEvent) | ({
+    type: 'invoice.overdue';
+} & InvoiceOverdueEvent) | ({
+    type: 'invoice.voided';
+} & InvoiceVoidedEvent) | ({
+    type: 'subscription.created';
+} & SubscriptionCreatedEvent) | ({
+    type: 'subscription.canceled';
+} & SubscriptionCanceledEvent) | ({
+    type: 'subscription.suspended';
+} & SubscriptionSuspendedEvent) | ({
+    type: 'subscription.reactivated';
+} & SubscriptionReactivatedEvent) | ({
+    type: 'backorder.created';
+} & BackorderCreatedEvent) | ({
+    type: 'backorder.fulfilled';
+} & BackorderFulfilledEvent) | ({
+    type: 'payment.failed';
+} & PaymentFailedEvent) | ({
+    type: 'customer.created';
+} & CustomerCreatedEvent);
+
+/**
  * Body of every error answer.
  */
 export type ErrorResponse = {
@@ -1708,6 +1937,16 @@ export type WebhookReceivedResponse = {
 };
 
 /**
+ * Id of the webhook endpoint.
+ */
+export type WebhookEndpointId = string;
+
+/**
+ * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+ */
+export type IdempotencyKey = string;
+
+/**
  * The `ETag` of an answer the client already holds; when it is still current the answer is `304` without a body (HTTP conditional request, RFC 9110).
  */
 export type IfNoneMatch = string;
@@ -3325,6 +3564,10 @@ export type CreateSubscriptionData = {
     body: CreateSubscriptionDto;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -3352,9 +3595,17 @@ export type CreateSubscriptionErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
      * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
      */
     413: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
@@ -3435,6 +3686,10 @@ export type CancelSubscriptionData = {
     body?: CancelSubscriptionDto;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -3467,9 +3722,17 @@ export type CancelSubscriptionErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
      * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
      */
     413: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
@@ -3493,6 +3756,10 @@ export type ResumeSubscriptionData = {
      */
     body?: ResumeSubscriptionDto;
     headers?: {
+        /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
         /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
@@ -3526,9 +3793,17 @@ export type ResumeSubscriptionErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
      * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
      */
     413: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
@@ -3658,6 +3933,10 @@ export type StartSubscriptionItemServerData = {
     body?: never;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -3694,6 +3973,14 @@ export type StartSubscriptionItemServerErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
+    /**
      * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
@@ -3713,6 +4000,10 @@ export type StartSubscriptionItemServerResponse = StartSubscriptionItemServerRes
 export type StopSubscriptionItemServerData = {
     body?: never;
     headers?: {
+        /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
         /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
@@ -3750,6 +4041,14 @@ export type StopSubscriptionItemServerErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
+    /**
      * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
@@ -3769,6 +4068,10 @@ export type StopSubscriptionItemServerResponse = StopSubscriptionItemServerRespo
 export type RestartSubscriptionItemServerData = {
     body?: never;
     headers?: {
+        /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
         /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
@@ -3805,6 +4108,14 @@ export type RestartSubscriptionItemServerErrors = {
      * Nothing with this id exists in the request's tenant (records of other tenants count as missing), or the route is not offered in the server's authentication mode.
      */
     404: ErrorResponse;
+    /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
@@ -3881,6 +4192,10 @@ export type RetryBackorderData = {
     body?: BackorderRetryDto;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -3913,9 +4228,17 @@ export type RetryBackorderErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
      * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
      */
     413: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
@@ -3943,6 +4266,10 @@ export type CancelBackorderData = {
      */
     body?: BackorderCancelDto;
     headers?: {
+        /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
         /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
@@ -3976,9 +4303,17 @@ export type CancelBackorderErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
      * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
      */
     413: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
@@ -4387,6 +4722,10 @@ export type InitiateInvoicePaymentByRefData = {
     body?: never;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -4418,6 +4757,14 @@ export type InitiateInvoicePaymentByRefErrors = {
      * Nothing with this id exists in the request's tenant (records of other tenants count as missing), or the route is not offered in the server's authentication mode.
      */
     404: ErrorResponse;
+    /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
@@ -4498,6 +4845,10 @@ export type CreateInvoiceData = {
     body?: CreateInvoiceDto;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -4530,9 +4881,17 @@ export type CreateInvoiceErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
      * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
      */
     413: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
@@ -4722,6 +5081,10 @@ export type InitiateInvoicePaymentData = {
     body?: never;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -4758,6 +5121,14 @@ export type InitiateInvoicePaymentErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
+    /**
      * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
@@ -4781,6 +5152,10 @@ export type InitiateInvoicePaymentResponse = InitiateInvoicePaymentResponses[key
 export type VoidInvoiceData = {
     body?: never;
     headers?: {
+        /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
         /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
@@ -4817,6 +5192,14 @@ export type VoidInvoiceErrors = {
      * Nothing with this id exists in the request's tenant (records of other tenants count as missing), or the route is not offered in the server's authentication mode.
      */
     404: ErrorResponse;
+    /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
@@ -4933,6 +5316,10 @@ export type RecordUsageData = {
     body: CreateUsageRecordDto;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -4960,9 +5347,17 @@ export type RecordUsageErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
      * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
      */
     413: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
@@ -5030,6 +5425,10 @@ export type AdminBillNowData = {
     body?: AdminBillNowDto;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -5053,9 +5452,17 @@ export type AdminBillNowErrors = {
      */
     403: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
      * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
      */
     413: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
@@ -5197,6 +5604,10 @@ export type CreateManualInvoiceData = {
     body: CreateManualInvoiceDto;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -5224,9 +5635,17 @@ export type CreateManualInvoiceErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
      * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
      */
     413: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
@@ -5411,6 +5830,10 @@ export type IssueManualInvoiceData = {
     body?: IssueManualInvoiceDto;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -5443,9 +5866,17 @@ export type IssueManualInvoiceErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
      * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
      */
     413: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
@@ -5834,6 +6265,10 @@ export type AdminVoidInvoiceData = {
     body?: never;
     headers?: {
         /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
+        /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
@@ -5866,6 +6301,14 @@ export type AdminVoidInvoiceErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
+    /**
      * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
     429: ErrorResponse;
@@ -5888,6 +6331,10 @@ export type AdminMarkInvoicePaidData = {
      */
     body?: MarkInvoicePaymentStatusDto;
     headers?: {
+        /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
         /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
@@ -5921,9 +6368,17 @@ export type AdminMarkInvoicePaidErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
      * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
      */
     413: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
@@ -5947,6 +6402,10 @@ export type AdminMarkInvoiceUnpaidData = {
      */
     body?: MarkInvoicePaymentStatusDto;
     headers?: {
+        /**
+         * A unique value (e.g. a UUID) that makes retrying this write safe. The first response is stored for 24 hours per tenant, caller and key; a repeat with the same request returns that stored response without doing the work again. The same key with a different request is answered 422; a repeat while the first request is still running is answered 409 (retry later). A request that fails with an error keeps nothing: the key may be retried.
+         */
+        'Idempotency-Key'?: string;
         /**
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
@@ -5980,9 +6439,17 @@ export type AdminMarkInvoiceUnpaidErrors = {
      */
     404: ErrorResponse;
     /**
+     * The change clashes with existing data: the key or email address is already taken, or the record is still referenced by others.
+     */
+    409: ErrorResponse;
+    /**
      * The request body is larger than the server's limit (`MAX_REQUEST_BODY_BYTES`, 1 MiB by default); refused while it is read, before it is parsed.
      */
     413: ErrorResponse;
+    /**
+     * The `Idempotency-Key` was already used with a different request.
+     */
+    422: ErrorResponse;
     /**
      * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
      */
@@ -6398,3 +6865,420 @@ export type GetReadinessResponses = {
 };
 
 export type GetReadinessResponse = GetReadinessResponses[keyof GetReadinessResponses];
+
+export type ListWebhookEndpointsData = {
+    body?: never;
+    headers?: {
+        /**
+         * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
+         */
+        'X-Tenant'?: string;
+    };
+    path?: never;
+    query?: {
+        /**
+         * Page size; 10 when omitted.
+         */
+        limit?: number;
+        /**
+         * How many entries to skip; 0 when omitted.
+         */
+        offset?: number;
+    };
+    url: '/admin/webhook-endpoints';
+};
+
+export type ListWebhookEndpointsErrors = {
+    /**
+     * The request was refused: the `X-Tenant` header names no configured tenant, a parameter or the body breaks the documented schema (unknown body field, wrong type, malformed id, ...), the caller has no user of its own (static API key on a per-user operation), or a business rule of the operation is not met.
+     */
+    400: ErrorResponse;
+    /**
+     * No valid credentials: the `Authorization` header is missing or malformed, the token or key is wrong or expired, the account is locked, or the session does not belong to the request's tenant.
+     */
+    401: ErrorResponse;
+    /**
+     * The caller is known but may not do this: an admin role is required (`Forbidden resource`), the API key is bound to another tenant (`Access denied`), or - for POST, PUT, PATCH and DELETE - the browser's `Origin` is not on the server's allowlist (`Origin not allowed`).
+     */
+    403: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
+     */
+    429: ErrorResponse;
+};
+
+export type ListWebhookEndpointsError = ListWebhookEndpointsErrors[keyof ListWebhookEndpointsErrors];
+
+export type ListWebhookEndpointsResponses = {
+    /**
+     * The endpoints.
+     */
+    200: Array<WebhookEndpointResponse>;
+};
+
+export type ListWebhookEndpointsResponse = ListWebhookEndpointsResponses[keyof ListWebhookEndpointsResponses];
+
+export type CreateWebhookEndpointData = {
+    body: CreateWebhookEndpointDto;
+    headers?: {
+        /**
+         * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
+         */
+        'X-Tenant'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/admin/webhook-endpoints';
+};
+
+export type CreateWebhookEndpointErrors = {
+    /**
+     * The request was refused: the `X-Tenant` header names no configured tenant, a parameter or the body breaks the documented schema (unknown body field, wrong type, malformed id, ...), the caller has no user of its own (static API key on a per-user operation), or a business rule of the operation is not met.
+     */
+    400: ErrorResponse;
+    /**
+     * No valid credentials: the `Authorization` header is missing or malformed, the token or key is wrong or expired, the account is locked, or the session does not belong to the request's tenant.
+     */
+    401: ErrorResponse;
+    /**
+     * The caller is known but may not do this: an admin role is required (`Forbidden resource`), the API key is bound to another tenant (`Access denied`), or - for POST, PUT, PATCH and DELETE - the browser's `Origin` is not on the server's allowlist (`Origin not allowed`).
+     */
+    403: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
+     */
+    429: ErrorResponse;
+};
+
+export type CreateWebhookEndpointError = CreateWebhookEndpointErrors[keyof CreateWebhookEndpointErrors];
+
+export type CreateWebhookEndpointResponses = {
+    /**
+     * The new endpoint, with its signing secret (shown this once).
+     */
+    201: WebhookEndpointSecretResponse;
+};
+
+export type CreateWebhookEndpointResponse = CreateWebhookEndpointResponses[keyof CreateWebhookEndpointResponses];
+
+export type DeleteWebhookEndpointData = {
+    body?: never;
+    headers?: {
+        /**
+         * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
+         */
+        'X-Tenant'?: string;
+    };
+    path: {
+        /**
+         * Id of the webhook endpoint.
+         */
+        endpointId: string;
+    };
+    query?: never;
+    url: '/admin/webhook-endpoints/{endpointId}';
+};
+
+export type DeleteWebhookEndpointErrors = {
+    /**
+     * The request was refused: the `X-Tenant` header names no configured tenant, a parameter or the body breaks the documented schema (unknown body field, wrong type, malformed id, ...), the caller has no user of its own (static API key on a per-user operation), or a business rule of the operation is not met.
+     */
+    400: ErrorResponse;
+    /**
+     * No valid credentials: the `Authorization` header is missing or malformed, the token or key is wrong or expired, the account is locked, or the session does not belong to the request's tenant.
+     */
+    401: ErrorResponse;
+    /**
+     * The caller is known but may not do this: an admin role is required (`Forbidden resource`), the API key is bound to another tenant (`Access denied`), or - for POST, PUT, PATCH and DELETE - the browser's `Origin` is not on the server's allowlist (`Origin not allowed`).
+     */
+    403: ErrorResponse;
+    /**
+     * Nothing with this id exists in the request's tenant (records of other tenants count as missing), or the route is not offered in the server's authentication mode.
+     */
+    404: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
+     */
+    429: ErrorResponse;
+};
+
+export type DeleteWebhookEndpointError = DeleteWebhookEndpointErrors[keyof DeleteWebhookEndpointErrors];
+
+export type DeleteWebhookEndpointResponses = {
+    /**
+     * Deleted; no body.
+     */
+    204: void;
+};
+
+export type DeleteWebhookEndpointResponse = DeleteWebhookEndpointResponses[keyof DeleteWebhookEndpointResponses];
+
+export type GetWebhookEndpointData = {
+    body?: never;
+    headers?: {
+        /**
+         * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
+         */
+        'X-Tenant'?: string;
+    };
+    path: {
+        /**
+         * Id of the webhook endpoint.
+         */
+        endpointId: string;
+    };
+    query?: never;
+    url: '/admin/webhook-endpoints/{endpointId}';
+};
+
+export type GetWebhookEndpointErrors = {
+    /**
+     * The request was refused: the `X-Tenant` header names no configured tenant, a parameter or the body breaks the documented schema (unknown body field, wrong type, malformed id, ...), the caller has no user of its own (static API key on a per-user operation), or a business rule of the operation is not met.
+     */
+    400: ErrorResponse;
+    /**
+     * No valid credentials: the `Authorization` header is missing or malformed, the token or key is wrong or expired, the account is locked, or the session does not belong to the request's tenant.
+     */
+    401: ErrorResponse;
+    /**
+     * The caller is known but may not do this: an admin role is required (`Forbidden resource`), the API key is bound to another tenant (`Access denied`), or - for POST, PUT, PATCH and DELETE - the browser's `Origin` is not on the server's allowlist (`Origin not allowed`).
+     */
+    403: ErrorResponse;
+    /**
+     * Nothing with this id exists in the request's tenant (records of other tenants count as missing), or the route is not offered in the server's authentication mode.
+     */
+    404: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
+     */
+    429: ErrorResponse;
+};
+
+export type GetWebhookEndpointError = GetWebhookEndpointErrors[keyof GetWebhookEndpointErrors];
+
+export type GetWebhookEndpointResponses = {
+    /**
+     * The endpoint.
+     */
+    200: WebhookEndpointResponse;
+};
+
+export type GetWebhookEndpointResponse = GetWebhookEndpointResponses[keyof GetWebhookEndpointResponses];
+
+export type UpdateWebhookEndpointData = {
+    body: UpdateWebhookEndpointDto;
+    headers?: {
+        /**
+         * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
+         */
+        'X-Tenant'?: string;
+    };
+    path: {
+        /**
+         * Id of the webhook endpoint.
+         */
+        endpointId: string;
+    };
+    query?: never;
+    url: '/admin/webhook-endpoints/{endpointId}';
+};
+
+export type UpdateWebhookEndpointErrors = {
+    /**
+     * The request was refused: the `X-Tenant` header names no configured tenant, a parameter or the body breaks the documented schema (unknown body field, wrong type, malformed id, ...), the caller has no user of its own (static API key on a per-user operation), or a business rule of the operation is not met.
+     */
+    400: ErrorResponse;
+    /**
+     * No valid credentials: the `Authorization` header is missing or malformed, the token or key is wrong or expired, the account is locked, or the session does not belong to the request's tenant.
+     */
+    401: ErrorResponse;
+    /**
+     * The caller is known but may not do this: an admin role is required (`Forbidden resource`), the API key is bound to another tenant (`Access denied`), or - for POST, PUT, PATCH and DELETE - the browser's `Origin` is not on the server's allowlist (`Origin not allowed`).
+     */
+    403: ErrorResponse;
+    /**
+     * Nothing with this id exists in the request's tenant (records of other tenants count as missing), or the route is not offered in the server's authentication mode.
+     */
+    404: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
+     */
+    429: ErrorResponse;
+};
+
+export type UpdateWebhookEndpointError = UpdateWebhookEndpointErrors[keyof UpdateWebhookEndpointErrors];
+
+export type UpdateWebhookEndpointResponses = {
+    /**
+     * The endpoint as it is now.
+     */
+    200: WebhookEndpointResponse;
+};
+
+export type UpdateWebhookEndpointResponse = UpdateWebhookEndpointResponses[keyof UpdateWebhookEndpointResponses];
+
+export type RotateWebhookEndpointSecretData = {
+    body?: never;
+    headers?: {
+        /**
+         * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
+         */
+        'X-Tenant'?: string;
+    };
+    path: {
+        /**
+         * Id of the webhook endpoint.
+         */
+        endpointId: string;
+    };
+    query?: never;
+    url: '/admin/webhook-endpoints/{endpointId}/rotate-secret';
+};
+
+export type RotateWebhookEndpointSecretErrors = {
+    /**
+     * The request was refused: the `X-Tenant` header names no configured tenant, a parameter or the body breaks the documented schema (unknown body field, wrong type, malformed id, ...), the caller has no user of its own (static API key on a per-user operation), or a business rule of the operation is not met.
+     */
+    400: ErrorResponse;
+    /**
+     * No valid credentials: the `Authorization` header is missing or malformed, the token or key is wrong or expired, the account is locked, or the session does not belong to the request's tenant.
+     */
+    401: ErrorResponse;
+    /**
+     * The caller is known but may not do this: an admin role is required (`Forbidden resource`), the API key is bound to another tenant (`Access denied`), or - for POST, PUT, PATCH and DELETE - the browser's `Origin` is not on the server's allowlist (`Origin not allowed`).
+     */
+    403: ErrorResponse;
+    /**
+     * Nothing with this id exists in the request's tenant (records of other tenants count as missing), or the route is not offered in the server's authentication mode.
+     */
+    404: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
+     */
+    429: ErrorResponse;
+};
+
+export type RotateWebhookEndpointSecretError = RotateWebhookEndpointSecretErrors[keyof RotateWebhookEndpointSecretErrors];
+
+export type RotateWebhookEndpointSecretResponses = {
+    /**
+     * The endpoint with its new signing secret (shown this once).
+     */
+    200: WebhookEndpointSecretResponse;
+};
+
+export type RotateWebhookEndpointSecretResponse = RotateWebhookEndpointSecretResponses[keyof RotateWebhookEndpointSecretResponses];
+
+export type ListWebhookDeliveriesData = {
+    body?: never;
+    headers?: {
+        /**
+         * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
+         */
+        'X-Tenant'?: string;
+    };
+    path: {
+        /**
+         * Id of the webhook endpoint.
+         */
+        endpointId: string;
+    };
+    query?: {
+        /**
+         * Page size; 10 when omitted.
+         */
+        limit?: number;
+        /**
+         * How many entries to skip; 0 when omitted.
+         */
+        offset?: number;
+    };
+    url: '/admin/webhook-endpoints/{endpointId}/deliveries';
+};
+
+export type ListWebhookDeliveriesErrors = {
+    /**
+     * The request was refused: the `X-Tenant` header names no configured tenant, a parameter or the body breaks the documented schema (unknown body field, wrong type, malformed id, ...), the caller has no user of its own (static API key on a per-user operation), or a business rule of the operation is not met.
+     */
+    400: ErrorResponse;
+    /**
+     * No valid credentials: the `Authorization` header is missing or malformed, the token or key is wrong or expired, the account is locked, or the session does not belong to the request's tenant.
+     */
+    401: ErrorResponse;
+    /**
+     * The caller is known but may not do this: an admin role is required (`Forbidden resource`), the API key is bound to another tenant (`Access denied`), or - for POST, PUT, PATCH and DELETE - the browser's `Origin` is not on the server's allowlist (`Origin not allowed`).
+     */
+    403: ErrorResponse;
+    /**
+     * Nothing with this id exists in the request's tenant (records of other tenants count as missing), or the route is not offered in the server's authentication mode.
+     */
+    404: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
+     */
+    429: ErrorResponse;
+};
+
+export type ListWebhookDeliveriesError = ListWebhookDeliveriesErrors[keyof ListWebhookDeliveriesErrors];
+
+export type ListWebhookDeliveriesResponses = {
+    /**
+     * The deliveries.
+     */
+    200: Array<WebhookDeliveryResponse>;
+};
+
+export type ListWebhookDeliveriesResponse = ListWebhookDeliveriesResponses[keyof ListWebhookDeliveriesResponses];
+
+export type RedeliverWebhookData = {
+    body?: never;
+    headers?: {
+        /**
+         * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
+         */
+        'X-Tenant'?: string;
+    };
+    path: {
+        /**
+         * Id of the webhook endpoint.
+         */
+        endpointId: string;
+        deliveryId: string;
+    };
+    query?: never;
+    url: '/admin/webhook-endpoints/{endpointId}/deliveries/{deliveryId}/redeliver';
+};
+
+export type RedeliverWebhookErrors = {
+    /**
+     * The request was refused: the `X-Tenant` header names no configured tenant, a parameter or the body breaks the documented schema (unknown body field, wrong type, malformed id, ...), the caller has no user of its own (static API key on a per-user operation), or a business rule of the operation is not met.
+     */
+    400: ErrorResponse;
+    /**
+     * No valid credentials: the `Authorization` header is missing or malformed, the token or key is wrong or expired, the account is locked, or the session does not belong to the request's tenant.
+     */
+    401: ErrorResponse;
+    /**
+     * The caller is known but may not do this: an admin role is required (`Forbidden resource`), the API key is bound to another tenant (`Access denied`), or - for POST, PUT, PATCH and DELETE - the browser's `Origin` is not on the server's allowlist (`Origin not allowed`).
+     */
+    403: ErrorResponse;
+    /**
+     * Nothing with this id exists in the request's tenant (records of other tenants count as missing), or the route is not offered in the server's authentication mode.
+     */
+    404: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
+     */
+    429: ErrorResponse;
+};
+
+export type RedeliverWebhookError = RedeliverWebhookErrors[keyof RedeliverWebhookErrors];
+
+export type RedeliverWebhookResponses = {
+    /**
+     * The delivery, `pending` again.
+     */
+    200: WebhookDeliveryResponse;
+};
+
+export type RedeliverWebhookResponse = RedeliverWebhookResponses[keyof RedeliverWebhookResponses];

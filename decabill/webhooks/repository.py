@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from decabill.repository import Repository
+from models.webhooks import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
+
+
+class WebhookEndpointRepository(Repository[WebhookEndpoint]):
+    model = WebhookEndpoint
+
+    async def newest_first(self, limit: int | None, offset: int | None) -> list[WebhookEndpoint]:
+        return await self.page(self.statement().order_by(WebhookEndpoint.created_at.desc(), WebhookEndpoint.id),
+                               limit, offset)
+
+    async def subscribed_to(self, event_type: str) -> list[WebhookEndpoint]:
+        """The enabled endpoints that asked for `event_type` (filtered here: a tenant has a handful of
+        endpoints, and JSON containment differs between the backends)."""
+        enabled = await self.all(self.statement().where(WebhookEndpoint.enabled.is_(True)))
+        return [e for e in enabled if event_type in (e.event_types or [])]
+
+
+class WebhookEventRepository(Repository[WebhookEvent]):
+    model = WebhookEvent
+
+
+class WebhookDeliveryRepository(Repository[WebhookDelivery]):
+    model = WebhookDelivery
+
+    async def of_endpoint(self, endpoint_id: uuid.UUID, limit: int | None, offset: int | None) -> list[WebhookDelivery]:
+        statement = self.statement().where(WebhookDelivery.endpoint_id == endpoint_id)
+        return await self.page(statement.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id), limit, offset)
+
+    async def due_ids(self, now: dt.datetime, limit: int) -> list[uuid.UUID]:
+        statement = self.statement(WebhookDelivery.id).where(
+            WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at <= now,
+        ).order_by(WebhookDelivery.next_attempt_at)
+        return await self.page(statement, limit, 0)
