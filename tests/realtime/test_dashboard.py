@@ -481,14 +481,14 @@ async def test_a_slow_tick_makes_the_next_ones_be_skipped(cloud, admin, plan, mo
     running_now = {"count": 0, "max": 0, "calls": 0}
     real = dashboard.server_status
 
-    async def slow_status(principal, target):
+    async def slow_status(target):
         running_now["calls"] += 1
         running_now["count"] += 1
         running_now["max"] = max(running_now["max"], running_now["count"])
         try:
             if running_now["calls"] > 1:  # the first tick is quick, the next one hangs
                 await release.wait()
-            return await real(principal, target)
+            return await real(target)
         finally:
             running_now["count"] -= 1
 
@@ -521,14 +521,14 @@ async def test_failures_skip_one_subscription_or_report_the_tick(cloud, admin, p
         assert ws.errors == []
 
         broken = {"on": True}
-        real_targets = dashboard.dashboard_targets
+        real_load = dashboard.load_watch_lists
 
-        async def targets(principal):
+        async def load(user_ids):
             if broken["on"]:
                 raise RuntimeError("database unavailable")
-            return await real_targets(principal)
+            return await real_load(user_ids)
 
-        monkeypatch.setattr(dashboard, "dashboard_targets", targets)
+        monkeypatch.setattr(dashboard, "load_watch_lists", load)
         await eventually(lambda: "Failed to load dashboard status" in ws.errors)
         assert running.gateway.interval_ms(ws.sid) == 10000  # polling continues
         broken["on"] = False
