@@ -100,11 +100,15 @@ async def owner_of(subscription_id: uuid.UUID) -> uuid.UUID | None:
     return await subscriptions.owner_of(subscription_id)
 
 
-async def server_status(target: Target) -> dict[str, Any]:
-    """One `dashboardStatusUpdate` item: the REST server-info of `target` (read without a further query),
-    absent fields omitted (never null). Raises what the REST operation raises (not provisioned, provider
-    errors, ...)."""
-    view = await subscriptions.read_watched_server(target.server)
+async def store_snapshot(item_id: uuid.UUID, snapshot: dict[str, Any]) -> None:
+    await subscriptions.store_watched_snapshot(item_id, snapshot)
+
+
+async def server_status(target: Target) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One `dashboardStatusUpdate` item: the REST server-info of `target` (read without a query), absent
+    fields omitted (never null), and the snapshot to store if it changed (`store_snapshot`). Raises what the
+    REST operation raises (not provisioned, provider errors, ...)."""
+    view, snapshot = await subscriptions.read_watched_server(target.server)
     status: dict[str, Any] = {
         "subscriptionId": str(target.subscription_id),
         "itemId": str(target.item_id),
@@ -116,4 +120,4 @@ async def server_status(target: Target) -> dict[str, Any]:
     optional = {"privateIp": view.private_ip, "metadata": view.metadata, "hostname": view.hostname,
                 "hostnameFqdn": view.hostname_fqdn}
     status.update({key: value for key, value in optional.items() if value is not None})
-    return status
+    return status, snapshot

@@ -202,7 +202,8 @@ class DashboardGateway:
     # --- connection hooks ---------------------------------------------------------------------------
 
     async def connect(self, sid: str, environ: Payload, auth: Any) -> None:
-        principal = await authenticate_handshake(self.settings, environ, auth)
+        async with self._database():  # thousands of reconnects at once queue here, not in the pool
+            principal = await authenticate_handshake(self.settings, environ, auth)
         self._ensure_listening()
         self._sockets[sid] = _Socket(principal)
         if principal.user_id is not None:
@@ -384,7 +385,7 @@ class DashboardGateway:
         async with self._provider_slots:
             try:
                 with bound_tenant(tenant):
-                    status = await dashboard.server_status(target)
+                    status, snapshot = await dashboard.server_status(target)
             except DecabillError as exc:
                 if getattr(exc, "code", None) in RATE_LIMIT_CODES:
                     self.rate_limited += 1
@@ -392,6 +393,10 @@ class DashboardGateway:
                     self._backoff[provider] = (self.clock.now() + pause, pause)
                     log.warning("dashboard.provider_rate_limited", provider=provider, pause_seconds=pause)
                 raise
+        if snapshot is not None:  # the stored snapshot (the update job's fallback address) follows the reading
+            async with self._database():
+                with bound_tenant(tenant):
+                    await dashboard.store_snapshot(target.item_id, snapshot)
         self._backoff.pop(provider, None)
         self._last_good[key] = status
         return status

@@ -221,9 +221,10 @@ async def owner_of(subscription_id: uuid.UUID) -> uuid.UUID | None:
     return None if subscription is None else subscription.user_id
 
 
-async def read_watched_server(server: WatchedServer) -> ServerInfoView:
+async def read_watched_server(server: WatchedServer) -> tuple[ServerInfoView, dict[str, Any] | None]:
     """`get_server_info` for a server whose ownership the caller established (`watched_servers`): the provider
-    read; the stored snapshot is written only when the reading differs from it."""
+    read, and the snapshot to store when the reading differs from the stored one (`store_watched_snapshot`,
+    left to the caller so that it can bound its database work)."""
     if not server.provider_reference:
         raise errors.NotProvisioned()
     provider = get_registry().get(server.provider)
@@ -231,10 +232,12 @@ async def read_watched_server(server: WatchedServer) -> ServerInfoView:
         raise errors.NoServerInfo()
     info = await provider.server_info(server.provider_reference)
     snapshot = info_snapshot(info)
-    if snapshot != server.snapshot:
-        async with db.transaction() as session:
-            await SubscriptionItemRepository(session).store_snapshot(server.item_id, snapshot)
-    return _server_info_view(info, provider.id, server.hostname)
+    return _server_info_view(info, provider.id, server.hostname), (None if snapshot == server.snapshot else snapshot)
+
+
+async def store_watched_snapshot(item_id: uuid.UUID, snapshot: dict[str, Any]) -> None:
+    async with db.transaction() as session:
+        await SubscriptionItemRepository(session).store_snapshot(item_id, snapshot)
 
 
 def _server_info_view(info: Any, provider_id: str, hostname: str | None) -> ServerInfoView:

@@ -195,29 +195,6 @@ def server_reads(fake_cloud) -> int:
 # --------------------------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-async def cloud(env, make_api, fake_cloud):
-    """The HTTP app and the gateway's providers pointed at the local fakes (fresh fake state)."""
-    fake_cloud.reset()
-    env.update(
-        HETZNER_API_TOKEN=fake_cloud.hetzner_token, HETZNER_API_URL=fake_cloud.hetzner_url,
-        DIGITALOCEAN_API_TOKEN=fake_cloud.do_token, DIGITALOCEAN_API_URL=fake_cloud.do_url,
-        DNS_BASE_DOMAIN="decabill.test", PROVIDER_MAX_RETRIES="0", PROVISIONING_IP_POLL_INTERVAL_MS="10",
-        PROVISIONING_IP_POLL_ATTEMPTS="5", STATUS_POLL_INTERVAL=None,
-    )
-    return await make_api()
-
-
-@pytest.fixture
-async def admin(cloud) -> str:
-    return await cloud.admin_token()
-
-
-@pytest.fixture
-async def plan(cloud, admin) -> dict:
-    return await hetzner_plan(cloud, admin)
-
-
 async def customer(api, admin: str, email: str) -> str:
     token = await api.user_token(admin, email)
     await complete_profile(api, token, email=email)
