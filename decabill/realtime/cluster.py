@@ -5,8 +5,8 @@ Per server and tick one process reads the provider, whatever the number of proce
 1. a reading stored under `<prefix>:dashboard:reading:<tenant>:<item>` that is young enough (and taken
    after the server's last change) is used as it is;
 2. otherwise the process that wins the lease `<prefix>:dashboard:lease:<tenant>:<item>` (SET NX PX, held
-   for the reading's useful life) reads the provider, stores the reading (or the failure's message) and
-   publishes it on `<prefix>:dashboard:readings`;
+   while it reads) reads the provider, stores the reading (or the failure's message), releases the lease
+   and publishes the key on `<prefix>:dashboard:readings`;
 3. the others wait for that publication (at most `wait` seconds: a lease holder that died is not waited
    for again) and read the key.
 
@@ -77,8 +77,9 @@ class ClusterReadings:
         if stored is not None:
             self.reused += 1
             return self._outcome(stored)
-        lease_ms = max(int(max_age * 1000), 1000)
-        if await self.redis.set(self._key("lease", key), self.token, nx=True, px=lease_ms):
+        # The lease covers the read only (released once the reading is stored; it expires by itself when its
+        # holder dies): whether a reading is still good is the reading's age, not the lease.
+        if await self.redis.set(self._key("lease", key), self.token, nx=True, px=int(self.wait * 1000)):
             return await self._read(key, fetch)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(key, []).append(future)
@@ -114,6 +115,7 @@ class ClusterReadings:
     async def _store(self, key: str, reading: dict[str, Any]) -> None:
         try:
             await self.redis.set(self._key("reading", key), json.dumps(reading), px=RETENTION_SECONDS * 1000)
+            await self.redis.delete(self._key("lease", key))
             await self.redis.publish(self.channel, key)
         except Exception as exc:  # the others read the provider themselves after `wait`
             log.warning("dashboard.reading_not_shared", error=str(exc))
