@@ -69,7 +69,15 @@ def listen(listener: Listener) -> Callable[[], None]:
 
 
 def server_changed(user_id: uuid.UUID | None, subscription_id: uuid.UUID, item_id: uuid.UUID | None, kind: str) -> None:
-    """Publish a change of the bound tenant (after the current transaction commits, if there is one)."""
+    """Publish a change of the bound tenant (after the current transaction commits, if there is one). Never
+    raises: a dashboard that misses a push shows the change at its next poll."""
+    try:
+        _schedule(user_id, subscription_id, item_id, kind)
+    except Exception:
+        log.exception("changes.not_published", kind=kind)
+
+
+def _schedule(user_id: uuid.UUID | None, subscription_id: uuid.UUID, item_id: uuid.UUID | None, kind: str) -> None:
     change = ServerChange(current_tenant(), None if user_id is None else str(user_id), str(subscription_id),
                           None if item_id is None else str(item_id), kind, time.time())
 

@@ -112,7 +112,8 @@ async def test_five_hundred_sockets_of_one_user_cost_one_query_per_tick_inside_t
             snapshots = sum(len(c.updates) - baseline[c] for c in clients)
             # All 500 sockets tick together (the user's grid point): one batched load per tick, not one per socket.
             assert 1 <= loads <= ticks + 1, (loads, ticks)
-            assert queries == loads, (queries, loads)  # one SELECT on subscriptions per load
+            assert loads - 1 <= queries <= loads, (queries, loads)  # one SELECT on subscriptions per load (the last
+            # load may have started without having run its query yet)
             assert snapshots >= sockets * 3 and queries * 100 < snapshots, (queries, snapshots)
             # The gateway never holds more connections than its share of the pool, and nobody saw an error.
             assert gateway.db_in_use_max <= gateway.settings.dashboard_db_concurrency
