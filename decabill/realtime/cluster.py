@@ -80,6 +80,12 @@ class ClusterReadings:
         # The lease covers the read only (released once the reading is stored; it expires by itself when its
         # holder dies): whether a reading is still good is the reading's age, not the lease.
         if await self.redis.set(self._key("lease", key), self.token, nx=True, px=int(self.wait * 1000)):
+            # Another process may have stored its reading and released the lease between our look and our lease.
+            stored = await self._stored(key, max_age, not_before)
+            if stored is not None:
+                await self.redis.delete(self._key("lease", key))
+                self.reused += 1
+                return self._outcome(stored)
             return await self._read(key, fetch)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(key, []).append(future)
