@@ -126,7 +126,7 @@ async def test_five_hundred_sockets_of_one_user_cost_one_query_per_tick_inside_t
 
 
 async def test_many_users_subscribing_at_once_never_exhaust_a_small_pool(cloud, admin, plan, env, database):
-    """Forty users × three sockets subscribe at the same moment against a pool of two connections (no overflow,
+    """Forty users × three sockets subscribe at the same moment against a pool of two connections on PostgreSQL (no overflow,
     a short pool timeout): with the gateway's database work bounded to one at a time nobody waits for a
     connection long enough to fail, and nobody gets an error."""
     users = [await customer(cloud, admin, f"u{n}@example.com") for n in range(40)]
