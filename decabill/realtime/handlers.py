@@ -377,12 +377,12 @@ class DashboardGateway:
     async def _read_provider(self, tenant: str, target: dashboard.Target) -> dict[str, Any]:
         key = (tenant, target.item_id)
         provider = target.server.provider or ""
-        until, pause = self._backoff.get(provider, (0.0, 0.0))
-        if self.clock.now() < until:  # the provider asked us to slow down: show the last reading meanwhile
-            if key in self._last_good:
-                return self._last_good[key]
-            raise ProviderBackingOff()
         async with self._provider_slots:
+            until, pause = self._backoff.get(provider, (0.0, 0.0))
+            if self.clock.now() < until:  # the provider asked us to slow down: show the last reading meanwhile
+                if key in self._last_good:
+                    return self._last_good[key]
+                raise ProviderBackingOff()
             try:
                 with bound_tenant(tenant):
                     status, snapshot = await dashboard.server_status(target)
@@ -392,6 +392,8 @@ class DashboardGateway:
                     pause = min(max(pause * 2, 1.0), MAX_BACKOFF_SECONDS)
                     self._backoff[provider] = (self.clock.now() + pause, pause)
                     log.warning("dashboard.provider_rate_limited", provider=provider, pause_seconds=pause)
+                    if key in self._last_good:  # the dashboard keeps showing the server meanwhile
+                        return self._last_good[key]
                 raise
         if snapshot is not None:  # the stored snapshot (the update job's fallback address) follows the reading
             async with self._database():

@@ -202,3 +202,24 @@ async def test_two_processes_on_redis_share_provider_reads_and_pushes(cloud, env
             other.wait()
         log.close()
     assert "Traceback" not in log_path.read_text()
+
+
+async def test_a_provider_429_pauses_reads_and_dashboards_keep_their_last_reading(cloud, admin, plan, fake_cloud, env):
+    """Three servers read one at a time (DASHBOARD_PROVIDER_CONCURRENCY=1) while the provider answers every read
+    429: after the first 429 of a tick the others are not even tried (the pause doubles from 1 s), and the
+    dashboard keeps showing all three servers with their last reading, without an error."""
+    quinn = await customer(cloud, admin, "quinn@example.com")
+    servers = await servers_of(cloud, quinn, plan["id"], 3)
+    env.update(DASHBOARD_PROVIDER_CONCURRENCY="1")
+    async with socket_server(FastClock(20)) as running, dashboards() as (ws,):  # 10 s = 0.5 s
+        gateway = running.gateway
+        await ws.connect(running.url, quinn)
+        await ws.subscribe({"pollIntervalMs": 10000})
+        fake_cloud.hetzner.rate_limit(times=1000)  # from now on every read is answered 429
+        seen = len(ws.updates)
+        await ws.wait_updates(seen + 6, timeout=60)
+        ticks = len(ws.updates) - seen
+        assert 1 <= gateway.rate_limited <= ticks + 1, (gateway.rate_limited, ticks)  # not 3 per tick
+        expected = sorted(s["item"]["id"] for s in servers)
+        assert all(sorted(item_ids(u)) == expected for u in ws.updates[seen:])
+        assert ws.errors == []
