@@ -1,7 +1,6 @@
 """What a dashboard tick reads (behavior.md part B §8, spec/asyncapi.yaml): the service layer of the
 real-time area. The socket plumbing lives in `decabill.realtime.handlers`.
 
-* `check_access`: the socket's user must still exist in the socket's tenant (and not be locked).
 * `load_watch_lists`: for many users at once (one transaction, two queries), each user's `active`
   subscriptions (newest first, at most 1000) and, of each, its first item whose provisioning status is
   `active` — recomputed from the authenticated users, never from anything a client sent; None for a user
@@ -19,10 +18,8 @@ from typing import Any
 
 from decabill import db
 from decabill.errors import Forbidden
-from decabill.identity.principal import Principal
-from decabill.identity.service import find_user, find_users
+from decabill.identity.service import find_users
 from decabill.subscriptions import service as subscriptions
-from decabill.tenancy import current_tenant
 
 MIN_INTERVAL_MS = 10_000
 MAX_INTERVAL_MS = 120_000
@@ -61,23 +58,6 @@ class Target:
     item_id: uuid.UUID
     service: str
     server: subscriptions.WatchedServer
-
-
-async def _require_user(principal: Principal) -> uuid.UUID:
-    user_id = principal.require_user_id()
-    user = await find_user(user_id)
-    if user is None or (user.tenant_id or "default") != principal.tenant or user.is_locked:
-        raise AccessDenied()
-    return user_id
-
-
-async def check_access(principal: Principal) -> None:
-    """Raise `UserNotAuthenticated` (API key) or `AccessDenied` (user gone, locked, other tenant)."""
-    principal.require_user_id()
-    if principal.tenant != current_tenant():
-        raise AccessDenied()
-    async with db.transaction():
-        await _require_user(principal)
 
 
 async def load_watch_lists(user_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Target] | None]:
