@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     websocket_namespace: str = Field("billing", alias="WEBSOCKET_NAMESPACE")
     websocket_cors_origin: str = Field("*", alias="WEBSOCKET_CORS_ORIGIN")
     status_poll_interval: int = Field(15000, alias="STATUS_POLL_INTERVAL")
+    # The gateway's share of the database pool and of the provider APIs: at most this many loads / provider
+    # reads at once per process, whatever the number of sockets (the pool holds 5 + 10 overflow connections).
+    dashboard_db_concurrency: int = Field(4, alias="DASHBOARD_DB_CONCURRENCY", ge=1, le=64)
+    dashboard_provider_concurrency: int = Field(8, alias="DASHBOARD_PROVIDER_CONCURRENCY", ge=1, le=256)
 
     # --- provisioning providers (decabill/providers) ------------------------------------------------
     hetzner_api_token: str | None = Field(None, alias="HETZNER_API_TOKEN")

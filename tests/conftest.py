@@ -8,9 +8,13 @@ Every test that uses `api` runs once per backend in DECABILL_TEST_BACKENDS (defa
 from __future__ import annotations
 
 import base64
+import importlib.util
 import os
+import socket
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,6 +28,44 @@ from tests.fakes.smtp import SmtpSink
 
 BACKENDS = [b.strip() for b in os.environ.get("DECABILL_TEST_BACKENDS", "sqlite,postgresql").split(",") if b.strip()]
 PG_ADMIN_URL = os.environ.get("DECABILL_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+
+# --- the loopback guard (tests/guard/sitecustomize.py): this process and every Python child it starts -----------
+
+GUARD_DIR = Path(__file__).with_name("guard")
+_guard_spec = importlib.util.spec_from_file_location("decabill_loopback_guard", GUARD_DIR / "sitecustomize.py")
+assert _guard_spec is not None and _guard_spec.loader is not None
+loopback_guard = importlib.util.module_from_spec(_guard_spec)
+_guard_spec.loader.exec_module(loopback_guard)
+LOOPBACK_REPORT = Path(tempfile.mkstemp(prefix="decabill-loopback-", suffix=".log")[1])
+os.environ[loopback_guard.REPORT_ENV] = str(LOOPBACK_REPORT)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(GUARD_DIR), os.environ.get("PYTHONPATH")) if p)
+loopback_guard.install()
+
+
+def loopback_violations() -> list[str]:
+    return LOOPBACK_REPORT.read_text(encoding="utf-8").splitlines()
+
+
+@pytest.fixture(autouse=True)
+def _only_loopback() -> Iterator[None]:
+    """Fail the test during which anything (this process or a child) tried to reach beyond 127.0.0.0/8."""
+    before = len(loopback_violations())
+    yield
+    new = loopback_violations()[before:]
+    if new:
+        pytest.fail("connections outside loopback were attempted (refused):\n" + "\n".join(new), pytrace=False)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    if loopback_violations() and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# A port nothing listens on, held for the whole run: the SSH update job, whenever a scheduler starts it,
+# dials 127.0.0.x on this port and is refused at once (never the machine's own sshd on 22).
+_closed_port_holder = socket.socket()
+_closed_port_holder.bind(("127.0.0.1", 0))
+CLOSED_PORT = _closed_port_holder.getsockname()[1]
 
 JWT_SECRET = "test-jwt-secret-0123456789abcdef"
 STATIC_KEY = "test-static-api-key"
@@ -39,6 +81,7 @@ BASE_ENV = {
     "ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
     "NODE_ENV": "test",
     "VIES_API_URL": "http://127.0.0.1:9/vies",  # nothing listens: tests that need VIES start the fake
+    "SUBSCRIPTION_UPDATE_SSH_PORT": str(CLOSED_PORT),
 }
 # Variables a developer's shell might carry that would change what a test sees.
 CLEARED_ENV = [

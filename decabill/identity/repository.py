@@ -11,6 +11,11 @@ from models.identity import User
 class UserRepository(Repository[User]):
     model = User
 
+    async def by_ids(self, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, User]:
+        if not user_ids:
+            return {}
+        return {u.id: u for u in await self.all(self.statement().where(User.id.in_(user_ids)))}
+
     async def get_by_email(self, email: str) -> User | None:
         return await self.get_by(User.email == email)
 

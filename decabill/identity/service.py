@@ -373,6 +373,12 @@ async def find_user(user_id: uuid.UUID) -> User | None:
         return await UserRepository(session).get(user_id)
 
 
+async def find_users(user_ids: list[uuid.UUID]) -> dict[uuid.UUID, User]:
+    """The tenant's users among `user_ids` (one query, for many dashboards at once)."""
+    async with db.transaction() as session:
+        return await UserRepository(session).by_ids(user_ids)
+
+
 async def user_email(user_id: uuid.UUID) -> str | None:
     async with db.transaction() as session:
         return await UserRepository(session).email_of(user_id)

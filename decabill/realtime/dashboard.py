@@ -1,12 +1,12 @@
 """What a dashboard tick reads (behavior.md part B §8, spec/asyncapi.yaml): the service layer of the
 real-time area. The socket plumbing lives in `decabill.realtime.handlers`.
 
-* `check_access`: the socket's user must still exist in the socket's tenant (and not be locked).
-* `dashboard_targets`: the user's `active` subscriptions (newest first, at most 1000) and, of each,
-  its first item whose provisioning status is `active` — recomputed on every tick from the
-  authenticated user, never from anything the client sent.
-* `server_status`: the REST `getSubscriptionItemServerInfo` (same service function, so the same
-  ownership rules, provider read and snapshot refresh), mapped to a `dashboardStatusUpdate` item.
+* `load_watch_lists`: for many users at once (one transaction, two queries), each user's `active`
+  subscriptions (newest first, at most 1000) and, of each, its first item whose provisioning status is
+  `active` — recomputed from the authenticated users, never from anything a client sent; None for a user
+  that is gone or locked.
+* `server_status`: the REST `getSubscriptionItemServerInfo` content (same provider read and snapshot
+  refresh, the ownership established by the load), mapped to a `dashboardStatusUpdate` item.
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ from typing import Any
 
 from decabill import db
 from decabill.errors import Forbidden
-from decabill.identity.principal import Principal
-from decabill.identity.service import find_user
+from decabill.identity.service import find_users
 from decabill.subscriptions import service as subscriptions
-from decabill.tenancy import current_tenant
 
 MIN_INTERVAL_MS = 10_000
 MAX_INTERVAL_MS = 120_000
@@ -54,44 +52,43 @@ def poll_interval_ms(requested: object, default: object) -> int:
 
 @dataclass(frozen=True)
 class Target:
-    """The item of one subscription whose server a dashboard shows."""
+    """The item of one subscription whose server a dashboard shows (and what reading it needs)."""
 
     subscription_id: uuid.UUID
     item_id: uuid.UUID
     service: str
+    server: subscriptions.WatchedServer
 
 
-async def _require_user(principal: Principal) -> uuid.UUID:
-    user_id = principal.require_user_id()
-    user = await find_user(user_id)
-    if user is None or (user.tenant_id or "default") != principal.tenant or user.is_locked:
-        raise AccessDenied()
-    return user_id
-
-
-async def check_access(principal: Principal) -> None:
-    """Raise `UserNotAuthenticated` (API key) or `AccessDenied` (user gone, locked, other tenant)."""
-    principal.require_user_id()
-    if principal.tenant != current_tenant():
-        raise AccessDenied()
+async def load_watch_lists(user_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Target] | None]:
+    """What the dashboards of many users of the bound tenant show, in one transaction of two queries (the
+    users, their servers) whatever the number of users and sockets: per user its targets, or None when the
+    user is gone or locked (`Access denied`)."""
     async with db.transaction():
-        await _require_user(principal)
+        users = await find_users(user_ids)
+        allowed = [uid for uid in user_ids if uid in users and not users[uid].is_locked]
+        servers = await subscriptions.watched_servers(allowed, MAX_SUBSCRIPTIONS)
+    out: dict[uuid.UUID, list[Target] | None] = {uid: None for uid in user_ids}
+    for uid in allowed:
+        out[uid] = [Target(s.subscription_id, s.item_id, s.service if s.service in SERVICES else "controller", s)
+                    for s in servers[uid]]
+    return out
 
 
-async def dashboard_targets(principal: Principal) -> list[Target]:
-    principal.require_user_id()
-    if principal.tenant != current_tenant():
-        raise AccessDenied()
-    async with db.transaction():
-        user_id = await _require_user(principal)
-        servers = await subscriptions.active_servers(user_id, MAX_SUBSCRIPTIONS)
-    return [Target(sid, item.id, item.service if item.service in SERVICES else "controller") for sid, item in servers]
+async def owner_of(subscription_id: uuid.UUID) -> uuid.UUID | None:
+    """The user of a subscription of the bound tenant (a change that named none)."""
+    return await subscriptions.owner_of(subscription_id)
 
 
-async def server_status(principal: Principal, target: Target) -> dict[str, Any]:
-    """One `dashboardStatusUpdate` item: the REST server-info of `target`, absent fields omitted (never
-    null). Raises what the REST operation raises (not provisioned, provider errors, ...)."""
-    view = await subscriptions.get_server_info(principal, target.subscription_id, target.item_id)
+async def store_snapshot(item_id: uuid.UUID, snapshot: dict[str, Any]) -> None:
+    await subscriptions.store_watched_snapshot(item_id, snapshot)
+
+
+async def server_status(target: Target) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One `dashboardStatusUpdate` item: the REST server-info of `target` (read without a query), absent
+    fields omitted (never null), and the snapshot to store if it changed (`store_snapshot`). Raises what the
+    REST operation raises (not provisioned, provider errors, ...)."""
+    view, snapshot = await subscriptions.read_watched_server(target.server)
     status: dict[str, Any] = {
         "subscriptionId": str(target.subscription_id),
         "itemId": str(target.item_id),
@@ -103,4 +100,4 @@ async def server_status(principal: Principal, target: Target) -> dict[str, Any]:
     optional = {"privateIp": view.private_ip, "metadata": view.metadata, "hostname": view.hostname,
                 "hostnameFqdn": view.hostname_fqdn}
     status.update({key: value for key, value in optional.items() if value is not None})
-    return status
+    return status, snapshot

@@ -12,11 +12,24 @@ and at most one poller.
   makes the ticks that fell due meanwhile be skipped.
 * `unsubscribeDashboardStatus` and `disconnect` stop the poller: at once if it is waiting for its next
   tick; a tick in progress finishes its database work but emits nothing (see `_Poller`).
-* A tick looks the user's subscriptions up again (never from the client), reads each server through
-  the shared poll (`SharedPoll`: one provider call per item per interval, whatever the number of
-  sockets) and emits one `dashboardStatusUpdate` to the socket. A failing subscription is left out;
-  a failing tick is reported as `Failed to load dashboard status` and polling continues; a user
-  found gone during polling gets `Access denied` and polling stops.
+* A tick looks the user's subscriptions up again (never from the client) and reads each server, then
+  emits one `dashboardStatusUpdate` to the socket. A failing subscription is left out; a failing tick is
+  reported as `Failed to load dashboard status` and polling continues; a user found gone during polling
+  gets `Access denied` and polling stops.
+
+What a tick costs grows with users and servers, not with sockets:
+
+* Ticks fall on a grid: every socket of a user ticks at the same instants (the user's phase, one of
+  `SLOTS` per interval, spreads the users over the interval).
+* The watch lists (user → targets) are cached per user for the interval (`SharedPoll`) and loaded by a
+  `Batcher`: the users whose ticks fall due together cost one transaction of two queries per tenant.
+* Server readings are shared per server (`SharedPoll`, and across processes `ClusterReadings` with a
+  Redis lease), at most DASHBOARD_PROVIDER_CONCURRENCY at once; a provider that answers 429 is left alone
+  for a growing pause (its servers show their last reading meanwhile). Database work of the gateway runs
+  at most DASHBOARD_DB_CONCURRENCY at once, so the pool is never exhausted by dashboards.
+* A change (`decabill.changes`: start, stop, restart, provisioned, cancellation, suspension...) made in
+  this process or, through Redis, in another, drops the cached readings and pushes a fresh snapshot to
+  every socket of the server's user at once.
 
 Everything is emitted to the socket that asked, never broadcast.
 """
@@ -25,22 +38,26 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import math
 import uuid
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
 import structlog
 
+from decabill import changes
 from decabill.config import Settings
-from decabill.errors import DecabillError, UserNotAuthenticated
+from decabill.errors import DecabillError
 from decabill.identity.auth import authenticate
 from decabill.identity.principal import Principal
 from decabill.realtime import dashboard
 from decabill.realtime._generated import Emitter, Payload, register
-from decabill.realtime.polling import Clock, MonotonicClock, SharedPoll
+from decabill.realtime.cluster import ClusterReadings
+from decabill.realtime.polling import Batcher, Clock, MonotonicClock, SharedPoll
 from decabill.tenancy import bound_tenant, resolve_tenant
 
 log = structlog.get_logger(__name__)
@@ -49,6 +66,23 @@ USER_NOT_AUTHENTICATED = "User not authenticated"
 ACCESS_DENIED = "Access denied"
 TICK_FAILED = "Failed to load dashboard status"
 FRESHNESS_MARGIN = 1.0  # seconds: a shared reading is reused if taken less than (interval - margin) ago
+SLOTS = 10  # phases per interval the users are spread over
+RATE_LIMIT_CODES = {429, "429", "rate_limit_exceeded", "too_many_requests"}
+MAX_BACKOFF_SECONDS = 60.0
+
+UserKey = tuple[str, uuid.UUID]  # (tenant, user id)
+ItemKey = tuple[str, uuid.UUID]  # (tenant, item id)
+
+
+def user_phase(tenant: str, user_id: uuid.UUID) -> float:
+    """The user's place in every interval, as a fraction (the same in every process)."""
+    digest = hashlib.sha1(f"{tenant}:{user_id}".encode()).digest()
+    return (int.from_bytes(digest[:4], "big") % SLOTS) / SLOTS
+
+
+class ProviderBackingOff(DecabillError):
+    def __init__(self) -> None:
+        super().__init__("Provider rate limit: backing off")
 
 
 async def authenticate_handshake(settings: Settings, environ: dict, auth: Any) -> Principal:
@@ -82,6 +116,8 @@ class _Poller:
     task: asyncio.Task | None = None
     stopped: bool = False
     ticking: bool = False
+    pushing: bool = False  # a pushed snapshot is being produced
+    dirty: bool = False  # another change arrived while pushing: push once more
 
     def stop(self) -> None:
         self.stopped = True
@@ -95,6 +131,7 @@ class _Socket:
     generation: int = 0  # bumped by every subscribe/unsubscribe/disconnect: a stale first tick starts nothing
     poller: _Poller | None = None
     ticks: int = 0  # snapshots emitted
+    pushes: int = 0  # of them, pushed on a change
     skipped: int = 0  # ticks skipped because the previous one was still running
     # (when due, when started) on the gateway's clock, for the last poller ticks of this subscription
     schedule: list[tuple[float, float]] = field(default_factory=list)
@@ -104,13 +141,30 @@ class DashboardGateway:
     """Implements the generated `DashboardHandlers` protocol and the `ConnectionHooks`."""
 
     def __init__(self, sio: socketio.AsyncServer, settings: Settings, *, namespace: str | None = None,
-                 validate_outbound: bool | None = None, clock: Clock | None = None) -> None:
+                 validate_outbound: bool | None = None, clock: Clock | None = None, redis: Any = None) -> None:
         self.settings = settings
         self.clock = clock or MonotonicClock()
-        self.status_cache: SharedPoll[tuple[str, uuid.UUID, uuid.UUID], dict[str, Any]] = SharedPoll(
-            self.clock, retention=dashboard.MAX_INTERVAL_MS / 1000)
+        retention = dashboard.MAX_INTERVAL_MS / 1000
+        self.status_cache: SharedPoll[ItemKey, dict[str, Any]] = SharedPoll(self.clock, retention=retention)
+        self.watch_lists: SharedPoll[UserKey, list[dashboard.Target] | None] = SharedPoll(
+            self.clock, retention=retention)
+        self.loader: Batcher[UserKey, list[dashboard.Target] | None] = Batcher(self._load_watch_lists)
+        self._db_slots = asyncio.Semaphore(settings.dashboard_db_concurrency)
+        self._provider_slots = asyncio.Semaphore(settings.dashboard_provider_concurrency)
+        self.db_in_use = self.db_in_use_max = 0  # the gateway's database work at once (now, highest)
+        self._backoff: dict[str, tuple[float, float]] = {}  # provider -> (until, last pause) on the clock
+        self._last_good: dict[ItemKey, dict[str, Any]] = {}
+        self._changed_at: dict[ItemKey, float] = {}  # wall clock of the last change of a server
+        self._owners: dict[tuple[str, uuid.UUID], uuid.UUID] = {}  # (tenant, subscription) -> user
         self._sockets: dict[str, _Socket] = {}
+        self._by_user: dict[UserKey, set[str]] = {}
         self.internal_errors = 0  # ticks of a poller that failed unexpectedly (logged)
+        self.rate_limited = 0  # provider answers 429 seen
+        self.cluster = ClusterReadings(redis, settings.redis_key_prefix) if redis is not None else None
+        self._redis = redis
+        self._listener: asyncio.Task | None = None
+        self._background: set[asyncio.Task] = set()
+        self._unlisten = changes.listen(self.on_change)
         self.emitter: Emitter = register(
             sio, self, settings.websocket_namespace if namespace is None else namespace,
             validate_outbound=settings.validate_responses if validate_outbound is None else validate_outbound,
@@ -120,8 +174,13 @@ class DashboardGateway:
 
     @property
     def provider_calls(self) -> int:
-        """Server-info reads started (each is one provider API call), over all sockets."""
-        return self.status_cache.fetches
+        """Provider reads this process made (each is one provider API call), over all sockets."""
+        return self.cluster.provider_reads if self.cluster is not None else self.status_cache.fetches
+
+    @property
+    def watch_list_loads(self) -> int:
+        """Batched loads of watch lists (one transaction of two queries per tenant each)."""
+        return self.loader.loads
 
     @property
     def connected(self) -> int:
@@ -143,8 +202,12 @@ class DashboardGateway:
     # --- connection hooks ---------------------------------------------------------------------------
 
     async def connect(self, sid: str, environ: Payload, auth: Any) -> None:
-        principal = await authenticate_handshake(self.settings, environ, auth)
+        async with self._database():  # thousands of reconnects at once queue here, not in the pool
+            principal = await authenticate_handshake(self.settings, environ, auth)
+        self._ensure_listening()
         self._sockets[sid] = _Socket(principal)
+        if principal.user_id is not None:
+            self._by_user.setdefault((principal.tenant, principal.user_id), set()).add(sid)
         log.info("socket.connected", sid=sid, tenant=principal.tenant, method=principal.method)
 
     async def disconnect(self, sid: str) -> None:
@@ -152,6 +215,13 @@ class DashboardGateway:
         if state is not None:
             state.generation += 1
             self._stop(state)
+            if state.principal.user_id is not None:
+                key = (state.principal.tenant, state.principal.user_id)
+                sids = self._by_user.get(key)
+                if sids is not None:
+                    sids.discard(sid)
+                    if not sids:
+                        del self._by_user[key]
             log.info("socket.disconnected", sid=sid, tenant=state.principal.tenant)
 
     # --- inbound events -----------------------------------------------------------------------------
@@ -164,22 +234,16 @@ class DashboardGateway:
         generation = state.generation
         self._stop(state)  # subscribing again replaces the poller; a refused subscribe leaves none
         state.schedule = []
-        principal = state.principal
-        try:
-            with bound_tenant(principal.tenant):
-                await dashboard.check_access(principal)
-        except UserNotAuthenticated:
+        if state.principal.user_id is None:
             await self._error(sid, USER_NOT_AUTHENTICATED)
-            return
-        except dashboard.AccessDenied:
-            await self._error(sid, ACCESS_DENIED)
             return
         interval = dashboard.poll_interval_ms(payload.get("pollIntervalMs"), self.settings.status_poll_interval)
 
         def wanted() -> bool:
             return self._sockets.get(sid) is state and state.generation == generation
 
-        if not await self._tick(sid, state, interval, wanted) or not wanted():
+        # The first snapshot is read fresh: it is also the access check (user gone or locked: `Access denied`).
+        if not await self._tick(sid, state, interval, wanted, fresh=True) or not wanted():
             return
         poller = state.poller = _Poller(interval)
         poller.task = asyncio.create_task(self._poll(sid, state, poller), name=f"dashboard-poller-{sid}")
@@ -197,9 +261,16 @@ class DashboardGateway:
         if poller is not None:
             poller.stop()
 
+    def _first_due(self, state: _Socket, period: float) -> float:
+        """The user's first grid point at least half an interval from now (the first snapshot was just sent)."""
+        assert state.principal.user_id is not None
+        phase = user_phase(state.principal.tenant, state.principal.user_id) * period
+        earliest = self.clock.now() + period / 2
+        return math.ceil((earliest - phase) / period) * period + phase
+
     async def _poll(self, sid: str, state: _Socket, poller: _Poller) -> None:
         period = poller.interval_ms / 1000
-        due = self.clock.now() + period
+        due = self._first_due(state, period)
         try:
             while not poller.stopped:
                 await self.clock.sleep(due - self.clock.now())  # stop() cancels here, and only here
@@ -228,17 +299,21 @@ class DashboardGateway:
             if state.poller is poller:
                 state.poller = None
 
-    async def _tick(self, sid: str, state: _Socket, interval_ms: int, wanted: Callable[[], bool]) -> bool:
+    async def _tick(self, sid: str, state: _Socket, interval_ms: int, wanted: Callable[[], bool], *,
+                    fresh: bool = False) -> bool:
         """Emit one snapshot (unless `wanted()` turned false meanwhile); False when polling must stop."""
         principal = state.principal
         if principal.user_id is None:
             await self._error(sid, USER_NOT_AUTHENTICATED)
             return False
+        max_age = interval_ms / 1000 - FRESHNESS_MARGIN
+        key = (principal.tenant, principal.user_id)
         try:
-            with bound_tenant(principal.tenant):
-                targets = await dashboard.dashboard_targets(principal)
-                results = await asyncio.gather(
-                    *(self._status(principal, target, interval_ms) for target in targets), return_exceptions=True)
+            targets = await self.watch_lists.get(key, lambda: self.loader.get(key), 0.0 if fresh else max_age)
+            if targets is None:
+                raise dashboard.AccessDenied()
+            results = await asyncio.gather(
+                *(self._status(principal.tenant, target, max_age) for target in targets), return_exceptions=True)
         except dashboard.AccessDenied:
             if wanted():
                 await self._error(sid, ACCESS_DENIED)
@@ -261,25 +336,184 @@ class DashboardGateway:
         await self.emitter.dashboard_status_update(sid, {"generatedAt": _now_iso(), "items": items})
         return True
 
-    async def _status(self, principal: Principal, target: dashboard.Target, interval_ms: int) -> dict[str, Any]:
-        assert principal.user_id is not None
-        key = (principal.tenant, principal.user_id, target.item_id)
-        max_age = interval_ms / 1000 - FRESHNESS_MARGIN
-        return await self.status_cache.get(key, lambda: dashboard.server_status(principal, target), max_age)
+    # --- reading: watch lists (batched) and servers (shared) ----------------------------------------------
+
+    async def _load_watch_lists(self, keys: list[UserKey]) -> dict[UserKey, list[dashboard.Target] | None]:
+        by_tenant: dict[str, list[uuid.UUID]] = {}
+        for tenant, user_id in keys:
+            by_tenant.setdefault(tenant, []).append(user_id)
+        out: dict[UserKey, list[dashboard.Target] | None] = {}
+        for tenant, user_ids in by_tenant.items():
+            async with self._database():
+                with bound_tenant(tenant):
+                    lists = await dashboard.load_watch_lists(user_ids)
+            for user_id, targets in lists.items():
+                out[(tenant, user_id)] = targets
+                for target in targets or ():
+                    self._owners[(tenant, target.subscription_id)] = user_id
+        return out
+
+    @contextlib.asynccontextmanager
+    async def _database(self) -> AsyncIterator[None]:
+        async with self._db_slots:
+            self.db_in_use += 1
+            self.db_in_use_max = max(self.db_in_use_max, self.db_in_use)
+            try:
+                yield
+            finally:
+                self.db_in_use -= 1
+
+    async def _status(self, tenant: str, target: dashboard.Target, max_age: float) -> dict[str, Any]:
+        key = (tenant, target.item_id)
+        return await self.status_cache.get(key, lambda: self._read_server(tenant, target, max_age), max_age)
+
+    async def _read_server(self, tenant: str, target: dashboard.Target, max_age: float) -> dict[str, Any]:
+        key = (tenant, target.item_id)
+        if self.cluster is None:
+            return await self._read_provider(tenant, target)
+        return await self.cluster.get(f"{tenant}:{target.item_id}", lambda: self._read_provider(tenant, target),
+                                      max_age, self._changed_at.get(key, 0.0))
+
+    async def _read_provider(self, tenant: str, target: dashboard.Target) -> dict[str, Any]:
+        key = (tenant, target.item_id)
+        provider = target.server.provider or ""
+        async with self._provider_slots:
+            until, pause = self._backoff.get(provider, (0.0, 0.0))
+            if self.clock.now() < until:  # the provider asked us to slow down: show the last reading meanwhile
+                if key in self._last_good:
+                    return self._last_good[key]
+                raise ProviderBackingOff()
+            try:
+                with bound_tenant(tenant):
+                    status, snapshot = await dashboard.server_status(target)
+            except DecabillError as exc:
+                if getattr(exc, "code", None) in RATE_LIMIT_CODES:
+                    self.rate_limited += 1
+                    pause = min(max(pause * 2, 1.0), MAX_BACKOFF_SECONDS)
+                    self._backoff[provider] = (self.clock.now() + pause, pause)
+                    log.warning("dashboard.provider_rate_limited", provider=provider, pause_seconds=pause)
+                    if key in self._last_good:  # the dashboard keeps showing the server meanwhile
+                        return self._last_good[key]
+                raise
+        if snapshot is not None:  # the stored snapshot (the update job's fallback address) follows the reading
+            async with self._database():
+                with bound_tenant(tenant):
+                    await dashboard.store_snapshot(target.item_id, snapshot)
+        self._backoff.pop(provider, None)
+        self._last_good[key] = status
+        return status
+
+    # --- changes: pushed at once ---------------------------------------------------------------------------
+
+    def on_change(self, change: changes.ServerChange) -> None:
+        """A server changed (this process, or another through Redis): drop what is cached of it and push a fresh
+        snapshot to every socket of its user."""
+        task = asyncio.ensure_future(self._apply_change(change))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _apply_change(self, change: changes.ServerChange) -> None:
+        try:
+            tenant, subscription_id = change.tenant, uuid.UUID(change.subscription_id)
+            user_id = uuid.UUID(change.user_id) if change.user_id else self._owners.get((tenant, subscription_id))
+            if user_id is None:
+                async with self._database():
+                    with bound_tenant(tenant):
+                        user_id = await dashboard.owner_of(subscription_id)
+            if user_id is None:
+                return
+            user_key = (tenant, user_id)
+            cached = self.watch_lists.peek(user_key) or []
+            items = {uuid.UUID(change.item_id)} if change.item_id else set()
+            items |= {t.item_id for t in cached if t.subscription_id == subscription_id}
+            for item_id in items:
+                self._changed_at[(tenant, item_id)] = change.at
+                self.status_cache.forget((tenant, item_id))
+            self.watch_lists.forget(user_key)
+            for sid in list(self._by_user.get(user_key, ())):
+                state = self._sockets.get(sid)
+                if state is not None and state.poller is not None and not state.poller.stopped:
+                    await self._push(sid, state, state.poller)
+        except Exception:
+            log.exception("dashboard.change_failed", kind=change.kind)
+
+    async def _push(self, sid: str, state: _Socket, poller: _Poller) -> None:
+        if poller.pushing:
+            poller.dirty = True
+            return
+        poller.pushing = True
+
+        async def run() -> None:
+            try:
+                while not poller.stopped:
+                    poller.dirty = False
+                    if await self._tick(sid, state, poller.interval_ms, lambda: not poller.stopped):
+                        state.pushes += 1
+                    if not poller.dirty:
+                        break
+            except Exception:
+                self.internal_errors += 1
+                log.exception("dashboard.push_failed", sid=sid)
+            finally:
+                poller.pushing = False
+
+        task = asyncio.ensure_future(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _ensure_listening(self) -> None:
+        """With Redis: one subscriber per process for the changes and the readings of the others."""
+        if self._redis is None or self._listener is not None:
+            return
+        self._listener = asyncio.ensure_future(self._listen())
+
+    async def _listen(self) -> None:
+        changes_channel = changes.channel(self.settings.redis_key_prefix)
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                channels = [changes_channel] + ([self.cluster.channel] if self.cluster is not None else [])
+                await pubsub.subscribe(*channels)
+                async for message in pubsub.listen():
+                    channel = message["channel"].decode() if isinstance(message["channel"], bytes) else message["channel"]
+                    data = message["data"].decode() if isinstance(message["data"], bytes) else str(message["data"])
+                    if channel == changes_channel:
+                        change, origin = changes.ServerChange.from_json(data)
+                        if origin != changes.ORIGIN:  # our own changes reached us in-process already
+                            self.on_change(change)
+                    elif self.cluster is not None:
+                        self.cluster.published(data)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("dashboard.redis_listener_failed", error=str(exc))
+                await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
 
     async def _error(self, sid: str, message: str) -> None:
         await self.emitter.error(sid, {"message": message})
 
     async def close(self, timeout: float = 10.0) -> None:
-        """Stop every poller (a running tick may finish, within `timeout`) and the shared fetches."""
+        """Stop every poller (a running tick may finish, within `timeout`), the listener and the shared fetches."""
+        self._unlisten()
         pollers = [s.poller for s in self._sockets.values() if s.poller is not None]
         for state in self._sockets.values():
             state.generation += 1
             self._stop(state)
-        tasks = [p.task for p in pollers if p.task is not None]
+        tasks = [p.task for p in pollers if p.task is not None] + list(self._background)
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=timeout)
             for task in late:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+        await self.loader.close()
         await self.status_cache.close(timeout)
+        await self.watch_lists.close(timeout)
+        if self._redis is not None:
+            with contextlib.suppress(Exception):
+                await self._redis.aclose()

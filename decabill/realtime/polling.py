@@ -84,6 +84,17 @@ class SharedPoll(Generic[K, V]):
             self.shared += 1
         return await asyncio.shield(entry.task)
 
+    def peek(self, key: K) -> V | None:
+        """The key's last successful reading, if any (without asking)."""
+        entry = self._entries.get(key)
+        if entry is None or not entry.task.done() or entry.task.cancelled() or entry.task.exception() is not None:
+            return None
+        return entry.task.result()
+
+    def forget(self, key: K) -> None:
+        """Drop the key's reading (a change made it stale): the next ask fetches anew."""
+        self._entries.pop(key, None)
+
     def _sweep(self, now: float) -> None:
         if now - self._last_sweep < self.retention / 4:
             return
@@ -102,3 +113,49 @@ class SharedPoll(Generic[K, V]):
             for task in late:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Batcher(Generic[K, V]):
+    """Collect the keys asked for within `window` seconds and load them with one call of `load(keys)` (at
+    most `max_batch` keys per call): many dashboards whose ticks fall due together cost one query."""
+
+    def __init__(self, load: Callable[[list[K]], Awaitable[dict[K, V]]], *, window: float = 0.01,
+                 max_batch: int = 1000) -> None:
+        self.load = load
+        self.window = window
+        self.max_batch = max_batch
+        self._waiting: dict[K, list[asyncio.Future[V]]] = {}
+        self._flush: asyncio.Task | None = None
+        self.loads = 0  # calls of `load`
+
+    async def get(self, key: K) -> V:
+        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append(future)
+        if self._flush is None:
+            self._flush = asyncio.ensure_future(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        await asyncio.sleep(self.window)
+        waiting, self._waiting, self._flush = self._waiting, {}, None
+        keys = list(waiting)
+        for start in range(0, len(keys), self.max_batch):
+            chunk = keys[start:start + self.max_batch]
+            self.loads += 1
+            try:
+                values = await self.load(chunk)
+            except Exception as exc:  # every asker of the chunk sees the failure
+                for key in chunk:
+                    for future in waiting[key]:
+                        if not future.done():
+                            future.set_exception(exc)
+                continue
+            for key in chunk:
+                for future in waiting[key]:
+                    if not future.done():
+                        future.set_result(values[key])
+
+    async def close(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            await asyncio.gather(self._flush, return_exceptions=True)

@@ -41,7 +41,12 @@ def create_socket_server(settings: Settings, *, clock: Clock | None = None) -> t
     manager = (socketio.AsyncRedisManager(settings.redis_url, channel=redis_channel(settings))
                if settings.redis_url else None)
     sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=_cors(settings), client_manager=manager)
-    return sio, DashboardGateway(sio, settings, clock=clock)
+    redis = None
+    if settings.redis_url:  # readings and changes shared with the other gateway processes
+        import redis.asyncio as aioredis
+
+        redis = aioredis.Redis.from_url(settings.redis_url)
+    return sio, DashboardGateway(sio, settings, clock=clock, redis=redis)
 
 
 async def close_socket_server(sio: socketio.AsyncServer, gateway: DashboardGateway) -> None:

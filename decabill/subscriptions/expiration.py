@@ -34,7 +34,7 @@ import uuid
 from decimal import Decimal
 
 import structlog
-from decabill import db
+from decabill import changes, db
 from decabill.catalog.service import find_service_plan
 from decabill.jobs import leases
 from decabill.subscriptions import hostnames, provisioning
@@ -106,6 +106,7 @@ async def expire_subscription(subscription_id: uuid.UUID) -> str:
                 log.info("subscriptions.ended_undelivered", subscription=subscription.number,
                          withdrawn_charges=withdrawn)
             subscription.status = SubscriptionStatus.CANCELED
+            changes.server_changed(subscription.user_id, subscription.id, None, "ended")
             subscription.ended_at = now
             subscription.next_billing_at = None
             subscription.touch()

@@ -37,7 +37,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from decabill import db, secrets
+from decabill import changes, db, secrets
 from decabill.catalog.service import check_availability, find_service_plan, find_service_type, preview_price
 from decabill.config import get_settings
 from decabill.errors import DecabillError
@@ -271,6 +271,7 @@ def record_server(item: SubscriptionItem, server_id: str) -> None:
     item.provider_reference = server_id
     item.provisioning_status = ProvisioningStatus.ACTIVE
     item.touch()
+    changes.server_changed(None, item.subscription_id, item.id, "provisioned")  # dashboards show it at once
 
 
 async def publish(provider: ProvisioningProvider, item_id: uuid.UUID, server_id: str, hostname: str | None,

@@ -111,6 +111,21 @@ class SubscriptionRepository(Repository[Subscription]):
                      .order_by(Subscription.created_at.desc(), Subscription.id).limit(limit))
         return await self.all(statement)
 
+    async def active_servers_of_users(self, user_ids: list[uuid.UUID]) -> list[tuple[uuid.UUID, uuid.UUID, Any]]:
+        """(user id, subscription id, its active items or None) of the users' active subscriptions, per user
+        newest subscription first and each subscription's items oldest first: one statement for many
+        dashboards (the caller keeps the first item of each subscription and its per-user limit)."""
+        if not user_ids:
+            return []
+        statement = (self.statement(Subscription.user_id, Subscription.id, SubscriptionItem)
+                     .outerjoin(SubscriptionItem, and_(
+                         SubscriptionItem.subscription_id == Subscription.id,
+                         SubscriptionItem.provisioning_status == ProvisioningStatus.ACTIVE))
+                     .where(Subscription.user_id.in_(user_ids), Subscription.status == SubscriptionStatus.ACTIVE)
+                     .order_by(Subscription.user_id, Subscription.created_at.desc(), Subscription.id,
+                               SubscriptionItem.created_at, SubscriptionItem.id))
+        return [(row[0], row[1], row[2]) for row in await self.rows(statement)]
+
     async def count_active(self) -> int:
         return await self.count(Subscription.status == SubscriptionStatus.ACTIVE)
 
@@ -138,6 +153,9 @@ class SubscriptionItemRepository(Repository[SubscriptionItem]):
         for item in await self.all(statement):
             first.setdefault(item.subscription_id, item)
         return first
+
+    async def store_snapshot(self, item_id: uuid.UUID, snapshot: dict[str, Any]) -> None:
+        await self.execute(self.update(SubscriptionItem.id == item_id, server_info_snapshot=snapshot))
 
     async def of_subscription_by_id(self, subscription_id: uuid.UUID, item_id: uuid.UUID) -> SubscriptionItem | None:
         return await self.get_by(SubscriptionItem.id == item_id, SubscriptionItem.subscription_id == subscription_id)

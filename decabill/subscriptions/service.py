@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from decabill import db
+from decabill import changes, db
 from decabill.catalog.service import find_service_plan
 from decabill.config import get_settings
 from decabill.customers.service import require_complete_profile
@@ -188,6 +188,70 @@ async def active_servers(user_id: uuid.UUID, limit: int) -> list[tuple[uuid.UUID
     return [(sid, first[sid]) for sid in subscription_ids if sid in first]
 
 
+@dataclass(frozen=True)
+class WatchedServer:
+    """An item a dashboard shows, with what reading its server needs (no further query)."""
+
+    subscription_id: uuid.UUID
+    item_id: uuid.UUID
+    service: str
+    provider: str | None
+    provider_reference: str | None
+    hostname: str | None
+    snapshot: dict[str, Any] | None
+
+
+async def watched_servers(user_ids: list[uuid.UUID], limit: int) -> dict[uuid.UUID, list[WatchedServer]]:
+    """`active_servers` of many users in one query: per user, the first active item of each of its newest
+    `limit` active subscriptions (a user without any maps to [])."""
+    async with db.transaction() as session:
+        rows = await SubscriptionRepository(session).active_servers_of_users(user_ids)
+    out: dict[uuid.UUID, list[WatchedServer]] = {user_id: [] for user_id in user_ids}
+    seen: dict[uuid.UUID, set[uuid.UUID]] = {user_id: set() for user_id in user_ids}
+    for user_id, subscription_id, item in rows:
+        subscriptions = seen[user_id]
+        if subscription_id in subscriptions or len(subscriptions) >= limit:
+            continue  # a later item of a subscription already shown, or beyond the user's limit
+        subscriptions.add(subscription_id)
+        if item is not None:
+            out[user_id].append(WatchedServer(subscription_id, item.id, item.service, item.provider,
+                                              item.provider_reference, item.hostname, item.server_info_snapshot))
+    return out
+
+
+async def owner_of(subscription_id: uuid.UUID) -> uuid.UUID | None:
+    async with db.transaction() as session:
+        subscription = await SubscriptionRepository(session).get(subscription_id)
+    return None if subscription is None else subscription.user_id
+
+
+async def read_watched_server(server: WatchedServer) -> tuple[ServerInfoView, dict[str, Any] | None]:
+    """`get_server_info` for a server whose ownership the caller established (`watched_servers`): the provider
+    read, and the snapshot to store when the reading differs from the stored one (`store_watched_snapshot`,
+    left to the caller so that it can bound its database work)."""
+    if not server.provider_reference:
+        raise errors.NotProvisioned()
+    provider = get_registry().get(server.provider)
+    if provider is None:
+        raise errors.NoServerInfo()
+    info = await provider.server_info(server.provider_reference)
+    snapshot = info_snapshot(info)
+    return _server_info_view(info, provider.id, server.hostname), (None if snapshot == server.snapshot else snapshot)
+
+
+async def store_watched_snapshot(item_id: uuid.UUID, snapshot: dict[str, Any]) -> None:
+    async with db.transaction() as session:
+        await SubscriptionItemRepository(session).store_snapshot(item_id, snapshot)
+
+
+def _server_info_view(info: Any, provider_id: str, hostname: str | None) -> ServerInfoView:
+    return ServerInfoView(
+        name=info.name, public_ip=info.public_ip or "", private_ip=info.private_ip, status=info.status,
+        metadata={**info.metadata, "provider": provider_id}, hostname=hostname,
+        hostname_fqdn=hostnames.fqdn(hostname, get_settings().dns_base_domain) if hostname else None,
+    )
+
+
 # --- cancel / resume (D5) -------------------------------------------------------------------------------
 
 
@@ -213,6 +277,7 @@ async def cancel_subscription(principal: Principal, subscription_id: uuid.UUID) 
         if now < commitment_end:
             raise errors.MinimumCommitment(commitment_end)
         subscription.status = SubscriptionStatus.PENDING_CANCEL
+        changes.server_changed(user_id, subscription.id, None, "canceled")
         subscription.cancel_requested_at = now
         subscription.cancel_effective_at = cancellation_effective_at(
             plan, subscription.current_period_end, now, at_period_end=plan.cancel_at_period_end,
@@ -232,6 +297,7 @@ async def resume_subscription(principal: Principal, subscription_id: uuid.UUID) 
         if subscription.cancel_effective_at is not None and subscription.cancel_effective_at <= now:
             raise errors.CancellationAlreadyEffective()  # the expiration job is ending it right now
         subscription.status = SubscriptionStatus.ACTIVE
+        changes.server_changed(user_id, subscription.id, None, "resumed")
         subscription.resumed_at = now
         subscription.cancel_requested_at = subscription.cancel_effective_at = None
         subscription.touch()
@@ -252,6 +318,9 @@ class ServerInfoView:
     metadata: dict[str, Any]
     hostname: str | None
     hostname_fqdn: str | None
+
+
+POWER_CHANGES = {"start": "started", "stop": "stopped", "restart": "restarted"}
 
 
 @dataclass(frozen=True)
@@ -286,12 +355,7 @@ async def get_server_info(principal: Principal, subscription_id: uuid.UUID, item
         stored = await SubscriptionItemRepository(session).get(item.id)
         assert stored is not None
         stored.server_info_snapshot = info_snapshot(info)
-    base_domain = get_settings().dns_base_domain
-    return ServerInfoView(
-        name=info.name, public_ip=info.public_ip or "", private_ip=info.private_ip, status=info.status,
-        metadata={**info.metadata, "provider": provider.id}, hostname=item.hostname,
-        hostname_fqdn=hostnames.fqdn(item.hostname, base_domain) if item.hostname else None,
-    )
+    return _server_info_view(info, provider.id, item.hostname)
 
 
 async def _power(principal: Principal, subscription_id: uuid.UUID, item_id: uuid.UUID, action: str) -> ActionResult:
@@ -300,6 +364,7 @@ async def _power(principal: Principal, subscription_id: uuid.UUID, item_id: uuid
     if provider is not None:  # a provider that is gone has nothing to switch (the reference: silent success)
         await getattr(provider, f"{action}_server")(item.provider_reference or "")
         log.info("subscriptions.power_action", action=action, item_id=str(item.id), provider=provider.id)
+        changes.server_changed(principal.require_user_id(), subscription_id, item.id, POWER_CHANGES[action])
     return ActionResult()
 
 

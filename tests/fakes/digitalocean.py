@@ -142,7 +142,7 @@ def create_app(state: DigitalOceanState) -> Starlette:
         if d["status"] != "new" and not d["networks"]["v4"]:
             n = d["id"] % 250 + 2
             d["networks"]["v4"] = [
-                {"ip_address": f"203.0.113.{n}", "netmask": "255.255.255.0", "gateway": "203.0.113.1", "type": "public"},
+                {"ip_address": f"127.0.0.{n}", "netmask": "255.0.0.0", "gateway": "127.0.0.1", "type": "public"},  # loopback
                 {"ip_address": f"10.110.0.{n}", "netmask": "255.255.240.0", "gateway": "10.110.0.1", "type": "private"},
             ]
         return public(d)

@@ -314,8 +314,9 @@ def create_app(state: HetznerState) -> Starlette:
             state._next_server_id += 1
             n = sid % 250 + 2
             pub = body.get("public_net") or {}
-            ipv4 = {"id": sid + 500000, "ip": f"198.51.100.{n}", "blocked": False,
-                    "dns_ptr": f"static.{n}.100.51.198.clients.your-server.de"}
+            # Loopback, so nothing a test starts (the SSH update job, a health check) ever leaves the machine.
+            ipv4 = {"id": sid + 500000, "ip": f"127.0.0.{n}", "blocked": False,
+                    "dns_ptr": f"static.{n}.0.0.127.clients.your-server.de"}
             ipv6 = {"id": sid + 600000, "ip": f"2001:db8:{sid % 65536:x}::/64", "blocked": False, "dns_ptr": []}
             dc_name, dc_id = DATACENTERS[loc["name"]]
             start = body.get("start_after_create", True)

@@ -81,7 +81,7 @@ def test_hetzner_server_lifecycle(fake, hc):
     resp.action.wait_until_finished()
     server = hc.servers.get_by_id(resp.server.id)
     assert server.status == "running"
-    assert server.public_net.ipv4.ip.startswith("198.51.100.")
+    assert server.public_net.ipv4.ip.startswith("127.0.0.")  # loopback: tests never leave the machine
     assert server.location.name == "fsn1" and server.server_type.name == "cx22"
     assert server.created.tzinfo is not None
     assert server.private_net == []
@@ -227,7 +227,7 @@ def test_do_droplet_lifecycle(fake, do):
     assert active["status"] == "active"
     public = [n["ip_address"] for n in active["networks"]["v4"] if n["type"] == "public"]
     private = [n["ip_address"] for n in active["networks"]["v4"] if n["type"] == "private"]
-    assert public[0].startswith("203.0.113.") and private[0].startswith("10.")
+    assert public[0].startswith("127.0.0.") and private[0].startswith("10.")
 
     for kind, status in (("power_off", "off"), ("power_on", "active"), ("reboot", "active"), ("shutdown", "off")):
         action = do.droplet_actions.post(did, body={"type": kind})["action"]
@@ -274,10 +274,10 @@ def test_cloudflare_dns(fake):
     zone = fake.cf_zone_id
     with httpx.Client(base_url=fake.cf_url, headers={"Authorization": f"Bearer {fake.cf_token}"}) as cf:
         r = cf.post(f"/zones/{zone}/dns_records", json={"type": "A", "name": "vm1.decabill.test",
-                                                        "content": "198.51.100.7", "ttl": 60, "proxied": False})
+                                                        "content": "127.0.0.7", "ttl": 60, "proxied": False})
         assert r.status_code == 200 and r.json()["success"] is True and r.json()["errors"] == []
         rec = r.json()["result"]
-        assert (rec["name"], rec["type"], rec["content"], rec["ttl"]) == ("vm1.decabill.test", "A", "198.51.100.7", 60)
+        assert (rec["name"], rec["type"], rec["content"], rec["ttl"]) == ("vm1.decabill.test", "A", "127.0.0.7", 60)
 
         found = cf.get(f"/zones/{zone}/dns_records", params={"type": "A", "name": "vm1.decabill.test"}).json()
         assert [x["id"] for x in found["result"]] == [rec["id"]] and found["result_info"]["total_count"] == 1
@@ -285,7 +285,7 @@ def test_cloudflare_dns(fake):
         assert cf.get(f"/zones/{zone}/dns_records", params={"name.exact": "vm1.decabill.test"}).json()["result"]
         assert cf.get(f"/zones/{zone}/dns_records", params={"page": 2}).json()["result"] == []
 
-        dup = cf.post(f"/zones/{zone}/dns_records", json={"type": "A", "name": "vm1", "content": "198.51.100.7"})
+        dup = cf.post(f"/zones/{zone}/dns_records", json={"type": "A", "name": "vm1", "content": "127.0.0.7"})
         assert dup.status_code == 400 and dup.json()["success"] is False and dup.json()["errors"][0]["code"] == 81058
         bad_ip = cf.post(f"/zones/{zone}/dns_records", json={"type": "A", "name": "x", "content": "nope"})
         assert bad_ip.status_code == 400

@@ -111,7 +111,7 @@ async def test_digitalocean_droplet_lifecycle(digitalocean, cloud):
     assert (first.status, first.public_ip) == ("new", "")
     info = await digitalocean.server_info(created.server_id)
     assert (info.status, info.public_ip, info.private_ip) == ("active", info.public_ip, info.private_ip)
-    assert info.public_ip.startswith("203.0.113.") and info.private_ip.startswith("10.110.")
+    assert info.public_ip.startswith("127.0.0.") and info.private_ip.startswith("10.110.")
     assert info.metadata == {"region": "fra1", "regionName": "Frankfurt 1"}
 
     await digitalocean.stop_server(created.server_id)

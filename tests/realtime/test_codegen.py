@@ -178,7 +178,7 @@ def snapshot() -> dict[str, Any]:
                 "itemId": str(uuid.uuid4()),
                 "service": "controller",
                 "name": "acme-controller",
-                "publicIp": "203.0.113.10",
+                "publicIp": "127.0.0.10",
                 "status": "running",
             }
         ],

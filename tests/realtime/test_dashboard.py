@@ -195,29 +195,6 @@ def server_reads(fake_cloud) -> int:
 # --------------------------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-async def cloud(env, make_api, fake_cloud):
-    """The HTTP app and the gateway's providers pointed at the local fakes (fresh fake state)."""
-    fake_cloud.reset()
-    env.update(
-        HETZNER_API_TOKEN=fake_cloud.hetzner_token, HETZNER_API_URL=fake_cloud.hetzner_url,
-        DIGITALOCEAN_API_TOKEN=fake_cloud.do_token, DIGITALOCEAN_API_URL=fake_cloud.do_url,
-        DNS_BASE_DOMAIN="decabill.test", PROVIDER_MAX_RETRIES="0", PROVISIONING_IP_POLL_INTERVAL_MS="10",
-        PROVISIONING_IP_POLL_ATTEMPTS="5", STATUS_POLL_INTERVAL=None,
-    )
-    return await make_api()
-
-
-@pytest.fixture
-async def admin(cloud) -> str:
-    return await cloud.admin_token()
-
-
-@pytest.fixture
-async def plan(cloud, admin) -> dict:
-    return await hetzner_plan(cloud, admin)
-
-
 async def customer(api, admin: str, email: str) -> str:
     token = await api.user_token(admin, email)
     await complete_profile(api, token, email=email)
@@ -481,14 +458,14 @@ async def test_a_slow_tick_makes_the_next_ones_be_skipped(cloud, admin, plan, mo
     running_now = {"count": 0, "max": 0, "calls": 0}
     real = dashboard.server_status
 
-    async def slow_status(principal, target):
+    async def slow_status(target):
         running_now["calls"] += 1
         running_now["count"] += 1
         running_now["max"] = max(running_now["max"], running_now["count"])
         try:
             if running_now["calls"] > 1:  # the first tick is quick, the next one hangs
                 await release.wait()
-            return await real(principal, target)
+            return await real(target)
         finally:
             running_now["count"] -= 1
 
@@ -521,14 +498,14 @@ async def test_failures_skip_one_subscription_or_report_the_tick(cloud, admin, p
         assert ws.errors == []
 
         broken = {"on": True}
-        real_targets = dashboard.dashboard_targets
+        real_load = dashboard.load_watch_lists
 
-        async def targets(principal):
+        async def load(user_ids):
             if broken["on"]:
                 raise RuntimeError("database unavailable")
-            return await real_targets(principal)
+            return await real_load(user_ids)
 
-        monkeypatch.setattr(dashboard, "dashboard_targets", targets)
+        monkeypatch.setattr(dashboard, "load_watch_lists", load)
         await eventually(lambda: "Failed to load dashboard status" in ws.errors)
         assert running.gateway.interval_ms(ws.sid) == 10000  # polling continues
         broken["on"] = False
