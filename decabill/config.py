@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     queue_role: QueueRole = Field("all", alias="QUEUE_ROLE")
     # A job message a dead worker left unacknowledged this long is taken over by another worker; live workers
     # renew theirs every third of it, so a long job is not taken from a worker that is still running it.
-    queue_claim_idle_ms: int = Field(60000, alias="QUEUE_CLAIM_IDLE_MS", ge=1000)
+    queue_claim_idle_ms: int = Field(45000, alias="QUEUE_CLAIM_IDLE_MS", ge=1000)
 
     # --- mail delivery (decabill/email.py): the lease of a mail being sent, renewed while sending ------------
     mail_claim_lease_seconds: int = Field(60, alias="MAIL_CLAIM_LEASE_SECONDS", ge=3)

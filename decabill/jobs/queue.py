@@ -7,8 +7,9 @@ and run on whichever broker the configuration selects —
   asyncio task inside the same process, at most `QUEUE_WORKER_CONCURRENCY` at a time;
 * Redis configured: `taskiq_redis.RedisStreamBroker` on the stream `<REDIS_KEY_PREFIX>:jobs`, consumed by
   the processes whose `QUEUE_ROLE` is `worker` or `all` (consumer group `<REDIS_KEY_PREFIX>:workers`;
-  a message is acknowledged after its task ran, so a worker that dies mid-task leaves it to be claimed
-  again by another).
+  a message is acknowledged after its task ran, so a worker that dies mid-task leaves it to be taken over
+  by another after QUEUE_CLAIM_IDLE_MS; the stream is trimmed to its unacknowledged work —
+  decabill/jobs/stream.py).
 
 Every message carries only a tenant id and entity ids — never configuration or secrets.
 
@@ -78,16 +79,15 @@ def build_broker(settings: Settings) -> AsyncBroker:
 
 def _new_broker(settings: Settings) -> AsyncBroker:
     if settings.redis_url:
-        from taskiq_redis import RedisStreamBroker
+        from decabill.jobs.stream import JobStreamBroker
 
         prefix = settings.redis_key_prefix
-        return RedisStreamBroker(
+        return JobStreamBroker(
             settings.redis_url,
             queue_name=f"{prefix}:jobs",
             consumer_group_name=f"{prefix}:workers",
             # A message whose worker died is handed to another worker after this long unacknowledged.
-            idle_timeout=15 * 60 * 1000,
-            unacknowledged_lock_timeout=60,
+            claim_idle_ms=settings.queue_claim_idle_ms,
         )
     return InMemoryBroker(max_async_tasks=settings.queue_worker_concurrency, propagate_exceptions=False)
 
