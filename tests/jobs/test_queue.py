@@ -213,7 +213,7 @@ def test_serve_runs_the_jobs_and_stops_them_on_sigterm(tmp_path):
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         lines.append(line)
-        if "\"event\": \"decabill.starting\"" in line:
+        if "\"event\": \"jobs.started\"" in line:
             break
     time.sleep(1.5)  # the first scheduler tick
     process.send_signal(signal.SIGTERM)
