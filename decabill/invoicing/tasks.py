@@ -7,8 +7,8 @@ directly). Coordinators fan out one unit per due entity and tenant (decabill/job
   all of them) → `invoicing.mark_overdue` per past-due invoice;
 * `invoicing.send_due_renewal_reminders` (REMINDER_SCHEDULER_INTERVAL; REMINDER_SCHEDULER_BATCH_SIZE; nothing
   while SMTP is off) → `invoicing.send_renewal_reminder` per subscription renewing within REMINDER_DAYS;
-* `invoicing.retry_mails` (REMINDER_SCHEDULER_INTERVAL; REMINDER_SCHEDULER_BATCH_SIZE) → `invoicing.deliver_mail`
-  per billing mail still pending.
+* `invoicing.retry_mails` (MAIL_RETRY_INTERVAL, and once when a scheduler starts; REMINDER_SCHEDULER_BATCH_SIZE)
+  → `invoicing.deliver_mail` per billing mail still pending, or abandoned by a sender that died.
 """
 
 from __future__ import annotations
@@ -60,6 +60,6 @@ async def deliver_mail(tenant: str, delivery_id: str) -> str:
     return await run_unit("invoicing.deliver_mail", tenant, lambda: mail.deliver(uuid.UUID(delivery_id)))
 
 
-@periodic("invoicing.retry_mails", interval=lambda s: s.reminder_scheduler_interval)
+@periodic("invoicing.retry_mails", interval=lambda s: s.mail_retry_interval, at_startup=True)
 async def retry_mails() -> int:
     return await fan_out(mail.pending_deliveries, deliver_mail, get_settings().reminder_scheduler_batch_size)

@@ -46,6 +46,7 @@ TASK_MODULES = ["decabill.subscriptions.tasks", "decabill.invoicing.tasks", "dec
 class Periodic:
     task_name: str
     interval_ms: Callable[[Settings], int]
+    at_startup: bool = False  # also sent when a scheduler starts (reconciliation after a crash)
 
 
 PERIODIC: dict[str, Periodic] = {}
@@ -56,11 +57,13 @@ def task(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
     return async_shared_broker.task(task_name=name)
 
 
-def periodic(name: str, *, interval: Callable[[Settings], int]) -> Callable[[Callable[[], Awaitable[Any]]], Any]:
-    """Declare a coordinator: a task without arguments that the scheduler sends every `interval(settings)` ms."""
+def periodic(name: str, *, interval: Callable[[Settings], int],
+             at_startup: bool = False) -> Callable[[Callable[[], Awaitable[Any]]], Any]:
+    """Declare a coordinator: a task without arguments that the scheduler sends every `interval(settings)` ms
+    (and once when it starts, with `at_startup`)."""
 
     def decorate(function: Callable[[], Awaitable[Any]]) -> Any:
-        PERIODIC[name] = Periodic(name, interval)
+        PERIODIC[name] = Periodic(name, interval, at_startup)
         return async_shared_broker.task(task_name=name)(function)
 
     return decorate
