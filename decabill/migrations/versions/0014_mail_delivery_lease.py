@@ -1,7 +1,7 @@
 """mail delivery lease: the sender's claim token and lease, and when its SMTP transaction started (issue #15)
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0020 (given as 0011; re-chained after merging main, whose head is 0020)
 Create Date: 2026-12-04 14:55:00
 """
 from typing import Sequence, Union
@@ -12,7 +12,7 @@ import decabill.db
 
 
 revision: str = '0014'
-down_revision: Union[str, None] = '0011'
+down_revision: Union[str, None] = '0020'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
