@@ -11,6 +11,8 @@ import os
 import signal
 import socket as socket_module
 import sys
+from pathlib import Path
+from typing import NoReturn
 
 import structlog
 import uvicorn
@@ -62,6 +64,39 @@ def _load_settings() -> Settings:
     except ConfigurationError as exc:
         print(f"decabill: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _fail(message: str) -> NoReturn:
+    """A configuration the process cannot start with: one line naming the variable or the target, exit 2."""
+    print(f"decabill: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _unwritable_because(folder: Path) -> str | None:
+    """Why `folder` cannot be written (None when it can, or when it can be created there): checked without
+    creating anything, since a command may not need the folder after all."""
+    folder = folder.absolute()
+    existing = next((f for f in (folder, *folder.parents) if f.exists()), Path("/"))
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
+async def _check_storage(settings: Settings) -> None:
+    """Before anything touches them: the data folder (when something lives there) can be written, and the
+    database answers."""
+    uses_data_dir = (settings.database_is_embedded_default or settings.encryption_key is None
+                     or not settings.billing_invoice_pdf_storage_path_raw)
+    if uses_data_dir and (problem := _unwritable_because(settings.data_dir)):
+        _fail(f"DECABILL_DATA_DIR={settings.data_dir}: the data folder cannot be written ({problem})")
+    if settings.database_is_embedded_default:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)  # the embedded database's home; any other must exist
+    from decabill import db
+
+    if problem := await db.unusable_reason(settings.database_url):
+        _fail(f"{settings.database_variables}: {problem}")
 
 
 async def _run_servers(servers: list) -> None:
@@ -170,9 +205,9 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
 
     role = role or settings.queue_role
     if jobs and role in ("worker", "scheduler") and not settings.redis_url:
-        print(f"decabill: QUEUE_ROLE={role} needs Redis (REDIS_URL or REDIS_HOST); without it jobs run inside "
-              "the `decabill serve` process that enqueues them (QUEUE_ROLE=all)", file=sys.stderr)
-        raise SystemExit(2)
+        _fail(f"QUEUE_ROLE={role} needs Redis (REDIS_URL or REDIS_HOST); without it jobs run inside "
+              "the `decabill serve` process that enqueues them (QUEUE_ROLE=all)")
+    await _check_storage(settings)
     serves_http = role in ("api", "all")
     http, socket = http and serves_http, socket and serves_http
     encryption_key()  # resolve (or generate, D22) the key at start-up, not at the first encrypted write
@@ -185,8 +220,7 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
         metrics_socket = metrics_server.bind(settings) if http_fd is None else None
         http_socket = _http_socket(settings.host, settings.port) if extra_workers else None
     except ConfigurationError as exc:
-        print(f"decabill: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _fail(str(exc))
     tracing.configure(settings.otel_exporter_otlp_endpoint, role if (jobs or http) else "socket")
     if http and http_fd is None:
         await migrate(settings.database_url)  # once, by the main process, before any HTTP worker starts
@@ -269,7 +303,12 @@ def cmd_migrate(_args: argparse.Namespace) -> None:
     from decabill.migrations import migrate
 
     settings = _load_settings()
-    asyncio.run(migrate(settings.database_url))
+
+    async def run() -> None:
+        await _check_storage(settings)
+        await migrate(settings.database_url)
+
+    asyncio.run(run())
     print("database is up to date")
 
 
@@ -284,6 +323,7 @@ def cmd_create_admin(args: argparse.Namespace) -> None:
     password = args.password or os.environ.get("DECABILL_ADMIN_PASSWORD") or getpass.getpass("Password: ")
 
     async def run() -> None:
+        await _check_storage(settings)
         await migrate(settings.database_url)
         db.init_engine(settings.database_url, **settings.database_pool)
         try:
@@ -304,6 +344,7 @@ async def _with_database(settings: Settings, work):
     """Run `work()` with the engine of the configuration (the schema must be current: `decabill migrate`)."""
     from decabill import db
 
+    await _check_storage(settings)
     db.init_engine(settings.database_url, **settings.database_pool)
     try:
         return await work()

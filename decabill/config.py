@@ -19,6 +19,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 AuthMethod = Literal["api-key", "keycloak", "users"]
 QueueRole = Literal["api", "scheduler", "worker", "all"]
+AUTH_METHODS = ("api-key", "keycloak", "users")
+#: the async driver of each supported database (`postgresql://` is completed to `postgresql+asyncpg://`)
+DATABASE_DRIVERS = {"postgresql": "asyncpg", "postgres": "asyncpg", "sqlite": "aiosqlite"}
 
 
 def _split_csv(value: str | None) -> list[str]:
@@ -104,6 +107,13 @@ class Settings(BaseSettings):
     redis_db: int = Field(0, alias="REDIS_DB", ge=0)
     redis_key_prefix: str = Field("decabill-billing", alias="REDIS_KEY_PREFIX")
     queue_role: QueueRole = Field("all", alias="QUEUE_ROLE")
+    # A job message a dead worker left unacknowledged this long is taken over by another worker; live workers
+    # renew theirs every third of it, so a long job is not taken from a worker that is still running it.
+    queue_claim_idle_ms: int = Field(45000, alias="QUEUE_CLAIM_IDLE_MS", ge=1000)
+
+    # --- mail delivery (decabill/email.py): the lease of a mail being sent, renewed while sending ------------
+    mail_claim_lease_seconds: int = Field(60, alias="MAIL_CLAIM_LEASE_SECONDS", ge=3)
+    mail_retry_interval: int = Field(60000, alias="MAIL_RETRY_INTERVAL", ge=1000)
 
     # --- email -------------------------------------------------------------------------------
     smtp_host: str | None = Field("mailhog", alias="SMTP_HOST")
@@ -324,6 +334,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> "Settings":
+        raw_method = (self.authentication_method_raw or "").strip()
+        if raw_method and raw_method.lower() not in AUTH_METHODS:
+            # The reference silently falls back to keycloak/api-key; an operator's typo must be named instead.
+            raise ValueError(f"AUTHENTICATION_METHOD={raw_method!r} is not one of {', '.join(AUTH_METHODS)}")
+        backend = self.database_url.split("://", 1)[0].split("+", 1)[0].lower()
+        if backend not in DATABASE_DRIVERS:
+            raise ValueError(f"{self.database_variables}: unsupported database {backend!r} (use "
+                             "postgresql+asyncpg://user:password@host:5432/name or sqlite+aiosqlite:///path/file.sqlite3)")
         if self.authentication_method in ("users", "keycloak") and not (self.jwt_secret or "").strip():
             raise ValueError(
                 f"JWT_SECRET must be set when AUTHENTICATION_METHOD={self.authentication_method}"
@@ -354,7 +372,7 @@ class Settings(BaseSettings):
     @property
     def authentication_method(self) -> AuthMethod:
         raw = (self.authentication_method_raw or "").strip().lower()
-        if raw in ("api-key", "keycloak", "users"):
+        if raw in AUTH_METHODS:
             return raw  # type: ignore[return-value]
         return "api-key" if (self.static_api_key or "") != "" else "keycloak"
 
@@ -414,9 +432,27 @@ class Settings(BaseSettings):
         return f"{self.keycloak_server_url.rstrip('/')}/realms/{self.keycloak_realm}/protocol/openid-connect/certs"
 
     @property
+    def database_variables(self) -> str:
+        """The variables the database URL comes from (named in start-up errors)."""
+        if self.database_url_raw:
+            return "DATABASE_URL"
+        if self.db_host:
+            return "DB_HOST/DB_PORT/DB_USERNAME/DB_PASSWORD/DB_DATABASE"
+        return "DECABILL_DATA_DIR"
+
+    @property
+    def database_is_embedded_default(self) -> bool:
+        """The SQLite file in DECABILL_DATA_DIR, whose folder start-up creates (any other path must exist)."""
+        return not self.database_url_raw and not self.db_host
+
+    @property
     def database_url(self) -> str:
         if self.database_url_raw:
-            return self.database_url_raw
+            scheme, sep, rest = self.database_url_raw.strip().partition("://")
+            backend = scheme.lower()
+            if sep and backend in DATABASE_DRIVERS and "+" not in backend:
+                return f"{'postgresql' if backend == 'postgres' else backend}+{DATABASE_DRIVERS[backend]}://{rest}"
+            return self.database_url_raw.strip()
         if self.db_host:
             return (
                 f"postgresql+asyncpg://{self.db_username}:{self.db_password}"

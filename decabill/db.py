@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import functools
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -87,13 +88,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 def init_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20, **kwargs: Any) -> AsyncEngine:
     global _engine, _sessionmaker, _read_sessionmaker, _generation
     _generation += 1
-    if url.startswith("sqlite"):
-        from pathlib import Path
-
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-    else:
+    # A SQLite file's folder is not made here: the embedded default's is made at start-up (decabill.cli), any
+    # other must exist (a typo in DATABASE_URL is named there instead of silently creating folders).
+    if not url.startswith("sqlite"):
         # Sized for a process's concurrent requests and jobs (DB_POOL_SIZE, DB_POOL_MAX_OVERFLOW): connections
         # beyond the pool are opened and closed per checkout, which under load costs more than the query.
         kwargs.setdefault("pool_size", pool_size)
@@ -298,5 +295,48 @@ async def schema_revision(url: str) -> str | None:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
             return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+    finally:
+        await engine.dispose()
+
+
+async def unusable_reason(url: str, timeout: float = 10.0) -> str | None:
+    """Why the database at `url` cannot be used, in one line (None when it answers). Start-up asks this before
+    migrating, so that an operator reads "database 'x' does not exist" instead of a driver's traceback."""
+    import asyncio
+    from pathlib import Path
+
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            return None
+        folder = Path(parsed.database).parent
+        if not folder.is_dir():
+            return f"the folder {folder} of the SQLite file does not exist"
+        if not os.access(folder, os.W_OK):
+            return f"the folder {folder} of the SQLite file is not writable"
+        return None
+    where = f"PostgreSQL at {parsed.host}:{parsed.port or 5432}"
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with asyncio.timeout(timeout), engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return None
+    except TimeoutError:
+        return f"{where} does not answer within {timeout:.0f} s"
+    except Exception as exc:  # noqa: BLE001 - every driver error becomes the one line the operator reads
+        cause = getattr(exc, "orig", None) or exc
+        name = type(cause).__name__
+        if name == "InvalidCatalogNameError" or "does not exist" in str(cause) and "database" in str(cause):
+            return f"database {parsed.database!r} does not exist on {where}"
+        if name in ("InvalidPasswordError", "InvalidAuthorizationSpecificationError"):
+            return f"{where} refuses the user {parsed.username!r}: {str(cause).splitlines()[0]}"
+        if isinstance(cause, OSError):
+            return f"cannot reach {where}: {cause.strerror or cause}"
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        return f"cannot use {where}: {name}{': ' + first if first else ''}"
     finally:
         await engine.dispose()

@@ -1,10 +1,17 @@
 """Outgoing email over SMTP (aiosmtplib). Best-effort: a mail failure is logged, never turned into a
-failed business operation, and mails are sent only after the transaction that caused them commits."""
+failed business operation, and mails are sent only after the transaction that caused them commits.
+
+`send_now(mail)` is one SMTP transaction. Mails that must go out exactly once even when a process dies
+(billing mails) are recorded and delivered by `decabill.invoicing.mail` (`record` in the transaction of the
+event, `deliver(delivery_id)` from any job): a claim with a renewed lease, the state written before and after
+the SMTP transaction, and a stable `Message-ID` (`message_id(key)`) so that the one copy a crash in the
+milliseconds between the server's "250 OK" and our commit can cause is recognisably the same mail."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from email.utils import make_msgid
 
 import aiosmtplib
 import structlog
@@ -30,10 +37,18 @@ class Mail:
     text: str
     html: str | None = None
     attachments: tuple[Attachment, ...] = field(default_factory=tuple)
+    message_id: str | None = None  # stable across retries (`message_id(key)`); a fresh one otherwise
+
+
+def message_id(key: str) -> str:
+    """The Message-ID of the mail known by `key` (e.g. its delivery id): the same on every attempt."""
+    domain = get_settings().email_from.rpartition("@")[2].strip(" >") or "decabill.localhost"
+    return f"<{key}@{domain}>"
 
 
 def _build(mail: Mail) -> EmailMessage:
     message = EmailMessage()
+    message["Message-ID"] = mail.message_id or make_msgid(domain="decabill.localhost")
     message["From"] = get_settings().email_from
     message["To"] = mail.to
     message["Subject"] = mail.subject

@@ -213,6 +213,12 @@ class MailDelivery(SQLModel, table=True):
     attempts: int = Field(default=0)
     last_error: str | None = Field(default=None, sa_type=Text)
     claimed_at: dt.datetime | None = timestamp_field()
+    # The sender's claim: its token, and until when it holds the mail (renewed while it renders and sends).
+    claim_token: uuid.UUID | None = Field(default=None)
+    lease_until: dt.datetime | None = timestamp_field()
+    # Written (and committed) right before the SMTP transaction: a claim that finds it set took over a mail whose
+    # sender died during or just after the transaction — the SMTP server may have accepted it already.
+    smtp_started_at: dt.datetime | None = timestamp_field()
     sent_at: dt.datetime | None = timestamp_field()
     created_at: dt.datetime = timestamp_field(default_now=True)
 

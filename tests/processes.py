@@ -37,6 +37,46 @@ class Served:
     process: subprocess.Popen
 
 
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM, and SIGKILL when it does not stop within 15 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def wait_for(condition, what: str, timeout: float, process: subprocess.Popen | None = None,
+              log_path: Path | None = None) -> None:
+    """Poll `condition()` until it is true; fails when `timeout` passes or `process` exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the process exited ({process.returncode}) before {what}: "
+                                 f"{log_path.read_text()[-3000:] if log_path else ''}")
+        with contextlib.suppress(httpx.TransportError):
+            if condition():
+                return
+        assert time.monotonic() < deadline, f"not {what} within {timeout} s"
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def decabill_process(args: list[str], env: dict[str, str], cwd: Path, log_path: Path, *, ready: str,
+                     timeout: float = 30) -> Iterator[subprocess.Popen]:
+    """A `decabill <args>` process without HTTP (a worker or scheduler role); yields it once its log has a line
+    with `ready` (e.g. '"event": "jobs.started"'), stops it with SIGTERM afterwards."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([DECABILL, *args], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: ready in log_path.read_text(), f"ready ({ready})", timeout, process, log_path)
+            yield process
+        finally:
+            stop(process)
+
+
 @contextlib.contextmanager
 def decabill_serve(env: dict[str, str], cwd: Path, log_path: Path, timeout: float = 30) -> Iterator[str]:
     """`decabill serve --no-socket` on a free port of 127.0.0.1; yields the API's base URL once
@@ -54,19 +94,8 @@ def decabill_server(env: dict[str, str], cwd: Path, log_path: Path, timeout: flo
                                    cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
         try:
             base = f"http://127.0.0.1:{port}/api"
-            deadline = time.monotonic() + timeout
-            while True:
-                assert process.poll() is None, f"decabill serve exited: {log_path.read_text()[-2000:]}"
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                        break
-                assert time.monotonic() < deadline, f"decabill serve did not answer within {timeout} s"
-                time.sleep(0.1)
+            wait_for(lambda: httpx.get(f"{base}/health", timeout=2).status_code == 200, "answering /health", timeout,
+                     process, log_path)
             yield Served(base, process)
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)

@@ -163,3 +163,36 @@ def test_serve_does_not_warn_when_the_billing_issuer_is_complete(workdir, cli_en
         server.send_signal(signal.SIGTERM)
         rest = server.communicate(timeout=15)[0]
     assert "billing.issuer_incomplete" not in started + rest
+
+
+# --- configuration errors: one line naming the variable or the target, exit code 2 (issue #15) ------------------
+
+
+@pytest.mark.parametrize(("variables", "message"), [
+    ({"AUTHENTICATION_METHOD": "magic"}, "AUTHENTICATION_METHOD='magic' is not one of api-key, keycloak, users"),
+    ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL: unsupported database 'mysql'"),
+    ({"DATABASE_URL": None, "DB_HOST": "127.0.0.1", "DB_PORT": "1", "DB_USERNAME": "postgres"},
+     "DB_HOST/DB_PORT/DB_USERNAME/DB_PASSWORD/DB_DATABASE: cannot reach PostgreSQL at 127.0.0.1:1"),
+    ({"DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/decabill_no_such_database"},
+     "DATABASE_URL: database 'decabill_no_such_database' does not exist on PostgreSQL at 127.0.0.1:5432"),
+    ({"DATABASE_URL": "sqlite+aiosqlite:///{tmp}/missing/decabill.sqlite3"},
+     "DATABASE_URL: the folder {tmp}/missing of the SQLite file does not exist"),
+    ({"DATABASE_URL": None, "DECABILL_DATA_DIR": "{tmp}/file/data"},
+     "DECABILL_DATA_DIR={tmp}/file/data: the data folder cannot be written ({tmp}/file is not a folder)"),
+])
+@pytest.mark.parametrize("command", [["serve", "--no-socket"], ["migrate"]])
+def test_a_configuration_error_is_one_line_naming_it_and_exit_code_2(workdir, cli_env, tmp_path, command,
+                                                                      variables, message):
+    (tmp_path / "file").write_text("a file where a folder is expected")
+    env = dict(cli_env, PORT=str(free_port()), LOG_LEVEL="info")
+    for name, value in variables.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value.format(tmp=tmp_path)
+    result = decabill(*command, env=env, cwd=workdir)
+    assert result.returncode == 2, result.stdout + result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("decabill: ") and message.format(tmp=tmp_path) in line, line
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (tmp_path / "missing").exists()  # a SQLite path in a folder that does not exist is not created

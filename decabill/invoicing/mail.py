@@ -4,12 +4,22 @@ that caused it runs twice.
 
 An event records a `MailDelivery` row under a unique key (`invoice-issued:<invoice id>`, ...) in the same
 transaction as the change it reports; a second run finds the key taken and records nothing. After the
-commit the row is delivered: claimed by a conditional UPDATE (`pending` → `sending`; a claim older than
-CLAIM_TIMEOUT counts as abandoned), the mail is built (rendering the PDF it carries) and sent, and the row
-becomes `sent`, or `pending` again for a retry (`failed` after MAX_ATTEMPTS). Mails of events recorded
-while SMTP is not configured, or without a recipient, are `skipped` — never sent later.
-The `invoicing.retry_mails` job retries deliveries that are still pending (a failed send, a crash between
-commit and send). Mail failures never fail the business operation.
+commit the row is delivered (`deliver`, which any job may call — it is the crash-safe way to send):
+
+1. claimed by a conditional UPDATE (`pending`, or `sending` whose lease ran out → `sending` under our
+   token, lease MAIL_CLAIM_LEASE_SECONDS), renewed every third of the lease while we work;
+2. the mail is built (rendering the PDF it carries) with the stable Message-ID `<mail-<delivery id>@...>`;
+3. `smtp_started_at` is committed (renewing the lease, checking the claim is still ours), then the SMTP
+   transaction runs;
+4. the row becomes `sent`, or `pending` again for a retry (`failed` after MAX_ATTEMPTS).
+
+A process killed anywhere leaves the row `pending` (before 1) or `sending` with a lease that runs out; the
+`invoicing.retry_mails` job (every MAIL_RETRY_INTERVAL, and once when a scheduler starts) sends it again
+within about a lease plus an interval. Killed between the SMTP server's "250 OK" and step 4 — a window of
+milliseconds — the mail goes out a second time, with the same Message-ID (logged as
+`invoicing.mail_resent_after_crash`, since `smtp_started_at` was set): the one duplicate SMTP cannot rule
+out, and one mail clients recognise. Mails of events recorded while SMTP is not configured, or without a
+recipient, are `skipped` — never sent later. Mail failures never fail the business operation.
 
 Recipient: the customer profile's email, else the account's email (invoice mails); the profile's email
 only (renewal reminders), as the reference does.
@@ -17,9 +27,13 @@ only (renewal reminders), as the reference does.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import datetime as dt
 import html
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 
 import structlog
@@ -36,8 +50,7 @@ from models.invoicing import Invoice, MailDelivery, MailStatus
 log = structlog.get_logger("decabill.invoicing")
 
 MAX_ATTEMPTS = 5
-CLAIM_TIMEOUT = dt.timedelta(minutes=10)
-RETRY_AFTER = dt.timedelta(minutes=5)  # younger pending rows are still being delivered by their request
+RETRY_AFTER = dt.timedelta(seconds=10)  # a younger pending row is being delivered by the process that recorded it
 
 INVOICE_ISSUED = "invoice_issued"
 INVOICE_VOIDED = "invoice_voided"
@@ -73,38 +86,75 @@ async def record(session: AsyncSession, *, key: str, kind: str, recipient: str |
     return delivery_id
 
 
+def _lease() -> dt.timedelta:
+    return dt.timedelta(seconds=get_settings().mail_claim_lease_seconds)
+
+
+@contextlib.asynccontextmanager
+async def _renewing(renew: Callable[[], Awaitable[bool]], every: float) -> AsyncIterator[None]:
+    """Call `renew()` every `every` seconds while the block runs."""
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(every)
+            if not await renew():
+                log.warning("invoicing.mail_claim_lost")
+                return
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def deliver(delivery_id: uuid.UUID) -> str:
-    """Send one recorded mail unless it is sent, or being sent by someone else (tenant bound)."""
-    now = db.utcnow()
+    """Send one recorded mail unless it is sent, or being sent by someone else (tenant bound). Returns the
+    delivery's status afterwards (`not_pending` when there was nothing for us to do)."""
+    lease, token = _lease(), uuid.uuid4()
     async with db.transaction() as session:
-        delivery = await MailDeliveryRepository(session).claim(delivery_id, now, CLAIM_TIMEOUT)
+        delivery = await MailDeliveryRepository(session).claim(delivery_id, db.utcnow(), lease, token)
         if delivery is None:
             return "not_pending"
+    if delivery.smtp_started_at is not None:
+        log.warning("invoicing.mail_resent_after_crash", kind=delivery.kind, delivery_id=str(delivery_id),
+                    attempts=delivery.attempts)
+
+    async def update(**values) -> bool:
+        async with db.transaction() as session:
+            return await MailDeliveryRepository(session).update_claimed(delivery_id, token, **values)
+
+    async def renew() -> bool:
+        return await update(lease_until=db.utcnow() + lease)
+
     error: str | None = None
-    try:
-        message = await _compose(delivery)
-        sent = await email.send_now(message)
-        if not sent:
-            error = "the SMTP server did not accept the mail (see the log)"
-    except Exception as exc:  # noqa: BLE001 - a mail must never break what caused it
-        log.error("invoicing.mail_failed", kind=delivery.kind, error=str(exc), error_type=type(exc).__name__)
-        error = f"{type(exc).__name__}: {exc}"
-    async with db.transaction() as session:
-        row = await MailDeliveryRepository(session).get(delivery_id)
-        assert row is not None
-        if error is None:
-            row.status, row.sent_at, row.last_error = MailStatus.SENT, db.utcnow(), None
-        else:
-            row.status = MailStatus.FAILED if row.attempts >= MAX_ATTEMPTS else MailStatus.PENDING
-            row.last_error = error[:2000]
-        return row.status
+    async with _renewing(renew, lease.total_seconds() / 3):
+        try:
+            message = dataclasses.replace(await _compose(delivery), message_id=email.message_id(f"mail-{delivery_id}"))
+            if not await update(smtp_started_at=db.utcnow(), lease_until=db.utcnow() + lease):
+                return "not_pending"  # our lease ran out while composing: the one who took it over sends it
+            if not await email.send_now(message):
+                error = "the SMTP server did not accept the mail (see the log)"
+        except Exception as exc:  # noqa: BLE001 - a mail must never break what caused it
+            log.error("invoicing.mail_failed", kind=delivery.kind, error=str(exc), error_type=type(exc).__name__)
+            error = f"{type(exc).__name__}: {exc}"
+    if error is None:
+        status = MailStatus.SENT
+        done = await update(status=status, sent_at=db.utcnow(), last_error=None, lease_until=None)
+    else:
+        status = MailStatus.FAILED if delivery.attempts >= MAX_ATTEMPTS else MailStatus.PENDING
+        done = await update(status=status, last_error=error[:2000], lease_until=None, smtp_started_at=None)
+    if not done:
+        log.warning("invoicing.mail_claim_lost", kind=delivery.kind, delivery_id=str(delivery_id), outcome=status)
+    return status
 
 
 async def pending_deliveries(limit: int) -> list[uuid.UUID]:
     """Deliveries to retry: pending (or abandoned while sending) for a while, attempts left."""
     now = db.utcnow()
     async with db.transaction() as session:
-        return await MailDeliveryRepository(session).retry_ids(now, MAX_ATTEMPTS, RETRY_AFTER, CLAIM_TIMEOUT, limit)
+        return await MailDeliveryRepository(session).retry_ids(now, MAX_ATTEMPTS, RETRY_AFTER, limit)
 
 
 # --- contents ---------------------------------------------------------------------------------------

@@ -228,13 +228,19 @@ class MailDeliveryRepository(Repository[MailDelivery]):
         stored = await self.one_or_none(self.statement(MailDelivery.id).where(MailDelivery.key == values["key"]))
         return stored == values["id"]
 
-    async def claim(self, delivery_id: uuid.UUID, now: dt.datetime, claim_timeout: dt.timedelta) -> MailDelivery | None:
-        """Mark a pending delivery (or one abandoned while sending) as being sent by us; None when it is not
-        pending any more, or someone else is sending it."""
-        claimable = or_(MailDelivery.status == MailStatus.PENDING,
-                        (MailDelivery.status == MailStatus.SENDING) & (MailDelivery.claimed_at < now - claim_timeout))
-        claimed = await self.execute(self.update(MailDelivery.id == delivery_id, claimable, status=MailStatus.SENDING,
-                                                 claimed_at=now, attempts=MailDelivery.attempts + 1))
+    @staticmethod
+    def _claimable(now: dt.datetime) -> ColumnElement[bool]:
+        """Pending, or being sent by a sender whose lease ran out (it died)."""
+        return or_(MailDelivery.status == MailStatus.PENDING,
+                   (MailDelivery.status == MailStatus.SENDING) & (MailDelivery.lease_until < now))
+
+    async def claim(self, delivery_id: uuid.UUID, now: dt.datetime, lease: dt.timedelta,
+                    token: uuid.UUID) -> MailDelivery | None:
+        """Make the delivery ours (under `token`) until now + lease; None when it is not pending any more, or
+        someone else holds it."""
+        claimed = await self.execute(self.update(
+            MailDelivery.id == delivery_id, self._claimable(now), status=MailStatus.SENDING, claimed_at=now,
+            claim_token=token, lease_until=now + lease, attempts=MailDelivery.attempts + 1))
         if claimed.rowcount != 1:
             return None
         return await self.get(delivery_id)
@@ -244,14 +250,20 @@ class MailDeliveryRepository(Repository[MailDelivery]):
         return await self.one_or_none(self.statement(MailDelivery.id).where(MailDelivery.key == key,
                                                                             MailDelivery.status == MailStatus.PENDING))
 
+    async def update_claimed(self, delivery_id: uuid.UUID, token: uuid.UUID, **values: Any) -> bool:
+        """Change the delivery while our claim holds; False when it was taken from us."""
+        changed = await self.execute(self.update(MailDelivery.id == delivery_id, MailDelivery.claim_token == token,
+                                                 MailDelivery.status == MailStatus.SENDING, **values))
+        return changed.rowcount == 1
+
     async def retry_ids(self, now: dt.datetime, max_attempts: int, retry_after: dt.timedelta,
-                        claim_timeout: dt.timedelta, limit: int) -> list[uuid.UUID]:
-        """Deliveries to retry: pending (or abandoned while sending) for a while, attempts left."""
+                        limit: int) -> list[uuid.UUID]:
+        """Deliveries to send now: pending for a moment (a fresh one is being sent by the process that recorded
+        it), or abandoned by a sender that died; attempts left."""
         statement = (self.statement(MailDelivery.id)
                      .where(MailDelivery.attempts < max_attempts,
                             or_((MailDelivery.status == MailStatus.PENDING) & (MailDelivery.created_at < now - retry_after),
-                                (MailDelivery.status == MailStatus.SENDING)
-                                & (MailDelivery.claimed_at < now - claim_timeout)))
+                                (MailDelivery.status == MailStatus.SENDING) & (MailDelivery.lease_until < now)))
                      .order_by(MailDelivery.created_at, MailDelivery.id))
         return await self.all(page(statement, limit, 0))
 

@@ -10,8 +10,8 @@ directly). Coordinators fan out one unit per due entity and tenant (decabill/job
 * `invoicing.render_document` (sent after a billing-day invoice is issued) → PDF rendered and stored, then
   `invoicing.deliver_mail`; `invoicing.render_due_documents` (REMINDER_SCHEDULER_INTERVAL;
   REMINDER_SCHEDULER_BATCH_SIZE) sends it again for tasks left pending or abandoned;
-* `invoicing.retry_mails` (REMINDER_SCHEDULER_INTERVAL; REMINDER_SCHEDULER_BATCH_SIZE) → `invoicing.deliver_mail`
-  per billing mail still pending.
+* `invoicing.retry_mails` (MAIL_RETRY_INTERVAL, and once when a scheduler starts; REMINDER_SCHEDULER_BATCH_SIZE)
+  → `invoicing.deliver_mail` per billing mail still pending, or abandoned by a sender that died.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ async def deliver_mail(tenant: str, delivery_id: str) -> str:
     return await run_unit("invoicing.deliver_mail", tenant, lambda: mail.deliver(uuid.UUID(delivery_id)))
 
 
-@periodic("invoicing.retry_mails", interval=lambda s: s.reminder_scheduler_interval)
+@periodic("invoicing.retry_mails", interval=lambda s: s.mail_retry_interval, at_startup=True)
 async def retry_mails() -> int:
     return await fan_out(mail.pending_deliveries, deliver_mail, get_settings().reminder_scheduler_batch_size)
 

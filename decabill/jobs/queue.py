@@ -7,8 +7,9 @@ and run on whichever broker the configuration selects —
   asyncio task inside the same process, at most `QUEUE_WORKER_CONCURRENCY` at a time;
 * Redis configured: `taskiq_redis.RedisStreamBroker` on the stream `<REDIS_KEY_PREFIX>:jobs`, consumed by
   the processes whose `QUEUE_ROLE` is `worker` or `all` (consumer group `<REDIS_KEY_PREFIX>:workers`;
-  a message is acknowledged after its task ran, so a worker that dies mid-task leaves it to be claimed
-  again by another).
+  a message is acknowledged after its task ran, so a worker that dies mid-task leaves it to be taken over
+  by another after QUEUE_CLAIM_IDLE_MS; the stream is trimmed to its unacknowledged work —
+  decabill/jobs/stream.py).
 
 Every message carries only a tenant id and entity ids — never configuration or secrets.
 
@@ -45,6 +46,7 @@ TASK_MODULES = ["decabill.customers.tasks", "decabill.subscriptions.tasks", "dec
 class Periodic:
     task_name: str
     interval_ms: Callable[[Settings], int]
+    at_startup: bool = False  # also sent when a scheduler starts (reconciliation after a crash)
 
 
 PERIODIC: dict[str, Periodic] = {}
@@ -55,11 +57,13 @@ def task(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
     return async_shared_broker.task(task_name=name)
 
 
-def periodic(name: str, *, interval: Callable[[Settings], int]) -> Callable[[Callable[[], Awaitable[Any]]], Any]:
-    """Declare a coordinator: a task without arguments that the scheduler sends every `interval(settings)` ms."""
+def periodic(name: str, *, interval: Callable[[Settings], int],
+             at_startup: bool = False) -> Callable[[Callable[[], Awaitable[Any]]], Any]:
+    """Declare a coordinator: a task without arguments that the scheduler sends every `interval(settings)` ms
+    (and once when it starts, with `at_startup`)."""
 
     def decorate(function: Callable[[], Awaitable[Any]]) -> Any:
-        PERIODIC[name] = Periodic(name, interval)
+        PERIODIC[name] = Periodic(name, interval, at_startup)
         return async_shared_broker.task(task_name=name)(function)
 
     return decorate
@@ -78,16 +82,15 @@ def build_broker(settings: Settings) -> AsyncBroker:
 
 def _new_broker(settings: Settings) -> AsyncBroker:
     if settings.redis_url:
-        from taskiq_redis import RedisStreamBroker
+        from decabill.jobs.stream import JobStreamBroker
 
         prefix = settings.redis_key_prefix
-        return RedisStreamBroker(
+        return JobStreamBroker(
             settings.redis_url,
             queue_name=f"{prefix}:jobs",
             consumer_group_name=f"{prefix}:workers",
             # A message whose worker died is handed to another worker after this long unacknowledged.
-            idle_timeout=15 * 60 * 1000,
-            unacknowledged_lock_timeout=60,
+            claim_idle_ms=settings.queue_claim_idle_ms,
         )
     return InMemoryBroker(max_async_tasks=settings.queue_worker_concurrency, propagate_exceptions=False)
 

@@ -31,7 +31,7 @@ from taskiq.receiver import Receiver
 from taskiq.scheduler.scheduled_task import ScheduledTask
 
 from decabill.config import Settings
-from decabill.jobs.queue import PERIODIC, get_broker, is_in_process
+from decabill.jobs.queue import PERIODIC, enqueue, get_broker, is_in_process
 
 log = structlog.get_logger("decabill.jobs")
 
@@ -90,6 +90,9 @@ class JobRuntime:
         if self.schedules:
             scheduler = TaskiqScheduler(broker, sources=[CoordinatorSchedule(self.settings)])
             self._scheduler = asyncio.create_task(run_scheduler_task(scheduler), name="decabill-scheduler")
+            for coordinator in PERIODIC.values():
+                if coordinator.at_startup:  # e.g. the mails a crashed process left behind go out now
+                    await enqueue(coordinator.task_name)
         log.info("jobs.started", role=self.role, broker=type(broker).__name__, scheduler=self.schedules,
                  worker=self.consumes, coordinators=sorted(PERIODIC))
 

@@ -19,17 +19,8 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def _ensure_sqlite_directory(url: str) -> None:
-    """SQLite creates the file but not its folder (the embedded default lives in ./data/ or DECABILL_DATA_DIR)."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-
-
 def _upgrade(url: str, revision: str) -> None:
-    _ensure_sqlite_directory(url)
+    # The embedded default's folder is made at start-up (decabill.cli); any other SQLite path must exist.
     command.upgrade(alembic_config(url), revision)
 
 

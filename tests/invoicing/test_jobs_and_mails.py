@@ -108,3 +108,32 @@ async def test_without_smtp_mails_are_recorded_as_skipped(billing_api, env, make
         [delivery] = await rows(MailDelivery)
     assert delivery.status == "skipped"
     assert not [m for m in smtp_sink.to(CUSTOMER_EMAIL) if m["Subject"].startswith("Your invoice")]
+
+
+async def test_a_sender_that_died_loses_its_mail_once_the_lease_runs_out(billing_api, env, customer, clock, smtp_sink):
+    """The states a SIGKILL leaves (tests/invoicing/test_mail_crash.py kills a real process): `sending` with a lease
+    that runs out, before or during the SMTP transaction; the mail goes out again with the same Message-ID."""
+    invoice = await _issue(user_id(customer))
+    with bound_tenant("default"):
+        [delivery] = await rows(MailDelivery)
+    assert delivery.status == "sent"  # delivered after the commit, with its stable Message-ID
+    [first] = smtp_sink.to(CUSTOMER_EMAIL)[-1:]
+    assert first["Message-ID"].startswith(f"<mail-{delivery.id}@")
+    lease = dt.timedelta(seconds=60)
+    for smtp_started in (None, db.utcnow()):  # died while rendering; died mid-transaction
+        smtp_sink.clear()
+        now = db.utcnow()
+        with bound_tenant("default"):
+            async with db.transaction() as session:
+                row = await session.get(MailDelivery, delivery.id)
+                row.status, row.claim_token, row.lease_until = "sending", uuid.uuid4(), now + lease
+                row.smtp_started_at, row.attempts = smtp_started, 1
+            assert await mail.deliver(delivery.id) == "not_pending"  # the lease still holds
+            assert await mail.pending_deliveries(10) == []
+            clock.set(now + lease + dt.timedelta(seconds=1))
+            assert await mail.pending_deliveries(10) == [delivery.id]
+            assert await mail.deliver(delivery.id) == "sent"
+            clock.set(None)
+        [again] = smtp_sink.to(CUSTOMER_EMAIL)
+        assert again["Message-ID"] == first["Message-ID"]
+        assert again["Subject"] == f"Your invoice {invoice.invoice_number} is ready"

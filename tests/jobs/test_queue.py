@@ -170,7 +170,7 @@ async def test_with_redis_the_api_enqueues_and_a_worker_consumes(cloud, admin, c
     api_side = JobRuntime(get_settings(), "api")
     await api_side.start()
     broker = queue.get_broker()
-    assert type(broker).__name__ == "RedisStreamBroker"
+    assert type(broker).__name__ == "JobStreamBroker"
     try:
         await tasks.bill_period.kiq("default", subscription["id"])  # enqueued only: no worker yet
         await asyncio.sleep(0.3)
@@ -213,7 +213,7 @@ def test_serve_runs_the_jobs_and_stops_them_on_sigterm(tmp_path):
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         lines.append(line)
-        if "Uvicorn running" in line:
+        if "\"event\": \"jobs.started\"" in line:
             break
     time.sleep(1.5)  # the first scheduler tick
     process.send_signal(signal.SIGTERM)
