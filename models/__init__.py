@@ -7,10 +7,12 @@ from models.customers import CustomerProfile  # noqa: F401
 from models.jobs import JobLease, JobUnitRun, NumberSequence, PeriodicJobRun  # noqa: F401
 from models.subscriptions import (  # noqa: F401
     Backorder,
+    CustomerSuspension,
     OpenPosition,
     ReservedHostname,
     Subscription,
     SubscriptionItem,
+    SuspensionPeriod,
 )
 from models.invoicing import (  # noqa: F401
     Invoice,
@@ -20,3 +22,4 @@ from models.invoicing import (  # noqa: F401
     UsageRecord,
 )
 from models.payments import PaymentAttempt, PaymentWebhookEvent  # noqa: F401
+from models.dunning import DunningPause, DunningPolicy, DunningStep  # noqa: F401

@@ -93,6 +93,18 @@ class InvoiceView:
     def created_at(self) -> dt.datetime:
         return self.invoice.created_at
 
+    @property
+    def dunning_level(self) -> int:
+        return self.invoice.dunning_level or 0
+
+    @property
+    def dunning_action(self) -> str | None:
+        return self.invoice.dunning_action
+
+    @property
+    def dunning_applied_at(self) -> dt.datetime | None:
+        return self.invoice.dunning_applied_at
+
     # -- capability flags --
     @property
     def can_pay(self) -> bool:

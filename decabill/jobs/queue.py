@@ -38,7 +38,7 @@ log = structlog.get_logger("decabill.jobs")
 
 #: modules declaring tasks; imported before a broker is built so every task is registered
 TASK_MODULES = ["decabill.subscriptions.tasks", "decabill.invoicing.tasks", "decabill.admin.tasks",
-                "decabill.payments.tasks"]
+                "decabill.payments.tasks", "decabill.dunning.tasks"]
 
 
 @dataclass(frozen=True)
