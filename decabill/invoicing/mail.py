@@ -213,7 +213,7 @@ async def _dunning_mail(to: str, delivery: MailDelivery) -> email.Mail:
                           f"your invoice {number}, due on {due}, is still unpaid, so your servers have been "
                           "stopped and new orders are on hold.",
                           "They are started again automatically as soon as the invoice is paid."),
-        DUNNING_TERMINATE: (f"Your subscriptions have been terminated: invoice {number} is unpaid",
+        DUNNING_TERMINATE: (f"Subscriptions terminated: invoice {number} is unpaid",
                             f"your invoice {number}, due on {due}, remained unpaid, so your subscriptions have "
                             "been cancelled and their servers deleted.",
                             "The open balance, and the final charge of the subscriptions, remain due."),

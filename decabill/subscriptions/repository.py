@@ -177,7 +177,7 @@ class SubscriptionItemRepository(Repository[SubscriptionItem]):
         ).order_by(SubscriptionItem.created_at, SubscriptionItem.id))
 
     async def users_with_servers_to_start(self) -> list[uuid.UUID]:
-        statement = (self.statement(Subscription.user_id).distinct()
+        statement = (self.statement(Subscription.user_id).distinct().select_from(SubscriptionItem)
                      .join(Subscription, Subscription.id == SubscriptionItem.subscription_id)
                      .where(Subscription.suspended_at.is_(None), Subscription.status.in_(BILLED_STATUSES),
                             SubscriptionItem.stopped_for_suspension_at.is_not(None)))

@@ -85,11 +85,13 @@ async def set_policy(api, admin: str, policy: dict = POLICY) -> dict:
     return response.json()
 
 
-async def issue_invoice(token: str, net: str = "100.00") -> Invoice:
+async def issue_invoice(token: str, net: str = "100.00", subscription_id: str | None = None) -> Invoice:
+    sub = uuid.UUID(subscription_id) if subscription_id else None
     with bound_tenant("default"):
         async with db.transaction() as session:
-            invoice = await invoices.create_draft(session, user_id=user_id(token), actor=states.SYSTEM,
-                                                  lines=[LineInput(description="Hosting", unit_price_net=Decimal(net))])
+            invoice = await invoices.create_draft(
+                session, user_id=user_id(token), subscription_id=sub, actor=states.SYSTEM,
+                lines=[LineInput(description="Hosting", unit_price_net=Decimal(net), subscription_id=sub)])
             await invoices.issue(session, invoice, actor=states.SYSTEM)
     return invoice
 

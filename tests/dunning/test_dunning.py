@@ -5,8 +5,18 @@ reactivation by the signed Stripe webhook, provider failures retried, a crash re
 from __future__ import annotations
 
 import asyncio
+import uuid
 
+import pytest
+
+from decabill.dunning import service as dunning_service
+from decabill.dunning import tasks as dunning_tasks
+from decabill.jobs import queue
 from decabill.subscriptions import suspension
+from decabill.subscriptions.schedule import amount_for
+from decabill.tenancy import bound_tenant
+from models.catalog import ServicePlan
+from models.subscriptions import OpenPosition, Subscription
 from models.dunning import DunningStep
 from models.invoicing import InvoiceAuditLog, MailDelivery
 from tests.dunning.conftest import (
@@ -19,7 +29,9 @@ from tests.dunning.conftest import (
     rows,
     run,
     set_policy,
+    uid,
 )
+from tests.invoicing.conftest import user_id
 from tests.helpers import assert_error
 from tests.payments.conftest import deliver, pay, session_id_of
 
@@ -198,3 +210,121 @@ async def test_a_crash_between_stopping_servers_and_recording_it_repeats_nothing
     assert (await run(customer)).stopped == 0
     assert len(await rows(DunningStep)) == 1 and len(await _audit("dunning.suspended")) == 1
     assert len(await rows(MailDelivery, MailDelivery.kind == "dunning_suspend")) == 1
+
+
+# --- termination, billing while suspended -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bill_while_suspended", [True, False])
+async def test_terminate_cancels_at_once_deletes_the_servers_and_records_the_final_charge(
+        api, admin, customer, servers, clock, fake_cloud, smtp_sink, bill_while_suspended):
+    await set_policy(api, admin, {**POLICY, "billWhileSuspended": bill_while_suspended})
+    invoice = await issue_invoice(customer)
+    clock.set(days_after(invoice, 3))
+    await run(customer)
+    suspended_at = clock.set(days_after(invoice, 14))
+    await run(customer)
+    clock.set(days_after(invoice, 44))
+    assert (await run(customer)).steps == []
+    ended_at = clock.set(days_after(invoice, 45))
+    done = await run(customer)
+    assert done.steps == [(invoice.invoice_number, 3, "terminate")] and len(done.terminated) == 2
+    assert fake_cloud.hetzner.servers == {} and fake_cloud.digitalocean.droplets == {}
+    for key in ("hetzner", "digitalocean"):
+        shown = (await api.get(f"/subscriptions/{servers[key]['id']}", token=customer)).json()
+        assert shown["status"] == "canceled" and shown["cancelEffectiveAt"]
+    [subscription] = await rows(Subscription, Subscription.id == uid(servers["hetzner"]["id"]))
+    [plan] = await rows(ServicePlan, ServicePlan.id == subscription.plan_id)
+    [final] = await rows(OpenPosition, OpenPosition.subscription_id == subscription.id, OpenPosition.kind == "final")
+    start = final.period_start
+    billed_until = ended_at if bill_while_suspended else suspended_at
+    assert final.period_end == ended_at
+    assert final.amount == amount_for(plan, subscription.period_price, start, billed_until) > 0
+    assert len(await _audit("dunning.terminated")) == 1
+    subjects = [m["Subject"] for m in smtp_sink.to(CUSTOMER_EMAIL)]
+    assert subjects.count(f"Subscriptions terminated: invoice {invoice.invoice_number} is unpaid") == 1
+    assert (await run(customer)).steps == []  # nothing after the last step
+    # still owed: no new orders until paid
+    response = await api.post("/subscriptions", token=customer, json={"planId": servers["hetzner"]["planId"]})
+    assert response.status_code == 400 and invoice.invoice_number in response.json()["message"]
+
+
+# --- admin: the customers by level, pausing ---------------------------------------------------------------------
+
+
+async def test_admins_list_customers_by_level_and_a_pause_lifts_and_holds_the_steps(
+        api, admin, customer, servers, clock, fake_cloud):
+    await set_policy(api, admin)
+    invoice = await issue_invoice(customer)
+    listed = (await api.get("/admin/billing/dunning/customers", token=admin)).json()
+    assert listed["items"] == [] and listed["total"] == 0  # not past due yet
+    clock.set(days_after(invoice, 3))
+    await run(customer)
+    clock.set(days_after(invoice, 14))
+    await run(customer)
+    page = (await api.get("/admin/billing/dunning/customers", token=admin)).json()
+    [entry] = page["items"]
+    assert (entry["email"], entry["dunningLevel"], entry["overdueInvoices"], entry["balanceDue"]) == (
+        CUSTOMER_EMAIL, 2, 1, 119.0)
+    assert entry["suspendedAt"] and entry["suspendedForInvoiceNumber"] == invoice.invoice_number
+    assert entry["dunningPausedUntil"] is None
+    assert (await api.get("/admin/billing/dunning/customers?minLevel=3", token=admin)).json()["total"] == 0
+    assert (await api.get("/admin/billing/dunning/customers", token=customer)).status_code == 403
+
+    user = entry["userId"]
+    until = days_after(invoice, 60)
+    paused = await api.put(f"/admin/billing/dunning/customers/{user}/pause", token=admin,
+                           json={"pausedUntil": until.isoformat(), "reason": "payment plan"})
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["dunningPausedUntil"].startswith(until.date().isoformat())
+    assert hetzner_status(fake_cloud) == "running" and droplet_status(fake_cloud) == "active"
+    clock.set(days_after(invoice, 20))
+    held = await run(customer)
+    assert held.steps == [] and not held.suspended and hetzner_status(fake_cloud) == "running"
+    [entry] = (await api.get("/admin/billing/dunning/customers", token=admin)).json()["items"]
+    assert entry["suspendedAt"] is None and entry["dunningPausedUntil"]
+
+    ended = await api.put(f"/admin/billing/dunning/customers/{user}/pause", token=admin, json={"pausedUntil": None})
+    assert ended.status_code == 200 and ended.json()["dunningPausedUntil"] is None
+    assert hetzner_status(fake_cloud) == "off"  # still owed: suspended again at once
+
+    await api.put(f"/admin/billing/dunning/customers/{user}/pause", token=admin,
+                  json={"pausedUntil": until.isoformat(), "reason": "second plan"})
+    clock.set(days_after(invoice, 50))  # past the terminate step, but paused: nothing happens
+    assert (await run(customer)).steps == [] and hetzner_status(fake_cloud) == "running"
+    assert [e.context["reason"] for e in await _audit("dunning.pause")] == ["payment plan", None, "second plan"]
+    assert_error(await api.put(f"/admin/billing/dunning/customers/{uuid.uuid4()}/pause", token=admin,
+                               json={"pausedUntil": None}), 404, "User not found")
+
+
+# --- the job layer -------------------------------------------------------------------------------------------
+
+
+async def test_the_coordinator_sends_a_unit_per_customer_through_the_queue(api, admin, customer, servers, clock,
+                                                                           fake_cloud):
+    await set_policy(api, admin, {"steps": [{"days": 2, "action": "suspend"}]})
+    invoice = await issue_invoice(customer, subscription_id=servers["hetzner"]["id"])
+    with bound_tenant("default"):
+        assert await dunning_service.customers_due() == []
+    clock.set(days_after(invoice, 2))
+    with bound_tenant("default"):
+        assert await dunning_service.customers_due() == [uid(user_id(customer))]
+    broker = queue.get_broker()
+    await queue.enqueue(dunning_tasks.run_due)
+    await drain(broker)
+    assert hetzner_status(fake_cloud) == "off" and droplet_status(fake_cloud) == "off"
+
+    # voidInvoice (invoicing's own admin route) settles too: it sends the customer's dunning unit
+    response = await api.post(f"/invoices/{servers['hetzner']['id']}/ref/{invoice.id}/void", token=admin)
+    assert response.status_code == 200, response.text
+    await drain(broker)
+    assert hetzner_status(fake_cloud) == "running" and droplet_status(fake_cloud) == "active"
+    with bound_tenant("default"):
+        assert await dunning_service.customers_due() == []
+
+
+async def drain(broker) -> None:
+    for _ in range(50):
+        if not broker._running_tasks:
+            return
+        await broker.wait_all()
