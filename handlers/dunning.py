@@ -1,17 +1,9 @@
 """Dunning: /admin/billing/dunning-policy and /admin/billing/dunning (services in decabill/dunning/)."""
 
-import datetime as dt
 import uuid
 
 from decabill.dunning import service as dunning
 from handlers._http import admin_only, dump, principal
-
-
-def _moment(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    moment = dt.datetime.fromisoformat(value)  # format: date-time checked by the spec
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
 
 
 @admin_only
@@ -34,6 +26,6 @@ async def admin_list_dunning_customers(token_info: dict, min_level: int = 0, lim
 
 @admin_only
 async def admin_set_dunning_pause(user_id: str, body: dict, token_info: dict):
-    found = await dunning.set_pause(principal(token_info), uuid.UUID(user_id), _moment(body.get("pausedUntil")),
+    found = await dunning.set_pause(principal(token_info), uuid.UUID(user_id), body.get("pausedUntil"),
                                     body.get("reason"))
     return dump(found, "DunningPauseResponse"), 200

@@ -21,7 +21,7 @@ from decabill.invoicing import service as invoicing
 from decabill.invoicing.repository import InvoiceRepository
 from decabill.invoicing.service import Actor
 from decabill.subscriptions import service as subscriptions
-from decabill.validation import text
+from decabill.validation import text, timestamp
 from models.dunning import DunningPause, DunningPolicy
 
 # Re-exported (`name as name`) for payments and admin (the settlement hook), the tasks and the tests.
@@ -77,13 +77,14 @@ class DunningPauseView:
     reason: str | None
 
 
-async def set_pause(principal: Principal, user_id: uuid.UUID, paused_until: dt.datetime | None,
+async def set_pause(principal: Principal, user_id: uuid.UUID, paused_until: str | None,
                     reason: str | None = None) -> DunningPauseView:
     """Pause the customer's dunning until `paused_until` (a payment plan), or end the pause (None). While
     paused no step is applied and a suspension is lifted; audited as `dunning.pause`."""
     require_admin(principal)
     admin = Actor.of(principal)
     reason = text(reason, "Reason", max_length=500) if reason else None
+    paused_until = timestamp(paused_until, "pausedUntil") if paused_until is not None else None
     if await find_user(user_id) is None:
         raise DunningCustomerNotFound()
     now = db.utcnow()
@@ -107,6 +108,9 @@ async def set_pause(principal: Principal, user_id: uuid.UUID, paused_until: dt.d
     if paused_until is None:
         await run_customer(user_id)  # re-suspends at once when still owed
     return DunningPauseView(user_id, paused_until, reason)
+
+
+MAX_OFFSET = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,8 @@ async def list_customers(principal: Principal, min_level: int = 0, limit: int = 
     level first (then the oldest due date)."""
     require_admin(principal)
     now = db.utcnow()
-    limit, offset, min_level = max(0, min(limit, 100)) or 20, max(0, offset), max(0, min_level)
+    limit, offset = max(0, min(limit, 100)) or 20, max(0, min(offset, MAX_OFFSET))
+    min_level = max(0, min(min_level, policies.MAX_STEPS + 1))
     async with db.transaction() as session:
         rows, total = await InvoiceRepository(session).dunning_levels_page(today(now), min_level, limit, offset)
         pauses = await DunningPauseRepository(session).of_users([row[0] for row in rows])

@@ -23,7 +23,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from decabill import db
-from decabill.validation import NUMERIC_STRING, json_value
+from decabill.validation import NUMERIC_STRING, json_value, timestamp
 from decabill.errors import BadRequest
 from decabill.identity.principal import Principal
 from decabill.subscriptions.service import find_own_subscription
@@ -45,13 +45,7 @@ class UsageSummaryView:
 
 
 def _timestamp(value: str, label: str) -> dt.datetime:
-    try:
-        parsed = dt.datetime.fromisoformat(value.strip().upper())  # RFC 3339 allows a lower-case t and z
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
-    except (ValueError, OverflowError, AttributeError):
-        raise BadRequest(f"{label} must be an ISO date string") from None
+    return timestamp(value, label)
 
 
 def _number(value: Any) -> Decimal | None:

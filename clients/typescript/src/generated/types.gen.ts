@@ -6136,6 +6136,10 @@ export type GetDunningPolicyData = {
 
 export type GetDunningPolicyErrors = {
     /**
+     * The request was refused: the `X-Tenant` header names no configured tenant, a parameter or the body breaks the documented schema (unknown body field, wrong type, malformed id, ...), the caller has no user of its own (static API key on a per-user operation), or a business rule of the operation is not met.
+     */
+    400: ErrorResponse;
+    /**
      * No valid credentials: the `Authorization` header is missing or malformed, the token or key is wrong or expired, the account is locked, or the session does not belong to the request's tenant.
      */
     401: ErrorResponse;
