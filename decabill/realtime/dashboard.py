@@ -6,11 +6,13 @@ real-time area. The socket plumbing lives in `decabill.realtime.handlers`.
   its first item whose provisioning status is `active` — recomputed on every tick from the
   authenticated user, never from anything the client sent.
 * `server_status`: the REST `getSubscriptionItemServerInfo` (same service function, so the same
-  ownership rules, provider read and snapshot refresh), mapped to a `dashboardStatusUpdate` item.
+  ownership rules, provider read and snapshot refresh), mapped to a `dashboardStatusUpdate` item; a
+  subscription suspended for an unpaid invoice (dunning) carries `suspendedAt` (its server shows `off`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import uuid
 from dataclasses import dataclass
@@ -59,6 +61,7 @@ class Target:
     subscription_id: uuid.UUID
     item_id: uuid.UUID
     service: str
+    suspended_at: dt.datetime | None = None  # suspended for an unpaid invoice (dunning): its server is stopped
 
 
 async def _require_user(principal: Principal) -> uuid.UUID:
@@ -85,7 +88,8 @@ async def dashboard_targets(principal: Principal) -> list[Target]:
     async with db.transaction():
         user_id = await _require_user(principal)
         servers = await subscriptions.active_servers(user_id, MAX_SUBSCRIPTIONS)
-    return [Target(sid, item.id, item.service if item.service in SERVICES else "controller") for sid, item in servers]
+    return [Target(sid, item.id, item.service if item.service in SERVICES else "controller", suspended_at)
+            for sid, item, suspended_at in servers]
 
 
 async def server_status(principal: Principal, target: Target) -> dict[str, Any]:
@@ -100,7 +104,9 @@ async def server_status(principal: Principal, target: Target) -> dict[str, Any]:
         "publicIp": view.public_ip or "",
         "status": view.status or "",
     }
+    suspended = target.suspended_at.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z") \
+        if target.suspended_at else None
     optional = {"privateIp": view.private_ip, "metadata": view.metadata, "hostname": view.hostname,
-                "hostnameFqdn": view.hostname_fqdn}
+                "hostnameFqdn": view.hostname_fqdn, "suspendedAt": suspended}
     status.update({key: value for key, value in optional.items() if value is not None})
     return status

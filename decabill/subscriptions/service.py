@@ -187,15 +187,18 @@ async def list_items(principal: Principal, subscription_id: uuid.UUID) -> list[S
         return await SubscriptionItemRepository(session).of_subscription(subscription_id)
 
 
-async def active_servers(user_id: uuid.UUID, limit: int) -> list[tuple[uuid.UUID, SubscriptionItem]]:
-    """(subscription id, its first active item) of the user's active subscriptions, newest first, at most
-    `limit` subscriptions: what a dashboard shows."""
+async def active_servers(user_id: uuid.UUID,
+                         limit: int) -> list[tuple[uuid.UUID, SubscriptionItem, dt.datetime | None]]:
+    """(subscription id, its first active item, since when it is suspended for non-payment) of the user's
+    active subscriptions, newest first, at most `limit` subscriptions: what a dashboard shows."""
     async with db.transaction() as session:
-        subscription_ids = await SubscriptionRepository(session).active_ids_of_user(user_id, limit)
+        repository = SubscriptionRepository(session)
+        subscription_ids = await repository.active_ids_of_user(user_id, limit)
         if not subscription_ids:
             return []
         first = await SubscriptionItemRepository(session).first_active_of(subscription_ids)
-    return [(sid, first[sid]) for sid in subscription_ids if sid in first]
+        subscriptions = await repository.by_ids(set(subscription_ids))
+    return [(sid, first[sid], subscriptions[sid].suspended_at) for sid in subscription_ids if sid in first]
 
 
 # --- cancel / resume (D5) -------------------------------------------------------------------------------
