@@ -77,9 +77,9 @@ def _next_step(policy: Policy, invoice: Invoice, day: dt.date) -> tuple[int, Ste
     step = policy.steps[level]
     if (day - invoice.due_date).days < step.days:
         return None
-    if level > 0 and invoice.dunning_applied_at is not None:
-        gap = step.days - policy.steps[level - 1].days if level - 1 < len(policy.steps) else 0
-        if today(invoice.dunning_applied_at) + dt.timedelta(days=max(gap, 0)) > day:
+    if level > 0 and invoice.dunning_applied_at is not None:  # the policy's gap since the previous step
+        gap = max(step.days - policy.steps[level - 1].days, 0)
+        if today(invoice.dunning_applied_at) + dt.timedelta(days=gap) > day:
             return None
     return level + 1, step
 

@@ -328,3 +328,20 @@ async def drain(broker) -> None:
         if not broker._running_tasks:
             return
         await broker.wait_all()
+
+
+async def test_an_invoice_long_overdue_starts_at_the_first_step_and_keeps_the_policys_gaps(
+        api, admin, customer, servers, clock, fake_cloud):
+    invoice = await issue_invoice(customer)
+    clock.set(days_after(invoice, 60))
+    assert (await run(customer)).steps == []  # the default policy is off
+    await set_policy(api, admin)  # remind 3, suspend 14, terminate 45
+    assert (await run(customer)).steps == [(invoice.invoice_number, 1, "remind")]  # not straight to terminate
+    clock.set(days_after(invoice, 70))  # 10 days after the reminder: the policy has 11 between them
+    assert (await run(customer)).steps == []
+    clock.set(days_after(invoice, 71))
+    assert (await run(customer)).steps == [(invoice.invoice_number, 2, "suspend")]
+    assert hetzner_status(fake_cloud) == "off"
+    clock.set(days_after(invoice, 101))  # 30 days after the suspension: the policy has 31
+    assert (await run(customer)).steps == []
+    assert fake_cloud.hetzner.servers
