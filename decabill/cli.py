@@ -8,6 +8,7 @@ import contextlib
 import getpass
 import os
 import signal
+import socket as socket_module
 import sys
 
 import structlog
@@ -35,6 +36,16 @@ class _BoundServer(_Server):
 
     async def serve(self, sockets=None) -> None:
         await super().serve(sockets=[self._socket])
+
+
+def _run(main) -> None:
+    """Run the process's main coroutine on uvloop (what uvicorn's `--loop auto` would pick) where installed."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard] on Linux and macOS
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def _load_settings() -> Settings:
@@ -74,9 +85,75 @@ def _uvicorn_config(app, host: str, port: int) -> uvicorn.Config:
     return uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
 
 
-async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = True, role: str | None = None) -> None:
+def _http_socket(host: str, port: int) -> socket_module.socket:
+    """The API's listening socket, bound once by the main process and shared with its HTTP workers."""
+    family = socket_module.AF_INET6 if ":" in host else socket_module.AF_INET
+    sock = socket_module.socket(family, socket_module.SOCK_STREAM)
+    sock.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(f"PORT {port} on HOST {host} cannot be used ({exc.strerror})") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class _HttpWorkers:
+    """The extra HTTP processes of WEB_CONCURRENCY: `decabill serve --http-fd N` children answering on the main
+    process's socket (the kernel spreads connections). They serve the API only: the scheduler, the Socket.IO
+    gateway and /metrics stay in the main process; jobs they enqueue go to Redis, or run in the child itself on
+    the embedded in-process queue. A child that dies is started again."""
+
+    def __init__(self, count: int, sock: socket_module.socket) -> None:
+        self.count, self.sock = count, sock
+        self.children: list[asyncio.subprocess.Process] = []
+        self._supervisor: asyncio.Task | None = None
+        self._stopping = False
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        fd = self.sock.fileno()
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "decabill.cli", "serve", "--http-fd", str(fd), pass_fds=(fd,))
+
+    async def start(self) -> None:
+        self.children = [await self._spawn() for _ in range(self.count)]
+        self._supervisor = asyncio.create_task(self._supervise(), name="decabill-http-workers")
+        log.info("http.workers_started", workers=self.count + 1, pids=[child.pid for child in self.children])
+
+    async def _supervise(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(1)
+            for index, child in enumerate(self.children):
+                if child.returncode is not None and not self._stopping:
+                    log.error("http.worker_exited", pid=child.pid, code=child.returncode, restarting=True)
+                    self.children[index] = await self._spawn()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+        for child in self.children:
+            if child.returncode is None:
+                child.send_signal(signal.SIGTERM)
+        for child in self.children:
+            try:
+                await asyncio.wait_for(child.wait(), 30)
+            except asyncio.TimeoutError:
+                child.kill()
+                await child.wait()
+
+
+def _web_workers(settings: Settings) -> int:
+    return settings.web_concurrency or os.cpu_count() or 1
+
+
+async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = True, role: str | None = None,
+                 http_fd: int | None = None) -> None:
     """One process of the given QUEUE_ROLE: `api`/`all` serve HTTP (and Socket.IO); `scheduler` sends the
-    periodic coordinators; `worker`/`all` consume jobs (decabill/jobs/runtime.py)."""
+    periodic coordinators; `worker`/`all` consume jobs (decabill/jobs/runtime.py). With `http_fd` it is one of
+    the main process's extra HTTP workers (WEB_CONCURRENCY): the API on the inherited socket, nothing else."""
     from decabill import db
     from decabill.jobs.runtime import JobRuntime
     from decabill.migrations import migrate
@@ -93,22 +170,35 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
     serves_http = role in ("api", "all")
     http, socket = http and serves_http, socket and serves_http
     encryption_key()  # resolve (or generate, D22) the key at start-up, not at the first encrypted write
+    extra_workers = _web_workers(settings) - 1 if http and http_fd is None else 0
     try:
-        metrics_socket = metrics_server.bind(settings)
+        if extra_workers and settings.metrics_port and not metrics.multiprocess_dir():
+            raise ConfigurationError(
+                f"WEB_CONCURRENCY={settings.web_concurrency} runs several HTTP processes: set PROMETHEUS_MULTIPROC_DIR "
+                "(an empty folder) so that METRICS_PORT serves the metrics of all of them")
+        metrics_socket = metrics_server.bind(settings) if http_fd is None else None
+        http_socket = _http_socket(settings.host, settings.port) if extra_workers else None
     except ConfigurationError as exc:
         print(f"decabill: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     tracing.configure(settings.otel_exporter_otlp_endpoint, role if (jobs or http) else "socket")
-    if http:
-        await migrate(settings.database_url)
-    db.init_engine(settings.database_url)
+    if http and http_fd is None:
+        await migrate(settings.database_url)  # once, by the main process, before any HTTP worker starts
+    db.init_engine(settings.database_url, **settings.database_pool)
     servers = []
     if metrics_socket is not None:
         servers.append(_BoundServer(metrics_server.config(settings), metrics_socket))
     if http:
         from decabill.web.app import create_app
 
-        servers.append(_Server(_uvicorn_config(create_app(settings), settings.host, settings.port)))
+        app = create_app(settings)
+        if http_fd is not None:
+            servers.append(_Server(uvicorn.Config(app, fd=http_fd, log_config=None, access_log=False, lifespan="on")))
+        elif http_socket is not None:
+            servers.append(_BoundServer(_uvicorn_config(app, settings.host, settings.port), http_socket))
+        else:
+            servers.append(_Server(_uvicorn_config(app, settings.host, settings.port)))
+    http_workers = _HttpWorkers(extra_workers, http_socket) if http_socket is not None else None
     if socket and settings.websocket_port:
         from decabill.realtime.server import create_socket_app
 
@@ -133,8 +223,12 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
     try:
         if runtime is not None:
             await runtime.start()
+        if http_workers is not None:
+            await http_workers.start()
         await _run_servers(servers)
     finally:
+        if http_workers is not None:
+            await http_workers.stop()
         if runtime is not None:
             await runtime.stop()
         if sampler is not None:
@@ -147,17 +241,20 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
 
 def cmd_serve(args: argparse.Namespace) -> None:
     settings = _load_settings()
-    asyncio.run(_serve(settings, http=True, socket=not args.no_socket))
+    if args.http_fd is not None:  # an extra HTTP worker of a `decabill serve` (WEB_CONCURRENCY)
+        _run(_serve(settings, http=True, socket=False, role="api", http_fd=args.http_fd))
+        return
+    _run(_serve(settings, http=True, socket=not args.no_socket))
 
 
 def cmd_socket(_args: argparse.Namespace) -> None:
     settings = _load_settings()
-    asyncio.run(_serve(settings, http=False, socket=True, jobs=False, role="api"))
+    _run(_serve(settings, http=False, socket=True, jobs=False, role="api"))
 
 
 def cmd_worker(_args: argparse.Namespace) -> None:
     settings = _load_settings()
-    asyncio.run(_serve(settings, http=False, socket=False, role="worker"))
+    _run(_serve(settings, http=False, socket=False, role="worker"))
 
 
 def cmd_migrate(_args: argparse.Namespace) -> None:
@@ -180,7 +277,7 @@ def cmd_create_admin(args: argparse.Namespace) -> None:
 
     async def run() -> None:
         await migrate(settings.database_url)
-        db.init_engine(settings.database_url)
+        db.init_engine(settings.database_url, **settings.database_pool)
         try:
             with bound_tenant(resolve_tenant(args.tenant, settings.tenants)):
                 user = await create_admin(args.email, password)
@@ -199,7 +296,7 @@ async def _with_database(settings: Settings, work):
     """Run `work()` with the engine of the configuration (the schema must be current: `decabill migrate`)."""
     from decabill import db
 
-    db.init_engine(settings.database_url)
+    db.init_engine(settings.database_url, **settings.database_pool)
     try:
         return await work()
     finally:
@@ -235,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="migrate the database, then serve HTTP (PORT) and Socket.IO (WEBSOCKET_PORT)")
     serve.add_argument("--no-socket", action="store_true", help="do not start the Socket.IO listener")
+    serve.add_argument("--http-fd", type=int, help=argparse.SUPPRESS)  # internal: an HTTP worker's inherited socket
     serve.set_defaults(func=cmd_serve)
 
     socket = sub.add_parser("socket", help="serve only the Socket.IO dashboard gateway (WEBSOCKET_PORT)")

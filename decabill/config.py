@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     node_env: str = Field("development", alias="NODE_ENV")
     host: str = Field("0.0.0.0", alias="HOST")
     port: int = Field(3200, alias="PORT", ge=1, le=65535)
+    # HTTP processes of `decabill serve` (API role): 1 = just this one; 0 = one per CPU core (the image's default)
+    web_concurrency: int = Field(1, alias="WEB_CONCURRENCY", ge=0, le=64)
     data_dir: Path = Field(Path("data"), alias="DECABILL_DATA_DIR")
     validate_responses: bool = Field(False, alias="DECABILL_VALIDATE_RESPONSES")
     api_docs_enabled: bool = Field(True, alias="API_DOCS_ENABLED")  # Swagger UI and the spec document
@@ -75,6 +77,8 @@ class Settings(BaseSettings):
     database_url_raw: str | None = Field(None, alias="DATABASE_URL")
     db_host: str | None = Field(None, alias="DB_HOST")
     db_port: int = Field(5432, alias="DB_PORT", ge=1, le=65535)
+    db_pool_size: int = Field(10, alias="DB_POOL_SIZE", ge=1, le=1000)  # PostgreSQL connections kept per process
+    db_pool_max_overflow: int = Field(20, alias="DB_POOL_MAX_OVERFLOW", ge=0, le=1000)  # opened beyond it at peaks
     db_username: str = Field("postgres", alias="DB_USERNAME")
     db_password: str = Field("postgres", alias="DB_PASSWORD")
     db_database: str = Field("billing", alias="DB_DATABASE")
@@ -108,6 +112,8 @@ class Settings(BaseSettings):
     digitalocean_api_url: str = Field("https://api.digitalocean.com", alias="DIGITALOCEAN_API_URL")
     dynamic_providers_fail_fast_raw: str = Field("false", alias="DYNAMIC_PROVIDERS_FAIL_FAST")
     provider_cache_seconds: float = Field(60, alias="PROVIDER_CACHE_SECONDS", ge=0)
+    # Cache-Control max-age of the public catalogue's answers (0: revalidate with the ETag every time).
+    public_cache_max_age: int = Field(0, alias="PUBLIC_CACHE_MAX_AGE", ge=0, le=86400)
     provider_timeout_seconds: float = Field(30, alias="PROVIDER_TIMEOUT_SECONDS", gt=0)
     provider_max_retries: int = Field(2, alias="PROVIDER_MAX_RETRIES", ge=0, le=10)
 
@@ -316,6 +322,11 @@ class Settings(BaseSettings):
     @property
     def dynamic_providers_fail_fast(self) -> bool:
         return self.dynamic_providers_fail_fast_raw.strip().lower() == "true"
+
+    @property
+    def database_pool(self) -> dict[str, int]:
+        """The connection pool's size, as `decabill.db.init_engine` takes it."""
+        return {"pool_size": self.db_pool_size, "max_overflow": self.db_pool_max_overflow}
 
     @property
     def tenants(self) -> list[str]:

@@ -25,6 +25,11 @@ async def next_number(session: AsyncSession, name: str) -> int:
     return int(value)
 
 
+async def current_number(session: AsyncSession, name: str) -> int:
+    """The tenant's counter `name` as last allocated (0 when never used); takes no lock."""
+    return await NumberSequenceRepository(session).current(name)
+
+
 def format_number(prefix: str, value: int, digits: int = 6) -> str:
     return f"{prefix}-{value:0{digits}d}"
 

@@ -9,10 +9,24 @@ Handlers only parse, call one service, and shape the response.
 from __future__ import annotations
 
 import inflection
-from connexion.resolver import Resolver
+from collections.abc import Callable
+
+from connexion.resolver import Resolution, Resolver
 
 
 class AreaResolver(Resolver):
+    """operationId → `handlers.<area>.<snake_case>`; `wrap_reads` (given by the HTTP face) wraps every GET handler."""
+
+    def __init__(self, wrap_reads: Callable[[Callable], Callable] | None = None):
+        super().__init__()
+        self.wrap_reads = wrap_reads
+
     def resolve_function_from_operation_id(self, operation_id: str):
         module, _, name = operation_id.rpartition(".")
         return super().resolve_function_from_operation_id(f"{module}.{inflection.underscore(name)}")
+
+    def resolve(self, operation) -> Resolution:
+        resolution = super().resolve(operation)
+        if self.wrap_reads is not None and operation.method.lower() == "get":
+            return Resolution(self.wrap_reads(resolution.function), resolution.operation_id)
+        return resolution

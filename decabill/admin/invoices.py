@@ -58,7 +58,7 @@ async def detail_view(session: AsyncSession, invoice: Invoice) -> AdminInvoiceVi
 
 async def list_invoices(principal: Principal, *, limit: int, offset: int, search: str | None = None,
                         user_id: uuid.UUID | None = None, open_only: bool = False) -> Page:
-    async with db.transaction() as session:
+    async with db.read() as session:
         rows, total = await InvoiceRepository(session).search_page(limit=limit, offset=offset, search=search,
                                                                    user_id=user_id, open_only=open_only)
     items = [AdminInvoiceView(invoice, subscription_number=number, user_email=email) for invoice, number, email in rows]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -25,6 +26,7 @@ from decabill.catalog.errors import (
     ServicePlanNotFound,
     ServiceTypeNotFound,
 )
+from decabill.catalog.public_cache import EncodedAnswer, bump_version, public_cache
 from decabill.catalog.pricing import PriceBreakdown, customer_price, plan_price, provider_base_price
 from decabill.catalog.repository import AvailabilitySnapshotRepository, ServicePlanRepository, ServiceTypeRepository
 from decabill.errors import BadRequest
@@ -83,6 +85,7 @@ async def create_service_type(principal: Principal, *, key: str, name: str, prov
             await service_types.create(service_type)
         except IntegrityError:  # created concurrently by another request
             raise DuplicateServiceTypeKey(key) from None
+        await bump_version(session)
     return service_type
 
 
@@ -94,11 +97,12 @@ async def get_service_type(principal: Principal, service_type_id: uuid.UUID) -> 
 async def update_service_type(principal: Principal, service_type_id: uuid.UUID, *, name: str | None = None,
                               description: str | None = None, provider: str | None = None,
                               config_schema: dict | None = None, is_active: bool | None = None) -> ServiceType:
-    async with db.transaction():
+    async with db.transaction() as session:
         service_type = await find_service_type(service_type_id, lock=True)
         _set_service_type_fields(service_type, name=name, description=description, provider=provider,
                                  config_schema=config_schema, is_active=is_active)
         service_type.touch()
+        await bump_version(session)
     return service_type
 
 
@@ -109,6 +113,7 @@ async def delete_service_type(principal: Principal, service_type_id: uuid.UUID) 
         service_type = await find_service_type(service_type_id, lock=True)
         await ServiceTypeRepository(session).remove_unreferenced(service_type, "Service type",
                                                                  "delete its service plans first")
+        await bump_version(session)
 
 
 # --- providers ------------------------------------------------------------------------------------------
@@ -261,6 +266,7 @@ async def create_service_plan(principal: Principal, *, service_type_id: uuid.UUI
         if plan.allow_customer_location_selection:
             _check_location_selection(service_type)
         await ServicePlanRepository(session).create(plan)
+        await bump_version(session)
     return plan
 
 
@@ -270,12 +276,13 @@ async def get_service_plan(principal: Principal, plan_id: uuid.UUID) -> ServiceP
 
 
 async def update_service_plan(principal: Principal, plan_id: uuid.UUID, **changes: Any) -> ServicePlan:
-    async with db.transaction():
+    async with db.transaction() as session:
         plan = await find_service_plan(plan_id, lock=True)
         _set_plan_fields(plan, changes)
         if changes.get("allow_customer_location_selection") is True:
             _check_location_selection(await find_service_type(plan.service_type_id))
         plan.touch()
+        await bump_version(session)
     return plan
 
 
@@ -284,6 +291,7 @@ async def delete_service_plan(principal: Principal, plan_id: uuid.UUID) -> None:
         plan = await find_service_plan(plan_id, lock=True)
         await ServicePlanRepository(session).remove_unreferenced(plan, "Service plan",
                                                                  "set isActive to false to stop selling it instead")
+        await bump_version(session)
 
 
 # --- public catalog (no authentication) -----------------------------------------------------------------
@@ -320,14 +328,20 @@ async def list_public_offerings(limit: int = PUBLIC_DEFAULT_LIMIT, offset: int =
     """Active plans of the request's tenant, newest first; the service type's own `isActive` is not
     consulted (as in the reference: deactivate the plans to hide them)."""
     limit = min(max(limit, 1), PUBLIC_MAX_LIMIT)
-    async with db.transaction() as session:
+    async with db.read() as session:
         rows = await ServicePlanRepository(session).active_with_type_name(service_type_id, limit=limit, offset=offset)
     return [_offering(plan, type_name) for plan, type_name in rows]
 
 
+async def cached_public_answer(query: Hashable, build: Callable[[], Awaitable[bytes]]) -> EncodedAnswer:
+    """The encoded answer of a public catalogue read, shared while the tenant's catalogue is unchanged
+    (decabill/catalog/public_cache.py); `build` makes it when none is current."""
+    return await public_cache.answer(query, build)
+
+
 async def cheapest_public_offering(service_type_id: uuid.UUID | None = None) -> PublicOffering:
     """The smallest customer price; on a tie the plan whose id sorts first."""
-    async with db.transaction() as session:
+    async with db.read() as session:
         rows = await ServicePlanRepository(session).active_with_type_name(service_type_id)
     if not rows:
         raise NoPublicOfferings()

@@ -70,7 +70,7 @@ async def _authenticate_users_jwt(authorization: str | None) -> Principal:
         user_id = uuid.UUID(str(claims["sub"]))
     except (jwt.PyJWTError, ValueError, KeyError):
         raise Unauthorized("Invalid or expired token") from None
-    async with db.transaction() as session:
+    async with db.read() as session:
         # Looked up in any tenant on purpose: a token of tenant A used with X-Tenant B is a 401.
         user = await UserRepository(session).get_in_any_tenant(user_id)
     ensure_usable(user)

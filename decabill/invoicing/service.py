@@ -91,7 +91,7 @@ async def _view(invoice: Invoice, lines: InvoiceLineRepository) -> InvoiceView:
 
 async def get_summary(principal: Principal) -> InvoicesSummaryView:
     user_id = principal.require_user_id()
-    async with db.transaction() as session:
+    async with db.read() as session:
         user = await find_user(user_id)
         open_count, open_total = await InvoiceRepository(session).open_count_and_total(user_id=user_id)
         positions = await OpenPositionRepository(session).unbilled_total(user_id=user_id)
@@ -105,14 +105,14 @@ async def get_summary(principal: Principal) -> InvoicesSummaryView:
 
 async def list_open_overdue(principal: Principal) -> list[InvoiceView]:
     user_id = principal.require_user_id()
-    async with db.transaction() as session:
+    async with db.read() as session:
         rows = await InvoiceRepository(session).open_of_user_with_number(user_id)
     return [InvoiceView(invoice, subscription_number=number) for invoice, number in rows]
 
 
 async def list_invoices(principal: Principal, subscription_id: uuid.UUID) -> list[InvoiceView]:
     user_id = principal.require_user_id()
-    async with db.transaction() as session:
+    async with db.read() as session:
         await find_own_subscription(user_id, subscription_id)
         found = await InvoiceRepository(session).of_user_and_subscription(user_id, subscription_id)
         return [InvoiceView(invoice) for invoice in found]

@@ -40,6 +40,11 @@ class NumberSequenceRepository(Repository[NumberSequence]):
     async def create_if_missing(self, name: str) -> None:
         await self.insert_if_missing({"id": uuid.uuid4(), "name": name, "last_value": 0}, ["tenant_id", "name"])
 
+    async def current(self, name: str) -> int:
+        """The counter's last value without taking it (0 before the first `bump`)."""
+        value = await self.first(self.statement(NumberSequence.last_value).where(NumberSequence.name == name))
+        return int(value or 0)
+
 
 class JobUnitRunRepository(InstallationRepository[JobUnitRun]):
     """The job ledger's units (running or failed), across tenants."""

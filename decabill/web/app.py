@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         try:
             db.get_engine()
         except RuntimeError:
-            db.init_engine(settings.database_url)
+            db.init_engine(settings.database_url, **settings.database_pool)
             owns_engine = True
         yield
         if owns_engine:
@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     app.add_api(
         OPENAPI_PATH,
         base_path="/api",
-        resolver=AreaResolver(),
+        resolver=AreaResolver(wrap_reads=db.retried_on_lost_connection),  # a GET is safe to run twice
         pythonic_params=True,
         strict_validation=True,
         validate_responses=settings.validate_responses,

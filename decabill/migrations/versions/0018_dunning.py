@@ -4,7 +4,7 @@ suspended spans (suspension_periods); invoices.dunning_level/_action/_applied_at
 subscription_items.stopped_for_suspension_at
 
 Revision ID: 0018
-Revises: 0011
+Revises: 0020
 Create Date: 2026-12-04 14:27:07.741547
 """
 from typing import Sequence, Union
@@ -16,7 +16,7 @@ import decabill.db
 from sqlalchemy.dialects import postgresql
 
 revision: str = '0018'
-down_revision: Union[str, None] = '0011'
+down_revision: Union[str, None] = '0020'  # chained after main's 0020 at the merge (issued as 0011)
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

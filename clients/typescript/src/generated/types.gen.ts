@@ -1732,6 +1732,11 @@ export type WebhookReceivedResponse = {
 };
 
 /**
+ * The `ETag` of an answer the client already holds; when it is still current the answer is `304` without a body (HTTP conditional request, RFC 9110).
+ */
+export type IfNoneMatch = string;
+
+/**
  * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
  */
 export type XTenant = string;
@@ -1783,6 +1788,10 @@ export type ListPublicServicePlanOfferingsData = {
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
+        /**
+         * The `ETag` of an answer the client already holds; when it is still current the answer is `304` without a body (HTTP conditional request, RFC 9110).
+         */
+        'If-None-Match'?: string;
     };
     path?: never;
     query?: {
@@ -1831,6 +1840,10 @@ export type GetCheapestPublicServicePlanOfferingData = {
          * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
          */
         'X-Tenant'?: string;
+        /**
+         * The `ETag` of an answer the client already holds; when it is still current the answer is `304` without a body (HTTP conditional request, RFC 9110).
+         */
+        'If-None-Match'?: string;
     };
     path?: never;
     query?: {

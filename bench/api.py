@@ -1,0 +1,344 @@
+"""API hot-path benchmark: Decabill against a bare Starlette + asyncpg baseline, same tables, same JSON.
+
+    .venv/bin/python bench/api.py                 # 50 plans, 10,000 customers, 100,000 invoices, 20,000 subscriptions
+    .venv/bin/python bench/api.py --quick         # 2,000 customers / 20,000 invoices, 5 s per run (a smoke check)
+
+Needs PostgreSQL (BENCH_PG_URL, default postgresql://postgres@127.0.0.1:5432) and `wrk` (Debian package `wrk`;
+without it a small Python load generator is used, which saturates one core itself and reads lower). It creates the
+database `decabill_bench_api` afresh, seeds it through the models, starts `decabill serve` (one process, the
+production event loop) and the baseline (bench/api_baseline.py, uvloop + httptools) on free ports, drives each
+endpoint at c=10 and c=50 and prints req/s, p50/p99 latency and the servers' RSS. Run it on a quiet machine: the
+load generator shares the two cores with the server under test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PG_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
+DATABASE = "decabill_bench_api"
+ADMIN_EMAIL, CUSTOMER_EMAIL, PASSWORD = "bench-admin@example.com", "bench-customer@example.com", "bench-password-1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- seeding -------------------------------------------------------------------------------------------------
+
+
+async def recreate_database() -> str:
+    import asyncpg
+
+    conn = await asyncpg.connect(f"{PG_URL}/postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    finally:
+        await conn.close()
+    return f"{PG_URL.replace('postgresql://', 'postgresql+asyncpg://')}/{DATABASE}"
+
+
+async def seed(url: str, *, plans: int, customers: int, invoices: int, subscriptions: int) -> None:
+    """Catalogue, customers, subscriptions and issued invoices, inserted through the models in chunks."""
+    import bcrypt
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    import models  # noqa: F401  (every table registered)
+    from decabill.migrations import migrate
+    from models.catalog import ServicePlan, ServiceType
+    from models.identity import User
+    from models.invoicing import Invoice, InvoiceLine
+    from models.subscriptions import Subscription
+
+    await migrate(url)
+    engine = create_async_engine(url)
+    rng = random.Random(20)
+    now = dt.datetime.now(dt.timezone.utc)
+    password_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+
+    async def insert(rows: list) -> None:
+        for start in range(0, len(rows), 5000):
+            async with AsyncSession(engine, expire_on_commit=False) as session:
+                session.add_all(rows[start:start + 5000])
+                await session.commit()
+
+    service_type = ServiceType(tenant_id="default", key="hosting", name="Managed hosting", provider="manual")
+    await insert([service_type])
+    plan_rows = [ServicePlan(tenant_id="default", service_type_id=service_type.id, name=f"Plan {n}",
+                             description=f"Plan number {n}", billing_interval_type="month", billing_interval_value=1,
+                             base_price=Decimal(rng.randint(300, 9000)) / 100, margin_percent=Decimal("10"),
+                             margin_fixed=Decimal("1"), ordering_highlights=[{"label": "CPU", "value": f"{n % 8 + 1}"}],
+                             created_at=now - dt.timedelta(minutes=n)) for n in range(plans)]
+    await insert(plan_rows)
+
+    users = [User(tenant_id="default", email=ADMIN_EMAIL, password_hash=password_hash, role="admin",
+                  email_confirmed_at=now),
+             User(tenant_id="default", email=CUSTOMER_EMAIL, password_hash=password_hash, role="user",
+                  email_confirmed_at=now)]
+    users += [User(tenant_id="default", email=f"customer{n}@example.com", password_hash=password_hash, role="user",
+                   email_confirmed_at=now) for n in range(customers - 1)]
+    await insert(users)
+    customer_ids = [u.id for u in users[1:]]
+
+    subs = []
+    for n in range(subscriptions):
+        user_id = customer_ids[0] if n < 5 else rng.choice(customer_ids)
+        start = now - dt.timedelta(days=rng.randint(1, 700))
+        subs.append(Subscription(tenant_id="default", number=f"SUB-{n + 1:08d}", plan_id=rng.choice(plan_rows).id,
+                                 user_id=user_id, status="active", current_period_start=start,
+                                 current_period_end=start + dt.timedelta(days=30), activated_at=start,
+                                 # billed ahead: the scheduler of the server under test has nothing to do
+                                 next_billing_at=now + dt.timedelta(days=rng.randint(1, 30)), period_price=Decimal("12.50"),
+                                 created_at=start))
+    await insert(subs)
+
+    invoice_rows, line_rows = [], []
+    for n in range(invoices):
+        user_id = customer_ids[0] if n < 20 else rng.choice(customer_ids)
+        issued = now - dt.timedelta(days=rng.randint(1, 700), seconds=n)
+        net = Decimal(rng.randint(100, 50000)) / 100
+        tax = (net * Decimal("0.19")).quantize(Decimal("0.01"))
+        paid = rng.random() < 0.8
+        subscription_id = subs[n % 5].id if n < 20 else None  # the bench customer's invoices list per subscription
+        invoice = Invoice(tenant_id="default", user_id=user_id, subscription_id=subscription_id, origin="billing_run",
+                          invoice_number=f"INV-{issued.year}-{n + 1:06d}", status="paid" if paid else "issued",
+                          subtotal_net=net, tax_total=tax, total_gross=net + tax, amount_paid=net + tax if paid else 0,
+                          balance_due=0 if paid else net + tax, issued_at=issued,
+                          due_date=(issued if paid else now).date() + dt.timedelta(days=14),
+                          paid_at=issued + dt.timedelta(days=3) if paid else None, created_at=issued,
+                          buyer={"company": f"Customer {n % 997} GmbH"})
+        invoice_rows.append(invoice)
+        line_rows.append(InvoiceLine(tenant_id="default", invoice_id=invoice.id, position=0, description="Hosting",
+                                     quantity=Decimal(1), unit_price_net=net, tax_rate=Decimal(19), line_net=net,
+                                     line_tax=tax, line_gross=net + tax))
+    await insert(invoice_rows)
+    await insert(line_rows)
+    async with engine.begin() as conn:
+        from sqlalchemy import text
+
+        await conn.execute(text("ANALYZE"))
+    await engine.dispose()
+
+
+# --- servers -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen
+    base: str
+
+    def rss_mb(self) -> float:
+        """Resident memory of the process and its children (uvicorn workers), in MB."""
+        pids = [self.process.pid]
+        with contextlib.suppress(FileNotFoundError):
+            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+            pids += [int(p) for p in children]
+        total = 0
+        for pid in pids:
+            with contextlib.suppress(FileNotFoundError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        return total / 1024
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def wait_ready(server: Server, path: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.process.poll() is not None:
+            raise SystemExit(f"{server.name} exited with {server.process.returncode}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(server.base + path, timeout=2).status_code < 500:
+                return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{server.name} did not answer within {timeout} s")
+        time.sleep(0.2)
+
+
+def start_decabill(url: str, workdir: Path, workers: int) -> Server:
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": url, "AUTHENTICATION_METHOD": "users", "JWT_SECRET": "b" * 64,
+           "HOST": "127.0.0.1", "PORT": str(port), "WEBSOCKET_PORT": "0", "RATE_LIMIT_ENABLED": "false",
+           "LOG_LEVEL": "warning", "NODE_ENV": "production", "WEB_CONCURRENCY": str(workers), "SMTP_HOST": "",
+           "ENCRYPTION_KEY": "dGVzdHRlc3R0ZXN0dGVzdHRlc3R0ZXN0dGVzdHRlc3Q="}
+    log = (workdir / "decabill.log").open("wb")
+    process = subprocess.Popen([str(BIN / "decabill"), "serve", "--no-socket"], env=env, cwd=workdir,
+                               stdout=log, stderr=subprocess.STDOUT)
+    server = Server("decabill", process, f"http://127.0.0.1:{port}")
+    wait_ready(server, "/api/health")
+    return server
+
+
+def start_baseline(workdir: Path) -> Server:
+    port = free_port()
+    env = {**os.environ, "BENCH_DSN": f"{PG_URL}/{DATABASE}"}
+    log = (workdir / "baseline.log").open("wb")
+    process = subprocess.Popen([str(BIN / "python"), "-m", "uvicorn", "api_baseline:app", "--app-dir", str(ROOT / "bench"),
+                                "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+                                "--no-access-log", "--log-level", "warning"],
+                               env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+    server = Server("bare", process, f"http://127.0.0.1:{port}")
+    wait_ready(server, "/api/public/service-plan-offerings?limit=1")
+    return server
+
+
+# --- load ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(us|ms|s)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def drive(url: str, *, connections: int, seconds: int, headers: dict[str, str]) -> Result:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return asyncio.run(_drive_python(url, connections=connections, seconds=seconds, headers=headers))
+    args = [wrk, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for name, value in headers.items():
+        args += ["-H", f"{name}: {value}"]
+    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = int(bad.group(1)) if bad else 0
+    errors += sum(int(g) for g in socket_errors.groups()) if socket_errors else 0
+    return Result(rps, p50, p99, errors)
+
+
+async def _drive_python(url: str, *, connections: int, seconds: int, headers: dict[str, str]) -> Result:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.monotonic() + seconds
+
+    async def client() -> None:
+        nonlocal errors
+        async with httpx.AsyncClient(headers=headers, timeout=10) as http:
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                response = await http.get(url)
+                latencies.append(time.perf_counter() - started)
+                errors += response.status_code >= 400
+
+    await asyncio.gather(*(client() for _ in range(connections)))
+    latencies.sort()
+    return Result(len(latencies) / seconds, latencies[len(latencies) // 2] * 1000,
+                  latencies[int(len(latencies) * 0.99)] * 1000, errors)
+
+
+def login(base: str, email: str) -> str:
+    response = httpx.post(f"{base}/api/auth/login", json={"email": email, "password": PASSWORD}, timeout=30)
+    response.raise_for_status()
+    return response.json()["access_token"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small data set, 5 s runs")
+    parser.add_argument("--seconds", type=int, default=10, help="duration of each load run")
+    parser.add_argument("--workers", type=int, default=1, help="WEB_CONCURRENCY of decabill serve (default 1)")
+    parser.add_argument("--skip-seed", action="store_true", help="reuse the database of the previous run")
+    parser.add_argument("--only", help="comma-separated subset of endpoint names to drive")
+    args = parser.parse_args()
+    sizes = dict(plans=50, customers=2_000, invoices=20_000, subscriptions=4_000) if args.quick else \
+        dict(plans=50, customers=10_000, invoices=100_000, subscriptions=20_000)
+    seconds = 5 if args.quick else args.seconds
+
+    url = f"{PG_URL.replace('postgresql://', 'postgresql+asyncpg://')}/{DATABASE}"
+    if not args.skip_seed:
+        started = time.monotonic()
+        url = asyncio.run(recreate_database())
+        asyncio.run(seed(url, **sizes))
+        print(f"seeded {sizes} in {time.monotonic() - started:.0f} s")
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    decabill = start_decabill(url, workdir, args.workers)
+    baseline = start_baseline(workdir)
+    try:
+        customer, admin = login(decabill.base, CUSTOMER_EMAIL), login(decabill.base, ADMIN_EMAIL)
+        offerings = "/api/public/service-plan-offerings?limit=20"
+        first_subscription = httpx.get(f"{decabill.base}/api/subscriptions", headers={"Authorization": f"Bearer {customer}"},
+                                       timeout=30).json()[0]["id"]
+        targets = [  # (name, server, path, token)
+            ("offerings", baseline, offerings, None),
+            ("offerings", decabill, offerings, None),
+            ("invoices of a subscription", decabill, f"/api/invoices/{first_subscription}", customer),
+            ("open and overdue invoices", decabill, "/api/invoices/open-overdue", customer),
+            ("invoices summary", decabill, "/api/invoices/summary", customer),
+            ("subscriptions (customer)", decabill, "/api/subscriptions", customer),
+            ("admin invoices", decabill, "/api/admin/billing/invoices?limit=20", admin),
+            ("admin invoices search", decabill, "/api/admin/billing/invoices?limit=20&search=Customer%2042", admin),
+        ]
+        if args.only:
+            wanted = set(args.only.split(","))
+            targets = [t for t in targets if t[0] in wanted]
+        load = os.getloadavg()[0]
+        print(f"load average before the runs: {load:.2f}; wrk: {shutil.which('wrk') or 'no (python generator)'}")
+        print(f"{'endpoint':28} {'server':9} {'c':>3} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'RSS MB':>7}")
+        figures: dict[tuple[str, str, int], Result] = {}
+        for name, server, path, token in targets:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            check = httpx.get(server.base + path, headers=headers, timeout=30)
+            assert check.status_code == 200, f"{name} on {server.name}: {check.status_code} {check.text[:300]}"
+            drive(server.base + path, connections=10, seconds=2, headers=headers)  # warm-up
+            for connections in (10, 50):
+                result = drive(server.base + path, connections=connections, seconds=seconds, headers=headers)
+                figures[(name, server.name, connections)] = result
+                print(f"{name:28} {server.name:9} {connections:>3} {result.rps:>8.0f} {result.p50_ms:>8.1f} "
+                      f"{result.p99_ms:>8.1f} {result.errors:>6} {server.rss_mb():>7.0f}", flush=True)
+        for connections in (10, 50):
+            ours, bare = figures.get(("offerings", "decabill", connections)), figures.get(("offerings", "bare", connections))
+            if ours and bare:
+                print(f"offerings c={connections}: decabill / bare = {ours.rps / bare.rps:.2f}")
+        print(f"load average after the runs: {os.getloadavg()[0]:.2f}")
+        print(json.dumps({f"{k[0]}|{k[1]}|c{k[2]}": round(v.rps) for k, v in figures.items()}))
+    finally:
+        decabill.stop()
+        baseline.stop()
+
+
+if __name__ == "__main__":
+    main()
