@@ -211,6 +211,7 @@ class Settings(BaseSettings):
     reminder_scheduler_interval: int = Field(3600000, alias="REMINDER_SCHEDULER_INTERVAL")
     reminder_scheduler_batch_size: int = Field(100, alias="REMINDER_SCHEDULER_BATCH_SIZE")
     reminder_days: int = Field(3, alias="REMINDER_DAYS")
+    dunning_scheduler_interval: int = Field(3600000, alias="DUNNING_SCHEDULER_INTERVAL")
 
     # --- payments (decabill/payments) -----------------------------------------------------------
     stripe_secret_key: str | None = Field(None, alias="STRIPE_SECRET_KEY")
@@ -260,7 +261,7 @@ class Settings(BaseSettings):
     @field_validator(
         "open_position_invoice_scheduler_interval", "invoice_overdue_scheduler_interval",
         "invoice_overdue_scheduler_batch_size", "reminder_scheduler_interval", "reminder_scheduler_batch_size",
-        "reminder_days",
+        "reminder_days", "dunning_scheduler_interval",
         mode="before",
     )
     @classmethod
@@ -494,6 +495,21 @@ class Settings(BaseSettings):
             if sep and tenant and url:
                 urls[tenant] = url
         return urls
+
+    def frontend_base(self, tenant: str) -> str:
+        """The tenant's billing console (where customers pay): its `TENANT_FRONTEND_URLS` entry →
+        `BILLING_FRONTEND_URL` → the origin of an absolute `STRIPE_CHECKOUT_SUCCESS_URL` → `http://localhost:4500`."""
+        from urllib.parse import urlsplit
+
+        tenant_url = self.tenant_frontend_urls.get(tenant)
+        if tenant_url:
+            return tenant_url
+        if self.billing_frontend_url:
+            return self.billing_frontend_url.rstrip("/")
+        legacy = urlsplit(self.stripe_checkout_success_url or "")
+        if legacy.scheme in ("http", "https") and legacy.netloc:
+            return f"{legacy.scheme}://{legacy.netloc}"
+        return "http://localhost:4500"
 
     @property
     def billing_issuer_missing(self) -> list[str]:

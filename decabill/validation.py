@@ -4,6 +4,7 @@ required fields."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from decimal import Decimal
@@ -28,6 +29,17 @@ def text(value: str, label: str, *, max_length: int | None = None, required: boo
         raise BadRequest(f"{label} must be at most {max_length} characters")
     _storable(value, label)
     return value
+
+
+def timestamp(value: str, label: str) -> dt.datetime:
+    """An ISO 8601 / RFC 3339 date-time in UTC (no offset = UTC); 400 `<label> must be an ISO date string`."""
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip().upper())  # RFC 3339 allows a lower-case t and z
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.timezone.utc)
+        return parsed.astimezone(dt.timezone.utc)
+    except (ValueError, OverflowError, AttributeError):
+        raise BadRequest(f"{label} must be an ISO date string") from None
 
 
 def _storable(value: str, label: str) -> None:

@@ -7,10 +7,12 @@ from models.customers import CustomerProfile  # noqa: F401
 from models.jobs import JobLease, JobUnitRun, NumberSequence, PeriodicJobRun  # noqa: F401
 from models.subscriptions import (  # noqa: F401
     Backorder,
+    CustomerSuspension,
     OpenPosition,
     ReservedHostname,
     Subscription,
     SubscriptionItem,
+    SuspensionPeriod,
 )
 from models.invoicing import (  # noqa: F401
     Invoice,
@@ -22,3 +24,4 @@ from models.invoicing import (  # noqa: F401
 from models.payments import PaymentAttempt, PaymentSettlement, PaymentWebhookEvent  # noqa: F401
 from models.idempotency import IdempotencyKey  # noqa: F401
 from models.webhooks import WebhookDelivery, WebhookEndpoint, WebhookEvent  # noqa: F401
+from models.dunning import DunningPause, DunningPolicy, DunningStep  # noqa: F401

@@ -114,6 +114,11 @@ class Invoice(Timestamped, table=True):
     credit_note_storage_key: str | None = Field(default=None, max_length=512)
     payment_processor: str | None = Field(default=None, max_length=50)
     external_payment_id: str | None = Field(default=None, max_length=255)
+    # The last dunning step applied to this invoice (decabill/dunning): its 1-based place in the policy,
+    # its action and when. NULL = none yet.
+    dunning_level: int | None = Field(default=None)
+    dunning_action: str | None = Field(default=None, max_length=16)
+    dunning_applied_at: dt.datetime | None = timestamp_field()
 
 
 class InvoiceLine(SQLModel, table=True):

@@ -90,6 +90,8 @@ class Subscription(Timestamped, table=True):
     # the customer was shown; later plan changes apply to new orders).
     period_price: Decimal | None = money_field()
     currency: str = Field(default="EUR", max_length=3)
+    # Set while the customer's account is suspended for non-payment (dunning); the `status` stays as it is.
+    suspended_at: dt.datetime | None = timestamp_field()
 
 
 class SubscriptionItem(Timestamped, table=True):
@@ -114,6 +116,9 @@ class SubscriptionItem(Timestamped, table=True):
     # Set when the A record of the hostname could not be created at Cloudflare (DNS configured, Cloudflare
     # refused or failed): the record is still owed, and the order recovery job creates it; cleared once made.
     dns_pending_since: dt.datetime | None = timestamp_field()
+    # When the server was stopped because its subscription was suspended (dunning): it is started again, and
+    # this cleared, when the suspension is lifted. NULL while suspended = the stop is still owed (retried).
+    stopped_for_suspension_at: dt.datetime | None = timestamp_field()
 
 
 class ReservedHostname(SQLModel, table=True):
@@ -176,3 +181,33 @@ class OpenPosition(SQLModel, table=True):
         default=None, sa_column=Column(ForeignKey("invoices.id", ondelete="SET NULL", name="fk_open_positions_invoice_id_invoices"),
                                  nullable=True))
     created_at: dt.datetime = timestamp_field(default_now=True, index=True)
+
+
+class CustomerSuspension(SQLModel, table=True):
+    """A customer whose account is suspended for non-payment (dunning): new orders and starting or restarting
+    servers are refused, naming `invoice_number`. One row per suspended customer; lifting deletes it."""
+
+    __tablename__ = "customer_suspensions"
+    __table_args__ = (UniqueConstraint("user_id", name="uq_customer_suspensions_user"),)
+
+    id: uuid.UUID = id_field()
+    tenant_id: str = tenant_field()
+    user_id: uuid.UUID = _fk("users.id", "CASCADE")
+    invoice_id: uuid.UUID | None = Field(default=None)  # the unpaid invoice that caused it (no FK: invoicing is above)
+    invoice_number: str | None = Field(default=None, max_length=64)
+    billable: bool = Field(default=True)  # the policy's billWhileSuspended when it began
+    suspended_at: dt.datetime = timestamp_field(nullable=False)
+
+
+class SuspensionPeriod(SQLModel, table=True):
+    """A span during which a subscription was suspended and must not be billed (the dunning policy's
+    `billWhileSuspended` false). `ended_at` NULL = still suspended. Billing subtracts these spans."""
+
+    __tablename__ = "suspension_periods"
+    __table_args__ = (Index("ix_suspension_periods_subscription", "subscription_id", "started_at"),)
+
+    id: uuid.UUID = id_field()
+    tenant_id: str = tenant_field()
+    subscription_id: uuid.UUID = _fk("subscriptions.id", "CASCADE")
+    started_at: dt.datetime = timestamp_field(nullable=False)
+    ended_at: dt.datetime | None = timestamp_field()

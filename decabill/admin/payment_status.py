@@ -25,6 +25,7 @@ import uuid
 from decabill import db
 from decabill.admin import invoices as admin_invoices
 from decabill.admin.views import AdminInvoiceView
+from decabill.dunning import service as dunning
 from decabill.identity.principal import Principal
 from decabill.invoicing import service as invoicing
 from decabill.invoicing.service import Actor
@@ -58,4 +59,5 @@ async def void(principal: Principal, invoice_id: uuid.UUID) -> AdminInvoiceView:
     async with db.transaction() as session:
         invoice = await admin_invoices.locked_invoice(session, invoice_id)
         await invoicing.void(session, invoice, actor=Actor.of(principal), context={"adminUserId": admin_id})
+        await dunning.invoice_settled(session, invoice, actor=Actor.of(principal))  # void counts as settled
         return await admin_invoices.list_view(invoice)

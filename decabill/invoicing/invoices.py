@@ -263,6 +263,18 @@ async def void(session: AsyncSession, invoice: Invoice, *, actor: Actor, reason:
     return True
 
 
+def set_dunning_level(invoice: Invoice, level: int, action: str, now: dt.datetime) -> None:
+    """The dunning step just applied to the (locked) invoice: shown on it as `dunningLevel`."""
+    invoice.dunning_level, invoice.dunning_action, invoice.dunning_applied_at = level, action, now
+    invoice.touch()
+
+
+async def past_due_of_user(session: AsyncSession, user_id: uuid.UUID, today: dt.date, *,
+                           exclude: uuid.UUID | None = None, lock: bool = False) -> list[Invoice]:
+    """The user's unpaid invoices due before `today`, oldest due date first."""
+    return await InvoiceRepository(session).past_due_of_user(user_id, today, exclude=exclude, for_update=lock)
+
+
 async def locked(session: AsyncSession, invoice_id: uuid.UUID) -> Invoice | None:
     """The tenant's invoice, row-locked for a change (blocking)."""
     return await InvoiceRepository(session).get(invoice_id, for_update=True)

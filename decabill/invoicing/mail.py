@@ -56,6 +56,11 @@ INVOICE_ISSUED = "invoice_issued"
 INVOICE_VOIDED = "invoice_voided"
 INVOICE_OVERDUE = "invoice_overdue"
 RENEWAL_REMINDER = "renewal_reminder"
+# Dunning steps (decabill/dunning), keyed `dunning:<invoice>:<days>:<action>`: one mail per step and invoice.
+DUNNING_REMIND = "dunning_remind"
+DUNNING_SUSPEND = "dunning_suspend"
+DUNNING_TERMINATE = "dunning_terminate"
+DUNNING_KINDS = {"remind": DUNNING_REMIND, "suspend": DUNNING_SUSPEND, "terminate": DUNNING_TERMINATE}
 
 
 async def record(session: AsyncSession, *, key: str, kind: str, recipient: str | None,
@@ -222,6 +227,8 @@ async def _compose(delivery: MailDelivery) -> email.Mail:
             "Please pay the open balance at your earliest convenience. If you have already paid, please "
             "disregard this message.", SIGNATURE,
         ])
+    if delivery.kind in DUNNING_KINDS.values():
+        return await _dunning_mail(to, delivery)
     if delivery.kind == RENEWAL_REMINDER:
         async with db.transaction():
             subscription = await find_subscription(delivery.subscription_id)
@@ -232,3 +239,38 @@ async def _compose(delivery: MailDelivery) -> email.Mail:
             "If you do not want it to renew, cancel the subscription before the renewal date.", SIGNATURE,
         ])
     raise ValueError(f"unknown mail kind {delivery.kind!r}")
+
+
+async def record_dunning_mail(session: AsyncSession, invoice: Invoice, *, days: int, action: str,
+                              recipient: str | None, now: dt.datetime) -> uuid.UUID | None:
+    """The mail of a dunning step (in the step's transaction): once per invoice and step."""
+    return await record(session, key=f"dunning:{invoice.id}:{days}:{action}", kind=DUNNING_KINDS[action],
+                        recipient=recipient, invoice_id=invoice.id, event_at=now)
+
+
+def pay_link(tenant: str, invoice: Invoice) -> str:
+    """Where the customer pays the invoice: the tenant's billing console."""
+    return f"{get_settings().frontend_base(tenant)}/invoices?invoiceRefId={invoice.id}"
+
+
+async def _dunning_mail(to: str, delivery: MailDelivery) -> email.Mail:
+    invoice = await _invoice(delivery.invoice_id)
+    number, due = invoice.invoice_number, _day(invoice.due_date)
+    subject, opening, consequence = {
+        DUNNING_REMIND: (f"Payment reminder: invoice {number} is overdue",
+                         f"we have not yet received the payment of your invoice {number}, due on {due}.",
+                         "If the invoice stays unpaid, your services will be suspended."),
+        DUNNING_SUSPEND: (f"Your services are suspended: invoice {number} is unpaid",
+                          f"your invoice {number}, due on {due}, is still unpaid, so your servers have been "
+                          "stopped and new orders are on hold.",
+                          "They are started again automatically as soon as the invoice is paid."),
+        DUNNING_TERMINATE: (f"Subscriptions terminated: invoice {number} is unpaid",
+                            f"your invoice {number}, due on {due}, remained unpaid, so your subscriptions have "
+                            "been cancelled and their servers deleted.",
+                            "The open balance, and the final charge of the subscriptions, remain due."),
+    }[delivery.kind]
+    return _mail(to, subject, [
+        _greeting(invoice), opening, f"Amount due: {_money(invoice.balance_due, invoice.currency)}",
+        f"Pay now: {pay_link(delivery.tenant_id, invoice)}", consequence,
+        "If you have already paid, please disregard this message.", SIGNATURE,
+    ])

@@ -93,6 +93,41 @@ class InvoiceRepository(Repository[Invoice]):
         return await self.get_by(Invoice.id == invoice_id, Invoice.status.in_(statuses), Invoice.due_date < today,
                                  for_update=True, skip_locked=True)
 
+    # --- dunning (decabill/dunning) ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _past_due(today: dt.date) -> tuple[ColumnElement[bool], ...]:
+        """Unpaid (issued, partially paid, overdue) with its due date before `today`."""
+        return Invoice.status.in_(InvoiceStatus.OPEN), Invoice.due_date.is_not(None), Invoice.due_date < today
+
+    async def users_with_past_due(self, today: dt.date) -> list[uuid.UUID]:
+        return await self.all(self.statement(Invoice.user_id).distinct().where(*self._past_due(today)))
+
+    async def past_due_of_user(self, user_id: uuid.UUID, today: dt.date, *, exclude: uuid.UUID | None = None,
+                               for_update: bool = False) -> list[Invoice]:
+        """The user's past-due unpaid invoices, oldest due date first."""
+        statement = (self.statement().where(Invoice.user_id == user_id, *self._past_due(today))
+                     .order_by(Invoice.due_date, Invoice.id))
+        if exclude is not None:
+            statement = statement.where(Invoice.id != exclude)
+        return await self.all(self.for_update(statement) if for_update else statement)
+
+    async def dunning_levels_page(self, today: dt.date, min_level: int, limit: int,
+                                  offset: int) -> tuple[list[tuple[uuid.UUID, str | None, int, Decimal, int, Any]], int]:
+        """Per customer with past-due unpaid invoices at dunning level >= `min_level`: (user id, email, highest
+        level, balance due of those invoices, how many, oldest due date), highest level first; and the count."""
+        level = func.coalesce(func.max(Invoice.dunning_level), 0)
+        statement = (self.statement(Invoice.user_id, User.email, level.label("level"), self.sum_of(Invoice.balance_due),
+                                    func.count(Invoice.id), func.min(Invoice.due_date))
+                     .join(User, User.id == Invoice.user_id)
+                     .where(*self._past_due(today))
+                     .group_by(Invoice.user_id, User.email)
+                     .having(level >= min_level))
+        total = int(await self.scalar(select(func.count()).select_from(statement.subquery())))
+        rows = await self.rows(page(statement.order_by(level.desc(), func.min(Invoice.due_date), Invoice.user_id),
+                                    limit, offset))
+        return [tuple(row) for row in rows], total
+
     # --- admin billing ----------------------------------------------------------------------------------------
 
     @staticmethod

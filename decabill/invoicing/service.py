@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import uuid
 
+import structlog
+
 from decabill import db
+from decabill.jobs.queue import enqueue
+from decabill.tenancy import current_tenant
 from decabill.validation import text
 from decabill.documents import round_cents
 from decabill.identity.principal import Principal
@@ -35,6 +39,10 @@ from decabill.invoicing.invoices import delete_draft as delete_draft
 from decabill.invoicing.invoices import issue as issue
 from decabill.invoicing.invoices import lines_of as lines_of
 from decabill.invoicing.invoices import locked as locked
+from decabill.invoicing.invoices import past_due_of_user as past_due_of_user
+from decabill.invoicing.invoices import recipient as recipient
+from decabill.invoicing.invoices import set_dunning_level as set_dunning_level
+from decabill.invoicing.mail import record_dunning_mail as record_dunning_mail
 from decabill.invoicing.invoices import replace_lines as replace_lines
 from decabill.invoicing.invoices import require_non_negative_total as require_non_negative_total
 from decabill.invoicing.invoices import void as void
@@ -56,6 +64,8 @@ from decabill.subscriptions.service import find_own_subscription, find_subscript
 from decabill.usage.repository import UsageRecordRepository
 from models.invoicing import Invoice
 from models.subscriptions import Subscription
+
+log = structlog.get_logger("decabill.invoicing")
 
 # --- lookups --------------------------------------------------------------------------------------------
 
@@ -168,4 +178,14 @@ async def void_invoice(principal: Principal, subscription_id: uuid.UUID, invoice
         invoice = _found(await InvoiceRepository(session).get_of_user(
             invoice_id, subscription.user_id, subscription_id=subscription_id, for_update=True))
         await invoices.void(session, invoice, actor=Actor.of(principal), context={"adminUserId": admin_id})
+        db.after_commit(lambda: _settled(invoice.user_id))
     return InvoiceView(invoice)
+
+
+async def _settled(user_id: uuid.UUID) -> None:
+    """A voided invoice counts as settled for dunning (a layer above): its unit for the customer lifts a
+    suspension that nothing justifies any more (sent by name: tasks are never imported by services)."""
+    try:
+        await enqueue("dunning.run_customer", current_tenant(), str(user_id))
+    except Exception as exc:  # noqa: BLE001 - the dunning job's next run does the same
+        log.warning("invoicing.dunning_enqueue_failed", error=str(exc))

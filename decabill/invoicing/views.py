@@ -109,6 +109,18 @@ class InvoiceView:
     def buyer_vat_id(self) -> str | None:
         return (self.invoice.tax_snapshot or {}).get("buyerVatId")
 
+    @property
+    def dunning_level(self) -> int:
+        return self.invoice.dunning_level or 0
+
+    @property
+    def dunning_action(self) -> str | None:
+        return self.invoice.dunning_action
+
+    @property
+    def dunning_applied_at(self) -> dt.datetime | None:
+        return self.invoice.dunning_applied_at
+
     # -- capability flags --
     @property
     def can_pay(self) -> bool:

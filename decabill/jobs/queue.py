@@ -39,7 +39,8 @@ log = structlog.get_logger("decabill.jobs")
 
 #: modules declaring tasks; imported before a broker is built so every task is registered
 TASK_MODULES = ["decabill.customers.tasks", "decabill.subscriptions.tasks", "decabill.invoicing.tasks",
-                "decabill.admin.tasks", "decabill.payments.tasks", "decabill.webhooks.tasks", "decabill.idempotency.tasks"]
+                "decabill.admin.tasks", "decabill.payments.tasks", "decabill.webhooks.tasks", "decabill.idempotency.tasks",
+                "decabill.dunning.tasks"]
 
 
 @dataclass(frozen=True)

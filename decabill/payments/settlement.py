@@ -12,6 +12,8 @@ same transaction.
   draft — is never changed: the money is recorded in an audit entry `payment_received_on_<status>` (level
   warn) for a manual refund. A payment in another currency than the invoice's is not applied either
   (`payment_currency_mismatch`).
+* Paying an invoice in full or marking it paid settles it for dunning (`dunning.invoice_settled`, same
+  transaction): a customer suspended for non-payment is reactivated when nothing else is past due.
 * `mark_paid` / `mark_unpaid` — the admin's manual corrections (audit `invoice.mark_paid_manual` /
   `invoice.mark_unpaid_manual` with the reference's context).
 
@@ -29,6 +31,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from decabill.dunning import service as dunning
 from decabill.invoicing import service as invoicing
 from decabill.invoicing.service import Actor
 from models.invoicing import Invoice, InvoiceStatus
@@ -67,6 +70,7 @@ async def record_payment(session: AsyncSession, invoice: Invoice, *, amount: Dec
         details["overpaid"] = amount - balance
     await invoicing.apply(session, invoice, "payment", actor=actor, amount=amount, context=details,
                        message="Invoice marked paid" if full else "Partial payment received")
+    await dunning.invoice_settled(session, invoice, actor=actor)  # the last unpaid one: servers back on
     return PaymentOutcome.PAID if full else PaymentOutcome.PARTIALLY_PAID
 
 
@@ -78,6 +82,7 @@ async def mark_paid(session: AsyncSession, invoice: Invoice, *, actor: Actor, re
     context = {"previousStatus": invoice.status, "previousBalanceDue": invoice.balance_due, "reason": reason,
                "adminUserId": admin_user_id}
     await invoicing.apply(session, invoice, "mark_paid", actor=actor, context=context)
+    await dunning.invoice_settled(session, invoice, actor=actor)
 
 
 async def mark_unpaid(session: AsyncSession, invoice: Invoice, *, actor: Actor, reason: str | None = None,

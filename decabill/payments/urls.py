@@ -18,7 +18,6 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from decabill.config import Settings
 
-DEFAULT_FRONTEND_URL = "http://localhost:4500"
 DEFAULT_SUCCESS_PATH = "/invoices?payment=success"
 DEFAULT_CANCEL_PATH = "/invoices?payment=cancel"
 
@@ -29,16 +28,7 @@ def _absolute(value: str) -> bool:
 
 
 def frontend_base(settings: Settings, tenant: str) -> str:
-    tenant_url = settings.tenant_frontend_urls.get(tenant)
-    if tenant_url:
-        return tenant_url
-    if settings.billing_frontend_url:
-        return settings.billing_frontend_url.rstrip("/")
-    legacy = settings.stripe_checkout_success_url
-    if legacy and _absolute(legacy):
-        parts = urlsplit(legacy)
-        return f"{parts.scheme}://{parts.netloc}"
-    return DEFAULT_FRONTEND_URL
+    return settings.frontend_base(tenant)
 
 
 def _path(configured: str | None, default: str) -> str:

@@ -76,6 +76,15 @@ DASHBOARD_STATUS_UPDATE_SCHEMA: Final[Payload] = {
                     "metadata": {"type": "object", "additionalProperties": True},
                     "hostname": {"type": "string"},
                     "hostnameFqdn": {"type": "string"},
+                    "suspendedAt": {
+                        "type": "string",
+                        "format": "date-time",
+                        "description": (
+                            "Present while the subscription is suspended for an unpaid "
+                            "invoice (its server is stopped and cannot be started by "
+                            "the customer)."
+                        ),
+                    },
                 },
             },
         },

@@ -7,10 +7,12 @@ real-time area. The socket plumbing lives in `decabill.realtime.handlers`.
   that is gone or locked.
 * `server_status`: the REST `getSubscriptionItemServerInfo` content (same provider read and snapshot
   refresh, the ownership established by the load), mapped to a `dashboardStatusUpdate` item.
+  A subscription suspended for an unpaid invoice (dunning) carries `suspendedAt` (its server shows `off`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import uuid
 from dataclasses import dataclass
@@ -97,7 +99,9 @@ async def server_status(target: Target) -> tuple[dict[str, Any], dict[str, Any] 
         "publicIp": view.public_ip or "",
         "status": view.status or "",
     }
+    suspended_at = target.server.suspended_at
+    suspended = suspended_at.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z") if suspended_at else None
     optional = {"privateIp": view.private_ip, "metadata": view.metadata, "hostname": view.hostname,
-                "hostnameFqdn": view.hostname_fqdn}
+                "hostnameFqdn": view.hostname_fqdn, "suspendedAt": suspended}
     status.update({key: value for key, value in optional.items() if value is not None})
     return status, snapshot

@@ -37,6 +37,7 @@ from decabill.subscriptions.repository import (
     SubscriptionRepository,
 )
 from decabill.subscriptions.schedule import amount_for, period_end
+from decabill.subscriptions.suspension import unbillable_share
 from models.subscriptions import OpenPosition, ProvisioningStatus, Subscription, SubscriptionItem, SubscriptionStatus
 
 log = structlog.get_logger("decabill.subscriptions")
@@ -65,6 +66,17 @@ async def record_position(session: AsyncSession, subscription: Subscription, kin
     return position
 
 
+async def billable_amount(session: AsyncSession, plan, subscription: Subscription, start: dt.datetime,
+                          end: dt.datetime) -> Decimal:
+    """What [start, end) costs, less the time the subscription was suspended under a dunning policy that does
+    not bill suspended time (`SuspensionPeriod`s; none when suspended time is billed, the default)."""
+    price = subscription.period_price or Decimal(0)
+    amount = amount_for(plan, price, start, end)
+    for span_start, span_end in await unbillable_share(session, subscription.id, start, end):
+        amount -= amount_for(plan, price, span_start, span_end)
+    return max(amount, Decimal(0))
+
+
 async def due_for_billing(limit: int) -> list[uuid.UUID]:
     now = db.utcnow()
     async with db.transaction() as session:
@@ -84,7 +96,7 @@ async def bill_due_period(subscription_id: uuid.UUID) -> OpenPosition | None:
             return None  # the last, shortened period is the expiration job's
         plan = await find_service_plan(subscription.plan_id)
         position = await record_position(session, subscription, "recurring", start, end,
-                                          amount_for(plan, subscription.period_price or Decimal(0), start, end))
+                                          await billable_amount(session, plan, subscription, start, end))
         subscription.current_period_start = end
         subscription.current_period_end = subscription.next_billing_at = period_end(plan, end)
         subscription.touch()

@@ -105,3 +105,11 @@ class BackorderClosed(BadRequest):
 class BackorderBusy(ServiceUnavailable):
     def __init__(self, backorder_id: uuid.UUID) -> None:
         super().__init__(f"Backorder {backorder_id} is being processed right now; please try again in a moment")
+
+
+class AccountSuspended(BadRequest):
+    """The customer's account is suspended for non-payment (dunning): no new orders, no start or restart."""
+
+    def __init__(self, invoice_number: str | None) -> None:
+        unpaid = f"invoice {invoice_number} is unpaid" if invoice_number else "an invoice is unpaid"
+        super().__init__(f"Your account is suspended because {unpaid}. Pay it to reactivate your services.")

@@ -31,16 +31,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from decimal import Decimal
 
 import structlog
 from decabill import changes, db
 from decabill.catalog.service import find_service_plan
 from decabill.jobs import leases
 from decabill.subscriptions import hostnames, provisioning
-from decabill.subscriptions.billing import record_position, was_delivered, withdraw_undelivered
+from decabill.subscriptions.billing import billable_amount, record_position, was_delivered, withdraw_undelivered
 from decabill.subscriptions.repository import SubscriptionItemRepository, SubscriptionRepository
-from decabill.subscriptions.schedule import amount_for
 from models.subscriptions import ProvisioningStatus, SubscriptionStatus
 
 log = structlog.get_logger("decabill.subscriptions")
@@ -97,7 +95,7 @@ async def expire_subscription(subscription_id: uuid.UUID) -> str:
                 effective = subscription.cancel_effective_at or now
                 start = subscription.current_period_start
                 if start is not None and effective > start:
-                    amount = amount_for(plan, subscription.period_price or Decimal(0), start, effective)
+                    amount = await billable_amount(session, plan, subscription, start, effective)
                     await record_position(session, subscription, "final", start, effective, amount)
             else:  # never delivered (an interrupted order the recovery job had not finished): never billed
                 for item in by_id.values():

@@ -14,12 +14,14 @@ from decabill.repository import BillableRepository, Repository, page
 from models.subscriptions import (
     Backorder,
     BackorderStatus,
+    CustomerSuspension,
     OpenPosition,
     ProvisioningStatus,
     ReservedHostname,
     Subscription,
     SubscriptionItem,
     SubscriptionStatus,
+    SuspensionPeriod,
 )
 
 #: the statuses in which a subscription is billed (and runs its servers)
@@ -111,20 +113,20 @@ class SubscriptionRepository(Repository[Subscription]):
                      .order_by(Subscription.created_at.desc(), Subscription.id).limit(limit))
         return await self.all(statement)
 
-    async def active_servers_of_users(self, user_ids: list[uuid.UUID]) -> list[tuple[uuid.UUID, uuid.UUID, Any]]:
-        """(user id, subscription id, its active items or None) of the users' active subscriptions, per user
+    async def active_servers_of_users(self, user_ids: list[uuid.UUID]) -> list[tuple[uuid.UUID, uuid.UUID, Any, Any]]:
+        """(user id, subscription id, its suspension time, its active items or None) of the users' active subscriptions, per user
         newest subscription first and each subscription's items oldest first: one statement for many
         dashboards (the caller keeps the first item of each subscription and its per-user limit)."""
         if not user_ids:
             return []
-        statement = (self.statement(Subscription.user_id, Subscription.id, SubscriptionItem)
+        statement = (self.statement(Subscription.user_id, Subscription.id, Subscription.suspended_at, SubscriptionItem)
                      .outerjoin(SubscriptionItem, and_(
                          SubscriptionItem.subscription_id == Subscription.id,
                          SubscriptionItem.provisioning_status == ProvisioningStatus.ACTIVE))
                      .where(Subscription.user_id.in_(user_ids), Subscription.status == SubscriptionStatus.ACTIVE)
                      .order_by(Subscription.user_id, Subscription.created_at.desc(), Subscription.id,
                                SubscriptionItem.created_at, SubscriptionItem.id))
-        return [(row[0], row[1], row[2]) for row in await self.rows(statement)]
+        return [(row[0], row[1], row[2], row[3]) for row in await self.rows(statement)]
 
     async def count_active(self) -> int:
         return await self.count(Subscription.status == SubscriptionStatus.ACTIVE)
@@ -133,6 +135,17 @@ class SubscriptionRepository(Repository[Subscription]):
         if not ids:
             return {}
         return {s.id: s for s in await self.all(self.statement().where(Subscription.id.in_(ids)))}
+
+    # --- suspension for non-payment ------------------------------------------------------------------------
+
+    async def running_of_user(self, user_id: uuid.UUID, *, for_update: bool = False) -> list[Subscription]:
+        """The user's subscriptions that run servers and are billed (active, pending_cancel)."""
+        statement = self.statement().where(Subscription.user_id == user_id, Subscription.status.in_(BILLED_STATUSES))
+        return await self.all(self.for_update(statement) if for_update else statement)
+
+    async def suspended_of_user(self, user_id: uuid.UUID, *, for_update: bool = False) -> list[Subscription]:
+        statement = self.statement().where(Subscription.user_id == user_id, Subscription.suspended_at.is_not(None))
+        return await self.all(self.for_update(statement) if for_update else statement)
 
 
 class SubscriptionItemRepository(Repository[SubscriptionItem]):
@@ -159,6 +172,34 @@ class SubscriptionItemRepository(Repository[SubscriptionItem]):
 
     async def of_subscription_by_id(self, subscription_id: uuid.UUID, item_id: uuid.UUID) -> SubscriptionItem | None:
         return await self.get_by(SubscriptionItem.id == item_id, SubscriptionItem.subscription_id == subscription_id)
+
+    # --- suspension for non-payment: servers owed a stop or a start ---------------------------------------------
+
+    def _of_user(self, user_id: uuid.UUID) -> Select[Any]:
+        return (self.statement().join(Subscription, Subscription.id == SubscriptionItem.subscription_id)
+                .where(Subscription.user_id == user_id))
+
+    async def to_stop_of_user(self, user_id: uuid.UUID) -> list[SubscriptionItem]:
+        """Servers of the user's suspended subscriptions not stopped for the suspension yet."""
+        return await self.all(self._of_user(user_id).where(
+            Subscription.suspended_at.is_not(None), Subscription.status.in_(BILLED_STATUSES),
+            SubscriptionItem.provisioning_status == ProvisioningStatus.ACTIVE,
+            SubscriptionItem.provider_reference.is_not(None), SubscriptionItem.stopped_for_suspension_at.is_(None),
+        ).order_by(SubscriptionItem.created_at, SubscriptionItem.id))
+
+    async def to_start_of_user(self, user_id: uuid.UUID) -> list[SubscriptionItem]:
+        """Servers stopped for a suspension that has been lifted since (or whose subscription ended)."""
+        return await self.all(self._of_user(user_id).where(
+            Subscription.suspended_at.is_(None), Subscription.status.in_(BILLED_STATUSES),
+            SubscriptionItem.stopped_for_suspension_at.is_not(None),
+        ).order_by(SubscriptionItem.created_at, SubscriptionItem.id))
+
+    async def users_with_servers_to_start(self) -> list[uuid.UUID]:
+        statement = (self.statement(Subscription.user_id).distinct().select_from(SubscriptionItem)
+                     .join(Subscription, Subscription.id == SubscriptionItem.subscription_id)
+                     .where(Subscription.suspended_at.is_(None), Subscription.status.in_(BILLED_STATUSES),
+                            SubscriptionItem.stopped_for_suspension_at.is_not(None)))
+        return await self.all(statement)
 
     # --- the update job: active servers reachable over SSH ----------------------------------------------------
 
@@ -271,3 +312,40 @@ class OpenPositionRepository(BillableRepository[OpenPosition]):
         statement = self.statement(OpenPosition.user_id, self.min_of(OpenPosition.created_at)).where(
             OpenPosition.invoice_id.is_(None)).group_by(OpenPosition.user_id)
         return {user_id: created_at for user_id, created_at in await self.rows(statement)}
+
+
+# --- suspension for non-payment (decabill/subscriptions/suspension.py) ------------------------------------
+
+
+class CustomerSuspensionRepository(Repository[CustomerSuspension]):
+    model = CustomerSuspension
+
+    async def of_user(self, user_id: uuid.UUID, *, for_update: bool = False) -> CustomerSuspension | None:
+        return await self.get_by(CustomerSuspension.user_id == user_id, for_update=for_update)
+
+    async def insert_once(self, values: dict[str, Any]) -> bool:
+        """True when this call suspended the customer; False when a suspension was recorded before."""
+        return await self.insert_if_missing(values, ["user_id"]) is not None
+
+    async def lift(self, user_id: uuid.UUID) -> bool:
+        """True when this call removed the suspension (exactly one caller does, however many race)."""
+        result = await self.execute(self.delete(CustomerSuspension.user_id == user_id))
+        return bool(result.rowcount)
+
+    async def user_ids(self) -> list[uuid.UUID]:
+        return await self.all(self.statement(CustomerSuspension.user_id))
+
+
+class SuspensionPeriodRepository(Repository[SuspensionPeriod]):
+    model = SuspensionPeriod
+
+    async def close_open(self, subscription_ids: list[uuid.UUID], now: dt.datetime) -> None:
+        if subscription_ids:
+            await self.execute(self.update(SuspensionPeriod.subscription_id.in_(subscription_ids),
+                                           SuspensionPeriod.ended_at.is_(None)).values(ended_at=now))
+
+    async def overlapping(self, subscription_id: uuid.UUID, start: dt.datetime,
+                          end: dt.datetime) -> list[SuspensionPeriod]:
+        return await self.all(self.statement().where(
+            SuspensionPeriod.subscription_id == subscription_id, SuspensionPeriod.started_at < end,
+            or_(SuspensionPeriod.ended_at.is_(None), SuspensionPeriod.ended_at > start)))

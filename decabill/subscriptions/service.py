@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from decabill import changes, db
 from decabill.catalog.service import find_service_plan
 from decabill.config import get_settings
@@ -41,7 +43,7 @@ from decabill.customers.service import require_complete_profile
 from decabill.errors import DecabillError
 from decabill.identity.principal import Principal, require_admin
 from decabill.providers import get_registry
-from decabill.subscriptions import backorders, errors, hostnames, provisioning
+from decabill.subscriptions import backorders, errors, expiration, hostnames, provisioning, suspension
 from decabill.subscriptions.lifecycle import announce_created, end_failed_order, new_subscription, start_first_period
 from decabill.subscriptions.provisioning import info_snapshot
 from decabill.subscriptions.repository import SubscriptionItemRepository, SubscriptionRepository
@@ -58,6 +60,17 @@ from decabill.subscriptions.billing import record_position as record_position
 from decabill.subscriptions.schedule import amount_for as amount_for
 
 from decabill.subscriptions import dns as dns  # the DNS provider client, for `decabill doctor`
+
+# Suspension for non-payment: the mechanics, for dunning (which decides when).
+from decabill.subscriptions.suspension import ServerRun as ServerRun
+from decabill.subscriptions.suspension import lift as lift
+from decabill.subscriptions.suspension import rename_cause as rename_cause
+from decabill.subscriptions.suspension import start_owed_servers as start_owed_servers
+from decabill.subscriptions.suspension import stop_owed_servers as stop_owed_servers
+from decabill.subscriptions.suspension import suspend as suspend
+from decabill.subscriptions.suspension import suspended_users as suspended_users
+from decabill.subscriptions.suspension import suspension_of as suspension_of
+from decabill.subscriptions.suspension import users_with_servers_to_start as users_with_servers_to_start
 from models.subscriptions import (
     ProvisioningStatus,
     Subscription,
@@ -106,6 +119,7 @@ async def create_subscription(principal: Principal, plan_id: uuid.UUID, requeste
     # (409), or deletes first and the order answers 400. No subscription is ever left without a profile.
     async with db.transaction():
         await require_complete_profile(user_id)
+    await suspension.require_not_suspended(user_id)  # unpaid invoices past the suspend step: no new orders
     ctx = await provisioning.prepare(plan_id, requested_config)
 
     if ctx.provider is None:  # D24: nothing to provision
@@ -177,17 +191,6 @@ async def list_items(principal: Principal, subscription_id: uuid.UUID) -> list[S
         return await SubscriptionItemRepository(session).of_subscription(subscription_id)
 
 
-async def active_servers(user_id: uuid.UUID, limit: int) -> list[tuple[uuid.UUID, SubscriptionItem]]:
-    """(subscription id, its first active item) of the user's active subscriptions, newest first, at most
-    `limit` subscriptions: what a dashboard shows."""
-    async with db.transaction() as session:
-        subscription_ids = await SubscriptionRepository(session).active_ids_of_user(user_id, limit)
-        if not subscription_ids:
-            return []
-        first = await SubscriptionItemRepository(session).first_active_of(subscription_ids)
-    return [(sid, first[sid]) for sid in subscription_ids if sid in first]
-
-
 @dataclass(frozen=True)
 class WatchedServer:
     """An item a dashboard shows, with what reading its server needs (no further query)."""
@@ -199,6 +202,7 @@ class WatchedServer:
     provider_reference: str | None
     hostname: str | None
     snapshot: dict[str, Any] | None
+    suspended_at: dt.datetime | None = None  # suspended for an unpaid invoice (dunning): its server is stopped
 
 
 async def watched_servers(user_ids: list[uuid.UUID], limit: int) -> dict[uuid.UUID, list[WatchedServer]]:
@@ -208,14 +212,15 @@ async def watched_servers(user_ids: list[uuid.UUID], limit: int) -> dict[uuid.UU
         rows = await SubscriptionRepository(session).active_servers_of_users(user_ids)
     out: dict[uuid.UUID, list[WatchedServer]] = {user_id: [] for user_id in user_ids}
     seen: dict[uuid.UUID, set[uuid.UUID]] = {user_id: set() for user_id in user_ids}
-    for user_id, subscription_id, item in rows:
+    for user_id, subscription_id, suspended_at, item in rows:
         subscriptions = seen[user_id]
         if subscription_id in subscriptions or len(subscriptions) >= limit:
             continue  # a later item of a subscription already shown, or beyond the user's limit
         subscriptions.add(subscription_id)
         if item is not None:
             out[user_id].append(WatchedServer(subscription_id, item.id, item.service, item.provider,
-                                              item.provider_reference, item.hostname, item.server_info_snapshot))
+                                              item.provider_reference, item.hostname, item.server_info_snapshot,
+                                              suspended_at))
     return out
 
 
@@ -360,6 +365,8 @@ async def get_server_info(principal: Principal, subscription_id: uuid.UUID, item
 
 async def _power(principal: Principal, subscription_id: uuid.UUID, item_id: uuid.UUID, action: str) -> ActionResult:
     item = await _controllable_item(principal, subscription_id, item_id)
+    if action != "stop":  # a suspended customer's servers stay off until the unpaid invoice is settled
+        await suspension.require_not_suspended(principal.require_user_id())
     provider = get_registry().get(item.provider)
     if provider is not None:  # a provider that is gone has nothing to switch (the reference: silent success)
         await getattr(provider, f"{action}_server")(item.provider_reference or "")
@@ -379,3 +386,32 @@ async def stop_server(principal: Principal, subscription_id: uuid.UUID, item_id:
 async def restart_server(principal: Principal, subscription_id: uuid.UUID, item_id: uuid.UUID) -> ActionResult:
     return await _power(principal, subscription_id, item_id, "restart")
 
+
+
+# --- termination for non-payment (dunning) -----------------------------------------------------------------
+
+
+async def end_all_now(session: AsyncSession, user_id: uuid.UUID, now: dt.datetime) -> list[uuid.UUID]:
+    """Cancel every running subscription of the user with immediate effect (in the caller's transaction):
+    `pending_cancel` with `cancel_effective_at` = now, so the expiration job's wind-down (`wind_down_ended`)
+    deletes the servers and records the final charge. The ids of the subscriptions ended."""
+    subscriptions = await SubscriptionRepository(session).running_of_user(user_id, for_update=True)
+    for subscription in subscriptions:
+        subscription.status = SubscriptionStatus.PENDING_CANCEL
+        subscription.cancel_requested_at = subscription.cancel_requested_at or now
+        subscription.cancel_effective_at = now
+        subscription.touch()
+    return [s.id for s in subscriptions]
+
+
+async def wind_down_ended(subscription_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Run the expiration unit for each subscription now (outside a transaction). One that is busy or fails
+    stays due, and the expiration job finishes it."""
+    results: dict[uuid.UUID, str] = {}
+    for subscription_id in subscription_ids:
+        try:
+            results[subscription_id] = await expiration.expire_subscription(subscription_id)
+        except Exception as exc:  # noqa: BLE001 - left to the expiration job, which retries
+            log.error("subscriptions.wind_down_failed", subscription_id=str(subscription_id), error=str(exc))
+            results[subscription_id] = "failed"
+    return results

@@ -26,7 +26,7 @@ from typing import Any
 
 from decabill import db
 from decabill.config import get_settings
-from decabill.validation import decimal_number, json_value, money
+from decabill.validation import decimal_number, json_value, money, timestamp
 from decabill.errors import BadRequest
 from decabill.identity.principal import Principal
 from decabill.subscriptions.service import find_own_subscription
@@ -48,13 +48,7 @@ class UsageSummaryView:
 
 
 def _timestamp(value: str, label: str) -> dt.datetime:
-    try:
-        parsed = dt.datetime.fromisoformat(value.strip().upper())  # RFC 3339 allows a lower-case t and z
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
-    except (ValueError, OverflowError, AttributeError):
-        raise BadRequest(f"{label} must be an ISO date string") from None
+    return timestamp(value, label)
 
 
 def _field(payload: dict[str, Any], name: str, *, is_money: bool = True) -> Decimal | None:

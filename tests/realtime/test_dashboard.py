@@ -685,3 +685,28 @@ async def test_fuzz_real_handlers_never_drop_the_connection(fuzz_target, message
     assert all(message != "Internal error" for message in ws.errors)
     ws.assert_up()
     assert ws.sid == sid and running.gateway.internal_errors == 0
+
+
+async def test_a_subscription_suspended_for_an_unpaid_invoice_shows_it(cloud, admin, plan, fake_cloud):
+    """Dunning (#22): a suspended subscription's item carries `suspendedAt`, and its server is shown stopped."""
+    from decabill import db
+    from decabill.subscriptions import service as subscriptions
+    from decabill.tenancy import bound_tenant
+
+    alice = await customer(cloud, admin, "alice@example.com")
+    [server] = await servers_of(cloud, alice, plan["id"], 1)
+    owner = uuid.UUID(jwt.decode(alice, options={"verify_signature": False})["sub"])
+    with bound_tenant("default"):
+        async with db.transaction() as session:
+            await subscriptions.suspend(session, owner, invoice_id=uuid.uuid4(), invoice_number="INV-2026-00009",
+                                        billable=True, now=db.utcnow())
+        assert len((await subscriptions.stop_owed_servers(owner)).done) == 1
+
+    async with socket_server() as running, dashboards(1) as (a,):
+        await a.connect(running.url, alice)
+        await a.subscribe()
+        [update] = await a.wait_updates(1)
+        [shown] = update["items"]
+        assert shown["itemId"] == server["item"]["id"]
+        assert shown["status"] == "off" and shown["suspendedAt"].endswith("Z")
+        assert a.errors == []

@@ -891,6 +891,10 @@ export type SubscriptionResponse = {
     resumedAt?: string | null;
     createdAt?: string;
     updatedAt?: string;
+    /**
+     * Set while the subscription is suspended for an unpaid invoice (servers stopped, start/restart refused; `status` unchanged); null otherwise.
+     */
+    suspendedAt?: string | null;
 };
 
 /**
@@ -1210,6 +1214,18 @@ export type InvoiceResponse = {
      * EU VAT rule determined when the invoice was issued (null for drafts and for invoices issued before the tax rules): `domestic`, `reverse_charge` (0 %, buyer accounts for the VAT), `oss` (VAT of the buyer's EU country) or `outside_eu` (not subject to EU VAT).
      */
     taxRule?: 'domestic' | 'reverse_charge' | 'oss' | 'outside_eu' | null;
+    /**
+     * How many dunning steps were applied to the invoice (0 = none); the last one is `dunningAction`, applied at `dunningAppliedAt`.
+     */
+    dunningLevel?: number;
+    /**
+     * The last dunning step applied.
+     */
+    dunningAction?: 'remind' | 'suspend' | 'terminate' | null;
+    /**
+     * When the last dunning step was applied.
+     */
+    dunningAppliedAt?: string | null;
 };
 
 /**
@@ -1286,6 +1302,18 @@ export type InvoiceDetailResponse = {
      */
     buyerVatId?: string | null;
     taxSnapshot?: InvoiceTaxSnapshot;
+    /**
+     * How many dunning steps were applied to the invoice (0 = none); the last one is `dunningAction`, applied at `dunningAppliedAt`.
+     */
+    dunningLevel?: number;
+    /**
+     * The last dunning step applied.
+     */
+    dunningAction?: 'remind' | 'suspend' | 'terminate' | null;
+    /**
+     * When the last dunning step was applied.
+     */
+    dunningAppliedAt?: string | null;
 };
 
 /**
@@ -1553,6 +1581,133 @@ export type PaginatedAdminInvoicesResponse = {
     total?: number;
     limit?: number;
     offset?: number;
+};
+
+/**
+ * One step of a dunning policy.
+ */
+export type DunningStep = {
+    /**
+     * Days after the invoice's due date.
+     */
+    days: number;
+    /**
+     * `remind` (mail), `suspend` (stop the customer's servers, block new orders and start/restart) or `terminate` (cancel the subscriptions with immediate effect: servers deleted, final charge recorded).
+     */
+    action: 'remind' | 'suspend' | 'terminate';
+};
+
+/**
+ * The tenant's dunning policy.
+ */
+export type DunningPolicy = {
+    /**
+     * False = no step is applied (suspensions in place are still lifted on payment).
+     */
+    enabled?: boolean;
+    /**
+     * In order of days.
+     */
+    steps?: Array<DunningStep>;
+    /**
+     * True (default) = suspended time is billed like any other; false = it is left out of the charges.
+     */
+    billWhileSuspended?: boolean;
+    /**
+     * True while the tenant has not saved a policy of its own.
+     */
+    isDefault?: boolean;
+    updatedAt?: string | null;
+};
+
+/**
+ * A whole dunning policy.
+ */
+export type UpdateDunningPolicyDto = {
+    /**
+     * False switches dunning off.
+     */
+    enabled?: boolean;
+    /**
+     * Strictly increasing days; at most one `terminate`, the last.
+     */
+    steps: Array<DunningStep>;
+    /**
+     * Whether suspended time is billed.
+     */
+    billWhileSuspended?: boolean;
+};
+
+/**
+ * A customer with unpaid invoices past their due date.
+ */
+export type DunningCustomer = {
+    userId?: string;
+    email?: string | null;
+    /**
+     * The highest dunning level of the customer's past-due invoices (0 = no step yet).
+     */
+    dunningLevel?: number;
+    /**
+     * How many of the customer's invoices are unpaid past their due date.
+     */
+    overdueInvoices?: number;
+    /**
+     * What those invoices still owe.
+     */
+    balanceDue?: number;
+    oldestDueDate?: string | null;
+    /**
+     * Since when the customer is suspended; null when not.
+     */
+    suspendedAt?: string | null;
+    /**
+     * The unpaid invoice named as the suspension's cause.
+     */
+    suspendedForInvoiceNumber?: string | null;
+    /**
+     * Dunning is paused for the customer until then.
+     */
+    dunningPausedUntil?: string | null;
+};
+
+/**
+ * A page of customers by dunning level.
+ */
+export type PaginatedDunningCustomersResponse = {
+    items?: Array<DunningCustomer>;
+    /**
+     * Number of matching customers over all pages.
+     */
+    total?: number;
+    limit?: number;
+    offset?: number;
+};
+
+/**
+ * Pause a customer's dunning.
+ */
+export type DunningPauseDto = {
+    /**
+     * Until when; null (or a past time) ends the pause.
+     */
+    pausedUntil: string | null;
+    /**
+     * Note for the audit trail, e.g. the agreed payment plan.
+     */
+    reason?: string;
+};
+
+/**
+ * A customer's dunning pause.
+ */
+export type DunningPauseResponse = {
+    userId?: string;
+    /**
+     * Null when dunning is not paused.
+     */
+    dunningPausedUntil?: string | null;
+    reason?: string | null;
 };
 
 /**
@@ -6752,6 +6907,206 @@ export type AdminListUserSubscriptionsResponses = {
 };
 
 export type AdminListUserSubscriptionsResponse = AdminListUserSubscriptionsResponses[keyof AdminListUserSubscriptionsResponses];
+
+export type GetDunningPolicyData = {
+    body?: never;
+    headers?: {
+        /**
+         * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
+         */
+        'X-Tenant'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/admin/billing/dunning-policy';
+};
+
+export type GetDunningPolicyErrors = {
+    /**
+     * The request was refused: the `X-Tenant` header names no configured tenant, a parameter or the body breaks the documented schema (unknown body field, wrong type, malformed id, ...), the caller has no user of its own (static API key on a per-user operation), or a business rule of the operation is not met.
+     */
+    400: ErrorResponse;
+    /**
+     * No valid credentials: the `Authorization` header is missing or malformed, the token or key is wrong or expired, the account is locked, or the session does not belong to the request's tenant.
+     */
+    401: ErrorResponse;
+    /**
+     * The caller is known but may not do this: an admin role is required (`Forbidden resource`), the API key is bound to another tenant (`Access denied`), or - for POST, PUT, PATCH and DELETE - the browser's `Origin` is not on the server's allowlist (`Origin not allowed`).
+     */
+    403: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
+     */
+    429: ErrorResponse;
+};
+
+export type GetDunningPolicyError = GetDunningPolicyErrors[keyof GetDunningPolicyErrors];
+
+export type GetDunningPolicyResponses = {
+    /**
+     * The policy in force.
+     */
+    200: DunningPolicy;
+};
+
+export type GetDunningPolicyResponse = GetDunningPolicyResponses[keyof GetDunningPolicyResponses];
+
+export type UpdateDunningPolicyData = {
+    /**
+     * The whole policy.
+     */
+    body: UpdateDunningPolicyDto;
+    headers?: {
+        /**
+         * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
+         */
+        'X-Tenant'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/admin/billing/dunning-policy';
+};
+
+export type UpdateDunningPolicyErrors = {
+    /**
+     * The request was refused: the `X-Tenant` header names no configured tenant, a parameter or the body breaks the documented schema (unknown body field, wrong type, malformed id, ...), the caller has no user of its own (static API key on a per-user operation), or a business rule of the operation is not met.
+     */
+    400: ErrorResponse;
+    /**
+     * No valid credentials: the `Authorization` header is missing or malformed, the token or key is wrong or expired, the account is locked, or the session does not belong to the request's tenant.
+     */
+    401: ErrorResponse;
+    /**
+     * The caller is known but may not do this: an admin role is required (`Forbidden resource`), the API key is bound to another tenant (`Access denied`), or - for POST, PUT, PATCH and DELETE - the browser's `Origin` is not on the server's allowlist (`Origin not allowed`).
+     */
+    403: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
+     */
+    429: ErrorResponse;
+};
+
+export type UpdateDunningPolicyError = UpdateDunningPolicyErrors[keyof UpdateDunningPolicyErrors];
+
+export type UpdateDunningPolicyResponses = {
+    /**
+     * The policy now in force.
+     */
+    200: DunningPolicy;
+};
+
+export type UpdateDunningPolicyResponse = UpdateDunningPolicyResponses[keyof UpdateDunningPolicyResponses];
+
+export type AdminListDunningCustomersData = {
+    body?: never;
+    headers?: {
+        /**
+         * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
+         */
+        'X-Tenant'?: string;
+    };
+    path?: never;
+    query?: {
+        /**
+         * Only customers whose highest dunning level is at least this (0 = every past-due customer).
+         */
+        minLevel?: number;
+        /**
+         * Page size (1 to 100).
+         */
+        limit?: number;
+        /**
+         * How many entries to skip.
+         */
+        offset?: number;
+    };
+    url: '/admin/billing/dunning/customers';
+};
+
+export type AdminListDunningCustomersErrors = {
+    /**
+     * The request was refused: the `X-Tenant` header names no configured tenant, a parameter or the body breaks the documented schema (unknown body field, wrong type, malformed id, ...), the caller has no user of its own (static API key on a per-user operation), or a business rule of the operation is not met.
+     */
+    400: ErrorResponse;
+    /**
+     * No valid credentials: the `Authorization` header is missing or malformed, the token or key is wrong or expired, the account is locked, or the session does not belong to the request's tenant.
+     */
+    401: ErrorResponse;
+    /**
+     * The caller is known but may not do this: an admin role is required (`Forbidden resource`), the API key is bound to another tenant (`Access denied`), or - for POST, PUT, PATCH and DELETE - the browser's `Origin` is not on the server's allowlist (`Origin not allowed`).
+     */
+    403: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
+     */
+    429: ErrorResponse;
+};
+
+export type AdminListDunningCustomersError = AdminListDunningCustomersErrors[keyof AdminListDunningCustomersErrors];
+
+export type AdminListDunningCustomersResponses = {
+    /**
+     * The page of customers.
+     */
+    200: PaginatedDunningCustomersResponse;
+};
+
+export type AdminListDunningCustomersResponse = AdminListDunningCustomersResponses[keyof AdminListDunningCustomersResponses];
+
+export type AdminSetDunningPauseData = {
+    /**
+     * Until when, and why.
+     */
+    body: DunningPauseDto;
+    headers?: {
+        /**
+         * Tenant the request acts in. When the header is absent or empty, the tenant `default` is used. The value must be one of the tenants configured on the server (`TENANTS`, which always includes `default`); anything else is rejected with 400 before authentication runs.
+         */
+        'X-Tenant'?: string;
+    };
+    path: {
+        /**
+         * Id of the user account.
+         */
+        userId: string;
+    };
+    query?: never;
+    url: '/admin/billing/dunning/customers/{userId}/pause';
+};
+
+export type AdminSetDunningPauseErrors = {
+    /**
+     * The request was refused: the `X-Tenant` header names no configured tenant, a parameter or the body breaks the documented schema (unknown body field, wrong type, malformed id, ...), the caller has no user of its own (static API key on a per-user operation), or a business rule of the operation is not met.
+     */
+    400: ErrorResponse;
+    /**
+     * No valid credentials: the `Authorization` header is missing or malformed, the token or key is wrong or expired, the account is locked, or the session does not belong to the request's tenant.
+     */
+    401: ErrorResponse;
+    /**
+     * The caller is known but may not do this: an admin role is required (`Forbidden resource`), the API key is bound to another tenant (`Access denied`), or - for POST, PUT, PATCH and DELETE - the browser's `Origin` is not on the server's allowlist (`Origin not allowed`).
+     */
+    403: ErrorResponse;
+    /**
+     * Nothing with this id exists in the request's tenant (records of other tenants count as missing), or the route is not offered in the server's authentication mode.
+     */
+    404: ErrorResponse;
+    /**
+     * The client exceeded the request budget of the current window, or - on sign-in - the account is in its delay after repeated failed attempts; wait as long as `Retry-After` says and try again.
+     */
+    429: ErrorResponse;
+};
+
+export type AdminSetDunningPauseError = AdminSetDunningPauseErrors[keyof AdminSetDunningPauseErrors];
+
+export type AdminSetDunningPauseResponses = {
+    /**
+     * The customer's pause.
+     */
+    200: DunningPauseResponse;
+};
+
+export type AdminSetDunningPauseResponse = AdminSetDunningPauseResponses[keyof AdminSetDunningPauseResponses];
 
 export type GetConfigData = {
     body?: never;
