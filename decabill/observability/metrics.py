@@ -67,6 +67,9 @@ PDF_RENDER_DURATION = Histogram("decabill_pdf_render_duration_seconds", "Time to
                                 buckets=CALL_BUCKETS)
 MAIL_DELIVERIES = Gauge("decabill_mail_deliveries", "Billing mails not sent yet (pending, sending) or given up (failed)",
                         ["kind", "status"], multiprocess_mode="mostrecent")
+WEBHOOK_DELIVERIES = Gauge("decabill_webhook_deliveries",
+                           "Outbound webhook deliveries waiting for an attempt (pending) or given up (failed)",
+                           ["status"], multiprocess_mode="mostrecent")
 MAIL_OLDEST_PENDING_AGE = Gauge("decabill_mail_oldest_pending_age_seconds",
                                 "Age of the oldest billing mail still pending (0 when none)",
                                 multiprocess_mode="mostrecent")

@@ -7,6 +7,7 @@ leaves its gauges at their last value — a broken Redis must not hide the mail 
 |----------|-------------------------------------------------------------------------------------|
 | billing  | decabill_billing_day_customers{state=due,invoiced,failed}                           |
 | mail     | decabill_mail_deliveries{kind,status}, decabill_mail_oldest_pending_age_seconds     |
+| webhooks | decabill_webhook_deliveries{status=pending,failed}                                    |
 | jobs     | decabill_job_units{state}, decabill_periodic_job_last_success_timestamp_seconds{job} |
 | queue    | decabill_queue_messages{state=waiting,in_flight}, decabill_queue_oldest_message_age_seconds |
 | process  | decabill_db_pool_connections{state}, decabill_process_resident_memory_bytes        |
@@ -93,6 +94,13 @@ async def _mail() -> None:
     metrics.MAIL_OLDEST_PENDING_AGE.set(max(0.0, age))
 
 
+async def _webhooks() -> None:
+    from decabill.webhooks.service import delivery_backlog
+
+    for status, count in (await delivery_backlog()).items():
+        metrics.WEBHOOK_DELIVERIES.labels(status).set(count)
+
+
 async def _jobs() -> None:
     from decabill.jobs import ledger
     from models.jobs import JobRunStatus
@@ -142,5 +150,6 @@ async def refresh(settings: Settings) -> None:
         if database:
             await _read("billing", _billing())
             await _read("mail", _mail())
+            await _read("webhooks", _webhooks())
             await _read("jobs", _jobs())
         await _read("queue", _queue(settings))

@@ -3,6 +3,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from sqlalchemy import func
+
 from decabill.repository import Repository
 from models.webhooks import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
@@ -31,6 +33,13 @@ class WebhookDeliveryRepository(Repository[WebhookDelivery]):
     async def of_endpoint(self, endpoint_id: uuid.UUID, limit: int | None, offset: int | None) -> list[WebhookDelivery]:
         statement = self.statement().where(WebhookDelivery.endpoint_id == endpoint_id)
         return await self.page(statement.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id), limit, offset)
+
+    async def backlog_in_all_tenants(self) -> dict[str, int]:
+        """Across every tenant (the operator's metrics): deliveries still pending and given up, by status."""
+        statement = (self.in_any_tenant(WebhookDelivery.status, func.count())
+                     .where(WebhookDelivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.FAILED]))
+                     .group_by(WebhookDelivery.status))
+        return {status: int(count) for status, count in await self.rows(statement)}
 
     async def due_ids(self, now: dt.datetime, limit: int) -> list[uuid.UUID]:
         statement = self.statement(WebhookDelivery.id).where(

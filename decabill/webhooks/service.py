@@ -154,3 +154,10 @@ async def redeliver(principal: Principal, endpoint_id: uuid.UUID, delivery_id: u
         tenant = found.tenant_id
         db.after_commit(lambda: enqueue(DELIVER_TASK, tenant, str(delivery_id)))
     return found
+
+
+async def delivery_backlog() -> dict[str, int]:
+    """Deliveries pending (waiting for their next attempt) and failed for good, across tenants (metrics)."""
+    async with db.read() as session:
+        found = await WebhookDeliveryRepository(session).backlog_in_all_tenants()
+    return {status: found.get(status, 0) for status in (DeliveryStatus.PENDING, DeliveryStatus.FAILED)}

@@ -140,11 +140,23 @@ async def test_deliveries_fail_for_good_after_the_schedule(cloud, admin, custome
     plan = await manual_plan(cloud, admin)
     await order(cloud, customer, plan["id"])
     await drain()
+    assert await webhook_gauges() == {"pending": 1, "failed": 0}  # the operator's metrics see it waiting
     for _ in range(6):
         await delivery_round()
     log = (await cloud.get(f"/admin/webhook-endpoints/{endpoint['id']}/deliveries", token=admin)).json()
     assert [(d["status"], d["attempts"], d["nextAttemptAt"]) for d in log] == [("failed", 5, None)]
     assert len(fake_cloud.receiver.requests) == 5
+    assert await webhook_gauges() == {"pending": 0, "failed": 1}
+
+
+async def webhook_gauges() -> dict[str, float]:
+    """`decabill_webhook_deliveries` as /metrics would report it now."""
+    from decabill.config import get_settings
+    from decabill.observability import metrics
+    from decabill.operations import state
+
+    await state.refresh(get_settings())
+    return {status: metrics.WEBHOOK_DELIVERIES.labels(status)._value.get() for status in ("pending", "failed")}
 
 
 async def delivery_round() -> None:
