@@ -171,6 +171,8 @@ async def database(database_url) -> AsyncIterator[str]:
         else:
             for table in tables:
                 await conn.execute(text(f"DELETE FROM {table}"))
+    # Connections the pool took while the leftover work ran were ended above: start the test with none.
+    await db.get_engine().dispose()
     yield database_url
     await db.dispose_engine()
 

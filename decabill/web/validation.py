@@ -7,11 +7,15 @@
   what the reference says (behavior.md part A §1.6) in one line;
 * a deeply nested body raised RecursionError in the JSON parser (→ 500): nesting beyond
   `decabill.validation.MAX_JSON_DEPTH` is a 400 before any schema or handler sees it;
-* a parameter with a control character (a NUL in `?search=`) reached SQL, which PostgreSQL refuses (→ 500).
+* a parameter with a control character (a NUL in `?search=`) reached SQL, which PostgreSQL refuses (→ 500);
+* a JSON number too small or too large for a float (`1e-400`, `1e400`) became 0.0 or infinity before any of
+  our checks could see it (a price of `1e-400` was stored as 0): such a body is a 400.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import typing as t
 
@@ -33,12 +37,31 @@ def _is_uuid(value: object) -> bool:
     return not isinstance(value, str) or bool(UUID_PATTERN.match(value))
 
 
+OUT_OF_RANGE = "A number in the request body is too small or too large to be represented exactly"
+
+
+def _representable_float(text: str) -> float:
+    """json's float parser, refusing literals that a float cannot hold: a non-zero one that underflows to 0.0,
+    or one that overflows to infinity."""
+    value = float(text)
+    if math.isinf(value) or (value == 0.0 and any(digit in "123456789" for digit in re.split("[eE]", text)[0])):
+        raise BadRequestProblem(detail=OUT_OF_RANGE)
+    return value
+
+
 class JSONBodyValidator(JSONRequestBodyValidator):
     async def _parse(self, stream: t.AsyncGenerator[bytes, None], scope) -> t.Any:
+        raw = b"".join([message async for message in stream])
         try:
-            body = await super()._parse(stream, scope)
+            text = raw.decode(self._encoding)
         except UnicodeDecodeError:
             raise BadRequestProblem(detail="Request body is not valid UTF-8") from None
+        if not text:
+            return None
+        try:
+            body = json.loads(text, parse_float=_representable_float)
+        except json.JSONDecodeError as exc:
+            raise BadRequestProblem(detail=str(exc)) from None
         except RecursionError:
             raise BadRequestProblem(detail=TOO_DEEP) from None
         if json_depth(body) > MAX_JSON_DEPTH:

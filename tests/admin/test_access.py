@@ -52,7 +52,8 @@ def test_the_ladder_covers_every_admin_billing_operation():
     spec = yaml.safe_load(OPENAPI_PATH.read_text())
     documented = {(method.upper(), path[len(BASE):].replace("{invoiceRefId}", "{x}").replace("{id}", "{x}")
                    .replace("{userId}", "{x}"))
-                  for path, item in spec["paths"].items() if path.startswith(BASE)
+                  for path, item in spec["paths"].items()
+                  if path.startswith(BASE) and not path.startswith(f"{BASE}/dunning")  # tests/dunning: own ladder
                   for method, op in item.items() if isinstance(op, dict)}
     covered = {(method, _generic(path)) for method, path, _ in ALL}
     assert len(documented) == 24 and covered == documented

@@ -231,6 +231,14 @@ async def test_create_rules(billing_api, admin, customer, plan):
     await create(400, "Quantity must be greater than 0 and less than 1000000", lineItems=[line("Work", -1, 10)])
     await create(400, "Quantity must be greater than 0 and less than 1000000", lineItems=[line("Work", 1e308, 10)])
     await create(400, "Unit price must be between -100000000 and 100000000", lineItems=[line("Work", 1, 1e308)])
+    # a number a float cannot hold is refused before it can turn into 0 (or infinity)
+    for literal in ("1e-400", "1e400", "-2.5E-999"):
+        body = ('{"userId": "%s", "lineItems": [{"description": "Work", "quantity": 1, "unitPriceNet": %s}]}'
+                % (owner, literal))
+        refused = await api.post(f"{BASE}/invoices/manual", token=admin, content=body,
+                                 headers={"Content-Type": "application/json"})
+        assert refused.status_code == 400, (literal, refused.text)
+        assert "too small or too large" in refused.json()["message"]
     # a negative line is a discount: the invoice as a whole never goes below 0
     negative = ("Invoice total must not be negative: a negative line may only be a discount on the other lines; "
                 "to take back an issued invoice, void it or issue a credit note")
