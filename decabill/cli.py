@@ -347,9 +347,25 @@ async def _with_database(settings: Settings, work):
     await _check_storage(settings)
     db.init_engine(settings.database_url, **settings.database_pool)
     try:
-        return await work()
+        result = await work()
+        await _drain_in_process_jobs()
+        return result
     finally:
         await db.dispose_engine()
+
+
+async def _drain_in_process_jobs(timeout: float = 120) -> None:
+    """Without Redis the jobs a command's work sent (a billed invoice's PDF and mail) run in this process: let
+    them finish before it exits, so none is left half done (bounded; what is left the periodic jobs redo)."""
+    from decabill.jobs.queue import get_broker, is_in_process
+
+    broker = get_broker()
+    if not is_in_process(broker):
+        return
+    deadline = asyncio.get_running_loop().time() + timeout
+    with contextlib.suppress(asyncio.TimeoutError):
+        while getattr(broker, "_running_tasks", None) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.wait_for(broker.wait_all(), max(0.1, deadline - asyncio.get_running_loop().time()))
 
 
 def cmd_jobs(args: argparse.Namespace) -> None:
