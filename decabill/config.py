@@ -178,6 +178,7 @@ class Settings(BaseSettings):
     webhook_delivery_interval_ms: int = Field(30000, alias="WEBHOOK_DELIVERY_INTERVAL_MS", ge=1000)
     webhook_delivery_batch_size: int = Field(100, alias="WEBHOOK_DELIVERY_BATCH_SIZE", ge=1)
     webhook_alert_email: str | None = Field(None, alias="WEBHOOK_ALERT_EMAIL")
+    webhook_secret_overlap_hours: float = Field(24, alias="WEBHOOK_SECRET_OVERLAP_HOURS", ge=0, le=24 * 30)
 
     # --- billing -----------------------------------------------------------------------------
     billing_currency: str = Field("EUR", alias="BILLING_CURRENCY", min_length=3, max_length=3)

@@ -28,6 +28,9 @@ class WebhookEndpoint(Timestamped, table=True):
     event_types: Any = Field(default=None, sa_column=Column(JSON, nullable=False))  # list of event type names
     enabled: bool = Field(default=True)
     secret: str = Field(sa_type=Text)  # encrypted at rest (decabill.secrets)
+    # After a rotation the replaced secret still signs, next to the new one, until then (receivers switch over).
+    previous_secret: str | None = Field(default=None, sa_type=Text)  # encrypted at rest
+    previous_secret_until: dt.datetime | None = timestamp_field()
     failing_since: dt.datetime | None = timestamp_field()  # first failed attempt since the last success
     disabled_reason: str | None = Field(default=None, max_length=500)
 

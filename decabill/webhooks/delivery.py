@@ -139,7 +139,7 @@ def envelope(event: WebhookEvent) -> bytes:
                        "data": event.payload}, separators=(",", ":"), sort_keys=True).encode()
 
 
-async def post(url: str, secret: str, event: WebhookEvent, body: bytes) -> Attempt:
+async def post(url: str, secret: str | tuple[str, ...], event: WebhookEvent, body: bytes) -> Attempt:
     settings = get_settings()
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
                signing.HEADER: signing.signature_header(secret, body),
@@ -180,7 +180,7 @@ def _ms_since(started: float) -> int:
 class _Claimed:
     attempt_number: int
     url: str
-    secret: str
+    secrets: tuple[str, ...]  # the current secret, and a rotated one still within its overlap
     event: WebhookEvent
 
 
@@ -205,7 +205,14 @@ async def _claim(delivery_id: uuid.UUID) -> _Claimed | None:
             return None
         delivery.attempts += 1
         delivery.next_attempt_at = now + _claim_time()
-        return _Claimed(delivery.attempts, endpoint.url, secrets.decrypt(endpoint.secret) or "", event)
+        return _Claimed(delivery.attempts, endpoint.url, _signing_secrets(endpoint, now), event)
+
+
+def _signing_secrets(endpoint: WebhookEndpoint, now: dt.datetime) -> tuple[str, ...]:
+    current = secrets.decrypt(endpoint.secret) or ""
+    if endpoint.previous_secret and endpoint.previous_secret_until and endpoint.previous_secret_until > now:
+        return current, secrets.decrypt(endpoint.previous_secret) or ""
+    return (current,)
 
 
 async def deliver(delivery_id: uuid.UUID) -> str:
@@ -213,7 +220,7 @@ async def deliver(delivery_id: uuid.UUID) -> str:
     claimed = await _claim(delivery_id)
     if claimed is None:
         return "skipped"
-    attempt = await post(claimed.url, claimed.secret, claimed.event, envelope(claimed.event))
+    attempt = await post(claimed.url, claimed.secrets, claimed.event, envelope(claimed.event))
     return await _record(delivery_id, claimed.attempt_number, attempt)
 
 

@@ -8,6 +8,7 @@ at rest it is encrypted (decabill.secrets).
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db, secrets
+from decabill.config import get_settings
 from decabill.identity.principal import Principal, require_admin
 from decabill.jobs.queue import enqueue
 from decabill.webhooks import delivery as deliveries_
@@ -121,11 +123,17 @@ async def delete_endpoint(principal: Principal, endpoint_id: uuid.UUID) -> None:
 
 
 async def rotate_secret(principal: Principal, endpoint_id: uuid.UUID) -> EndpointWithSecret:
-    """A new signing secret, used from the next attempt on; the old one stops working at once."""
+    """A new signing secret, used from the next attempt on. The replaced one keeps signing next to it for
+    WEBHOOK_SECRET_OVERLAP_HOURS (0: it stops at once), so a receiver can switch whenever it likes."""
     require_admin(principal)
     secret = signing.new_secret()
+    overlap = dt.timedelta(hours=get_settings().webhook_secret_overlap_hours)
     async with db.transaction() as session:
         endpoint = await _endpoint(session, endpoint_id, lock=True)
+        if overlap:
+            endpoint.previous_secret, endpoint.previous_secret_until = endpoint.secret, db.utcnow() + overlap
+        else:
+            endpoint.previous_secret = endpoint.previous_secret_until = None
         endpoint.secret = secrets.encrypt(secret)
         endpoint.touch()
     return EndpointWithSecret(endpoint, secret)

@@ -2,10 +2,13 @@
 
     Decabill-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" with the endpoint's secret>
 
+(with one `v1=` per secret while a rotated secret is still valid: the new one first, then the replaced one)
+
 A receiver recomputes the HMAC over the raw body it received and compares in constant time, and refuses a
 timestamp too far from its clock (a replayed old delivery). `verify()` is that check, for Python receivers
 (`from decabill.webhooks.signing import verify`); the TypeScript client has the same as `verifyWebhookSignature`.
-During a secret rotation a receiver may pass both secrets.
+A receiver accepts a delivery when any `v1` matches, so it can switch to a rotated secret at any moment of the
+overlap (WEBHOOK_SECRET_OVERLAP_HOURS); during it a receiver may also pass both secrets to `verify()`.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ def _mac(secret: str, timestamp: int, body: bytes) -> str:
     return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
 
 
-def signature_header(secret: str, body: bytes, timestamp: int | None = None) -> str:
+def signature_header(secret: str | Iterable[str], body: bytes, timestamp: int | None = None) -> str:
+    """The header for `body`, signed by `secret`, or by each of several (one `v1=` each, in that order)."""
     timestamp = int(time.time()) if timestamp is None else timestamp
-    return f"t={timestamp},{SCHEME}={_mac(secret, timestamp, body)}"
+    signing_secrets = [secret] if isinstance(secret, str) else list(secret)
+    return ",".join([f"t={timestamp}", *(f"{SCHEME}={_mac(s, timestamp, body)}" for s in signing_secrets)])
 
 
 def verify(body: bytes | str, header: str | None, secret: str | Iterable[str], *,

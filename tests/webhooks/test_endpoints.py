@@ -281,3 +281,44 @@ async def test_the_checked_address_is_the_one_connected_to(env, monkeypatch, fak
     [got] = fake_cloud.receiver.deliveries()
     assert got["headers"]["host"] == f"erp.example.com:{receiver.port}"
     assert signing.verify(got["body"], got["headers"]["decabill-signature"], "whsec_test")
+
+
+async def test_a_rotated_secret_keeps_signing_during_the_overlap(cloud, env, make_api, admin, customer, fake_cloud):
+    """After rotate-secret every delivery carries a signature by the new secret and one by the replaced secret
+    (until WEBHOOK_SECRET_OVERLAP_HOURS is over), so a receiver still holding either accepts it; with an overlap
+    of 0 the replaced secret stops at once."""
+    plan = await manual_plan(cloud, admin)
+    endpoint = await register(cloud, admin, f"{fake_cloud.receiver_url}/erp", ["subscription.created"])
+    url = f"/admin/webhook-endpoints/{endpoint['id']}/rotate-secret"
+    rotated = (await cloud.post(url, token=admin)).json()["secret"]
+    await order(cloud, customer, plan["id"])
+    await drain()
+    [first] = fake_cloud.receiver.deliveries()
+    header = first["headers"]["decabill-signature"]
+    assert header.count("v1=") == 2
+    for secret in (rotated, endpoint["secret"]):
+        assert signing.verify(first["body"], header, secret)
+    assert not signing.verify(first["body"], header, "whsec_someone_else")
+
+    # After the overlap only the new secret signs.
+    async with db.transaction() as session:
+        from decabill.webhooks.repository import WebhookEndpointRepository
+        stored = await WebhookEndpointRepository(session).get(uuid.UUID(endpoint["id"]))
+        stored.previous_secret_until = db.utcnow() - dt.timedelta(seconds=1)
+    await order(cloud, customer, plan["id"])
+    await drain()
+    second = fake_cloud.receiver.deliveries()[1]
+    assert second["headers"]["decabill-signature"].count("v1=") == 1
+    assert signing.verify(second["body"], second["headers"]["decabill-signature"], rotated)
+    assert not signing.verify(second["body"], second["headers"]["decabill-signature"], endpoint["secret"])
+
+    # No overlap configured: the replaced secret stops at once.
+    env.update(WEBHOOK_SECRET_OVERLAP_HOURS="0")
+    api = await make_api()
+    newest = (await api.post(url, token=admin)).json()["secret"]
+    await order(api, customer, plan["id"])
+    await drain()
+    third = fake_cloud.receiver.deliveries()[2]
+    assert third["headers"]["decabill-signature"].count("v1=") == 1
+    assert signing.verify(third["body"], third["headers"]["decabill-signature"], newest)
+    assert not signing.verify(third["body"], third["headers"]["decabill-signature"], rotated)
