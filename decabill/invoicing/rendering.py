@@ -45,6 +45,17 @@ async def record(session: AsyncSession, invoice_id: uuid.UUID, now: dt.datetime)
         db.after_commit(_send(current_tenant(), task_id))
 
 
+async def record_many(session: AsyncSession, invoice_ids: list[uuid.UUID], now: dt.datetime) -> None:
+    """`record` for many just-issued invoices at once (the billing day's batch: one INSERT, no task can exist
+    yet); their jobs are sent after the commit."""
+    rows = [{"id": uuid.uuid4(), "invoice_id": invoice_id, "status": DocumentStatus.PENDING, "attempts": 0,
+             "created_at": now} for invoice_id in invoice_ids]
+    await InvoiceDocumentRepository(session).insert_many(rows)
+    tenant = current_tenant()
+    for row in rows:
+        db.after_commit(_send(tenant, row["id"]))
+
+
 def _send(tenant: str, task_id: uuid.UUID):
     async def send() -> None:
         try:

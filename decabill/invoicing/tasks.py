@@ -1,8 +1,9 @@
 """Background jobs of invoicing: thin taskiq wrappers around the unit functions (which the tests call
 directly). Coordinators fan out one unit per due entity and tenant (decabill/jobs).
 
-* `invoicing.bill_due_users` (every OPEN_POSITION_INVOICE_SCHEDULER_INTERVAL ms) → `invoicing.bill_user` for
-  every user whose billing day is today and who has something unbilled;
+* `invoicing.bill_due_users` (every OPEN_POSITION_INVOICE_SCHEDULER_INTERVAL ms) → `invoicing.bill_users` per
+  batch of OPEN_POSITION_INVOICE_BATCH_SIZE users whose billing day is today and who have something unbilled
+  (`invoicing.bill_user`, one user, is what admin bill-now sends);
 * `invoicing.mark_due_overdue` (INVOICE_OVERDUE_SCHEDULER_INTERVAL; pages of INVOICE_OVERDUE_SCHEDULER_BATCH_SIZE,
   all of them) → `invoicing.mark_overdue` per past-due invoice;
 * `invoicing.send_due_renewal_reminders` (REMINDER_SCHEDULER_INTERVAL; REMINDER_SCHEDULER_BATCH_SIZE; nothing
@@ -19,7 +20,7 @@ from __future__ import annotations
 import uuid
 
 from decabill.config import get_settings
-from decabill.jobs.queue import fan_out, periodic, run_unit, task
+from decabill.jobs.queue import fan_out, fan_out_batches, periodic, run_unit, task
 from decabill.invoicing import billing, mail, overdue, reminders, rendering
 
 
@@ -31,9 +32,19 @@ async def bill_user(tenant: str, user_id: str) -> str:
     return await run_unit("invoicing.bill_user", tenant, work)
 
 
+@task("invoicing.bill_users")
+async def bill_users(tenant: str, user_ids: list[str]) -> dict[str, int]:
+    async def work() -> dict[str, int]:
+        return dict(await billing.bill_users([uuid.UUID(user_id) for user_id in user_ids]))
+
+    return await run_unit("invoicing.bill_users", tenant, work)
+
+
 @periodic("invoicing.bill_due_users", interval=lambda s: s.open_position_invoice_scheduler_interval)
 async def bill_due_users() -> int:
-    return await fan_out(billing.users_due, bill_user, 0)
+    """One `invoicing.bill_users` per batch of OPEN_POSITION_INVOICE_BATCH_SIZE due users, the batches read
+    from the database a page at a time (nothing per customer kept here)."""
+    return await fan_out_batches(billing.due_batches, bill_users, get_settings().open_position_invoice_batch_size)
 
 
 @task("invoicing.mark_overdue")
