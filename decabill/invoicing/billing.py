@@ -105,10 +105,9 @@ def _missed_before(now: dt.datetime) -> dict[int, dt.datetime]:
     return {day: last_billing_day_start(day, now) for day in range(1, LAST_BILLING_DAY + 1)}
 
 
-async def users_due_page(limit: int, after: tuple[dt.datetime, uuid.UUID] | None = None, *,
-                         now: dt.datetime | None = None) -> list[tuple[uuid.UUID, dt.datetime]]:
-    """One page of `users_due`, oldest account first after the keyset `after`: (user id, created_at) rows —
-    the last row is the keyset of the next page."""
+async def users_due_page(limit: int, after: uuid.UUID | None = None, *, now: dt.datetime | None = None
+                         ) -> list[uuid.UUID]:
+    """One page of the users due (see `users_due`), in id order after the keyset `after`."""
     now = now or db.utcnow()
     async with db.transaction() as session:
         return await BillingDayRepository(session).due_page(billing_today(now), _missed_before(now), limit, after)
@@ -118,8 +117,8 @@ async def users_due(limit: int, *, now: dt.datetime | None = None) -> list[uuid.
     """Users of the tenant with something unbilled whose billing day is today — or whose last billing day was
     missed: something unbilled is older than that day (the process was down, or the unit failed, when that
     day's run was due). The reference waited a whole month for the next billing day; we catch up at the next
-    run. What arrives on or after a billing day waits for the next one, as before. Oldest account first; all
-    of them when `limit` is 0 (found by the database a page at a time)."""
+    run. What arrives on or after a billing day waits for the next one, as before. In id order; all of them
+    when `limit` is 0 (found by the database a page at a time)."""
     due: list[uuid.UUID] = []
     async for batch in due_batches(limit or DUE_PAGE, now=now):
         due += batch
@@ -128,20 +127,20 @@ async def users_due(limit: int, *, now: dt.datetime | None = None) -> list[uuid.
     return due
 
 
-DUE_PAGE = 1000
+DUE_PAGE = 5000  # users read per query: a coordinator sends all its batches quickly, before their PDF jobs
 
 
 async def due_batches(size: int, *, now: dt.datetime | None = None) -> AsyncIterator[list[uuid.UUID]]:
-    """The users due (see `users_due`) in batches of `size`, each read from the database when asked for."""
+    """The users due (see `users_due`) in batches of `size`, read from the database a page at a time."""
     now = now or db.utcnow()
     after = None
     while True:
-        rows = await users_due_page(size, after, now=now)
-        if rows:
-            yield [user_id for user_id, _ in rows]
-        if len(rows) < size:
+        rows = await users_due_page(max(size, DUE_PAGE), after, now=now)
+        for first in range(0, len(rows), size):
+            yield rows[first:first + size]
+        if len(rows) < max(size, DUE_PAGE):
             return
-        after = rows[-1][1], rows[-1][0]
+        after = rows[-1]
 
 
 async def _try_lock_user(session: AsyncSession, user_id: uuid.UUID) -> bool:

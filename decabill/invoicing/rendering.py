@@ -17,8 +17,11 @@ each its own idempotent job, so issuing is never held up by rendering or SMTP (i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import uuid
+from collections.abc import AsyncIterator
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +34,34 @@ from decabill.tenancy import current_tenant
 from models.invoicing import DocumentStatus
 
 log = structlog.get_logger("decabill.invoicing")
+
+_issuing = 0  # billing-day units (and their coordinator) running in this process
+_issuing_done: asyncio.Event | None = None
+
+
+@contextlib.asynccontextmanager
+async def issuing() -> AsyncIterator[None]:
+    """Mark a billing-day unit running in this process: its renders wait until no such unit runs (issue #19).
+    Rendering is CPU-bound in threads; next to it the event loop gets the GIL only every switch interval, so
+    each of the unit's many database round trips would wait for it and issuing would crawl. Issuing first,
+    the numbers and invoices committed, then the PDFs: the targets of the billing day are in that order."""
+    global _issuing, _issuing_done
+    if _issuing_done is None:
+        _issuing_done = asyncio.Event()
+    _issuing += 1
+    _issuing_done.clear()
+    try:
+        yield
+    finally:
+        _issuing -= 1
+        if not _issuing:
+            _issuing_done.set()
+
+
+async def _after_issuing() -> None:
+    while _issuing and _issuing_done is not None:
+        await _issuing_done.wait()
+
 
 MAX_ATTEMPTS = 5
 CLAIM_TIMEOUT = dt.timedelta(minutes=10)
@@ -69,6 +100,7 @@ def _send(tenant: str, task_id: uuid.UUID):
 async def render(task_id: uuid.UUID) -> str:
     """Render and store one invoice's PDF, then send its mail (tenant bound). Returns the task's status, or
     `not_pending` when it is done or being rendered by someone else."""
+    await _after_issuing()
     now = db.utcnow()
     async with db.transaction() as session:
         task = await InvoiceDocumentRepository(session).claim(task_id, now, CLAIM_TIMEOUT)

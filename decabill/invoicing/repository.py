@@ -250,25 +250,25 @@ class BillingDayRepository(Repository[User]):
                     else_=case((registered > 28, 28), else_=registered))
 
     async def due_page(self, today: int, missed_before: dict[int, dt.datetime], limit: int,
-                       after: tuple[dt.datetime, uuid.UUID] | None) -> list[tuple[uuid.UUID, dt.datetime]]:
-        """(id, created_at) of the next `limit` users, oldest account first after the keyset `after`, who have
-        unbilled open positions or usage costing something, and whose billing day is `today` — or who have
-        such a thing recorded before `missed_before[their billing day]` (a billing day was missed)."""
+                       after: uuid.UUID | None) -> list[uuid.UUID]:
+        """The next `limit` user ids after `after` (in id order: a keyset on the primary key, so every page
+        is an index range however many users there are) who have unbilled open positions or usage costing
+        something, and whose billing day is `today` — or who have such a thing recorded before
+        `missed_before[their billing day]` (a billing day was missed)."""
         day = self._billing_day()
         threshold = case(*((day == d, literal(moment, OpenPosition.created_at.type)) for d, moment in missed_before.items()))
         positions = select(OpenPosition.id).where(OpenPosition.tenant_id == User.tenant_id,
                                                   OpenPosition.user_id == User.id, OpenPosition.invoice_id.is_(None))
         usage = select(UsageRecord.id).where(UsageRecord.tenant_id == User.tenant_id, UsageRecord.user_id == User.id,
                                              UsageRecord.invoice_id.is_(None), UsageRecord.amount > 0)
-        statement = (self.statement(User.id, User.created_at)
+        statement = (self.statement(User.id)
                      .where(or_(and_(day == today, or_(positions.exists(), usage.exists())),
                                 positions.where(OpenPosition.created_at < threshold).exists(),
                                 usage.where(UsageRecord.created_at < threshold).exists()))
-                     .order_by(User.created_at, User.id))
+                     .order_by(User.id))
         if after is not None:
-            moment, last = after
-            statement = statement.where(or_(User.created_at > moment, and_(User.created_at == moment, User.id > last)))
-        return [(user_id, created_at) for user_id, created_at in await self.rows(page(statement, limit, 0))]
+            statement = statement.where(User.id > after)
+        return await self.all(page(statement, limit, 0))
 
 
 class InvoiceLineRepository(Repository[InvoiceLine]):

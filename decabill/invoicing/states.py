@@ -212,10 +212,10 @@ async def apply_many(session: AsyncSession, invoices: list[Invoice], event: str,
 
 def audit_entry(invoice: Invoice, process: str, message: str, *, actor: Actor, level: str = "info",
                 before: str | None = None, after: str | None = None, context: dict[str, Any] | None = None,
-                now: dt.datetime | None = None, user_id: uuid.UUID | None = None) -> InvoiceAuditLog:
-    """The audit entry for `invoice` (not yet added to any session); its user is `user_id`, else the
-    invoice's (behavior.md part B §7.5's table)."""
-    return InvoiceAuditLog(
+                now: dt.datetime | None = None, user_id: uuid.UUID | None = None) -> dict[str, Any]:
+    """The values of the audit entry for `invoice`; its user is `user_id`, else the invoice's (behavior.md part
+    B §7.5's table)."""
+    return dict(
         id=ordered_id(),  # time-ordered: see ordered_id() below
         invoice_id=invoice.id, user_id=user_id or invoice.user_id, process=process, level=level,
         message=message[:500], actor_type=actor.type, actor_user_id=actor.user_id, status_before=before,
@@ -229,16 +229,14 @@ async def audit(session: AsyncSession, invoice: Invoice, process: str, message: 
                 context: dict[str, Any] | None = None, now: dt.datetime | None = None,
                 user_id: uuid.UUID | None = None) -> InvoiceAuditLog:
     """Append an audit entry for `invoice` in the caller's transaction (also for events that change no status)."""
-    entry = audit_entry(invoice, process, message, actor=actor, level=level, before=before, after=after,
-                        context=context, now=now, user_id=user_id)
+    entry = InvoiceAuditLog(**audit_entry(invoice, process, message, actor=actor, level=level, before=before,
+                                          after=after, context=context, now=now, user_id=user_id))
     return await InvoiceAuditLogRepository(session).create(entry)
 
 
-async def audit_many(session: AsyncSession, entries: list[InvoiceAuditLog]) -> None:
-    """Append many entries (made by `audit_entry`) in the caller's transaction, written at its next flush."""
-    repository = InvoiceAuditLogRepository(session)
-    for entry in entries:
-        repository.add(entry)
+async def audit_many(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
+    """Append many entries (values made by `audit_entry`) in the caller's transaction, in one INSERT."""
+    await InvoiceAuditLogRepository(session).insert_many(entries)
 
 
 def _request_id() -> str | None:

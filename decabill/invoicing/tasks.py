@@ -35,7 +35,8 @@ async def bill_user(tenant: str, user_id: str) -> str:
 @task("invoicing.bill_users")
 async def bill_users(tenant: str, user_ids: list[str]) -> dict[str, int]:
     async def work() -> dict[str, int]:
-        return dict(await billing.bill_users([uuid.UUID(user_id) for user_id in user_ids]))
+        async with rendering.issuing():
+            return dict(await billing.bill_users([uuid.UUID(user_id) for user_id in user_ids]))
 
     return await run_unit("invoicing.bill_users", tenant, work)
 
@@ -44,7 +45,9 @@ async def bill_users(tenant: str, user_ids: list[str]) -> dict[str, int]:
 async def bill_due_users() -> int:
     """One `invoicing.bill_users` per batch of OPEN_POSITION_INVOICE_BATCH_SIZE due users, the batches read
     from the database a page at a time (nothing per customer kept here)."""
-    return await fan_out_batches(billing.due_batches, bill_users, get_settings().open_position_invoice_batch_size)
+    async with rendering.issuing():
+        return await fan_out_batches(billing.due_batches, bill_users,
+                                     get_settings().open_position_invoice_batch_size)
 
 
 @task("invoicing.mark_overdue")
