@@ -105,12 +105,14 @@ def _missed_before(now: dt.datetime) -> dict[int, dt.datetime]:
     return {day: last_billing_day_start(day, now) for day in range(1, LAST_BILLING_DAY + 1)}
 
 
-async def users_due_page(limit: int, after: uuid.UUID | None = None, *, now: dt.datetime | None = None
-                         ) -> list[uuid.UUID]:
-    """One page of the users due (see `users_due`), in id order after the keyset `after`."""
+async def users_due_page(limit: int, after: uuid.UUID | None = None, *, now: dt.datetime | None = None,
+                         lowest: uuid.UUID | None = None, below: uuid.UUID | None = None) -> list[uuid.UUID]:
+    """One page of the users due (see `users_due`), in id order after the keyset `after` (within
+    [`lowest`, `below`) when given)."""
     now = now or db.utcnow()
     async with db.transaction() as session:
-        return await BillingDayRepository(session).due_page(billing_today(now), _missed_before(now), limit, after)
+        return await BillingDayRepository(session).due_page(billing_today(now), _missed_before(now), limit, after,
+                                                            lowest=lowest, below=below)
 
 
 async def users_due(limit: int, *, now: dt.datetime | None = None) -> list[uuid.UUID]:
@@ -127,20 +129,48 @@ async def users_due(limit: int, *, now: dt.datetime | None = None) -> list[uuid.
     return due
 
 
-DUE_PAGE = 5000  # users read per query: a coordinator sends all its batches quickly, before their PDF jobs
+DUE_PAGE = 1000
 
 
-async def due_batches(size: int, *, now: dt.datetime | None = None) -> AsyncIterator[list[uuid.UUID]]:
-    """The users due (see `users_due`) in batches of `size`, read from the database a page at a time."""
+async def due_batches(size: int, *, now: dt.datetime | None = None, lowest: uuid.UUID | None = None,
+                      below: uuid.UUID | None = None) -> AsyncIterator[list[uuid.UUID]]:
+    """The users due (see `users_due`; within [`lowest`, `below`) when given) in batches of `size`, each read
+    from the database when asked for (nothing per customer is kept)."""
     now = now or db.utcnow()
     after = None
     while True:
-        rows = await users_due_page(max(size, DUE_PAGE), after, now=now)
-        for first in range(0, len(rows), size):
-            yield rows[first:first + size]
-        if len(rows) < max(size, DUE_PAGE):
+        rows = await users_due_page(size, after, now=now, lowest=lowest, below=below)
+        if rows:
+            yield rows
+        if len(rows) < size:
             return
         after = rows[-1]
+
+
+# The billing day's units: one per slice of the user id space. A fixed, small number of messages, all sent at
+# once by the coordinator — so they sit in the queue before the PDF jobs their invoices cause, and no worker
+# waits for a coordinator to page through 100,000 users. Ids are random (uuid4), so the slices hold about as
+# many users each; every unit bills its slice batch by batch (`bill_users`), each batch its own transaction.
+ID_SLICES = 64
+
+
+def id_slices(count: int = ID_SLICES) -> list[tuple[uuid.UUID, uuid.UUID | None]]:
+    """[lowest, below) bounds that cut the uuid space into `count` equal slices (the last one open)."""
+    step = (1 << 128) // count
+    bounds = [uuid.UUID(int=i * step) for i in range(count)]
+    return [(low, bounds[i + 1] if i + 1 < count else None) for i, low in enumerate(bounds)]
+
+
+async def bill_slice(lowest: uuid.UUID, below: uuid.UUID | None, *, batch_size: int,
+                     now: dt.datetime | None = None) -> Counter:
+    """Bill every user due in [lowest, below), `batch_size` at a time (the billing day's unit). Run again (after
+    a crash, or twice at once) it bills only who is still due: each batch is one transaction, and a user
+    another unit holds is skipped (`busy`) by that unit's lock."""
+    now = now or db.utcnow()
+    outcomes: Counter = Counter()
+    async for batch in due_batches(batch_size, now=now, lowest=lowest, below=below):
+        outcomes.update(await bill_users(batch, now=now))
+    return outcomes
 
 
 async def _try_lock_user(session: AsyncSession, user_id: uuid.UUID) -> bool:

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from decabill import db
 from decabill.invoicing import documents
 from decabill.invoicing.repository import InvoiceDocumentRepository, MailDeliveryRepository
+from decabill.jobs import ledger
 from decabill.jobs.queue import enqueue
 from decabill.tenancy import current_tenant
 from models.invoicing import DocumentStatus
@@ -58,9 +59,21 @@ async def issuing() -> AsyncIterator[None]:
             _issuing_done.set()
 
 
+ISSUING_UNITS = ["invoicing.bill_slice", "invoicing.bill_users"]
+ISSUING_STALE = dt.timedelta(minutes=2)  # a unit "running" for longer was killed (or is stuck): render anyway
+ISSUING_POLL = 0.5
+
+
 async def _after_issuing() -> None:
-    while _issuing and _issuing_done is not None:
-        await _issuing_done.wait()
+    """Wait while the billing day issues: a unit in this process, or one recorded running by another worker
+    (the job ledger) — the other worker's renders would take the CPU its database round trips wait for."""
+    while True:
+        if _issuing and _issuing_done is not None:
+            await _issuing_done.wait()
+            continue
+        if not await ledger.running_since(ISSUING_UNITS, db.utcnow() - ISSUING_STALE):
+            return
+        await asyncio.sleep(ISSUING_POLL)
 
 
 MAX_ATTEMPTS = 5

@@ -250,9 +250,10 @@ class BillingDayRepository(Repository[User]):
                     else_=case((registered > 28, 28), else_=registered))
 
     async def due_page(self, today: int, missed_before: dict[int, dt.datetime], limit: int,
-                       after: uuid.UUID | None) -> list[uuid.UUID]:
-        """The next `limit` user ids after `after` (in id order: a keyset on the primary key, so every page
-        is an index range however many users there are) who have unbilled open positions or usage costing
+                       after: uuid.UUID | None, *, lowest: uuid.UUID | None = None,
+                       below: uuid.UUID | None = None) -> list[uuid.UUID]:
+        """The next `limit` user ids after `after` (and >= `lowest`, < `below` when given; in id order: a keyset
+        on the primary key, so every page is an index range however many users there are) who have unbilled open positions or usage costing
         something, and whose billing day is `today` — or who have such a thing recorded before
         `missed_before[their billing day]` (a billing day was missed)."""
         day = self._billing_day()
@@ -268,6 +269,10 @@ class BillingDayRepository(Repository[User]):
                      .order_by(User.id))
         if after is not None:
             statement = statement.where(User.id > after)
+        if lowest is not None:
+            statement = statement.where(User.id >= lowest)
+        if below is not None:
+            statement = statement.where(User.id < below)
         return await self.all(page(statement, limit, 0))
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +92,9 @@ def _new_broker(settings: Settings) -> AsyncBroker:
             consumer_group_name=f"{prefix}:workers",
             # A message whose worker died is handed to another worker after this long unacknowledged.
             claim_idle_ms=settings.queue_claim_idle_ms,
+            # One message per read: a worker takes what it can start, not the next hundred — else the first
+            # worker to read takes a whole billing day's batches and the others get only what comes after.
+            xread_count=1,
         )
     return InMemoryBroker(max_async_tasks=settings.queue_worker_concurrency, propagate_exceptions=False)
 
@@ -142,24 +145,6 @@ async def fan_out(due: Callable[[int], Awaitable[list[uuid.UUID]]], unit: Any, b
             entity_ids = await due(batch_size)
         for entity_id in entity_ids:
             await enqueue(unit, tenant, str(entity_id))
-            sent += 1
-    return sent
-
-
-async def fan_out_batches(batches: Callable[[int], AsyncIterator[list[uuid.UUID]]], unit: Any, batch_size: int) -> int:
-    """`fan_out` for units that take a batch of entities: for every configured tenant, one `unit(tenant, [ids])`
-    per batch `batches(batch_size)` yields (with the tenant bound while it reads them). Returns how many
-    units were sent."""
-    sent = 0
-    for tenant in get_settings().tenants:
-        with bound_tenant(tenant):
-            pages = batches(batch_size)
-        while True:
-            with bound_tenant(tenant):
-                batch = await anext(pages, None)
-            if batch is None:
-                break
-            await enqueue(unit, tenant, [str(entity_id) for entity_id in batch])
             sent += 1
     return sent
 
