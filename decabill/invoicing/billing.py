@@ -295,7 +295,7 @@ async def bill_users(user_ids: list[uuid.UUID], *, now: dt.datetime | None = Non
     data cannot be invoiced (incomplete profile, ...) is left out of the batch and billed on their own
     afterwards (`bill_user`, which fails for them as it always did, logged); if the batch's transaction fails
     as a whole, every user is billed on their own. Returns how many users ended billed | nothing | busy |
-    failed."""
+    failed, and under `invoices` how many invoices were issued."""
     now = now or db.utcnow()
     started = time.perf_counter()
     try:
@@ -303,12 +303,15 @@ async def bill_users(user_ids: list[uuid.UUID], *, now: dt.datetime | None = Non
     except Exception as exc:  # noqa: BLE001 - nothing of the batch was written; each user goes alone
         log.warning("invoicing.batch_failed", users=len(user_ids), error=str(exc), error_type=type(exc).__name__)
         outcomes, alone, made = Counter(), list(user_ids), 0
+    outcomes["invoices"] += made
     if made:
         log.info("invoicing.batch_billed", users=len(user_ids), invoices=made,
                  seconds=round(time.perf_counter() - started, 4))
     for user_id in alone:
         try:
-            outcomes[(await bill_user(user_id, now=now, actor=actor)).status] += 1
+            result = await bill_user(user_id, now=now, actor=actor)
+            outcomes[result.status] += 1
+            outcomes["invoices"] += len(result.invoices)
         except Exception as exc:  # noqa: BLE001 - one customer's failure must not stop the others
             log.error("invoicing.bill_user_failed", error=str(exc), error_type=type(exc).__name__)
             outcomes["failed"] += 1

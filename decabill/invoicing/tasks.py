@@ -21,6 +21,7 @@ from __future__ import annotations
 import uuid
 
 from decabill.config import get_settings
+from decabill.tenancy import bound_tenant
 from decabill.jobs.queue import enqueue, fan_out, periodic, run_unit, task
 from decabill.invoicing import billing, mail, overdue, reminders, rendering
 
@@ -58,6 +59,9 @@ async def bill_due_users() -> int:
     due users of its slice in batches of OPEN_POSITION_INVOICE_BATCH_SIZE (nothing per customer kept here)."""
     sent = 0
     for tenant in get_settings().tenants:
+        with bound_tenant(tenant):
+            if not await billing.users_due_page(1):
+                continue  # nobody due in this tenant: no units
         for lowest, below in billing.id_slices():
             await enqueue(bill_slice, tenant, str(lowest), str(below) if below else None)
             sent += 1
