@@ -361,7 +361,7 @@ async def _bill_batch(user_ids: list[uuid.UUID], *, now: dt.datetime,
                         subscription_id=made.subscription_id, origin=InvoiceOrigin.BILLING_RUN, currency=currency,
                         order_reference=made.order_reference, now=now)
                     invoices.prepare_issue(invoice, lines, profiles.get(user_id), seller, now=now)
-                    drafted.append((invoices.Drafted(invoice, lines, profiles.get(user_id), emails.get(user_id)),
+                    drafted.append((invoices.Drafted(invoice, lines, emails.get(user_id)),
                                     group_positions, group_usage))
             except Exception:  # noqa: BLE001 - this user's data: billed (or refused) on their own, after the batch
                 alone.append(user_id)

@@ -156,8 +156,8 @@ async def _add_lines(session: AsyncSession, invoice: Invoice, inputs: Sequence[L
 def draft(*, user_id: uuid.UUID, inputs: Sequence[LineInput], profile: CustomerProfile | None,
           subscription_id: uuid.UUID | None, origin: str, currency: str | None, order_reference: str | None,
           now: dt.datetime) -> tuple[Invoice, list[LineRow]]:
-    """A draft invoice and its lines, totals set, in memory only (the billing day's batch writes many at once;
-    `create_draft` the same one row by row)."""
+    """A draft invoice and its lines, totals set, in memory only: `create_draft` writes it row by row, the
+    billing day's batch (`issue_batch`) many at once."""
     if not inputs:
         raise ValueError("an invoice needs at least one line")
     invoice = Invoice(id=uuid.uuid4(), user_id=user_id, subscription_id=subscription_id, origin=origin,
@@ -220,14 +220,14 @@ async def create_draft(session: AsyncSession, *, user_id: uuid.UUID, lines: Sequ
                        currency: str | None = None, order_reference: str | None = None,
                        now: dt.datetime | None = None) -> Invoice:
     """A draft invoice with its lines and totals (no number yet), audited as `invoice.create`."""
-    if not lines:
-        raise ValueError("an invoice needs at least one line")
     now = now or db.utcnow()
-    invoice = await InvoiceRepository(session).create(Invoice(
-        user_id=user_id, subscription_id=subscription_id, origin=origin, status=InvoiceStatus.DRAFT,
-        currency=currency or get_settings().billing_currency, order_reference=order_reference, created_at=now,
-        updated_at=now))
-    await _add_lines(session, invoice, lines, now)
+    invoice, rows = draft(user_id=user_id, inputs=lines, profile=await find_profile(user_id),
+                          subscription_id=subscription_id, origin=origin, currency=currency,
+                          order_reference=order_reference, now=now)
+    await InvoiceRepository(session).create(invoice)  # before its lines (their foreign key)
+    line_rows = InvoiceLineRepository(session)
+    for row in rows:
+        line_rows.add(InvoiceLine(**row.__dict__))
     await session.flush()
     await states.audit(session, invoice, "invoice.create", CREATE_MESSAGE, actor=actor, after=invoice.status,
                        context=create_context(invoice), now=now)
@@ -239,10 +239,7 @@ async def lines_of(session: AsyncSession, invoice_id: uuid.UUID) -> list[Invoice
 
 
 async def recipient(session: AsyncSession, invoice: Invoice) -> str | None:
-    buyer_email = (invoice.buyer or {}).get("email")
-    if buyer_email:
-        return buyer_email
-    return await user_email(invoice.user_id)
+    return recipient_of(invoice, None) or await user_email(invoice.user_id)
 
 
 def require_non_negative_total(invoice: Invoice) -> None:
@@ -315,7 +312,6 @@ class Drafted:
 
     invoice: Invoice
     lines: list[LineRow]
-    profile: CustomerProfile | None
     account_email: str | None
 
 
