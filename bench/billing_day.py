@@ -195,18 +195,25 @@ async def progress(dsn: str) -> tuple[int, int, int]:
         await conn.close()
 
 
-def unit_seconds(log_paths: list[Path]) -> list[float]:
-    seconds = []
+def unit_seconds(log_paths: list[Path]) -> tuple[list[float], list[float]]:
+    """From the workers' logs: the seconds of every billing unit (`invoicing.user_billed`: one customer before
+    the batches; `invoicing.batch_billed`: one batch — every invoice of it is committed when it ends), and
+    the cost per invoice (a unit's seconds / its invoices)."""
+    seconds, per_invoice = [], []
     for path in log_paths:
         for line in path.read_text(errors="replace").splitlines():
-            if '"invoicing.user_billed"' in line:
+            if '"invoicing.user_billed"' in line or '"invoicing.batch_billed"' in line:
                 try:
-                    value = json.loads(line).get("seconds")
+                    entry = json.loads(line)
                 except ValueError:
                     continue
+                value = entry.get("seconds")
                 if value is not None:
                     seconds.append(float(value))
-    return seconds
+                    count = entry.get("invoices")
+                    count = len(count) if isinstance(count, list) else int(count or 1)
+                    per_invoice.append(float(value) / max(1, count))
+    return seconds, per_invoice
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -255,6 +262,8 @@ async def run(args: argparse.Namespace) -> None:
                 elapsed = time.perf_counter() - began
                 if all_issued is None and issued >= args.customers:
                     all_issued = elapsed
+                    if args.issue_only:
+                        break
                 if rendered >= args.customers and mailed >= args.customers:
                     all_done = elapsed
                     break
@@ -273,7 +282,7 @@ async def run(args: argparse.Namespace) -> None:
                     worker.wait(timeout=40)
                 except subprocess.TimeoutExpired:
                     worker.kill()
-    seconds = unit_seconds(logs)
+    seconds, per_invoice = unit_seconds(logs)
     issue_time = all_issued or (time.perf_counter() - began)
     print(f"customers {args.customers}  positions/customer {args.positions}  workers {args.workers}"
           f" (concurrency {args.concurrency} each)")
@@ -281,9 +290,11 @@ async def run(args: argparse.Namespace) -> None:
     print(f"invoices issued per second: {issued / issue_time:.1f}")
     print(f"time to all invoices issued: {'%.1f s' % all_issued if all_issued else 'not reached'}")
     print(f"time to all PDFs and mails done: {'%.1f s' % all_done if all_done else 'not reached'}")
-    print(f"billing unit per customer: p50 {percentile(seconds, 0.5) * 1000:.0f} ms  p99 "
-          f"{percentile(seconds, 0.99) * 1000:.0f} ms  (n={len(seconds)}, mean "
+    print(f"billing unit (issue to commit of each invoice): p50 {percentile(seconds, 0.5) * 1000:.0f} ms  p99 "
+          f"{percentile(seconds, 0.99) * 1000:.0f} ms  (units n={len(seconds)}, mean "
           f"{(statistics.fmean(seconds) if seconds else float('nan')) * 1000:.0f} ms)")
+    print(f"unit time per invoice: p50 {percentile(per_invoice, 0.5) * 1000:.1f} ms  p99 "
+          f"{percentile(per_invoice, 0.99) * 1000:.1f} ms")
     for pid, values in memory.items():
         print(f"worker {pid}: RSS start {rss_start[pid] / 1024:.0f} MiB  end {values.get('VmRSS', 0) / 1024:.0f} MiB"
               f"  peak {values.get('VmHWM', 0) / 1024:.0f} MiB")
@@ -307,6 +318,8 @@ def main() -> None:
     parser.add_argument("--database", default="decabill_bench")
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--keep", action="store_true", help="keep the database and the PDFs afterwards")
+    parser.add_argument("--issue-only", action="store_true",
+                        help="stop once every invoice is issued (PDFs and mails: as far as they got)")
     parser.add_argument("--verbose", action="store_true", help="print the progress every second")
     asyncio.run(run(parser.parse_args()))
 

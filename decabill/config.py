@@ -207,6 +207,7 @@ class Settings(BaseSettings):
     billing_skip_file_cache_raw: str = Field("false", alias="BILLING_SKIP_FILE_CACHE")
     billing_default_payment_processor: str = Field("stripe", alias="BILLING_DEFAULT_PAYMENT_PROCESSOR")
     open_position_invoice_scheduler_interval: int = Field(86400000, alias="OPEN_POSITION_INVOICE_SCHEDULER_INTERVAL")
+    open_position_invoice_batch_size: int = Field(200, alias="OPEN_POSITION_INVOICE_BATCH_SIZE")
     invoice_overdue_scheduler_interval: int = Field(86400000, alias="INVOICE_OVERDUE_SCHEDULER_INTERVAL")
     invoice_overdue_scheduler_batch_size: int = Field(100, alias="INVOICE_OVERDUE_SCHEDULER_BATCH_SIZE")
     reminder_scheduler_interval: int = Field(3600000, alias="REMINDER_SCHEDULER_INTERVAL")
@@ -260,8 +261,8 @@ class Settings(BaseSettings):
         return value.strip() or "stripe"
 
     @field_validator(
-        "open_position_invoice_scheduler_interval", "invoice_overdue_scheduler_interval",
-        "invoice_overdue_scheduler_batch_size", "reminder_scheduler_interval", "reminder_scheduler_batch_size",
+        "open_position_invoice_scheduler_interval", "open_position_invoice_batch_size",
+        "invoice_overdue_scheduler_interval", "invoice_overdue_scheduler_batch_size", "reminder_scheduler_interval", "reminder_scheduler_batch_size",
         "reminder_days", "dunning_scheduler_interval",
         mode="before",
     )

@@ -229,6 +229,17 @@ async def try_advisory_lock(session: AsyncSession, key: str) -> bool:
     return bool(locked.scalar_one())
 
 
+async def try_advisory_locks(session: AsyncSession, keys: list[str]) -> list[bool]:
+    """`try_advisory_lock` of many keys in one statement; per key (in order) whether this transaction holds it."""
+    if session.bind.dialect.name != "postgresql":
+        return [True] * len(keys)
+    from sqlalchemy import text
+
+    statement = text("SELECT pg_try_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest(CAST(:keys AS text[]))"
+                     " WITH ORDINALITY AS t(k, n) ORDER BY n")
+    return [bool(row[0]) for row in await session.execute(statement, {"keys": keys})]
+
+
 def after_commit(callback: Callable[[], Awaitable[None]]) -> None:
     """Run `callback` after the current transaction commits (immediately when there is none)."""
     tx = _current.get()

@@ -25,6 +25,18 @@ async def next_number(session: AsyncSession, name: str) -> int:
     return int(value)
 
 
+async def next_numbers(session: AsyncSession, name: str, count: int) -> int:
+    """Allocate `count` consecutive values of the tenant's counter `name` at once (one `UPDATE ... RETURNING`,
+    the billing day's batch); returns the first. Same lock and rollback rules as `next_number`."""
+    counters = NumberSequenceRepository(session)
+    last = await counters.bump(name, count)
+    if last is None:
+        await counters.create_if_missing(name)
+        last = await counters.bump(name, count)
+        assert last is not None
+    return int(last) - count + 1
+
+
 async def current_number(session: AsyncSession, name: str) -> int:
     """The tenant's counter `name` as last allocated (0 when never used); takes no lock."""
     return await NumberSequenceRepository(session).current(name)

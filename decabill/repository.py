@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import Delete, Update, delete, func, select, true, type_coerce, update
+from sqlalchemy import Delete, Update, bindparam, delete, func, insert, select, true, type_coerce, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -213,6 +213,17 @@ class Repository(Generic[M]):
         return (await self.session.execute(statement)).scalar_one_or_none()
 
 
+    async def insert_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        """One multi-row INSERT (executemany) of new rows of the request's tenant, bypassing the ORM's unit of
+        work (the billing day's batch: thousands of rows nobody reads back in this transaction)."""
+        if not rows:
+            return
+        if self.tenant_scoped:
+            tenant = current_tenant()
+            rows = [{"tenant_id": tenant, **row} for row in rows]
+        await self.session.execute(insert(self.model.__table__), rows)
+
+
 class BillableRepository(Repository[M]):
     """Rows an invoice bills exactly once (open positions, usage records): `invoice_id` is set by the invoice
     that bills them, guarded by `invoice_id IS NULL`."""
@@ -225,6 +236,17 @@ class BillableRepository(Repository[M]):
         statement = self.update(self.model.id.in_(ids), self.model.invoice_id.is_(None), invoice_id=invoice_id)
         result = await self.execute(statement.execution_options(synchronize_session=False))
         return result.rowcount or 0
+
+    async def mark_billed_many(self, billed: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
+        """`mark_billed` of many rows at once — (row id, invoice id) each — as one executemany UPDATE; the
+        caller holds the rows locked (claimed `FOR UPDATE`), so none can have been billed meanwhile."""
+        if not billed:
+            return
+        table = self.model.__table__
+        statement = (table.update()
+                     .where(table.c.id == bindparam("row_id"), table.c.invoice_id.is_(None))
+                     .values(invoice_id=bindparam("billed_by")))
+        await self.session.execute(statement, [{"row_id": row, "billed_by": invoice} for row, invoice in billed])
 
 
 class InstallationRepository(Repository[M]):

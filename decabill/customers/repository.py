@@ -20,6 +20,10 @@ class CustomerProfileRepository(Repository[CustomerProfile]):
     async def of_user(self, user_id: uuid.UUID, *, for_update: bool = False) -> CustomerProfile | None:
         return await self.get_by(CustomerProfile.user_id == user_id, for_update=for_update)
 
+    async def of_users(self, user_ids: Any) -> dict[uuid.UUID, CustomerProfile]:
+        return {profile.user_id: profile
+                for profile in await self.all(self.statement().where(CustomerProfile.user_id.in_(user_ids)))}
+
     async def ensure_exists(self, user_id: uuid.UUID) -> bool:
         """Insert an empty profile for the user unless one exists (True when this call inserted it); two first
         saves at once: the unique user_id lets exactly one insert through."""

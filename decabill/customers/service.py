@@ -130,6 +130,12 @@ async def find_profile(user_id: uuid.UUID, *, lock: bool = False) -> CustomerPro
         return await CustomerProfileRepository(session).of_user(user_id, for_update=lock)
 
 
+async def profiles_of(user_ids: list[uuid.UUID]) -> dict[uuid.UUID, CustomerProfile]:
+    """The users' profiles in the current tenant, by user (joins the caller's transaction)."""
+    async with db.transaction() as session:
+        return await CustomerProfileRepository(session).of_users(user_ids)
+
+
 async def get_own_profile(principal: Principal) -> CustomerProfile | None:
     user_id = principal.require_user_id()
     async with db.transaction():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from decabill.repository import Repository
 from models.identity import User
@@ -31,6 +32,10 @@ class UserRepository(Repository[User]):
 
     async def email_of(self, user_id: uuid.UUID) -> str | None:
         return await self.one_or_none(self.statement(User.email).where(User.id == user_id))
+
+    async def emails_of(self, user_ids: Any) -> dict[uuid.UUID, str | None]:
+        return {user_id: email
+                for user_id, email in await self.rows(self.statement(User.id, User.email).where(User.id.in_(user_ids)))}
 
     async def admin_emails(self) -> list[str]:
         statement = self.statement(User.email).where(User.role == "admin", User.locked_at.is_(None))

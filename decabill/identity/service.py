@@ -384,6 +384,11 @@ async def user_email(user_id: uuid.UUID) -> str | None:
         return await UserRepository(session).email_of(user_id)
 
 
+async def user_emails(user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+    async with db.transaction() as session:
+        return await UserRepository(session).emails_of(user_ids)
+
+
 async def admin_emails() -> list[str]:
     """Where operator alerts of the current tenant go (its unlocked admins)."""
     async with db.transaction() as session:

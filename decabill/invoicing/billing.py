@@ -34,6 +34,8 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -44,7 +46,10 @@ from decabill import db
 from decabill.catalog.service import find_service_plan
 from decabill.documents import round_cents
 from decabill.errors import BadRequest
-from decabill.identity.service import users_oldest_first
+from decabill.identity.service import user_emails, users_oldest_first
+from decabill.customers.service import profiles_of
+from decabill.invoicing.documents import seller_snapshot as documents_seller
+from decabill.invoicing.repository import BillingDayRepository
 from decabill.invoicing import invoices
 from decabill.invoicing.errors import NothingToBill
 from decabill.invoicing.invoices import LineInput
@@ -95,19 +100,77 @@ def last_billing_day_start(day: int, now: dt.datetime) -> dt.datetime:
     return dt.datetime.combine(date, dt.time.min, tzinfo=dt.timezone.utc)
 
 
+def _missed_before(now: dt.datetime) -> dict[int, dt.datetime]:
+    """Per billing day 1..28: something unbilled recorded before this moment means that day was missed."""
+    return {day: last_billing_day_start(day, now) for day in range(1, LAST_BILLING_DAY + 1)}
+
+
+async def users_due_page(limit: int, after: uuid.UUID | None = None, *, now: dt.datetime | None = None,
+                         lowest: uuid.UUID | None = None, below: uuid.UUID | None = None) -> list[uuid.UUID]:
+    """One page of the users due (see `users_due`), in id order after the keyset `after` (within
+    [`lowest`, `below`) when given)."""
+    now = now or db.utcnow()
+    async with db.transaction() as session:
+        return await BillingDayRepository(session).due_page(billing_today(now), _missed_before(now), limit, after,
+                                                            lowest=lowest, below=below)
+
+
 async def users_due(limit: int, *, now: dt.datetime | None = None) -> list[uuid.UUID]:
     """Users of the tenant with something unbilled whose billing day is today — or whose last billing day was
     missed: something unbilled is older than that day (the process was down, or the unit failed, when that
     day's run was due). The reference waited a whole month for the next billing day; we catch up at the next
-    run. What arrives on or after a billing day waits for the next one, as before."""
+    run. What arrives on or after a billing day waits for the next one, as before. In id order; all of them
+    when `limit` is 0 (found by the database a page at a time)."""
+    due: list[uuid.UUID] = []
+    async for batch in due_batches(limit or DUE_PAGE, now=now):
+        due += batch
+        if limit and len(due) >= limit:
+            return due[:limit]
+    return due
+
+
+DUE_PAGE = 1000
+
+
+async def due_batches(size: int, *, now: dt.datetime | None = None, lowest: uuid.UUID | None = None,
+                      below: uuid.UUID | None = None) -> AsyncIterator[list[uuid.UUID]]:
+    """The users due (see `users_due`; within [`lowest`, `below`) when given) in batches of `size`, each read
+    from the database when asked for (nothing per customer is kept)."""
     now = now or db.utcnow()
-    today = billing_today(now)
-    async with db.transaction():
-        oldest = await oldest_unbilled_by_user()
-        users = await users_oldest_first(list(oldest))
-        due = [user.id for user in users
-               if billing_day(user) == today or oldest[user.id] < last_billing_day_start(billing_day(user), now)]
-    return due[:limit] if limit else due
+    after = None
+    while True:
+        rows = await users_due_page(size, after, now=now, lowest=lowest, below=below)
+        if rows:
+            yield rows
+        if len(rows) < size:
+            return
+        after = rows[-1]
+
+
+# The billing day's units: one per slice of the user id space. A fixed, small number of messages, all sent at
+# once by the coordinator — so they sit in the queue before the PDF jobs their invoices cause, and no worker
+# waits for a coordinator to page through 100,000 users. Ids are random (uuid4), so the slices hold about as
+# many users each; every unit bills its slice batch by batch (`bill_users`), each batch its own transaction.
+ID_SLICES = 64
+
+
+def id_slices(count: int = ID_SLICES) -> list[tuple[uuid.UUID, uuid.UUID | None]]:
+    """[lowest, below) bounds that cut the uuid space into `count` equal slices (the last one open)."""
+    step = (1 << 128) // count
+    bounds = [uuid.UUID(int=i * step) for i in range(count)]
+    return [(low, bounds[i + 1] if i + 1 < count else None) for i, low in enumerate(bounds)]
+
+
+async def bill_slice(lowest: uuid.UUID, below: uuid.UUID | None, *, batch_size: int,
+                     now: dt.datetime | None = None) -> Counter:
+    """Bill every user due in [lowest, below), `batch_size` at a time (the billing day's unit). Run again (after
+    a crash, or twice at once) it bills only who is still due: each batch is one transaction, and a user
+    another unit holds is skipped (`busy`) by that unit's lock."""
+    now = now or db.utcnow()
+    outcomes: Counter = Counter()
+    async for batch in due_batches(batch_size, now=now, lowest=lowest, below=below):
+        outcomes.update(await bill_users(batch, now=now))
+    return outcomes
 
 
 async def _try_lock_user(session: AsyncSession, user_id: uuid.UUID) -> bool:
@@ -168,9 +231,27 @@ async def bill_user(user_id: uuid.UUID, *, now: dt.datetime | None = None, actor
     return BillingResult("billed", tuple(made))
 
 
-async def _bill_group(session: AsyncSession, user_id: uuid.UUID, currency: str, positions: list[OpenPosition],
-                      usage: list[UsageRecord], subscriptions: dict[uuid.UUID, Subscription], *, actor: Actor,
-                      now: dt.datetime) -> Invoice | None:
+def _groups(positions: list[OpenPosition], usage: list[UsageRecord], subscriptions: dict[uuid.UUID, Subscription]
+            ) -> dict[str, tuple[list[OpenPosition], list[UsageRecord]]]:
+    """A user's unbilled things by currency (one invoice each)."""
+    groups: dict[str, tuple[list[OpenPosition], list[UsageRecord]]] = {}
+    for position in positions:
+        groups.setdefault(position.currency, ([], []))[0].append(position)
+    for record in usage:
+        groups.setdefault(subscriptions[record.subscription_id].currency, ([], []))[1].append(record)
+    return groups
+
+
+@dataclass(frozen=True)
+class _Draft:
+    lines: list[LineInput]
+    subscription_id: uuid.UUID | None
+    order_reference: str | None
+
+
+def _draft_of(positions: list[OpenPosition], usage: list[UsageRecord],
+              subscriptions: dict[uuid.UUID, Subscription]) -> _Draft | None:
+    """What one invoice of the billing day is made of; None when it is worth less than a cent."""
     lines = [
         LineInput(description=f"{p.description}, {_period_text(p.period_start, p.period_end)}",
                   unit_price_net=round_cents(p.amount), subscription_id=p.subscription_id, open_position_id=p.id,
@@ -186,13 +267,120 @@ async def _bill_group(session: AsyncSession, user_id: uuid.UUID, currency: str, 
     if sum((line.unit_price_net for line in lines), Decimal(0)) < MIN_AMOUNT:
         return None  # worth less than a cent: left for a later run
     numbers = dict.fromkeys(subscriptions[line.subscription_id].number for line in lines if line.subscription_id)
+    return _Draft(lines, lines[0].subscription_id, ", ".join(numbers)[:64] or None)
+
+
+async def _bill_group(session: AsyncSession, user_id: uuid.UUID, currency: str, positions: list[OpenPosition],
+                      usage: list[UsageRecord], subscriptions: dict[uuid.UUID, Subscription], *, actor: Actor,
+                      now: dt.datetime) -> Invoice | None:
+    made = _draft_of(positions, usage, subscriptions)
+    if made is None:
+        return None
     invoice = await invoices.create_draft(
-        session, user_id=user_id, lines=lines, actor=actor, subscription_id=lines[0].subscription_id,
-        origin=InvoiceOrigin.BILLING_RUN, currency=currency, order_reference=", ".join(numbers)[:64] or None, now=now)
+        session, user_id=user_id, lines=made.lines, actor=actor, subscription_id=made.subscription_id,
+        origin=InvoiceOrigin.BILLING_RUN, currency=currency, order_reference=made.order_reference, now=now)
     await _mark_billed(OpenPositionRepository(session), [p.id for p in positions], invoice.id)
     await _mark_billed(UsageRecordRepository(session), [u.id for u in usage], invoice.id)
     await invoices.issue(session, invoice, actor=actor, now=now, defer_documents=True)
     return invoice
+
+
+# --- the billing day's batch ---------------------------------------------------------------------------
+
+
+async def bill_users(user_ids: list[uuid.UUID], *, now: dt.datetime | None = None,
+                     actor: Actor = SYSTEM) -> Counter:
+    """The billing day's unit: bill a batch of users (`bill_user` for each, with the same outcome and the same
+    rows written) in ONE transaction whose rows are written in bulk (`invoices.issue_batch`). A user whose
+    data cannot be invoiced (incomplete profile, ...) is left out of the batch and billed on their own
+    afterwards (`bill_user`, which fails for them as it always did, logged); if the batch's transaction fails
+    as a whole, every user is billed on their own. Returns how many users ended billed | nothing | busy |
+    failed, and under `invoices` how many invoices were issued."""
+    now = now or db.utcnow()
+    started = time.perf_counter()
+    try:
+        outcomes, alone, made = await _bill_batch(user_ids, now=now, actor=actor)
+    except Exception as exc:  # noqa: BLE001 - nothing of the batch was written; each user goes alone
+        log.warning("invoicing.batch_failed", users=len(user_ids), error=str(exc), error_type=type(exc).__name__)
+        outcomes, alone, made = Counter(), list(user_ids), 0
+    outcomes["invoices"] += made
+    if made:
+        log.info("invoicing.batch_billed", users=len(user_ids), invoices=made,
+                 seconds=round(time.perf_counter() - started, 4))
+    for user_id in alone:
+        try:
+            result = await bill_user(user_id, now=now, actor=actor)
+            outcomes[result.status] += 1
+            outcomes["invoices"] += len(result.invoices)
+        except Exception as exc:  # noqa: BLE001 - one customer's failure must not stop the others
+            log.error("invoicing.bill_user_failed", error=str(exc), error_type=type(exc).__name__)
+            outcomes["failed"] += 1
+    return outcomes
+
+
+async def _bill_batch(user_ids: list[uuid.UUID], *, now: dt.datetime,
+                      actor: Actor) -> tuple[Counter, list[uuid.UUID], int]:
+    """(outcomes, users to bill on their own, invoices made) of one batch transaction."""
+    outcomes: Counter = Counter()
+    alone: list[uuid.UUID] = []
+    async with db.transaction() as session:
+        tenant = current_tenant()
+        locked = await db.try_advisory_locks(session, [f"invoicing:bill-user:{tenant}:{u}" for u in user_ids])
+        mine = [user_id for user_id, ok in zip(user_ids, locked) if ok]
+        outcomes["busy"] += len(user_ids) - len(mine)
+        if not mine:
+            return outcomes, alone, 0
+        positions: dict[uuid.UUID, list[OpenPosition]] = {}
+        for position in await OpenPositionRepository(session).claim_unbilled_of_users(mine):
+            positions.setdefault(position.user_id, []).append(position)
+        usage: dict[uuid.UUID, list[UsageRecord]] = {}
+        for record in await UsageRecordRepository(session).claim_unbilled_of_users(mine):
+            usage.setdefault(record.user_id, []).append(record)
+        subscriptions = await SubscriptionRepository(session).by_ids(
+            {p.subscription_id for rows in positions.values() for p in rows}
+            | {u.subscription_id for rows in usage.values() for u in rows})
+        profiles = await profiles_of(mine)
+        emails = await user_emails(mine)
+        seller = documents_seller()
+        batch: list[invoices.Drafted] = []
+        billed_positions: list[tuple[uuid.UUID, uuid.UUID]] = []
+        billed_usage: list[tuple[uuid.UUID, uuid.UUID]] = []
+        for user_id in mine:
+            if user_id not in positions and user_id not in usage:
+                outcomes["nothing"] += 1
+                continue
+            try:
+                drafted = []
+                for currency, (group_positions, group_usage) in _groups(positions.get(user_id, []),
+                                                                        usage.get(user_id, []), subscriptions).items():
+                    made = _draft_of(group_positions, group_usage, subscriptions)
+                    if made is None:
+                        continue
+                    invoice, lines = invoices.draft(
+                        user_id=user_id, inputs=made.lines, profile=profiles.get(user_id),
+                        subscription_id=made.subscription_id, origin=InvoiceOrigin.BILLING_RUN, currency=currency,
+                        order_reference=made.order_reference, now=now)
+                    invoices.prepare_issue(invoice, lines, profiles.get(user_id), seller, now=now)
+                    drafted.append((invoices.Drafted(invoice, lines, emails.get(user_id)),
+                                    group_positions, group_usage))
+            except Exception:  # noqa: BLE001 - this user's data: billed (or refused) on their own, after the batch
+                alone.append(user_id)
+                continue
+            if not drafted:
+                outcomes["nothing"] += 1
+                continue
+            outcomes["billed"] += 1
+            for item, group_positions, group_usage in drafted:
+                batch.append(item)
+                billed_positions += [(p.id, item.invoice.id) for p in group_positions]
+                billed_usage += [(u.id, item.invoice.id) for u in group_usage]
+
+        async def mark_billed() -> None:
+            await OpenPositionRepository(session).mark_billed_many(billed_positions)
+            await UsageRecordRepository(session).mark_billed_many(billed_usage)
+
+        await invoices.issue_batch(session, batch, actor=actor, now=now, mark_billed=mark_billed)
+    return outcomes, alone, len(batch)
 
 
 # --- createInvoice -----------------------------------------------------------------------------------

@@ -3,9 +3,10 @@
 each customer done to `on_progress` — so an operator sees customers done / total, invoices per second and
 an ETA, and a summary at the end.
 
-Every customer goes through the billing day's own unit (`billing.bill_user`), so a run by hand and the
-scheduled run (or two runs by hand) at the same moment bill each customer once: the loser of the user's
-billing lock answers `busy`, a later one `nothing`. The PDFs and mails follow as their own jobs
+Every customer goes through the billing day's own units — the slices of the user ids, each billed batch by
+batch (`billing.due_batches`, `billing.bill_users`) — so a run by hand and the scheduled run (or two runs by
+hand) at the same moment bill each customer once: the loser of the user's billing lock answers `busy`, a
+later one `nothing`. The PDFs and mails follow as their own jobs
 (`decabill.invoicing.rendering`): on Redis the workers make them; without Redis this process does, and
 `run` waits for them. `dry_run` only counts who is due.
 """
@@ -20,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
+
+from decabill.config import get_settings
 
 from decabill.invoicing import billing, rendering
 from decabill.tenancy import bound_tenant
@@ -47,31 +50,31 @@ async def due_customers(tenant: str) -> list[uuid.UUID]:
 
 
 async def run(tenant: str, *, concurrency: int, on_progress: Callable[[BillingDaySummary], None] | None = None,
-              dry_run: bool = False) -> BillingDaySummary:
+              dry_run: bool = False, batch_size: int | None = None) -> BillingDaySummary:
     """Bill every customer of `tenant` who is due today (see the module docstring)."""
     summary = BillingDaySummary(tenant)
     started = time.perf_counter()
     due = await due_customers(tenant)
     summary.due = len(due)
-    if dry_run or not due:
+    del due  # only counted: each slice reads its own customers a page at a time
+    if dry_run or not summary.due:
         return summary
-    pending = iter(due)
+    size = batch_size or get_settings().open_position_invoice_batch_size
+    slices = iter(billing.id_slices())
 
     async def worker() -> None:
-        for user_id in pending:  # one shared iterator: each customer is taken by one worker
+        for lowest, below in slices:  # one shared iterator: each slice is taken by one worker
             with bound_tenant(tenant):
-                try:
-                    result = await billing.bill_user(user_id)
-                    summary.outcomes[result.status] += 1
-                    summary.invoices += len(result.invoices)
-                except Exception as exc:  # noqa: BLE001 - one customer's failure must not stop the day
-                    log.error("invoicing.bill_day_failed", error=str(exc), error_type=type(exc).__name__)
-                    summary.outcomes["failed"] += 1
-            summary.seconds = time.perf_counter() - started
-            if on_progress is not None:
-                on_progress(summary)
+                async for batch in billing.due_batches(size, lowest=lowest, below=below):
+                    outcomes = await billing.bill_users(batch)  # a customer's failure is counted, not raised
+                    summary.invoices += outcomes.pop("invoices", 0)
+                    summary.outcomes.update(outcomes)
+                    summary.seconds = time.perf_counter() - started
+                    if on_progress is not None:
+                        on_progress(summary)
 
-    await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
+    async with rendering.issuing():
+        await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
     summary.seconds = time.perf_counter() - started
     return summary
 

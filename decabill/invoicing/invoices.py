@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,12 +44,13 @@ from decabill.identity.service import user_email
 from decabill.invoicing.errors import NegativeInvoiceTotal, ProfileIncompleteForInvoice
 from decabill.invoicing.repository import InvoiceLineRepository, InvoiceRepository
 from decabill.invoicing.states import Actor
-from decabill.numbering import next_number
+from decabill.numbering import next_number, next_numbers
 from decabill.observability import metrics
 from models.customers import CustomerProfile
 from models.invoicing import Invoice, InvoiceLine, InvoiceOrigin, InvoiceStatus, TaxCategory
 
 DEFAULT_DUE_IN_DAYS = 14
+CREATE_MESSAGE = "Created invoice draft"
 UNIT_QUANTUM = Decimal("0.0001")
 
 
@@ -95,17 +97,45 @@ def format_invoice_number(year: int, value: int) -> str:
     return f"INV-{year}-{value:05d}"
 
 
-def _make_lines(invoice: Invoice, inputs: Sequence[LineInput], decision: taxes.Decision) -> list[InvoiceLine]:
+@dataclass
+class LineRow:
+    """An invoice line as plain values (the columns of `InvoiceLine`): what the billing day's batch computes and
+    writes with one INSERT, where an ORM object per line would cost more than the rest of the line's work."""
+
+    id: uuid.UUID
+    invoice_id: uuid.UUID
+    position: int
+    description: str
+    quantity: Decimal
+    unit_price_net: Decimal
+    tax_category: str
+    tax_rate: Decimal
+    line_net: Decimal
+    vat_category_code: str
+    vat_category_explicit: bool
+    line_tax: Decimal
+    line_gross: Decimal
+    subscription_id: uuid.UUID | None
+    open_position_id: uuid.UUID | None
+    usage_record_id: uuid.UUID | None
+    period_start: dt.datetime | None
+    period_end: dt.datetime | None
+
+
+def _make_lines(invoice: Invoice, inputs: Sequence[LineInput], decision: taxes.Decision,
+                make: Callable[..., Any] = InvoiceLine) -> list[Any]:
+    """The invoice's lines (`make`: an `InvoiceLine` row, or a `LineRow` for the batch) from `inputs`."""
     lines = []
     for position, item in enumerate(inputs):
         code, rate = _line_tax(decision, item.tax_category, item.vat_category_code)
         quantity = Decimal(item.quantity).quantize(UNIT_QUANTUM)
         unit_price = Decimal(item.unit_price_net).quantize(UNIT_QUANTUM)
         net, tax, gross = compute_line(quantity, unit_price, rate)
-        lines.append(InvoiceLine(
-            invoice_id=invoice.id, position=position, description=item.description[:500],
+        lines.append(make(
+            id=uuid.uuid4(), invoice_id=invoice.id, position=position, description=item.description[:500],
             quantity=quantity, unit_price_net=unit_price, tax_category=item.tax_category, tax_rate=rate, line_net=net,
-            vat_category_code=code, vat_category_explicit=item.vat_category_code is not None, line_tax=tax, line_gross=gross, subscription_id=item.subscription_id,
+            vat_category_code=code, vat_category_explicit=item.vat_category_code is not None, line_tax=tax,
+            line_gross=gross, subscription_id=item.subscription_id,
             open_position_id=item.open_position_id, usage_record_id=item.usage_record_id,
             period_start=item.period_start, period_end=item.period_end,
         ))
@@ -123,7 +153,28 @@ async def _add_lines(session: AsyncSession, invoice: Invoice, inputs: Sequence[L
     return made
 
 
-def _rerate(invoice: Invoice, lines: Sequence[InvoiceLine], decision: taxes.Decision) -> None:
+def draft(*, user_id: uuid.UUID, inputs: Sequence[LineInput], profile: CustomerProfile | None,
+          subscription_id: uuid.UUID | None, origin: str, currency: str | None, order_reference: str | None,
+          now: dt.datetime) -> tuple[Invoice, list[LineRow]]:
+    """A draft invoice and its lines, totals set, in memory only: `create_draft` writes it row by row, the
+    billing day's batch (`issue_batch`) many at once."""
+    if not inputs:
+        raise ValueError("an invoice needs at least one line")
+    invoice = Invoice(id=uuid.uuid4(), user_id=user_id, subscription_id=subscription_id, origin=origin,
+                      status=InvoiceStatus.DRAFT, currency=currency or get_settings().billing_currency,
+                      order_reference=order_reference, created_at=now, updated_at=now)
+    decision = taxes.decide(buyer_of(profile), now.astimezone(dt.timezone.utc).date())
+    lines = _make_lines(invoice, inputs, decision, LineRow)
+    _set_totals(invoice, lines)
+    return invoice, lines
+
+
+def create_context(invoice: Invoice) -> dict:
+    """What the `invoice.create` audit entry records."""
+    return {"subscriptionId": invoice.subscription_id, "totalGross": invoice.total_gross, "origin": invoice.origin}
+
+
+def _rerate(invoice: Invoice, lines: Sequence[InvoiceLine | LineRow], decision: taxes.Decision) -> None:
     """Apply the rule determined at issue to the lines the rule decides, and the totals."""
     for line in lines:
         if line.vat_category_explicit:
@@ -149,7 +200,7 @@ def _snapshot(decision: taxes.Decision, day: dt.date) -> dict:
     }
 
 
-def _set_totals(invoice: Invoice, lines: Sequence[InvoiceLine]) -> None:
+def _set_totals(invoice: Invoice, lines: Sequence[InvoiceLine | LineRow]) -> None:
     subtotal, tax_total, total = totals(
         DocumentLine(description=line.description, quantity=line.quantity, unit_price=line.unit_price_net,
                      tax_category="S", tax_rate=line.tax_rate, net_amount=round_cents(line.line_net),
@@ -169,18 +220,17 @@ async def create_draft(session: AsyncSession, *, user_id: uuid.UUID, lines: Sequ
                        currency: str | None = None, order_reference: str | None = None,
                        now: dt.datetime | None = None) -> Invoice:
     """A draft invoice with its lines and totals (no number yet), audited as `invoice.create`."""
-    if not lines:
-        raise ValueError("an invoice needs at least one line")
     now = now or db.utcnow()
-    invoice = await InvoiceRepository(session).create(Invoice(
-        user_id=user_id, subscription_id=subscription_id, origin=origin, status=InvoiceStatus.DRAFT,
-        currency=currency or get_settings().billing_currency, order_reference=order_reference, created_at=now,
-        updated_at=now))
-    await _add_lines(session, invoice, lines, now)
+    invoice, rows = draft(user_id=user_id, inputs=lines, profile=await find_profile(user_id),
+                          subscription_id=subscription_id, origin=origin, currency=currency,
+                          order_reference=order_reference, now=now)
+    await InvoiceRepository(session).create(invoice)  # before its lines (their foreign key)
+    line_rows = InvoiceLineRepository(session)
+    for row in rows:
+        line_rows.add(InvoiceLine(**row.__dict__))
     await session.flush()
-    await states.audit(session, invoice, "invoice.create", "Created invoice draft", actor=actor, after=invoice.status,
-                       context={"subscriptionId": subscription_id, "totalGross": invoice.total_gross,
-                                "origin": origin}, now=now)
+    await states.audit(session, invoice, "invoice.create", CREATE_MESSAGE, actor=actor, after=invoice.status,
+                       context=create_context(invoice), now=now)
     return invoice
 
 
@@ -189,16 +239,44 @@ async def lines_of(session: AsyncSession, invoice_id: uuid.UUID) -> list[Invoice
 
 
 async def recipient(session: AsyncSession, invoice: Invoice) -> str | None:
-    buyer_email = (invoice.buyer or {}).get("email")
-    if buyer_email:
-        return buyer_email
-    return await user_email(invoice.user_id)
+    return recipient_of(invoice, None) or await user_email(invoice.user_id)
 
 
 def require_non_negative_total(invoice: Invoice) -> None:
     """Negative lines are discounts: the invoice as a whole never owes the customer money."""
     if invoice.total_gross is not None and invoice.total_gross < 0:
         raise NegativeInvoiceTotal()
+
+
+def prepare_issue(invoice: Invoice, lines: Sequence[InvoiceLine | LineRow], profile: CustomerProfile | None,
+                  seller: dict, *, now: dt.datetime, due_in_days: int = DEFAULT_DUE_IN_DAYS) -> None:
+    """Everything issuing decides about one invoice, in memory: the checks (status, total, profile), the tax
+    rule of the issue day (lines re-rated, snapshot), seller and buyer, due date. The number and the
+    transition come after (`issue`, or the billing day's batch in `issue_batch`)."""
+    if not states.allowed(invoice, "issue"):
+        raise states.TransitionRefused(states.EVENTS["issue"].refusal(invoice))
+    require_non_negative_total(invoice)
+    if profile is None or not profile.is_complete:
+        raise ProfileIncompleteForInvoice()
+    day = now.astimezone(dt.timezone.utc).date()
+    decision = taxes.decide(buyer_of(profile), day)
+    _rerate(invoice, lines, decision)
+    invoice.tax_rule, invoice.tax_country = decision.rule, decision.buyer_country
+    invoice.tax_snapshot = _snapshot(decision, day)
+    invoice.seller = seller
+    invoice.buyer = documents.buyer_snapshot(profile, vat_id=decision.vat_id)
+    invoice.due_date = now.astimezone(dt.timezone.utc).date() + dt.timedelta(days=due_in_days)
+    invoice.payment_processor = get_settings().billing_default_payment_processor
+    invoice.pdf_storage_key = documents.storage_key(invoice)
+
+
+def recipient_of(invoice: Invoice, account_email: str | None) -> str | None:
+    """Where the invoice's mails go: the buyer's email copied at issue, else the account's."""
+    return (invoice.buyer or {}).get("email") or account_email
+
+
+def issue_context(invoice: Invoice) -> dict:
+    return {"invoiceNumber": invoice.invoice_number, "totalGross": invoice.total_gross}
 
 
 async def issue(session: AsyncSession, invoice: Invoice, *, actor: Actor, due_in_days: int = DEFAULT_DUE_IN_DAYS,
@@ -211,40 +289,74 @@ async def issue(session: AsyncSession, invoice: Invoice, *, actor: Actor, due_in
         raise states.TransitionRefused(states.EVENTS["issue"].refusal(invoice))
     require_non_negative_total(invoice)
     seller = documents.seller_snapshot()
-    profile = await find_profile(invoice.user_id)
-    if profile is None or not profile.is_complete:
-        raise ProfileIncompleteForInvoice()
-    day = now.astimezone(dt.timezone.utc).date()
-    decision = taxes.decide(buyer_of(profile), day)
-    _rerate(invoice, await InvoiceLineRepository(session).of_invoice(invoice.id), decision)
-    invoice.tax_rule, invoice.tax_country = decision.rule, decision.buyer_country
-    invoice.tax_snapshot = _snapshot(decision, day)
-    invoice.seller = seller
-    invoice.buyer = documents.buyer_snapshot(profile, vat_id=decision.vat_id)
-    invoice.due_date = now.astimezone(dt.timezone.utc).date() + dt.timedelta(days=due_in_days)
-    invoice.payment_processor = get_settings().billing_default_payment_processor
-    invoice.pdf_storage_key = documents.storage_key(invoice)
+    prepare_issue(invoice, await InvoiceLineRepository(session).of_invoice(invoice.id),
+                  await find_profile(invoice.user_id), seller, now=now, due_in_days=due_in_days)
     # Everything else first: from the number on, the tenant's counter row stays locked until the commit,
     # and every other issue of the tenant waits for it (issue #19).
-    await mail.record(session, key=f"invoice-issued:{invoice.id}", kind=mail.INVOICE_ISSUED,
+    await mail.record(session, key=mail.issued_key(invoice.id), kind=mail.INVOICE_ISSUED,
                       recipient=await recipient(session, invoice), invoice_id=invoice.id,
                       deliver_after_commit=not defer_documents)
     if defer_documents:
         await rendering.record(session, invoice.id, now)
     year = now.astimezone(dt.timezone.utc).year
     invoice.invoice_number = format_invoice_number(year, await next_number(session, number_sequence(year)))
-    await states.apply(session, invoice, "issue", actor=actor, now=now,
-                       context={"invoiceNumber": invoice.invoice_number, "totalGross": invoice.total_gross})
+    await states.apply(session, invoice, "issue", actor=actor, now=now, context=issue_context(invoice))
     await session.flush()
     db.after_commit(_count_issued(invoice.origin))
     return invoice
 
 
-def _count_issued(origin: str):
-    async def count() -> None:  # after the commit: a rolled-back issue was never issued
-        metrics.INVOICES_ISSUED.labels(origin or "unknown").inc()
+@dataclass
+class Drafted:
+    """One invoice of the billing day's batch: made in memory (`draft`), with what issuing it needs."""
 
-    return count
+    invoice: Invoice
+    lines: list[LineRow]
+    account_email: str | None
+
+
+async def issue_batch(session: AsyncSession, batch: Sequence[Drafted], *, actor: Actor, now: dt.datetime,
+                      mark_billed: Callable[[], Awaitable[None]]) -> None:
+    """Create and issue many drafts at once (the billing day), with exactly the rows `create_draft` + `issue(...,
+    defer_documents=True)` write for each — invoice, lines, audit entries `invoice.create` and `invoice.issue`,
+    the "invoice issued" mail and the document task, the `invoice.issued` webhook event — but each kind of row
+    written in one statement (multi-row INSERT / executemany). `prepare_issue` must have run on every invoice.
+
+    `mark_billed` (the caller's bulk UPDATE of what the invoices bill) runs once the invoices exist. The
+    numbers come last, as ONE block per year from the tenant's counter (`UPDATE ... RETURNING`): the counter
+    row is locked only for the few statements between that and the commit."""
+    if not batch:
+        return
+    invoices = InvoiceRepository(session)
+    for item in batch:
+        invoices.add(item.invoice)
+    await session.flush()  # the invoices before what points at them
+    await InvoiceLineRepository(session).insert_many([dict(line.__dict__) for item in batch for line in item.lines])
+    await mark_billed()
+    await states.audit_many(session, [
+        states.audit_entry(item.invoice, "invoice.create", CREATE_MESSAGE, actor=actor, after=InvoiceStatus.DRAFT,
+                           context=create_context(item.invoice), now=now) for item in batch])
+    await mail.record_many(session, [(mail.issued_key(item.invoice.id), mail.INVOICE_ISSUED,
+                                      recipient_of(item.invoice, item.account_email), item.invoice.id)
+                                     for item in batch])
+    await rendering.record_many(session, [item.invoice.id for item in batch], now)
+    await session.flush()
+    # From here on the counter row is locked until the commit: only the numbers and what names them follow.
+    year = now.astimezone(dt.timezone.utc).year
+    first = await next_numbers(session, number_sequence(year), len(batch))
+    for offset, item in enumerate(batch):
+        item.invoice.invoice_number = format_invoice_number(year, first + offset)
+    await states.apply_many(session, [item.invoice for item in batch], "issue", actor=actor, now=now,
+                            context=issue_context)
+    await session.flush()
+    db.after_commit(_count_issued(InvoiceOrigin.BILLING_RUN, len(batch)))
+
+
+def _count_issued(origin: str, count: int = 1):
+    async def count_them() -> None:  # after the commit: a rolled-back issue was never issued
+        metrics.INVOICES_ISSUED.labels(origin or "unknown").inc(count)
+
+    return count_them
 
 
 async def void(session: AsyncSession, invoice: Invoice, *, actor: Actor, reason: str | None = None,

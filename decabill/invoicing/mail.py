@@ -63,6 +63,21 @@ DUNNING_TERMINATE = "dunning_terminate"
 DUNNING_KINDS = {"remind": DUNNING_REMIND, "suspend": DUNNING_SUSPEND, "terminate": DUNNING_TERMINATE}
 
 
+def issued_key(invoice_id: uuid.UUID) -> str:
+    return f"invoice-issued:{invoice_id}"
+
+
+def _status(recipient: str | None) -> str:
+    return MailStatus.PENDING if (get_settings().email_enabled and recipient) else MailStatus.SKIPPED
+
+
+def _row(key: str, kind: str, recipient: str | None, invoice_id: uuid.UUID | None = None,
+         subscription_id: uuid.UUID | None = None, event_at: dt.datetime | None = None) -> dict:
+    return {"id": uuid.uuid4(), "key": key, "kind": kind, "invoice_id": invoice_id, "subscription_id": subscription_id,
+            "event_at": event_at, "recipient": recipient, "status": _status(recipient), "attempts": 0,
+            "created_at": db.utcnow()}
+
+
 async def record(session: AsyncSession, *, key: str, kind: str, recipient: str | None,
                  invoice_id: uuid.UUID | None = None, subscription_id: uuid.UUID | None = None,
                  event_at: dt.datetime | None = None, deliver_after_commit: bool = True) -> uuid.UUID | None:
@@ -70,12 +85,9 @@ async def record(session: AsyncSession, *, key: str, kind: str, recipient: str |
     `deliver_after_commit` is False: someone sends `invoicing.deliver_mail` for it later, e.g. once the PDF
     it carries is rendered). Returns the delivery id, or None when this event's mail was recorded before."""
     recipient = (recipient or "").strip() or None
-    status = MailStatus.PENDING if (get_settings().email_enabled and recipient) else MailStatus.SKIPPED
-    delivery_id = uuid.uuid4()
-    recorded = await MailDeliveryRepository(session).record_once({
-        "id": delivery_id, "key": key, "kind": kind, "invoice_id": invoice_id, "subscription_id": subscription_id,
-        "event_at": event_at, "recipient": recipient, "status": status, "attempts": 0, "created_at": db.utcnow(),
-    })
+    row = _row(key, kind, recipient, invoice_id, subscription_id, event_at)
+    delivery_id, status = row["id"], row["status"]
+    recorded = await MailDeliveryRepository(session).record_once(row)
     if not recorded:
         return None
     if status == MailStatus.PENDING and deliver_after_commit:
@@ -89,6 +101,17 @@ async def record(session: AsyncSession, *, key: str, kind: str, recipient: str |
     elif status != MailStatus.PENDING:
         log.info("invoicing.mail_skipped", kind=kind, reason="no recipient" if recipient is None else "SMTP off")
     return delivery_id
+
+
+async def record_many(session: AsyncSession,
+                      mails: list[tuple[str, str, str | None, uuid.UUID | None]]) -> None:
+    """`record(..., deliver_after_commit=False)` of many new events' mails — (key, kind, recipient, invoice id)
+    each — in one INSERT (the billing day's batch: the keys are new invoices', so none was recorded before)."""
+    rows = [_row(key, kind, (recipient or "").strip() or None, invoice_id) for key, kind, recipient, invoice_id in mails]
+    await MailDeliveryRepository(session).insert_many(rows)
+    skipped = sum(1 for row in rows if row["status"] != MailStatus.PENDING)
+    if skipped:
+        log.info("invoicing.mail_skipped", kind=rows[0]["kind"], count=skipped)
 
 
 def _lease() -> dt.timedelta:

@@ -17,8 +17,11 @@ each its own idempotent job, so issuing is never held up by rendering or SMTP (i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import uuid
+from collections.abc import AsyncIterator
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,11 +29,52 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from decabill import db
 from decabill.invoicing import documents
 from decabill.invoicing.repository import InvoiceDocumentRepository, MailDeliveryRepository
+from decabill.jobs import ledger
 from decabill.jobs.queue import enqueue
 from decabill.tenancy import current_tenant
 from models.invoicing import DocumentStatus
 
 log = structlog.get_logger("decabill.invoicing")
+
+_issuing = 0  # billing-day units (and their coordinator) running in this process
+_issuing_done: asyncio.Event | None = None
+
+
+@contextlib.asynccontextmanager
+async def issuing() -> AsyncIterator[None]:
+    """Mark a billing-day unit running in this process: its renders wait until no such unit runs (issue #19).
+    Rendering is CPU-bound in threads; next to it the event loop gets the GIL only every switch interval, so
+    each of the unit's many database round trips would wait for it and issuing would crawl. Issuing first,
+    the numbers and invoices committed, then the PDFs: the targets of the billing day are in that order."""
+    global _issuing, _issuing_done
+    if _issuing_done is None:
+        _issuing_done = asyncio.Event()
+    _issuing += 1
+    _issuing_done.clear()
+    try:
+        yield
+    finally:
+        _issuing -= 1
+        if not _issuing:
+            _issuing_done.set()
+
+
+ISSUING_UNITS = ["invoicing.bill_slice", "invoicing.bill_users"]
+ISSUING_STALE = dt.timedelta(minutes=2)  # a unit "running" for longer was killed (or is stuck): render anyway
+ISSUING_POLL = 0.5
+
+
+async def _after_issuing() -> None:
+    """Wait while the billing day issues: a unit in this process, or one recorded running by another worker
+    (the job ledger) — the other worker's renders would take the CPU its database round trips wait for."""
+    while True:
+        if _issuing and _issuing_done is not None:
+            await _issuing_done.wait()
+            continue
+        if not await ledger.running_since(ISSUING_UNITS, db.utcnow() - ISSUING_STALE):
+            return
+        await asyncio.sleep(ISSUING_POLL)
+
 
 MAX_ATTEMPTS = 5
 CLAIM_TIMEOUT = dt.timedelta(minutes=10)
@@ -43,6 +87,17 @@ async def record(session: AsyncSession, invoice_id: uuid.UUID, now: dt.datetime)
     task_id = await InvoiceDocumentRepository(session).record_once(invoice_id, now)
     if task_id is not None:
         db.after_commit(_send(current_tenant(), task_id))
+
+
+async def record_many(session: AsyncSession, invoice_ids: list[uuid.UUID], now: dt.datetime) -> None:
+    """`record` for many just-issued invoices at once (the billing day's batch: one INSERT, no task can exist
+    yet); their jobs are sent after the commit."""
+    rows = [{"id": uuid.uuid4(), "invoice_id": invoice_id, "status": DocumentStatus.PENDING, "attempts": 0,
+             "created_at": now} for invoice_id in invoice_ids]
+    await InvoiceDocumentRepository(session).insert_many(rows)
+    tenant = current_tenant()
+    for row in rows:
+        db.after_commit(_send(tenant, row["id"]))
 
 
 def _send(tenant: str, task_id: uuid.UUID):
@@ -58,6 +113,7 @@ def _send(tenant: str, task_id: uuid.UUID):
 async def render(task_id: uuid.UUID) -> str:
     """Render and store one invoice's PDF, then send its mail (tenant bound). Returns the task's status, or
     `not_pending` when it is done or being rendered by someone else."""
+    await _after_issuing()
     now = db.utcnow()
     async with db.transaction() as session:
         task = await InvoiceDocumentRepository(session).claim(task_id, now, CLAIM_TIMEOUT)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import String, cast, exists, func, literal_column, or_, select, union
+from sqlalchemy import Integer, String, and_, case, cast, exists, func, literal, literal_column, or_, select, union
 from sqlalchemy.sql import ColumnElement, Select
 
 from decabill.repository import Repository, page
@@ -24,8 +24,9 @@ from models.invoicing import (
     InvoiceStatus,
     MailDelivery,
     MailStatus,
+    UsageRecord,
 )
-from models.subscriptions import Subscription
+from models.subscriptions import OpenPosition, Subscription
 
 
 def of_subscription(subscription_id: uuid.UUID) -> ColumnElement[bool]:
@@ -231,6 +232,48 @@ class InvoiceRepository(Repository[Invoice]):
                      .group_by(*keys)
                      .order_by(*keys))
         return [tuple(row) for row in await self.rows(statement)]  # type: ignore[misc]
+
+
+class BillingDayRepository(Repository[User]):
+    """Who is due on the billing day: found by the database, a page of users at a time (issue #19)."""
+
+    model = User
+
+    def _billing_day(self) -> Any:
+        """`User.effective_billing_day` in SQL: the stored day when it is 1..28, else the UTC day of month of
+        the registration, capped at 28."""
+        if self.session.bind.dialect.name == "postgresql":
+            registered = func.extract("day", func.timezone(literal_column("'UTC'"), User.created_at))
+        else:  # SQLite stores UTC without offset
+            registered = cast(func.strftime(literal_column("'%d'"), User.created_at), Integer)
+        return case((User.billing_day_of_month.between(1, 28), User.billing_day_of_month),
+                    else_=case((registered > 28, 28), else_=registered))
+
+    async def due_page(self, today: int, missed_before: dict[int, dt.datetime], limit: int,
+                       after: uuid.UUID | None, *, lowest: uuid.UUID | None = None,
+                       below: uuid.UUID | None = None) -> list[uuid.UUID]:
+        """The next `limit` user ids after `after` (and >= `lowest`, < `below` when given; in id order: a keyset
+        on the primary key, so every page is an index range however many users there are) who have unbilled open positions or usage costing
+        something, and whose billing day is `today` — or who have such a thing recorded before
+        `missed_before[their billing day]` (a billing day was missed)."""
+        day = self._billing_day()
+        threshold = case(*((day == d, literal(moment, OpenPosition.created_at.type)) for d, moment in missed_before.items()))
+        positions = select(OpenPosition.id).where(OpenPosition.tenant_id == User.tenant_id,
+                                                  OpenPosition.user_id == User.id, OpenPosition.invoice_id.is_(None))
+        usage = select(UsageRecord.id).where(UsageRecord.tenant_id == User.tenant_id, UsageRecord.user_id == User.id,
+                                             UsageRecord.invoice_id.is_(None), UsageRecord.amount > 0)
+        statement = (self.statement(User.id)
+                     .where(or_(and_(day == today, or_(positions.exists(), usage.exists())),
+                                positions.where(OpenPosition.created_at < threshold).exists(),
+                                usage.where(UsageRecord.created_at < threshold).exists()))
+                     .order_by(User.id))
+        if after is not None:
+            statement = statement.where(User.id > after)
+        if lowest is not None:
+            statement = statement.where(User.id >= lowest)
+        if below is not None:
+            statement = statement.where(User.id < below)
+        return await self.all(page(statement, limit, 0))
 
 
 class InvoiceLineRepository(Repository[InvoiceLine]):

@@ -163,18 +163,24 @@ def allowed(invoice: Invoice, event: str) -> bool:
     return invoice.status in spec.sources
 
 
+def _transition(invoice: Invoice, event: str, now: dt.datetime, amount: Decimal | None) -> tuple[str, str | None]:
+    """Move `invoice` through `event` in memory; (status before, the webhook event it raises or None)."""
+    spec = EVENTS[event]
+    if not allowed(invoice, event):
+        raise TransitionRefused(spec.refusal(invoice))
+    before = invoice.status
+    invoice.status = spec.effect(invoice, now, amount)
+    invoice.touch()
+    return before, _WEBHOOK_EVENTS.get((event, invoice.status))
+
+
 async def apply(session: AsyncSession, invoice: Invoice, event: str, *, actor: Actor,
                 now: dt.datetime | None = None, amount: Decimal | None = None,
                 context: dict[str, Any] | None = None, message: str | None = None) -> InvoiceAuditLog:
     """Move `invoice` (locked by the caller) through `event`; 400 when its status does not allow it."""
-    spec = EVENTS[event]
-    if not allowed(invoice, event):
-        raise TransitionRefused(spec.refusal(invoice))
     now = now or db.utcnow()
-    before = invoice.status
-    invoice.status = spec.effect(invoice, now, amount)
-    invoice.touch()
-    announced = _WEBHOOK_EVENTS.get((event, invoice.status))
+    spec = EVENTS[event]
+    before, announced = _transition(invoice, event, now, amount)
     if announced is not None:  # in this transaction: the outbox (decabill.webhooks.outbox)
         await webhooks.record(session, invoice.tenant_id, announced, InvoiceView(invoice))
     return await audit(session, invoice, spec.process, message or spec.message(invoice), actor=actor,
@@ -182,20 +188,55 @@ async def apply(session: AsyncSession, invoice: Invoice, event: str, *, actor: A
                        user_id=(actor.user_id if spec.by_actor else None))
 
 
-async def audit(session: AsyncSession, invoice: Invoice, process: str, message: str, *, actor: Actor,
-                level: str = "info", before: str | None = None, after: str | None = None,
-                context: dict[str, Any] | None = None, now: dt.datetime | None = None,
-                user_id: uuid.UUID | None = None) -> InvoiceAuditLog:
-    """Append an audit entry for `invoice` in the caller's transaction (also for events that change no status);
-    its user is `user_id`, else the invoice's (behavior.md part B §7.5's table)."""
-    entry = InvoiceAuditLog(
+async def apply_many(session: AsyncSession, invoices: list[Invoice], event: str, *, actor: Actor, now: dt.datetime,
+                     context: Callable[[Invoice], dict[str, Any]]) -> None:
+    """`apply` to many invoices of the tenant at once (the billing day's batch): the same transitions, audit
+    entries and webhook events, written with one statement per kind of row."""
+    spec = EVENTS[event]
+    entries, announced = [], []
+    for invoice in invoices:
+        before, webhook_event = _transition(invoice, event, now, None)
+        if webhook_event is not None:
+            announced.append((webhook_event, invoice))
+        entries.append(audit_entry(invoice, spec.process, spec.message(invoice), actor=actor, before=before,
+                                   after=invoice.status, context=context(invoice), now=now,
+                                   user_id=(actor.user_id if spec.by_actor else None)))
+    by_type: dict[str, list[Invoice]] = {}
+    for webhook_event, invoice in announced:
+        by_type.setdefault(webhook_event, []).append(invoice)
+    for webhook_event, subjects in by_type.items():
+        await webhooks.record_many(session, subjects[0].tenant_id, webhook_event,
+                                   [InvoiceView(invoice) for invoice in subjects])
+    await audit_many(session, entries)
+
+
+def audit_entry(invoice: Invoice, process: str, message: str, *, actor: Actor, level: str = "info",
+                before: str | None = None, after: str | None = None, context: dict[str, Any] | None = None,
+                now: dt.datetime | None = None, user_id: uuid.UUID | None = None) -> dict[str, Any]:
+    """The values of the audit entry for `invoice`; its user is `user_id`, else the invoice's (behavior.md part
+    B §7.5's table)."""
+    return dict(
         id=ordered_id(),  # time-ordered: see ordered_id() below
         invoice_id=invoice.id, user_id=user_id or invoice.user_id, process=process, level=level,
         message=message[:500], actor_type=actor.type, actor_user_id=actor.user_id, status_before=before,
         status_after=after, context=_jsonable(context or {}), request_id=_request_id(),
         created_at=now or db.utcnow(),
     )
+
+
+async def audit(session: AsyncSession, invoice: Invoice, process: str, message: str, *, actor: Actor,
+                level: str = "info", before: str | None = None, after: str | None = None,
+                context: dict[str, Any] | None = None, now: dt.datetime | None = None,
+                user_id: uuid.UUID | None = None) -> InvoiceAuditLog:
+    """Append an audit entry for `invoice` in the caller's transaction (also for events that change no status)."""
+    entry = InvoiceAuditLog(**audit_entry(invoice, process, message, actor=actor, level=level, before=before,
+                                          after=after, context=context, now=now, user_id=user_id))
     return await InvoiceAuditLogRepository(session).create(entry)
+
+
+async def audit_many(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
+    """Append many entries (values made by `audit_entry`) in the caller's transaction, in one INSERT."""
+    await InvoiceAuditLogRepository(session).insert_many(entries)
 
 
 def _request_id() -> str | None:

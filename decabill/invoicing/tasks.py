@@ -1,8 +1,10 @@
 """Background jobs of invoicing: thin taskiq wrappers around the unit functions (which the tests call
 directly). Coordinators fan out one unit per due entity and tenant (decabill/jobs).
 
-* `invoicing.bill_due_users` (every OPEN_POSITION_INVOICE_SCHEDULER_INTERVAL ms) → `invoicing.bill_user` for
-  every user whose billing day is today and who has something unbilled;
+* `invoicing.bill_due_users` (every OPEN_POSITION_INVOICE_SCHEDULER_INTERVAL ms) → `invoicing.bill_slice` per
+  slice of the user id space (`billing.ID_SLICES`), which bills the users of its slice whose billing day is
+  today and who have something unbilled, OPEN_POSITION_INVOICE_BATCH_SIZE per transaction (`invoicing.bill_users`
+  bills one such batch; `invoicing.bill_user`, one user, is what admin bill-now sends);
 * `invoicing.mark_due_overdue` (INVOICE_OVERDUE_SCHEDULER_INTERVAL; pages of INVOICE_OVERDUE_SCHEDULER_BATCH_SIZE,
   all of them) → `invoicing.mark_overdue` per past-due invoice;
 * `invoicing.send_due_renewal_reminders` (REMINDER_SCHEDULER_INTERVAL; REMINDER_SCHEDULER_BATCH_SIZE; nothing
@@ -19,7 +21,8 @@ from __future__ import annotations
 import uuid
 
 from decabill.config import get_settings
-from decabill.jobs.queue import fan_out, periodic, run_unit, task
+from decabill.tenancy import bound_tenant
+from decabill.jobs.queue import enqueue, fan_out, periodic, run_unit, task
 from decabill.invoicing import billing, mail, overdue, reminders, rendering
 
 
@@ -31,9 +34,38 @@ async def bill_user(tenant: str, user_id: str) -> str:
     return await run_unit("invoicing.bill_user", tenant, work)
 
 
+@task("invoicing.bill_users")
+async def bill_users(tenant: str, user_ids: list[str]) -> dict[str, int]:
+    async def work() -> dict[str, int]:
+        async with rendering.issuing():
+            return dict(await billing.bill_users([uuid.UUID(user_id) for user_id in user_ids]))
+
+    return await run_unit("invoicing.bill_users", tenant, work)
+
+
+@task("invoicing.bill_slice")
+async def bill_slice(tenant: str, lowest: str, below: str | None) -> dict[str, int]:
+    async def work() -> dict[str, int]:
+        async with rendering.issuing():
+            return dict(await billing.bill_slice(uuid.UUID(lowest), uuid.UUID(below) if below else None,
+                                                 batch_size=get_settings().open_position_invoice_batch_size))
+
+    return await run_unit("invoicing.bill_slice", tenant, work)
+
+
 @periodic("invoicing.bill_due_users", interval=lambda s: s.open_position_invoice_scheduler_interval)
 async def bill_due_users() -> int:
-    return await fan_out(billing.users_due, bill_user, 0)
+    """One `invoicing.bill_slice` per tenant and slice of the user ids (`billing.ID_SLICES`): each bills the
+    due users of its slice in batches of OPEN_POSITION_INVOICE_BATCH_SIZE (nothing per customer kept here)."""
+    sent = 0
+    for tenant in get_settings().tenants:
+        with bound_tenant(tenant):
+            if not await billing.users_due_page(1):
+                continue  # nobody due in this tenant: no units
+        for lowest, below in billing.id_slices():
+            await enqueue(bill_slice, tenant, str(lowest), str(below) if below else None)
+            sent += 1
+    return sent
 
 
 @task("invoicing.mark_overdue")

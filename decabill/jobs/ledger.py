@@ -62,6 +62,12 @@ async def unit_started(task_name: str, args: list[Any], kwargs: dict[str, Any]) 
         return True
 
 
+async def running_since(task_names: list[str], since: dt.datetime) -> bool:
+    """Whether a unit of one of `task_names` started at or after `since` is running now, in any process."""
+    async with db.transaction() as session:
+        return await JobUnitRunRepository(session).running_since(task_names, since)
+
+
 async def unit_finished(task_name: str, args: list[Any], kwargs: dict[str, Any], error: BaseException | None) -> None:
     """Forget a unit that succeeded; keep one that failed, with its error."""
     arguments = _arguments(args, kwargs)

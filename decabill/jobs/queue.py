@@ -92,6 +92,9 @@ def _new_broker(settings: Settings) -> AsyncBroker:
             consumer_group_name=f"{prefix}:workers",
             # A message whose worker died is handed to another worker after this long unacknowledged.
             claim_idle_ms=settings.queue_claim_idle_ms,
+            # One message per read: a worker takes what it can start, not the next hundred — else the first
+            # worker to read takes a whole billing day's batches and the others get only what comes after.
+            xread_count=1,
         )
     return InMemoryBroker(max_async_tasks=settings.queue_worker_concurrency, propagate_exceptions=False)
 

@@ -30,10 +30,10 @@ class JobLeaseRepository(Repository[JobLease]):
 class NumberSequenceRepository(Repository[NumberSequence]):
     model = NumberSequence
 
-    async def bump(self, name: str) -> int | None:
-        """`UPDATE ... SET last_value = last_value + 1 RETURNING last_value`: the row stays locked until the
+    async def bump(self, name: str, by: int = 1) -> int | None:
+        """`UPDATE ... SET last_value = last_value + by RETURNING last_value`: the row stays locked until the
         transaction ends. None when the counter row does not exist yet."""
-        statement = (self.update(NumberSequence.name == name, last_value=NumberSequence.last_value + 1)
+        statement = (self.update(NumberSequence.name == name, last_value=NumberSequence.last_value + by)
                      .returning(NumberSequence.last_value))
         return (await self.execute(statement)).scalar_one_or_none()
 
@@ -59,6 +59,10 @@ class JobUnitRunRepository(InstallationRepository[JobUnitRun]):
         row = await self.get_by(JobUnitRun.task_name == task_name, JobUnitRun.args_key == args_key, for_update=True)
         assert row is not None
         return row, row.id == marker
+
+    async def running_since(self, task_names: list[str], since: dt.datetime) -> bool:
+        return await self.exists(JobUnitRun.status == JobRunStatus.RUNNING, JobUnitRun.task_name.in_(task_names),
+                                 JobUnitRun.started_at >= since)
 
     async def forget(self, task_name: str, args_key: str) -> None:
         await self.execute(self.delete(JobUnitRun.task_name == task_name, JobUnitRun.args_key == args_key))

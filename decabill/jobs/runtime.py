@@ -84,7 +84,7 @@ class JobRuntime:
         if self.consumes and not in_process:
             self._executor = ThreadPoolExecutor(max_workers=2)
             receiver = Receiver(broker, executor=self._executor, run_startup=False,
-                                max_async_tasks=self.settings.queue_worker_concurrency,
+                                max_async_tasks=self.settings.queue_worker_concurrency, max_prefetch=1,
                                 wait_tasks_timeout=SHUTDOWN_GRACE_SECONDS)
             self._worker = asyncio.create_task(receiver.listen(self._finish), name="decabill-worker")
         if self.schedules:

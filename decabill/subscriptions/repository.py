@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import JSON, and_, exists, or_
@@ -301,6 +302,12 @@ class OpenPositionRepository(BillableRepository[OpenPosition]):
     async def claim_unbilled_of_user(self, user_id: uuid.UUID) -> list[OpenPosition]:
         """The user's unbilled positions, oldest first, locked (skipping rows another biller holds)."""
         statement = self._unbilled_of_user(user_id).order_by(OpenPosition.created_at, OpenPosition.id)
+        return await self.all(self.for_update(statement, skip_locked=True))
+
+    async def claim_unbilled_of_users(self, user_ids: Sequence[uuid.UUID]) -> list[OpenPosition]:
+        """`claim_unbilled_of_user` for many users at once (the billing day's batch)."""
+        statement = (self.statement().where(OpenPosition.user_id.in_(user_ids), OpenPosition.invoice_id.is_(None))
+                     .order_by(OpenPosition.created_at, OpenPosition.id))
         return await self.all(self.for_update(statement, skip_locked=True))
 
     async def unbilled_total(self, **filters: Any) -> Any:

@@ -32,6 +32,12 @@ class UsageRecordRepository(BillableRepository[UsageRecord]):
         statement = self.statement().where(*self._unbilled(**filters)).order_by(UsageRecord.created_at, UsageRecord.id)
         return await self.all(self.for_update(statement, skip_locked=True))
 
+    async def claim_unbilled_of_users(self, user_ids: Any) -> list[UsageRecord]:
+        """`claim_unbilled(user_id=...)` for many users at once (the billing day's batch)."""
+        statement = (self.statement().where(*self._unbilled(), UsageRecord.user_id.in_(user_ids))
+                     .order_by(UsageRecord.created_at, UsageRecord.id))
+        return await self.all(self.for_update(statement, skip_locked=True))
+
     async def unbilled_total(self, **filters: Any) -> Any:
         return await self.sum(UsageRecord.amount, *self._unbilled(**filters))
 

@@ -51,6 +51,29 @@ async def record(session: AsyncSession, tenant: str, event_type: str, subject: A
     return event
 
 
+async def record_many(session: AsyncSession, tenant: str, event_type: str, subjects: list[Any]) -> None:
+    """`record` of one event type about many subjects at once (the billing day's batch): the endpoints are
+    looked up once and the events and deliveries written at the caller's next flush."""
+    kind = CATALOGUE.get(event_type)
+    if kind is None:
+        raise ValueError(f"unknown webhook event type {event_type!r}")
+    with bound_tenant(tenant):
+        endpoints = await WebhookEndpointRepository(session).subscribed_to(event_type)
+        if not endpoints or not subjects:
+            return
+        events = [WebhookEventRepository(session).add(WebhookEvent(
+            id=uuid.uuid4(), type=event_type, payload=subject if isinstance(subject, dict) else dump(subject, kind.schema)))
+            for subject in subjects]
+        await session.flush()  # the events before the deliveries that point at them
+        deliveries = WebhookDeliveryRepository(session)
+        created = [deliveries.add(WebhookDelivery(id=uuid.uuid4(), event_id=event.id, endpoint_id=endpoint.id,
+                                                  event_type=event_type, status=DeliveryStatus.PENDING,
+                                                  next_attempt_at=db.utcnow()))
+                   for event in events for endpoint in endpoints]
+    for delivery in created:
+        db.after_commit(_sender(tenant, delivery.id))
+
+
 def _sender(tenant: str, delivery_id: uuid.UUID):
     async def send() -> None:
         try:

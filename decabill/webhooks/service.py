@@ -25,6 +25,7 @@ from decabill.webhooks.errors import UnknownEventType, WebhookDeliveryNotFound, 
 from decabill.webhooks.events import CATALOGUE
 from decabill.webhooks.outbox import DELIVER_TASK
 from decabill.webhooks.outbox import record as record
+from decabill.webhooks.outbox import record_many as record_many
 from decabill.webhooks.repository import WebhookDeliveryRepository, WebhookEndpointRepository
 from models.webhooks import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 

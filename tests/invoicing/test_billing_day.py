@@ -6,6 +6,7 @@ On SQLite and PostgreSQL (on PostgreSQL the two workers really run in parallel).
 from __future__ import annotations
 
 import asyncio
+import re
 import datetime as dt
 import uuid
 from collections import Counter
@@ -19,7 +20,10 @@ from decabill.invoicing.invoices import LineInput
 from decabill.invoicing.states import SYSTEM
 from decabill.subscriptions import billing as subscription_billing
 from decabill.tenancy import bound_tenant
-from models.invoicing import Invoice, InvoiceLine, UsageRecord
+from sqlalchemy import update
+
+from models.customers import CustomerProfile
+from models.invoicing import Invoice, InvoiceAuditLog, InvoiceDocumentTask, InvoiceLine, MailDelivery, UsageRecord
 from models.jobs import NumberSequence
 from models.subscriptions import OpenPosition
 from tests.invoicing.conftest import customer_with_subscription, iso, rows, user_id
@@ -153,7 +157,7 @@ async def test_the_coordinator_bills_users_on_their_billing_day_through_the_job_
     broker = get_broker()
     await broker.startup()
     try:
-        assert await tasks.bill_due_users() == 1
+        assert await tasks.bill_due_users() == billing.ID_SLICES  # one unit per slice of the user ids
         await broker.wait_all()
     finally:
         await broker.shutdown()
@@ -197,3 +201,126 @@ async def test_a_missed_billing_day_is_caught_up_at_the_next_run_and_billed_once
         assert await billing.users_due(0) == [owner]
     listed = (await billing_api.get(f"/invoices/{subscription['id']}", token=token)).json()
     assert [invoice["status"] for invoice in listed] == ["issued"]
+
+
+# --- the batch (issue #19): many users in one transaction, the same rows as the unit of one ---------------
+
+
+def _shape(invoice: Invoice, lines: list[InvoiceLine], audit: list[InvoiceAuditLog], mails: list[MailDelivery],
+           tasks: list[InvoiceDocumentTask]) -> dict:
+    """What an issued invoice of the billing day consists of, without its ids, number and times."""
+    return {
+        "invoice": {name: getattr(invoice, name) for name in (
+            "status", "origin", "currency", "subtotal_net", "tax_total", "total_gross", "balance_due", "amount_paid",
+            "tax_rule", "tax_country", "due_date", "payment_processor", "seller")},
+        "order_reference": re.sub(r"SUB-\d+", "SUB-n", invoice.order_reference or ""),
+        "buyer": {k: v for k, v in (invoice.buyer or {}).items() if k not in ("name", "email")},
+        "snapshot": {k: v for k, v in (invoice.tax_snapshot or {}).items()},
+        "lines": sorted((re.sub(r"SUB-\d+", "SUB-n", line.description), line.quantity, line.unit_price_net,
+                         line.tax_rate, line.vat_category_code, line.line_net, line.line_tax, line.line_gross,
+                         line.open_position_id is not None, line.usage_record_id is not None) for line in lines),
+        "audit": sorted((entry.process, entry.status_before, entry.status_after, entry.actor_type,
+                         sorted(entry.context)) for entry in audit),
+        "mails": [mail.kind for mail in mails],  # its status: sent or not yet, as the render job got on
+        "tasks": len(tasks),
+    }
+
+
+async def _shapes(users: list[uuid.UUID]) -> list[dict]:
+    shapes = []
+    for user in users:
+        [invoice] = await rows(Invoice, Invoice.user_id == user)
+        shapes.append(_shape(invoice, await rows(InvoiceLine, InvoiceLine.invoice_id == invoice.id),
+                             await rows(InvoiceAuditLog, InvoiceAuditLog.invoice_id == invoice.id),
+                             await rows(MailDelivery, MailDelivery.invoice_id == invoice.id),
+                             await rows(InvoiceDocumentTask, InvoiceDocumentTask.invoice_id == invoice.id)))
+    return shapes
+
+
+async def test_a_batch_writes_for_each_user_what_the_unit_of_one_user_writes(billing_api, admin, plan, clock):
+    users = await _customers_with_positions(billing_api, admin, plan, clock)
+    alone, together = users[:2], users[2:]
+    year = clock.now.year
+    with bound_tenant("default"):
+        for user in alone:
+            assert (await billing.bill_user(user)).status == "billed"
+        outcomes = await billing.bill_users(together)
+        assert outcomes == Counter({"billed": len(together), "invoices": len(together)})
+        assert await billing.bill_users(users) == Counter({"nothing": USERS})  # run again: nothing left
+        by_unit, by_batch = await _shapes(alone), await _shapes(together)
+        all_invoices = await rows(Invoice)
+        assert await rows(OpenPosition, OpenPosition.invoice_id.is_(None)) == []
+        assert await rows(UsageRecord, UsageRecord.invoice_id.is_(None)) == []
+    assert by_batch[0] == by_unit[0]
+    assert all(shape == by_unit[0] for shape in by_batch + by_unit)
+    assert by_unit[0]["audit"][0][0] == "invoice.create" and by_unit[0]["mails"] == ["invoice_issued"]
+    assert by_unit[0]["tasks"] == 1 and len(by_unit[0]["lines"]) == 3
+    assert sorted(i.invoice_number for i in all_invoices) == [f"INV-{year}-{n:05d}" for n in range(1, USERS + 1)]
+    # the batch's numbers follow its order
+    numbered = {i.user_id: i.invoice_number for i in all_invoices}
+    assert [numbered[user] for user in together] == [f"INV-{year}-{n:05d}" for n in range(3, USERS + 1)]
+
+
+async def test_a_customer_who_cannot_be_invoiced_does_not_sink_the_batch(billing_api, admin, plan, clock):
+    users = await _customers_with_positions(billing_api, admin, plan, clock)
+    broken = users[1]
+    async with db.transaction() as session:  # the profile lost its address since the subscription was ordered
+        await session.execute(update(CustomerProfile).where(CustomerProfile.user_id == broken)
+                              .values(address_line1=None))
+    with bound_tenant("default"):
+        outcomes = await billing.bill_users(users)
+        assert outcomes == Counter({"billed": USERS - 1, "invoices": USERS - 1, "failed": 1})
+        assert await rows(Invoice, Invoice.user_id == broken) == []
+        assert len(await rows(OpenPosition, OpenPosition.user_id == broken, OpenPosition.invoice_id.is_(None))) == 2
+        numbers = sorted(i.invoice_number for i in await rows(Invoice))
+    year = clock.now.year
+    assert numbers == [f"INV-{year}-{n:05d}" for n in range(1, USERS)]  # gapless: the failed one took none
+
+
+class Killed(BaseException):
+    """The process dies (nothing after this point runs, no `except Exception` sees it)."""
+
+
+async def test_a_batch_killed_before_its_commit_leaves_nothing_and_the_next_run_bills_everyone_once(
+        billing_api, admin, plan, clock, monkeypatch):
+    users = await _customers_with_positions(billing_api, admin, plan, clock)
+
+    async def killed(session, name, count):
+        raise Killed()
+
+    real_next_numbers = invoices.next_numbers
+    monkeypatch.setattr(invoices, "next_numbers", killed)
+    with bound_tenant("default"), pytest.raises(Killed):
+        await billing.bill_users(users)
+    monkeypatch.setattr(invoices, "next_numbers", real_next_numbers)
+    with bound_tenant("default"):
+        assert await rows(Invoice) == [] and await rows(InvoiceLine) == [] and await rows(MailDelivery) == []
+        assert await rows(OpenPosition, OpenPosition.invoice_id.is_not(None)) == []
+        # two units bill the same batch at once: each user once
+        first, second = await asyncio.gather(billing.bill_users(users), billing.bill_users(list(reversed(users))))
+        assert first["invoices"] + second["invoices"] == USERS
+        assert (first + second)["billed"] == USERS
+        assert set(first + second) <= {"billed", "busy", "nothing", "invoices"}
+        all_invoices = await rows(Invoice)
+    year = clock.now.year
+    assert sorted(Counter(i.user_id for i in all_invoices).values()) == [1] * USERS
+    assert sorted(i.invoice_number for i in all_invoices) == [f"INV-{year}-{n:05d}" for n in range(1, USERS + 1)]
+
+
+async def test_the_due_users_are_found_in_slices_a_page_at_a_time(billing_api, admin, plan, clock):
+    users = await _customers_with_positions(billing_api, admin, plan, clock)
+    with bound_tenant("default"):
+        every = await billing.users_due(0)
+        assert sorted(every) == sorted(users)
+        assert [user for batch in [b async for b in billing.due_batches(4)] for user in batch] == every  # pages
+        sliced = []
+        for lowest, below in billing.id_slices(8):
+            async for batch in billing.due_batches(2, lowest=lowest, below=below):
+                assert all(user >= lowest and (below is None or user < below) for user in batch)
+                sliced += batch
+        assert sliced == every
+        outcomes = Counter()
+        for lowest, below in billing.id_slices(8):
+            outcomes.update(await billing.bill_slice(lowest, below, batch_size=4))
+        assert outcomes == Counter({"billed": USERS, "invoices": USERS})
+        assert await billing.users_due(0) == []

@@ -4,6 +4,8 @@ mail the SMTP server refuses: the counters and gauges move as they should, and n
 
 from __future__ import annotations
 
+from decabill.invoicing.billing import ID_SLICES
+
 import base64
 import contextlib
 import json
@@ -141,9 +143,10 @@ async def test_metrics_follow_requests_billing_provider_stripe_and_mail(server_e
     assert final.value("decabill_billing_day_customers", state="invoiced") == 1
     assert final.value("decabill_billing_day_customers", state="due") == 0
     assert final.value("decabill_billing_day_customers", state="failed") == 0
-    assert final.value("decabill_job_runs_total", job="invoicing.bill_user", outcome="succeeded") == 1
+    # one unit per slice of the user ids (issue #19), one of which billed the customer
+    assert final.value("decabill_job_runs_total", job="invoicing.bill_slice", outcome="succeeded") == ID_SLICES
     assert final.value("decabill_job_runs_total", job="invoicing.bill_due_users", outcome="succeeded") >= 1
-    assert final.value("decabill_job_duration_seconds_count", job="invoicing.bill_user") == 1
+    assert final.value("decabill_job_duration_seconds_count", job="invoicing.bill_slice") == ID_SLICES
     assert final.value("decabill_periodic_job_last_success_timestamp_seconds", job="invoicing.bill_due_users") > 0
     # the invoice PDF was rendered for the mail, and the mail was refused: pending for a retry
     assert final.value("decabill_pdf_renders_total", document="invoice", outcome="rendered") >= 1
