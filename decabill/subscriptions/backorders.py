@@ -34,7 +34,7 @@ from decabill.errors import BadRequest, DecabillError
 from decabill.identity.principal import Principal
 from decabill.jobs import leases
 from decabill.providers import AvailabilityResult
-from decabill.subscriptions import errors, provisioning
+from decabill.subscriptions import errors, provisioning, suspension
 from decabill.subscriptions.configuration import redact
 from decabill.subscriptions.lifecycle import announce_created, end_now, new_subscription, start_first_period
 from decabill.subscriptions.provisioning import OrderContext
@@ -233,6 +233,13 @@ async def _attempt(backorder_id: uuid.UUID, *, manual: bool) -> Backorder | None
                 backorder.status = BackorderStatus.CANCELLED
                 backorder.retry_after = None
                 backorder.touch()
+            return backorder
+        held = await suspension.suspension_of(session, subscription.user_id)
+        if held is not None:  # suspended for an unpaid invoice: no new server until it is paid (`lift` wakes it)
+            if manual:
+                raise errors.AccountSuspended(held.invoice_number)
+            backorder.retry_after = db.utcnow() + dt.timedelta(milliseconds=get_settings().backorder_retry_interval_ms)
+            backorder.touch()
             return backorder
         requested = secrets.decrypt_json(backorder.requested_config_snapshot) or {}
         plan_id, number = backorder.plan_id, subscription.number

@@ -275,6 +275,12 @@ class BackorderRepository(Repository[Backorder]):
     async def of_subscription(self, subscription_id: uuid.UUID) -> Backorder | None:
         return await self.get_by(Backorder.subscription_id == subscription_id)
 
+    async def make_waiting_of_user_due(self, user_id: uuid.UUID, now: dt.datetime) -> None:
+        """The user's waiting backorders become due at once (for the retry job's next run)."""
+        await self.session.execute(
+            self.update(Backorder.user_id == user_id, Backorder.status.in_(BackorderStatus.WAITING), retry_after=now)
+            .execution_options(synchronize_session=False))
+
     async def due_ids(self, now: dt.datetime, limit: int) -> list[uuid.UUID]:
         """Waiting backorders whose `retryAfter` has passed, oldest first."""
         statement = (self.statement(Backorder.id)

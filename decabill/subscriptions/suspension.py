@@ -36,6 +36,7 @@ from decabill.providers import get_registry
 from decabill.providers.errors import ServerNotFound
 from decabill.subscriptions.errors import AccountSuspended
 from decabill.subscriptions.repository import (
+    BackorderRepository,
     CustomerSuspensionRepository,
     SubscriptionItemRepository,
     SubscriptionRepository,
@@ -106,6 +107,7 @@ async def lift(session: AsyncSession, user_id: uuid.UUID, now: dt.datetime) -> l
         await webhooks.subscription_reactivated(session, current_tenant(), subscription)
         changes.server_changed(user_id, subscription.id, None, "reactivated")
     await SuspensionPeriodRepository(session).close_open([s.id for s in subscriptions], now)
+    await BackorderRepository(session).make_waiting_of_user_due(user_id, now)  # held back while suspended
     return [s.number for s in subscriptions]
 
 

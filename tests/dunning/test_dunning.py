@@ -345,3 +345,44 @@ async def test_an_invoice_long_overdue_starts_at_the_first_step_and_keeps_the_po
     clock.set(days_after(invoice, 101))  # 30 days after the suspension: the policy has 31
     assert (await run(customer)).steps == []
     assert fake_cloud.hetzner.servers
+
+
+async def test_a_backorder_waits_while_the_customer_is_suspended_and_is_fulfilled_after_payment(
+        api, admin, customer, servers, clock, fake_cloud):
+    """A backorder queued before the suspension gets no server while the customer is suspended (it stays
+    waiting, its attempts untouched), and is fulfilled once the payment reactivates the account."""
+    from decabill.subscriptions import backorders
+    from tests.subscriptions.conftest import order
+
+    await set_policy(api, admin)
+    invoice = await issue_invoice(customer)
+    fake_cloud.hetzner.capacity[("cx22", "fsn1")] = False
+    waiting = await order(api, customer, servers["hetzner"]["planId"], autoBackorder=True)
+    assert waiting["status"] == "pending_backorder"
+    [backorder] = (await api.get("/backorders", token=customer)).json()
+
+    clock.set(days_after(invoice, 3))
+    await run(customer)  # the reminder
+    clock.set(days_after(invoice, 14))
+    assert (await run(customer)).suspended
+    fake_cloud.hetzner.capacity.clear()  # capacity is back, but the account is suspended
+    servers_before = len(fake_cloud.hetzner.servers)
+    with bound_tenant("default"):
+        assert await backorders.due_backorders(10) == [uid(backorder["id"])]
+        assert await backorders.retry_due_backorder(uid(backorder["id"])) == "pending"
+        assert await backorders.due_backorders(10) == []  # retried later, not failed
+    assert_error(await api.post(f"/backorders/{backorder['id']}/retry", token=customer), 400,
+                 f"Your account is suspended because invoice {invoice.invoice_number} is unpaid. "
+                 "Pay it to reactivate your services.")
+    assert len(fake_cloud.hetzner.servers) == servers_before
+    still = (await api.get("/backorders", token=customer)).json()[0]
+    assert still["status"] == "pending" and still["failureReason"] == backorder["failureReason"]
+
+    session_id = session_id_of((await pay(api, customer, invoice.id)).json()["checkoutUrl"])
+    assert (await deliver(api, fake_cloud.stripe.complete_session(session_id))).status_code == 200
+    with bound_tenant("default"):
+        assert await backorders.due_backorders(10) == [uid(backorder["id"])]  # woken by the reactivation
+        assert await backorders.retry_due_backorder(uid(backorder["id"])) == "fulfilled"
+    assert len(fake_cloud.hetzner.servers) == servers_before + 1
+    shown = (await api.get(f"/subscriptions/{waiting['id']}", token=customer)).json()
+    assert shown["status"] == "active" and shown["suspendedAt"] is None
