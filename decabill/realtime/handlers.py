@@ -31,7 +31,12 @@ What a tick costs grows with users and servers, not with sockets:
   this process or, through Redis, in another, drops the cached readings and pushes a fresh snapshot to
   every socket of the server's user at once.
 
-Everything is emitted to the socket that asked, never broadcast.
+* The polling sockets of one user at one interval share a room of this process (`dashboard:<tenant>:<user>:
+  <interval>`): they tick at the same grid points, and a grid tick is read, validated, encoded and emitted once to
+  the room (`_Round`) instead of once per socket; the other sockets of the round only count it.
+
+Nothing is broadcast: a room holds the sockets of one user only, and rooms are never sent through the message
+queue (each process emits to its own sockets); first snapshots, pushes and errors go to the socket concerned.
 """
 
 from __future__ import annotations
