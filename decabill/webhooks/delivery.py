@@ -6,7 +6,8 @@ one, then record the attempt (the delivery log) and plan the next.
 * retries after WEBHOOK_RETRY_SCHEDULE (about three days by default), then the delivery is `failed`;
 * an endpoint that has failed without a success for WEBHOOK_DISABLE_AFTER_DAYS is disabled and the admin mailed;
 * the SSRF guard: only http(s) (https in production), never an address inside the network unless
-  WEBHOOK_ALLOW_PRIVATE_TARGETS (tests), bounded time, redirects are not followed (a 3xx is a failure).
+  WEBHOOK_ALLOW_PRIVATE_TARGETS (tests), the request goes to the very address that was checked (no second DNS
+  lookup to rebind), bounded time, redirects are not followed (a 3xx is a failure).
 """
 
 from __future__ import annotations
@@ -80,20 +81,40 @@ def _inside_the_network(address: str) -> bool:
     return not ip.is_global or ip.is_multicast
 
 
-async def check_target(url: str) -> None:
-    """Before every attempt: `check_url`, and refuse a host that resolves to a private, loopback, link-local or
-    otherwise non-public address (unless WEBHOOK_ALLOW_PRIVATE_TARGETS)."""
+async def check_target(url: str) -> str | None:
+    """Before every attempt: `check_url`, then resolve the host once and refuse it when any of its addresses is
+    private, loopback, link-local or otherwise not public (unless WEBHOOK_ALLOW_PRIVATE_TARGETS). Returns the
+    checked address the attempt connects to: pinned, so that a second DNS answer (rebinding) cannot send the
+    request somewhere else; None for a literal address (checked by `check_url`) or when private targets are
+    allowed."""
     check_url(url)
     if get_settings().webhook_allow_private_targets:
-        return
-    parts = urlsplit(url)
+        return None
+    hostname = urlsplit(url).hostname
     try:
-        found = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443,
+        ipaddress.ip_address(hostname.split("%", 1)[0])
+        return None
+    except ValueError:
+        pass
+    try:
+        found = await asyncio.get_running_loop().getaddrinfo(hostname, urlsplit(url).port or 443,
                                                             type=socket.SOCK_STREAM)
     except socket.gaierror:
-        raise WebhookUrlRefused(f"The webhook host {parts.hostname} cannot be resolved") from None
-    if any(_inside_the_network(info[4][0]) for info in found):
+        raise WebhookUrlRefused(f"The webhook host {hostname} cannot be resolved") from None
+    if not found or any(_inside_the_network(info[4][0]) for info in found):
         raise WebhookUrlRefused(INSIDE)
+    return found[0][4][0]
+
+
+def _pinned(request: httpx.Request, address: str) -> httpx.Request:
+    """`request` sent to `address` while it still names its host: the Host header (set by httpx from the URL
+    when the request was built) and, for https, the TLS server name and the certificate check (httpcore's
+    `sni_hostname` extension) stay the hostname's."""
+    hostname = request.url.host
+    request.url = request.url.copy_with(host=address)
+    if request.url.scheme == "https":
+        request.extensions["sni_hostname"] = hostname
+    return request
 
 
 # --- one attempt --------------------------------------------------------------------------------------
@@ -125,11 +146,13 @@ async def post(url: str, secret: str, event: WebhookEvent, body: bytes) -> Attem
                "Decabill-Event-Id": str(event.id), "Decabill-Event-Type": event.type}
     started = time.monotonic()
     try:
-        await check_target(url)
+        address = await check_target(url)
         async with httpx.AsyncClient(timeout=settings.webhook_timeout_seconds, follow_redirects=False,
                                      trust_env=False) as client:
-            response = await client.send(client.build_request("POST", url, content=body, headers=headers),
-                                         stream=True)
+            request = client.build_request("POST", url, content=body, headers=headers)
+            if address is not None:
+                request = _pinned(request, address)
+            response = await client.send(request, stream=True)
             received = b""
             try:
                 async for chunk in response.aiter_bytes():  # read a bounded part of whatever comes back

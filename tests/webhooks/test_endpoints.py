@@ -236,3 +236,48 @@ async def test_a_name_that_resolves_inside_the_network_is_refused(env, monkeypat
     for host in ("sneaky.example.com", "metadata.example.com"):
         with pytest.raises(WebhookUrlRefused):
             await delivery.check_target(f"https://{host}/hook")
+
+
+async def test_the_checked_address_is_the_one_connected_to(env, monkeypatch, fake_cloud):
+    """DNS rebinding: the host's first answer is checked and pinned; a second lookup that would now point inside
+    the network is never made. Here 127.0.0.1 (the fake receiver) stands for a public address and 127.0.0.2 for
+    the inside one, which a second lookup would return."""
+    import asyncio
+    import socket
+    from urllib.parse import urlsplit
+
+    from models.webhooks import WebhookEvent
+
+    fake_cloud.reset()
+    receiver = urlsplit(fake_cloud.receiver_url)
+    inside_hits: list[bytes] = []
+
+    async def inside(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        inside_hits.append(await reader.read(1024))
+        writer.close()
+
+    inside_server = await asyncio.start_server(inside, "127.0.0.2", receiver.port)
+    lookups: list[str] = []
+
+    async def rebinding(_loop, host, port, **_kwargs):
+        lookups.append(host)
+        address = "127.0.0.1" if len(lookups) == 1 else "127.0.0.2"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(asyncio.get_running_loop().__class__, "getaddrinfo", rebinding)
+    public = delivery._inside_the_network
+    monkeypatch.setattr(delivery, "_inside_the_network", lambda address: address != "127.0.0.1" and public(address))
+    try:
+        url = f"http://erp.example.com:{receiver.port}{receiver.path}/rebind"
+        event = WebhookEvent(id=uuid.uuid4(), tenant_id="default", type="invoice.paid", payload={},
+                             created_at=dt.datetime.now(dt.timezone.utc))
+        attempt = await delivery.post(url, "whsec_test", event, delivery.envelope(event))
+    finally:
+        inside_server.close()
+        await inside_server.wait_closed()
+
+    assert attempt.status == 200, attempt
+    assert lookups == ["erp.example.com"] and inside_hits == []
+    [got] = fake_cloud.receiver.deliveries()
+    assert got["headers"]["host"] == f"erp.example.com:{receiver.port}"
+    assert signing.verify(got["body"], got["headers"]["decabill-signature"], "whsec_test")
