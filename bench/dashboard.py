@@ -190,7 +190,14 @@ async def main_async(args: argparse.Namespace) -> None:
 
         reads_before = reads()
         cpu_before = [proc_cpu_seconds(g.pid) for g in gateways]
+        spy = None
+        if args.profile:  # py-spy (PyPI) samples the first gateway during the measured window
+            spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(gateways[0].pid),
+                                    "-d", str(int(args.duration)), "-r", "50", "-f", "raw", "-o", args.profile],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         await asyncio.sleep(args.duration)
+        if spy is not None:
+            spy.wait(timeout=60)
         window = time.time() - window_start
         reads_in_window = reads() - reads_before
         cpu = [(proc_cpu_seconds(g.pid) - b) / window * 100 for g, b in zip(gateways, cpu_before, strict=True)]
@@ -254,6 +261,7 @@ def main() -> None:
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="postgresql")
     parser.add_argument("--redis", action="store_true", help="use Redis with one gateway too")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--profile", help="py-spy raw (collapsed stacks) output of the first gateway")
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--client-out", help=argparse.SUPPRESS)
     args = parser.parse_args()

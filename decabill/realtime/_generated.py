@@ -263,20 +263,29 @@ class Emitter:
         self.namespace = normalize_namespace(namespace)
         self.validate_outbound = validate_outbound
 
-    async def dashboard_status_update(self, to: str, payload: Payload) -> None:
+    async def dashboard_status_update(
+        self, to: str, payload: Payload, *, local: bool | None = None
+    ) -> None:
         """Operation serverEmitsStatus, message DashboardStatusUpdate."""
-        await self._emit("dashboardStatusUpdate", to, payload)
+        await self._emit("dashboardStatusUpdate", to, payload, local)
 
-    async def error(self, to: str, payload: Payload) -> None:
+    async def error(
+        self, to: str, payload: Payload, *, local: bool | None = None
+    ) -> None:
         """Operation serverEmitsError, message Error."""
-        await self._emit("error", to, payload)
+        await self._emit("error", to, payload, local)
 
-    async def _emit(self, event: str, to: str, payload: Payload) -> None:
+    async def _emit(
+        self, event: str, to: str, payload: Payload, local: bool | None = None
+    ) -> None:
+        # `to` is a socket id or a room; local=True: a room of this process's sockets, so
+        # the payload is validated and encoded once for all of them and skips the message queue.
         if self.validate_outbound:
             problem = payload_problem(event, payload)
             if problem is not None:
                 raise OutboundPayloadError(f"{event}: {problem}")
-        local = self.sio.manager.is_connected(to, self.namespace)
+        if local is None:
+            local = self.sio.manager.is_connected(to, self.namespace)
         await self.sio.emit(
             event, payload, to=to, namespace=self.namespace, ignore_queue=local
         )

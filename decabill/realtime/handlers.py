@@ -31,7 +31,12 @@ What a tick costs grows with users and servers, not with sockets:
   this process or, through Redis, in another, drops the cached readings and pushes a fresh snapshot to
   every socket of the server's user at once.
 
-Everything is emitted to the socket that asked, never broadcast.
+* The polling sockets of one user at one interval share a room of this process (`dashboard:<tenant>:<user>:
+  <interval>`): they tick at the same grid points, and a grid tick is read, validated, encoded and emitted once to
+  the room (`_Round`) instead of once per socket; the other sockets of the round only count it.
+
+Nothing is broadcast: a room holds the sockets of one user only, and rooms are never sent through the message
+queue (each process emits to its own sockets); first snapshots, pushes and errors go to the socket concerned.
 """
 
 from __future__ import annotations
@@ -135,6 +140,15 @@ class _Socket:
     skipped: int = 0  # ticks skipped because the previous one was still running
     # (when due, when started) on the gateway's clock, for the last poller ticks of this subscription
     schedule: list[tuple[float, float]] = field(default_factory=list)
+    room: str | None = None  # the room of the user's sockets polling at the same interval (while polling)
+
+
+@dataclass(eq=False)
+class _Round:
+    """One grid tick of a room: the snapshot is read, validated, encoded and emitted once for all its sockets."""
+
+    due: float
+    outcome: asyncio.Future[str]  # "ok", ACCESS_DENIED or TICK_FAILED
 
 
 class DashboardGateway:
@@ -158,6 +172,9 @@ class DashboardGateway:
         self._owners: dict[tuple[str, uuid.UUID], uuid.UUID] = {}  # (tenant, subscription) -> user
         self._sockets: dict[str, _Socket] = {}
         self._by_user: dict[UserKey, set[str]] = {}
+        self._rounds: dict[str, _Round] = {}  # room -> its latest round
+        self._room_members: dict[str, int] = {}
+        self._namespace = settings.websocket_namespace if namespace is None else namespace
         self.internal_errors = 0  # ticks of a poller that failed unexpectedly (logged)
         self.rate_limited = 0  # provider answers 429 seen
         self.cluster = ClusterReadings(redis, settings.redis_key_prefix) if redis is not None else None
@@ -214,7 +231,7 @@ class DashboardGateway:
         state = self._sockets.pop(sid, None)
         if state is not None:
             state.generation += 1
-            self._stop(state)
+            self._stop(sid, state)
             if state.principal.user_id is not None:
                 key = (state.principal.tenant, state.principal.user_id)
                 sids = self._by_user.get(key)
@@ -232,7 +249,7 @@ class DashboardGateway:
             return
         state.generation += 1
         generation = state.generation
-        self._stop(state)  # subscribing again replaces the poller; a refused subscribe leaves none
+        self._stop(sid, state)  # subscribing again replaces the poller; a refused subscribe leaves none
         state.schedule = []
         if state.principal.user_id is None:
             await self._error(sid, USER_NOT_AUTHENTICATED)
@@ -246,17 +263,42 @@ class DashboardGateway:
         if not await self._tick(sid, state, interval, wanted, fresh=True) or not wanted():
             return
         poller = state.poller = _Poller(interval)
+        self._join_room(sid, state, interval)
         poller.task = asyncio.create_task(self._poll(sid, state, poller), name=f"dashboard-poller-{sid}")
 
     async def unsubscribe_dashboard_status(self, sid: str, payload: Payload) -> None:
         state = self._sockets.get(sid)
         if state is not None:
             state.generation += 1
-            self._stop(state)
+            self._stop(sid, state)
 
     # --- polling ------------------------------------------------------------------------------------
 
-    def _stop(self, state: _Socket) -> None:
+    def _join_room(self, sid: str, state: _Socket, interval_ms: int) -> None:
+        """The sockets of a user polling at one interval tick at the same instants: they share a room, and each
+        tick is emitted once to it (one encoded packet for all of them; local rooms only, never the queue)."""
+        assert state.principal.user_id is not None
+        room = f"dashboard:{state.principal.tenant}:{state.principal.user_id}:{interval_ms}"
+        self.emitter.sio.manager.basic_enter_room(sid, self._namespace_key, room)
+        self._room_members[room] = self._room_members.get(room, 0) + 1
+        state.room = room
+
+    def _leave_room(self, sid: str, state: _Socket) -> None:
+        room, state.room = state.room, None
+        if room is None:
+            return
+        self.emitter.sio.manager.basic_leave_room(sid, self._namespace_key, room)
+        left = self._room_members[room] = self._room_members[room] - 1
+        if left <= 0:
+            del self._room_members[room]
+            self._rounds.pop(room, None)
+
+    @property
+    def _namespace_key(self) -> str:
+        return self.emitter.namespace
+
+    def _stop(self, sid: str, state: _Socket) -> None:
+        self._leave_room(sid, state)
         poller, state.poller = state.poller, None
         if poller is not None:
             poller.stop()
@@ -277,7 +319,7 @@ class DashboardGateway:
                 poller.ticking = True
                 state.schedule = [*state.schedule[-19:], (due, self.clock.now())]
                 try:
-                    keep = await self._tick(sid, state, poller.interval_ms, lambda: not poller.stopped)
+                    keep = await self._round_tick(sid, state, poller.interval_ms, due, lambda: not poller.stopped)
                 except Exception:  # e.g. an outbound payload that fails validation: a bug, keep polling
                     self.internal_errors += 1
                     log.exception("dashboard.tick_crashed", sid=sid)
@@ -302,10 +344,64 @@ class DashboardGateway:
     async def _tick(self, sid: str, state: _Socket, interval_ms: int, wanted: Callable[[], bool], *,
                     fresh: bool = False) -> bool:
         """Emit one snapshot (unless `wanted()` turned false meanwhile); False when polling must stop."""
-        principal = state.principal
-        if principal.user_id is None:
+        if state.principal.user_id is None:
             await self._error(sid, USER_NOT_AUTHENTICATED)
             return False
+        outcome, payload = await self._snapshot(sid, state.principal, interval_ms, fresh=fresh)
+        return await self._deliver(sid, state, outcome, payload, wanted, to=sid)
+
+    async def _round_tick(self, sid: str, state: _Socket, interval_ms: int, due: float,
+                          wanted: Callable[[], bool]) -> bool:
+        """A grid tick of a polling socket. The first socket of its room due at `due` reads the snapshot and emits
+        it to the room (all the sockets of the user at this interval); the others of the same round only wait for
+        that and count it. A socket whose room's round is over (it woke late) gets its own snapshot."""
+        room = state.room
+        if room is None or state.principal.user_id is None:
+            return await self._tick(sid, state, interval_ms, wanted)
+        current = self._rounds.get(room)
+        if current is not None and current.due == due:
+            outcome = await asyncio.shield(current.outcome)
+            if outcome == "ok":
+                if not wanted():
+                    return False
+                state.ticks += 1
+                return True
+            return await self._deliver(sid, state, outcome, None, wanted, to=sid)
+        current = self._rounds[room] = _Round(due, asyncio.get_running_loop().create_future())
+        try:
+            outcome, payload = await self._snapshot(sid, state.principal, interval_ms)
+        except BaseException:
+            current.outcome.set_result(TICK_FAILED)
+            raise
+        current.outcome.set_result(outcome)
+        if outcome != "ok":
+            return await self._deliver(sid, state, outcome, payload, wanted, to=sid)
+        if not wanted():  # this socket stopped meanwhile (it left the room): the others still get the tick
+            await self.emitter.dashboard_status_update(room, payload, local=True)
+            return False
+        return await self._deliver(sid, state, outcome, payload, wanted, to=room)
+
+    async def _deliver(self, sid: str, state: _Socket, outcome: str, payload: Payload | None,
+                       wanted: Callable[[], bool], *, to: str) -> bool:
+        if outcome == ACCESS_DENIED:
+            if wanted():
+                await self._error(sid, ACCESS_DENIED)
+            return False
+        if outcome == TICK_FAILED:
+            if wanted():
+                await self._error(sid, TICK_FAILED)
+            return True
+        if not wanted():  # unsubscribed, subscribed again or disconnected while this tick ran
+            return False
+        assert payload is not None
+        state.ticks += 1
+        await self.emitter.dashboard_status_update(to, payload, local=True if to != sid else None)
+        return True
+
+    async def _snapshot(self, sid: str, principal: Principal, interval_ms: int, *,
+                        fresh: bool = False) -> tuple[str, Payload | None]:
+        """("ok", the payload), (ACCESS_DENIED, None) or (TICK_FAILED, None)."""
+        assert principal.user_id is not None
         max_age = interval_ms / 1000 - FRESHNESS_MARGIN
         key = (principal.tenant, principal.user_id)
         try:
@@ -315,16 +411,10 @@ class DashboardGateway:
             results = await asyncio.gather(
                 *(self._status(principal.tenant, target, max_age) for target in targets), return_exceptions=True)
         except dashboard.AccessDenied:
-            if wanted():
-                await self._error(sid, ACCESS_DENIED)
-            return False
+            return ACCESS_DENIED, None
         except Exception:
             log.exception("dashboard.tick_failed", sid=sid, tenant=principal.tenant)
-            if wanted():
-                await self._error(sid, TICK_FAILED)
-            return True
-        if not wanted():  # unsubscribed, subscribed again or disconnected while this tick ran
-            return False
+            return TICK_FAILED, None
         items = []
         for target, result in zip(targets, results, strict=True):
             if isinstance(result, BaseException):  # this subscription is left out of the snapshot
@@ -332,9 +422,7 @@ class DashboardGateway:
                          error=getattr(result, "message", None) or type(result).__name__)
             else:
                 items.append(result)
-        state.ticks += 1
-        await self.emitter.dashboard_status_update(sid, {"generatedAt": _now_iso(), "items": items})
-        return True
+        return "ok", {"generatedAt": _now_iso(), "items": items}
 
     # --- reading: watch lists (batched) and servers (shared) ----------------------------------------------
 
@@ -499,9 +587,9 @@ class DashboardGateway:
         """Stop every poller (a running tick may finish, within `timeout`), the listener and the shared fetches."""
         self._unlisten()
         pollers = [s.poller for s in self._sockets.values() if s.poller is not None]
-        for state in self._sockets.values():
+        for sid, state in self._sockets.items():
             state.generation += 1
-            self._stop(state)
+            self._stop(sid, state)
         tasks = [p.task for p in pollers if p.task is not None] + list(self._background)
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=timeout)

@@ -105,6 +105,14 @@ async def test_five_hundred_sockets_of_one_user_cost_one_query_per_tick_inside_t
             await asyncio.gather(*(c.subscribe({"pollIntervalMs": 10000}) for c in clients))
             baseline = {c: len(c.updates) for c in clients}
             queries_before, loads_before = counts["subscriptions"], gateway.watch_list_loads
+            emits: list[str] = []  # the snapshots the gateway emitted (to a socket or to a room of sockets)
+            emit = gateway.emitter.dashboard_status_update
+
+            async def counting_emit(to, payload, **kwargs):
+                emits.append(to)
+                await emit(to, payload, **kwargs)
+
+            gateway.emitter.dashboard_status_update = counting_emit
             await asyncio.gather(*(c.wait_updates(baseline[c] + 3, timeout=60) for c in clients))
             queries = counts["subscriptions"] - queries_before
             loads = gateway.watch_list_loads - loads_before
@@ -115,6 +123,9 @@ async def test_five_hundred_sockets_of_one_user_cost_one_query_per_tick_inside_t
             assert loads - 1 <= queries <= loads, (queries, loads)  # one SELECT on subscriptions per load (the last
             # load may have started without having run its query yet)
             assert snapshots >= sockets * 3 and queries * 100 < snapshots, (queries, snapshots)
+            # ... and one emit (one payload encoded once) to the room of the user's 500 sockets, not 500 emits.
+            assert len(emits) <= ticks + 1 and len(emits) * 100 < snapshots, (len(emits), snapshots)
+            assert all(to.startswith("dashboard:") for to in emits), set(emits)
             # The gateway never holds more connections than its share of the pool, and nobody saw an error.
             assert gateway.db_in_use_max <= gateway.settings.dashboard_db_concurrency
             settings = gateway.settings
