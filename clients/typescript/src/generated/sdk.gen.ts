@@ -1209,7 +1209,7 @@ export const updateWebhookEndpoint = <ThrowOnError extends boolean = false>(opti
 /**
  * Give a webhook endpoint a new signing secret
  *
- * Admin only. Deliveries are signed with the new secret from the next attempt on; the old one stops at once (a receiver may accept both while it switches). The secret is in this answer only.
+ * Admin only. Deliveries are signed with the new secret from the next attempt on; for WEBHOOK_SECRET_OVERLAP_HOURS (24 by default, 0 = none) they also carry a signature by the replaced secret (a second `v1=` in `Decabill-Signature`), so the receiver can switch at any moment of it. The secret is in this answer only.
  */
 export const rotateWebhookEndpointSecret = <ThrowOnError extends boolean = false>(options: Options<RotateWebhookEndpointSecretData, ThrowOnError>) => (options.client ?? client).post<RotateWebhookEndpointSecretResponses, RotateWebhookEndpointSecretErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
