@@ -7,7 +7,8 @@ may retry it safely.
 * a repeat with the same request gets the stored response and nothing is done again; with a different
   request → 422; while the first is still running → 409;
 * a request that fails (a domain error, a crash) releases its claim, so the client may retry with the same
-  key; a claim left by a process that died is taken over after IDEMPOTENCY_STALE_SECONDS.
+  key; a claim left by a process that died is taken over after IDEMPOTENCY_STALE_SECONDS;
+* with Redis (REDIS_URL), repeats of a completed write are answered from Redis (`fast_path`).
 
 The caller is the user (or the static API key): one user's key never answers another's request.
 """
@@ -24,6 +25,7 @@ from typing import Any
 
 from decabill import db
 from decabill.config import get_settings
+from decabill.idempotency import fast_path
 from decabill.idempotency.errors import IdempotencyKeyInvalid, IdempotencyKeyReused, IdempotentRequestInProgress
 from decabill.idempotency.repository import IdempotencyKeyRepository
 from decabill.identity.principal import Principal
@@ -86,14 +88,17 @@ async def _claim(caller: str, key: str, operation: str, fingerprint: str) -> _Cl
         return _Claim(None, (row.response_body, row.response_status or 200))
 
 
-async def _complete(row: IdempotencyKey, response: Response) -> None:
+async def _complete(row: IdempotencyKey, response: Response) -> bool:
+    """Store the response on our claim; False when the claim was taken over meanwhile (nothing stored)."""
     body, status = response
     async with db.transaction() as session:
         stored = await IdempotencyKeyRepository(session).get(row.id, for_update=True, reload=True)
-        if stored is not None and stored.locked_at == row.locked_at:
-            stored.state = IdempotencyState.COMPLETED
-            stored.response_status = status
-            stored.response_body = body
+        if stored is None or stored.locked_at != row.locked_at:
+            return False
+        stored.state = IdempotencyState.COMPLETED
+        stored.response_status = status
+        stored.response_body = body
+        return True
 
 
 async def _release(row: IdempotencyKey) -> None:
@@ -105,7 +110,13 @@ async def run_once(principal: Principal, key: str, operation: str, fingerprint: 
                    work: Callable[[], Awaitable[Response]]) -> Response:
     """Run `work` (a handler answering `(body, status)`) at most once per key; see the module's rules."""
     _check_key(key)
-    claim = await _claim(caller_of(principal), key, operation, fingerprint)
+    caller = caller_of(principal)
+    remembered = await fast_path.recall(caller, key)
+    if remembered is not None:
+        if remembered.fingerprint != fingerprint:
+            raise IdempotencyKeyReused()
+        return remembered.response
+    claim = await _claim(caller, key, operation, fingerprint)
     if claim.row is None:
         assert claim.stored is not None
         return claim.stored
@@ -114,7 +125,8 @@ async def run_once(principal: Principal, key: str, operation: str, fingerprint: 
     except BaseException:
         await _release(claim.row)
         raise
-    await _complete(claim.row, response)
+    if await _complete(claim.row, response):
+        await fast_path.remember(caller, key, fingerprint, response, claim.row.expires_at)
     return response
 
 

@@ -14,13 +14,13 @@ The counters live in Redis when it is configured (shared by every process), else
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from decabill.config import Settings
+from decabill.redis_clients import client_for
 
 MEMORY_ACCOUNTS = 100_000  # in-process counters kept at most (least recently failed dropped first)
 
@@ -96,18 +96,9 @@ class RedisCounters:
         self.policy = policy
         self.url = url
         self.prefix = f"{prefix}:login-throttle"
-        self._clients: dict[asyncio.AbstractEventLoop, object] = {}
 
     def _client(self):
-        import redis.asyncio as redis
-
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            # One client per event loop: its connection pool belongs to the loop that opened it.
-            self._clients = {known: c for known, c in self._clients.items() if not known.is_closed()}
-            client = self._clients[loop] = redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=5)
-        return client
+        return client_for(self.url)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}:{key}"
