@@ -10,6 +10,7 @@ what, capacity included), `_power()` and the mapping of the API's objects to our
 from __future__ import annotations
 
 import asyncio
+import threading
 from abc import abstractmethod
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -36,6 +37,10 @@ def check_user_data(user_data: str | None, limit: int, api_name: str) -> None:
         raise ProviderRequestFailed(
             "provision server", f"User data size ({size} bytes) exceeds {api_name} limit of {limit} bytes"
         )
+
+
+_thread_clients = threading.local()
+_MAX_CLIENTS_PER_THREAD = 8
 
 
 class SyncApiProvider(ProvisioningProvider):
@@ -68,16 +73,30 @@ class SyncApiProvider(ProvisioningProvider):
         """Runs in the worker thread; override to wrap the library's calls."""
         return work(client)
 
-    def _client(self) -> Any:
-        if not self._token:
-            raise ProviderNotConfigured(self.token_variable)
-        return self._new_client(self._token)
+    def _thread_client(self, token: str) -> Any:
+        """The library's client for these settings in the calling worker thread, made once per thread and
+        reused: its HTTP session keeps connections alive between calls (a client per call opened a new TCP
+        connection every time — the dashboard's status polls spent most of their time there). One per thread,
+        because the libraries' sessions are not meant to be shared between threads; a few settings per thread
+        at most (the cache is emptied when it grows past that)."""
+        clients = getattr(_thread_clients, "by_settings", None)
+        if clients is None:
+            clients = _thread_clients.by_settings = {}
+        key = (type(self), token, self._api_url, self._timeout, self._max_retries)
+        client = clients.get(key)
+        if client is None:
+            if len(clients) >= _MAX_CLIENTS_PER_THREAD:
+                clients.clear()
+            client = clients[key] = self._new_client(token)
+        return client
 
     async def _call(self, action: str, work: Callable[[Any], T]) -> T:
         """Run `work(client)` in a thread and translate the client's exceptions into ours."""
-        client = self._client()
+        if not self._token:
+            raise ProviderNotConfigured(self.token_variable)
+        token = self._token
         try:
-            return await asyncio.to_thread(self._run, work, client)
+            return await asyncio.to_thread(lambda: self._run(work, self._thread_client(token)))
         except Exception as exc:
             error = self._translate(action, exc)
             if error is None:
