@@ -272,6 +272,7 @@ async def _attempt(backorder_id: uuid.UUID, *, manual: bool) -> Backorder | None
         subscription = await SubscriptionRepository(session).get(subscription.id, for_update=True)
         assert subscription is not None
         start_first_period(subscription, ctx, price, db.utcnow())
+        await suspension.join_suspension(session, subscription, db.utcnow())  # suspended while provisioning
         backorder = await BackorderRepository(session).get(backorder_id, for_update=True)
         assert backorder is not None
         backorder.status = BackorderStatus.FULFILLED

@@ -42,7 +42,7 @@ from decabill.subscriptions.repository import (
     SubscriptionRepository,
     SuspensionPeriodRepository,
 )
-from models.subscriptions import CustomerSuspension, SubscriptionItem, SuspensionPeriod
+from models.subscriptions import CustomerSuspension, Subscription, SubscriptionItem, SuspensionPeriod
 
 log = structlog.get_logger("decabill.subscriptions")
 
@@ -76,15 +76,31 @@ async def suspend(session: AsyncSession, user_id: uuid.UUID, *, invoice_id: uuid
     if not created:
         return None
     subscriptions = await SubscriptionRepository(session).running_of_user(user_id, for_update=True)
-    periods = SuspensionPeriodRepository(session)
     for subscription in subscriptions:
-        subscription.suspended_at = now
-        subscription.touch()
-        if not billable:
-            await periods.create(SuspensionPeriod(subscription_id=subscription.id, started_at=now))
-        await webhooks.subscription_suspended(session, current_tenant(), subscription)  # outbox, same transaction
-        changes.server_changed(user_id, subscription.id, None, "suspended")  # dashboards, after the commit
+        await _mark_suspended(session, subscription, billable=billable, now=now)
     return [s.number for s in subscriptions]
+
+
+async def _mark_suspended(session: AsyncSession, subscription: Subscription, *, billable: bool,
+                          now: dt.datetime) -> None:
+    subscription.suspended_at = now
+    subscription.touch()
+    if not billable:
+        await SuspensionPeriodRepository(session).create(SuspensionPeriod(subscription_id=subscription.id,
+                                                                          started_at=now))
+    await webhooks.subscription_suspended(session, current_tenant(), subscription)  # outbox, same transaction
+    changes.server_changed(subscription.user_id, subscription.id, None, "suspended")  # dashboards, after the commit
+
+
+async def join_suspension(session: AsyncSession, subscription: Subscription, now: dt.datetime) -> bool:
+    """A subscription that starts running while its customer is suspended (a backorder whose provisioning was
+    under way when the suspension came) is suspended like the others, in the caller's transaction; the
+    dunning job's next run stops its server. False when the customer is not suspended."""
+    found = await suspension_of(session, subscription.user_id)
+    if found is None:
+        return False
+    await _mark_suspended(session, subscription, billable=found.billable, now=now)
+    return True
 
 
 async def rename_cause(session: AsyncSession, user_id: uuid.UUID, invoice_id: uuid.UUID,

@@ -386,3 +386,37 @@ async def test_a_backorder_waits_while_the_customer_is_suspended_and_is_fulfille
     assert len(fake_cloud.hetzner.servers) == servers_before + 1
     shown = (await api.get(f"/subscriptions/{waiting['id']}", token=customer)).json()
     assert shown["status"] == "active" and shown["suspendedAt"] is None
+
+
+async def test_a_backorder_provisioned_while_the_suspension_lands_is_suspended_and_stopped(
+        api, admin, customer, servers, clock, fake_cloud, monkeypatch):
+    """The suspension arrives while a backorder's server is being created: the subscription it fulfils is
+    suspended with the others and the next dunning run stops its server."""
+    from decabill.subscriptions import backorders, provisioning
+    from tests.subscriptions.conftest import order
+
+    await set_policy(api, admin)
+    invoice = await issue_invoice(customer)
+    fake_cloud.hetzner.capacity[("cx22", "fsn1")] = False
+    waiting = await order(api, customer, servers["hetzner"]["planId"], autoBackorder=True)
+    [backorder] = (await api.get("/backorders", token=customer)).json()
+    clock.set(days_after(invoice, 3))
+    await run(customer)  # the reminder
+    clock.set(days_after(invoice, 14))
+    fake_cloud.hetzner.capacity.clear()
+
+    provision = provisioning.provision
+
+    async def suspended_meanwhile(*args, **kwargs):
+        assert (await run(customer)).suspended  # the dunning job suspends while the server is being created
+        return await provision(*args, **kwargs)
+
+    monkeypatch.setattr(provisioning, "provision", suspended_meanwhile)
+    with bound_tenant("default"):
+        assert await backorders.retry_due_backorder(uid(backorder["id"])) == "fulfilled"
+    shown = (await api.get(f"/subscriptions/{waiting['id']}", token=customer)).json()
+    assert shown["status"] == "active" and shown["suspendedAt"]
+    new_servers = [s for s in fake_cloud.hetzner.servers.values() if s["status"] == "running"]
+    assert len(new_servers) == 1  # the old server was stopped by the suspension, the new one runs ...
+    assert (await run(customer)).stopped == 1  # ... until the next run
+    assert all(s["status"] == "off" for s in fake_cloud.hetzner.servers.values())
