@@ -17,6 +17,7 @@ from models.subscriptions import (  # noqa: F401
 from models.invoicing import (  # noqa: F401
     Invoice,
     InvoiceAuditLog,
+    InvoiceCount,
     InvoiceLine,
     MailDelivery,
     UsageRecord,

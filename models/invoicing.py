@@ -121,6 +121,18 @@ class Invoice(Timestamped, table=True):
     dunning_applied_at: dt.datetime | None = timestamp_field()
 
 
+class InvoiceCount(SQLModel, table=True):
+    """How many invoices the tenant has, kept by the database itself (triggers of migration 0024 on every insert
+    into and delete from `invoices`, whichever code path or tool writes them), so the admin list's unfiltered
+    total is one primary-key read instead of a count that grows with the table. On PostgreSQL the trigger is
+    deferred to the commit: the row is locked for the commit only, not for a billing batch's whole transaction."""
+
+    __tablename__ = "invoice_counts"
+
+    tenant_id: str = Field(max_length=64, primary_key=True)
+    invoices: int = Field(default=0)
+
+
 class InvoiceLine(SQLModel, table=True):
     __tablename__ = "invoice_lines"
     __table_args__ = (
