@@ -19,6 +19,7 @@ from decabill.identity.credentials import CREDENTIAL_VERSION_CLAIM, decode_token
 from decabill.identity.keycloak import authenticate_keycloak
 from decabill.identity.principal import SESSION_INVALID, Principal, ensure_usable
 from decabill.identity.repository import UserRepository
+from decabill.identity.verified_tokens import verified_tokens
 from decabill.tenancy import current_tenant
 
 async def authenticate(authorization: str | None) -> Principal:
@@ -65,6 +66,10 @@ def _bearer_token(authorization: str | None) -> str:
 
 async def _authenticate_users_jwt(authorization: str | None) -> Principal:
     token = _bearer_token(authorization)
+    key = (db.generation(), current_tenant(), token)
+    principal = verified_tokens.get(key)  # verified less than a second ago (decabill/identity/verified_tokens.py)
+    if principal is not None:
+        return principal
     try:
         claims = decode_token(token)
         user_id = uuid.UUID(str(claims["sub"]))
@@ -81,4 +86,6 @@ async def _authenticate_users_jwt(authorization: str | None) -> Principal:
         raise Unauthorized(SESSION_INVALID)
     # The role is the account's (the token's `roles` claim is only informative for clients): equal as long as
     # the credential version is, and a role change has moved the version on.
-    return Principal(tenant=user.tenant_id, role=user.role, method="users", user_id=user.id, email=user.email)
+    principal = Principal(tenant=user.tenant_id, role=user.role, method="users", user_id=user.id, email=user.email)
+    verified_tokens.put(key, principal, float(claims["exp"]))
+    return principal

@@ -23,6 +23,7 @@ from decabill.identity.keycloak import fetch_key_set as fetch_key_set  # for `de
 from decabill.identity.principal import LOCKED_MESSAGE, Principal
 from decabill.identity.repository import UserRepository
 from decabill.identity.throttle import login_throttle
+from decabill.identity.verified_tokens import verified_tokens
 from decabill.tenancy import current_tenant
 from models.identity import User
 
@@ -204,6 +205,21 @@ async def request_password_reset(email: str) -> str:
     return "If an account exists with this email, you will receive a password reset code."
 
 
+def _end_sessions(user: User) -> None:
+    """The user's tokens die with the change being made: a new credential version, and this process forgets
+    its verifications of them once the change is committed (other processes' lapse within
+    `verified_tokens.TTL_SECONDS`)."""
+    user.credential_version += 1
+    _forget_verified(user.id)
+
+
+def _forget_verified(user_id: uuid.UUID) -> None:
+    async def forget() -> None:
+        verified_tokens.forget_user(user_id)
+
+    db.after_commit(forget)
+
+
 async def reset_password(email: str, code: str, new_password: str) -> str:
     _require_mode("users")
     _validate_password(new_password, "New password")
@@ -224,7 +240,7 @@ async def reset_password(email: str, code: str, new_password: str) -> str:
             db.commit_on_error()
             raise BadRequest(INVALID_RESET)
         user.password_hash = await hash_secret(new_password)
-        user.credential_version += 1
+        _end_sessions(user)
         user.password_reset_token = None
         user.password_reset_token_expires_at = None
         user.password_reset_failed_attempts = 0
@@ -245,7 +261,7 @@ async def change_password(principal: Principal, current: str, new: str, confirma
         if not await verify_secret(current, user.password_hash):
             raise Unauthorized("Current password is incorrect")
         user.password_hash = await hash_secret(new)
-        user.credential_version += 1
+        _end_sessions(user)
         user.touch()
     return "Password changed successfully."
 
@@ -297,13 +313,14 @@ async def update_user(
             user.email = new_email
             user.email_confirmed_at = None
             user.email_confirmation_token = await hash_secret(code)
+            _forget_verified(user.id)  # the tokens stay valid, but name the old address
             send_after_commit(_confirmation_mail(new_email, code))
         if password is not None:
             user.password_hash = await hash_secret(password)
-            user.credential_version += 1
+            _end_sessions(user)
         if role is not None and role != user.role:
             user.role = role
-            user.credential_version += 1
+            _end_sessions(user)
         user.touch()
     return user
 
@@ -331,6 +348,7 @@ async def delete_user(principal: Principal, user_id: uuid.UUID) -> None:
         users = UserRepository(session)
         user = await _get_in_tenant(users, user_id, lock=True)
         await users.remove_unreferenced(user, "User", USER_HAS_BILLING_DATA_HINT)
+        _forget_verified(user_id)
 
 
 async def set_locked(principal: Principal, user_id: uuid.UUID, locked: bool) -> User:
@@ -341,7 +359,7 @@ async def set_locked(principal: Principal, user_id: uuid.UUID, locked: bool) -> 
     async with db.transaction() as session:
         user = await _get_in_tenant(UserRepository(session), user_id, lock=True)
         if locked and user.locked_at is None:
-            user.credential_version += 1  # unlocking does not bring the tokens of before the lock back
+            _end_sessions(user)  # unlocking does not bring the tokens of before the lock back
         user.locked_at = db.utcnow() if locked else None
         user.touch()
     return user

@@ -1,0 +1,79 @@
+"""A users-mode token verified a moment ago is not looked up again for a second (decabill/identity/
+verified_tokens.py): what ends a user's sessions — lock, password change, role change, deletion — must still
+refuse the token at once in the process that made the change, and a change made elsewhere (another process, the
+database directly) within the cache's second."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from sqlalchemy import update
+
+from decabill import db
+from decabill.identity.principal import Principal
+from decabill.identity.verified_tokens import TTL_SECONDS, VerifiedTokens
+from models.identity import User
+from tests.helpers import assert_error
+
+LOCKED = "This account is locked. Please contact an administrator."
+ENDED = "Session is no longer valid."
+
+
+async def _user(api, email: str) -> tuple[str, str, str]:
+    """(admin token, user token, user id), the user's token used once (so it is held verified)."""
+    admin = await api.admin_token()
+    token = await api.user_token(admin, email)
+    assert (await api.get("/subscriptions", token=token)).status_code == 200
+    user_id = next(u["id"] for u in (await api.get("/users", token=admin)).json() if u["email"] == email)
+    return admin, token, user_id
+
+
+async def test_a_locked_users_token_is_refused_at_once(api):
+    admin, token, user_id = await _user(api, "locked@example.com")
+    assert (await api.post(f"/users/{user_id}/lock", token=admin)).status_code == 200
+    assert_error(await api.get("/subscriptions", token=token), 401, LOCKED)
+
+
+async def test_a_password_change_ends_the_old_token_at_once(api):
+    _, token, _ = await _user(api, "changer@example.com")
+    changed = await api.post("/auth/change-password", token=token, json={
+        "currentPassword": "correct-horse-1", "newPassword": "brand-new-pass", "newPasswordConfirmation": "brand-new-pass"})
+    assert changed.status_code == 200, changed.text
+    assert_error(await api.get("/subscriptions", token=token), 401, ENDED)
+
+
+async def test_a_role_change_ends_the_old_token_at_once(api):
+    admin, token, user_id = await _user(api, "promoted@example.com")
+    promoted = await api.post(f"/users/{user_id}", token=admin, json={"role": "admin"})
+    assert promoted.status_code == 200, promoted.text
+    assert_error(await api.get("/subscriptions", token=token), 401, ENDED)
+
+
+async def test_a_deleted_users_token_is_refused_at_once(api):
+    admin, token, user_id = await _user(api, "gone@example.com")
+    assert (await api.delete(f"/users/{user_id}", token=admin)).status_code == 204
+    assert_error(await api.get("/subscriptions", token=token), 401, ENDED)
+
+
+async def test_a_lock_made_elsewhere_is_seen_within_the_cache_lifetime(api):
+    _, token, user_id = await _user(api, "elsewhere@example.com")
+    async with db.transaction() as session:  # as another process would: this process is not told
+        await session.execute(update(User).where(User.id == uuid.UUID(user_id)).values(locked_at=db.utcnow()))
+    await asyncio.sleep(TTL_SECONDS)
+    assert_error(await api.get("/subscriptions", token=token), 401, LOCKED)
+
+
+def test_the_cache_is_bounded_and_never_outlives_the_token():
+    import time
+
+    tokens = VerifiedTokens(max_entries=2)
+    principal = Principal(tenant="default", role="user", method="users", user_id=uuid.uuid4())
+    later = time.time() + 3600
+    for name in ("a", "b", "c"):
+        tokens.put((0, "default", name), principal, later)
+    assert [tokens.get((0, "default", name)) for name in ("a", "b", "c")] == [None, principal, principal]
+    tokens.put((0, "default", "expired"), principal, time.time() - 1)
+    assert tokens.get((0, "default", "expired")) is None
+    tokens.forget_user(principal.user_id)
+    assert tokens.get((0, "default", "c")) is None
