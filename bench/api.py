@@ -37,7 +37,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PG_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
-DATABASE = "decabill_bench_api"
+DATABASE = os.environ.get("BENCH_DATABASE", "decabill_bench_api")  # --database: your own on a shared server
 ADMIN_EMAIL, CUSTOMER_EMAIL, PASSWORD = "bench-admin@example.com", "bench-customer@example.com", "bench-password-1"
 
 
@@ -269,6 +269,34 @@ async def _drive_python(url: str, *, connections: int, seconds: int, headers: di
                   latencies[int(len(latencies) * 0.99)] * 1000, errors)
 
 
+def start_profile(server: Server, out: Path, seconds: int) -> subprocess.Popen:
+    """py-spy recording the server (and its worker processes) for the load run, collapsed stacks into `out`."""
+    return subprocess.Popen([str(BIN / "py-spy"), "record", "--subprocesses", "--rate", "200", "--duration",
+                             str(seconds), "--format", "raw", "--output", str(out), "--pid", str(server.process.pid)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def print_profile(spy: subprocess.Popen, out: Path, top: int = 25) -> None:
+    """The functions holding most samples, inclusive (anywhere on the stack) and exclusive (on top)."""
+    spy.wait(timeout=60)
+    inclusive: dict[str, int] = {}
+    exclusive: dict[str, int] = {}
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        # "function (path/file.py:line)" -> "function (file.py)": one entry per function
+        frames = [re.sub(r" \(.*?([^/]+/[^/]+\.py):\d+\)$", r" (\1)", f) for f in stack.split(";")]
+        samples = int(count)
+        total += samples
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + samples
+        exclusive[frames[-1]] = exclusive.get(frames[-1], 0) + samples
+    for title, table in (("inclusive", inclusive), ("exclusive", exclusive)):
+        print(f"  profile, {title} ({total} samples):")
+        for frame, samples in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
+            print(f"    {100 * samples / total:5.1f} %  {frame[:150]}")
+
+
 def login(base: str, email: str) -> str:
     response = httpx.post(f"{base}/api/auth/login", json={"email": email, "password": PASSWORD}, timeout=30)
     response.raise_for_status()
@@ -276,13 +304,18 @@ def login(base: str, email: str) -> str:
 
 
 def main() -> None:
+    global DATABASE
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small data set, 5 s runs")
     parser.add_argument("--seconds", type=int, default=10, help="duration of each load run")
     parser.add_argument("--workers", type=int, default=1, help="WEB_CONCURRENCY of decabill serve (default 1)")
     parser.add_argument("--skip-seed", action="store_true", help="reuse the database of the previous run")
     parser.add_argument("--only", help="comma-separated subset of endpoint names to drive")
+    parser.add_argument("--profile", help="endpoint name: record Decabill with py-spy during its c=10 run and print "
+                        "the hottest functions (needs py-spy)")
+    parser.add_argument("--database", default=DATABASE, help="database to (re)create (default %(default)s)")
     args = parser.parse_args()
+    DATABASE = args.database
     sizes = dict(plans=50, customers=2_000, invoices=20_000, subscriptions=4_000) if args.quick else \
         dict(plans=50, customers=10_000, invoices=100_000, subscriptions=20_000)
     seconds = 5 if args.quick else args.seconds
@@ -325,7 +358,11 @@ def main() -> None:
             assert check.status_code == 200, f"{name} on {server.name}: {check.status_code} {check.text[:300]}"
             drive(server.base + path, connections=10, seconds=2, headers=headers)  # warm-up
             for connections in (10, 50):
+                profiling = args.profile == name and server is decabill and connections == 10
+                spy = start_profile(server, workdir / f"profile-{len(figures)}.txt", seconds) if profiling else None
                 result = drive(server.base + path, connections=connections, seconds=seconds, headers=headers)
+                if spy is not None:
+                    print_profile(spy, workdir / f"profile-{len(figures)}.txt")
                 figures[(name, server.name, connections)] = result
                 print(f"{name:28} {server.name:9} {connections:>3} {result.rps:>8.0f} {result.p50_ms:>8.1f} "
                       f"{result.p99_ms:>8.1f} {result.errors:>6} {server.rss_mb():>7.0f}", flush=True)

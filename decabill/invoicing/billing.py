@@ -81,10 +81,14 @@ def billing_today(now: dt.datetime) -> int:
 
 def billing_day(user: User) -> int:
     """Effective billing day; a stored value outside 1..28 is ignored (behavior.md §2.1)."""
-    stored = user.billing_day_of_month
+    return billing_day_of(user.billing_day_of_month, user.created_at)
+
+
+def billing_day_of(stored: int | None, registered: dt.datetime) -> int:
+    """`billing_day` from the user's stored billing day and registration time."""
     if stored is not None and 1 <= stored <= LAST_BILLING_DAY:
         return stored
-    return min(user.created_at.astimezone(dt.timezone.utc).day, LAST_BILLING_DAY)
+    return min(registered.astimezone(dt.timezone.utc).day, LAST_BILLING_DAY)
 
 
 def _period_text(start: dt.datetime, end: dt.datetime) -> str:

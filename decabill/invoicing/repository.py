@@ -59,25 +59,35 @@ class InvoiceRepository(Repository[Invoice]):
             conditions.append(of_subscription(subscription_id))
         return await self.get_by(*conditions, for_update=for_update)
 
-    async def of_user_and_subscription(self, user_id: uuid.UUID, subscription_id: uuid.UUID) -> list[Invoice]:
-        statement = (self.statement().where(Invoice.user_id == user_id, of_subscription(subscription_id))
+    async def of_user_and_subscription(self, user_id: uuid.UUID, subscription_id: uuid.UUID) -> list[Any]:
+        """The records (`record()`, read-only) of the user's invoices of the subscription, newest first."""
+        statement = (self.statement(self.record()).where(Invoice.user_id == user_id, of_subscription(subscription_id))
                      .order_by(Invoice.created_at.desc(), Invoice.id))
         return await self.all(statement)
 
-    async def open_of_user_with_number(self, user_id: uuid.UUID) -> list[tuple[Invoice, str | None]]:
-        """The user's open and overdue invoices with their subscription's number, newest first."""
-        statement = (self.statement(Invoice, Subscription.number)
+    async def open_of_user_with_number(self, user_id: uuid.UUID) -> list[tuple[Any, str | None]]:
+        """The user's open and overdue invoices (records, read-only) with their subscription's number, newest first."""
+        statement = (self.statement(self.record(), Subscription.number)
                      .outerjoin(Subscription, Subscription.id == Invoice.subscription_id)
                      .where(Invoice.user_id == user_id, Invoice.status.in_(InvoiceStatus.OPEN))
                      .order_by(Invoice.created_at.desc(), Invoice.id))
         return [(invoice, number) for invoice, number in await self.rows(statement)]
 
+    @staticmethod
+    def _open(**filters: Any) -> list[ColumnElement[bool]]:
+        return [Invoice.status.in_(InvoiceStatus.OPEN), *(getattr(Invoice, name) == value for name, value in filters.items())]
+
     async def open_count_and_total(self, **filters: Any) -> tuple[int, Decimal]:
         """How many invoices are open or overdue (of the tenant, or of a `user_id`), and their balance due."""
-        statement = self.statement(func.count(Invoice.id), self.sum_of(Invoice.balance_due)).where(
-            Invoice.status.in_(InvoiceStatus.OPEN), *(getattr(Invoice, name) == value for name, value in filters.items()))
+        statement = self.statement(func.count(Invoice.id), self.sum_of(Invoice.balance_due)).where(*self._open(**filters))
         count, total = (await self.rows(statement))[0]
         return int(count), total
+
+    def open_count_query(self, **filters: Any) -> Select[Any]:
+        return self.count_query(*self._open(**filters))
+
+    def open_total_query(self, **filters: Any) -> Select[Any]:
+        return self.sum_query(Invoice.balance_due, *self._open(**filters))
 
     async def customers_billed_by_run_since(self, since: dt.datetime) -> int:
         """Across every tenant (the operator's metrics): customers the billing run invoiced since `since`."""
@@ -150,8 +160,8 @@ class InvoiceRepository(Repository[Invoice]):
                 + func.substr(text, 17, 4) + "-" + func.substr(text, 21, 12))
 
     async def search_page(self, *, limit: int, offset: int, search: str | None, user_id: uuid.UUID | None,
-                          open_only: bool) -> tuple[list[tuple[Invoice, str | None, str | None]], int]:
-        """(invoice, subscription number, user email) rows newest first, and how many match in all. `search`
+                          open_only: bool) -> tuple[list[tuple[Any, str | None, str | None]], int]:
+        """(invoice record (read-only), subscription number, user email) rows newest first, and how many match in all. `search`
         matches (case-insensitive) the invoice number, subscription number, email, invoice id or user id."""
         conditions: list[Any] = []
         if user_id is not None:
@@ -186,7 +196,7 @@ class InvoiceRepository(Repository[Invoice]):
             total = await self.scalar(self.statement(func.count()).select_from(Invoice).where(*conditions))  # no joins
         else:  # every invoice of the tenant: its counter, not a count that grows with the table
             total = await InvoiceCountRepository(self.session).total()
-        statement = joined(self.statement(Invoice, Subscription.number, User.email)).order_by(
+        statement = joined(self.statement(self.record(), Subscription.number, User.email)).order_by(
             Invoice.created_at.desc(), Invoice.id.desc())
         rows = [(invoice, number, email) for invoice, number, email in await self.rows(page(statement, limit, offset))]
         return rows, int(total)

@@ -23,7 +23,6 @@ from decabill.tenancy import current_tenant
 from decabill.validation import text
 from decabill.documents import round_cents
 from decabill.identity.principal import Principal
-from decabill.identity.service import find_user
 from decabill.invoicing import billing, documents, invoices
 
 # The building blocks of every invoicing path, re-exported (`name as name`) for the other domains (admin
@@ -55,13 +54,16 @@ from decabill.invoicing import monitoring as monitoring  # what the operator's m
 from decabill.invoicing import billing_day as billing_day  # `decabill bill-day`
 from decabill.invoicing.documents import Pdf as Pdf
 from decabill.invoicing.errors import InvoiceNotFound
+from decabill.identity.repository import UserRepository
 from decabill.invoicing.repository import InvoiceLineRepository, InvoiceRepository
+from decabill.repository import read_together
 from decabill.invoicing.states import Actor as Actor
 from decabill.invoicing.views import InvoicesSummaryView
 from decabill.invoicing.views import InvoiceView as InvoiceView
 from decabill.subscriptions.repository import OpenPositionRepository
 from decabill.subscriptions.service import find_own_subscription, find_subscription
 from decabill.usage.repository import UsageRecordRepository
+from models.identity import User
 from models.invoicing import Invoice
 from models.subscriptions import Subscription
 
@@ -93,14 +95,16 @@ async def _view(invoice: Invoice, lines: InvoiceLineRepository) -> InvoiceView:
 
 async def get_summary(principal: Principal) -> InvoicesSummaryView:
     user_id = principal.require_user_id()
-    async with db.read() as session:
-        user = await find_user(user_id)
-        open_count, open_total = await InvoiceRepository(session).open_count_and_total(user_id=user_id)
-        positions = await OpenPositionRepository(session).unbilled_total(user_id=user_id)
-        usage = await UsageRecordRepository(session).unbilled_total(user_id=user_id)
+    async with db.read() as session:  # one round trip for the five figures
+        users, invoices = UserRepository(session), InvoiceRepository(session)
+        stored_day, registered, open_count, open_total, positions, usage = await read_together(
+            session, users.value_query(user_id, User.billing_day_of_month), users.value_query(user_id, User.created_at),
+            invoices.open_count_query(user_id=user_id), invoices.open_total_query(user_id=user_id),
+            OpenPositionRepository(session).unbilled_total_query(user_id=user_id),
+            UsageRecordRepository(session).unbilled_total_query(user_id=user_id))
     return InvoicesSummaryView(
         open_overdue_count=int(open_count), open_overdue_total=round_cents(open_total),
-        billing_day_of_month=billing.billing_day(user) if user is not None else 1,
+        billing_day_of_month=billing.billing_day_of(stored_day, registered) if registered is not None else 1,
         unbilled_total=round_cents(positions + usage),
     )
 

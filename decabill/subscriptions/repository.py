@@ -40,8 +40,9 @@ class SubscriptionRepository(Repository[Subscription]):
     async def any_of_user(self, user_id: uuid.UUID) -> bool:
         return await self.exists(Subscription.user_id == user_id)
 
-    async def of_user(self, user_id: uuid.UUID, limit: int | None, offset: int | None) -> list[Subscription]:
-        statement = (self.statement().where(Subscription.user_id == user_id)
+    async def of_user(self, user_id: uuid.UUID, limit: int | None, offset: int | None) -> list[Any]:
+        """One page of the user's subscriptions as records (`record()`, read-only), newest first."""
+        statement = (self.statement(self.record()).where(Subscription.user_id == user_id)
                      .order_by(Subscription.created_at.desc(), Subscription.id))
         return await self.page(statement, limit, offset)
 
@@ -318,7 +319,10 @@ class OpenPositionRepository(BillableRepository[OpenPosition]):
 
     async def unbilled_total(self, **filters: Any) -> Any:
         """Of the tenant, or of a `user_id`."""
-        return await self.sum(OpenPosition.amount, OpenPosition.invoice_id.is_(None),
+        return await self.scalar(self.unbilled_total_query(**filters))
+
+    def unbilled_total_query(self, **filters: Any) -> Select[Any]:
+        return self.sum_query(OpenPosition.amount, OpenPosition.invoice_id.is_(None),
                               *(getattr(OpenPosition, name) == value for name, value in filters.items()))
 
     async def oldest_unbilled_by_user(self) -> dict[uuid.UUID, dt.datetime]:

@@ -160,7 +160,7 @@ async def create_subscription(principal: Principal, plan_id: uuid.UUID, requeste
 
 
 async def _page_of_subscriptions(user_id: uuid.UUID, limit: int, offset: int) -> list[Subscription]:
-    """One page of a user's subscriptions in the request's tenant, every status, newest first."""
+    """One page of a user's subscriptions in the request's tenant (read-only records), every status, newest first."""
     async with db.read() as session:
         return await SubscriptionRepository(session).of_user(user_id, limit, offset)
 

@@ -7,6 +7,8 @@ import datetime as dt
 import uuid
 from typing import Any
 
+from sqlalchemy.sql import Select
+
 from decabill.repository import BillableRepository
 from models.invoicing import UsageRecord
 
@@ -39,7 +41,10 @@ class UsageRecordRepository(BillableRepository[UsageRecord]):
         return await self.all(self.for_update(statement, skip_locked=True))
 
     async def unbilled_total(self, **filters: Any) -> Any:
-        return await self.sum(UsageRecord.amount, *self._unbilled(**filters))
+        return await self.scalar(self.unbilled_total_query(**filters))
+
+    def unbilled_total_query(self, **filters: Any) -> Select[Any]:
+        return self.sum_query(UsageRecord.amount, *self._unbilled(**filters))
 
     async def oldest_unbilled_by_user(self) -> dict[uuid.UUID, dt.datetime]:
         statement = self.statement(UsageRecord.user_id, self.min_of(UsageRecord.created_at)).where(
