@@ -1,6 +1,6 @@
 """EXPLAIN ANALYZE of the hot list queries, built by the repositories themselves, on the benchmark database.
 
-    .venv/bin/python bench/explain.py        # after bench/api.py has seeded decabill_bench_api
+    .venv/bin/python bench/explain.py        # after bench/api.py has seeded decabill_bench_api (BENCH_DATABASE)
 
 Prints each query's plan; `docs/performance.md` quotes them (every list query must use an index).
 """
@@ -18,14 +18,17 @@ PG_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
 
 async def main() -> None:
     import models  # noqa: F401
+    from decabill.identity.repository import UserRepository
     from decabill.invoicing.repository import InvoiceRepository
+    from decabill.repository import read_together
     from decabill.subscriptions.repository import OpenPositionRepository, SubscriptionRepository
     from decabill.usage.repository import UsageRecordRepository
     from decabill.tenancy import bound_tenant
     from models.identity import User
     from models.subscriptions import Subscription
 
-    engine = create_async_engine(f"{PG_URL.replace('postgresql://', 'postgresql+asyncpg://')}/decabill_bench_api")
+    database = os.environ.get("BENCH_DATABASE", "decabill_bench_api")
+    engine = create_async_engine(f"{PG_URL.replace('postgresql://', 'postgresql+asyncpg://')}/{database}")
     captured: list[tuple[str, object]] = []
 
     async with AsyncSession(engine) as session:
@@ -40,13 +43,16 @@ async def main() -> None:
 
         session.execute = capture  # type: ignore[method-assign]
         with bound_tenant("default"):
-            invoices = InvoiceRepository(session)
+            invoices, users = InvoiceRepository(session), UserRepository(session)
             for label, call in [
                 ("open and overdue invoices of a customer", lambda: invoices.open_of_user_with_number(customer)),
                 ("invoices of a subscription", lambda: invoices.of_user_and_subscription(customer, subscription)),
-                ("summary: open count and total", lambda: invoices.open_count_and_total(user_id=customer)),
-                ("summary: unbilled positions", lambda: OpenPositionRepository(session).unbilled_total(user_id=customer)),
-                ("summary: unbilled usage", lambda: UsageRecordRepository(session).unbilled_total(user_id=customer)),
+                ("summary (one statement, as decabill.invoicing.service.get_summary reads it)", lambda: read_together(
+                    session, users.value_query(customer, User.billing_day_of_month),
+                    users.value_query(customer, User.created_at), invoices.open_count_query(user_id=customer),
+                    invoices.open_total_query(user_id=customer),
+                    OpenPositionRepository(session).unbilled_total_query(user_id=customer),
+                    UsageRecordRepository(session).unbilled_total_query(user_id=customer))),
                 ("subscriptions of a customer", lambda: SubscriptionRepository(session).of_user(customer, 10, 0)),
                 ("admin invoices, page", lambda: invoices.search_page(limit=20, offset=0, search=None, user_id=None, open_only=False)),
                 ("admin invoices, search", lambda: invoices.search_page(limit=20, offset=0, search="INV-2026-0001", user_id=None, open_only=False)),
