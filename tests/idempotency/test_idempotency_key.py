@@ -188,3 +188,26 @@ async def test_with_redis_repeats_are_answered_from_redis_and_the_database_stays
         async for leftover in client.scan_iter(f"{prefix}:*"):
             await client.delete(leftover)
         await client.aclose()
+
+
+async def test_an_unreadable_redis_entry_is_a_miss_and_the_database_answers(cloud, env, make_api, admin, customer):
+    import redis.asyncio as redis
+
+    prefix = f"test-idem-{uuid.uuid4().hex[:8]}"
+    env.update(REDIS_URL="redis://127.0.0.1:6379/0", REDIS_KEY_PREFIX=prefix)
+    api = await make_api()
+    client = redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        plan = await manual_plan(api, admin)
+        key = {"Idempotency-Key": "garbled-1"}
+        first = await api.post("/subscriptions", token=customer, headers=key, json={"planId": plan["id"]})
+        assert first.status_code == 201, first.text
+        [stored] = [k async for k in client.scan_iter(f"{prefix}:idempotency:*")]
+        await client.set(stored, b"not json {")
+        again = await api.post("/subscriptions", token=customer, headers=key, json={"planId": plan["id"]})
+        assert again.status_code == 201 and again.json() == first.json()
+        assert [s["id"] for s in (await api.get("/subscriptions", token=customer)).json()] == [first.json()["id"]]
+    finally:
+        async for leftover in client.scan_iter(f"{prefix}:*"):
+            await client.delete(leftover)
+        await client.aclose()
