@@ -71,7 +71,10 @@ USER_NOT_AUTHENTICATED = "User not authenticated"
 ACCESS_DENIED = "Access denied"
 TICK_FAILED = "Failed to load dashboard status"
 FRESHNESS_MARGIN = 1.0  # seconds: a shared reading is reused if taken less than (interval - margin) ago
-SLOTS = 10  # phases per interval the users are spread over
+# Phases per interval the users are spread over: a slot's users share one watch-list load, and fine slots keep the
+# provider reads of a tick small bursts (10 slots made 100 reads fall due at once at 1,000 users: the last of them
+# waited for the others, and which user came last changed from tick to tick — seconds of jitter).
+SLOTS = 100
 RATE_LIMIT_CODES = {429, "429", "rate_limit_exceeded", "too_many_requests"}
 MAX_BACKOFF_SECONDS = 60.0
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 
 import socketio
 import structlog
@@ -63,7 +64,13 @@ async def close_socket_server(sio: socketio.AsyncServer, gateway: DashboardGatew
     await sio.shutdown()
 
 
+# The provider libraries run in worker threads, and the event loop takes the GIL back after every I/O wait: at the
+# default switch interval (5 ms) a loop that thousands of sockets keep busy waited up to 5 ms for a worker each time.
+SWITCH_INTERVAL_SECONDS = 0.001
+
+
 def create_socket_app(settings: Settings) -> socketio.ASGIApp:
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     sio, gateway = create_socket_server(settings)
 
     async def shutdown() -> None:
