@@ -47,6 +47,10 @@ class HetznerProvider(SyncApiProvider):
         client._client._retry_max_retries = self._max_retries
         return client
 
+    @staticmethod
+    def _close_client(client: Any) -> None:
+        client._client._session.close()  # hcloud.Client has no close(); its requests session holds the connections
+
     def _run(self, work: Callable[[Any], T], client: Any) -> T:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # hcloud's per-location deprecation notices

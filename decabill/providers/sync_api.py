@@ -10,8 +10,10 @@ what, capacity included), `_power()` and the mapping of the API's objects to our
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from abc import abstractmethod
+from collections import OrderedDict
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, TypeVar
@@ -65,6 +67,12 @@ class SyncApiProvider(ProvisioningProvider):
     def _new_client(self, token: str) -> Any:
         """A client of the library for `token`, configured from the settings."""
 
+    @staticmethod
+    def _close_client(client: Any) -> None:
+        """Close a client of the library (its HTTP connections); override when the library's client has no
+        `close()`."""
+        client.close()
+
     @abstractmethod
     def _translate(self, action: str, exc: Exception) -> ProviderRequestFailed | None:
         """Our error for an exception of the library (None: not the library's, let it through)."""
@@ -77,17 +85,22 @@ class SyncApiProvider(ProvisioningProvider):
         """The library's client for these settings in the calling worker thread, made once per thread and
         reused: its HTTP session keeps connections alive between calls (a client per call opened a new TCP
         connection every time — the dashboard's status polls spent most of their time there). One per thread,
-        because the libraries' sessions are not meant to be shared between threads; a few settings per thread
-        at most (the cache is emptied when it grows past that)."""
-        clients = getattr(_thread_clients, "by_settings", None)
+        because the libraries' sessions are not meant to be shared between threads; at most
+        `_MAX_CLIENTS_PER_THREAD` settings per thread, the least recently used one closed (its connections
+        with it) when another is needed."""
+        clients: OrderedDict[tuple, Any] | None = getattr(_thread_clients, "by_settings", None)
         if clients is None:
-            clients = _thread_clients.by_settings = {}
+            clients = _thread_clients.by_settings = OrderedDict()
         key = (type(self), token, self._api_url, self._timeout, self._max_retries)
         client = clients.get(key)
-        if client is None:
-            if len(clients) >= _MAX_CLIENTS_PER_THREAD:
-                clients.clear()
-            client = clients[key] = self._new_client(token)
+        if client is not None:
+            clients.move_to_end(key)
+            return client
+        while len(clients) >= _MAX_CLIENTS_PER_THREAD:
+            (provider_type, *_), evicted = clients.popitem(last=False)
+            with contextlib.suppress(Exception):  # a client that fails to close is dropped all the same
+                provider_type._close_client(evicted)
+        client = clients[key] = self._new_client(token)
         return client
 
     async def _call(self, action: str, work: Callable[[Any], T]) -> T:

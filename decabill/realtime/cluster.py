@@ -2,16 +2,17 @@
 
 Per server and tick one process reads the provider, whatever the number of processes:
 
-1. a reading stored under `<prefix>:dashboard:reading:<tenant>:<item>` that is young enough (and taken
-   after the server's last change) is used as it is;
+1. a reading stored under `<prefix>:dashboard:reading:<tenant>:<item>` taken at or after the asker's
+   `oldest` (the gateway's: young enough, not before the tick's grid point less a margin, and after the
+   server's last change) is used as it is;
 2. otherwise the process that wins the lease `<prefix>:dashboard:lease:<tenant>:<item>` (SET NX PX, held
    while it reads) reads the provider, stores the reading (or the failure's message), releases the lease
    and publishes the key on `<prefix>:dashboard:readings`;
 3. the others wait for that publication (at most `wait` seconds: a lease holder that died is not waited
    for again) and read the key.
 
-Ages are wall-clock seconds (`time.time()`), comparable between processes of one machine or of machines
-with synchronised clocks.
+Times are wall-clock seconds (`time.time()`, or the gateway clock's `wall()`), comparable between processes
+of one machine or of machines with synchronised clocks.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ class SharedReadingFailed(Exception):
 
 
 class ClusterReadings:
-    def __init__(self, redis: Any, prefix: str, *, wait: float = 5.0) -> None:
+    def __init__(self, redis: Any, prefix: str, *, wait: float = 5.0, wall: Callable[[], float] = time.time) -> None:
         self.redis = redis
         self.prefix = prefix
         self.wait = wait
+        self.wall = wall
         self.token = uuid.uuid4().hex
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self.provider_reads = 0  # reads this process did for the cluster
@@ -55,15 +57,12 @@ class ClusterReadings:
     def _key(self, kind: str, key: str) -> str:
         return f"{self.prefix}:dashboard:{kind}:{key}"
 
-    async def _stored(self, key: str, max_age: float, not_before: float) -> dict[str, Any] | None:
+    async def _stored(self, key: str, oldest: float) -> dict[str, Any] | None:
         raw = await self.redis.get(self._key("reading", key))
         if raw is None:
             return None
         reading = json.loads(raw)
-        at = float(reading.get("at", 0))
-        if time.time() - at > max_age or at < not_before:
-            return None
-        return reading
+        return reading if float(reading.get("at", 0)) >= oldest else None
 
     @staticmethod
     def _outcome(reading: dict[str, Any]) -> dict[str, Any]:
@@ -71,9 +70,10 @@ class ClusterReadings:
             return reading["value"]
         raise SharedReadingFailed(str(reading.get("error") or "Failed to get server info"))
 
-    async def get(self, key: str, fetch: Callable[[], Awaitable[dict[str, Any]]], max_age: float,
-                  not_before: float = 0.0) -> dict[str, Any]:
-        stored = await self._stored(key, max_age, not_before)
+    async def get(self, key: str, fetch: Callable[[], Awaitable[dict[str, Any]]], oldest: float) -> dict[str, Any]:
+        """The reading of `key` taken at or after `oldest` (wall clock): stored, awaited from the lease holder,
+        or read here."""
+        stored = await self._stored(key, oldest)
         if stored is not None:
             self.reused += 1
             return self._outcome(stored)
@@ -81,7 +81,7 @@ class ClusterReadings:
         # holder dies): whether a reading is still good is the reading's age, not the lease.
         if await self.redis.set(self._key("lease", key), self.token, nx=True, px=int(self.wait * 1000)):
             # Another process may have stored its reading and released the lease between our look and our lease.
-            stored = await self._stored(key, max_age, not_before)
+            stored = await self._stored(key, oldest)
             if stored is not None:
                 await self.redis.delete(self._key("lease", key))
                 self.reused += 1
@@ -99,14 +99,14 @@ class ClusterReadings:
                 waiters.remove(future)
             if not waiters:
                 self._waiters.pop(key, None)
-        stored = await self._stored(key, max_age + self.wait, not_before)
+        stored = await self._stored(key, oldest)
         if stored is not None:
             self.reused += 1
             return self._outcome(stored)
         return await self._read(key, fetch)  # the lease holder is gone: read it ourselves
 
     async def _read(self, key: str, fetch: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-        started = time.time()
+        started = self.wall()
         self.provider_reads += 1
         try:
             value = await fetch()

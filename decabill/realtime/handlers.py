@@ -71,7 +71,10 @@ USER_NOT_AUTHENTICATED = "User not authenticated"
 ACCESS_DENIED = "Access denied"
 TICK_FAILED = "Failed to load dashboard status"
 FRESHNESS_MARGIN = 1.0  # seconds: a shared reading is reused if taken less than (interval - margin) ago
-SLOTS = 10  # phases per interval the users are spread over
+# Phases per interval the users are spread over: a slot's users share one watch-list load, and fine slots keep the
+# provider reads of a tick small bursts (10 slots made 100 reads fall due at once at 1,000 users: the last of them
+# waited for the others, and which user came last changed from tick to tick — seconds of jitter).
+SLOTS = 100
 RATE_LIMIT_CODES = {429, "429", "rate_limit_exceeded", "too_many_requests"}
 MAX_BACKOFF_SECONDS = 60.0
 
@@ -177,7 +180,8 @@ class DashboardGateway:
         self._namespace = settings.websocket_namespace if namespace is None else namespace
         self.internal_errors = 0  # ticks of a poller that failed unexpectedly (logged)
         self.rate_limited = 0  # provider answers 429 seen
-        self.cluster = ClusterReadings(redis, settings.redis_key_prefix) if redis is not None else None
+        self.cluster = (ClusterReadings(redis, settings.redis_key_prefix, wall=self.clock.wall)
+                        if redis is not None else None)
         self._redis = redis
         self._listener: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
@@ -369,7 +373,9 @@ class DashboardGateway:
             return await self._deliver(sid, state, outcome, None, wanted, to=sid)
         current = self._rounds[room] = _Round(due, asyncio.get_running_loop().create_future())
         try:
-            outcome, payload = await self._snapshot(sid, state.principal, interval_ms)
+            # Readings taken for an earlier tick are not reused, however late they were taken: one provider read
+            # per server and tick.
+            outcome, payload = await self._snapshot(sid, state.principal, interval_ms, since=due - FRESHNESS_MARGIN)
         except BaseException:
             current.outcome.set_result(TICK_FAILED)
             raise
@@ -398,9 +404,10 @@ class DashboardGateway:
         await self.emitter.dashboard_status_update(to, payload, local=True if to != sid else None)
         return True
 
-    async def _snapshot(self, sid: str, principal: Principal, interval_ms: int, *,
-                        fresh: bool = False) -> tuple[str, Payload | None]:
-        """("ok", the payload), (ACCESS_DENIED, None) or (TICK_FAILED, None)."""
+    async def _snapshot(self, sid: str, principal: Principal, interval_ms: int, *, fresh: bool = False,
+                        since: float | None = None) -> tuple[str, Payload | None]:
+        """("ok", the payload), (ACCESS_DENIED, None) or (TICK_FAILED, None). Server readings at most an interval
+        less `FRESHNESS_MARGIN` old, and taken at or after `since` (the clock's time) if given."""
         assert principal.user_id is not None
         max_age = interval_ms / 1000 - FRESHNESS_MARGIN
         key = (principal.tenant, principal.user_id)
@@ -409,7 +416,8 @@ class DashboardGateway:
             if targets is None:
                 raise dashboard.AccessDenied()
             results = await asyncio.gather(
-                *(self._status(principal.tenant, target, max_age) for target in targets), return_exceptions=True)
+                *(self._status(principal.tenant, target, max_age, since) for target in targets),
+                return_exceptions=True)
         except dashboard.AccessDenied:
             return ACCESS_DENIED, None
         except Exception:
@@ -451,16 +459,22 @@ class DashboardGateway:
             finally:
                 self.db_in_use -= 1
 
-    async def _status(self, tenant: str, target: dashboard.Target, max_age: float) -> dict[str, Any]:
+    async def _status(self, tenant: str, target: dashboard.Target, max_age: float,
+                      since: float | None) -> dict[str, Any]:
         key = (tenant, target.item_id)
-        return await self.status_cache.get(key, lambda: self._read_server(tenant, target, max_age), max_age)
+        return await self.status_cache.get(key, lambda: self._read_server(tenant, target, max_age, since), max_age,
+                                           since=since)
 
-    async def _read_server(self, tenant: str, target: dashboard.Target, max_age: float) -> dict[str, Any]:
-        key = (tenant, target.item_id)
+    async def _read_server(self, tenant: str, target: dashboard.Target, max_age: float,
+                           since: float | None) -> dict[str, Any]:
         if self.cluster is None:
             return await self._read_provider(tenant, target)
-        return await self.cluster.get(f"{tenant}:{target.item_id}", lambda: self._read_provider(tenant, target),
-                                      max_age, self._changed_at.get(key, 0.0))
+        # The same freshness on the wall clock (the readings of the other processes carry it), and none taken before
+        # the server's last change.
+        wall, now = self.clock.wall(), self.clock.now()
+        oldest = max(wall - max_age, wall - (now - since) if since is not None else 0.0,
+                     self._changed_at.get((tenant, target.item_id), 0.0))
+        return await self.cluster.get(f"{tenant}:{target.item_id}", lambda: self._read_provider(tenant, target), oldest)
 
     async def _read_provider(self, tenant: str, target: dashboard.Target) -> dict[str, Any]:
         key = (tenant, target.item_id)

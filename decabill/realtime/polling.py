@@ -6,15 +6,18 @@ reaches the provider.
 
 * While a fetch is in flight, every further ask for the key joins it (one `asyncio.Task`, awaited
   through `asyncio.shield`, so a socket that goes away cancels only its own wait).
-* A finished fetch is reused by an ask whose `max_age` it satisfies. The gateway asks with
-  `max_age = interval - 1 s` of the asking socket: each snapshot a socket receives was fetched after
-  its previous tick, and sockets ticking at the same interval share one fetch per interval whatever
-  their phase. So 2,000 sockets over 200 servers cost about 200 provider calls per interval.
+* A finished fetch is reused by an ask whose `max_age` (and `since`) it satisfies. The gateway asks with
+  `max_age = interval - 1 s` of the asking socket, and a grid tick also with `since = its due time - 1 s`:
+  each snapshot a socket receives was fetched after its previous tick, a reading taken late in one tick
+  is not reused for the next, and the sockets of a server tick together (a server is watched by its
+  user's sockets, on the user's grid). So 2,000 sockets over 200 servers cost 200 provider calls per
+  interval.
 * Failures are shared and reused the same way (a failing provider is not hammered by every socket).
 * Entries are forgotten `retention` seconds (the longest interval) after their fetch started.
 
 Ages are measured from the start of the fetch (the reading is at least that fresh). The cache lives
-in one process; with several gateway processes behind Redis each process polls for its own sockets.
+in one process; with several gateway processes behind Redis the fetch itself goes through
+`decabill.realtime.cluster.ClusterReadings` (one provider read per server and tick for all of them).
 """
 
 from __future__ import annotations
@@ -34,12 +37,19 @@ class Clock(Protocol):
 
     def now(self) -> float: ...
 
+    def wall(self) -> float:
+        """Seconds since the epoch on the same scale as `now()` (readings shared between processes carry it)."""
+        ...
+
     async def sleep(self, seconds: float) -> None: ...
 
 
 class MonotonicClock:
     def now(self) -> float:
         return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(seconds, 0.0))
@@ -71,11 +81,16 @@ class SharedPoll(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def get(self, key: K, fetch: Callable[[], Awaitable[V]], max_age: float) -> V:
+    async def get(self, key: K, fetch: Callable[[], Awaitable[V]], max_age: float, *,
+                  since: float | None = None) -> V:
+        """The key's value from a fetch at most `max_age` old and started at or after `since` (the clock's
+        time; a grid tick passes its due time less a margin, so that a reading taken late in one tick is
+        not reused for the next), a fetch in flight, or a new fetch."""
         now = self.clock.now()
         self._sweep(now)
+        oldest = now - max_age if since is None else max(now - max_age, since)
         entry = self._entries.get(key)
-        if entry is None or entry.task.cancelled() or (entry.task.done() and now - entry.started > max_age):
+        if entry is None or entry.task.cancelled() or (entry.task.done() and entry.started < oldest):
             entry = _Entry(now, asyncio.ensure_future(fetch()))
             entry.task.add_done_callback(_consume_outcome)
             self._entries[key] = entry

@@ -4,7 +4,11 @@ until then they are exercised here directly."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +21,7 @@ from decabill.providers import (
 )
 from decabill.providers.digitalocean import DigitalOceanProvider
 from decabill.providers.hetzner import HetznerProvider
+from decabill.providers.sync_api import _MAX_CLIENTS_PER_THREAD
 
 USER_DATA = "#!/bin/bash\necho hello\n"
 
@@ -147,3 +152,44 @@ async def test_digitalocean_failures(digitalocean, cloud):
         await digitalocean.server_info("1")
     with pytest.raises(ProviderNotConfigured, match="DIGITALOCEAN_API_TOKEN environment variable is not set"):
         await DigitalOceanProvider(None, cloud.do_url).delete_server("1")
+
+
+def _keep_alive_ports(server_port: int) -> set[int]:
+    """Local ports of this machine's open (ESTABLISHED) IPv4 connections to `server_port` (the fake's)."""
+    ports = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, state = line.split()[1:4]
+        if state == "01" and int(remote.rsplit(":", 1)[1], 16) == server_port:
+            ports.add(int(local.rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_library_clients_per_thread_are_bounded_and_the_least_recently_used_is_closed(cloud):
+    """Each worker thread keeps at most `_MAX_CLIENTS_PER_THREAD` library clients (one per settings); the least
+    recently used is evicted and closed — its keep-alive connection goes away with it — and a client in use is
+    kept (its connection reused)."""
+    server_port = int(cloud.url.rsplit(":", 1)[1])
+    providers = [HetznerProvider(cloud.hetzner_token, cloud.hetzner_url, max_retries=0, timeout=5 + n, cache_seconds=0)
+                 for n in range(_MAX_CLIENTS_PER_THREAD + 1)]  # distinct settings: one client each
+
+    async def scenario() -> None:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=1))  # one worker thread
+        before = _keep_alive_ports(server_port)
+
+        async def use(provider: HetznerProvider) -> set[int]:
+            assert await provider.server_types()
+            return _keep_alive_ports(server_port) - before
+
+        for provider in providers[:-1]:
+            opened = await use(provider)
+        assert len(opened) == _MAX_CLIENTS_PER_THREAD  # one kept-alive connection per client
+        assert await use(providers[0]) == opened  # reused: no new connection, and now the most recently used
+        after_eviction = await use(providers[-1])  # one client too many: the least recently used (#1) is closed
+        assert len(after_eviction) == _MAX_CLIENTS_PER_THREAD and len(after_eviction - opened) == 1
+        assert await use(providers[0]) == after_eviction  # #0 was kept: its connection is reused
+
+    gc.disable()  # a client dropped without closing would keep its connection until collected: don't hide that
+    try:
+        asyncio.run(scenario())
+    finally:
+        gc.enable()

@@ -57,6 +57,9 @@ class FastClock:
     def now(self) -> float:
         return time.monotonic() * self.speed
 
+    def wall(self) -> float:
+        return time.time() * self.speed
+
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(seconds, 0.0) / self.speed)
 

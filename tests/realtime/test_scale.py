@@ -14,6 +14,8 @@ import uuid
 from sqlalchemy import event
 
 from decabill import db
+from decabill.realtime import dashboard
+from decabill.realtime.handlers import user_phase
 from tests.processes import free_port, port_is_open
 from tests.realtime.test_dashboard import (
     REDIS_URL,
@@ -26,6 +28,7 @@ from tests.realtime.test_dashboard import (
     server_reads,
     servers_of,
     socket_server,
+    user_id,
 )
 
 
@@ -213,6 +216,41 @@ async def test_two_processes_on_redis_share_provider_reads_and_pushes(cloud, env
             other.wait()
         log.close()
     assert "Traceback" not in log_path.read_text()
+
+
+async def test_two_gateways_on_redis_read_each_server_once_per_tick_even_when_every_other_tick_runs_late(
+        cloud, env, admin, plan, fake_cloud, monkeypatch):
+    """Two gateways on Redis (each with its own Socket.IO server and Redis connections, as two processes have) watch
+    a user's three servers on the same grid, and every other tick of both starts 3 s late (a slow watch-list load):
+    a reading taken late in one tick must not count as fresh for the next (it is younger than an interval there),
+    so the provider answers exactly three reads per tick, for both gateways together."""
+    rita = await customer(cloud, admin, "rita@example.com")
+    servers = await servers_of(cloud, rita, plan["id"], 3)
+    env.update(REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=f"decabill-test-{uuid.uuid4().hex[:8]}")
+    clock = FastClock(10)  # 10 s = 1 s
+    period = 10.0
+    phase = user_phase("default", uuid.UUID(user_id(rita))) * period
+    load_watch_lists = dashboard.load_watch_lists
+
+    async def late_every_other_tick(user_ids):
+        if round((clock.now() - phase) / period) % 2 == 0:
+            await clock.sleep(3.0)
+        return await load_watch_lists(user_ids)
+
+    monkeypatch.setattr(dashboard, "load_watch_lists", late_every_other_tick)
+    async with socket_server(clock) as one, socket_server(clock) as two, dashboards(2) as (here, there):
+        await here.connect(one.url, rita)
+        await there.connect(two.url, rita)
+        await asyncio.gather(here.subscribe({"pollIntervalMs": 10000}), there.subscribe({"pollIntervalMs": 10000}))
+        await here.wait_updates(2)  # the first grid tick is over: its reads are in (the snapshot follows them)
+        with fake_cloud.hetzner.lock:
+            fake_cloud.hetzner.requests.clear()
+        seen = len(here.updates)
+        await here.wait_updates(seen + 6, timeout=30)
+        ticks = len(here.updates) - seen
+        assert server_reads(fake_cloud) == len(servers) * ticks  # not half of them on the ticks after a late one
+        assert len(there.updates) >= seen + ticks - 1  # the other gateway's socket got the ticks too
+        assert here.errors == [] and there.errors == []
 
 
 async def test_a_provider_429_pauses_reads_and_dashboards_keep_their_last_reading(cloud, admin, plan, fake_cloud, env):
