@@ -54,6 +54,7 @@ from decabill.invoicing import invoices
 from decabill.invoicing.errors import NothingToBill
 from decabill.invoicing.invoices import LineInput
 from decabill.invoicing.states import SYSTEM, Actor
+from decabill.jobs import ledger
 from decabill.subscriptions.errors import SubscriptionNotFound
 from decabill.subscriptions.service import amount_for, record_position
 from decabill.subscriptions.repository import OpenPositionRepository, SubscriptionRepository
@@ -314,12 +315,26 @@ async def bill_users(user_ids: list[uuid.UUID], *, now: dt.datetime | None = Non
     for user_id in alone:
         try:
             result = await bill_user(user_id, now=now, actor=actor)
-            outcomes[result.status] += 1
-            outcomes["invoices"] += len(result.invoices)
         except Exception as exc:  # noqa: BLE001 - one customer's failure must not stop the others
             log.error("invoicing.bill_user_failed", error=str(exc), error_type=type(exc).__name__)
             outcomes["failed"] += 1
+            await _record_unit_of_one(user_id, exc)
+            continue
+        outcomes[result.status] += 1
+        outcomes["invoices"] += len(result.invoices)
+        await _record_unit_of_one(user_id, None)
     return outcomes
+
+
+# The unit of one customer as the job ledger knows it: the `invoicing.bill_user` task and its arguments.
+BILL_USER_UNIT = "invoicing.bill_user"
+
+
+async def _record_unit_of_one(user_id: uuid.UUID, error: BaseException | None) -> None:
+    """Record a customer billed on their own inside a batch as the unit of one customer that ran: a failure
+    stays in the job ledger like a failed `invoicing.bill_user` (counted by the gauge
+    decabill_billing_day_customers{state="failed"}, listed by `decabill jobs`) until the customer is billed."""
+    await ledger.unit_finished(BILL_USER_UNIT, [current_tenant(), str(user_id)], {}, error)
 
 
 async def _bill_batch(user_ids: list[uuid.UUID], *, now: dt.datetime,

@@ -15,6 +15,10 @@ from decimal import Decimal
 import pytest
 
 from decabill import db, numbering
+from decabill.config import get_settings
+from decabill.jobs import ledger
+from decabill.observability import metrics
+from decabill.operations import state as metrics_state
 from decabill.invoicing import billing, invoices
 from decabill.invoicing.invoices import LineInput
 from decabill.invoicing.states import SYSTEM
@@ -275,6 +279,28 @@ async def test_a_customer_who_cannot_be_invoiced_does_not_sink_the_batch(billing
         numbers = sorted(i.invoice_number for i in await rows(Invoice))
     year = clock.now.year
     assert numbers == [f"INV-{year}-{n:05d}" for n in range(1, USERS)]  # gapless: the failed one took none
+
+
+async def test_a_customer_failing_after_the_batch_counts_in_the_failed_gauge(billing_api, admin, plan, clock):
+    """decabill_billing_day_customers{state="failed"} counts a customer the batch left out and who then failed on
+    their own — as a failed unit of one customer (`invoicing.bill_user`), which `decabill jobs` lists too."""
+    users = await _customers_with_positions(billing_api, admin, plan, clock)
+    broken = users[1]
+    async with db.transaction() as session:
+        await session.execute(update(CustomerProfile).where(CustomerProfile.user_id == broken)
+                              .values(address_line1=None))
+    assert await billing_day_gauge("failed") == 0
+    with bound_tenant("default"):
+        assert (await billing.bill_users(users))["failed"] == 1
+    assert await billing_day_gauge("failed") == 1
+    failed = [unit.args["args"] for unit in await ledger.units("failed") if unit.task_name == "invoicing.bill_user"]
+    assert failed == [["default", str(broken)]]
+
+
+async def billing_day_gauge(state: str) -> float:
+    """`decabill_billing_day_customers{state}` as /metrics would report it now."""
+    await metrics_state.refresh(get_settings())
+    return metrics.BILLING_DAY_CUSTOMERS.labels(state)._value.get()
 
 
 class Killed(BaseException):
