@@ -241,6 +241,7 @@ async def main_async(args: argparse.Namespace) -> None:
     print(json.dumps({
         "sockets": args.sockets, "servers": args.servers, "gateways": args.gateways, "client_processes": args.clients,
         "backend": args.backend, "interval_s": interval, "window_s": round(window, 1),
+        "window_utc": [time.strftime("%H:%M:%S", time.gmtime(t)) for t in (window_start, window_start + window)],
         "provider_calls_per_tick": round(reads_in_window / ticks, 1),
         "sockets_with_every_tick": f"{complete} of {args.sockets}", "ticks_missed": missed,
         "lateness_p50_ms": round(percentile(lateness, 50) * 1000), "lateness_p99_ms": round(percentile(lateness, 99) * 1000),
