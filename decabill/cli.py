@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import getpass
 import os
 import signal
@@ -268,9 +267,6 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
             await runtime.start()
         if http_workers is not None:
             await http_workers.start()
-        # What start-up loaded (modules, the parsed spec and its routes, SQLAlchemy's metadata) lives as long as the
-        # process: moved out of the collector's generations, a full collection under load no longer walks it.
-        gc.freeze()
         await _run_servers(servers)
     finally:
         if http_workers is not None:
