@@ -10,6 +10,7 @@ at WARNING unless LOG_LEVEL=debug (fontTools alone writes dozens of INFO lines p
 from __future__ import annotations
 
 import logging
+import warnings
 import sys
 
 import structlog
@@ -51,3 +52,6 @@ def configure_logging(level: str = "info") -> None:
     for name in OWN_LOGGERS:
         logging.getLogger(name).setLevel(numeric)
     logging.captureWarnings(True)  # warnings.warn (deprecations) become log records too, not stray stderr text
+    # Connexion imports Starlette's test client at start-up, which warns about httpx on every start: a notice
+    # for Connexion's maintainers, not for an operator reading the log.
+    warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette\.testclient` is deprecated")

@@ -45,8 +45,12 @@ async def recall(caller: str, key: str) -> Remembered | None:
         return None
     if raw is None:
         return None
-    entry = json.loads(raw)
-    return Remembered(entry["fingerprint"], (entry["body"], entry["status"]))
+    try:
+        entry = json.loads(raw)
+        return Remembered(entry["fingerprint"], (entry["body"], entry["status"]))
+    except (ValueError, TypeError, KeyError) as exc:  # not an entry we wrote: the database answers instead
+        log.warning("idempotency.redis_entry_unreadable", error=f"{type(exc).__name__}: {exc}")
+        return None
 
 
 async def remember(caller: str, key: str, fingerprint: str, response: tuple[Any, int],

@@ -7,6 +7,8 @@ import asyncio
 import datetime as dt
 import uuid
 
+import pytest
+
 from decabill import db
 from tests.catalog.conftest import create_plan
 from tests.helpers import assert_error
@@ -148,43 +150,63 @@ async def test_expired_keys_are_forgotten_by_the_cleanup_job(cloud, admin, custo
     assert await tasks.delete_expired() == 2 and await stored() == 0
 
 
+@pytest.fixture
+async def redis_fast_path(env):
+    """REDIS_URL set for the app under a key prefix of this test's own; yields (real Redis client, prefix)."""
+    import redis.asyncio as redis
+
+    prefix = f"test-idem-{uuid.uuid4().hex[:8]}"
+    env.update(REDIS_URL="redis://127.0.0.1:6379/0", REDIS_KEY_PREFIX=prefix)
+    client = redis.from_url("redis://127.0.0.1:6379/0")
+    yield client, prefix
+    async for leftover in client.scan_iter(f"{prefix}:*"):
+        await client.delete(leftover)
+    await client.aclose()
+
+
 async def test_with_redis_repeats_are_answered_from_redis_and_the_database_stays_the_truth(
-        cloud, env, make_api, admin, customer):
+        redis_fast_path, env, make_api, admin, customer):
     """REDIS_URL set: a completed write's response is kept in the real Redis; a repeat is answered from it
     even when the database row is gone (shown by deleting it), another body is still 422; Redis unreachable
     → the database path answers."""
-    import redis.asyncio as redis
-
     from decabill.idempotency import fast_path
     from decabill.tenancy import bound_tenant
     from models.idempotency import IdempotencyKey
 
-    prefix = f"test-idem-{uuid.uuid4().hex[:8]}"
-    env.update(REDIS_URL="redis://127.0.0.1:6379/0", REDIS_KEY_PREFIX=prefix)
+    client, prefix = redis_fast_path
     api = await make_api()
-    client = redis.from_url("redis://127.0.0.1:6379/0")
-    try:
-        plan = await manual_plan(api, admin)
-        key = {"Idempotency-Key": "fast-1"}
-        first = await api.post("/subscriptions", token=customer, headers=key, json={"planId": plan["id"]})
-        assert first.status_code == 201, first.text
-        [stored] = [k async for k in client.scan_iter(f"{prefix}:idempotency:*")]
-        assert 0 < await client.pttl(stored) <= 24 * 3600 * 1000
-        assert b"fast-1" not in stored  # hashed: no client key or user id in clear
+    plan = await manual_plan(api, admin)
+    key = {"Idempotency-Key": "fast-1"}
+    first = await api.post("/subscriptions", token=customer, headers=key, json={"planId": plan["id"]})
+    assert first.status_code == 201, first.text
+    [stored] = [k async for k in client.scan_iter(f"{prefix}:idempotency:*")]
+    assert 0 < await client.pttl(stored) <= 24 * 3600 * 1000
+    assert b"fast-1" not in stored  # hashed: no client key or user id in clear
 
-        async with db.transaction() as session:  # the database forgets it: Redis still answers
-            await session.execute(IdempotencyKey.__table__.delete())
-        again = await api.post("/subscriptions", token=customer, headers=key, json={"planId": plan["id"]})
-        assert again.status_code == 201 and again.json() == first.json()
-        assert [s["id"] for s in (await api.get("/subscriptions", token=customer)).json()] == [first.json()["id"]]
-        other = await api.post("/subscriptions", token=customer, headers=key, json={"planId": str(uuid.uuid4())})
-        assert_error(other, 422)
+    async with db.transaction() as session:  # the database forgets it: Redis still answers
+        await session.execute(IdempotencyKey.__table__.delete())
+    again = await api.post("/subscriptions", token=customer, headers=key, json={"planId": plan["id"]})
+    assert again.status_code == 201 and again.json() == first.json()
+    assert [s["id"] for s in (await api.get("/subscriptions", token=customer)).json()] == [first.json()["id"]]
+    other = await api.post("/subscriptions", token=customer, headers=key, json={"planId": str(uuid.uuid4())})
+    assert_error(other, 422)
 
-        # Redis unreachable: no answer from it (logged), the database decides.
-        env.update(REDIS_URL="redis://127.0.0.1:1/0")
-        with bound_tenant("default"):
-            assert await fast_path.recall("someone", "fast-1") is None
-    finally:
-        async for leftover in client.scan_iter(f"{prefix}:*"):
-            await client.delete(leftover)
-        await client.aclose()
+    # Redis unreachable: no answer from it (logged), the database decides.
+    env.update(REDIS_URL="redis://127.0.0.1:1/0")
+    with bound_tenant("default"):
+        assert await fast_path.recall("someone", "fast-1") is None
+
+
+async def test_an_unreadable_redis_entry_is_a_miss_and_the_database_answers(
+        redis_fast_path, make_api, admin, customer):
+    client, prefix = redis_fast_path
+    api = await make_api()
+    plan = await manual_plan(api, admin)
+    key = {"Idempotency-Key": "garbled-1"}
+    first = await api.post("/subscriptions", token=customer, headers=key, json={"planId": plan["id"]})
+    assert first.status_code == 201, first.text
+    [stored] = [k async for k in client.scan_iter(f"{prefix}:idempotency:*")]
+    await client.set(stored, b"not json {")
+    again = await api.post("/subscriptions", token=customer, headers=key, json={"planId": plan["id"]})
+    assert again.status_code == 201 and again.json() == first.json()
+    assert [s["id"] for s in (await api.get("/subscriptions", token=customer)).json()] == [first.json()["id"]]

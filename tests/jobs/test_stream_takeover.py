@@ -22,7 +22,7 @@ from tests.invoicing.conftest import customer_with_subscription, rows, user_id
 from tests.processes import decabill_process
 
 REDIS = "redis://127.0.0.1:6379/0"
-CUSTOMERS = 10
+CUSTOMERS = 40  # enough that the first worker cannot finish them all between two polls
 READY = '"event": "jobs.started"'
 
 
@@ -41,13 +41,13 @@ async def invoices_per_user(owners: list[uuid.UUID]) -> dict[uuid.UUID, int]:
     return {owner: found.count(owner) for owner in owners}
 
 
-async def until(condition, what: str, timeout: float, process, log_path) -> None:
+async def until(condition, what: str, timeout: float, process, log_path, every: float = 0.2) -> None:
     """Poll the async `condition()` on this loop (the test's database engine lives here)."""
-    for _ in range(int(timeout / 0.2)):
+    for _ in range(int(timeout / every)):
         assert process.poll() is None, f"the worker exited before {what}: {log_path.read_text()[-3000:]}"
         if await condition():
             return
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(every)
     raise AssertionError(f"not {what} within {timeout} s: {log_path.read_text()[-3000:]}")
 
 
@@ -84,10 +84,11 @@ async def test_a_killed_workers_units_are_taken_over_and_the_stream_is_trimmed(
             await queue.enqueue("invoicing.bill_user", "default", str(owner))
         await broker.shutdown()
         queue.reset_broker()
-        async def one_billed() -> bool:
-            return sum((await invoices_per_user(owners)).values()) >= 1
+        async def one_billed_and_one_held() -> bool:
+            # Kill while a unit is read but not acknowledged: issuing is fast, so look often.
+            return sum((await invoices_per_user(owners)).values()) >= 1 and pending() > 0
 
-        await until(one_billed, "one billed", 60, first, tmp_path / "first.log")
+        await until(one_billed_and_one_held, "one billed", 60, first, tmp_path / "first.log", every=0.02)
         first.send_signal(signal.SIGKILL)
         first.wait()
     left = await invoices_per_user(owners)
