@@ -817,14 +817,15 @@ def _embed(pdf: bytes, xml: bytes, issuer: Issuer, title: str, issued: str) -> b
         "title": f"{issuer.name}: {title}",
         "subject": f"{title} dated {issued} issued by {issuer.name}",
     }
-    # level is given explicitly: autodetection would parse the XML once more.
+    # level is given explicitly: autodetection would parse the XML once more. No XSD check here: the XML
+    # comes from einvoice.py, whose drafthorse serialisation has just validated it against the same XSD.
     return bytes(
         facturx.generate_from_binary(
             pdf,
             xml,
             flavor="factur-x",
             level="en16931",
-            check_xsd=True,
+            check_xsd=False,
             pdf_metadata=metadata,
             lang="en-US",
         )
