@@ -12,11 +12,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import datetime as dt
 import functools
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -250,6 +251,14 @@ def after_commit(callback: Callable[[], Awaitable[None]]) -> None:
 
 def in_transaction() -> bool:
     return _current.get() is not None
+
+
+def background_task(coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task:
+    """A task for `coroutine` with the caller's context (tenant, request id) but outside its transaction or
+    read: the task opens units of work of its own instead of joining one that may end before it runs."""
+    context = contextvars.copy_context()
+    context.run(_current.set, None)
+    return asyncio.get_running_loop().create_task(coroutine, context=context)
 
 
 # --- deleting rows other rows point at ------------------------------------------------------------

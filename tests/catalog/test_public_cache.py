@@ -113,3 +113,37 @@ async def test_a_public_read_on_sqlite_does_not_wait_for_a_writer(api, admin, da
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+async def test_a_request_never_waits_for_the_version_check(api, admin, monkeypatch):
+    """The check of the catalogue version runs in the background: while it hangs, requests are answered from the
+    version known (before, each request arriving during the check queued behind it — periodic stalls)."""
+    from decabill.catalog import public_cache as cache_module
+
+    service_type = await create_type(api, admin)
+    await create_plan(api, admin, service_type["id"], name="Small", basePrice="4")
+    assert [o["name"] for o in (await api.get(OFFERINGS)).json()] == ["Small"]  # the version is known now
+
+    started, release = asyncio.Event(), asyncio.Event()
+    read_version = cache_module.current_number
+
+    async def hanging_version_read(session, name):
+        started.set()
+        await release.wait()
+        return await read_version(session, name)
+
+    monkeypatch.setattr(cache_module, "current_number", hanging_version_read)
+    monkeypatch.setattr(cache_module, "VERSION_CHECK_SECONDS", 0.0)  # every request finds the version due a check
+    try:
+        for _ in range(3):
+            answered = await asyncio.wait_for(api.get(OFFERINGS), timeout=5)
+            assert [o["name"] for o in answered.json()] == ["Small"]
+        assert started.is_set()
+        assert len(cache_module.public_cache._refreshing) == 1  # one check, however many requests
+    finally:
+        release.set()
+        for _ in range(100):
+            if not cache_module.public_cache._refreshing:
+                break
+            await asyncio.sleep(0.05)
+    assert not cache_module.public_cache._refreshing
