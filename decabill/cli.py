@@ -362,10 +362,19 @@ async def _drain_in_process_jobs(timeout: float = 120) -> None:
     broker = get_broker()
     if not is_in_process(broker):
         return
-    deadline = asyncio.get_running_loop().time() + timeout
-    with contextlib.suppress(asyncio.TimeoutError):
-        while getattr(broker, "_running_tasks", None) and asyncio.get_running_loop().time() < deadline:
-            await asyncio.wait_for(broker.wait_all(), max(0.1, deadline - asyncio.get_running_loop().time()))
+    await _wait_for_in_process_jobs(broker, timeout)
+
+
+async def _wait_for_in_process_jobs(broker, timeout: float | None = None) -> None:
+    """Until the in-process broker's jobs (and those they send) are finished, or `timeout` seconds passed.
+    Polled, not `broker.wait_all()` in a loop: a finished task stays in the broker's set until its done-callback
+    runs, and awaiting finished tasks never yields to the event loop — such a loop spun forever."""
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    while any(not task.done() for task in list(getattr(broker, "_running_tasks", ()))):
+        if deadline is not None and loop.time() >= deadline:
+            return
+        await asyncio.sleep(0.1)
 
 
 def cmd_jobs(args: argparse.Namespace) -> None:
@@ -419,8 +428,7 @@ def cmd_bill_day(args: argparse.Namespace) -> None:
                 summaries.append(summary)
             if not args.dry_run and is_in_process(broker):
                 console.print("rendering the PDFs and sending the mails ...")
-                while getattr(broker, "_running_tasks", None):
-                    await broker.wait_all()
+                await _wait_for_in_process_jobs(broker)
             for summary in summaries:
                 summary.documents_pending = await billing_day.documents_pending(summary.tenant)
         finally:

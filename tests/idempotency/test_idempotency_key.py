@@ -164,6 +164,19 @@ async def redis_fast_path(env):
     await client.aclose()
 
 
+async def _first_order_kept_in_redis(redis_fast_path, make_api, admin, customer, key: str):
+    """The app with Redis; one order under the Idempotency-Key `key`. Returns the client, the order's body and
+    headers, its 201 response and the key of its entry in Redis."""
+    client, prefix = redis_fast_path
+    api = await make_api()
+    plan = await manual_plan(api, admin)
+    body, headers = {"planId": plan["id"]}, {"Idempotency-Key": key}
+    first = await api.post("/subscriptions", token=customer, headers=headers, json=body)
+    assert first.status_code == 201, first.text
+    [stored] = [k async for k in client.scan_iter(f"{prefix}:idempotency:*")]
+    return api, body, headers, first, stored
+
+
 async def test_with_redis_repeats_are_answered_from_redis_and_the_database_stays_the_truth(
         redis_fast_path, env, make_api, admin, customer):
     """REDIS_URL set: a completed write's response is kept in the real Redis; a repeat is answered from it
@@ -173,19 +186,14 @@ async def test_with_redis_repeats_are_answered_from_redis_and_the_database_stays
     from decabill.tenancy import bound_tenant
     from models.idempotency import IdempotencyKey
 
-    client, prefix = redis_fast_path
-    api = await make_api()
-    plan = await manual_plan(api, admin)
-    key = {"Idempotency-Key": "fast-1"}
-    first = await api.post("/subscriptions", token=customer, headers=key, json={"planId": plan["id"]})
-    assert first.status_code == 201, first.text
-    [stored] = [k async for k in client.scan_iter(f"{prefix}:idempotency:*")]
+    client, _ = redis_fast_path
+    api, body, key, first, stored = await _first_order_kept_in_redis(redis_fast_path, make_api, admin, customer, "fast-1")
     assert 0 < await client.pttl(stored) <= 24 * 3600 * 1000
     assert b"fast-1" not in stored  # hashed: no client key or user id in clear
 
     async with db.transaction() as session:  # the database forgets it: Redis still answers
         await session.execute(IdempotencyKey.__table__.delete())
-    again = await api.post("/subscriptions", token=customer, headers=key, json={"planId": plan["id"]})
+    again = await api.post("/subscriptions", token=customer, headers=key, json=body)
     assert again.status_code == 201 and again.json() == first.json()
     assert [s["id"] for s in (await api.get("/subscriptions", token=customer)).json()] == [first.json()["id"]]
     other = await api.post("/subscriptions", token=customer, headers=key, json={"planId": str(uuid.uuid4())})
@@ -199,14 +207,10 @@ async def test_with_redis_repeats_are_answered_from_redis_and_the_database_stays
 
 async def test_an_unreadable_redis_entry_is_a_miss_and_the_database_answers(
         redis_fast_path, make_api, admin, customer):
-    client, prefix = redis_fast_path
-    api = await make_api()
-    plan = await manual_plan(api, admin)
-    key = {"Idempotency-Key": "garbled-1"}
-    first = await api.post("/subscriptions", token=customer, headers=key, json={"planId": plan["id"]})
-    assert first.status_code == 201, first.text
-    [stored] = [k async for k in client.scan_iter(f"{prefix}:idempotency:*")]
+    client, _ = redis_fast_path
+    api, body, key, first, stored = await _first_order_kept_in_redis(redis_fast_path, make_api, admin, customer,
+                                                                     "garbled-1")
     await client.set(stored, b"not json {")
-    again = await api.post("/subscriptions", token=customer, headers=key, json={"planId": plan["id"]})
+    again = await api.post("/subscriptions", token=customer, headers=key, json=body)
     assert again.status_code == 201 and again.json() == first.json()
     assert [s["id"] for s in (await api.get("/subscriptions", token=customer)).json()] == [first.json()["id"]]
