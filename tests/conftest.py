@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel
 
 from decabill import db
@@ -154,6 +155,18 @@ async def database_url(request, tmp_path_factory) -> AsyncIterator[str]:
         raise ValueError(f"unknown backend {request.param}")
 
 
+async def _empty_tables(conn, tables: list[str]) -> None:
+    if conn.dialect.name == "postgresql":
+        # The database belongs to this worker; a connection still open here is left over from an earlier
+        # test (a background task, a killed server) and would deadlock the TRUNCATE or write into the next test.
+        await conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+        await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    else:
+        for table in tables:
+            await conn.execute(text(f"DELETE FROM {table}"))
+
+
 @pytest.fixture
 async def database(database_url) -> AsyncIterator[str]:
     """An engine on the backend's database with every table empty."""
@@ -161,16 +174,16 @@ async def database(database_url) -> AsyncIterator[str]:
 
     db.init_engine(database_url)
     tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]
-    async with db.get_engine().begin() as conn:
-        if conn.dialect.name == "postgresql":
-            # The database belongs to this worker; a connection still open here is left over from an earlier
-            # test (a background task, a killed server) and would deadlock the TRUNCATE or write into the next test.
-            await conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
-            await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                await conn.execute(text(f"DELETE FROM {table}"))
+    for attempt in range(5):
+        try:
+            async with db.get_engine().begin() as conn:
+                await _empty_tables(conn, tables)
+            break
+        except DBAPIError as error:
+            # leftover work of an earlier test may connect again between the terminate and the TRUNCATE and
+            # deadlock with it: end it again and repeat
+            if attempt == 4 or "deadlock" not in str(error):
+                raise
     # Connections the pool took while the leftover work ran were ended above: start the test with none.
     await db.get_engine().dispose()
     yield database_url

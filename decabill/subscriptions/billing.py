@@ -71,10 +71,7 @@ async def billable_amount(session: AsyncSession, plan, subscription: Subscriptio
     """What [start, end) costs, less the time the subscription was suspended under a dunning policy that does
     not bill suspended time (`SuspensionPeriod`s; none when suspended time is billed, the default)."""
     price = subscription.period_price or Decimal(0)
-    amount = amount_for(plan, price, start, end)
-    for span_start, span_end in await unbillable_share(session, subscription.id, start, end):
-        amount -= amount_for(plan, price, span_start, span_end)
-    return max(amount, Decimal(0))
+    return amount_for(plan, price, start, end, excluded=await unbillable_share(session, subscription.id, start, end))
 
 
 async def due_for_billing(limit: int) -> list[uuid.UUID]:

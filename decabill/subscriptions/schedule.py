@@ -21,6 +21,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal
+from collections.abc import Sequence
 from typing import Protocol
 
 MAX_CYCLES = 1000
@@ -69,15 +70,22 @@ def _minutes(moment: dt.datetime) -> int:
     return int(moment.timestamp() // 60)
 
 
-def amount_for(plan: PlanInterval, period_price: Decimal, start: dt.datetime, end: dt.datetime) -> Decimal:
-    """What [start, end) costs: full cycles at `period_price`, partial cycles prorated by minutes."""
+def amount_for(plan: PlanInterval, period_price: Decimal, start: dt.datetime, end: dt.datetime,
+               excluded: Sequence[tuple[dt.datetime, dt.datetime]] = ()) -> Decimal:
+    """What [start, end) costs: full cycles at `period_price`, partial cycles prorated by minutes. Minutes in
+    `excluded` spans (suspended, not billed) are left out of the cycle they fall in — the cycles are walked
+    from `start` once, so an excluded span is priced on the subscription's own anchors, not on cycles
+    anchored at the span's start."""
     total = Decimal(0)
     cursor = start
     for _ in range(MAX_CYCLES):
         if end <= cursor:
             break
         cycle_end = period_end(plan, cursor)
-        covered = _minutes(min(end, cycle_end)) - _minutes(cursor)
+        covered_until = min(end, cycle_end)
+        covered = _minutes(covered_until) - _minutes(cursor)
+        for span_start, span_end in excluded:
+            covered -= max(0, _minutes(min(covered_until, span_end)) - _minutes(max(cursor, span_start)))
         length = _minutes(cycle_end) - _minutes(cycle_start(plan, cursor, cycle_end))
         if length <= 0:  # cannot happen with positive intervals; never divide by zero
             total += period_price

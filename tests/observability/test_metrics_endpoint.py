@@ -143,10 +143,12 @@ async def test_metrics_follow_requests_billing_provider_stripe_and_mail(server_e
     assert final.value("decabill_billing_day_customers", state="invoiced") == 1
     assert final.value("decabill_billing_day_customers", state="due") == 0
     assert final.value("decabill_billing_day_customers", state="failed") == 0
-    # one unit per slice of the user ids (issue #19), one of which billed the customer
-    assert final.value("decabill_job_runs_total", job="invoicing.bill_slice", outcome="succeeded") == ID_SLICES
+    # one unit per slice of the user ids (issue #19), one of which billed the customer; the coordinator runs every
+    # second here, so on a slow machine a second round of slices may start before the first has billed anyone
+    slice_runs = final.value("decabill_job_runs_total", job="invoicing.bill_slice", outcome="succeeded")
+    assert slice_runs >= ID_SLICES and slice_runs % ID_SLICES == 0
     assert final.value("decabill_job_runs_total", job="invoicing.bill_due_users", outcome="succeeded") >= 1
-    assert final.value("decabill_job_duration_seconds_count", job="invoicing.bill_slice") == ID_SLICES
+    assert final.value("decabill_job_duration_seconds_count", job="invoicing.bill_slice") == slice_runs
     assert final.value("decabill_periodic_job_last_success_timestamp_seconds", job="invoicing.bill_due_users") > 0
     # the invoice PDF was rendered for the mail, and the mail was refused: pending for a retry
     assert final.value("decabill_pdf_renders_total", document="invoice", outcome="rendered") >= 1

@@ -72,6 +72,18 @@ def test_several_cycles_add_up():
     assert total == Decimal("12") + Decimal("31") + Decimal("7")
 
 
+def test_excluded_minutes_are_priced_in_the_cycle_of_the_subscription_they_fall_in():
+    # cycles anchored at 00:45 on the 1st: 27/31 of December + (1 d 8 h 15 min)/31 d of January = 9.1431.
+    # Suspended from 2 January 09:00 to 2 February 09:00: the 8 h 15 min of 1 February before 09:00 belong to
+    # February's cycle (1/28 a day), not to a January cycle anchored at 09:00 — they were once priced that way
+    start, suspended, ended = at(2026, 12, 5, 0, 45), at(2027, 1, 2, 9, 0), at(2027, 2, 2, 9, 0)
+    charged = amount_for(Plan("month"), Decimal("10"), start, ended, excluded=[(suspended, ended)])
+    assert charged == amount_for(Plan("month"), Decimal("10"), start, suspended) == Decimal("9.1431")
+    partly = amount_for(Plan("month"), Decimal("28"), at(2026, 2, 1), at(2026, 3, 1),
+                        excluded=[(at(2026, 2, 8), at(2026, 2, 15)), (at(2026, 1, 1), at(2026, 1, 2))])
+    assert partly == Decimal("21.0000")  # a week of February suspended; a span outside the period counts nothing
+
+
 def test_amounts_round_half_up_to_four_places():
     assert amount_for(Plan("day", 3), Decimal("1"), at(2026, 1, 1), at(2026, 1, 2)) == Decimal("0.3333")
     assert amount_for(Plan("day", 3), Decimal("2"), at(2026, 1, 1), at(2026, 1, 2)) == Decimal("0.6667")
