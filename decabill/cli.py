@@ -17,6 +17,7 @@ from typing import NoReturn
 import structlog
 import uvicorn
 
+from decabill import collector
 from decabill.config import ConfigurationError, Settings, get_settings
 
 log = structlog.get_logger("decabill")
@@ -246,6 +247,7 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
         servers.append(_Server(_uvicorn_config(create_socket_app(settings), settings.host, settings.websocket_port,
                                                        settings.trusted_proxies)))
     runtime = JobRuntime(settings, role) if jobs else None
+    collector.tune_after_start_up()  # everything this process serves with is loaded now
     log.info(
         "decabill.starting",
         http_port=settings.port if http else None,

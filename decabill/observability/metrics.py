@@ -92,6 +92,9 @@ DB_POOL = Gauge("decabill_db_pool_connections", "Database connections of this pr
                 ["state"], multiprocess_mode="livesum")
 PROCESS_RSS = Gauge("decabill_process_resident_memory_bytes", "Resident memory of the process",
                     multiprocess_mode="liveall")
+GC_FROZEN_OBJECTS = Gauge("decabill_gc_frozen_objects",
+                          "Objects loaded at start-up that the garbage collector no longer scans (decabill/collector.py)",
+                          multiprocess_mode="liveall")
 STATE_ERRORS = Counter("decabill_metrics_state_errors",
                        "Scrapes whose reading of a source failed (the gauges of that source keep their last value)",
                        ["source"])

@@ -19,6 +19,7 @@ instead of multiplying the queries); a source gives up after READ_TIMEOUT_SECOND
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import resource
 
@@ -50,6 +51,7 @@ def sample_process() -> None:
     from decabill import db
 
     metrics.PROCESS_RSS.set(resident_memory_bytes())
+    metrics.GC_FROZEN_OBJECTS.set(gc.get_freeze_count())
     try:
         pool = db.get_engine().pool
     except RuntimeError:

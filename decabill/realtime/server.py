@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import sys
-import time
 
 import socketio
 import structlog
 
+from decabill import collector
 from decabill.config import Settings
 from decabill.realtime.handlers import DashboardGateway, authenticate_handshake
 from decabill.realtime.polling import Clock
@@ -69,31 +68,12 @@ async def close_socket_server(sio: socketio.AsyncServer, gateway: DashboardGatew
 # The provider libraries run in worker threads, and the event loop takes the GIL back after every I/O wait: at the
 # default switch interval (5 ms) a loop that thousands of sockets keep busy waited up to 5 ms for a worker each time.
 SWITCH_INTERVAL_SECONDS = 0.001
-# At the default thresholds (700, 10, 10) a gateway with 10,000 sockets (~650 MB of small objects) ran a full
-# collection every 6-8 s, each stopping the event loop for 2.3–2.8 s (bench/dashboard.py): whatever lived through a
-# tick (tasks, futures, packets) was promoted to the oldest generation, and each 25 % promoted triggers one. Young
-# collections 70 times rarer promote only what lives much longer.
-GC_THRESHOLDS = (50_000, 20, 10)
-SLOW_COLLECTION_SECONDS = 0.1
-_collection_started = [0.0]
-
-
-def _log_slow_collection(phase: str, info: dict) -> None:
-    if phase == "start":
-        _collection_started[0] = time.perf_counter()
-        return
-    took = time.perf_counter() - _collection_started[0]
-    if took >= SLOW_COLLECTION_SECONDS:  # the event loop stood still meanwhile
-        log.warning("gc.slow_collection", generation=info["generation"], ms=round(took * 1000))
 
 
 def tune_process() -> None:
-    """The socket process's interpreter settings (see the constants); a slow collection is logged."""
+    """The socket process's interpreter settings: the switch interval above, the collector's (decabill/collector.py)."""
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
-    gc.freeze()  # what start-up loaded (modules, settings) is never garbage: no collection scans it again
-    gc.set_threshold(*GC_THRESHOLDS)
-    if _log_slow_collection not in gc.callbacks:
-        gc.callbacks.append(_log_slow_collection)
+    collector.tune_after_start_up()
 
 
 def create_socket_app(settings: Settings) -> socketio.ASGIApp:

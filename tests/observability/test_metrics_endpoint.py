@@ -166,6 +166,8 @@ async def test_metrics_follow_requests_billing_provider_stripe_and_mail(server_e
                        outcome="ok") == 1
     # the process and the queue
     assert final.value("decabill_process_resident_memory_bytes") > 10_000_000
+    # what start-up loaded is out of the collector's way (decabill/collector.py): the spec, the validators, mappers
+    assert final.value("decabill_gc_frozen_objects") > 100_000
     assert final.value("decabill_db_pool_connections", state="open") >= 1
     assert final.value("decabill_queue_messages", state="waiting") == 0
     # bounded labels: no id of any kind in a label value
