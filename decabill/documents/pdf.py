@@ -14,6 +14,7 @@ import copy
 import hashlib
 import importlib.util
 import logging
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -120,10 +121,16 @@ def _covered(codepoint: int, cut: str) -> bool:
     return any(low <= codepoint <= high for low, high in _CUTS[cut])
 
 
+# per cut, a pattern of any character outside it (line breaks and tabs are not printed as glyphs)
+_OUTSIDE: Final = {
+    cut: re.compile("[^\n\t" + "".join(f"{re.escape(chr(low))}-{re.escape(chr(high))}" for low, high in ranges) + "]")
+    for cut, ranges in _CUTS.items()
+}
+
+
 def _cut_for(text: str) -> str | None:
     """The smallest cut that has every character of `text`, or None (the full font)."""
-    codepoints = {ord(c) for c in text if c not in "\n\t"}
-    return next((cut for cut in _CUTS if all(_covered(c, cut) for c in codepoints)), None)
+    return next((cut for cut, outside in _OUTSIDE.items() if not outside.search(text)), None)
 
 
 @dataclass(frozen=True)
@@ -469,13 +476,7 @@ def _letterhead(pdf: FPDF, sheet: _Sheet) -> None:
     pdf.cell(_CONTENT_WIDTH, 10, sheet.title, align="R")
     pdf.set_xy(_MARGIN, _MARGIN)
     _font(pdf, 14, bold=True)
-    pdf.multi_cell(
-        _RIGHT_COLUMN_X - _MARGIN - 5,
-        7,
-        issuer.name,
-        new_x=XPos.LMARGIN,
-        new_y=YPos.NEXT,
-    )
+    _paragraph(pdf, _RIGHT_COLUMN_X - _MARGIN - 5, 7, issuer.name)
     _font(pdf, 8.5, color=_MUTED)
     details = _address_lines(issuer)
     if issuer.vat_id:
@@ -498,13 +499,7 @@ def _addresses_and_meta(pdf: FPDF, sheet: _Sheet) -> None:
     _label(pdf, "Bill to", _MARGIN, top)
     _font(pdf, 10.5, bold=True)
     pdf.set_x(_MARGIN)
-    pdf.multi_cell(
-        _RIGHT_COLUMN_X - _MARGIN - 8,
-        5.5,
-        sheet.customer.name,
-        new_x=XPos.LMARGIN,
-        new_y=YPos.NEXT,
-    )
+    _paragraph(pdf, _RIGHT_COLUMN_X - _MARGIN - 8, 5.5, sheet.customer.name)
     _font(pdf, 9.5)
     lines = _address_lines(sheet.customer)
     if sheet.customer.vat_id:
@@ -513,9 +508,7 @@ def _addresses_and_meta(pdf: FPDF, sheet: _Sheet) -> None:
         lines.append(sheet.customer.email)
     for text in lines:
         pdf.set_x(_MARGIN)
-        pdf.multi_cell(
-            _RIGHT_COLUMN_X - _MARGIN - 8, 5, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT
-        )
+        _paragraph(pdf, _RIGHT_COLUMN_X - _MARGIN - 8, 5, text)
     left_bottom = pdf.get_y()
 
     label_width = 38.0
@@ -526,9 +519,7 @@ def _addresses_and_meta(pdf: FPDF, sheet: _Sheet) -> None:
         _font(pdf, 9, color=_MUTED)
         pdf.cell(label_width, 5.5, label)
         _font(pdf, 9, bold=label.endswith("number"))
-        pdf.multi_cell(
-            value_width, 5.5, value, align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT
-        )
+        _paragraph(pdf, value_width, 5.5, value, align="R")
     pdf.set_y(max(left_bottom, pdf.get_y()) + 8)
 
 
@@ -620,16 +611,22 @@ def _draw_table_row(
     baseline = top + pad_y + 0.5 * style.line_height + 0.3 * pdf.font_size
     for column, lines in zip(columns, cells, strict=True):
         for number, text in enumerate(lines):
-            offset = column.width - pad_x - pdf.get_string_width(text) if column.right else pad_x
+            offset = column.width - pad_x - _width(pdf, text) if column.right else pad_x
             pdf.text(x + offset, baseline + number * style.line_height, text)
         x += column.width
     pdf.line(pdf.l_margin, top + height, pdf.l_margin + width, top + height)
     pdf.set_y(top + height)
 
 
+def _width(pdf: FPDF, text: str) -> float:
+    """`pdf.get_string_width(text)` for our plain text (no markdown, shaping or character spacing): the
+    font's advance widths summed, without fpdf2 splitting the text into styled fragments first."""
+    return pdf.current_font.get_text_width(text, pdf.font_size_pt, None)[1] / pdf.k
+
+
 def _wrap(pdf: FPDF, text: str, width: float) -> list[str]:
     """`text` broken into the lines that fit `width` (mm) in the current font."""
-    if pdf.get_string_width(text) <= width:
+    if _width(pdf, text) <= width:
         return [text]
     lines = pdf.multi_cell(width + 2 * pdf.c_margin, 1, text, dry_run=True, output=MethodReturnValue.LINES)
     return list(lines)
@@ -698,7 +695,7 @@ def _remarks(pdf: FPDF, remarks: Sequence[str]) -> None:
         return
     _font(pdf, 9)
     for text in remarks:
-        pdf.multi_cell(_CONTENT_WIDTH, 5, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        _paragraph(pdf, _CONTENT_WIDTH, 5, text)
     pdf.ln(4)
 
 
@@ -717,10 +714,19 @@ def _payment_box(pdf: FPDF, rows: Sequence[tuple[str, str]]) -> None:
         _font(pdf, 9, color=_MUTED)
         pdf.cell(38, 5.5, label)
         _font(pdf, 9, bold=label in ("Amount due", "IBAN"))
-        pdf.multi_cell(
-            _CONTENT_WIDTH - 46, 5.5, value, new_x=XPos.LMARGIN, new_y=YPos.NEXT
-        )
+        _paragraph(pdf, _CONTENT_WIDTH - 46, 5.5, value)
     pdf.set_y(max(pdf.get_y(), top + needed))
+
+
+def _paragraph(pdf: FPDF, width: float, line_height: float, text: str, *, align: str = "J") -> None:
+    """`multi_cell(width, line_height, text)`, then to the left margin of the next line. Text that fits
+    on one line (nearly all of it) goes to `cell`, the same output: fpdf2's line breaking measures the
+    text again for every character added, and was a fifth of a render. (A last line is not justified.)"""
+    if "\n" not in text and _width(pdf, text) <= width - 2 * pdf.c_margin:
+        pdf.cell(width, line_height, text, align="L" if align == "J" else align, new_x=XPos.LMARGIN,
+                 new_y=YPos.NEXT)
+    else:
+        pdf.multi_cell(width, line_height, text, align=align, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
 
 def _thin_rules(pdf: FPDF) -> None:

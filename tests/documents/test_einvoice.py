@@ -540,3 +540,20 @@ def test_two_renders_of_a_document_are_the_same_bytes_dated_by_the_document() ->
     # without the moment of issue, the issue date at midnight UTC
     undated: Any = PdfReader(BytesIO(render_invoice_pdf(make_invoice()))).trailer["/Root"]
     assert "2026-01-31T00:00:00+00:00" in undated["/Metadata"].get_object().get_data().decode()
+
+
+def test_text_wider_than_its_column_wraps_onto_more_lines() -> None:
+    """Names, addresses and descriptions that do not fit their column go onto several lines (fpdf2's
+    line breaking); text that fits stays on one."""
+    name = "Müller & Söhne Webdesign und Hosting Kommanditgesellschaft für Mittelstandsportale"
+    description = "Dedicated server XL with 128 GB RAM, 2 × 3.84 TB NVMe, 10 Gbit uplink, 2026-01-01 – 2026-01-31"
+    lines = [make_line(description, D("1"), D("99.00"), D("19"))]
+    note = "Please quote the invoice number with your transfer. " * 3
+    pdf = render_invoice_pdf(make_invoice(lines, customer=replace(CUSTOMER, name=name), payment_note=note))
+
+    # justified lines come out of the text extraction with wider spaces
+    text_lines = [" ".join(line.split()) for line in pdf_text(pdf).splitlines()]
+    for long_text in (name, description, note.strip()):
+        assert not any(long_text in line for line in text_lines)
+        assert any(long_text in " ".join(text_lines[i : i + 3]) for i in range(len(text_lines)))
+    assert "Issue date 2026-01-31" in text_lines  # a short value: one line
