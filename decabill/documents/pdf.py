@@ -825,7 +825,7 @@ _FACTURX_PROPERTIES: Final = (
     ("Version", "The actual version of the standard applying to the embedded XML document"),
     ("ConformanceLevel", "The conformance level of the embedded XML document"),
 )
-FACTURX_FILENAME: Final = "factur-x.xml"
+_FACTURX_FILENAME: Final = "factur-x.xml"
 _FACTURX_LEVEL: Final = "EN 16931"
 _KEYWORDS: Final = "Factur-X, EN 16931, Invoice"
 _CREATOR: Final = "Decabill"
@@ -834,7 +834,7 @@ _PRODUCER: Final = f"fpdf2 {FPDF_VERSION}"
 
 @dataclass(frozen=True)
 class _FacturX:
-    """The embedded XML and the document information (Info dictionary and XMP say the same)."""
+    """The XML to embed and the document information written to the XMP."""
 
     xml: bytes
     title: str
@@ -862,7 +862,7 @@ def _attach(pdf: FPDF, facturx: _FacturX) -> None:
     pdf.set_creation_date(facturx.created)
     pdf.set_lang("en-US")
     pdf.page_mode = PageMode.USE_ATTACHMENTS  # viewers show the attachment panel, as factur-x sets it
-    embedded = pdf.embed_file(bytes=facturx.xml, basename=FACTURX_FILENAME, mime_type="text/xml",
+    embedded = pdf.embed_file(bytes=facturx.xml, basename=_FACTURX_FILENAME, mime_type="text/xml",
                               modification_date=facturx.created, compress=True)
     # fpdf2's checksum=True hashes the compressed stream; the /CheckSum of an embedded file is the MD5
     # of the file itself
@@ -872,7 +872,7 @@ def _attach(pdf: FPDF, facturx: _FacturX) -> None:
         "/CheckSum": f"<{hashlib.md5(facturx.xml, usedforsecurity=False).hexdigest()}>",
     })
     # set before fpdf2 makes its own file specification at output(), which has no /UF in /EF
-    embedded._file_spec = _FileSpec(embedded, FACTURX_FILENAME, "Factur-X XML file",
+    embedded._file_spec = _FileSpec(embedded, _FACTURX_FILENAME, "Factur-X XML file",
                                     AssociatedFileRelationship.DATA)
     pdf.set_xmp_metadata(_xmp(facturx))
 
@@ -938,7 +938,7 @@ def _xmp(facturx: _FacturX) -> str:
     </rdf:Description>
     <rdf:Description rdf:about="" xmlns:fx="{_FACTURX_NS}">
       <fx:DocumentType>INVOICE</fx:DocumentType>
-      <fx:DocumentFileName>{FACTURX_FILENAME}</fx:DocumentFileName>
+      <fx:DocumentFileName>{_FACTURX_FILENAME}</fx:DocumentFileName>
       <fx:Version>1.0</fx:Version>
       <fx:ConformanceLevel>{_FACTURX_LEVEL}</fx:ConformanceLevel>
     </rdf:Description>
