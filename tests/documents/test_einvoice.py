@@ -23,6 +23,7 @@ import pytest
 from lxml import etree
 from pypdf import PdfReader
 
+from decabill.documents import einvoice
 from decabill.documents.einvoice import build_cii_xml, build_credit_note_xml
 from decabill.documents.model import (
     DocumentError,
@@ -349,6 +350,23 @@ def test_schematron_catches_a_broken_total(path: str, expected_rule: str) -> Non
     # The XSD cannot see arithmetic: only the schematron catches this.
     assert facturx.xml_check_xsd(broken, flavor="factur-x", level="en16931")
     assert expected_rule in schematron_failures(broken)
+
+
+def test_xml_is_the_xml_drafthorse_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """einvoice serialises drafthorse's document itself (one pass instead of three): the same XML as
+    drafthorse's own `serialize` with its XSD check — element for element, text and whitespace (exclusive
+    C14N) — and the same namespaces declared on the root."""
+    documents = []
+    serialize = einvoice._serialize
+    monkeypatch.setattr(einvoice, "_serialize", lambda document: documents.append(document) or serialize(document))
+    invoice = make_invoice(paid=D("20.00"))
+    ours = [build_cii_xml(invoice), build_credit_note_xml(make_void(invoice))]
+
+    for xml, document in zip(ours, documents, strict=True):
+        theirs = document.serialize(schema="FACTUR-X_EN16931")
+        canonical = [etree.tostring(etree.fromstring(x), method="c14n", exclusive=True) for x in (xml, theirs)]
+        assert canonical[0] == canonical[1]
+        assert etree.fromstring(xml).nsmap == etree.fromstring(theirs).nsmap
 
 
 def test_credit_note_xml_is_valid_and_references_the_invoice() -> None:
