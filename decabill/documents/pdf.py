@@ -245,7 +245,6 @@ class _OutputProducer(OutputProducer):
         return result
 
 
-
 def _add_font(pdf: FPDF, style: str, path: Path, *, cut: str | None) -> None:
     """`pdf.add_font` without parsing the file again: a copy of the process's parsed font with the
     per-document state (its index in the document, its own subset and fontTools object) fresh."""
