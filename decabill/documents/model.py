@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Final
 
@@ -132,6 +132,9 @@ class InvoiceDocument:
     order_reference: str | None = None  # e.g. the subscription number
     note: str | None = None  # free text note on the document
     tax_rule: str | None = None  # the EU VAT rule, printed (domestic, reverse charge, ...)
+    # when it was issued: the PDF's creation date (without it, the issue date at 00:00 UTC), so that two
+    # renders of the same invoice are the same bytes
+    issued_at: datetime | None = None
 
     def __post_init__(self) -> None:
         _as_tuple(self, "lines")
@@ -159,6 +162,7 @@ class VoidDocument:
     service_period_end: date | None = None
     order_reference: str | None = None
     tax_rule: str | None = None
+    issued_at: datetime | None = None  # when the credit note was issued (the void), as for invoices
 
     def __post_init__(self) -> None:
         _as_tuple(self, "lines")

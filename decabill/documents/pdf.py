@@ -1,34 +1,40 @@
 """A4 invoice and credit-note PDFs with the EN 16931 XML embedded (Factur-X, PDF/A-3B).
 
-fpdf2 draws the human-readable page; factur-x then attaches the CII XML as
-`factur-x.xml` and writes the PDF/A-3 + Factur-X XMP metadata. For PDF/A the
-fonts must be embedded (a TrueType font, not the PDF core fonts) and the file
-needs an sRGB output intent; fpdf2 ships the sRGB ICC profile it uses.
+fpdf2 draws the human-readable page and, in the same pass, attaches the CII XML
+as `factur-x.xml` (a PDF/A-3 associated file) and writes the PDF/A-3 + Factur-X
+XMP metadata — the structure the factur-x library gives a finished PDF, without
+parsing and writing the PDF a second time. For PDF/A the fonts must be embedded
+(a TrueType font, not the PDF core fonts) and the file needs an sRGB output
+intent; fpdf2 ships the sRGB ICC profile it uses.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.util
 import logging
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from functools import lru_cache
 from io import BytesIO
 from pathlib import Path
 from typing import Any, Final
+from xml.sax.saxutils import escape
 
-import facturx
 import pycountry
 from fontTools import subset as font_subset
 from fontTools import ttLib
-from fpdf import FPDF
-from fpdf.enums import MethodReturnValue, OutputIntentSubType, XPos, YPos
+from fpdf import FPDF, FPDF_VERSION
+from fpdf.annotations import FileSpec
+from fpdf.enums import AssociatedFileRelationship, MethodReturnValue, OutputIntentSubType, PageMode, XPos, YPos
 from fpdf.fonts import SubsetMap, TTFFont
 from fpdf.output import OutputProducer, PDFICCProfile
+from fpdf.syntax import PDFDate, create_dictionary_string, iobj_ref
 from fpdf.util import builtin_srgb2014_bytes
 
 from decabill.documents.einvoice import build_cii_xml, build_credit_note_xml
@@ -115,10 +121,16 @@ def _covered(codepoint: int, cut: str) -> bool:
     return any(low <= codepoint <= high for low, high in _CUTS[cut])
 
 
+# per cut, a pattern of any character outside it (line breaks and tabs are not printed as glyphs)
+_OUTSIDE: Final = {
+    cut: re.compile("[^\n\t" + "".join(f"{re.escape(chr(low))}-{re.escape(chr(high))}" for low, high in ranges) + "]")
+    for cut, ranges in _CUTS.items()
+}
+
+
 def _cut_for(text: str) -> str | None:
     """The smallest cut that has every character of `text`, or None (the full font)."""
-    codepoints = {ord(c) for c in text if c not in "\n\t"}
-    return next((cut for cut in _CUTS if all(_covered(c, cut) for c in codepoints)), None)
+    return next((cut for cut, outside in _OUTSIDE.items() if not outside.search(text)), None)
 
 
 @dataclass(frozen=True)
@@ -284,19 +296,15 @@ def render_invoice_pdf(
 ) -> bytes:
     """Return the invoice as PDF/A-3B bytes with `factur-x.xml` (EN 16931) embedded."""
     xml = build_cii_xml(doc)  # first: refuses inconsistent input before drawing
-    page = _draw(_invoice_sheet(doc), fonts or _default_fonts())
-    return _embed(
-        page, xml, doc.issuer, f"Invoice {doc.number}", doc.issue_date.isoformat()
-    )
+    return _draw(_invoice_sheet(doc), fonts or _default_fonts(),
+                 _facturx(xml, doc.issuer, f"Invoice {doc.number}", doc.issue_date, doc.issued_at))
 
 
 def render_void_pdf(doc: VoidDocument, *, fonts: FontFiles | None = None) -> bytes:
     """Return the credit note voiding an invoice, with its type-381 XML embedded."""
     xml = build_credit_note_xml(doc)
-    page = _draw(_void_sheet(doc), fonts or _default_fonts())
-    return _embed(
-        page, xml, doc.issuer, f"Credit note {doc.number}", doc.issue_date.isoformat()
-    )
+    return _draw(_void_sheet(doc), fonts or _default_fonts(),
+                 _facturx(xml, doc.issuer, f"Credit note {doc.number}", doc.issue_date, doc.issued_at))
 
 
 # --- sheet contents -------------------------------------------------------------
@@ -427,8 +435,9 @@ class _Page(FPDF):
         self.cell(_CONTENT_WIDTH * 0.2, 4, f"Page {self.page_no()}/{{nb}}", align="R")
 
 
-def _draw(sheet: _Sheet, fonts: FontFiles) -> bytes:
+def _draw(sheet: _Sheet, fonts: FontFiles, facturx: _FacturX) -> bytes:
     pdf = _Page(_footer_text(sheet.issuer))
+    _attach(pdf, facturx)
     cut = _cut_for(_all_text(sheet))
     _add_font(pdf, "", fonts.regular, cut=cut)
     _add_font(pdf, "B", fonts.bold, cut=cut)
@@ -442,9 +451,6 @@ def _draw(sheet: _Sheet, fonts: FontFiles) -> bytes:
         ),
         info="sRGB IEC61966-2.1",
     )
-    pdf.set_lang("en")
-    pdf.set_title(f"{sheet.title} {sheet.number}")
-    pdf.set_author(sheet.issuer.name)
     pdf.set_margins(_MARGIN, _MARGIN, _MARGIN)
     pdf.set_auto_page_break(auto=True, margin=20)
     pdf.add_page()
@@ -469,13 +475,7 @@ def _letterhead(pdf: FPDF, sheet: _Sheet) -> None:
     pdf.cell(_CONTENT_WIDTH, 10, sheet.title, align="R")
     pdf.set_xy(_MARGIN, _MARGIN)
     _font(pdf, 14, bold=True)
-    pdf.multi_cell(
-        _RIGHT_COLUMN_X - _MARGIN - 5,
-        7,
-        issuer.name,
-        new_x=XPos.LMARGIN,
-        new_y=YPos.NEXT,
-    )
+    _paragraph(pdf, _RIGHT_COLUMN_X - _MARGIN - 5, 7, issuer.name)
     _font(pdf, 8.5, color=_MUTED)
     details = _address_lines(issuer)
     if issuer.vat_id:
@@ -498,13 +498,7 @@ def _addresses_and_meta(pdf: FPDF, sheet: _Sheet) -> None:
     _label(pdf, "Bill to", _MARGIN, top)
     _font(pdf, 10.5, bold=True)
     pdf.set_x(_MARGIN)
-    pdf.multi_cell(
-        _RIGHT_COLUMN_X - _MARGIN - 8,
-        5.5,
-        sheet.customer.name,
-        new_x=XPos.LMARGIN,
-        new_y=YPos.NEXT,
-    )
+    _paragraph(pdf, _RIGHT_COLUMN_X - _MARGIN - 8, 5.5, sheet.customer.name)
     _font(pdf, 9.5)
     lines = _address_lines(sheet.customer)
     if sheet.customer.vat_id:
@@ -513,9 +507,7 @@ def _addresses_and_meta(pdf: FPDF, sheet: _Sheet) -> None:
         lines.append(sheet.customer.email)
     for text in lines:
         pdf.set_x(_MARGIN)
-        pdf.multi_cell(
-            _RIGHT_COLUMN_X - _MARGIN - 8, 5, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT
-        )
+        _paragraph(pdf, _RIGHT_COLUMN_X - _MARGIN - 8, 5, text)
     left_bottom = pdf.get_y()
 
     label_width = 38.0
@@ -526,9 +518,7 @@ def _addresses_and_meta(pdf: FPDF, sheet: _Sheet) -> None:
         _font(pdf, 9, color=_MUTED)
         pdf.cell(label_width, 5.5, label)
         _font(pdf, 9, bold=label.endswith("number"))
-        pdf.multi_cell(
-            value_width, 5.5, value, align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT
-        )
+        _paragraph(pdf, value_width, 5.5, value, align="R")
     pdf.set_y(max(left_bottom, pdf.get_y()) + 8)
 
 
@@ -620,16 +610,22 @@ def _draw_table_row(
     baseline = top + pad_y + 0.5 * style.line_height + 0.3 * pdf.font_size
     for column, lines in zip(columns, cells, strict=True):
         for number, text in enumerate(lines):
-            offset = column.width - pad_x - pdf.get_string_width(text) if column.right else pad_x
+            offset = column.width - pad_x - _width(pdf, text) if column.right else pad_x
             pdf.text(x + offset, baseline + number * style.line_height, text)
         x += column.width
     pdf.line(pdf.l_margin, top + height, pdf.l_margin + width, top + height)
     pdf.set_y(top + height)
 
 
+def _width(pdf: FPDF, text: str) -> float:
+    """`pdf.get_string_width(text)` for our plain text (no markdown, shaping or character spacing): the
+    font's advance widths summed, without fpdf2 splitting the text into styled fragments first."""
+    return pdf.current_font.get_text_width(text, pdf.font_size_pt, None)[1] / pdf.k
+
+
 def _wrap(pdf: FPDF, text: str, width: float) -> list[str]:
     """`text` broken into the lines that fit `width` (mm) in the current font."""
-    if pdf.get_string_width(text) <= width:
+    if _width(pdf, text) <= width:
         return [text]
     lines = pdf.multi_cell(width + 2 * pdf.c_margin, 1, text, dry_run=True, output=MethodReturnValue.LINES)
     return list(lines)
@@ -698,7 +694,7 @@ def _remarks(pdf: FPDF, remarks: Sequence[str]) -> None:
         return
     _font(pdf, 9)
     for text in remarks:
-        pdf.multi_cell(_CONTENT_WIDTH, 5, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        _paragraph(pdf, _CONTENT_WIDTH, 5, text)
     pdf.ln(4)
 
 
@@ -717,10 +713,19 @@ def _payment_box(pdf: FPDF, rows: Sequence[tuple[str, str]]) -> None:
         _font(pdf, 9, color=_MUTED)
         pdf.cell(38, 5.5, label)
         _font(pdf, 9, bold=label in ("Amount due", "IBAN"))
-        pdf.multi_cell(
-            _CONTENT_WIDTH - 46, 5.5, value, new_x=XPos.LMARGIN, new_y=YPos.NEXT
-        )
+        _paragraph(pdf, _CONTENT_WIDTH - 46, 5.5, value)
     pdf.set_y(max(pdf.get_y(), top + needed))
+
+
+def _paragraph(pdf: FPDF, width: float, line_height: float, text: str, *, align: str = "J") -> None:
+    """`multi_cell(width, line_height, text)`, then to the left margin of the next line. Text that fits
+    on one line (nearly all of it) goes to `cell`, the same output: fpdf2's line breaking measures the
+    text again for every character added, and was a fifth of a render. (A last line is not justified.)"""
+    if "\n" not in text and _width(pdf, text) <= width - 2 * pdf.c_margin:
+        pdf.cell(width, line_height, text, align="L" if align == "J" else align, new_x=XPos.LMARGIN,
+                 new_y=YPos.NEXT)
+    else:
+        pdf.multi_cell(width, line_height, text, align=align, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
 
 def _thin_rules(pdf: FPDF) -> None:
@@ -810,23 +815,131 @@ def _iso(day: date | None) -> str:
 # --- Factur-X embedding ---------------------------------------------------------
 
 
-def _embed(pdf: bytes, xml: bytes, issuer: Issuer, title: str, issued: str) -> bytes:
-    metadata = {
-        "author": issuer.name,
-        "keywords": "Factur-X, EN 16931, Invoice",
-        "title": f"{issuer.name}: {title}",
-        "subject": f"{title} dated {issued} issued by {issuer.name}",
-    }
-    # level is given explicitly: autodetection would parse the XML once more. No XSD check here: the XML
-    # comes from einvoice.py, whose drafthorse serialisation has just validated it against the same XSD.
-    return bytes(
-        facturx.generate_from_binary(
-            pdf,
-            xml,
-            flavor="factur-x",
-            level="en16931",
-            check_xsd=False,
-            pdf_metadata=metadata,
-            lang="en-US",
-        )
-    )
+# The Factur-X 1.0 XMP extension schema (Factur-X specification, "PDF/A-3 extension schema"): PDF/A
+# requires every non-standard XMP property to be declared, and Factur-X readers look for these four.
+_FACTURX_NS: Final = "urn:factur-x:pdfa:CrossIndustryDocument:invoice:1p0#"
+_FACTURX_PROPERTIES: Final = (
+    ("DocumentFileName", "The name of the embedded XML document"),
+    ("DocumentType", "The type of the hybrid document in capital letters, e.g. INVOICE or ORDER"),
+    ("Version", "The actual version of the standard applying to the embedded XML document"),
+    ("ConformanceLevel", "The conformance level of the embedded XML document"),
+)
+_FACTURX_FILENAME: Final = "factur-x.xml"
+_FACTURX_LEVEL: Final = "EN 16931"
+_KEYWORDS: Final = "Factur-X, EN 16931, Invoice"
+_CREATOR: Final = "Decabill"
+_PRODUCER: Final = f"fpdf2 {FPDF_VERSION}"
+
+
+@dataclass(frozen=True)
+class _FacturX:
+    """The XML to embed and the document information written to the XMP."""
+
+    xml: bytes
+    title: str
+    author: str
+    subject: str
+    created: datetime  # creation and modification date: fixed by the document, not the time of rendering
+
+
+def _facturx(xml: bytes, issuer: Issuer, title: str, issued: date, issued_at: datetime | None) -> _FacturX:
+    created = issued_at or datetime.combine(issued, time(), UTC)
+    created = created.replace(tzinfo=UTC) if created.tzinfo is None else created.astimezone(UTC)
+    return _FacturX(xml=xml, title=f"{issuer.name}: {title}", author=issuer.name,
+                    subject=f"{title} dated {issued.isoformat()} issued by {issuer.name}",
+                    created=created.replace(microsecond=0))
+
+
+def _attach(pdf: FPDF, facturx: _FacturX) -> None:
+    """Embed `factur-x.xml` as the PDF/A-3 associated file of the document (catalog /AF, the
+    EmbeddedFiles name tree, AFRelationship /Data: the XML holds the same data as the page) and write
+    the XMP metadata: pdfaid part 3, the document information and the Factur-X extension schema.
+
+    fpdf2 writes no Info dictionary for a PDF/A document (optional in PDF/A-3; the XMP is the metadata).
+    The dates are the document's own (`_FacturX.created`), and fpdf2 derives the file /ID from the
+    content and the creation date: the same invoice renders to the same bytes."""
+    pdf.set_creation_date(facturx.created)
+    pdf.set_lang("en-US")
+    pdf.page_mode = PageMode.USE_ATTACHMENTS  # viewers show the attachment panel, as factur-x sets it
+    embedded = pdf.embed_file(bytes=facturx.xml, basename=_FACTURX_FILENAME, mime_type="text/xml",
+                              modification_date=facturx.created, compress=True)
+    # fpdf2's checksum=True hashes the compressed stream; the /CheckSum of an embedded file is the MD5
+    # of the file itself
+    embedded.params = create_dictionary_string({
+        "/Size": len(facturx.xml),
+        "/ModDate": PDFDate(facturx.created, with_tz=True).serialize(),
+        "/CheckSum": f"<{hashlib.md5(facturx.xml, usedforsecurity=False).hexdigest()}>",
+    })
+    # set before fpdf2 makes its own file specification at output(), which has no /UF in /EF
+    embedded._file_spec = _FileSpec(embedded, _FACTURX_FILENAME, "Factur-X XML file",
+                                    AssociatedFileRelationship.DATA)
+    pdf.set_xmp_metadata(_xmp(facturx))
+
+
+class _FileSpec(FileSpec):
+    """fpdf2's file specification with the embedded stream under /UF (the Unicode file name) as well as
+    /F, as factur-x writes it."""
+
+    @property
+    def e_f(self) -> str:
+        ref = iobj_ref(self._embedded_file.id)
+        return create_dictionary_string({"/F": ref, "/UF": ref})
+
+
+def _xmp(facturx: _FacturX) -> str:
+    """The XMP packet body (fpdf2 adds the xpacket wrapper). Each entry of the Info dictionary has its
+    XMP counterpart with the same value, as PDF/A requires."""
+    stamp = facturx.created.isoformat(timespec="seconds")
+    properties = "".join(
+        f"""
+              <rdf:li rdf:parseType="Resource">
+                <pdfaProperty:name>{name}</pdfaProperty:name>
+                <pdfaProperty:valueType>Text</pdfaProperty:valueType>
+                <pdfaProperty:category>external</pdfaProperty:category>
+                <pdfaProperty:description>{description}</pdfaProperty:description>
+              </rdf:li>"""
+        for name, description in _FACTURX_PROPERTIES)
+    return f"""<x:xmpmeta xmlns:x="adobe:ns:meta/">
+  <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+    <rdf:Description rdf:about="" xmlns:pdfaid="http://www.aiim.org/pdfa/ns/id/">
+      <pdfaid:part>3</pdfaid:part>
+      <pdfaid:conformance>B</pdfaid:conformance>
+    </rdf:Description>
+    <rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">
+      <dc:title><rdf:Alt><rdf:li xml:lang="x-default">{escape(facturx.title)}</rdf:li></rdf:Alt></dc:title>
+      <dc:creator><rdf:Seq><rdf:li>{escape(facturx.author)}</rdf:li></rdf:Seq></dc:creator>
+      <dc:description><rdf:Alt><rdf:li xml:lang="x-default">{escape(facturx.subject)}</rdf:li></rdf:Alt></dc:description>
+    </rdf:Description>
+    <rdf:Description rdf:about="" xmlns:pdf="http://ns.adobe.com/pdf/1.3/">
+      <pdf:Producer>{escape(_PRODUCER)}</pdf:Producer>
+      <pdf:Keywords>{escape(_KEYWORDS)}</pdf:Keywords>
+    </rdf:Description>
+    <rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/">
+      <xmp:CreatorTool>{escape(_CREATOR)}</xmp:CreatorTool>
+      <xmp:CreateDate>{stamp}</xmp:CreateDate>
+      <xmp:ModifyDate>{stamp}</xmp:ModifyDate>
+    </rdf:Description>
+    <rdf:Description rdf:about="" xmlns:pdfaExtension="http://www.aiim.org/pdfa/ns/extension/"
+        xmlns:pdfaSchema="http://www.aiim.org/pdfa/ns/schema#" xmlns:pdfaProperty="http://www.aiim.org/pdfa/ns/property#">
+      <pdfaExtension:schemas>
+        <rdf:Bag>
+          <rdf:li rdf:parseType="Resource">
+            <pdfaSchema:schema>Factur-X PDFA Extension Schema</pdfaSchema:schema>
+            <pdfaSchema:namespaceURI>{_FACTURX_NS}</pdfaSchema:namespaceURI>
+            <pdfaSchema:prefix>fx</pdfaSchema:prefix>
+            <pdfaSchema:property>
+              <rdf:Seq>{properties}
+              </rdf:Seq>
+            </pdfaSchema:property>
+          </rdf:li>
+        </rdf:Bag>
+      </pdfaExtension:schemas>
+    </rdf:Description>
+    <rdf:Description rdf:about="" xmlns:fx="{_FACTURX_NS}">
+      <fx:DocumentType>INVOICE</fx:DocumentType>
+      <fx:DocumentFileName>{_FACTURX_FILENAME}</fx:DocumentFileName>
+      <fx:Version>1.0</fx:Version>
+      <fx:ConformanceLevel>{_FACTURX_LEVEL}</fx:ConformanceLevel>
+    </rdf:Description>
+  </rdf:RDF>
+</x:xmpmeta>"""

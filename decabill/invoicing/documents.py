@@ -146,7 +146,7 @@ def invoice_document(invoice: Invoice, lines: list[InvoiceLine]) -> InvoiceDocum
         payment_note=f"Please quote the invoice number {invoice.invoice_number} with your payment.",
         service_period_start=invoice.period_start.date() if invoice.period_start else None,
         service_period_end=invoice.period_end.date() if invoice.period_end else None,
-        order_reference=invoice.order_reference, tax_rule=rule, note=note,
+        order_reference=invoice.order_reference, tax_rule=rule, note=note, issued_at=invoice.issued_at,
     )
 
 
@@ -162,7 +162,7 @@ def void_document(invoice: Invoice, lines: list[InvoiceLine]) -> VoidDocument:
         tax_total=round_cents(invoice.tax_total), total=round_cents(invoice.total_gross),
         service_period_start=invoice.period_start.date() if invoice.period_start else None,
         service_period_end=invoice.period_end.date() if invoice.period_end else None,
-        order_reference=invoice.order_reference, tax_rule=_tax_texts(invoice)[0],
+        order_reference=invoice.order_reference, tax_rule=_tax_texts(invoice)[0], issued_at=invoice.voided_at,
     )
 
 

@@ -8,9 +8,10 @@ none is reachable, so it proves nothing here.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from io import BytesIO
@@ -22,6 +23,7 @@ import pytest
 from lxml import etree
 from pypdf import PdfReader
 
+from decabill.documents import einvoice
 from decabill.documents.einvoice import build_cii_xml, build_credit_note_xml
 from decabill.documents.model import (
     DocumentError,
@@ -350,6 +352,23 @@ def test_schematron_catches_a_broken_total(path: str, expected_rule: str) -> Non
     assert expected_rule in schematron_failures(broken)
 
 
+def test_xml_is_the_xml_drafthorse_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """einvoice serialises drafthorse's document itself (one pass instead of three): the same XML as
+    drafthorse's own `serialize` with its XSD check — element for element, text and whitespace (exclusive
+    C14N) — and the same namespaces declared on the root."""
+    documents = []
+    serialize = einvoice._serialize
+    monkeypatch.setattr(einvoice, "_serialize", lambda document: documents.append(document) or serialize(document))
+    invoice = make_invoice(paid=D("20.00"))
+    ours = [build_cii_xml(invoice), build_credit_note_xml(make_void(invoice))]
+
+    for xml, document in zip(ours, documents, strict=True):
+        theirs = document.serialize(schema="FACTUR-X_EN16931")
+        canonical = [etree.tostring(etree.fromstring(x), method="c14n", exclusive=True) for x in (xml, theirs)]
+        assert canonical[0] == canonical[1]
+        assert etree.fromstring(xml).nsmap == etree.fromstring(theirs).nsmap
+
+
 def test_credit_note_xml_is_valid_and_references_the_invoice() -> None:
     invoice = make_invoice()
     xml = build_credit_note_xml(make_void(invoice))
@@ -445,3 +464,114 @@ def test_void_pdf_references_the_voided_invoice() -> None:
     assert CUSTOMER.name in text
     assert f"{invoice.total:,.2f} EUR" in text
     assert "Balance due" not in text
+
+
+# The XMP namespaces of the PDF/A identification, the Dublin Core, XMP basic, the PDF/A extension schema
+# description and the Factur-X properties.
+XMP_NS = {
+    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+    "pdfaid": "http://www.aiim.org/pdfa/ns/id/",
+    "dc": "http://purl.org/dc/elements/1.1/",
+    "xmp": "http://ns.adobe.com/xap/1.0/",
+    "pdfaExtension": "http://www.aiim.org/pdfa/ns/extension/",
+    "pdfaSchema": "http://www.aiim.org/pdfa/ns/schema#",
+    "pdfaProperty": "http://www.aiim.org/pdfa/ns/property#",
+    "fx": "urn:factur-x:pdfa:CrossIndustryDocument:invoice:1p0#",
+}
+
+
+def facturx_structure(pdf: bytes) -> dict[str, Any]:
+    """What the PDF/A-3 and Factur-X profiles look for in a Factur-X PDF, read with pypdf: the catalog's
+    associated files and embedded-file name tree, the file specification and embedded stream of
+    factur-x.xml, and the XMP metadata (dates only as present or not: they differ between renders)."""
+    reader = PdfReader(BytesIO(pdf))
+    root: Any = reader.trailer["/Root"]
+    names = root["/Names"]["/EmbeddedFiles"]["/Names"]
+    (filespec_ref,) = root["/AF"]
+    assert names[1].get_object() is filespec_ref.get_object(), "the /AF entry is the file of the name tree"
+    filespec = filespec_ref.get_object()
+    stream = filespec["/EF"]["/F"].get_object()
+    assert all(filespec["/EF"][key].get_object() is stream for key in filespec["/EF"])
+    xml = stream.get_data()
+    params = stream["/Params"]
+    xmp = etree.fromstring(root["/Metadata"].get_object().get_data())
+
+    def xmp_text(path: str) -> list[str]:
+        return [str(text).strip() for text in xmp.xpath(f"//{path}/text()", namespaces=XMP_NS)]
+
+    return {
+        "catalog": {key: str(root[key]) for key in ("/PageMode", "/Lang")},
+        "output intents": [str(intent.get_object()["/S"]) for intent in root["/OutputIntents"]],
+        "name tree": [str(names[0])],
+        "filespec": {key: str(filespec[key]) for key in ("/Type", "/F", "/UF", "/AFRelationship", "/Desc")},
+        "EF keys": sorted(filespec["/EF"]),
+        "embedded file": {key: str(stream[key]) for key in ("/Type", "/Subtype")},
+        "params": sorted(params),
+        "size and checksum right": (params["/Size"] == len(xml)
+                                    and bytes(params["/CheckSum"].original_bytes) == hashlib.md5(xml).digest()),
+        "xmp": {path: xmp_text(path) for path in (
+            "pdfaid:part", "pdfaid:conformance", "dc:title/rdf:Alt/rdf:li", "dc:creator/rdf:Seq/rdf:li",
+            "dc:description/rdf:Alt/rdf:li", "pdfaSchema:schema", "pdfaSchema:namespaceURI", "pdfaSchema:prefix",
+            "pdfaProperty:name", "pdfaProperty:valueType", "pdfaProperty:category", "fx:DocumentType",
+            "fx:DocumentFileName", "fx:Version", "fx:ConformanceLevel")},
+        "xmp dates": {path: len(xmp_text(path)) for path in ("xmp:CreateDate", "xmp:ModifyDate")},
+    }
+
+
+def test_invoice_pdf_has_the_facturx_structure_the_factur_x_library_writes() -> None:
+    """The PDF is made in one pass by fpdf2; what the factur-x library gives a PDF (it did the embedding
+    before) is the reference: the same associated file, name tree, file specification and XMP."""
+    invoice = make_invoice(issuer=replace(ISSUER, name="Decabill & Söhne <Hosting> GmbH"))
+    pdf = render_invoice_pdf(invoice)
+    xml = build_cii_xml(invoice)
+    title = f"Invoice {invoice.number}"
+    reference = facturx.generate_from_binary(
+        pdf, xml, flavor="factur-x", level="en16931", check_xsd=False, lang="en-US",
+        pdf_metadata={"author": invoice.issuer.name, "keywords": "Factur-X, EN 16931, Invoice",
+                      "title": f"{invoice.issuer.name}: {title}",
+                      "subject": f"{title} dated {invoice.issue_date.isoformat()} issued by {invoice.issuer.name}"},
+    )
+
+    ours = facturx_structure(pdf)
+    assert ours == facturx_structure(reference)
+    assert ours["filespec"]["/AFRelationship"] == "/Data"
+    assert ours["embedded file"]["/Subtype"] == "/text/xml"
+    assert ours["xmp"]["fx:ConformanceLevel"] == ["EN 16931"]
+    assert ours["xmp"]["dc:creator/rdf:Seq/rdf:li"] == ["Decabill & Söhne <Hosting> GmbH"]
+    assert facturx.get_xml_from_pdf(pdf, check_xsd=True) == ("factur-x.xml", xml)
+
+
+def test_two_renders_of_a_document_are_the_same_bytes_dated_by_the_document() -> None:
+    issued_at = datetime(2026, 1, 31, 9, 30, 15, tzinfo=UTC)
+    invoice = make_invoice(issued_at=issued_at)
+    first = render_invoice_pdf(invoice)
+    assert render_invoice_pdf(invoice) == first
+    void = replace(make_void(invoice), issued_at=datetime(2026, 2, 3, 12, 0))  # naive: UTC
+    assert render_void_pdf(void) == render_void_pdf(void)
+
+    root: Any = PdfReader(BytesIO(first)).trailer["/Root"]
+    xmp = etree.fromstring(root["/Metadata"].get_object().get_data())
+    dates = {path: xmp.xpath(f"//{path}/text()", namespaces=XMP_NS) for path in ("xmp:CreateDate", "xmp:ModifyDate")}
+    assert dates == {"xmp:CreateDate": ["2026-01-31T09:30:15+00:00"], "xmp:ModifyDate": ["2026-01-31T09:30:15+00:00"]}
+    stream = root["/AF"][0].get_object()["/EF"]["/F"].get_object()
+    assert stream["/Params"]["/ModDate"] == "D:20260131093015Z"
+    # without the moment of issue, the issue date at midnight UTC
+    undated: Any = PdfReader(BytesIO(render_invoice_pdf(make_invoice()))).trailer["/Root"]
+    assert "2026-01-31T00:00:00+00:00" in undated["/Metadata"].get_object().get_data().decode()
+
+
+def test_text_wider_than_its_column_wraps_onto_more_lines() -> None:
+    """Names, addresses and descriptions that do not fit their column go onto several lines (fpdf2's
+    line breaking); text that fits stays on one."""
+    name = "Müller & Söhne Webdesign und Hosting Kommanditgesellschaft für Mittelstandsportale"
+    description = "Dedicated server XL with 128 GB RAM, 2 × 3.84 TB NVMe, 10 Gbit uplink, 2026-01-01 – 2026-01-31"
+    lines = [make_line(description, D("1"), D("99.00"), D("19"))]
+    note = "Please quote the invoice number with your transfer. " * 3
+    pdf = render_invoice_pdf(make_invoice(lines, customer=replace(CUSTOMER, name=name), payment_note=note))
+
+    # justified lines come out of the text extraction with wider spaces
+    text_lines = [" ".join(line.split()) for line in pdf_text(pdf).splitlines()]
+    for long_text in (name, description, note.strip()):
+        assert not any(long_text in line for line in text_lines)
+        assert any(long_text in " ".join(text_lines[i : i + 3]) for i in range(len(text_lines)))
+    assert "Issue date 2026-01-31" in text_lines  # a short value: one line
