@@ -101,7 +101,7 @@ def _default_fonts() -> FontFiles:
 
 # fontTools logs every subsetting step at INFO (several lines per rendered document); a billing day
 # renders one document per customer, so its chatter is kept to warnings.
-for _name in ("fontTools", "fontTools.subset", "fontTools.ttLib", "fpdf", "factur-x", "facturx"):
+for _name in ("fontTools", "fontTools.subset", "fontTools.ttLib", "fpdf"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 # The characters documents are usually written in. A document whose text stays in one of these sets is set
