@@ -21,6 +21,9 @@ its own, so a repository call outside a service's transaction is impossible to w
 * `add(row)` / `create(row)` stamp the request's tenant on a new row; `create_unless_taken(row)` inserts in a
   savepoint and answers False where a unique key refuses it; `insert_if_missing(values, keys)` is the
   race-free `INSERT ... ON CONFLICT DO NOTHING`.
+* `scoped(*columns)` — the same start with the tenant as the bound parameter `TENANT_PARAM`, for statements
+  built ONCE per process (`@prepared`) and run with `run(statement, **params)`, which fills the tenant from the
+  request's: the hot reads neither build their SQL nor its cache key per request.
 * `in_any_tenant(*columns)` — the only unscoped start on a tenant's table, named so a reader sees it (a token
   names its user in whatever tenant it was issued for; the operator's metrics count across tenants).
 * `InstallationRepository` — the same base for the installation's own tables, which belong to no tenant.
@@ -29,16 +32,28 @@ its own, so a repository call outside a service's transaction is impossible to w
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import Delete, Update, bindparam, delete, func, insert, select, true, type_coerce, update
-from sqlalchemy.engine import Row
+from sqlalchemy import (
+    BigInteger,
+    Delete,
+    Update,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    true,
+    type_coerce,
+    update,
+)
+from sqlalchemy.engine import Result, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Bundle
-from sqlalchemy.sql import ColumnElement, Select
+from sqlalchemy.sql import ColumnElement, Executable, Select
 
 from decabill import db
 from decabill.errors import StillReferenced
@@ -48,20 +63,59 @@ M = TypeVar("M")
 
 MAX_ROWS = 2**62  # beyond any real table; keeps huge client offsets inside SQLite's INTEGER range
 
+#: the bound parameter of the tenant in statements built once (`Repository.scoped`), filled by `Repository.run`
+TENANT_PARAM = "scope_tenant_id"
+#: the bound parameters of `paged()` statements, filled by `paging(limit, offset)`
+PAGE_LIMIT, PAGE_OFFSET = "page_limit", "page_offset"
+
+
+def _clamped(limit: int | None, offset: int | None) -> tuple[int | None, int]:
+    """The contract's limit/offset as SQL takes them: limit 0 (or none) means no limit (None). Values outside
+    what a database accepts (negative, beyond 64 bits) are clamped instead of reaching SQL as a 500."""
+    return (min(limit, MAX_ROWS) if limit and limit > 0 else None), min(max(offset or 0, 0), MAX_ROWS)
+
 
 def page(statement: Select[Any], limit: int | None, offset: int | None) -> Select[Any]:
-    """Apply limit/offset as the contract defines them: limit 0 (or none) means no limit. Values outside
-    what a database accepts (negative, beyond 64 bits) are clamped instead of reaching SQL as a 500."""
-    statement = statement.offset(min(max(offset or 0, 0), MAX_ROWS))
-    if limit and limit > 0:
-        statement = statement.limit(min(limit, MAX_ROWS))
-    return statement
+    """Apply limit/offset as the contract defines them (`_clamped`)."""
+    limit, offset = _clamped(limit, offset)
+    statement = statement.offset(offset)
+    return statement if limit is None else statement.limit(limit)
 
 
-async def read_together(session: AsyncSession, *statements: Select[Any]) -> tuple[Any, ...]:
-    """The values of several one-value statements — each built by its repository (`count_query`, `sum_query`,
-    `value_query`...), so scoped to the request's tenant — in ONE round trip: `SELECT (…), (…), …`."""
-    return tuple((await session.execute(select(*(statement.scalar_subquery() for statement in statements)))).one())
+def paged(statement: Select[Any]) -> Select[Any]:
+    """`page()` for a statement built once: limit and offset are bound parameters (64-bit, as the clamped values
+    may be); run it with `**paging(limit, offset)`."""
+    return statement.limit(bindparam(PAGE_LIMIT, type_=BigInteger)).offset(bindparam(PAGE_OFFSET, type_=BigInteger))
+
+
+def paging(limit: int | None, offset: int | None) -> dict[str, int]:
+    """The parameters of a `paged()` statement; no limit is `MAX_ROWS` (SQLite has no `LIMIT NULL`)."""
+    limit, offset = _clamped(limit, offset)
+    return {PAGE_LIMIT: MAX_ROWS if limit is None else limit, PAGE_OFFSET: offset}
+
+
+def together(*statements: Select[Any]) -> Select[Any]:
+    """One statement of several one-value statements (`count_query`, `sum_query`, `value_query`...):
+    `SELECT (…), (…), …` — their values in ONE round trip."""
+    return select(*(statement.scalar_subquery() for statement in statements))
+
+
+class prepared:  # noqa: N801 - used as a decorator, like `property`
+    """Decorates a repository's builder of a statement that takes every value as a bound parameter (the tenant
+    too: it starts at `scoped()`): the statement is built once per process and repository class, at its first
+    use, and then reused — a request neither builds it nor computes its cache key (SQLAlchemy memoises that on
+    the statement object). Read it as an attribute (`self._open_of_user`), run it with `run()`."""
+
+    def __init__(self, build: Callable[[Any], Executable]) -> None:
+        self.build = build
+        self.built: dict[type, Executable] = {}
+        self.__doc__ = build.__doc__
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        statement = self.built.get(owner)
+        if statement is None:
+            statement = self.built[owner] = self.build(owner)
+        return statement
 
 
 _RECORDS: dict[type, Bundle] = {}
@@ -86,6 +140,19 @@ class Repository(Generic[M]):
     def statement(self, *columns: Any) -> Select[Any]:
         """`SELECT model` (or the given columns) of the request's tenant."""
         return select(*(columns or (self.model,))).where(self._tenant_condition())
+
+    @classmethod
+    def scoped(cls, *columns: Any) -> Select[Any]:
+        """`SELECT` of the given columns (or the table's, `columns()`) of the tenant bound at run time: the start
+        of a statement built once (`@prepared`); `run()` binds `TENANT_PARAM` to the request's tenant."""
+        statement = select(*(columns or cls.columns()))
+        return statement.where(cls.model.tenant_id == bindparam(TENANT_PARAM)) if cls.tenant_scoped else statement
+
+    @classmethod
+    def columns(cls) -> Any:
+        """The table's columns: selected by a statement that `run()` executes, each row is a plain, read-only
+        record of them (`record.status`, like the model)."""
+        return cls.model.__table__.columns
 
     @classmethod
     def record(cls) -> Bundle:
@@ -147,20 +214,34 @@ class Repository(Generic[M]):
         return (await self.session.execute(statement)).all()
 
     async def scalar(self, statement: Select[Any]) -> Any:
-        return (await self.session.execute(statement)).scalar_one()
+        """The one value of the statement (it may start at `statement()` or `scoped()`)."""
+        return (await self.session.execute(statement, {TENANT_PARAM: current_tenant()})).scalar_one()
+
+    async def run(self, statement: Executable, **params: Any) -> Result[Any]:
+        """Run a statement built once (`@prepared`, starting at `scoped()`) with `params` and the request's tenant,
+        as Core on the unit of work's connection: rows are plain records, no ORM objects, no ORM compile step.
+        For reads: the session's pending changes are not flushed first."""
+        connection = await self.session.connection()
+        return await connection.execute(statement, {TENANT_PARAM: current_tenant(), **params})
 
     async def page(self, statement: Select[Any], limit: int | None, offset: int | None) -> list[Any]:
         return await self.all(page(statement, limit, offset))
 
-    def value_query(self, id: uuid.UUID, column: Any) -> Select[Any]:
-        """`SELECT column` of the row `id` (for `read_together`)."""
-        return self.statement(column).where(self.model.id == id)
+    # One-value statements, scoped by the bound tenant so that they can be built once; values in `conditions` may
+    # be bound parameters. `count()` / `sum()` run them; `together()` joins several into one statement.
 
-    def count_query(self, *conditions: Any) -> Select[Any]:
-        return self.statement(func.count()).select_from(self.model).where(*conditions)
+    @classmethod
+    def value_query(cls, id: Any, column: Any) -> Select[Any]:
+        """`SELECT column` of the row `id`."""
+        return cls.scoped(column).where(cls.model.id == id)
 
-    def sum_query(self, column: Any, *conditions: Any) -> Select[Any]:
-        return self.statement(self.sum_of(column)).where(*conditions)
+    @classmethod
+    def count_query(cls, *conditions: Any) -> Select[Any]:
+        return cls.scoped(func.count()).select_from(cls.model).where(*conditions)
+
+    @classmethod
+    def sum_query(cls, column: Any, *conditions: Any) -> Select[Any]:
+        return cls.scoped(cls.sum_of(column)).where(*conditions)
 
     async def exists(self, *conditions: Any) -> bool:
         return await self.first(self.statement(self.model.id).where(*conditions)) is not None
@@ -168,11 +249,13 @@ class Repository(Generic[M]):
     async def count(self, *conditions: Any) -> int:
         return int(await self.scalar(self.count_query(*conditions)))
 
-    def sum_of(self, column: Any) -> Any:
+    @staticmethod
+    def sum_of(column: Any) -> Any:
         """`COALESCE(SUM(column), 0)` typed as the column, so money sums come back as exact Decimals."""
         return type_coerce(func.coalesce(func.sum(column), 0), column.type)
 
-    def min_of(self, column: Any) -> Any:
+    @staticmethod
+    def min_of(column: Any) -> Any:
         return func.min(column)
 
     async def sum(self, column: Any, *conditions: Any) -> Decimal:

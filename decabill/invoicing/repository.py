@@ -8,10 +8,27 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, case, cast, exists, func, literal, literal_column, or_, select, union
+from sqlalchemy import (
+    Integer,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    union,
+)
 from sqlalchemy.sql import ColumnElement, Select
 
-from decabill.repository import Repository, page
+from decabill.identity.repository import UserRepository
+from decabill.repository import Repository, page, paged, paging, prepared, together
+from decabill.subscriptions.repository import OpenPositionRepository, SubscriptionRepository
+from decabill.usage.repository import UsageRecordRepository
 from models.catalog import ServicePlan
 from models.identity import User
 from models.invoicing import (
@@ -30,7 +47,7 @@ from models.invoicing import (
 from models.subscriptions import OpenPosition, Subscription
 
 
-def of_subscription(subscription_id: uuid.UUID) -> ColumnElement[bool]:
+def of_subscription(subscription_id: Any) -> ColumnElement[bool]:
     """WHERE condition on `Invoice`: the invoice was made for the subscription or has a line of it (an
     invoice of the billing day that covers several subscriptions belongs to each of them)."""
     lines = select(InvoiceLine.invoice_id).where(InvoiceLine.subscription_id == subscription_id)
@@ -43,6 +60,11 @@ class InvoiceCountRepository(Repository[InvoiceCount]):
     async def total(self) -> int:
         """How many invoices the tenant has (the counter the triggers of migration 0024 keep; no row = none yet)."""
         return int(await self.one_or_none(self.statement(InvoiceCount.invoices)) or 0)
+
+    @classmethod
+    def total_query(cls) -> Select[Any]:
+        """`total()` as a one-value statement of the bound tenant (NULL when there is no row yet)."""
+        return cls.scoped(InvoiceCount.invoices)
 
 
 class InvoiceRepository(Repository[Invoice]):
@@ -59,19 +81,53 @@ class InvoiceRepository(Repository[Invoice]):
             conditions.append(of_subscription(subscription_id))
         return await self.get_by(*conditions, for_update=for_update)
 
-    async def of_user_and_subscription(self, user_id: uuid.UUID, subscription_id: uuid.UUID) -> list[Any]:
-        """The records (`record()`, read-only) of the user's invoices of the subscription, newest first."""
-        statement = (self.statement(self.record()).where(Invoice.user_id == user_id, of_subscription(subscription_id))
-                     .order_by(Invoice.created_at.desc(), Invoice.id))
-        return await self.all(statement)
+    # --- the customer's hot reads: statements built once (`prepared`), run as Core (`run`) ----------------------
+
+    @prepared
+    def _of_own_subscription(cls) -> Select[Any]:
+        """The user's subscription (one row, `owned`) and, joined to it, its invoices (none: one row of NULLs)."""
+        subscription_id, user_id = bindparam("subscription_id"), bindparam("user_id")
+        invoices = and_(Invoice.tenant_id == Subscription.tenant_id, Invoice.user_id == Subscription.user_id,
+                        of_subscription(subscription_id))
+        return (SubscriptionRepository.own(Subscription.id.label("owned"), *cls.columns(),
+                                           subscription_id=subscription_id, user_id=user_id)
+                .outerjoin(Invoice, invoices)
+                .order_by(Invoice.created_at.desc(), Invoice.id))
+
+    async def of_own_subscription(self, user_id: uuid.UUID, subscription_id: uuid.UUID) -> list[Any] | None:
+        """The records (read-only) of the user's invoices of the subscription, newest first; None when the
+        subscription is not the user's (or not the tenant's, or missing) — the ownership check and the list in
+        one statement."""
+        rows = (await self.run(self._of_own_subscription, subscription_id=subscription_id, user_id=user_id)).all()
+        if not rows:
+            return None
+        return [row for row in rows if row.id is not None]
+
+    @prepared
+    def _open_of_user(cls) -> Select[Any]:
+        return (cls.scoped(*cls.columns(), Subscription.number.label("subscription_number"))
+                .outerjoin(Subscription, Subscription.id == Invoice.subscription_id)
+                .where(Invoice.user_id == bindparam("user_id"), Invoice.status.in_(InvoiceStatus.OPEN))
+                .order_by(Invoice.created_at.desc(), Invoice.id))
 
     async def open_of_user_with_number(self, user_id: uuid.UUID) -> list[tuple[Any, str | None]]:
         """The user's open and overdue invoices (records, read-only) with their subscription's number, newest first."""
-        statement = (self.statement(self.record(), Subscription.number)
-                     .outerjoin(Subscription, Subscription.id == Invoice.subscription_id)
-                     .where(Invoice.user_id == user_id, Invoice.status.in_(InvoiceStatus.OPEN))
-                     .order_by(Invoice.created_at.desc(), Invoice.id))
-        return [(invoice, number) for invoice, number in await self.rows(statement)]
+        return [(row, row.subscription_number) for row in await self.run(self._open_of_user, user_id=user_id)]
+
+    @prepared
+    def _summary_of_user(cls) -> Select[Any]:
+        user_id = bindparam("user_id")
+        return together(UserRepository.value_query(user_id, User.billing_day_of_month),
+                        UserRepository.value_query(user_id, User.created_at),
+                        cls.open_count_query(user_id=user_id), cls.open_total_query(user_id=user_id),
+                        OpenPositionRepository.unbilled_total_query(user_id=user_id),
+                        UsageRecordRepository.unbilled_total_query(user_id=user_id))
+
+    async def summary_of_user(self, user_id: uuid.UUID) -> tuple[Any, ...]:
+        """In one statement: the user's stored billing day and registration time (None, None for an unknown
+        user), the count and balance due of their open and overdue invoices, and the totals of their unbilled
+        open positions and usage — each figure its owning repository's query."""
+        return tuple((await self.run(self._summary_of_user, user_id=user_id)).one())
 
     @staticmethod
     def _open(**filters: Any) -> list[ColumnElement[bool]]:
@@ -83,11 +139,13 @@ class InvoiceRepository(Repository[Invoice]):
         count, total = (await self.rows(statement))[0]
         return int(count), total
 
-    def open_count_query(self, **filters: Any) -> Select[Any]:
-        return self.count_query(*self._open(**filters))
+    @classmethod
+    def open_count_query(cls, **filters: Any) -> Select[Any]:
+        return cls.count_query(*cls._open(**filters))
 
-    def open_total_query(self, **filters: Any) -> Select[Any]:
-        return self.sum_query(Invoice.balance_due, *self._open(**filters))
+    @classmethod
+    def open_total_query(cls, **filters: Any) -> Select[Any]:
+        return cls.sum_query(Invoice.balance_due, *cls._open(**filters))
 
     async def customers_billed_by_run_since(self, since: dt.datetime) -> int:
         """Across every tenant (the operator's metrics): customers the billing run invoiced since `since`."""
@@ -192,14 +250,31 @@ class InvoiceRepository(Repository[Invoice]):
                     .outerjoin(User, User.id == Invoice.user_id)
                     .where(*conditions))
 
-        if conditions:
-            total = await self.scalar(self.statement(func.count()).select_from(Invoice).where(*conditions))  # no joins
-        else:  # every invoice of the tenant: its counter, not a count that grows with the table
-            total = await InvoiceCountRepository(self.session).total()
+        if not conditions:
+            return await self.latest_page(limit=limit, offset=offset)
+        total = await self.scalar(self.statement(func.count()).select_from(Invoice).where(*conditions))  # no joins
         statement = joined(self.statement(self.record(), Subscription.number, User.email)).order_by(
             Invoice.created_at.desc(), Invoice.id.desc())
         rows = [(invoice, number, email) for invoice, number, email in await self.rows(page(statement, limit, offset))]
         return rows, int(total)
+
+    @prepared
+    def _latest_page(cls) -> Select[Any]:
+        """A page of every invoice of the tenant, newest first, with the tenant's total from its counter (not a
+        count that grows with the table) on each row."""
+        return paged(cls.scoped(*cls.columns(), Subscription.number.label("subscription_number"),
+                                User.email.label("user_email"),
+                                InvoiceCountRepository.total_query().scalar_subquery().label("tenant_total"))
+                     .outerjoin(Subscription, Subscription.id == Invoice.subscription_id)
+                     .outerjoin(User, User.id == Invoice.user_id)
+                     .order_by(Invoice.created_at.desc(), Invoice.id.desc()))
+
+    async def latest_page(self, *, limit: int, offset: int) -> tuple[list[tuple[Any, str | None, str | None]], int]:
+        """`search_page` without a filter, in one statement built once (a page past the end reads the counter
+        on its own)."""
+        rows = (await self.run(self._latest_page, **paging(limit, offset))).all()
+        total = rows[0].tenant_total if rows else await InvoiceCountRepository(self.session).total()
+        return [(row, row.subscription_number, row.user_email) for row in rows], int(total or 0)
 
     def _billed_in(self, lower: dt.datetime, upper: dt.datetime, user_id: uuid.UUID | None) -> list[Any]:
         conditions = [Invoice.status.in_(InvoiceStatus.BILLED), Invoice.issued_at >= lower, Invoice.issued_at < upper]

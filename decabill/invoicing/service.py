@@ -54,16 +54,12 @@ from decabill.invoicing import monitoring as monitoring  # what the operator's m
 from decabill.invoicing import billing_day as billing_day  # `decabill bill-day`
 from decabill.invoicing.documents import Pdf as Pdf
 from decabill.invoicing.errors import InvoiceNotFound
-from decabill.identity.repository import UserRepository
 from decabill.invoicing.repository import InvoiceLineRepository, InvoiceRepository
-from decabill.repository import read_together
 from decabill.invoicing.states import Actor as Actor
 from decabill.invoicing.views import InvoicesSummaryView
 from decabill.invoicing.views import InvoiceView as InvoiceView
-from decabill.subscriptions.repository import OpenPositionRepository
+from decabill.subscriptions.errors import SubscriptionNotFound
 from decabill.subscriptions.service import find_own_subscription, find_subscription
-from decabill.usage.repository import UsageRecordRepository
-from models.identity import User
 from models.invoicing import Invoice
 from models.subscriptions import Subscription
 
@@ -96,12 +92,8 @@ async def _view(invoice: Invoice, lines: InvoiceLineRepository) -> InvoiceView:
 async def get_summary(principal: Principal) -> InvoicesSummaryView:
     user_id = principal.require_user_id()
     async with db.read() as session:  # one round trip for the five figures
-        users, invoices = UserRepository(session), InvoiceRepository(session)
-        stored_day, registered, open_count, open_total, positions, usage = await read_together(
-            session, users.value_query(user_id, User.billing_day_of_month), users.value_query(user_id, User.created_at),
-            invoices.open_count_query(user_id=user_id), invoices.open_total_query(user_id=user_id),
-            OpenPositionRepository(session).unbilled_total_query(user_id=user_id),
-            UsageRecordRepository(session).unbilled_total_query(user_id=user_id))
+        stored_day, registered, open_count, open_total, positions, usage = \
+            await InvoiceRepository(session).summary_of_user(user_id)
     return InvoicesSummaryView(
         open_overdue_count=int(open_count), open_overdue_total=round_cents(open_total),
         billing_day_of_month=billing.billing_day_of(stored_day, registered) if registered is not None else 1,
@@ -118,10 +110,11 @@ async def list_open_overdue(principal: Principal) -> list[InvoiceView]:
 
 async def list_invoices(principal: Principal, subscription_id: uuid.UUID) -> list[InvoiceView]:
     user_id = principal.require_user_id()
-    async with db.read() as session:
-        await find_own_subscription(user_id, subscription_id)
-        found = await InvoiceRepository(session).of_user_and_subscription(user_id, subscription_id)
-        return [InvoiceView(invoice) for invoice in found]
+    async with db.read() as session:  # the ownership check and the list in one statement
+        found = await InvoiceRepository(session).of_own_subscription(user_id, subscription_id)
+    if found is None:
+        raise SubscriptionNotFound(subscription_id)
+    return [InvoiceView(invoice) for invoice in found]
 
 
 # --- one invoice -------------------------------------------------------------------------------------------

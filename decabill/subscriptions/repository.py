@@ -8,10 +8,10 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import JSON, and_, exists, or_
+from sqlalchemy import JSON, and_, bindparam, exists, or_
 from sqlalchemy.sql import ColumnElement, Select
 
-from decabill.repository import BillableRepository, Repository, page
+from decabill.repository import BillableRepository, Repository, page, paged, paging, prepared
 from models.subscriptions import (
     Backorder,
     BackorderStatus,
@@ -32,19 +32,31 @@ BILLED_STATUSES = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING_CANCEL)
 class SubscriptionRepository(Repository[Subscription]):
     model = Subscription
 
+    @staticmethod
+    def _owned(user_id: Any, subscription_id: Any) -> tuple[ColumnElement[bool], ...]:
+        return Subscription.id == subscription_id, Subscription.user_id == user_id
+
     async def get_own(self, user_id: uuid.UUID, subscription_id: uuid.UUID, *,
                       for_update: bool = False) -> Subscription | None:
-        return await self.get_by(Subscription.id == subscription_id, Subscription.user_id == user_id,
-                                 for_update=for_update)
+        return await self.get_by(*self._owned(user_id, subscription_id), for_update=for_update)
+
+    @classmethod
+    def own(cls, *columns: Any, subscription_id: Any, user_id: Any) -> Select[Any]:
+        """`get_own` as the start of a statement built once (`scoped`): the given columns of the user's
+        subscription; the ids are usually bound parameters."""
+        return cls.scoped(*columns).select_from(Subscription).where(*cls._owned(user_id, subscription_id))
 
     async def any_of_user(self, user_id: uuid.UUID) -> bool:
         return await self.exists(Subscription.user_id == user_id)
 
-    async def of_user(self, user_id: uuid.UUID, limit: int | None, offset: int | None) -> list[Any]:
-        """One page of the user's subscriptions as records (`record()`, read-only), newest first."""
-        statement = (self.statement(self.record()).where(Subscription.user_id == user_id)
+    @prepared
+    def _of_user(cls) -> Select[Any]:
+        return paged(cls.scoped().where(Subscription.user_id == bindparam("user_id"))
                      .order_by(Subscription.created_at.desc(), Subscription.id))
-        return await self.page(statement, limit, offset)
+
+    async def of_user(self, user_id: uuid.UUID, limit: int | None, offset: int | None) -> list[Any]:
+        """One page of the user's subscriptions as records (read-only), newest first."""
+        return (await self.run(self._of_user, user_id=user_id, **paging(limit, offset))).all()
 
     async def number_of(self, subscription_id: uuid.UUID) -> str | None:
         return await self.one_or_none(self.statement(Subscription.number).where(Subscription.id == subscription_id))
@@ -321,8 +333,9 @@ class OpenPositionRepository(BillableRepository[OpenPosition]):
         """Of the tenant, or of a `user_id`."""
         return await self.scalar(self.unbilled_total_query(**filters))
 
-    def unbilled_total_query(self, **filters: Any) -> Select[Any]:
-        return self.sum_query(OpenPosition.amount, OpenPosition.invoice_id.is_(None),
+    @classmethod
+    def unbilled_total_query(cls, **filters: Any) -> Select[Any]:
+        return cls.sum_query(OpenPosition.amount, OpenPosition.invoice_id.is_(None),
                               *(getattr(OpenPosition, name) == value for name, value in filters.items()))
 
     async def oldest_unbilled_by_user(self) -> dict[uuid.UUID, dt.datetime]:

@@ -43,8 +43,9 @@ class UsageRecordRepository(BillableRepository[UsageRecord]):
     async def unbilled_total(self, **filters: Any) -> Any:
         return await self.scalar(self.unbilled_total_query(**filters))
 
-    def unbilled_total_query(self, **filters: Any) -> Select[Any]:
-        return self.sum_query(UsageRecord.amount, *self._unbilled(**filters))
+    @classmethod
+    def unbilled_total_query(cls, **filters: Any) -> Select[Any]:
+        return cls.sum_query(UsageRecord.amount, *cls._unbilled(**filters))
 
     async def oldest_unbilled_by_user(self) -> dict[uuid.UUID, dt.datetime]:
         statement = self.statement(UsageRecord.user_id, self.min_of(UsageRecord.created_at)).where(

@@ -1,0 +1,62 @@
+"""The hot reads run statements built once per process with the tenant as a bound parameter
+(`decabill.repository.prepared`): two tenants served by the same process, reading through the same statements in
+turn, each see only their own rows — and a subscription of the other tenant is 404 like a missing one."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from tests.helpers import assert_error
+from tests.invoicing.conftest import customer_with_subscription, iso
+from tests.subscriptions.conftest import manual_plan
+
+
+def _ok(response) -> Any:
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def _tenant(api, admin: str, tenant: str, base_price: str) -> dict:
+    plan = await manual_plan(api, admin, tenant=tenant, basePrice=base_price)
+    token, subscription = await customer_with_subscription(api, admin, plan["id"], f"customer@{tenant}.example",
+                                                           tenant=tenant)
+    return {"tenant": tenant, "admin": admin, "customer": token, "subscription": subscription}
+
+
+async def test_the_hot_reads_answer_each_tenant_its_own(billing_api, admin, clock):
+    api = billing_api
+    acme_admin = await api.admin_token("admin@acme.example", tenant="acme")
+    tenants = [await _tenant(api, admin, "default", "30.00"), await _tenant(api, acme_admin, "acme", "45.00")]
+    # An issued, unpaid invoice in each tenant: half of the first period billed now (`createInvoice`).
+    clock.set(max(iso(t["subscription"]["currentPeriodStart"]) for t in tenants) + dt.timedelta(days=10))
+    for t in tenants:
+        created = await api.post(f"/invoices/{t['subscription']['id']}", token=t["admin"], tenant=t["tenant"])
+        assert created.status_code == 200, created.text
+        t["invoice"] = created.json()["invoiceRefId"]
+
+    for _ in range(2):  # in turn, twice: the same statements serve both tenants
+        for t, other in (tenants, tenants[::-1]):
+            tenant, customer, sid = t["tenant"], t["customer"], t["subscription"]["id"]
+
+            listed = _ok(await api.get(f"/invoices/{sid}", token=customer, tenant=tenant))
+            assert [i["id"] for i in listed] == [t["invoice"]]
+            balance = listed[0]["balance"]
+
+            open_overdue = _ok(await api.get("/invoices/open-overdue", token=customer, tenant=tenant))
+            assert [(i["id"], i["subscriptionNumber"]) for i in open_overdue] == [(t["invoice"],
+                                                                                   t["subscription"]["number"])]
+
+            summary = _ok(await api.get("/invoices/summary", token=customer, tenant=tenant))
+            assert (summary["openOverdueCount"], summary["openOverdueTotal"]) == (1, balance)
+
+            subscriptions = _ok(await api.get("/subscriptions", token=customer, tenant=tenant))
+            assert [s["id"] for s in subscriptions] == [sid]
+
+            page = _ok(await api.get("/admin/billing/invoices?limit=20", token=t["admin"], tenant=tenant))
+            assert [i["id"] for i in page["items"]] == [t["invoice"]] and page["total"] == 1
+
+            # The other tenant's subscription does not exist here.
+            foreign = other["subscription"]["id"]
+            assert_error(await api.get(f"/invoices/{foreign}", token=customer, tenant=tenant), 404,
+                         f"Subscription with ID {foreign} not found")
