@@ -2,13 +2,17 @@
 
     .venv/bin/python bench/explain.py        # after bench/api.py has seeded decabill_bench_api (BENCH_DATABASE)
 
-Prints each query's plan; `docs/performance.md` quotes them (every list query must use an index).
+Prints each query's plan twice: with the values written into the SQL (the plan PostgreSQL makes for one
+execution) and as the generic plan of the prepared statement (`plan_cache_mode = force_generic_plan`: what a
+pooled connection runs once asyncpg's statement has been executed a few times — the tenant, the user and
+limit/offset are parameters then). `docs/performance.md` quotes them (every list query must use an index).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
@@ -16,53 +20,70 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 PG_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
 
 
+def _literal(value: Any) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 async def main() -> None:
     import models  # noqa: F401
-    from decabill.identity.repository import UserRepository
     from decabill.invoicing.repository import InvoiceRepository
-    from decabill.repository import read_together
-    from decabill.subscriptions.repository import OpenPositionRepository, SubscriptionRepository
-    from decabill.usage.repository import UsageRecordRepository
+    from decabill.repository import TENANT_PARAM, Repository
+    from decabill.subscriptions.repository import SubscriptionRepository
     from decabill.tenancy import bound_tenant
     from models.identity import User
     from models.subscriptions import Subscription
 
     database = os.environ.get("BENCH_DATABASE", "decabill_bench_api")
     engine = create_async_engine(f"{PG_URL.replace('postgresql://', 'postgresql+asyncpg://')}/{database}")
-    captured: list[tuple[str, object]] = []
+    captured: list[tuple[str, Any, dict[str, Any]]] = []
+    label = ""
 
     async with AsyncSession(engine) as session:
         customer = (await session.execute(select(User.id).where(User.email == "bench-customer@example.com"))).scalar_one()
         subscription = (await session.execute(select(Subscription.id).where(Subscription.user_id == customer).limit(1))).scalar_one()
 
-        original = session.execute
+        # The statements as the repositories run them: `run()` (built once, parameters) and `session.execute`.
+        run, execute = Repository.run, session.execute
 
-        async def capture(statement, *args, **kwargs):
-            captured.append((label, statement))
-            return await original(statement, *args, **kwargs)
+        async def capture_run(self, statement, **params):
+            captured.append((label, statement, {TENANT_PARAM: "default", **params}))
+            return await run(self, statement, **params)
 
-        session.execute = capture  # type: ignore[method-assign]
+        async def capture_execute(statement, *args, **kwargs):
+            captured.append((label, statement, {TENANT_PARAM: "default"}))
+            return await execute(statement, *args, **kwargs)
+
+        Repository.run = capture_run  # type: ignore[method-assign]
+        session.execute = capture_execute  # type: ignore[method-assign]
         with bound_tenant("default"):
-            invoices, users = InvoiceRepository(session), UserRepository(session)
+            invoices = InvoiceRepository(session)
             for label, call in [
                 ("open and overdue invoices of a customer", lambda: invoices.open_of_user_with_number(customer)),
-                ("invoices of a subscription", lambda: invoices.of_user_and_subscription(customer, subscription)),
-                ("summary (one statement, as decabill.invoicing.service.get_summary reads it)", lambda: read_together(
-                    session, users.value_query(customer, User.billing_day_of_month),
-                    users.value_query(customer, User.created_at), invoices.open_count_query(user_id=customer),
-                    invoices.open_total_query(user_id=customer),
-                    OpenPositionRepository(session).unbilled_total_query(user_id=customer),
-                    UsageRecordRepository(session).unbilled_total_query(user_id=customer))),
+                ("invoices of a subscription, with its ownership check", lambda: invoices.of_own_subscription(customer, subscription)),
+                ("invoices summary (one statement)", lambda: invoices.summary_of_user(customer)),
                 ("subscriptions of a customer", lambda: SubscriptionRepository(session).of_user(customer, 10, 0)),
-                ("admin invoices, page", lambda: invoices.search_page(limit=20, offset=0, search=None, user_id=None, open_only=False)),
+                ("admin invoices, page and total", lambda: invoices.search_page(limit=20, offset=0, search=None, user_id=None, open_only=False)),
                 ("admin invoices, search", lambda: invoices.search_page(limit=20, offset=0, search="INV-2026-0001", user_id=None, open_only=False)),
             ]:
                 await call()
-        session.execute = original  # type: ignore[method-assign]
-        for label, statement in captured:
-            compiled = statement.compile(engine.sync_engine, compile_kwargs={"literal_binds": True})
-            plan = (await session.execute(text(f"EXPLAIN (ANALYZE, COSTS OFF, TIMING ON) {compiled}"))).scalars().all()
+        Repository.run = run  # type: ignore[method-assign]
+        session.execute = execute  # type: ignore[method-assign]
+
+        connection = await session.connection()
+        driver = (await connection.get_raw_connection()).driver_connection
+        for number, (label, statement, params) in enumerate(captured):
+            bound = statement.params(**params)
+            literal = bound.compile(engine.sync_engine, compile_kwargs={"literal_binds": True})
+            plan = (await session.execute(text(f"EXPLAIN (ANALYZE, COSTS OFF, TIMING ON) {literal}"))).scalars().all()
             print(f"### {label}\n" + "\n".join(plan) + "\n")
+
+            expanded = bound.compile(engine.sync_engine).construct_expanded_state()
+            arguments = ", ".join(_literal(expanded.parameters[name]) for name in expanded.positiontup)
+            await driver.execute(f"PREPARE q{number} AS {expanded.statement}")
+            await driver.execute("SET plan_cache_mode = force_generic_plan")
+            rows = await driver.fetch(f"EXPLAIN (ANALYZE, COSTS OFF, TIMING ON) EXECUTE q{number}({arguments})")
+            await driver.execute("RESET plan_cache_mode")
+            print(f"### {label} — generic plan\n" + "\n".join(row[0] for row in rows) + "\n")
     await engine.dispose()
 
 

@@ -13,6 +13,7 @@ from decabill.config import Settings, get_settings
 from decabill.web import observability as observability_http
 from decabill.web import errors
 from decabill.web.docs import middlewares, swagger_ui_options
+from decabill.web.encoding import OrjsonJsonifier
 from decabill.web.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from decabill.web.security import SECURITY_MAP
 from decabill.web.validation import VALIDATOR_MAP
@@ -39,7 +40,8 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         if owns_engine:
             await db.dispose_engine()
 
-    app = connexion.AsyncApp(__name__, lifespan=lifespan, security_map=SECURITY_MAP, middlewares=middlewares())
+    app = connexion.AsyncApp(__name__, lifespan=lifespan, security_map=SECURITY_MAP, middlewares=middlewares(),
+                             jsonifier=OrjsonJsonifier())
     app.add_api(
         OPENAPI_PATH,
         base_path="/api",
