@@ -82,7 +82,7 @@ async def record(session: AsyncSession, *, key: str, kind: str, recipient: str |
                  invoice_id: uuid.UUID | None = None, subscription_id: uuid.UUID | None = None,
                  event_at: dt.datetime | None = None, deliver_after_commit: bool = True) -> uuid.UUID | None:
     """Record the mail of an event (in the caller's transaction) and deliver it after the commit (unless
-    `deliver_after_commit` is False: someone sends `invoicing.deliver_mail` for it later, e.g. once the PDF
+    `deliver_after_commit` is False: someone delivers it later, e.g. the render job once the PDF
     it carries is rendered). Returns the delivery id, or None when this event's mail was recorded before."""
     recipient = (recipient or "").strip() or None
     row = _row(key, kind, recipient, invoice_id, subscription_id, event_at)

@@ -7,8 +7,9 @@ each its own idempotent job, so issuing is never held up by rendering or SMTP (i
 * `render(task_id)` claims the task (`pending` → `rendering`, a conditional UPDATE; a claim older than
   CLAIM_TIMEOUT counts as abandoned), renders and stores the PDF through the download path
   (`documents.invoice_pdf`: a PDF already stored — e.g. downloaded before, which renders on demand — is
-  just read), marks the task `rendered` and sends `invoicing.deliver_mail` for the invoice's mail — the one
-  mail-sending function of decabill (`mail.deliver`). A failure leaves the task `pending` for a retry
+  just read), marks the task `rendered` and, right after that commit, sends the invoice's mail itself with
+  the one mail-sending function of decabill (`mail.deliver`: its claim makes the mail once-only, and a mail
+  left pending is sent by `invoicing.retry_mails`). A failure leaves the task `pending` for a retry
   (`failed` after MAX_ATTEMPTS).
 * The coordinator `invoicing.render_due_documents` sends the job again for tasks left pending (the job
   was lost with its process, kill -9) or abandoned while rendering. Rendering twice writes the same file
@@ -27,7 +28,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db
-from decabill.invoicing import documents
+from decabill.invoicing import documents, mail
 from decabill.invoicing.repository import InvoiceDocumentRepository, MailDeliveryRepository
 from decabill.jobs import ledger
 from decabill.jobs.queue import enqueue
@@ -125,28 +126,29 @@ async def render(task_id: uuid.UUID) -> str:
     except Exception as exc:  # noqa: BLE001 - recorded on the task and retried
         log.error("invoicing.render_failed", error=str(exc), error_type=type(exc).__name__)
         error = f"{type(exc).__name__}: {exc}"
+    delivery_id: uuid.UUID | None = None
     async with db.transaction() as session:
         row = await InvoiceDocumentRepository(session).get(task_id)
         assert row is not None
         if error is None:
             row.status, row.rendered_at, row.last_error = DocumentStatus.RENDERED, db.utcnow(), None
-            delivery_id = await MailDeliveryRepository(session).pending_id(f"invoice-issued:{task.invoice_id}")
-            if delivery_id is not None:
-                db.after_commit(_deliver(current_tenant(), delivery_id))
+            delivery_id = await MailDeliveryRepository(session).pending_id(mail.issued_key(task.invoice_id))
         else:
             row.status = DocumentStatus.FAILED if row.attempts >= MAX_ATTEMPTS else DocumentStatus.PENDING
             row.last_error = error[:2000]
-        return row.status
+        status = row.status
+    if delivery_id is not None:
+        await _send_mail(delivery_id)
+    return status
 
 
-def _deliver(tenant: str, delivery_id: uuid.UUID):
-    async def send() -> None:
-        try:
-            await enqueue("invoicing.deliver_mail", tenant, str(delivery_id))
-        except Exception as exc:  # noqa: BLE001 - the mail is pending; `retry_mails` sends it later
-            log.error("invoicing.mail_enqueue_failed", error=str(exc), error_type=type(exc).__name__)
-
-    return send
+async def _send_mail(delivery_id: uuid.UUID) -> None:
+    """The invoice's mail, right here (the outbox's claim makes it once-only whoever else tries)."""
+    try:
+        await mail.deliver(delivery_id)
+    except Exception as exc:  # noqa: BLE001 - the mail is pending; `retry_mails` sends it later
+        log.error("invoicing.mail_delivery_failed", kind=mail.INVOICE_ISSUED, error=str(exc),
+                  error_type=type(exc).__name__)
 
 
 async def due_for_rendering(limit: int) -> list[uuid.UUID]:
@@ -154,6 +156,19 @@ async def due_for_rendering(limit: int) -> list[uuid.UUID]:
     now = db.utcnow()
     async with db.transaction() as session:
         return await InvoiceDocumentRepository(session).due_ids(now, MAX_ATTEMPTS, RETRY_AFTER, CLAIM_TIMEOUT, limit)
+
+
+async def unworked(limit: int) -> list[uuid.UUID]:
+    """Tasks no live process works on: pending of any age (nobody holds a claim on them; a job that still
+    comes for one finds it done), or abandoned while rendering; attempts left."""
+    now = db.utcnow()
+    async with db.transaction() as session:
+        return await InvoiceDocumentRepository(session).due_ids(now, MAX_ATTEMPTS, None, CLAIM_TIMEOUT, limit)
+
+
+async def last_error(task_ids: list[uuid.UUID]) -> str | None:
+    async with db.transaction() as session:
+        return await InvoiceDocumentRepository(session).last_error(task_ids)
 
 
 async def unfinished() -> int:

@@ -414,18 +414,25 @@ class InvoiceDocumentRepository(Repository[InvoiceDocumentTask]):
             return None
         return await self.get(task_id)
 
-    async def due_ids(self, now: dt.datetime, max_attempts: int, retry_after: dt.timedelta,
+    async def due_ids(self, now: dt.datetime, max_attempts: int, retry_after: dt.timedelta | None,
                       claim_timeout: dt.timedelta, limit: int) -> list[uuid.UUID]:
-        """Tasks nobody is working on: pending for a while (their after-commit job was lost with its process)
-        or abandoned while rendering, attempts left."""
+        """Tasks nobody is working on: pending for `retry_after` (their after-commit job was lost with its
+        process; None: of any age) or abandoned while rendering, attempts left."""
+        pending = InvoiceDocumentTask.status == DocumentStatus.PENDING
+        if retry_after is not None:
+            pending = pending & (InvoiceDocumentTask.created_at < now - retry_after)
         statement = (self.statement(InvoiceDocumentTask.id)
                      .where(InvoiceDocumentTask.attempts < max_attempts,
-                            or_((InvoiceDocumentTask.status == DocumentStatus.PENDING)
-                                & (InvoiceDocumentTask.created_at < now - retry_after),
+                            or_(pending,
                                 (InvoiceDocumentTask.status == DocumentStatus.RENDERING)
                                 & (InvoiceDocumentTask.claimed_at < now - claim_timeout)))
                      .order_by(InvoiceDocumentTask.created_at, InvoiceDocumentTask.id))
         return await self.all(page(statement, limit, 0))
+
+    async def last_error(self, task_ids: Sequence[uuid.UUID]) -> str | None:
+        """The error recorded on one of the tasks (they failed alike, or the first tells enough)."""
+        return await self.first(self.statement(InvoiceDocumentTask.last_error).where(
+            InvoiceDocumentTask.id.in_(task_ids), InvoiceDocumentTask.last_error.is_not(None)))
 
     async def unfinished(self) -> int:
         """Tasks of the tenant not rendered yet (pending or rendering)."""

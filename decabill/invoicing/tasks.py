@@ -10,7 +10,7 @@ directly). Coordinators fan out one unit per due entity and tenant (decabill/job
 * `invoicing.send_due_renewal_reminders` (REMINDER_SCHEDULER_INTERVAL; REMINDER_SCHEDULER_BATCH_SIZE; nothing
   while SMTP is off) → `invoicing.send_renewal_reminder` per subscription renewing within REMINDER_DAYS;
 * `invoicing.render_document` (sent after a billing-day invoice is issued) → PDF rendered and stored, then
-  `invoicing.deliver_mail`; `invoicing.render_due_documents` (REMINDER_SCHEDULER_INTERVAL;
+  its mail sent (`mail.deliver`, in the same job); `invoicing.render_due_documents` (REMINDER_SCHEDULER_INTERVAL;
   REMINDER_SCHEDULER_BATCH_SIZE) sends it again for tasks left pending or abandoned;
 * `invoicing.retry_mails` (MAIL_RETRY_INTERVAL, and once when a scheduler starts; REMINDER_SCHEDULER_BATCH_SIZE)
   → `invoicing.deliver_mail` per billing mail still pending, or abandoned by a sender that died.
