@@ -83,21 +83,19 @@ async def run(tenant: str, *, concurrency: int, on_progress: Callable[[BillingDa
     return summary
 
 
-FINISH_ROUND = 100
-
-
 async def finish_documents(tenant: str) -> int:
-    """Render (and mail) every task of `tenant` that no live process works on, round after round until none
-    is left; the number rendered. Raises `DocumentsNotRendered` when a whole round only failed (rendering is
-    broken: going on would only use up the attempts)."""
+    """Render (and mail) every task of `tenant` that no live process works on — pending of any age, or
+    abandoned while rendering — a batch at a time until none is left; the number rendered. Raises
+    `DocumentsNotRendered` when a whole batch only failed (rendering is broken: going on would only use up
+    the attempts)."""
     rendered = 0
+    await rendering.after_issuing()
     with bound_tenant(tenant):
-        while task_ids := await rendering.unworked(FINISH_ROUND):
-            outcomes = Counter([await rendering.render(task_id) for task_id in task_ids])
-            rendered += outcomes[DocumentStatus.RENDERED]
-            failed = outcomes[DocumentStatus.PENDING] + outcomes[DocumentStatus.FAILED]
-            if failed and failed == len(task_ids):
-                raise DocumentsNotRendered(failed, await rendering.last_error(task_ids))
+        while statuses := await rendering.render_batch():
+            done = sum(1 for status in statuses.values() if status == DocumentStatus.RENDERED)
+            if not done:
+                raise DocumentsNotRendered(len(statuses), await rendering.last_error(list(statuses)))
+            rendered += done
     return rendered
 
 

@@ -399,10 +399,10 @@ async def test_the_billing_day_by_hand_stops_when_a_whole_round_of_pdfs_only_fai
     monkeypatch.setattr(rendering, "_send", lambda tenant, task_id: _no_job)
     await billing_day.run("default", concurrency=2)
 
-    def broken(document):
+    def broken(invoice, lines):
         raise OSError("no fonts")
 
-    monkeypatch.setattr(documents, "render_invoice_pdf", broken)
+    monkeypatch.setattr(documents, "invoice_document", broken)
     with pytest.raises(DocumentsNotRendered, match="None of 6 invoice PDFs could be rendered: OSError: no fonts"):
         await billing_day.finish_documents("default")
     with bound_tenant("default"):
