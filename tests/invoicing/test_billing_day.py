@@ -408,3 +408,30 @@ async def test_the_billing_day_by_hand_stops_when_a_whole_round_of_pdfs_only_fai
     with bound_tenant("default"):
         tasks = await rows(InvoiceDocumentTask)
     assert {(task.status, task.attempts) for task in tasks} == {("pending", 1)}  # attempts left for later
+
+
+async def test_render_batches_make_each_pdf_and_mail_once_and_take_over_a_dead_batch_after_the_claim_timeout(
+        billing_api, admin, plan, clock, smtp_sink, monkeypatch):
+    """Two render jobs over overlapping tasks at once (a job sent twice, the coordinator's resend): each task is
+    claimed by one of them, each mail sent once. A batch whose process died (its tasks left `rendering`) is
+    not taken before CLAIM_TIMEOUT, and is then."""
+    await _customers_with_positions(billing_api, admin, plan, clock)
+    monkeypatch.setattr(rendering, "_send", lambda tenant, task_ids: _no_job)
+    await billing_day.run("default", concurrency=2)
+    smtp_sink.clear()
+    with bound_tenant("default"):
+        task_ids = sorted(task.id for task in await rows(InvoiceDocumentTask))
+        dead, alive = task_ids[:2], task_ids[2:]
+        async with db.transaction() as session:  # a batch claimed by a process killed -9 since
+            await session.execute(update(InvoiceDocumentTask).where(InvoiceDocumentTask.id.in_(dead)).values(
+                status="rendering", attempts=1, claimed_at=db.utcnow()))
+        first, second = await asyncio.gather(rendering.render_batch(task_ids[:5]), rendering.render_batch(alive))
+        assert not set(first) & set(second) and set(first) | set(second) == set(alive)
+        assert set(first.values()) | set(second.values()) == {"rendered"}
+        assert await rendering.render_batch(task_ids) == {}  # the dead batch's claims still hold
+        clock.set(db.utcnow() + rendering.CLAIM_TIMEOUT + dt.timedelta(seconds=1))
+        assert await rendering.render_batch(task_ids) == {task_id: "rendered" for task_id in dead}
+        assert {task.status for task in await rows(InvoiceDocumentTask)} == {"rendered"}
+        assert {d.status for d in await rows(MailDelivery)} == {"sent"}
+    ready = [str(m["Message-ID"]) for m in smtp_sink.messages if " is ready" in str(m["Subject"])]
+    assert len(ready) == len(set(ready)) == USERS  # one mail each
