@@ -10,9 +10,10 @@
    `invoicing.bill_due_users` once, as the scheduler would.
 3. Watches the database until every customer has an issued invoice and every invoice has its PDF stored
    and its mail handed to SMTP (or `--timeout`), then prints: invoices issued per second, the time to all
-   invoices issued, the time to all PDFs and mails done, p50/p99 of the billing unit per customer (from
-   the workers' `invoicing.user_billed` log lines), and per worker process its RSS at start, at the end
-   and its peak (VmHWM), with the load average.
+   invoices issued, the time to all PDFs and mails done (and to all PDFs, to all mails), p50/p99 of the
+   billing unit (from the workers' `invoicing.batch_billed` log lines), and per worker process its RSS at
+   start, at the end and its peak (VmHWM) — and those of its render pool's processes — with the load
+   average.
 
 Not part of the test suite (the machine's speed is not a test). Needs PostgreSQL and Redis on 127.0.0.1.
 """
@@ -223,6 +224,17 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+def children(pid: int) -> list[int]:
+    """The child processes of `pid` (a worker's render pool)."""
+    found = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(child) for child in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return found
+
+
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -254,7 +266,7 @@ async def run(args: argparse.Namespace) -> None:
             rss_start = {w.pid: memory_kib(w.pid).get("VmRSS", 0) for w in workers}
             began = time.perf_counter()
             await send_billing_day(env)
-            all_issued = all_done = None
+            all_issued = all_done = all_rendered = all_mailed = None
             issued = rendered = mailed = 0
             while time.perf_counter() - began < args.timeout:
                 await asyncio.sleep(1)
@@ -264,6 +276,10 @@ async def run(args: argparse.Namespace) -> None:
                     all_issued = elapsed
                     if args.issue_only:
                         break
+                if all_rendered is None and rendered >= args.customers:
+                    all_rendered = elapsed
+                if all_mailed is None and mailed >= args.customers:
+                    all_mailed = elapsed
                 if rendered >= args.customers and mailed >= args.customers:
                     all_done = elapsed
                     break
@@ -274,6 +290,7 @@ async def run(args: argparse.Namespace) -> None:
                     print("a worker exited:", [log.read_text()[-2000:] for log in logs])
                     break
             memory = {w.pid: memory_kib(w.pid) for w in workers}
+            pools = {w.pid: [memory_kib(child) for child in children(w.pid)] for w in workers}
         finally:
             for worker in workers:
                 worker.send_signal(signal.SIGTERM)
@@ -289,7 +306,12 @@ async def run(args: argparse.Namespace) -> None:
     print(f"invoices issued: {issued}  PDFs: {rendered}  mails sent: {mailed}  (SMTP sink received {sink.received})")
     print(f"invoices issued per second: {issued / issue_time:.1f}")
     print(f"time to all invoices issued: {'%.1f s' % all_issued if all_issued else 'not reached'}")
-    print(f"time to all PDFs and mails done: {'%.1f s' % all_done if all_done else 'not reached'}")
+    print(f"time to all PDFs and mails done: {'%.1f s' % all_done if all_done else 'not reached'}"
+          f"  (all PDFs: {'%.1f s' % all_rendered if all_rendered else 'not reached'}, all mails:"
+          f" {'%.1f s' % all_mailed if all_mailed else 'not reached'})")
+    if all_done and all_issued:
+        print(f"PDFs + mails per second after the last invoice: {args.customers / max(0.1, all_done - all_issued):.1f}"
+              f"  (over the whole run: {args.customers / all_done:.1f})")
     print(f"billing unit (issue to commit of each invoice): p50 {percentile(seconds, 0.5) * 1000:.0f} ms  p99 "
           f"{percentile(seconds, 0.99) * 1000:.0f} ms  (units n={len(seconds)}, mean "
           f"{(statistics.fmean(seconds) if seconds else float('nan')) * 1000:.0f} ms)")
@@ -298,6 +320,9 @@ async def run(args: argparse.Namespace) -> None:
     for pid, values in memory.items():
         print(f"worker {pid}: RSS start {rss_start[pid] / 1024:.0f} MiB  end {values.get('VmRSS', 0) / 1024:.0f} MiB"
               f"  peak {values.get('VmHWM', 0) / 1024:.0f} MiB")
+        for child in pools.get(pid, []):
+            print(f"  its child process (render pool): RSS end {child.get('VmRSS', 0) / 1024:.0f} MiB"
+                  f"  peak {child.get('VmHWM', 0) / 1024:.0f} MiB")
     print(f"load average at the end: {load()}")
     if not args.keep:
         shutil.rmtree(data_dir, ignore_errors=True)

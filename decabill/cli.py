@@ -395,7 +395,7 @@ def cmd_bill_day(args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from decabill.invoicing.service import billing_day
+    from decabill.invoicing.service import DocumentsNotRendered, billing_day
     from decabill.jobs.queue import get_broker, is_in_process
 
     settings = _load_settings()
@@ -407,6 +407,8 @@ def cmd_bill_day(args: argparse.Namespace) -> None:
         raise SystemExit(2)
     console = Console(stderr=True)
     concurrency = args.concurrency or settings.queue_worker_concurrency
+
+    broken: list[str] = []  # tenants whose PDFs could not be rendered
 
     async def run_day() -> list:
         broker = get_broker()
@@ -431,6 +433,12 @@ def cmd_bill_day(args: argparse.Namespace) -> None:
             if not args.dry_run and is_in_process(broker):
                 console.print("rendering the PDFs and sending the mails ...")
                 await _wait_for_in_process_jobs(broker)
+                for summary in summaries:  # what no job renders any more: another run's, a killed run's
+                    try:
+                        await billing_day.finish_documents(summary.tenant)
+                    except DocumentsNotRendered as exc:
+                        console.print(f"tenant {summary.tenant}: {exc}")
+                        broken.append(summary.tenant)
             for summary in summaries:
                 summary.documents_pending = await billing_day.documents_pending(summary.tenant)
         finally:
@@ -450,7 +458,7 @@ def cmd_bill_day(args: argparse.Namespace) -> None:
               f"({summary.invoices} invoices), {outcomes['nothing']} with nothing to bill, {outcomes['busy']} billed "
               f"by another run at the same moment, {outcomes['failed']} failed; {summary.seconds:.1f} s, "
               f"{rate:.1f} invoices/s; PDFs and mails still to come: {summary.documents_pending}")
-    raise SystemExit(1 if failed else 0)
+    raise SystemExit(1 if failed or broken else 0)
 
 
 def cmd_doctor(_args: argparse.Namespace) -> None:

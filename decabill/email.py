@@ -1,7 +1,7 @@
 """Outgoing email over SMTP (aiosmtplib). Best-effort: a mail failure is logged, never turned into a
 failed business operation, and mails are sent only after the transaction that caused them commits.
 
-`send_now(mail)` is one SMTP transaction. Mails that must go out exactly once even when a process dies
+`send_now(mail)` is one SMTP transaction; `connection()` sends many over one SMTP connection. Mails that must go out exactly once even when a process dies
 (billing mails) are recorded and delivered by `decabill.invoicing.mail` (`record` in the transaction of the
 event, `deliver(delivery_id)` from any job): a claim with a renewed lease, the state written before and after
 the SMTP transaction, and a stable `Message-ID` (`message_id(key)`) so that the one copy a crash in the
@@ -9,6 +9,9 @@ milliseconds between the server's "250 OK" and our commit can cause is recognisa
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -62,26 +65,44 @@ def _build(mail: Mail) -> EmailMessage:
 
 
 async def send_now(mail: Mail) -> bool:
+    async with connection() as send:
+        return await send(mail)
+
+
+@asynccontextmanager
+async def connection() -> AsyncIterator[Callable[[Mail], Awaitable[bool]]]:
+    """`send(mail) -> bool` over ONE SMTP connection for the block (opened at the first mail, opened again
+    after the server dropped it): a batch of mails without a connect, EHLO and login each. A mail the server
+    refuses is logged and answered False; the next one goes on."""
     settings = get_settings()
-    if not settings.email_enabled:
-        log.info("email.skipped", reason="SMTP not configured", subject=mail.subject)
-        return False
+    client: aiosmtplib.SMTP | None = None
+
+    async def send(mail: Mail) -> bool:
+        nonlocal client
+        if not settings.email_enabled:
+            log.info("email.skipped", reason="SMTP not configured", subject=mail.subject)
+            return False
+        try:
+            with calls.smtp_send():
+                if client is None or not client.is_connected:
+                    client = aiosmtplib.SMTP(hostname=settings.smtp_host, port=settings.smtp_port,
+                                             username=settings.smtp_user or None,
+                                             password=settings.smtp_password or None,
+                                             start_tls=False if not settings.smtp_user else None, timeout=15)
+                    await client.connect()
+                await client.send_message(_build(mail))
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            log.warning("email.failed", to=mail.to, subject=mail.subject, error=str(exc))
+            return False
+        log.info("email.sent", to=mail.to, subject=mail.subject)
+        return True
+
     try:
-        with calls.smtp_send():
-            await aiosmtplib.send(
-                _build(mail),
-                hostname=settings.smtp_host,
-                port=settings.smtp_port,
-                username=settings.smtp_user or None,
-                password=settings.smtp_password or None,
-                start_tls=False if not settings.smtp_user else None,
-                timeout=15,
-            )
-    except (aiosmtplib.SMTPException, OSError) as exc:
-        log.warning("email.failed", to=mail.to, subject=mail.subject, error=str(exc))
-        return False
-    log.info("email.sent", to=mail.to, subject=mail.subject)
-    return True
+        yield send
+    finally:
+        if client is not None and client.is_connected:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.quit()
 
 
 def send_after_commit(mail: Mail) -> None:

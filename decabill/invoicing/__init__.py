@@ -8,6 +8,8 @@
 | `states`      | the invoice state machine (the one place statuses change) and the append-only audit log |
 | `documents`   | invoice / credit-note PDFs (Factur-X EN 16931) from the invoice row, and their storage  |
 | `mail`        | billing mails, each sent once per event (`MailDelivery` outbox)                         |
+| `rendering`   | the billing day's PDFs and mails after issuing: batches of tasks, claimed and rendered    |
+| `render_pool` | the processes the billing day's PDFs are rendered in                                    |
 | `overdue`     | issued/partially paid past their due date → overdue                                      |
 | `reminders`   | renewal reminders                                                                       |
 | `tasks`       | the coordinators and units of the job layer                                             |

@@ -7,8 +7,10 @@ Every customer goes through the billing day's own units — the slices of the us
 batch (`billing.due_batches`, `billing.bill_users`) — so a run by hand and the scheduled run (or two runs by
 hand) at the same moment bill each customer once: the loser of the user's billing lock answers `busy`, a
 later one `nothing`. The PDFs and mails follow as their own jobs
-(`decabill.invoicing.rendering`): on Redis the workers make them; without Redis this process does, and
-`run` waits for them. `dry_run` only counts who is due.
+(`decabill.invoicing.rendering`): on Redis the workers make them; without Redis this process does — the
+jobs its own issuing sent, then `finish_documents`: every task no live process works on (another run's
+left over, a killed run's abandoned claims), so a run by hand ends with every PDF made. `dry_run` only
+counts who is due.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ import structlog
 from decabill.config import get_settings
 
 from decabill.invoicing import billing, rendering
+from decabill.invoicing.errors import DocumentsNotRendered
 from decabill.tenancy import bound_tenant
+from models.invoicing import DocumentStatus
 
 log = structlog.get_logger("decabill.invoicing")
 
@@ -77,6 +81,22 @@ async def run(tenant: str, *, concurrency: int, on_progress: Callable[[BillingDa
         await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+async def finish_documents(tenant: str) -> int:
+    """Render (and mail) every task of `tenant` that no live process works on — pending of any age, or
+    abandoned while rendering — a batch at a time until none is left; the number rendered. Raises
+    `DocumentsNotRendered` when a whole batch only failed (rendering is broken: going on would only use up
+    the attempts)."""
+    rendered = 0
+    await rendering.after_issuing()
+    with bound_tenant(tenant):
+        while statuses := await rendering.render_batch():
+            done = sum(1 for status in statuses.values() if status == DocumentStatus.RENDERED)
+            if not done:
+                raise DocumentsNotRendered(len(statuses), await rendering.last_error(list(statuses)))
+            rendered += done
+    return rendered
 
 
 async def documents_pending(tenant: str) -> int:

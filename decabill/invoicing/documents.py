@@ -11,7 +11,8 @@
   never sees half a PDF; two concurrent generations just write the same content twice.
 * A file is generated when it is first needed (the issued/void mail, or a download) and read from disk
   afterwards, unless BILLING_SKIP_FILE_CACHE=true.
-* Rendering (fpdf2 + factur-x, ~0.2 s) runs in a worker thread, outside any database transaction.
+* Rendering runs outside any database transaction: in a worker thread for one document (a download, a
+  mail), in the render pool's processes for the billing day's batches (`invoice_pdfs`, `render_pool`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -43,6 +45,7 @@ from decabill.documents import (
 )
 from decabill.documents import InvoiceLine as DocumentLine
 from decabill.documents.money import plain
+from decabill.invoicing import render_pool
 from decabill.invoicing.errors import DraftHasNoPdf, IssuerNotConfigured, NotVoid
 from decabill.invoicing.repository import InvoiceLineRepository, InvoiceRepository
 from decabill.observability import calls
@@ -226,6 +229,58 @@ async def invoice_pdf(invoice_id: uuid.UUID) -> Pdf:
     content = await _stored_or_rendered(key, lambda: render_invoice_pdf(invoice_document(invoice, lines)),
                                         "invoice")
     return Pdf(f"{invoice.invoice_number}.pdf", content)
+
+
+async def invoice_pdfs(invoices: list[Invoice], lines: list[InvoiceLine]) -> dict[uuid.UUID, Pdf | Exception]:
+    """The PDFs of several issued invoices (the billing day's render batch; `lines`: all of theirs): read
+    from storage, or rendered in the render pool (`render_pool`: not in this process, whose event loop
+    would wait for the GIL) and stored, all files in one thread hop each way. An invoice whose PDF could
+    not be made has the exception instead."""
+    of_invoice: dict[uuid.UUID, list[InvoiceLine]] = defaultdict(list)
+    for line in lines:
+        of_invoice[line.invoice_id].append(line)
+    results: dict[uuid.UUID, Pdf | Exception] = {}
+    paths: dict[uuid.UUID, Path] = {}
+    for invoice in invoices:
+        try:
+            paths[invoice.id] = _path(invoice.pdf_storage_key or storage_key(invoice))
+        except ValueError as exc:
+            results[invoice.id] = exc
+    stored = ({} if get_settings().billing_skip_file_cache
+              else await asyncio.to_thread(lambda: {id_: _read(path) for id_, path in paths.items()}))
+
+    async def rendered(invoice: Invoice) -> bytes:
+        document = invoice_document(invoice, of_invoice[invoice.id])
+        with calls.pdf_render("invoice"):
+            return await render_pool.render(render_invoice_pdf, document)
+
+    missing = [invoice for invoice in invoices if invoice.id in paths and not stored.get(invoice.id)]
+    contents = await asyncio.gather(*(rendered(invoice) for invoice in missing), return_exceptions=True)
+    made = {invoice.id: content for invoice, content in zip(missing, contents) if isinstance(content, bytes)}
+    unstored = await asyncio.to_thread(_write_all, [(paths[id_], content) for id_, content in made.items()])
+    if unstored:  # a read-only or full disk: the PDFs still go out with their mails
+        log.error("invoicing.pdf_store_failed", count=len(unstored), error=unstored[0])
+    for invoice, content in zip(missing, contents):
+        if isinstance(content, BaseException) and not isinstance(content, Exception):
+            raise content  # cancelled, not a failure of this invoice
+        if isinstance(content, Exception):
+            results[invoice.id] = content
+    for invoice in invoices:
+        content = made.get(invoice.id) or stored.get(invoice.id)
+        if content:
+            results[invoice.id] = Pdf(f"{invoice.invoice_number}.pdf", content)
+    return results
+
+
+def _write_all(files: list[tuple[Path, bytes]]) -> list[str]:
+    """Write the files; the errors of those that could not be written."""
+    errors = []
+    for path, content in files:
+        try:
+            _write(path, content)
+        except OSError as exc:
+            errors.append(str(exc))
+    return errors
 
 
 async def credit_note_pdf(invoice_id: uuid.UUID) -> Pdf:

@@ -5,7 +5,9 @@ Another user's or another tenant's invoice is "not found", exactly like a missin
 
 from __future__ import annotations
 
-from decabill.errors import BadRequest, NotFound
+from http import HTTPStatus
+
+from decabill.errors import BadRequest, DecabillError, NotFound
 
 
 class InvoiceNotFound(NotFound):
@@ -49,3 +51,13 @@ class NegativeInvoiceTotal(BadRequest):
     def __init__(self) -> None:
         super().__init__("Invoice total must not be negative: a negative line may only be a discount on the other "
                          "lines; to take back an issued invoice, void it or issue a credit note")
+
+
+class DocumentsNotRendered(DecabillError):
+    """A round of the billing day's remaining PDFs (`billing_day.finish_documents`) rendered none and only
+    failed: rendering is broken (fonts, disk), and going on would only use up the tasks' attempts."""
+
+    status = HTTPStatus.INTERNAL_SERVER_ERROR
+
+    def __init__(self, failed: int, error: str | None) -> None:
+        super().__init__(f"None of {failed} invoice PDFs could be rendered: {error or 'see the log'}")

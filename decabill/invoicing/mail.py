@@ -82,7 +82,7 @@ async def record(session: AsyncSession, *, key: str, kind: str, recipient: str |
                  invoice_id: uuid.UUID | None = None, subscription_id: uuid.UUID | None = None,
                  event_at: dt.datetime | None = None, deliver_after_commit: bool = True) -> uuid.UUID | None:
     """Record the mail of an event (in the caller's transaction) and deliver it after the commit (unless
-    `deliver_after_commit` is False: someone sends `invoicing.deliver_mail` for it later, e.g. once the PDF
+    `deliver_after_commit` is False: someone delivers it later, e.g. the render job once the PDF
     it carries is rendered). Returns the delivery id, or None when this event's mail was recorded before."""
     recipient = (recipient or "").strip() or None
     row = _row(key, kind, recipient, invoice_id, subscription_id, event_at)
@@ -140,42 +140,83 @@ async def _renewing(renew: Callable[[], Awaitable[bool]], every: float) -> Async
 async def deliver(delivery_id: uuid.UUID) -> str:
     """Send one recorded mail unless it is sent, or being sent by someone else (tenant bound). Returns the
     delivery's status afterwards (`not_pending` when there was nothing for us to do)."""
-    lease, token = _lease(), uuid.uuid4()
-    async with db.transaction() as session:
-        delivery = await MailDeliveryRepository(session).claim(delivery_id, db.utcnow(), lease, token)
-        if delivery is None:
-            return "not_pending"
-    if delivery.smtp_started_at is not None:
-        log.warning("invoicing.mail_resent_after_crash", kind=delivery.kind, delivery_id=str(delivery_id),
-                    attempts=delivery.attempts)
+    return (await deliver_many([delivery_id]))[delivery_id]
 
-    async def update(**values) -> bool:
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """What a caller already holds of an invoice mail's contents (the render batch: the invoice it loaded and
+    the PDF it made), so composing the mail reads neither again."""
+
+    invoice: Invoice
+    pdf: documents.Pdf
+
+
+async def deliver_many(delivery_ids: list[uuid.UUID], prepared: dict[uuid.UUID, Prepared] | None = None
+                       ) -> dict[uuid.UUID, str]:
+    """`deliver` of several recorded mails over ONE SMTP connection (tenant bound): all claimed in one
+    statement under one token and lease (renewed while we work), composed, then each as before —
+    `smtp_started_at` committed right before its SMTP transaction, its outcome committed right after it
+    (with the next one's start), so a crash resends at most the one mail in flight. `prepared`: contents
+    the caller holds, by invoice id. Returns each delivery's status afterwards."""
+    lease, token = _lease(), uuid.uuid4()
+    statuses = {delivery_id: "not_pending" for delivery_id in delivery_ids}
+    async with db.transaction() as session:
+        claimed = await MailDeliveryRepository(session).claim_many(delivery_ids, db.utcnow(), lease, token)
+    if not claimed:
+        return statuses
+    for delivery in claimed:
+        if delivery.smtp_started_at is not None:
+            log.warning("invoicing.mail_resent_after_crash", kind=delivery.kind, delivery_id=str(delivery.id),
+                        attempts=delivery.attempts)
+
+    async def write(outcomes: list[tuple[MailDelivery, str, str | None]], started: MailDelivery | None = None) -> bool:
+        """Commit the outcomes (status, error) of sent or failed mails, and the start of `started`'s SMTP
+        transaction; whether `started` is still ours."""
+        now = db.utcnow()
         async with db.transaction() as session:
-            return await MailDeliveryRepository(session).update_claimed(delivery_id, token, **values)
+            deliveries = MailDeliveryRepository(session)
+            for delivery, status, error in outcomes:
+                values = ({"sent_at": now, "last_error": None} if status == MailStatus.SENT
+                          else {"last_error": error[:2000], "smtp_started_at": None})
+                if await deliveries.update_claimed(delivery.id, token, status=status, lease_until=None, **values):
+                    statuses[delivery.id] = status
+                else:
+                    log.warning("invoicing.mail_claim_lost", kind=delivery.kind, delivery_id=str(delivery.id),
+                                outcome=status)
+            return started is not None and await deliveries.update_claimed(
+                started.id, token, smtp_started_at=now, lease_until=now + lease)
+
+    def failed(delivery: MailDelivery, error: str) -> tuple[MailDelivery, str, str]:
+        return delivery, MailStatus.FAILED if delivery.attempts >= MAX_ATTEMPTS else MailStatus.PENDING, error
 
     async def renew() -> bool:
-        return await update(lease_until=db.utcnow() + lease)
+        async with db.transaction() as session:
+            return await MailDeliveryRepository(session).renew_claimed(token, db.utcnow() + lease)
 
-    error: str | None = None
+    outcomes: list[tuple[MailDelivery, str, str | None]] = []
     async with _renewing(renew, lease.total_seconds() / 3):
-        try:
-            message = dataclasses.replace(await _compose(delivery), message_id=email.message_id(f"mail-{delivery_id}"))
-            if not await update(smtp_started_at=db.utcnow(), lease_until=db.utcnow() + lease):
-                return "not_pending"  # our lease ran out while composing: the one who took it over sends it
-            if not await email.send_now(message):
-                error = "the SMTP server did not accept the mail (see the log)"
-        except Exception as exc:  # noqa: BLE001 - a mail must never break what caused it
-            log.error("invoicing.mail_failed", kind=delivery.kind, error=str(exc), error_type=type(exc).__name__)
-            error = f"{type(exc).__name__}: {exc}"
-    if error is None:
-        status = MailStatus.SENT
-        done = await update(status=status, sent_at=db.utcnow(), last_error=None, lease_until=None)
-    else:
-        status = MailStatus.FAILED if delivery.attempts >= MAX_ATTEMPTS else MailStatus.PENDING
-        done = await update(status=status, last_error=error[:2000], lease_until=None, smtp_started_at=None)
-    if not done:
-        log.warning("invoicing.mail_claim_lost", kind=delivery.kind, delivery_id=str(delivery_id), outcome=status)
-    return status
+        messages = []
+        for delivery in claimed:
+            try:
+                message = await _compose(delivery, (prepared or {}).get(delivery.invoice_id))
+                messages.append((delivery, dataclasses.replace(message, message_id=email.message_id(
+                    f"mail-{delivery.id}"))))
+            except Exception as exc:  # noqa: BLE001 - a mail must never break what caused it
+                log.error("invoicing.mail_failed", kind=delivery.kind, error=str(exc), error_type=type(exc).__name__)
+                outcomes.append(failed(delivery, f"{type(exc).__name__}: {exc}"))
+        async with email.connection() as send:
+            for delivery, message in messages:
+                mine = await write(outcomes, delivery)
+                outcomes = []
+                if not mine:
+                    continue  # our lease ran out meanwhile: the one who took it over sends it
+                if await send(message):
+                    outcomes.append((delivery, MailStatus.SENT, None))
+                else:
+                    outcomes.append(failed(delivery, "the SMTP server did not accept the mail (see the log)"))
+        await write(outcomes)
+    return statuses
 
 
 async def pending_deliveries(limit: int) -> list[uuid.UUID]:
@@ -222,10 +263,10 @@ async def _invoice(invoice_id: uuid.UUID) -> Invoice:
     return invoice
 
 
-async def _compose(delivery: MailDelivery) -> email.Mail:
+async def _compose(delivery: MailDelivery, prepared: Prepared | None = None) -> email.Mail:
     to = delivery.recipient or ""
     if delivery.kind == INVOICE_ISSUED:
-        invoice = await _invoice(delivery.invoice_id)
+        invoice = prepared.invoice if prepared else await _invoice(delivery.invoice_id)
         lines = [f"Total amount: {_money(invoice.total_gross, invoice.currency)}"]
         if invoice.due_date:
             lines.append(f"Due date: {_day(invoice.due_date)}")
@@ -233,7 +274,7 @@ async def _compose(delivery: MailDelivery) -> email.Mail:
             _greeting(invoice), f"your invoice {invoice.invoice_number} is now available.", "\n".join(lines),
             "The invoice is attached to this email as a PDF (with its e-invoice data embedded) and is also "
             "available in your billing account.", SIGNATURE,
-        ], await documents.invoice_pdf(invoice.id))
+        ], prepared.pdf if prepared else await documents.invoice_pdf(invoice.id))
     if delivery.kind == INVOICE_VOIDED:
         invoice = await _invoice(delivery.invoice_id)
         return _mail(to, f"Credit note {invoice.credit_note_number} for invoice {invoice.invoice_number}", [

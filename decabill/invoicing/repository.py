@@ -70,6 +70,10 @@ class InvoiceCountRepository(Repository[InvoiceCount]):
 class InvoiceRepository(Repository[Invoice]):
     model = Invoice
 
+    async def records(self, invoice_ids: Sequence[uuid.UUID]) -> list[Any]:
+        """Several invoices as plain records (`record()`), in one query."""
+        return await self.all(self.statement(self.record()).where(Invoice.id.in_(invoice_ids)))
+
     async def any_of_user(self, user_id: uuid.UUID) -> bool:
         return await self.exists(Invoice.user_id == user_id)
 
@@ -379,6 +383,10 @@ class InvoiceLineRepository(Repository[InvoiceLine]):
     async def of_invoice(self, invoice_id: uuid.UUID) -> list[InvoiceLine]:
         return await self.all(self.statement().where(InvoiceLine.invoice_id == invoice_id).order_by(InvoiceLine.position))
 
+    async def records_of_invoices(self, invoice_ids: Sequence[uuid.UUID]) -> list[Any]:
+        """The lines of several invoices as plain records (`record()`), in one query."""
+        return await self.all(self.statement(self.record()).where(InvoiceLine.invoice_id.in_(invoice_ids)))
+
     async def delete_of_invoice(self, invoice_id: uuid.UUID) -> None:
         await self.execute(self.delete(InvoiceLine.invoice_id == invoice_id).execution_options(synchronize_session=False))
 
@@ -409,21 +417,28 @@ class MailDeliveryRepository(Repository[MailDelivery]):
         return or_(MailDelivery.status == MailStatus.PENDING,
                    (MailDelivery.status == MailStatus.SENDING) & (MailDelivery.lease_until < now))
 
-    async def claim(self, delivery_id: uuid.UUID, now: dt.datetime, lease: dt.timedelta,
-                    token: uuid.UUID) -> MailDelivery | None:
-        """Make the delivery ours (under `token`) until now + lease; None when it is not pending any more, or
-        someone else holds it."""
-        claimed = await self.execute(self.update(
-            MailDelivery.id == delivery_id, self._claimable(now), status=MailStatus.SENDING, claimed_at=now,
-            claim_token=token, lease_until=now + lease, attempts=MailDelivery.attempts + 1))
-        if claimed.rowcount != 1:
-            return None
-        return await self.get(delivery_id)
+    async def claim_many(self, delivery_ids: Sequence[uuid.UUID], now: dt.datetime, lease: dt.timedelta,
+                         token: uuid.UUID) -> list[MailDelivery]:
+        """Make the deliveries ours (under `token`) until now + lease, in one statement: those pending, or being
+        sent by a sender whose lease ran out; the ones we got, in the given order (the others are sent, or
+        someone else holds them)."""
+        claimed = await self.execute(
+            self.update(MailDelivery.id.in_(delivery_ids), self._claimable(now), status=MailStatus.SENDING,
+                        claimed_at=now, claim_token=token, lease_until=now + lease, attempts=MailDelivery.attempts + 1)
+            .returning(MailDelivery).execution_options(synchronize_session=False))
+        by_id = {delivery.id: delivery for delivery in claimed.scalars()}
+        return [by_id[delivery_id] for delivery_id in delivery_ids if delivery_id in by_id]
 
-    async def pending_id(self, key: str) -> uuid.UUID | None:
-        """The delivery recorded under `key`, when it is still pending."""
-        return await self.one_or_none(self.statement(MailDelivery.id).where(MailDelivery.key == key,
-                                                                            MailDelivery.status == MailStatus.PENDING))
+    async def renew_claimed(self, token: uuid.UUID, lease_until: dt.datetime) -> bool:
+        """Extend the lease of every delivery still held under `token`; False when none is."""
+        renewed = await self.execute(self.update(MailDelivery.claim_token == token,
+                                                 MailDelivery.status == MailStatus.SENDING, lease_until=lease_until))
+        return renewed.rowcount > 0
+
+    async def pending_ids(self, keys: Sequence[str]) -> list[uuid.UUID]:
+        """The deliveries recorded under `keys` that are still pending."""
+        return await self.all(self.statement(MailDelivery.id).where(MailDelivery.key.in_(keys),
+                                                                    MailDelivery.status == MailStatus.PENDING))
 
     async def update_claimed(self, delivery_id: uuid.UUID, token: uuid.UUID, **values: Any) -> bool:
         """Change the delivery while our claim holds; False when it was taken from us."""
@@ -478,16 +493,38 @@ class InvoiceDocumentRepository(Repository[InvoiceDocumentTask]):
                    (InvoiceDocumentTask.status == DocumentStatus.RENDERING)
                    & (InvoiceDocumentTask.claimed_at < now - claim_timeout))
 
-    async def claim(self, task_id: uuid.UUID, now: dt.datetime,
-                    claim_timeout: dt.timedelta) -> InvoiceDocumentTask | None:
-        """Mark a pending task (or one abandoned while rendering) as ours; None when it is done or someone
-        else is rendering it."""
-        claimed = await self.execute(self.update(InvoiceDocumentTask.id == task_id, self._claimable(now, claim_timeout),
-                                                 status=DocumentStatus.RENDERING, claimed_at=now,
-                                                 attempts=InvoiceDocumentTask.attempts + 1))
-        if claimed.rowcount != 1:
-            return None
-        return await self.get(task_id)
+    async def claim_many(self, now: dt.datetime, claim_timeout: dt.timedelta, limit: int,
+                         task_ids: Sequence[uuid.UUID] | None = None,
+                         max_attempts: int | None = None) -> list[tuple[uuid.UUID, uuid.UUID, int]]:
+        """Mark up to `limit` tasks as ours in one statement — of `task_ids`, or the oldest of the tenant with
+        fewer than `max_attempts` — each pending or abandoned while rendering, skipping rows another claim
+        holds locked right now; (task id, invoice id, attempts) of each."""
+        selection = self.statement(InvoiceDocumentTask.id).where(self._claimable(now, claim_timeout))
+        if task_ids is not None:
+            selection = selection.where(InvoiceDocumentTask.id.in_(task_ids))
+        if max_attempts is not None:
+            selection = selection.where(InvoiceDocumentTask.attempts < max_attempts)
+        selection = self.for_update(selection.order_by(InvoiceDocumentTask.created_at, InvoiceDocumentTask.id)
+                                    .limit(limit), skip_locked=True)
+        claimed = await self.execute(
+            self.update(InvoiceDocumentTask.id.in_(selection), self._claimable(now, claim_timeout),
+                        status=DocumentStatus.RENDERING, claimed_at=now, attempts=InvoiceDocumentTask.attempts + 1)
+            .returning(InvoiceDocumentTask.id, InvoiceDocumentTask.invoice_id, InvoiceDocumentTask.attempts)
+            .execution_options(synchronize_session=False))
+        return [tuple(row) for row in claimed.all()]
+
+    async def mark_rendered(self, task_ids: Sequence[uuid.UUID], now: dt.datetime) -> None:
+        """Our claimed tasks whose PDF is stored, in one statement."""
+        await self.execute(self.update(InvoiceDocumentTask.id.in_(task_ids),
+                                       InvoiceDocumentTask.status == DocumentStatus.RENDERING,
+                                       status=DocumentStatus.RENDERED, rendered_at=now, last_error=None)
+                           .execution_options(synchronize_session=False))
+
+    async def mark_not_rendered(self, task_id: uuid.UUID, status: str, error: str) -> None:
+        await self.execute(self.update(InvoiceDocumentTask.id == task_id,
+                                       InvoiceDocumentTask.status == DocumentStatus.RENDERING,
+                                       status=status, last_error=error)
+                           .execution_options(synchronize_session=False))
 
     async def due_ids(self, now: dt.datetime, max_attempts: int, retry_after: dt.timedelta,
                       claim_timeout: dt.timedelta, limit: int) -> list[uuid.UUID]:
@@ -501,6 +538,11 @@ class InvoiceDocumentRepository(Repository[InvoiceDocumentTask]):
                                 & (InvoiceDocumentTask.claimed_at < now - claim_timeout)))
                      .order_by(InvoiceDocumentTask.created_at, InvoiceDocumentTask.id))
         return await self.all(page(statement, limit, 0))
+
+    async def last_error(self, task_ids: Sequence[uuid.UUID]) -> str | None:
+        """The error recorded on one of the tasks (they failed alike, or the first tells enough)."""
+        return await self.first(self.statement(InvoiceDocumentTask.last_error).where(
+            InvoiceDocumentTask.id.in_(task_ids), InvoiceDocumentTask.last_error.is_not(None)))
 
     async def unfinished(self) -> int:
         """Tasks of the tenant not rendered yet (pending or rendering)."""

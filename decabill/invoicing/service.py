@@ -52,6 +52,7 @@ from decabill.invoicing.states import audit_unbound as audit_unbound
 
 from decabill.invoicing import monitoring as monitoring  # what the operator's metrics read
 from decabill.invoicing import billing_day as billing_day  # `decabill bill-day`
+from decabill.invoicing.errors import DocumentsNotRendered as DocumentsNotRendered
 from decabill.invoicing.documents import Pdf as Pdf
 from decabill.invoicing.errors import InvoiceNotFound
 from decabill.invoicing.repository import InvoiceLineRepository, InvoiceRepository

@@ -9,9 +9,10 @@ directly). Coordinators fan out one unit per due entity and tenant (decabill/job
   all of them) → `invoicing.mark_overdue` per past-due invoice;
 * `invoicing.send_due_renewal_reminders` (REMINDER_SCHEDULER_INTERVAL; REMINDER_SCHEDULER_BATCH_SIZE; nothing
   while SMTP is off) → `invoicing.send_renewal_reminder` per subscription renewing within REMINDER_DAYS;
-* `invoicing.render_document` (sent after a billing-day invoice is issued) → PDF rendered and stored, then
-  `invoicing.deliver_mail`; `invoicing.render_due_documents` (REMINDER_SCHEDULER_INTERVAL;
-  REMINDER_SCHEDULER_BATCH_SIZE) sends it again for tasks left pending or abandoned;
+* `invoicing.render_documents` (sent after billing-day invoices are issued, one per `rendering.BATCH_SIZE`)
+  → their PDFs rendered and stored, then their mails sent over one SMTP connection (`mail.deliver_many`, in
+  the same job); `invoicing.render_due_documents` (REMINDER_SCHEDULER_INTERVAL; REMINDER_SCHEDULER_BATCH_SIZE)
+  sends them again for tasks left pending or abandoned;
 * `invoicing.retry_mails` (MAIL_RETRY_INTERVAL, and once when a scheduler starts; REMINDER_SCHEDULER_BATCH_SIZE)
   → `invoicing.deliver_mail` per billing mail still pending, or abandoned by a sender that died.
 """
@@ -19,6 +20,7 @@ directly). Coordinators fan out one unit per due entity and tenant (decabill/job
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 
 from decabill.config import get_settings
 from decabill.tenancy import bound_tenant
@@ -100,11 +102,30 @@ async def retry_mails() -> int:
     return await fan_out(mail.pending_deliveries, deliver_mail, get_settings().reminder_scheduler_batch_size)
 
 
+@task("invoicing.render_documents")
+async def render_documents(tenant: str, task_ids: list[str]) -> dict[str, int]:
+    async def work() -> dict[str, int]:
+        return dict(Counter((await rendering.render_batch([uuid.UUID(task_id) for task_id in task_ids])).values()))
+
+    await rendering.after_issuing()  # without a queue slot (see there)
+    return await run_unit("invoicing.render_documents", tenant, work)
+
+
 @task("invoicing.render_document")
 async def render_document(tenant: str, task_id: str) -> str:
+    """One task: what was sent before the batches (still on a queue when a worker is upgraded)."""
+    await rendering.after_issuing()
     return await run_unit("invoicing.render_document", tenant, lambda: rendering.render(uuid.UUID(task_id)))
 
 
 @periodic("invoicing.render_due_documents", interval=lambda s: s.reminder_scheduler_interval)
 async def render_due_documents() -> int:
-    return await fan_out(rendering.due_for_rendering, render_document, get_settings().reminder_scheduler_batch_size)
+    """One `invoicing.render_documents` per `rendering.BATCH_SIZE` of the tasks left pending or abandoned."""
+    sent = 0
+    for tenant in get_settings().tenants:
+        with bound_tenant(tenant):
+            task_ids = await rendering.due_for_rendering(get_settings().reminder_scheduler_batch_size)
+        for first in range(0, len(task_ids), rendering.BATCH_SIZE):
+            await enqueue(render_documents, tenant, [str(task_id) for task_id in task_ids[first:first + rendering.BATCH_SIZE]])
+            sent += 1
+    return sent

@@ -19,7 +19,8 @@ from decabill.config import get_settings
 from decabill.jobs import ledger
 from decabill.observability import metrics
 from decabill.operations import state as metrics_state
-from decabill.invoicing import billing, invoices
+from decabill.invoicing import billing, billing_day, documents, invoices, rendering
+from decabill.invoicing.errors import DocumentsNotRendered
 from decabill.invoicing.invoices import LineInput
 from decabill.invoicing.states import SYSTEM
 from decabill.subscriptions import billing as subscription_billing
@@ -350,3 +351,87 @@ async def test_the_due_users_are_found_in_slices_a_page_at_a_time(billing_api, a
             outcomes.update(await billing.bill_slice(lowest, below, batch_size=4))
         assert outcomes == Counter({"billed": USERS, "invoices": USERS})
         assert await billing.users_due(0) == []
+
+
+# --- the billing day by hand (`decabill bill-day` without Redis): every PDF made before it ends -----------
+
+
+async def _no_job() -> None:
+    """A render job that never runs (sent by a process killed right after its commit)."""
+
+
+async def test_the_billing_day_by_hand_renders_what_no_job_renders_any_more_before_it_ends(
+        billing_api, admin, plan, clock, smtp_sink, monkeypatch):
+    """After its own issuing, `finish_documents` renders and mails every task no live process works on: those
+    whose jobs were lost (pending, of any age) and one abandoned mid-render (its claim timed out); a fresh
+    claim — a live process rendering it right now — is left alone."""
+    await _customers_with_positions(billing_api, admin, plan, clock)
+    monkeypatch.setattr(rendering, "_send", lambda tenant, task_id: _no_job)
+    summary = await billing_day.run("default", concurrency=2)
+    assert summary.invoices == USERS
+    smtp_sink.clear()
+    with bound_tenant("default"):
+        abandoned, live, *_ = sorted(await rows(InvoiceDocumentTask), key=lambda task: task.id)
+        async with db.transaction() as session:
+            await session.execute(update(InvoiceDocumentTask).where(InvoiceDocumentTask.id == abandoned.id).values(
+                status="rendering", attempts=1, claimed_at=db.utcnow() - rendering.CLAIM_TIMEOUT - dt.timedelta(1)))
+            await session.execute(update(InvoiceDocumentTask).where(InvoiceDocumentTask.id == live.id).values(
+                status="rendering", attempts=1, claimed_at=db.utcnow()))
+    assert await billing_day.finish_documents("default") == USERS - 1
+    assert await billing_day.finish_documents("default") == 0  # nothing left to do
+    with bound_tenant("default"):
+        tasks = {task.id: task.status for task in await rows(InvoiceDocumentTask)}
+        mailed = {d.invoice_id for d in await rows(MailDelivery) if d.status == "sent"}
+    assert tasks.pop(live.id) == "rendering" and set(tasks.values()) == {"rendered"}
+    assert mailed == {task.invoice_id for task in await _rows_of_tasks(tasks)}
+    ready = [m for m in smtp_sink.messages if " is ready" in str(m["Subject"])]
+    assert len(ready) == USERS - 1  # one mail each
+
+
+async def _rows_of_tasks(task_ids) -> list[InvoiceDocumentTask]:
+    with bound_tenant("default"):
+        return await rows(InvoiceDocumentTask, InvoiceDocumentTask.id.in_(list(task_ids)))
+
+
+async def test_the_billing_day_by_hand_stops_when_a_whole_round_of_pdfs_only_fails(
+        billing_api, admin, plan, clock, monkeypatch):
+    await _customers_with_positions(billing_api, admin, plan, clock)
+    monkeypatch.setattr(rendering, "_send", lambda tenant, task_id: _no_job)
+    await billing_day.run("default", concurrency=2)
+
+    def broken(invoice, lines):
+        raise OSError("no fonts")
+
+    monkeypatch.setattr(documents, "invoice_document", broken)
+    with pytest.raises(DocumentsNotRendered, match="None of 6 invoice PDFs could be rendered: OSError: no fonts"):
+        await billing_day.finish_documents("default")
+    with bound_tenant("default"):
+        tasks = await rows(InvoiceDocumentTask)
+    assert {(task.status, task.attempts) for task in tasks} == {("pending", 1)}  # attempts left for later
+
+
+async def test_render_batches_make_each_pdf_and_mail_once_and_take_over_a_dead_batch_after_the_claim_timeout(
+        billing_api, admin, plan, clock, smtp_sink, monkeypatch):
+    """Two render jobs over overlapping tasks at once (a job sent twice, the coordinator's resend): each task is
+    claimed by one of them, each mail sent once. A batch whose process died (its tasks left `rendering`) is
+    not taken before CLAIM_TIMEOUT, and is then."""
+    await _customers_with_positions(billing_api, admin, plan, clock)
+    monkeypatch.setattr(rendering, "_send", lambda tenant, task_ids: _no_job)
+    await billing_day.run("default", concurrency=2)
+    smtp_sink.clear()
+    with bound_tenant("default"):
+        task_ids = sorted(task.id for task in await rows(InvoiceDocumentTask))
+        dead, alive = task_ids[:2], task_ids[2:]
+        async with db.transaction() as session:  # a batch claimed by a process killed -9 since
+            await session.execute(update(InvoiceDocumentTask).where(InvoiceDocumentTask.id.in_(dead)).values(
+                status="rendering", attempts=1, claimed_at=db.utcnow()))
+        first, second = await asyncio.gather(rendering.render_batch(task_ids[:5]), rendering.render_batch(alive))
+        assert not set(first) & set(second) and set(first) | set(second) == set(alive)
+        assert set(first.values()) | set(second.values()) == {"rendered"}
+        assert await rendering.render_batch(task_ids) == {}  # the dead batch's claims still hold
+        clock.set(db.utcnow() + rendering.CLAIM_TIMEOUT + dt.timedelta(seconds=1))
+        assert await rendering.render_batch(task_ids) == {task_id: "rendered" for task_id in dead}
+        assert {task.status for task in await rows(InvoiceDocumentTask)} == {"rendered"}
+        assert {d.status for d in await rows(MailDelivery)} == {"sent"}
+    ready = [str(m["Message-ID"]) for m in smtp_sink.messages if " is ready" in str(m["Subject"])]
+    assert len(ready) == len(set(ready)) == USERS  # one mail each

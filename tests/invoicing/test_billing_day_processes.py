@@ -5,7 +5,8 @@ them (bench/billing_day.py), billed by `decabill bill-day` —
 * two processes at once → one invoice per customer, every position and usage record billed once, numbers
   gapless from 1, one render-then-mail task per invoice;
 * one process killed with SIGKILL mid-run, then run again → the same, nothing lost, nothing doubled; the
-  PDFs of what the killed process issued are still owed (their tasks are durable) and get rendered.
+  run again renders every PDF no live process works on; only the killed process's claims are left, and a
+  restart after their timeout renders them.
 
 PostgreSQL only: two processes billing one SQLite file is not a supported deployment."""
 
@@ -17,7 +18,6 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import asyncpg
@@ -25,7 +25,7 @@ import pytest
 
 from bench.billing_day import seed
 from decabill import db
-from decabill.invoicing import rendering
+from decabill.invoicing import billing_day, rendering
 from decabill.migrations import migrate
 from decabill.tenancy import bound_tenant
 from tests.conftest import BASE_ENV, _create_pg_database, _drop_pg_database
@@ -107,7 +107,7 @@ async def test_two_processes_bill_every_customer_once_with_gapless_numbers(seede
     summaries = [line for line in log.read_text().splitlines() if line.startswith("tenant default:")]
     assert len(summaries) == 2 and all("0 failed" in line for line in summaries)
     conn = await asyncpg.connect(dsn)
-    try:  # each process waited for the PDFs of what it issued
+    try:  # every PDF made before the processes ended: their own, and what the other left
         assert await conn.fetchval("SELECT count(*) FROM invoice_documents WHERE status = 'rendered'") == CUSTOMERS
     finally:
         await conn.close()
@@ -123,14 +123,25 @@ async def test_killed_mid_run_then_run_again_loses_and_doubles_nothing(seeded, t
         await asyncio.sleep(0.2)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
+    killed_at = dt.datetime.now(dt.timezone.utc)
     assert 0 < await issued(dsn) < CUSTOMERS  # really killed mid-run
 
     again = bill_day(env, log)
     assert await wait(again, log) == 0, log.read_text()[-3000:]
     await assert_billed_exactly_once(dsn)
 
-    # What the killed process issued but had not rendered yet is still owed: its task is durable, and the
-    # coordinator's selection hands it out once it has waited RETRY_AFTER (or its claim timed out).
+    # The run again made every PDF no live process works on — its own, and the killed process's left pending;
+    # only the killed process's claims remain (`rendering`, until CLAIM_TIMEOUT), and a restart after that
+    # finishes them.
+    conn = await asyncpg.connect(dsn)
+    try:
+        left = dict(await conn.fetch("SELECT status, count(*) FROM invoice_documents WHERE status <> 'rendered'"
+                                     " GROUP BY status"))
+        assert await conn.fetchval("SELECT count(*) FROM invoice_documents WHERE status = 'rendering'"
+                                   " AND claimed_at > $1", killed_at) == 0  # the killed process's claims
+    finally:
+        await conn.close()
+    assert set(left) <= {"rendering"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     from decabill.config import get_settings
@@ -138,14 +149,10 @@ async def test_killed_mid_run_then_run_again_loses_and_doubles_nothing(seeded, t
     get_settings.cache_clear()
     db.init_engine(env["DATABASE_URL"])
     try:
+        later = db.utcnow() + rendering.CLAIM_TIMEOUT + dt.timedelta(minutes=1)
+        monkeypatch.setattr(db, "utcnow", lambda: later)
+        assert await billing_day.finish_documents("default") == left.get("rendering", 0)
         with bound_tenant("default"):
-            owed = await rendering.unfinished()
-            later = db.utcnow() + rendering.CLAIM_TIMEOUT + dt.timedelta(minutes=1)
-            monkeypatch.setattr(db, "utcnow", lambda: later)
-            due = await rendering.due_for_rendering(0)
-            assert len(due) == owed
-            for task_id in due:
-                assert await rendering.render(uuid.UUID(str(task_id))) == "rendered"
             assert await rendering.unfinished() == 0
     finally:
         await db.dispose_engine()

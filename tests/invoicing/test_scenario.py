@@ -211,7 +211,7 @@ async def test_billing_day_pdf_and_mail_are_their_own_jobs_and_a_pdf_asked_for_f
 
     api = billing_api
     lost: list[str] = []
-    monkeypatch.setattr(rendering, "_send", lambda tenant, task_id: _forget(lost, task_id))
+    monkeypatch.setattr(rendering, "_send", lambda tenant, task_ids: _forget(lost, task_ids))
     subscription = await order_and_reach_billing_day(api, customer, plan, clock)
     with bound_tenant("default"):
         await subscription_billing.bill_due_period(_uuid(subscription["id"]))
@@ -240,8 +240,8 @@ async def test_billing_day_pdf_and_mail_are_their_own_jobs_and_a_pdf_asked_for_f
     assert attachments(mails[0])[f"{invoice.invoice_number}.pdf"] == pdf.content  # the PDF rendered on demand
 
 
-def _forget(lost: list[str], task_id) -> object:
+def _forget(lost: list[str], task_ids) -> object:
     async def forget() -> None:
-        lost.append(str(task_id))
+        lost.extend(str(task_id) for task_id in task_ids)
 
     return forget
