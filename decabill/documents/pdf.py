@@ -251,7 +251,7 @@ def _letterhead(pdf: FPDF, sheet: _Sheet) -> None:
     issuer = sheet.issuer
     pdf.set_xy(_MARGIN, _MARGIN)
     _font(pdf, 24, bold=True, color=_ACCENT)
-    pdf.cell(_CONTENT_WIDTH, 10, sheet.title, align="R")
+    _cell(pdf, _CONTENT_WIDTH, 10, sheet.title, align="R")
     pdf.set_xy(_MARGIN, _MARGIN)
     _font(pdf, 14, bold=True)
     _paragraph(pdf, _RIGHT_COLUMN_X - _MARGIN - 5, 7, issuer.name)
@@ -262,9 +262,7 @@ def _letterhead(pdf: FPDF, sheet: _Sheet) -> None:
     if issuer.email:
         details.append(issuer.email)
     for text in details:
-        pdf.cell(
-            _RIGHT_COLUMN_X - _MARGIN - 5, 4, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT
-        )
+        _cell(pdf, _RIGHT_COLUMN_X - _MARGIN - 5, 4, text, next_line=True)
     y = max(pdf.get_y(), _MARGIN + 12) + 4
     pdf.set_draw_color(*_ACCENT)
     pdf.set_line_width(0.6)
@@ -295,7 +293,7 @@ def _addresses_and_meta(pdf: FPDF, sheet: _Sheet) -> None:
     for label, value in sheet.meta:
         pdf.set_x(_RIGHT_COLUMN_X)
         _font(pdf, 9, color=_MUTED)
-        pdf.cell(label_width, 5.5, label)
+        _cell(pdf, label_width, 5.5, label)
         _font(pdf, 9, bold=label.endswith("number"))
         _paragraph(pdf, value_width, 5.5, value, align="R")
     pdf.set_y(max(left_bottom, pdf.get_y()) + 8)
@@ -456,16 +454,9 @@ def _totals(pdf: FPDF, sheet: _Sheet) -> None:
             bold=emphasised,
             color=_TEXT if emphasised else _MUTED,
         )
-        pdf.cell(label_width, 6.5, label)
+        _cell(pdf, label_width, 6.5, label)
         _font(pdf, 10 if emphasised else 9, bold=emphasised)
-        pdf.cell(
-            value_width,
-            6.5,
-            _money(amount, sheet.currency),
-            align="R",
-            new_x=XPos.LMARGIN,
-            new_y=YPos.NEXT,
-        )
+        _cell(pdf, value_width, 6.5, _money(amount, sheet.currency), align="R", next_line=True)
 
 
 def _remarks(pdf: FPDF, remarks: Sequence[str]) -> None:
@@ -490,7 +481,7 @@ def _payment_box(pdf: FPDF, rows: Sequence[tuple[str, str]]) -> None:
     for label, value in rows:
         pdf.set_x(_MARGIN + 4)
         _font(pdf, 9, color=_MUTED)
-        pdf.cell(38, 5.5, label)
+        _cell(pdf, 38, 5.5, label)
         _font(pdf, 9, bold=label in ("Amount due", "IBAN"))
         _paragraph(pdf, _CONTENT_WIDTH - 46, 5.5, value)
     pdf.set_y(max(pdf.get_y(), top + needed))
@@ -501,10 +492,29 @@ def _paragraph(pdf: FPDF, width: float, line_height: float, text: str, *, align:
     on one line (nearly all of it) goes to `cell`, the same output: fpdf2's line breaking measures the
     text again for every character added, and was a fifth of a render. (A last line is not justified.)"""
     if "\n" not in text and _width(pdf, text) <= width - 2 * pdf.c_margin:
-        pdf.cell(width, line_height, text, align="L" if align == "J" else align, new_x=XPos.LMARGIN,
-                 new_y=YPos.NEXT)
+        _cell(pdf, width, line_height, text, align="R" if align == "R" else "L", next_line=True)
     else:
         pdf.multi_cell(width, line_height, text, align=align, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+
+
+def _cell(pdf: FPDF, width: float, height: float, text: str, *, align: str = "L", next_line: bool = False) -> None:
+    """`pdf.cell(width, height, text, align=align)` (then to the left margin of the next line if
+    `next_line`) for one line of plain text: drawn with `text()` where `cell` puts it — `c_margin` in
+    from the left or right edge, the baseline 0.3 font sizes below the cell's middle. `cell` lays the text
+    out as styled fragments first (markdown, shaping, spacing), which we do not use: it was a fifth of a
+    render. Near the bottom of the page it is `cell` itself, which breaks the page."""
+    x, y = pdf.get_x(), pdf.get_y()
+    if y + height > pdf.page_break_trigger:
+        pdf.cell(width, height, text, align=align, new_x=XPos.LMARGIN if next_line else XPos.RIGHT,
+                 new_y=YPos.NEXT if next_line else YPos.TOP)
+        return
+    if text:
+        offset = width - pdf.c_margin - _width(pdf, text) if align == "R" else pdf.c_margin
+        pdf.text(x + offset, y + 0.5 * height + 0.3 * pdf.font_size, text)
+    if next_line:
+        pdf.set_xy(pdf.l_margin, y + height)
+    else:
+        pdf.set_x(x + width)
 
 
 def _thin_rules(pdf: FPDF) -> None:
@@ -517,7 +527,7 @@ def _thin_rules(pdf: FPDF) -> None:
 def _label(pdf: FPDF, text: str, x: float, y: float) -> None:
     pdf.set_xy(x, y)
     _font(pdf, 7.5, bold=True, color=_MUTED)
-    pdf.cell(80, 5, text.upper(), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    _cell(pdf, 80, 5, text.upper(), next_line=True)
 
 
 def _font(
