@@ -211,7 +211,9 @@ class _Page(FPDF):
         self.set_y(-12)
         self.set_font(FONT_FAMILY, "", 7)
         self.set_text_color(*_MUTED)
-        self.cell(_CONTENT_WIDTH * 0.8, 4, self._footer_text, align="L")
+        # where cell() would put it (see _cell; below the page break trigger, where _cell calls cell())
+        self.text(_MARGIN + self.c_margin, self.get_y() + 0.5 * 4 + 0.3 * self.font_size, self._footer_text)
+        self.set_x(_MARGIN + _CONTENT_WIDTH * 0.8)
         self.cell(_CONTENT_WIDTH * 0.2, 4, f"Page {self.page_no()}/{{nb}}", align="R")
 
 
@@ -404,8 +406,21 @@ def _wrap(pdf: FPDF, text: str, width: float) -> list[str]:
     """`text` broken into the lines that fit `width` (mm) in the current font."""
     if _width(pdf, text) <= width:
         return [text]
-    lines = pdf.multi_cell(width + 2 * pdf.c_margin, 1, text, dry_run=True, output=MethodReturnValue.LINES)
+    # fpdf2's line breaking is slow and the texts that wrap are mostly the same in every document (column
+    # headings such as "Net amount (EUR)"): memoised per font (its widths table, parsed once per process
+    # and kept, so its id is stable), size, text and width
+    key = (id(pdf.current_font.cw), pdf.font_size_pt, text, width)
+    lines = _wrapped.get(key)
+    if lines is None:
+        if len(_wrapped) >= _WRAPPED_KEPT:
+            _wrapped.clear()
+        lines = _wrapped[key] = tuple(pdf.multi_cell(width + 2 * pdf.c_margin, 1, text, dry_run=True,
+                                                     output=MethodReturnValue.LINES))
     return list(lines)
+
+
+_wrapped: dict[tuple[int, float, str, float], tuple[str, ...]] = {}
+_WRAPPED_KEPT: Final = 4096
 
 
 def _breakdown_and_totals(pdf: FPDF, sheet: _Sheet) -> None:
