@@ -607,3 +607,45 @@ def test_text_wider_than_its_column_wraps_onto_more_lines() -> None:
         assert not any(long_text in line for line in text_lines)
         assert any(long_text in " ".join(text_lines[i : i + 3]) for i in range(len(text_lines)))
     assert "Issue date 2026-01-31" in text_lines  # a short value: one line
+
+
+def _fonts(pdf: bytes) -> list[Any]:
+    reader = PdfReader(BytesIO(pdf))
+    resources: Any = reader.pages[0]["/Resources"]
+    return [font.get_object() for font in resources["/Font"].values()]
+
+
+def test_latin_text_is_set_in_fonts_whose_tables_agree_with_the_embedded_program() -> None:
+    """The fonts of the Latin set are embedded whole with their PDF objects made once per process:
+    every code's width (/W), glyph (CIDToGIDMap) and character (ToUnicode) agree with the embedded
+    font program — what a PDF/A validator checks of an embedded font — and the text reads back."""
+    from fontTools.ttLib import TTFont
+
+    name = "Łukasz Ştefănescu & Åsa Øberg – „Œuvre“ Ĳssel € 1…"
+    pdf = render_invoice_pdf(make_invoice(customer=replace(CUSTOMER, name=name)))
+    assert name in " ".join(pdf_text(pdf).split())  # the name wraps onto two justified lines
+    for font in _fonts(pdf):
+        cid_font = font["/DescendantFonts"][0].get_object()
+        program = TTFont(BytesIO(cid_font["/FontDescriptor"]["/FontFile2"].get_object().get_data()))
+        glyph_order, cmap = program.getGlyphOrder(), program.getBestCmap()
+        scale = 1000 / program["head"].unitsPerEm
+        cid_to_gid = cid_font["/CIDToGIDMap"].get_object().get_data()
+        to_unicode = font["/ToUnicode"].get_object().get_data().decode().split("endcodespacerange")[1]
+        mapped = {int(code, 16): chr(int(char, 16)) for code, char in re.findall(r"<([0-9A-F]{4})> <([0-9A-F]{4})>", to_unicode)}
+        widths = cid_font["/W"]
+        width_of = {first + i: w for first, run in zip(widths[::2], widths[1::2], strict=True) for i, w in enumerate(run)}
+        assert mapped and set(mapped) == set(width_of)
+        for code, char in mapped.items():
+            glyph = glyph_order[int.from_bytes(cid_to_gid[2 * code : 2 * code + 2], "big")]
+            assert cmap[ord(char)] == glyph
+            assert abs(width_of[code] - program["hmtx"][glyph][0] * scale) <= 1
+
+
+def test_text_beyond_the_latin_set_is_set_in_a_subset_of_the_font() -> None:
+    """A name in Greek or Cyrillic letters takes fpdf2's per-document subset of the font: embedded, and
+    the text reads back."""
+    for name in ("Παπαδόπουλος Α.Ε.", "ООО «Ромашка»"):
+        pdf = render_invoice_pdf(make_invoice(customer=replace(CUSTOMER, name=name)))
+        assert name in pdf_text(pdf)
+        for font in _fonts(pdf):
+            assert "/FontFile2" in font["/DescendantFonts"][0].get_object()["/FontDescriptor"]
