@@ -342,7 +342,7 @@ class OutputProducer(fpdf_output.OutputProducer):
         self._add_pdf_obj(composite.to_unicode, "fonts")
         cid_font.c_i_d_system_info = fpdf_output.CIDSystemInfo()
         self._add_pdf_obj(cid_font.c_i_d_system_info, "fonts")
-        descriptor = copy.copy(font.desc)  # shared by the documents: this one gets its own id and program
+        descriptor = font.desc  # the document's own copy (`_add_font`)
         descriptor.font_name = Name(name)
         self._add_pdf_obj(descriptor, "fonts")
         cid_font.font_descriptor = descriptor
@@ -377,13 +377,16 @@ class OutputProducer(fpdf_output.OutputProducer):
 
 def _add_font(pdf: FPDF, style: str, path: Path, *, cut: str | None) -> None:
     """`pdf.add_font` without parsing the file again: a copy of the process's parsed font with the
-    per-document state (its index in the document; for a font subset per document its own subset
-    map and fontTools object) fresh."""
+    per-document state (its index in the document, its font descriptor; for a font subset per document
+    its own subset map and fontTools object) fresh."""
     parsed = _parsed_font(path, style, cut)
     font = copy.copy(parsed.template)
     font.i = len(pdf.fonts) + 1
     font.biggest_size_pt = 0
     font.missing_glyphs = []
+    # the font descriptor becomes a PDF object of the document at output(): its id and program are set on
+    # it, so each document has its own (renders run in several threads)
+    font.desc = copy.copy(parsed.template.desc)
     if parsed.subset:
         font.subset = parsed.subset
     else:

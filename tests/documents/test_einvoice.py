@@ -649,3 +649,16 @@ def test_text_beyond_the_latin_set_is_set_in_a_subset_of_the_font() -> None:
         assert name in pdf_text(pdf)
         for font in _fonts(pdf):
             assert "/FontFile2" in font["/DescendantFonts"][0].get_object()["/FontDescriptor"]
+
+
+def test_renders_in_several_threads_are_the_renders_of_one() -> None:
+    """The fonts and their PDF objects are prepared once per process and shared: documents rendered at
+    the same time in worker threads come out as when rendered one after the other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    invoices = [make_invoice(awkward_lines(3 + i % 5), number=f"INV-2026-{i:05d}",
+                             customer=replace(CUSTOMER, name=f"Kunde {i} – Łódź & Söhne" if i % 2 else "Αθηνά"))
+                for i in range(24)]
+    alone = [render_invoice_pdf(invoice) for invoice in invoices]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert list(pool.map(render_invoice_pdf, invoices)) == alone
