@@ -25,12 +25,8 @@ from decabill.documents.money import (
     round_cents,
     totals,
 )
-from decabill.documents.pdf import (
-    FontFiles,
-    find_fonts,
-    render_invoice_pdf,
-    render_void_pdf,
-)
+from decabill.documents.fonts import FontFiles, find_fonts
+from decabill.documents.pdf import render_invoice_pdf, render_void_pdf
 
 __all__ = [
     "STANDARD_RATED",

@@ -10,36 +10,25 @@ intent; fpdf2 ships the sRGB ICC profile it uses.
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import importlib.util
-import logging
-import re
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
-from functools import lru_cache
-from io import BytesIO
-from pathlib import Path
-from typing import Any, Final
+from typing import Final
 from xml.sax.saxutils import escape
 
 import pycountry
-from fontTools import subset as font_subset
-from fontTools import ttLib
 from fpdf import FPDF, FPDF_VERSION
 from fpdf.annotations import FileSpec
 from fpdf.enums import AssociatedFileRelationship, MethodReturnValue, OutputIntentSubType, PageMode, XPos, YPos
-from fpdf.fonts import SubsetMap, TTFFont
-from fpdf.output import OutputProducer, PDFICCProfile
+from fpdf.output import PDFICCProfile
 from fpdf.syntax import PDFDate, create_dictionary_string, iobj_ref
 from fpdf.util import builtin_srgb2014_bytes
 
 from decabill.documents.einvoice import build_cii_xml, build_credit_note_xml
+from decabill.documents.fonts import FONT_FAMILY, FontFiles, OutputProducer, add_fonts, default_fonts
 from decabill.documents.model import (
-    DocumentError,
     InvoiceDocument,
     InvoiceLine,
     Issuer,
@@ -48,215 +37,6 @@ from decabill.documents.model import (
     VoidDocument,
 )
 from decabill.documents.money import plain
-
-# --- fonts --------------------------------------------------------------------
-
-FONT_FAMILY: Final = "DejaVuSans"
-_FONT_REGULAR: Final = "DejaVuSans.ttf"
-_FONT_BOLD: Final = "DejaVuSans-Bold.ttf"
-# Debian/Ubuntu package fonts-dejavu-core.
-_SYSTEM_FONT_DIR: Final = Path("/usr/share/fonts/truetype/dejavu")
-
-
-@dataclass(frozen=True)
-class FontFiles:
-    """The two TrueType files the documents are set in."""
-
-    regular: Path
-    bold: Path
-
-
-def find_fonts() -> FontFiles:
-    """Locate DejaVu Sans: matplotlib's bundled copy if installed, else Debian's.
-
-    Both candidates are the same typeface, so the layout does not depend on
-    which one is found. No installed Python package in our stack ships a
-    TrueType font, hence the system package as the usual source.
-    """
-    for directory in _font_dir_candidates():
-        regular, bold = directory / _FONT_REGULAR, directory / _FONT_BOLD
-        if regular.is_file() and bold.is_file():
-            return FontFiles(regular=regular, bold=bold)
-    raise DocumentError(
-        "DejaVu Sans not found: install the Debian package fonts-dejavu-core "
-        "(or pass fonts=FontFiles(...) to the render functions)"
-    )
-
-
-def _font_dir_candidates() -> list[Path]:
-    candidates = []
-    # find_spec locates matplotlib without importing it (importing is slow).
-    spec = importlib.util.find_spec("matplotlib")
-    if spec and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            candidates.append(Path(location) / "mpl-data" / "fonts" / "ttf")
-    candidates.append(_SYSTEM_FONT_DIR)
-    return candidates
-
-
-@lru_cache(maxsize=1)
-def _default_fonts() -> FontFiles:
-    return find_fonts()
-
-
-# fontTools logs every subsetting step at INFO (several lines per rendered document); a billing day
-# renders one document per customer, so its chatter is kept to warnings.
-for _name in ("fontTools", "fontTools.subset", "fontTools.ttLib", "fpdf"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
-
-# The characters documents are usually written in. A document whose text stays in one of these sets is set
-# from a copy of the font cut down to it, made once per process — per document, fpdf2 subsets the font it
-# was given, and a font of a few hundred glyphs subsets many times faster than DejaVu Sans' 6,000. Any
-# other text uses the full font. The sets, smallest first:
-_CUTS: Final = {
-    # Latin-1 and Latin Extended-A (the EU's Latin alphabets), dashes, quotes, bullet, ellipsis, euro sign
-    "latin": ((0x20, 0x7E), (0xA0, 0x17F), (0x2013, 0x2014), (0x2018, 0x201E), (0x2022, 0x2022),
-              (0x2026, 0x2026), (0x20AC, 0x20AC)),
-    # all Latin, Greek, Cyrillic, general punctuation, currency signs and letter-like symbols
-    "common": ((0x20, 0x24F), (0x370, 0x52F), (0x1E00, 0x1EFF), (0x2000, 0x20CF), (0x2100, 0x215F)),
-}
-
-
-def _covered(codepoint: int, cut: str) -> bool:
-    return any(low <= codepoint <= high for low, high in _CUTS[cut])
-
-
-# per cut, a pattern of any character outside it (line breaks and tabs are not printed as glyphs)
-_OUTSIDE: Final = {
-    cut: re.compile("[^\n\t" + "".join(f"{re.escape(chr(low))}-{re.escape(chr(high))}" for low, high in ranges) + "]")
-    for cut, ranges in _CUTS.items()
-}
-
-
-def _cut_for(text: str) -> str | None:
-    """The smallest cut that has every character of `text`, or None (the full font)."""
-    return next((cut for cut, outside in _OUTSIDE.items() if not outside.search(text)), None)
-
-
-@dataclass(frozen=True)
-class _ParsedFont:
-    """A font file parsed once per process: its bytes and fpdf2's metrics of it (widths, cmap, glyph
-    ids), which documents share; each document gets its own fontTools object to subset."""
-
-    data: bytes
-    template: TTFFont
-
-
-_parsed: dict[tuple[Path, str, str | None], _ParsedFont] = {}
-_parsed_lock = threading.Lock()
-
-
-def _cut_down(path: Path, cut: str) -> bytes:
-    font = ttLib.TTFont(str(path), recalcTimestamp=False)
-    codepoints = [c for c in font.getBestCmap() if _covered(c, cut)]
-    options = font_subset.Options(notdef_outline=True, recommended_glyphs=True, layout_features=["*"], drop_tables=["FFTM"],
-                                  name_IDs=["*"], name_languages=["*"], glyph_names=True, hinting=False)
-    subsetter = font_subset.Subsetter(options)
-    subsetter.populate(unicodes=codepoints)
-    subsetter.subset(font)
-    output = BytesIO()
-    font.save(output)
-    return output.getvalue()
-
-
-def _parsed_font(path: Path, style: str, cut: str | None) -> _ParsedFont:
-    key = (path, style, cut)
-    with _parsed_lock:
-        if key not in _parsed:
-            data = _cut_down(path, cut) if cut else path.read_bytes()
-            scratch = FPDF()
-            # fpdf2 reads a font from a path; BytesIO works for fontTools, which is all TTFFont uses it for
-            template = TTFFont(scratch, BytesIO(data), f"{FONT_FAMILY.lower()}{style}", style)  # type: ignore[arg-type]
-            _parsed[key] = _ParsedFont(data, template)
-        return _parsed[key]
-
-
-class _DocumentFont(ttLib.TTFont):
-    """The fontTools object of one document's font: it knows which parsed font it was read from (the
-    key of its subsets in `_programs`) and keeps the font program fpdf2 saves from it at `output()`."""
-
-    def __init__(self, source: tuple[Path, str, str | None], data: bytes) -> None:
-        super().__init__(BytesIO(data), recalcTimestamp=False, lazy=True)
-        self.source = source
-        self.saved: bytes | None = None
-
-    def save(self, file: Any, reorderTables: bool | None = True) -> None:  # noqa: N803 (fontTools' name)
-        output = BytesIO()
-        super().save(output, reorderTables)
-        self.saved = output.getvalue()
-        file.write(self.saved)
-
-
-@dataclass(frozen=True)
-class _FontProgram:
-    """A font subset as fpdf2 embeds it: the font program and the glyph ids in it."""
-
-    data: bytes
-    glyph_ids: dict[str, int]
-
-
-class _SubsetFont(ttLib.TTFont):
-    """Stands in for a document's font when the subset it needs was made before (`_programs`).
-
-    fpdf2's `output()` runs fontTools' subsetter on the document's font, asks it for the glyph ids and
-    saves it (output.py `_add_fonts`); this font holds no tables, so the subsetter has nothing to do, and
-    it answers with the program made the first time. The program depends only on the font and the set of
-    glyphs (fontTools' subsetting is deterministic), so the output is the same byte for byte."""
-
-    def __init__(self, program: _FontProgram) -> None:
-        super().__init__()
-        self.program = program
-        self.setGlyphOrder(list(program.glyph_ids))
-
-    def getGlyphID(self, glyphName: str) -> int:  # noqa: N802, N803 (fontTools' names)
-        return self.program.glyph_ids[glyphName]
-
-    def save(self, file: Any, reorderTables: bool | None = True) -> None:  # noqa: N803
-        file.write(self.program.data)
-
-
-# Subsets made in this process, by (parsed font, glyph names). Invoices mostly print the same few dozen
-# characters, so a handful of entries serve a billing day; bounded all the same (~10-20 kB each).
-_programs: dict[tuple[tuple[Path, str, str | None], frozenset[str]], _FontProgram] = {}
-_PROGRAMS_KEPT: Final = 512
-
-
-class _OutputProducer(OutputProducer):
-    """fpdf2's PDF writer with the font subsets memoised (`FPDF.output(output_producer_class=...)`)."""
-
-    def _add_fonts(self, *args: Any, **kwargs: Any) -> Any:
-        made_here = []
-        for font in self.fpdf.fonts.values():
-            if isinstance(font, TTFFont) and isinstance(font.ttfont, _DocumentFont):
-                key = (font.ttfont.source, frozenset(font.subset.get_all_glyph_names()))
-                program = _programs.get(key)
-                if program:
-                    font.ttfont = _SubsetFont(program)
-                else:
-                    made_here.append((key, font))
-        result = super()._add_fonts(*args, **kwargs)
-        for key, font in made_here:
-            ttfont = font.ttfont
-            if ttfont.saved is not None:
-                if len(_programs) >= _PROGRAMS_KEPT:
-                    _programs.clear()
-                glyph_ids = {name: ttfont.getGlyphID(name) for name in ttfont.getGlyphOrder()}
-                _programs[key] = _FontProgram(ttfont.saved, glyph_ids)
-        return result
-
-
-def _add_font(pdf: FPDF, style: str, path: Path, *, cut: str | None) -> None:
-    """`pdf.add_font` without parsing the file again: a copy of the process's parsed font with the
-    per-document state (its index in the document, its own subset and fontTools object) fresh."""
-    parsed = _parsed_font(path, style, cut)
-    font = copy.copy(parsed.template)
-    font.i = len(pdf.fonts) + 1
-    font.ttfont = _DocumentFont((path, style, cut), parsed.data)
-    font.biggest_size_pt = 0
-    font.missing_glyphs = []
-    font.subset = SubsetMap(font)
-    pdf.fonts[font.fontkey] = font
-
 
 # --- page geometry and style ----------------------------------------------------------
 
@@ -296,14 +76,14 @@ def render_invoice_pdf(
 ) -> bytes:
     """Return the invoice as PDF/A-3B bytes with `factur-x.xml` (EN 16931) embedded."""
     xml = build_cii_xml(doc)  # first: refuses inconsistent input before drawing
-    return _draw(_invoice_sheet(doc), fonts or _default_fonts(),
+    return _draw(_invoice_sheet(doc), fonts or default_fonts(),
                  _facturx(xml, doc.issuer, f"Invoice {doc.number}", doc.issue_date, doc.issued_at))
 
 
 def render_void_pdf(doc: VoidDocument, *, fonts: FontFiles | None = None) -> bytes:
     """Return the credit note voiding an invoice, with its type-381 XML embedded."""
     xml = build_credit_note_xml(doc)
-    return _draw(_void_sheet(doc), fonts or _default_fonts(),
+    return _draw(_void_sheet(doc), fonts or default_fonts(),
                  _facturx(xml, doc.issuer, f"Credit note {doc.number}", doc.issue_date, doc.issued_at))
 
 
@@ -431,16 +211,16 @@ class _Page(FPDF):
         self.set_y(-12)
         self.set_font(FONT_FAMILY, "", 7)
         self.set_text_color(*_MUTED)
-        self.cell(_CONTENT_WIDTH * 0.8, 4, self._footer_text, align="L")
+        # where cell() would put it (see _cell; below the page break trigger, where _cell calls cell())
+        self.text(_MARGIN + self.c_margin, self.get_y() + 0.5 * 4 + 0.3 * self.font_size, self._footer_text)
+        self.set_x(_MARGIN + _CONTENT_WIDTH * 0.8)
         self.cell(_CONTENT_WIDTH * 0.2, 4, f"Page {self.page_no()}/{{nb}}", align="R")
 
 
 def _draw(sheet: _Sheet, fonts: FontFiles, facturx: _FacturX) -> bytes:
     pdf = _Page(_footer_text(sheet.issuer))
     _attach(pdf, facturx)
-    cut = _cut_for(_all_text(sheet))
-    _add_font(pdf, "", fonts.regular, cut=cut)
-    _add_font(pdf, "B", fonts.bold, cut=cut)
+    add_fonts(pdf, fonts, _all_text(sheet))
     pdf.add_output_intent(
         OutputIntentSubType.PDFA,
         output_condition_identifier="sRGB",
@@ -460,19 +240,20 @@ def _draw(sheet: _Sheet, fonts: FontFiles, facturx: _FacturX) -> bytes:
     _breakdown_and_totals(pdf, sheet)
     _remarks(pdf, sheet.remarks)
     _payment_box(pdf, sheet.payment)
-    return bytes(pdf.output(output_producer_class=_OutputProducer))
+    return bytes(pdf.output(output_producer_class=OutputProducer))
 
 
 def _all_text(sheet: _Sheet) -> str:
     """Every character the sheet may print (a superset: field reprs include the field names)."""
-    return repr(sheet) + _footer_text(sheet.issuer)
+    return "".join((repr(sheet), _footer_text(sheet.issuer), *_address_lines(sheet.issuer),
+                    *_address_lines(sheet.customer)))
 
 
 def _letterhead(pdf: FPDF, sheet: _Sheet) -> None:
     issuer = sheet.issuer
     pdf.set_xy(_MARGIN, _MARGIN)
     _font(pdf, 24, bold=True, color=_ACCENT)
-    pdf.cell(_CONTENT_WIDTH, 10, sheet.title, align="R")
+    _cell(pdf, _CONTENT_WIDTH, 10, sheet.title, align="R")
     pdf.set_xy(_MARGIN, _MARGIN)
     _font(pdf, 14, bold=True)
     _paragraph(pdf, _RIGHT_COLUMN_X - _MARGIN - 5, 7, issuer.name)
@@ -483,9 +264,7 @@ def _letterhead(pdf: FPDF, sheet: _Sheet) -> None:
     if issuer.email:
         details.append(issuer.email)
     for text in details:
-        pdf.cell(
-            _RIGHT_COLUMN_X - _MARGIN - 5, 4, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT
-        )
+        _cell(pdf, _RIGHT_COLUMN_X - _MARGIN - 5, 4, text, next_line=True)
     y = max(pdf.get_y(), _MARGIN + 12) + 4
     pdf.set_draw_color(*_ACCENT)
     pdf.set_line_width(0.6)
@@ -516,7 +295,7 @@ def _addresses_and_meta(pdf: FPDF, sheet: _Sheet) -> None:
     for label, value in sheet.meta:
         pdf.set_x(_RIGHT_COLUMN_X)
         _font(pdf, 9, color=_MUTED)
-        pdf.cell(label_width, 5.5, label)
+        _cell(pdf, label_width, 5.5, label)
         _font(pdf, 9, bold=label.endswith("number"))
         _paragraph(pdf, value_width, 5.5, value, align="R")
     pdf.set_y(max(left_bottom, pdf.get_y()) + 8)
@@ -627,8 +406,21 @@ def _wrap(pdf: FPDF, text: str, width: float) -> list[str]:
     """`text` broken into the lines that fit `width` (mm) in the current font."""
     if _width(pdf, text) <= width:
         return [text]
-    lines = pdf.multi_cell(width + 2 * pdf.c_margin, 1, text, dry_run=True, output=MethodReturnValue.LINES)
+    # fpdf2's line breaking is slow and the texts that wrap are mostly the same in every document (column
+    # headings such as "Net amount (EUR)"): memoised per font (its widths table, parsed once per process
+    # and kept, so its id is stable), size, text and width
+    key = (id(pdf.current_font.cw), pdf.font_size_pt, text, width)
+    lines = _wrapped.get(key)
+    if lines is None:
+        if len(_wrapped) >= _WRAPPED_KEPT:
+            _wrapped.clear()
+        lines = _wrapped[key] = tuple(pdf.multi_cell(width + 2 * pdf.c_margin, 1, text, dry_run=True,
+                                                     output=MethodReturnValue.LINES))
     return list(lines)
+
+
+_wrapped: dict[tuple[int, float, str, float], tuple[str, ...]] = {}
+_WRAPPED_KEPT: Final = 4096
 
 
 def _breakdown_and_totals(pdf: FPDF, sheet: _Sheet) -> None:
@@ -677,16 +469,9 @@ def _totals(pdf: FPDF, sheet: _Sheet) -> None:
             bold=emphasised,
             color=_TEXT if emphasised else _MUTED,
         )
-        pdf.cell(label_width, 6.5, label)
+        _cell(pdf, label_width, 6.5, label)
         _font(pdf, 10 if emphasised else 9, bold=emphasised)
-        pdf.cell(
-            value_width,
-            6.5,
-            _money(amount, sheet.currency),
-            align="R",
-            new_x=XPos.LMARGIN,
-            new_y=YPos.NEXT,
-        )
+        _cell(pdf, value_width, 6.5, _money(amount, sheet.currency), align="R", next_line=True)
 
 
 def _remarks(pdf: FPDF, remarks: Sequence[str]) -> None:
@@ -711,7 +496,7 @@ def _payment_box(pdf: FPDF, rows: Sequence[tuple[str, str]]) -> None:
     for label, value in rows:
         pdf.set_x(_MARGIN + 4)
         _font(pdf, 9, color=_MUTED)
-        pdf.cell(38, 5.5, label)
+        _cell(pdf, 38, 5.5, label)
         _font(pdf, 9, bold=label in ("Amount due", "IBAN"))
         _paragraph(pdf, _CONTENT_WIDTH - 46, 5.5, value)
     pdf.set_y(max(pdf.get_y(), top + needed))
@@ -722,10 +507,29 @@ def _paragraph(pdf: FPDF, width: float, line_height: float, text: str, *, align:
     on one line (nearly all of it) goes to `cell`, the same output: fpdf2's line breaking measures the
     text again for every character added, and was a fifth of a render. (A last line is not justified.)"""
     if "\n" not in text and _width(pdf, text) <= width - 2 * pdf.c_margin:
-        pdf.cell(width, line_height, text, align="L" if align == "J" else align, new_x=XPos.LMARGIN,
-                 new_y=YPos.NEXT)
+        _cell(pdf, width, line_height, text, align="R" if align == "R" else "L", next_line=True)
     else:
         pdf.multi_cell(width, line_height, text, align=align, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+
+
+def _cell(pdf: FPDF, width: float, height: float, text: str, *, align: str = "L", next_line: bool = False) -> None:
+    """`pdf.cell(width, height, text, align=align)` (then to the left margin of the next line if
+    `next_line`) for one line of plain text: drawn with `text()` where `cell` puts it — `c_margin` in
+    from the left or right edge, the baseline 0.3 font sizes below the cell's middle. `cell` lays the text
+    out as styled fragments first (markdown, shaping, spacing), which we do not use: it was a fifth of a
+    render. Near the bottom of the page it is `cell` itself, which breaks the page."""
+    x, y = pdf.get_x(), pdf.get_y()
+    if y + height > pdf.page_break_trigger:
+        pdf.cell(width, height, text, align=align, new_x=XPos.LMARGIN if next_line else XPos.RIGHT,
+                 new_y=YPos.NEXT if next_line else YPos.TOP)
+        return
+    if text:
+        offset = width - pdf.c_margin - _width(pdf, text) if align == "R" else pdf.c_margin
+        pdf.text(x + offset, y + 0.5 * height + 0.3 * pdf.font_size, text)
+    if next_line:
+        pdf.set_xy(pdf.l_margin, y + height)
+    else:
+        pdf.set_x(x + width)
 
 
 def _thin_rules(pdf: FPDF) -> None:
@@ -738,7 +542,7 @@ def _thin_rules(pdf: FPDF) -> None:
 def _label(pdf: FPDF, text: str, x: float, y: float) -> None:
     pdf.set_xy(x, y)
     _font(pdf, 7.5, bold=True, color=_MUTED)
-    pdf.cell(80, 5, text.upper(), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    _cell(pdf, 80, 5, text.upper(), next_line=True)
 
 
 def _font(
