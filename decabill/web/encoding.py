@@ -5,6 +5,7 @@ of it. The values keep Connexion's encodings: a datetime without an offset is UT
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -28,4 +29,11 @@ class OrjsonJsonifier(Jsonifier):
     """Connexion's JSON encoding of handler answers (request bodies are still parsed by Connexion)."""
 
     def dumps(self, data: Any, **kwargs: Any) -> bytes:  # type: ignore[override]
-        return orjson.dumps(data, default=_default, option=_OPTIONS)
+        try:
+            return orjson.dumps(data, default=_default, option=_OPTIONS)
+        except orjson.JSONEncodeError as exc:
+            if "64-bit" not in str(exc):
+                raise
+            # a stored JSON value (e.g. a service type's config) may hold an integer beyond 64 bits, which
+            # orjson refuses; the standard library encodes it exactly, as Connexion's encoder did
+            return json.dumps(data, default=_default).encode() + b"\n"

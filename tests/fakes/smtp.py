@@ -1,8 +1,10 @@
 """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message it receives; `refuse(address)`
-makes it answer `550` to that recipient, as a server does for a mailbox that does not exist."""
+makes it answer `550` to that recipient, as a server does for a mailbox that does not exist; `data_delay` seconds
+before each message is accepted make a slow server (a test's window to kill a sender mid-mailing)."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import re
 import threading
@@ -26,6 +28,8 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook name
+        if self.sink.data_delay:
+            await asyncio.sleep(self.sink.data_delay)
         message = email.message_from_bytes(envelope.content, policy=default_policy)
         with self.sink.lock:
             self.sink.messages.append(message)
@@ -36,6 +40,7 @@ class SmtpSink:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.refused: set[str] = set()
+        self.data_delay = 0.0
         self.lock = threading.Lock()
         self.port = free_port()
         self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
@@ -51,6 +56,7 @@ class SmtpSink:
         with self.lock:
             self.messages.clear()
             self.refused.clear()
+        self.data_delay = 0.0
 
     def refuse(self, address: str) -> None:
         with self.lock:

@@ -59,6 +59,8 @@ async def test_a_billing_day_killed_mid_mailing_sends_every_invoice_mail_once(
         owners.append(user_id(token))
         await add_position(subscription, owners[-1], "10.00")
     smtp_sink.clear()
+    # each mail accepted after 0.3 s: the kill below falls while mails are being sent, however fast the PDFs are
+    smtp_sink.data_delay = 0.3
     server_env = {**os.environ, "DATABASE_URL": database, "LOG_LEVEL": "info", "QUEUE_WORKER_CONCURRENCY": "2",
                   "MAIL_CLAIM_LEASE_SECONDS": "3", "MAIL_RETRY_INTERVAL": "1000"}
     port, log_path = free_port(), tmp_path / "serve.log"
