@@ -172,20 +172,31 @@ async def deliver_many(delivery_ids: list[uuid.UUID], prepared: dict[uuid.UUID, 
 
     async def write(outcomes: list[tuple[MailDelivery, str, str | None]], started: MailDelivery | None = None) -> bool:
         """Commit the outcomes (status, error) of sent or failed mails, and the start of `started`'s SMTP
-        transaction; whether `started` is still ours."""
+        transaction; whether `started` is still ours. Between two mails of a batch — the last one sent, the next
+        one starting — that is ONE statement (`advance`): the outbox's per-mail cost, which the once-only
+        guarantee needs (the state of every mail committed before the next SMTP transaction)."""
         now = db.utcnow()
+        sent = [delivery for delivery, status, _error in outcomes if status == MailStatus.SENT]
         async with db.transaction() as session:
             deliveries = MailDeliveryRepository(session)
             for delivery, status, error in outcomes:
-                values = ({"sent_at": now, "last_error": None} if status == MailStatus.SENT
-                          else {"last_error": error[:2000], "smtp_started_at": None})
-                if await deliveries.update_claimed(delivery.id, token, status=status, lease_until=None, **values):
+                if status == MailStatus.SENT:
+                    continue
+                if await deliveries.update_claimed(delivery.id, token, status=status, lease_until=None,
+                                                   last_error=(error or "")[:2000], smtp_started_at=None):
                     statuses[delivery.id] = status
                 else:
                     log.warning("invoicing.mail_claim_lost", kind=delivery.kind, delivery_id=str(delivery.id),
                                 outcome=status)
-            return started is not None and await deliveries.update_claimed(
-                started.id, token, smtp_started_at=now, lease_until=now + lease)
+            ours = await deliveries.advance(token, [delivery.id for delivery in sent],
+                                            started.id if started is not None else None, now, now + lease)
+        for delivery in sent:
+            if delivery.id in ours:
+                statuses[delivery.id] = MailStatus.SENT
+            else:
+                log.warning("invoicing.mail_claim_lost", kind=delivery.kind, delivery_id=str(delivery.id),
+                            outcome=MailStatus.SENT)
+        return started is not None and started.id in ours
 
     def failed(delivery: MailDelivery, error: str) -> tuple[MailDelivery, str, str]:
         return delivery, MailStatus.FAILED if delivery.attempts >= MAX_ATTEMPTS else MailStatus.PENDING, error
@@ -220,10 +231,15 @@ async def deliver_many(delivery_ids: list[uuid.UUID], prepared: dict[uuid.UUID, 
 
 
 async def pending_deliveries(limit: int) -> list[uuid.UUID]:
-    """Deliveries to retry: pending (or abandoned while sending) for a while, attempts left."""
+    """Deliveries to retry: pending (or abandoned while sending) for a while, attempts left — but not an invoice
+    mail whose PDF is still to be rendered by its render task (pending, or claimed less than a mail lease ago):
+    the task's job sends it with the PDF (`invoicing.retry_mails` sends render jobs for the tasks of waiting
+    mails whose job was lost, `rendering.due_for_rendering(..., retry_after=RETRY_AFTER)`). A task claimed
+    longer ago counts as abandoned here: its mail goes out with the PDF rendered on demand."""
     now = db.utcnow()
     async with db.transaction() as session:
-        return await MailDeliveryRepository(session).retry_ids(now, MAX_ATTEMPTS, RETRY_AFTER, limit)
+        return await MailDeliveryRepository(session).retry_ids(
+            now, MAX_ATTEMPTS, RETRY_AFTER, limit, rendered_first=INVOICE_ISSUED, render_claimed_after=now - _lease())
 
 
 # --- contents ---------------------------------------------------------------------------------------

@@ -183,11 +183,11 @@ async def _send_mails(delivery_ids: list[uuid.UUID], prepared: dict[uuid.UUID, m
                   error_type=type(exc).__name__)
 
 
-async def due_for_rendering(limit: int) -> list[uuid.UUID]:
-    """Tasks to send again: pending for a while, or abandoned while rendering; attempts left."""
+async def due_for_rendering(limit: int, retry_after: dt.timedelta = RETRY_AFTER) -> list[uuid.UUID]:
+    """Tasks to send again: pending for `retry_after`, or abandoned while rendering; attempts left."""
     now = db.utcnow()
     async with db.transaction() as session:
-        return await InvoiceDocumentRepository(session).due_ids(now, MAX_ATTEMPTS, RETRY_AFTER, CLAIM_TIMEOUT, limit)
+        return await InvoiceDocumentRepository(session).due_ids(now, MAX_ATTEMPTS, retry_after, CLAIM_TIMEOUT, limit)
 
 
 async def last_error(task_ids: list[uuid.UUID]) -> str | None:

@@ -446,14 +446,43 @@ class MailDeliveryRepository(Repository[MailDelivery]):
                                                  MailDelivery.status == MailStatus.SENDING, **values))
         return changed.rowcount == 1
 
+    async def advance(self, token: uuid.UUID, sent: Sequence[uuid.UUID], started: uuid.UUID | None,
+                      now: dt.datetime, lease_until: dt.datetime) -> set[uuid.UUID]:
+        """ONE statement for a sender between two SMTP transactions: the deliveries `sent` become `sent`, and
+        `started`'s SMTP transaction starts now (its lease renewed) — those of them still held under `token`;
+        the ids it changed (the others were taken from us)."""
+        if not sent and started is None:
+            return set()
+        was_sent = MailDelivery.id.in_(sent) if sent else literal(False)
+        statement = self.update(
+            MailDelivery.id.in_([*sent, *([started] if started is not None else [])]),
+            MailDelivery.claim_token == token, MailDelivery.status == MailStatus.SENDING,
+            status=case((was_sent, MailStatus.SENT), else_=MailDelivery.status),
+            sent_at=case((was_sent, now), else_=MailDelivery.sent_at),
+            last_error=case((was_sent, None), else_=MailDelivery.last_error),
+            lease_until=case((was_sent, None), else_=lease_until),
+            smtp_started_at=case((was_sent, MailDelivery.smtp_started_at), else_=now),
+        ).returning(MailDelivery.id)
+        connection = await self.session.connection()
+        return set((await connection.execute(statement)).scalars())
+
     async def retry_ids(self, now: dt.datetime, max_attempts: int, retry_after: dt.timedelta,
-                        limit: int) -> list[uuid.UUID]:
+                        limit: int, *, rendered_first: str, render_claimed_after: dt.datetime) -> list[uuid.UUID]:
         """Deliveries to send now: pending for a moment (a fresh one is being sent by the process that recorded
-        it), or abandoned by a sender that died; attempts left."""
+        it), or abandoned by a sender that died; attempts left. Not the mails of kind `rendered_first` whose
+        invoice's PDF task is pending, or being rendered under a claim made after `render_claimed_after`: the
+        render job sends them with the PDF it makes — taken here during a long billing day's backlog, each PDF
+        would be rendered a second time, on demand (issue #19)."""
+        unrendered = exists().where(
+            InvoiceDocumentTask.invoice_id == MailDelivery.invoice_id,
+            or_(InvoiceDocumentTask.status == DocumentStatus.PENDING,
+                (InvoiceDocumentTask.status == DocumentStatus.RENDERING)
+                & (InvoiceDocumentTask.claimed_at > render_claimed_after)))
         statement = (self.statement(MailDelivery.id)
                      .where(MailDelivery.attempts < max_attempts,
                             or_((MailDelivery.status == MailStatus.PENDING) & (MailDelivery.created_at < now - retry_after),
-                                (MailDelivery.status == MailStatus.SENDING) & (MailDelivery.lease_until < now)))
+                                (MailDelivery.status == MailStatus.SENDING) & (MailDelivery.lease_until < now)),
+                            ~((MailDelivery.kind == rendered_first) & unrendered))
                      .order_by(MailDelivery.created_at, MailDelivery.id))
         return await self.all(page(statement, limit, 0))
 

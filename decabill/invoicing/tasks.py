@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 from decabill.config import get_settings
 from decabill.tenancy import bound_tenant
@@ -99,7 +100,12 @@ async def deliver_mail(tenant: str, delivery_id: str) -> str:
 
 @periodic("invoicing.retry_mails", interval=lambda s: s.mail_retry_interval, at_startup=True)
 async def retry_mails() -> int:
-    return await fan_out(mail.pending_deliveries, deliver_mail, get_settings().reminder_scheduler_batch_size)
+    """The mails to retry, and render jobs for the tasks whose invoice mail waits for its PDF (pending as long
+    as a mail waits before a retry): `pending_deliveries` leaves those mails to their task's job, which a
+    kill -9 may have lost (a task another job renders meanwhile is claimed once: no PDF made twice)."""
+    batch_size = get_settings().reminder_scheduler_batch_size
+    sent = await fan_out(mail.pending_deliveries, deliver_mail, batch_size)
+    return sent + await _send_render_jobs(lambda: rendering.due_for_rendering(batch_size, mail.RETRY_AFTER))
 
 
 @task("invoicing.render_documents")
@@ -121,10 +127,15 @@ async def render_document(tenant: str, task_id: str) -> str:
 @periodic("invoicing.render_due_documents", interval=lambda s: s.reminder_scheduler_interval)
 async def render_due_documents() -> int:
     """One `invoicing.render_documents` per `rendering.BATCH_SIZE` of the tasks left pending or abandoned."""
+    return await _send_render_jobs(lambda: rendering.due_for_rendering(get_settings().reminder_scheduler_batch_size))
+
+
+async def _send_render_jobs(find: Callable[[], Awaitable[list[uuid.UUID]]]) -> int:
+    """One `invoicing.render_documents` per `rendering.BATCH_SIZE` of the tasks `find()` gives, in each tenant."""
     sent = 0
     for tenant in get_settings().tenants:
         with bound_tenant(tenant):
-            task_ids = await rendering.due_for_rendering(get_settings().reminder_scheduler_batch_size)
+            task_ids = await find()
         for first in range(0, len(task_ids), rendering.BATCH_SIZE):
             await enqueue(render_documents, tenant, [str(task_id) for task_id in task_ids[first:first + rendering.BATCH_SIZE]])
             sent += 1
