@@ -185,6 +185,15 @@ async def read() -> AsyncIterator[AsyncSession]:
     """A unit of work that only reads: statements run in autocommit, without the BEGIN/COMMIT round trips (or
     SQLite's write lock) of `transaction()`; inside an open transaction it joins that one. Each statement sees
     its own snapshot — use `transaction()` where several reads must agree."""
+    async with autocommit() as session:
+        yield session
+
+
+@asynccontextmanager
+async def autocommit() -> AsyncIterator[AsyncSession]:
+    """`read()` for a unit of work of ONE write statement that is complete by itself (it is its own transaction,
+    committed when it returns): one round trip instead of BEGIN, the statement and COMMIT — the mail outbox's
+    per-mail state change (decabill/invoicing/mail.py). Never for several writes that must agree."""
     outer = _current.get()
     if outer is not None:
         yield outer.session

@@ -173,23 +173,27 @@ async def deliver_many(delivery_ids: list[uuid.UUID], prepared: dict[uuid.UUID, 
     async def write(outcomes: list[tuple[MailDelivery, str, str | None]], started: MailDelivery | None = None) -> bool:
         """Commit the outcomes (status, error) of sent or failed mails, and the start of `started`'s SMTP
         transaction; whether `started` is still ours. Between two mails of a batch — the last one sent, the next
-        one starting — that is ONE statement (`advance`): the outbox's per-mail cost, which the once-only
-        guarantee needs (the state of every mail committed before the next SMTP transaction)."""
+        one starting — that is ONE statement in autocommit (`advance`, one round trip): the outbox's per-mail
+        cost, which the once-only guarantee needs (each mail's state committed before the next SMTP
+        transaction; one UPDATE per batch would resend the whole batch after a kill -9)."""
         now = db.utcnow()
         sent = [delivery for delivery, status, _error in outcomes if status == MailStatus.SENT]
-        async with db.transaction() as session:
-            deliveries = MailDeliveryRepository(session)
-            for delivery, status, error in outcomes:
-                if status == MailStatus.SENT:
-                    continue
-                if await deliveries.update_claimed(delivery.id, token, status=status, lease_until=None,
-                                                   last_error=(error or "")[:2000], smtp_started_at=None):
-                    statuses[delivery.id] = status
-                else:
-                    log.warning("invoicing.mail_claim_lost", kind=delivery.kind, delivery_id=str(delivery.id),
-                                outcome=status)
-            ours = await deliveries.advance(token, [delivery.id for delivery in sent],
-                                            started.id if started is not None else None, now, now + lease)
+        if len(sent) < len(outcomes):  # failures (rare): their own transaction first
+            async with db.transaction() as session:
+                deliveries = MailDeliveryRepository(session)
+                for delivery, status, error in outcomes:
+                    if status == MailStatus.SENT:
+                        continue
+                    if await deliveries.update_claimed(delivery.id, token, status=status, lease_until=None,
+                                                       last_error=(error or "")[:2000], smtp_started_at=None):
+                        statuses[delivery.id] = status
+                    else:
+                        log.warning("invoicing.mail_claim_lost", kind=delivery.kind, delivery_id=str(delivery.id),
+                                    outcome=status)
+        async with db.autocommit() as session:  # one statement, its own transaction: one round trip
+            ours = await MailDeliveryRepository(session).advance(
+                token, [delivery.id for delivery in sent], started.id if started is not None else None, now,
+                now + lease)
         for delivery in sent:
             if delivery.id in ours:
                 statuses[delivery.id] = MailStatus.SENT
