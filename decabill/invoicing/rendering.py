@@ -48,6 +48,7 @@ log = structlog.get_logger("decabill.invoicing")
 
 _issuing = 0  # billing-day units (and their coordinator) running in this process
 _issuing_done: asyncio.Event | None = None
+_statistics_stale = False  # units issued here since the last ANALYZE of the issued tables
 
 
 @contextlib.asynccontextmanager
@@ -56,7 +57,7 @@ async def issuing() -> AsyncIterator[None]:
     Rendering is CPU-bound in threads; next to it the event loop gets the GIL only every switch interval, so
     each of the unit's many database round trips would wait for it and issuing would crawl. Issuing first,
     the numbers and invoices committed, then the PDFs: the targets of the billing day are in that order."""
-    global _issuing, _issuing_done
+    global _issuing, _issuing_done, _statistics_stale
     if _issuing_done is None:
         _issuing_done = asyncio.Event()
     _issuing += 1
@@ -67,6 +68,7 @@ async def issuing() -> AsyncIterator[None]:
         _issuing -= 1
         if not _issuing:
             _issuing_done.set()
+            _statistics_stale = True
 
 
 ISSUING_UNITS = ["invoicing.bill_slice", "invoicing.bill_users"]
@@ -79,14 +81,24 @@ async def after_issuing() -> None:
     (the job ledger) — the other worker's renders would take the CPU its database round trips wait for.
     A render job waits here BEFORE it takes a queue slot: in the in-process queue an issuing unit is
     recorded running while it still waits for a slot, and render jobs holding every slot while they wait
-    for it would wait for each other until ISSUING_STALE."""
+    for it would wait for each other until ISSUING_STALE.
+    The first render job after issuing units ran in this process refreshes the planner's statistics of the
+    tables they filled (`InvoiceDocumentRepository.refresh_statistics`)."""
+    global _statistics_stale
     while True:
         if _issuing and _issuing_done is not None:
             await _issuing_done.wait()
             continue
         if not await ledger.running_since(ISSUING_UNITS, db.utcnow() - ISSUING_STALE):
-            return
+            break
         await asyncio.sleep(ISSUING_POLL)
+    if _statistics_stale:
+        _statistics_stale = False
+        try:
+            async with db.transaction() as session:
+                await InvoiceDocumentRepository(session).refresh_statistics()
+        except Exception as exc:  # noqa: BLE001 - only the plans are slower without it
+            log.warning("invoicing.analyze_failed", error=str(exc), error_type=type(exc).__name__)
 
 
 MAX_ATTEMPTS = 5

@@ -21,6 +21,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     union,
 )
 from sqlalchemy.sql import ColumnElement, Select
@@ -509,6 +510,19 @@ class InvoiceDocumentRepository(Repository[InvoiceDocumentTask]):
     """The render-then-mail tasks of issued invoices (`decabill.invoicing.rendering`)."""
 
     model = InvoiceDocumentTask
+
+    #: the tables a billing day fills that the render jobs then query per batch
+    ISSUED_TABLES = (Invoice, InvoiceLine, InvoiceDocumentTask, MailDelivery)
+
+    async def refresh_statistics(self) -> None:
+        """ANALYZE the tables the billing day's issuing just filled (PostgreSQL; elsewhere nothing): planned
+        on the statistics from before — a table that grew from nothing to 100,000 rows within minutes, before
+        autovacuum (if it runs at all) analyses it again — the render jobs' per-batch statements pick a
+        bitmap scan of the tenant index over the whole table (~85 ms per batch of 50, measured) instead of
+        the key indexes (< 1 ms)."""
+        if self.session.get_bind().dialect.name != "postgresql":
+            return
+        await self.session.execute(text("ANALYZE " + ", ".join(model.__tablename__ for model in self.ISSUED_TABLES)))
 
     async def record_once(self, invoice_id: uuid.UUID, now: dt.datetime) -> uuid.UUID | None:
         """The task of `invoice_id` unless it exists; its id, or None when it was recorded before."""

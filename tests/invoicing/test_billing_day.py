@@ -435,3 +435,31 @@ async def test_render_batches_make_each_pdf_and_mail_once_and_take_over_a_dead_b
         assert {d.status for d in await rows(MailDelivery)} == {"sent"}
     ready = [str(m["Message-ID"]) for m in smtp_sink.messages if " is ready" in str(m["Subject"])]
     assert len(ready) == len(set(ready)) == USERS  # one mail each
+
+
+async def test_the_first_render_job_after_issuing_refreshes_the_statistics_of_the_issued_tables(billing_api, database):
+    """Issue #19: the tables a billing day fills grow from nothing to 100,000 rows within minutes; planned on the
+    old statistics the render batches' statements scanned the tenant index of the whole table. The first render
+    job after issuing units ran in the process ANALYZEs them (PostgreSQL), once."""
+    from sqlalchemy import text
+
+    if not database.startswith("postgresql"):
+        pytest.skip("ANALYZE and pg_stat_user_tables are PostgreSQL's")
+    tables = "('invoices', 'invoice_lines', 'invoice_documents', 'mail_deliveries')"
+
+    async def analysed_since() -> tuple:
+        async with db.transaction() as session:
+            return (await session.execute(text(
+                "SELECT count(*) FILTER (WHERE last_analyze >= :since), count(*) FROM pg_stat_user_tables"
+                f" WHERE relname IN {tables}"), {"since": since})).one()
+
+    rendering._statistics_stale = False  # (set by an earlier test's units)
+    with bound_tenant("default"):
+        async with db.transaction() as session:
+            since = (await session.execute(text("SELECT clock_timestamp()"))).scalar_one()
+        await rendering.after_issuing()  # no issuing unit ran here: nothing analysed
+        assert tuple(await analysed_since()) == (0, 4)
+        async with rendering.issuing():
+            pass  # a billing-day unit ran in this process
+        await rendering.after_issuing()
+        assert tuple(await analysed_since()) == (4, 4)

@@ -137,3 +137,45 @@ async def test_a_sender_that_died_loses_its_mail_once_the_lease_runs_out(billing
         [again] = smtp_sink.to(CUSTOMER_EMAIL)
         assert again["Message-ID"] == first["Message-ID"]
         assert again["Subject"] == f"Your invoice {invoice.invoice_number} is ready"
+
+
+async def test_the_retry_job_leaves_invoice_mails_to_their_unrendered_pdf_task(billing_api, customer, clock, smtp_sink,
+                                                                             monkeypatch):
+    """Issue #19: during a long billing day an invoice mail waits for its render task far longer than the retry
+    job's pause; taken by the retry job it would have its PDF rendered a second time, on demand. It is left to the
+    task (its job renders and sends it) while the task is pending or freshly claimed; the retry job sends render
+    jobs for the waiting tasks instead (their job may be lost); a claim older than a mail lease counts as dead."""
+    from decabill.invoicing import rendering
+    from models.invoicing import InvoiceDocumentTask
+
+    monkeypatch.setattr(rendering, "_send", lambda tenant, task_ids: _nothing)  # the render job is "lost"
+    with bound_tenant("default"):
+        async with db.transaction() as session:
+            invoice = await invoices.create_draft(session, user_id=user_id(customer), actor=SYSTEM,
+                                                  lines=[LineInput(description="Setup", unit_price_net=Decimal("80"))])
+            await invoices.issue(session, invoice, actor=SYSTEM, defer_documents=True)
+        [task] = await rows(InvoiceDocumentTask)
+        [delivery] = await rows(MailDelivery)
+        assert (task.status, delivery.status) == ("pending", "pending")
+        now = db.utcnow()
+        clock.set(now + dt.timedelta(minutes=6))
+        assert await mail.pending_deliveries(10) == []  # its PDF task is pending: the render job sends it
+        assert await rendering.due_for_rendering(10, mail.RETRY_AFTER) == [task.id]  # what the retry job re-sends
+        async with db.transaction() as session:  # a render job claims it now
+            row = await session.get(InvoiceDocumentTask, task.id)
+            row.status, row.claimed_at = "rendering", clock.now
+        assert await mail.pending_deliveries(10) == []
+        clock.set(clock.now + dt.timedelta(seconds=61))  # a mail lease (60 s) later: the renderer died
+        assert await mail.pending_deliveries(10) == [delivery.id]
+        async with db.transaction() as session:
+            row = await session.get(InvoiceDocumentTask, task.id)
+            row.status = "rendered"
+        assert await mail.pending_deliveries(10) == [delivery.id]
+        assert await mail.deliver(delivery.id) == "sent"
+        clock.set(None)
+    subjects = [m["Subject"] for m in smtp_sink.to(CUSTOMER_EMAIL)]
+    assert subjects.count(f"Your invoice {invoice.invoice_number} is ready") == 1
+
+
+async def _nothing() -> None:
+    return None
