@@ -277,15 +277,17 @@ class InvoiceRepository(Repository[Invoice]):
         else:
             found = ids.cte("matches")
         total = select(func.count().label("matches_total")).select_from(found).subquery("total")
-        rows = paged(select(*cls.columns(), Subscription.number.label("subscription_number"),
-                            User.email.label("user_email"))
-                     .select_from(Invoice)
-                     .join(found, found.c.id == Invoice.id)
-                     .outerjoin(Subscription, Subscription.id == Invoice.subscription_id)
-                     .outerjoin(User, User.id == Invoice.user_id)
+        rows = paged(select(*cls.columns()).select_from(Invoice).join(found, found.c.id == Invoice.id)
                      .order_by(Invoice.created_at.desc(), Invoice.id.desc())).subquery("page")
+        # the page's subscription number and email looked up per row of the page (at most `limit` primary-key
+        # reads), not joined before the limit: the generic plan of the prepared statement cannot know how many
+        # ids match and hash-joined every user
+        number = select(Subscription.number).where(Subscription.id == rows.c.subscription_id).correlate(rows)
+        email = select(User.email).where(User.id == rows.c.user_id).correlate(rows)
         statement = cls._searches[key] = (
-            select(total.c.matches_total, *rows.c).select_from(total.outerjoin(rows, true()))
+            select(total.c.matches_total, *rows.c, number.scalar_subquery().label("subscription_number"),
+                   email.scalar_subquery().label("user_email"))
+            .select_from(total.outerjoin(rows, true()))
             .order_by(rows.c.created_at.desc(), rows.c.id.desc()))
         return statement
 
