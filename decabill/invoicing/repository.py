@@ -78,6 +78,12 @@ class InvoiceCountRepository(Repository[InvoiceCount]):
 class InvoiceRepository(Repository[Invoice]):
     model = Invoice
 
+    @classmethod
+    def listed_columns(cls) -> list[Any]:
+        """The columns the list views show (`InvoiceView`): all but the parties' snapshots at issue (`seller`,
+        `buyer`), which only the documents read — two JSON values per row fewer to send and decode."""
+        return [column for column in Invoice.__table__.columns if column.name not in ("seller", "buyer")]
+
     async def records(self, invoice_ids: Sequence[uuid.UUID]) -> list[Any]:
         """Several invoices as plain records (`record()`), in one query."""
         return await self.all(self.statement(self.record()).where(Invoice.id.in_(invoice_ids)))
@@ -101,7 +107,7 @@ class InvoiceRepository(Repository[Invoice]):
         subscription_id, user_id = bindparam("subscription_id"), bindparam("user_id")
         invoices = and_(Invoice.tenant_id == Subscription.tenant_id, Invoice.user_id == Subscription.user_id,
                         of_subscription(subscription_id))
-        return (SubscriptionRepository.own(Subscription.id.label("owned"), *cls.columns(),
+        return (SubscriptionRepository.own(Subscription.id.label("owned"), *cls.listed_columns(),
                                            subscription_id=subscription_id, user_id=user_id)
                 .outerjoin(Invoice, invoices)
                 .order_by(Invoice.created_at.desc(), Invoice.id))
@@ -117,7 +123,7 @@ class InvoiceRepository(Repository[Invoice]):
 
     @prepared
     def _open_of_user(cls) -> Select[Any]:
-        return (cls.scoped(*cls.columns(), Subscription.number.label("subscription_number"))
+        return (cls.scoped(*cls.listed_columns(), Subscription.number.label("subscription_number"))
                 .outerjoin(Subscription, Subscription.id == Invoice.subscription_id)
                 .where(Invoice.user_id == bindparam("user_id"), Invoice.status.in_(InvoiceStatus.OPEN))
                 .order_by(Invoice.created_at.desc(), Invoice.id))
@@ -277,7 +283,7 @@ class InvoiceRepository(Repository[Invoice]):
         else:
             found = ids.cte("matches")
         total = select(func.count().label("matches_total")).select_from(found).subquery("total")
-        rows = paged(select(*cls.columns()).select_from(Invoice).join(found, found.c.id == Invoice.id)
+        rows = paged(select(*cls.listed_columns()).select_from(Invoice).join(found, found.c.id == Invoice.id)
                      .order_by(Invoice.created_at.desc(), Invoice.id.desc())).subquery("page")
         # the page's subscription number and email looked up per row of the page (at most `limit` primary-key
         # reads), not joined before the limit: the generic plan of the prepared statement cannot know how many
@@ -317,7 +323,7 @@ class InvoiceRepository(Repository[Invoice]):
     def _latest_page(cls) -> Select[Any]:
         """A page of every invoice of the tenant, newest first, with the tenant's total from its counter (not a
         count that grows with the table) on each row."""
-        return paged(cls.scoped(*cls.columns(), Subscription.number.label("subscription_number"),
+        return paged(cls.scoped(*cls.listed_columns(), Subscription.number.label("subscription_number"),
                                 User.email.label("user_email"),
                                 InvoiceCountRepository.total_query().scalar_subquery().label("tenant_total"))
                      .outerjoin(Subscription, Subscription.id == Invoice.subscription_id)
