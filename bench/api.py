@@ -354,6 +354,8 @@ def main() -> None:
             ("subscriptions (customer)", decabill, "/api/subscriptions", customer),
             ("admin invoices", decabill, "/api/admin/billing/invoices?limit=20", admin),
             ("admin invoices search", decabill, "/api/admin/billing/invoices?limit=20&search=Customer%2042", admin),
+            # matches the emails customer42, customer420…429, customer4200…4299: ~1,100 invoices counted, 20 shown
+            ("admin invoices search email", decabill, "/api/admin/billing/invoices?limit=20&search=customer42", admin),
         ]
         if args.only:
             wanted = set(args.only.split(","))
