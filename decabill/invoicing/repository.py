@@ -254,12 +254,13 @@ class InvoiceRepository(Repository[Invoice]):
         (with `text`: a UNION of one branch per searched column, each using its own trigram index on
         PostgreSQL — an OR across three joined tables reads every invoice of the tenant; the id branches only
         for a term an id can hold), their count, and the page's rows LEFT JOINed to that count — a page past
-        the last match is one row of NULLs that still carries the total."""
+        the last match is one row of NULLs that still carries the total. The page is chosen from the CTE's
+        (id, created_at) and only its rows are read from `invoices`."""
         key = (dialect, by_user, open_only, kind if text else "none")
         statement = cls._searches.get(key)
         if statement is not None:
             return statement
-        ids = cls.scoped(Invoice.id)
+        ids = cls.scoped(Invoice.id, Invoice.created_at)  # the page is chosen from the CTE alone
         if by_user:
             ids = ids.where(Invoice.user_id == bindparam(cls.SEARCH_USER, type_=Invoice.user_id.type))
         if open_only:
@@ -283,8 +284,8 @@ class InvoiceRepository(Repository[Invoice]):
         else:
             found = ids.cte("matches")
         total = select(func.count().label("matches_total")).select_from(found).subquery("total")
-        rows = paged(select(*cls.listed_columns()).select_from(Invoice).join(found, found.c.id == Invoice.id)
-                     .order_by(Invoice.created_at.desc(), Invoice.id.desc())).subquery("page")
+        chosen = paged(select(found.c.id).order_by(found.c.created_at.desc(), found.c.id.desc())).subquery("chosen")
+        rows = select(*cls.listed_columns()).select_from(chosen.join(Invoice, Invoice.id == chosen.c.id)).subquery("page")
         # the page's subscription number and email looked up per row of the page (at most `limit` primary-key
         # reads), not joined before the limit: the generic plan of the prepared statement cannot know how many
         # ids match and hash-joined every user
