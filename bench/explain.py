@@ -64,6 +64,10 @@ async def main() -> None:
                 ("subscriptions of a customer", lambda: SubscriptionRepository(session).of_user(customer, 10, 0)),
                 ("admin invoices, page and total", lambda: invoices.search_page(limit=20, offset=0, search=None, user_id=None, open_only=False)),
                 ("admin invoices, search", lambda: invoices.search_page(limit=20, offset=0, search="INV-2026-0001", user_id=None, open_only=False)),
+                ("admin invoices, search (the benchmark's term)", lambda: invoices.search_page(limit=20, offset=0, search="Customer 42", user_id=None, open_only=False)),
+                ("admin invoices, search matching ~1,100 invoices by email", lambda: invoices.search_page(limit=20, offset=0, search="customer42", user_id=None, open_only=False)),
+                ("admin invoices, search by a hex fragment", lambda: invoices.search_page(limit=20, offset=0, search="4a2f", user_id=None, open_only=False)),
+                ("admin invoices, search by a whole id", lambda: invoices.search_page(limit=20, offset=0, search=str(customer), user_id=None, open_only=False)),
             ]:
                 await call()
         Repository.run = run  # type: ignore[method-assign]

@@ -94,7 +94,9 @@ class Settings(BaseSettings):
     db_host: str | None = Field(None, alias="DB_HOST")
     db_port: int = Field(5432, alias="DB_PORT", ge=1, le=65535)
     db_pool_size: int = Field(10, alias="DB_POOL_SIZE", ge=1, le=1000)  # PostgreSQL connections kept per process
-    db_pool_max_overflow: int = Field(20, alias="DB_POOL_MAX_OVERFLOW", ge=0, le=1000)  # opened beyond it at peaks
+    # Connections opened beyond the pool at peaks and closed on return: none by default (a request waits for a
+    # pooled connection instead — see `database_pool`)
+    db_pool_max_overflow: int = Field(0, alias="DB_POOL_MAX_OVERFLOW", ge=0, le=1000)
     db_username: str = Field("postgres", alias="DB_USERNAME")
     db_password: str = Field("postgres", alias="DB_PASSWORD")
     db_database: str = Field("billing", alias="DB_DATABASE")
@@ -128,7 +130,7 @@ class Settings(BaseSettings):
     websocket_cors_origin: str = Field("*", alias="WEBSOCKET_CORS_ORIGIN")
     status_poll_interval: int = Field(15000, alias="STATUS_POLL_INTERVAL")
     # The gateway's share of the database pool and of the provider APIs: at most this many loads / provider
-    # reads at once per process, whatever the number of sockets (the pool holds 5 + 10 overflow connections).
+    # reads at once per process, whatever the number of sockets (keep it well below DB_POOL_SIZE).
     dashboard_db_concurrency: int = Field(4, alias="DASHBOARD_DB_CONCURRENCY", ge=1, le=64)
     dashboard_provider_concurrency: int = Field(8, alias="DASHBOARD_PROVIDER_CONCURRENCY", ge=1, le=256)
 
@@ -394,8 +396,14 @@ class Settings(BaseSettings):
 
     @property
     def database_pool(self) -> dict[str, int]:
-        """The connection pool's size, as `decabill.db.init_engine` takes it."""
-        return {"pool_size": self.db_pool_size, "max_overflow": self.db_pool_max_overflow}
+        """The connection pool's size, as `decabill.db.init_engine` takes it: DB_POOL_SIZE for the requests, plus
+        one connection per job a process of the `worker`/`all` role runs at once (QUEUE_WORKER_CONCURRENCY) —
+        a billing-day batch holds its connection for seconds and must not take the requests' share — and no
+        overflow unless DB_POOL_MAX_OVERFLOW says so. An overflow connection is opened and closed per checkout
+        (a new backend, every statement prepared again): under load that cost more than the queries, and more
+        backends than cores only contend (docs/performance.md, issue #20, fourth round)."""
+        jobs = self.queue_worker_concurrency if self.queue_role in ("worker", "all") else 0
+        return {"pool_size": self.db_pool_size + max(jobs, 0), "max_overflow": self.db_pool_max_overflow}
 
     @property
     def tenants(self) -> list[str]:

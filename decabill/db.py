@@ -86,7 +86,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def init_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20, **kwargs: Any) -> AsyncEngine:
+def init_engine(url: str, *, pool_size: int = 10, max_overflow: int = 0, **kwargs: Any) -> AsyncEngine:
     global _engine, _sessionmaker, _read_sessionmaker, _generation
     _generation += 1
     # A SQLite file's folder is not made here: the embedded default's is made at start-up (decabill.cli), any

@@ -98,3 +98,33 @@ async def test_a_processor_payment_and_the_admins_corrections_share_one_path(bil
     reopened = await action(api, admin, invoice["id"], "mark-unpaid")
     assert reopened["status"] == "issued" and reopened["balance"] == 119.0
     assert processes(await audit(api, admin, invoice["id"]))[0] == "invoice.mark_unpaid_manual"
+
+
+async def test_search_by_whole_ids_and_totals_past_the_last_match(billing_api, admin, customer, clock):
+    """A whole uuid finds that invoice (or that owner's invoices) by equality; a term no id can hold (not only hex
+    digits and dashes) matches no id; a page past the last match is empty but still carries the total."""
+    api = billing_api
+    owner = user_id(customer)
+    made = []
+    for n in range(3):
+        clock.set(dt.datetime(2026, 6, 1, 9 + n, tzinfo=dt.timezone.utc))
+        made.append((await create_draft(api, admin, owner, [line(f"Item {n}", 1, 10)]))["id"])
+    clock.now = None
+
+    async def listed(**params) -> tuple[list[str], int]:
+        response = await api.get(f"{BASE}/invoices", token=admin, params=params)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        return [item["id"] for item in body["items"]], body["total"]
+
+    assert await listed(search=made[1]) == ([made[1]], 1)
+    assert await listed(search=f" {made[1].upper()} ") == ([made[1]], 1)
+    assert await listed(search=str(owner)) == (made[::-1], 3)
+    assert await listed(search=str(uuid.uuid4())) == ([], 0)
+    assert await listed(search=made[2][:8]) == ([made[2]], 1)  # a hex fragment still matches the id's text
+    assert await listed(search=made[2][:8] + "z") == ([], 0)  # not hex: no id branch
+    assert await listed(search="customer@example", limit=2) == (made[:0:-1], 3)
+    assert await listed(search="customer@example", limit=2, offset=2) == ([made[0]], 3)
+    assert await listed(search="customer@example", limit=2, offset=7) == ([], 3)
+    assert await listed(userId=str(owner), limit=1, offset=3) == ([], 3)
+    assert await listed(search="nobody-at-all", offset=4) == ([], 0)
