@@ -72,9 +72,10 @@ async def test_the_driver_reads_answer_what_the_core_reads_answer(billing_api, a
     api = billing_api
     acme_admin = await api.admin_token("admin@acme.example", tenant="acme")
     tenants = [await _tenant(api, admin, "default", "30.00"), await _tenant(api, acme_admin, "acme", "45.00")]
-    clock.set(max(iso(t["subscription"]["currentPeriodStart"]) for t in tenants) + dt.timedelta(days=10))
-    for t in tenants:
-        for _ in range(2):
+    start = max(iso(t["subscription"]["currentPeriodStart"]) for t in tenants)
+    for days in (10, 15):  # two invoices each: what was used up to each day
+        clock.set(start + dt.timedelta(days=days))
+        for t in tenants:
             created = await api.post(f"/invoices/{t['subscription']['id']}", token=t["admin"], tenant=t["tenant"])
             assert created.status_code == 200, created.text
             t.setdefault("invoices", []).append(created.json()["invoiceRefId"])
