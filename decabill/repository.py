@@ -23,7 +23,8 @@ its own, so a repository call outside a service's transaction is impossible to w
   race-free `INSERT ... ON CONFLICT DO NOTHING`.
 * `scoped(*columns)` — the same start with the tenant as the bound parameter `TENANT_PARAM`, for statements
   built ONCE per process (`@prepared`) and run with `run(statement, **params)`, which fills the tenant from the
-  request's: the hot reads neither build their SQL nor its cache key per request.
+  request's: the hot reads neither build their SQL nor its cache key per request. In a `db.read()` on
+  PostgreSQL, `run()` executes such a statement on asyncpg's connection itself (`_DriverStatement`).
 * `in_any_tenant(*columns)` — the only unscoped start on a tenant's table, named so a reader sees it (a token
   names its user in whatever tenant it was issued for; the operator's metrics count across tenants).
 * `InstallationRepository` — the same base for the installation's own tables, which belong to no tenant.
@@ -37,6 +38,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar
 
+import structlog
 from sqlalchemy import (
     BigInteger,
     Delete,
@@ -50,7 +52,6 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-import structlog
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
