@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 from contextlib import asynccontextmanager
 
-import connexion
 from connexion.decorators import parameter as connexion_parameters
 from connexion.middleware import MiddlewarePosition
 from starlette.middleware.cors import CORSMiddleware
@@ -17,6 +16,7 @@ from decabill.web import errors
 from decabill.web.docs import middlewares, swagger_ui_options
 from decabill.web.encoding import OrjsonJsonifier
 from decabill.web.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from decabill.web.operations import DecabillAsyncApp
 from decabill.web.security import SECURITY_MAP
 from decabill.web.validation import VALIDATOR_MAP
 from handlers import AreaResolver
@@ -34,7 +34,7 @@ if not hasattr(connexion_parameters.pythonic, "cache_info"):
     connexion_parameters.pythonic = functools.lru_cache(maxsize=1024)(connexion_parameters.pythonic)
 
 
-def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
+def create_app(settings: Settings | None = None) -> DecabillAsyncApp:
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         if owns_engine:
             await db.dispose_engine()
 
-    app = connexion.AsyncApp(__name__, lifespan=lifespan, security_map=SECURITY_MAP, middlewares=middlewares(),
+    app = DecabillAsyncApp(__name__, lifespan=lifespan, security_map=SECURITY_MAP, middlewares=middlewares(),
                              jsonifier=OrjsonJsonifier())
     app.add_api(
         OPENAPI_PATH,

@@ -30,6 +30,16 @@ def operation_of(scope: Scope) -> str:
 class RequestMetricsMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # The labelled counter and histogram per (operation, status class): `labels()` validates the values
+        # and takes the metric's lock at every call (~1 % of a read); the set of keys is bounded.
+        self._series: dict[tuple[str, str], tuple] = {}
+
+    def _series_of(self, labels: tuple[str, str]) -> tuple:
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = (metrics.HTTP_REQUESTS.labels(*labels),
+                                             metrics.HTTP_DURATION.labels(*labels))
+        return series
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,9 +68,9 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, observe)
         finally:
             metrics.HTTP_IN_PROGRESS.dec()
-            labels = (operation_of(scope), metrics.status_class(status["code"]))
-            metrics.HTTP_REQUESTS.labels(*labels).inc()
-            metrics.HTTP_DURATION.labels(*labels).observe(time.perf_counter() - started)
+            requests, duration = self._series_of((operation_of(scope), metrics.status_class(status["code"])))
+            requests.inc()
+            duration.observe(time.perf_counter() - started)
 
 
 def install(app) -> None:
