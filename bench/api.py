@@ -2,13 +2,17 @@
 
     .venv/bin/python bench/api.py                 # 50 plans, 10,000 customers, 100,000 invoices, 20,000 subscriptions
     .venv/bin/python bench/api.py --quick         # 2,000 customers / 20,000 invoices, 5 s per run (a smoke check)
+    .venv/bin/python bench/api.py --workers 2     # both servers with two processes (the image's default on 2 cores)
 
 Needs PostgreSQL (BENCH_PG_URL, default postgresql://postgres@127.0.0.1:5432) and `wrk` (Debian package `wrk`;
 without it a small Python load generator is used, which saturates one core itself and reads lower). It creates the
-database `decabill_bench_api` afresh, seeds it through the models, starts `decabill serve` (one process, the
-production event loop) and the baseline (bench/api_baseline.py, uvloop + httptools) on free ports, drives each
-endpoint at c=10 and c=50 and prints req/s, p50/p99 latency and the servers' RSS. Run it on a quiet machine: the
-load generator shares the two cores with the server under test.
+database `decabill_bench_api` (`--database`) afresh, seeds it through the models, starts `decabill serve` (the
+production event loop, `WEB_CONCURRENCY` = `--workers`) and the baseline (bench/api_baseline.py, uvloop +
+httptools, as many uvicorn workers) on free ports. Every endpoint — the public offerings and the authenticated
+hot reads, with the users-mode tokens Decabill issued, which the baseline verifies too — is driven on both servers
+at c=10 and c=50; it prints req/s, p50/p99 latency and the servers' RSS, then per endpoint Decabill's figures
+against the bare server's and their ratio. Before driving, it checks that both answer 200 with the same fields.
+Run it on a quiet machine: the load generator shares the two cores with the server under test.
 """
 
 from __future__ import annotations
