@@ -31,7 +31,7 @@ from decabill.tenancy import bound_tenant
 from tests.conftest import BASE_ENV, _create_pg_database, _drop_pg_database
 from tests.processes import DECABILL
 
-CUSTOMERS = 150
+CUSTOMERS = 500
 POSITIONS = 3
 
 
