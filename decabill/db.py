@@ -65,6 +65,7 @@ _engine: AsyncEngine | None = None
 _sessionmaker: async_sessionmaker[AsyncSession] | None = None
 _read_sessionmaker: async_sessionmaker[AsyncSession] | None = None
 _generation = 0  # bumped by every init_engine(): process caches of database content key on it
+_driver_reads = False  # see driver_reads()
 _current: contextvars.ContextVar[_Transaction | None] = contextvars.ContextVar("decabill_tx", default=None)
 
 
@@ -87,7 +88,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 
 def init_engine(url: str, *, pool_size: int = 10, max_overflow: int = 0, **kwargs: Any) -> AsyncEngine:
-    global _engine, _sessionmaker, _read_sessionmaker, _generation
+    global _engine, _sessionmaker, _read_sessionmaker, _generation, _driver_reads
     _generation += 1
     # A SQLite file's folder is not made here: the embedded default's is made at start-up (decabill.cli), any
     # other must exist (a typo in DATABASE_URL is named there instead of silently creating folders).
@@ -103,6 +104,7 @@ def init_engine(url: str, *, pool_size: int = 10, max_overflow: int = 0, **kwarg
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
     tracing.instrument_engine(engine)  # a span per statement when tracing is on
+    _driver_reads = engine.dialect.driver == "asyncpg" and not tracing.enabled()
     _engine = engine
     _sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
     _read_sessionmaker = async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"),
@@ -114,6 +116,12 @@ def generation() -> int:
     """Which engine (database) is current: a process cache of database content keys on it, so an answer read
     from one database is never served for another (tests swap databases; so may an operator's restore)."""
     return _generation
+
+
+def driver_reads() -> bool:
+    """Whether `Repository.run` may run the reads of a `read()` on asyncpg's connection itself: PostgreSQL through
+    asyncpg, and tracing off (its statement spans come from SQLAlchemy's engine events)."""
+    return _driver_reads
 
 
 def get_engine() -> AsyncEngine:

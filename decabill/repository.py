@@ -23,7 +23,8 @@ its own, so a repository call outside a service's transaction is impossible to w
   race-free `INSERT ... ON CONFLICT DO NOTHING`.
 * `scoped(*columns)` — the same start with the tenant as the bound parameter `TENANT_PARAM`, for statements
   built ONCE per process (`@prepared`) and run with `run(statement, **params)`, which fills the tenant from the
-  request's: the hot reads neither build their SQL nor its cache key per request.
+  request's: the hot reads neither build their SQL nor its cache key per request. In a `db.read()` on
+  PostgreSQL, `run()` executes such a statement on asyncpg's connection itself (`_DriverStatement`).
 * `in_any_tenant(*columns)` — the only unscoped start on a tenant's table, named so a reader sees it (a token
   names its user in whatever tenant it was issued for; the operator's metrics count across tenants).
 * `InstallationRepository` — the same base for the installation's own tables, which belong to no tenant.
@@ -31,11 +32,13 @@ its own, so a repository call outside a service's transaction is impossible to w
 
 from __future__ import annotations
 
+import collections
 import uuid
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar
 
+import structlog
 from sqlalchemy import (
     BigInteger,
     Delete,
@@ -49,7 +52,7 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.engine import Result, Row
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Bundle
@@ -60,6 +63,7 @@ from decabill.errors import StillReferenced
 from decabill.tenancy import current_tenant
 
 M = TypeVar("M")
+log = structlog.get_logger("decabill.repository")
 
 MAX_ROWS = 2**62  # beyond any real table; keeps huge client offsets inside SQLite's INTEGER range
 
@@ -116,6 +120,66 @@ class prepared:  # noqa: N801 - used as a decorator, like `property`
         if statement is None:
             statement = self.built[owner] = self.build(owner)
         return statement
+
+
+class _DriverStatement:
+    """A statement built once, as asyncpg runs it: the SQL and the order of its parameters as SQLAlchemy's
+    asyncpg dialect compiles them (constant `IN` lists expanded), with the dialect's conversions of the parameters
+    and of each result column (`UTCDateTime`, `ExactDecimal`...), and the rows as named tuples of the columns'
+    keys — what `Result.all()` gives, read from `Connection.fetch` (asyncpg's own prepared-statement cache).
+    Made once per process, statement and dialect; the result conversions at the first run, from the prepared
+    statement's column types."""
+
+    _known: ClassVar[dict[int, tuple[Executable, Any, _DriverStatement | None]]] = {}
+
+    def __init__(self, statement: Select[Any], dialect: Any) -> None:
+        compiled = statement.compile(dialect=dialect)
+        required = {name for name, bind in compiled.binds.items() if bind.required}
+        expanded = compiled.construct_expanded_state({name: None for name in required})
+        self.sql: str = expanded.statement
+        identity = lambda value: value  # noqa: E731
+        #: per positional parameter: (its name when the caller gives it, else None; its conversion; its constant)
+        self.arguments = [(name if name in required else None, expanded.processors.get(name) or identity,
+                           None if name in required else expanded.parameters[name])
+                          for name in expanded.positiontup or ()]
+        self.columns = list(statement.selected_columns)
+        self.row = collections.namedtuple("Row", [column.key or "_" for column in self.columns],  # type: ignore[misc]
+                                          rename=True)
+        self.dialect = dialect
+        self.converters: list[tuple[int, Callable[[Any], Any]]] | None = None
+
+    @classmethod
+    def of(cls, statement: Executable, dialect: Any) -> _DriverStatement | None:
+        """The driver statement of `statement` (None: not a SELECT, or not asyncpg's: run it as Core)."""
+        known = cls._known.get(id(statement))
+        if known is not None and known[0] is statement and known[1] is dialect:
+            return known[2]
+        made = cls(statement, dialect) if isinstance(statement, Select) and dialect.driver == "asyncpg" else None
+        cls._known[id(statement)] = (statement, dialect, made)
+        return made
+
+    async def fetch(self, driver: Any, params: dict[str, Any]) -> list[Any]:
+        arguments = [convert(params[name]) if name is not None else convert(constant)
+                     for name, convert, constant in self.arguments]
+        if self.converters is None:  # the first run: the columns' conversions need their database types
+            prepared_statement = await driver.prepare(self.sql)
+            self.converters = [
+                (index, convert) for index, (column, attribute) in
+                enumerate(zip(self.columns, prepared_statement.get_attributes(), strict=True))
+                if (convert := column.type.dialect_impl(self.dialect).result_processor(self.dialect,
+                                                                                       attribute.type.oid))
+            ]
+        records = await driver.fetch(self.sql, *arguments)
+        make, converters = self.row._make, self.converters
+        if not converters:
+            return [make(record) for record in records]
+        rows = []
+        for record in records:
+            values = list(record)
+            for index, convert in converters:
+                values[index] = convert(values[index])
+            rows.append(make(values))
+        return rows
 
 
 _RECORDS: dict[type, Bundle] = {}
@@ -217,12 +281,25 @@ class Repository(Generic[M]):
         """The one value of the statement (it may start at `statement()` or `scoped()`)."""
         return (await self.session.execute(statement, {TENANT_PARAM: current_tenant()})).scalar_one()
 
-    async def run(self, statement: Executable, **params: Any) -> Result[Any]:
-        """Run a statement built once (`@prepared`, starting at `scoped()`) with `params` and the request's tenant,
-        as Core on the unit of work's connection: rows are plain records, no ORM objects, no ORM compile step.
-        For reads: the session's pending changes are not flushed first."""
+    async def run(self, statement: Executable, **params: Any) -> Sequence[Any]:
+        """The rows of a statement built once (`@prepared`, starting at `scoped()`), run with `params` and the
+        request's tenant on the unit of work's connection: plain, read-only records (`row.status`, `tuple(row)`),
+        no ORM objects, no ORM compile step. For reads: the session's pending changes are not flushed first.
+
+        In a `db.read()` on PostgreSQL (asyncpg) the statement runs on the driver's connection itself
+        (`_DriverStatement`): the same SQL, parameters and column conversions as SQLAlchemy's, without its
+        per-execution machinery; elsewhere (SQLite, inside a transaction, tracing on) as Core."""
+        params[TENANT_PARAM] = current_tenant()
         connection = await self.session.connection()
-        return await connection.execute(statement, {TENANT_PARAM: current_tenant(), **params})
+        core = connection.sync_connection
+        if db.driver_reads() and core.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            driver_statement = _DriverStatement.of(statement, core.dialect)
+            if driver_statement is not None:
+                try:
+                    return await driver_statement.fetch(core.connection.driver_connection, params)
+                except Exception:  # noqa: BLE001 - SQLAlchemy runs it again and raises (and invalidates) as ever
+                    log.info("db.driver_read_failed", exc_info=True)
+        return (await connection.execute(statement, params)).all()
 
     async def page(self, statement: Select[Any], limit: int | None, offset: int | None) -> list[Any]:
         return await self.all(page(statement, limit, offset))

@@ -10,6 +10,7 @@ import datetime as dt
 import functools
 import uuid
 from decimal import Decimal
+from collections.abc import Callable
 from typing import Any
 
 import inflection
@@ -65,13 +66,6 @@ class _Field:
         # optional and absent: omit rather than send a null the schema forbids
         self.omit_none = not required and not self.schema.get("nullable")
 
-    def read(self, obj: Any) -> Any:
-        if isinstance(obj, dict):
-            value = obj.get(self.name, _MISSING)
-            return obj.get(self.attribute, _MISSING) if value is _MISSING else value
-        value = getattr(obj, self.attribute, _MISSING)
-        return getattr(obj, self.name, _MISSING) if value is _MISSING else value
-
 
 _FIELDS: dict[int, tuple[dict, list[_Field]]] = {}
 
@@ -88,10 +82,11 @@ def _fields(schema: dict) -> list[_Field]:
 
 
 def _convert(value: Any, schema: dict, kind: str | None) -> Any:
+    """The generic conversion of one value (any type) to what the schema's JSON holds."""
     if value is None:
         return None
     if kind == "object" and "properties" in schema and not isinstance(value, (str, int, float)):
-        return _shape_resolved(value, schema)
+        return _shaper(schema)(value)
     if kind == "array":
         items = _resolve(schema.get("items", {}))
         item_kind = items.get("type")
@@ -111,18 +106,110 @@ def _convert(value: Any, schema: dict, kind: str | None) -> Any:
     return value
 
 
-def _shape_resolved(obj: Any, schema: dict) -> dict:
-    out: dict[str, Any] = {}
-    for field in _fields(schema):
-        value = field.read(obj)
-        if value is _MISSING or (value is None and field.omit_none):
-            continue
-        out[field.name] = _convert(value, field.schema, field.kind)
-    return out
+def _utc_datetime(value: dt.datetime) -> Any:
+    if value.tzinfo is dt.timezone.utc:  # what the drivers return for timestamptz: already UTC
+        return value.isoformat()[:-6] + "Z"
+    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+#: conversions by the value's exact type for the scalar kinds — the same results as `_convert`, one dict lookup
+#: instead of its chain of isinstance checks; other types (enums, subclasses) take `_convert`
+_SCALAR_BY_TYPE: dict[type, Callable[[Any], Any]] = {
+    str: _same, bool: _same, int: _same, float: _same,
+    dt.datetime: _utc_datetime, dt.date: dt.date.isoformat, uuid.UUID: str,
+}
+
+
+def _converter(schema: dict) -> Callable[[Any], Any]:
+    """`_convert` for one resolved schema, decided once: the function that converts a non-null value of it."""
+    kind = schema.get("type")
+    if kind == "object" and "properties" in schema:
+        shape_object = _shaper(schema)
+        return lambda value: value if isinstance(value, (str, int, float)) else shape_object(value)
+    if kind == "array":
+        items = _resolve(schema.get("items", {}))
+        convert_item = _converter(items)
+        return lambda values: [None if item is None else convert_item(item) for item in values]
+    by_type, generic = _by_type(schema), _generic(schema)
+    return lambda value: by_type.get(type(value), generic)(value)
+
+
+_STRING_BY_TYPE = {**_SCALAR_BY_TYPE, Decimal: str}
+_OTHER_BY_TYPE = {**_SCALAR_BY_TYPE, Decimal: float}
+
+
+def _by_type(schema: dict) -> dict[type, Callable[[Any], Any]]:
+    """The scalar conversions by the value's exact type for this schema (none for objects and arrays)."""
+    kind = schema.get("type")
+    if kind in ("object", "array"):
+        return {}
+    return _STRING_BY_TYPE if kind == "string" else _OTHER_BY_TYPE
+
+
+def _generic(schema: dict) -> Callable[[Any], Any]:
+    kind = schema.get("type")
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, uuid.UUID):  # a driver's own uuid type (asyncpg's): by its type from now on
+            _STRING_BY_TYPE[type(value)] = _OTHER_BY_TYPE[type(value)] = str
+        return _convert(value, schema, kind)
+
+    return convert
+
+
+_SHAPERS: dict[int, tuple[dict, Callable[[Any], dict]]] = {}
+
+
+def _shaper(schema: dict) -> Callable[[Any], dict]:
+    """The function that shapes an object (or a dict) as the resolved object schema says, made once per schema
+    and process: each property's name, attribute, omission and conversion are decided here, not per value. A
+    value of a plain type the schema passes through (str, int, bool, float) is copied without a call; another
+    scalar is converted by its type's function; anything else (objects, arrays, enums) by the field's converter."""
+    known = _SHAPERS.get(id(schema))
+    if known is not None and known[0] is schema:
+        return known[1]
+    fields: list[tuple[str, str, bool, dict[type, Callable[[Any], Any]], Callable[[Any], Any]]] = []
+
+    def shape_object(obj: Any) -> dict:
+        out: dict[str, Any] = {}
+        from_dict = isinstance(obj, dict)
+        for name, attribute, omit_none, by_type, convert in fields:
+            if from_dict:
+                value = obj.get(name, _MISSING)
+                if value is _MISSING:
+                    value = obj.get(attribute, _MISSING)
+            else:
+                value = getattr(obj, attribute, _MISSING)
+                if value is _MISSING:
+                    value = getattr(obj, name, _MISSING)
+            if value is None:
+                if not omit_none:
+                    out[name] = None
+                continue
+            if value is _MISSING:
+                continue
+            known = by_type.get(type(value))
+            if known is _same:
+                out[name] = value
+            elif known is not None:
+                out[name] = known(value)
+            else:
+                out[name] = convert(value)
+        return out
+
+    # registered before the properties' converters are made: a schema that contains itself finds its shaper
+    _SHAPERS[id(schema)] = (schema, shape_object)
+    fields.extend((field.name, field.attribute, field.omit_none, _by_type(field.schema), _converter(field.schema))
+                  for field in _fields(schema))
+    return shape_object
 
 
 def shape(obj: Any, schema: dict) -> dict:
-    return _shape_resolved(obj, _resolve(schema))
+    return _shaper(_resolve(schema))(obj)
 
 
 def dump(obj: Any, schema_name: str) -> dict:
@@ -130,4 +217,5 @@ def dump(obj: Any, schema_name: str) -> dict:
 
 
 def dump_list(items: Any, schema_name: str) -> list[dict]:
-    return [dump(item, schema_name) for item in items]
+    shape_object = _shaper(_resolve(_schemas()[schema_name]))
+    return [shape_object(item) for item in items]

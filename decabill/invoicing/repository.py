@@ -121,7 +121,7 @@ class InvoiceRepository(Repository[Invoice]):
         """The records (read-only) of the user's invoices of the subscription, newest first; None when the
         subscription is not the user's (or not the tenant's, or missing) — the ownership check and the list in
         one statement."""
-        rows = (await self.run(self._of_own_subscription, subscription_id=subscription_id, user_id=user_id)).all()
+        rows = await self.run(self._of_own_subscription, subscription_id=subscription_id, user_id=user_id)
         if not rows:
             return None
         return [row for row in rows if row.id is not None]
@@ -150,7 +150,8 @@ class InvoiceRepository(Repository[Invoice]):
         """In one statement: the user's stored billing day and registration time (None, None for an unknown
         user), the count and balance due of their open and overdue invoices, and the totals of their unbilled
         open positions and usage — each figure its owning repository's query."""
-        return tuple((await self.run(self._summary_of_user, user_id=user_id)).one())
+        (row,) = await self.run(self._summary_of_user, user_id=user_id)
+        return tuple(row)
 
     @staticmethod
     def _open(**filters: Any) -> list[ColumnElement[bool]]:
@@ -344,7 +345,7 @@ class InvoiceRepository(Repository[Invoice]):
             params[self.SEARCH_USER] = user_id
         statement = self._search_statement(self.session.bind.dialect.name, user_id is not None, open_only, kind,
                                            bool(fragment))
-        rows = (await self.run(statement, **params)).all()
+        rows = await self.run(statement, **params)
         total = rows[0].matches_total if rows else 0
         return [(row, row.subscription_number, row.user_email) for row in rows if row.id is not None], int(total)
 
@@ -362,7 +363,7 @@ class InvoiceRepository(Repository[Invoice]):
     async def latest_page(self, *, limit: int, offset: int) -> tuple[list[tuple[Any, str | None, str | None]], int]:
         """`search_page` without a filter, in one statement built once (a page past the end reads the counter
         on its own)."""
-        rows = (await self.run(self._latest_page, **paging(limit, offset))).all()
+        rows = await self.run(self._latest_page, **paging(limit, offset))
         total = rows[0].tenant_total if rows else await InvoiceCountRepository(self.session).total()
         return [(row, row.subscription_number, row.user_email) for row in rows], int(total or 0)
 

@@ -56,7 +56,7 @@ class SubscriptionRepository(Repository[Subscription]):
 
     async def of_user(self, user_id: uuid.UUID, limit: int | None, offset: int | None) -> list[Any]:
         """One page of the user's subscriptions as records (read-only), newest first."""
-        return (await self.run(self._of_user, user_id=user_id, **paging(limit, offset))).all()
+        return list(await self.run(self._of_user, user_id=user_id, **paging(limit, offset)))
 
     async def number_of(self, subscription_id: uuid.UUID) -> str | None:
         return await self.one_or_none(self.statement(Subscription.number).where(Subscription.id == subscription_id))

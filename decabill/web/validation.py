@@ -20,6 +20,7 @@ import re
 import typing as t
 
 from connexion.exceptions import BadRequestProblem
+from connexion.utils import is_null, is_nullable
 from connexion.validators import JSONRequestBodyValidator, ParameterValidator
 from jsonschema import Draft4Validator
 from jsonschema.exceptions import best_match
@@ -74,19 +75,34 @@ class JSONBodyValidator(JSONRequestBodyValidator):
         return super()._validate(body)
 
 
+_PARAMETER_VALIDATORS: dict[int, tuple[dict, Draft4Validator]] = {}
+
+
+def _parameter_validator(schema: dict) -> Draft4Validator:
+    """The validator of a parameter's schema, made once per schema (the operation's spec dicts live as long as the
+    app): Connexion deep-copies the parameter and builds a new validator for every parameter of every request."""
+    known = _PARAMETER_VALIDATORS.get(id(schema))
+    if known is None or known[0] is not schema:
+        known = _PARAMETER_VALIDATORS[id(schema)] = (
+            schema, Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER))
+    return known[1]
+
+
 class ClearParameterValidator(ParameterValidator):
     @staticmethod
     def validate_parameter(parameter_type, value, param, param_name=None):
+        """Connexion's check (a null where allowed, the schema, `Missing … parameter`) with a validator made once
+        per parameter, and the reference's one-line messages."""
         texts = value if isinstance(value, list) else [value]
         if any(isinstance(item, str) and CONTROL_CHARACTER.search(item) for item in texts):
             return f"{param['name']} must not contain control characters"
-        error = ParameterValidator.validate_parameter(parameter_type, value, param, param_name)
-        if error is None or value is None:  # valid, or "Missing ... parameter" (already one line)
-            return error
-        schema = param.get("schema", param)
-        exc = best_match(Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER).iter_errors(value))
+        if is_nullable(param) and is_null(value):
+            return None
+        if value is None:
+            return f"Missing {parameter_type} parameter '{param['name']}'" if param.get("required") else None
+        exc = best_match(_parameter_validator(param.get("schema", param)).iter_errors(value))
         if exc is None:
-            return error
+            return None
         if exc.validator == "format" and exc.validator_value == "uuid":
             return "Validation failed (uuid v 4 is expected)"
         if exc.validator == "type" and exc.validator_value == "integer":

@@ -60,3 +60,57 @@ async def test_the_hot_reads_answer_each_tenant_its_own(billing_api, admin, cloc
             foreign = other["subscription"]["id"]
             assert_error(await api.get(f"/invoices/{foreign}", token=customer, tenant=tenant), 404,
                          f"Subscription with ID {foreign} not found")
+
+
+async def test_the_driver_reads_answer_what_the_core_reads_answer(billing_api, admin, clock, monkeypatch):
+    """On PostgreSQL the hot reads of a `db.read()` run on asyncpg's connection itself (`_DriverStatement`): each
+    answer (every field, each tenant's own rows, the 404 of the other tenant's subscription) is the same JSON as
+    through SQLAlchemy's Core. On SQLite they always run as Core."""
+    from decabill import db
+    from decabill.repository import _DriverStatement
+
+    api = billing_api
+    acme_admin = await api.admin_token("admin@acme.example", tenant="acme")
+    tenants = [await _tenant(api, admin, "default", "30.00"), await _tenant(api, acme_admin, "acme", "45.00")]
+    start = max(iso(t["subscription"]["currentPeriodStart"]) for t in tenants)
+    for days in (10, 15):  # two invoices each: what was used up to each day
+        clock.set(start + dt.timedelta(days=days))
+        for t in tenants:
+            created = await api.post(f"/invoices/{t['subscription']['id']}", token=t["admin"], tenant=t["tenant"])
+            assert created.status_code == 200, created.text
+            t.setdefault("invoices", []).append(created.json()["invoiceRefId"])
+
+    async def answers() -> list[tuple[int, Any]]:
+        found = []
+        for t, other in (tenants, tenants[::-1]):
+            tenant, customer, sid = t["tenant"], t["customer"], t["subscription"]["id"]
+            user_id = t["subscription"]["userId"]
+            for path, token in ((f"/invoices/{sid}", customer), (f"/invoices/{other['subscription']['id']}", customer),
+                                ("/invoices/open-overdue", customer), ("/invoices/summary", customer),
+                                ("/subscriptions", customer), ("/admin/billing/invoices?limit=20", t["admin"]),
+                                ("/admin/billing/invoices?limit=1&offset=1", t["admin"]),
+                                ("/admin/billing/invoices?limit=20&offset=5", t["admin"]),
+                                (f"/admin/billing/invoices?limit=20&userId={user_id}", t["admin"]),
+                                ("/admin/billing/invoices?limit=20&search=customer", t["admin"])):
+                response = await api.get(path, token=token, tenant=tenant)
+                found.append((response.status_code, response.json()))
+        return found
+
+    driver_runs = []
+    fetch = _DriverStatement.fetch
+
+    async def counted(self, driver, params):
+        driver_runs.append(self.sql)
+        return await fetch(self, driver, params)
+
+    monkeypatch.setattr(_DriverStatement, "fetch", counted)
+    through_driver = await answers()
+    assert bool(driver_runs) == (db.dialect_name() == "postgresql") == db.driver_reads()
+    monkeypatch.setattr(db, "_driver_reads", False)
+    runs = len(driver_runs)
+    through_core = await answers()
+    assert len(driver_runs) == runs
+    assert through_driver == through_core
+    # each tenant saw its own two invoices, and the other tenant's subscription was 404
+    assert [len(found) for status, found in through_core[:1]] == [2] and through_core[1][0] == 404
+    assert sorted(i["id"] for i in through_core[0][1]) == sorted(tenants[0]["invoices"])
