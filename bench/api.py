@@ -2,13 +2,17 @@
 
     .venv/bin/python bench/api.py                 # 50 plans, 10,000 customers, 100,000 invoices, 20,000 subscriptions
     .venv/bin/python bench/api.py --quick         # 2,000 customers / 20,000 invoices, 5 s per run (a smoke check)
+    .venv/bin/python bench/api.py --workers 2     # both servers with two processes (the image's default on 2 cores)
 
 Needs PostgreSQL (BENCH_PG_URL, default postgresql://postgres@127.0.0.1:5432) and `wrk` (Debian package `wrk`;
 without it a small Python load generator is used, which saturates one core itself and reads lower). It creates the
-database `decabill_bench_api` afresh, seeds it through the models, starts `decabill serve` (one process, the
-production event loop) and the baseline (bench/api_baseline.py, uvloop + httptools) on free ports, drives each
-endpoint at c=10 and c=50 and prints req/s, p50/p99 latency and the servers' RSS. Run it on a quiet machine: the
-load generator shares the two cores with the server under test.
+database `decabill_bench_api` (`--database`) afresh, seeds it through the models, starts `decabill serve` (the
+production event loop, `WEB_CONCURRENCY` = `--workers`) and the baseline (bench/api_baseline.py, uvloop +
+httptools, as many uvicorn workers) on free ports. Every endpoint — the public offerings and the authenticated
+hot reads, with the users-mode tokens Decabill issued, which the baseline verifies too — is driven on both servers
+at c=10 and c=50; it prints req/s, p50/p99 latency and the servers' RSS, then per endpoint Decabill's figures
+against the bare server's and their ratio. Before driving, it checks that both answer 200 with the same fields.
+Run it on a quiet machine: the load generator shares the two cores with the server under test.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PG_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
 DATABASE = os.environ.get("BENCH_DATABASE", "decabill_bench_api")  # --database: your own on a shared server
+JWT_SECRET = "b" * 64  # Decabill's, and the baseline's to verify the same tokens
 ADMIN_EMAIL, CUSTOMER_EMAIL, PASSWORD = "bench-admin@example.com", "bench-customer@example.com", "bench-password-1"
 
 
@@ -200,7 +205,7 @@ def wait_ready(server: Server, path: str, timeout: float = 60) -> None:
 
 def start_decabill(url: str, workdir: Path, workers: int) -> Server:
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": url, "AUTHENTICATION_METHOD": "users", "JWT_SECRET": "b" * 64,
+    env = {**os.environ, "DATABASE_URL": url, "AUTHENTICATION_METHOD": "users", "JWT_SECRET": JWT_SECRET,
            "HOST": "127.0.0.1", "PORT": str(port), "WEBSOCKET_PORT": "0", "RATE_LIMIT_ENABLED": "false",
            "LOG_LEVEL": "warning", "NODE_ENV": "production", "WEB_CONCURRENCY": str(workers), "SMTP_HOST": "",
            "ENCRYPTION_KEY": "dGVzdHRlc3R0ZXN0dGVzdHRlc3R0ZXN0dGVzdHRlc3Q="}
@@ -212,17 +217,31 @@ def start_decabill(url: str, workdir: Path, workers: int) -> Server:
     return server
 
 
-def start_baseline(workdir: Path) -> Server:
+def start_baseline(workdir: Path, workers: int) -> Server:
     port = free_port()
-    env = {**os.environ, "BENCH_DSN": f"{PG_URL}/{DATABASE}"}
+    env = {**os.environ, "BENCH_DSN": f"{PG_URL}/{DATABASE}", "BENCH_JWT_SECRET": JWT_SECRET}
     log = (workdir / "baseline.log").open("wb")
     process = subprocess.Popen([str(BIN / "python"), "-m", "uvicorn", "api_baseline:app", "--app-dir", str(ROOT / "bench"),
                                 "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
-                                "--no-access-log", "--log-level", "warning"],
+                                "--workers", str(workers), "--no-access-log", "--log-level", "warning"],
                                env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
     server = Server("bare", process, f"http://127.0.0.1:{port}")
     wait_ready(server, "/api/public/service-plan-offerings?limit=1")
     return server
+
+
+def same_fields(ours: object, bare: object) -> str | None:
+    """Where the two answers' JSON differ in shape (the field names of the object or of the first item)."""
+    def fields(body: object) -> set[str]:
+        if isinstance(body, dict) and isinstance(body.get("items"), list):
+            return set(body) | {f"items.{key}" for key in (body["items"][0] if body["items"] else {})}
+        if isinstance(body, list):
+            return set(body[0]) if body else set()
+        return set(body) if isinstance(body, dict) else set()
+    if isinstance(ours, list) and isinstance(bare, list) and len(ours) != len(bare):
+        return f"{len(ours)} items vs {len(bare)}"
+    missing, extra = fields(ours) - fields(bare), fields(bare) - fields(ours)
+    return f"bare lacks {sorted(missing)}, has more {sorted(extra)}" if missing or extra else None
 
 
 # --- load ----------------------------------------------------------------------------------------------------
@@ -339,55 +358,66 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-api-"))
     decabill = start_decabill(url, workdir, args.workers)
-    baseline = start_baseline(workdir)
+    baseline = start_baseline(workdir, args.workers)
     try:
         customer, admin = login(decabill.base, CUSTOMER_EMAIL), login(decabill.base, ADMIN_EMAIL)
-        offerings = "/api/public/service-plan-offerings?limit=20"
         first_subscription = httpx.get(f"{decabill.base}/api/subscriptions", headers={"Authorization": f"Bearer {customer}"},
                                        timeout=30).json()[0]["id"]
-        targets = [  # (name, server, path, token)
-            ("offerings", baseline, offerings, None),
-            ("offerings", decabill, offerings, None),
-            ("invoices of a subscription", decabill, f"/api/invoices/{first_subscription}", customer),
-            ("open and overdue invoices", decabill, "/api/invoices/open-overdue", customer),
-            ("invoices summary", decabill, "/api/invoices/summary", customer),
-            ("subscriptions (customer)", decabill, "/api/subscriptions", customer),
-            ("admin invoices", decabill, "/api/admin/billing/invoices?limit=20", admin),
-            ("admin invoices search", decabill, "/api/admin/billing/invoices?limit=20&search=Customer%2042", admin),
+        targets = [  # (name, path, token): each driven on Decabill and on the bare server
+            ("offerings", "/api/public/service-plan-offerings?limit=20", None),
+            ("invoices of a subscription", f"/api/invoices/{first_subscription}", customer),
+            ("open and overdue invoices", "/api/invoices/open-overdue", customer),
+            ("invoices summary", "/api/invoices/summary", customer),
+            ("subscriptions (customer)", "/api/subscriptions", customer),
+            ("admin invoices", "/api/admin/billing/invoices?limit=20", admin),
+            ("admin invoices search", "/api/admin/billing/invoices?limit=20&search=Customer%2042", admin),
             # matches the emails customer42, customer420…429, customer4200…4299: ~1,100 invoices counted, 20 shown
-            ("admin invoices search email", decabill, "/api/admin/billing/invoices?limit=20&search=customer42", admin),
+            ("admin invoices search email", "/api/admin/billing/invoices?limit=20&search=customer42", admin),
+            # an invoice-number prefix (~40 matches): the range on ix_invoices_tenant_number_prefix (migration 0027)
+            ("admin invoices search number", "/api/admin/billing/invoices?limit=20&search=INV-2026-0001", admin),
         ]
         if args.only:
             wanted = set(args.only.split(","))
             targets = [t for t in targets if t[0] in wanted]
-        load = os.getloadavg()[0]
-        print(f"load average before the runs: {load:.2f}; wrk: {shutil.which('wrk') or 'no (python generator)'}")
-        print(f"{'endpoint':28} {'server':9} {'c':>3} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'RSS MB':>7}")
+        load = os.getloadavg()
+        print(f"{time.strftime('%H:%M:%S', time.gmtime())} UTC, load average before the runs: {load[0]:.2f} "
+              f"{load[1]:.2f} {load[2]:.2f}; workers: {args.workers} each; wrk: {shutil.which('wrk') or 'no (python generator)'}")
+        print(f"{'endpoint':30} {'server':9} {'c':>3} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'RSS MB':>7}")
         figures: dict[tuple[str, str, int], Result] = {}
-        for name, server, path, token in targets:
+        for name, path, token in targets:
             headers = {"Authorization": f"Bearer {token}"} if token else {}
-            check = httpx.get(server.base + path, headers=headers, timeout=30)
-            assert check.status_code == 200, f"{name} on {server.name}: {check.status_code} {check.text[:300]}"
-            drive(server.base + path, connections=10, seconds=2, headers=headers)  # warm-up
+            answers = {}
+            for server in (decabill, baseline):
+                check = httpx.get(server.base + path, headers=headers, timeout=30)
+                assert check.status_code == 200, f"{name} on {server.name}: {check.status_code} {check.text[:300]}"
+                answers[server.name] = check.json()
+            difference = same_fields(answers["decabill"], answers["bare"])
+            if difference:
+                print(f"  note: {name}: the answers differ: {difference}")
+            for server in (decabill, baseline):
+                drive(server.base + path, connections=10, seconds=2, headers=headers)  # warm-up
+                for connections in (10, 50):
+                    profiling = args.profile == name and server is decabill and connections == 10
+                    spy = start_profile(server, workdir / f"profile-{len(figures)}.txt", seconds) if profiling else None
+                    result = drive(server.base + path, connections=connections, seconds=seconds, headers=headers)
+                    if spy is not None:
+                        print_profile(spy, workdir / f"profile-{len(figures)}.txt")
+                    figures[(name, server.name, connections)] = result
+                    print(f"{name:30} {server.name:9} {connections:>3} {result.rps:>8.0f} {result.p50_ms:>8.1f} "
+                          f"{result.p99_ms:>8.1f} {result.errors:>6} {server.rss_mb():>7.0f}", flush=True)
+        load = os.getloadavg()
+        print(f"{time.strftime('%H:%M:%S', time.gmtime())} UTC, load average after the runs: {load[0]:.2f} "
+              f"{load[1]:.2f} {load[2]:.2f}")
+        print(f"\n{'endpoint':30} {'c':>3} {'decabill req/s (p50 / p99 ms)':>30} {'bare req/s (p50 / p99 ms)':>28} {'ratio':>6}")
+        for name, _path, _token in targets:
             for connections in (10, 50):
-                profiling = args.profile == name and server is decabill and connections == 10
-                spy = start_profile(server, workdir / f"profile-{len(figures)}.txt", seconds) if profiling else None
-                result = drive(server.base + path, connections=connections, seconds=seconds, headers=headers)
-                if spy is not None:
-                    print_profile(spy, workdir / f"profile-{len(figures)}.txt")
-                figures[(name, server.name, connections)] = result
-                print(f"{name:28} {server.name:9} {connections:>3} {result.rps:>8.0f} {result.p50_ms:>8.1f} "
-                      f"{result.p99_ms:>8.1f} {result.errors:>6} {server.rss_mb():>7.0f}", flush=True)
-        for connections in (10, 50):
-            ours, bare = figures.get(("offerings", "decabill", connections)), figures.get(("offerings", "bare", connections))
-            if ours and bare:
-                print(f"offerings c={connections}: decabill / bare = {ours.rps / bare.rps:.2f}")
-        print(f"load average after the runs: {os.getloadavg()[0]:.2f}")
+                ours, bare = figures[(name, "decabill", connections)], figures[(name, "bare", connections)]
+                print(f"{name:30} {connections:>3} {ours.rps:>11,.0f} ({ours.p50_ms:.1f} / {ours.p99_ms:.1f}) "
+                      f"{bare.rps:>11,.0f} ({bare.p50_ms:.1f} / {bare.p99_ms:.1f}) {ours.rps / bare.rps:>6.2f}")
         print(json.dumps({f"{k[0]}|{k[1]}|c{k[2]}": round(v.rps) for k, v in figures.items()}))
     finally:
         decabill.stop()
         baseline.stop()
-
 
 if __name__ == "__main__":
     main()

@@ -53,6 +53,15 @@ async def main() -> None:
             captured.append((label, statement, {TENANT_PARAM: "default"}))
             return await execute(statement, *args, **kwargs)
 
+        async def as_trigram_match(call):
+            """The search as before migration 0027: the number matched with `LIKE '%term%'` (trigram index)."""
+            kind = InvoiceRepository.__dict__["search_kind"]  # the staticmethod itself
+            InvoiceRepository.search_kind = staticmethod(lambda fragment: None)  # type: ignore[method-assign]
+            try:
+                return await call()
+            finally:
+                InvoiceRepository.search_kind = kind  # type: ignore[method-assign]
+
         Repository.run = capture_run  # type: ignore[method-assign]
         session.execute = capture_execute  # type: ignore[method-assign]
         with bound_tenant("default"):
@@ -63,7 +72,11 @@ async def main() -> None:
                 ("invoices summary (one statement)", lambda: invoices.summary_of_user(customer)),
                 ("subscriptions of a customer", lambda: SubscriptionRepository(session).of_user(customer, 10, 0)),
                 ("admin invoices, page and total", lambda: invoices.search_page(limit=20, offset=0, search=None, user_id=None, open_only=False)),
-                ("admin invoices, search", lambda: invoices.search_page(limit=20, offset=0, search="INV-2026-0001", user_id=None, open_only=False)),
+                ("admin invoices, search by an invoice-number prefix (range on ix_invoices_tenant_number_prefix)",
+                 lambda: invoices.search_page(limit=20, offset=0, search="INV-2026-0001", user_id=None, open_only=False)),
+                ("admin invoices, the same prefix as a trigram match (before migration 0027)",
+                 lambda: as_trigram_match(lambda: invoices.search_page(limit=20, offset=0, search="INV-2026-0001",
+                                                                       user_id=None, open_only=False))),
                 ("admin invoices, search (the benchmark's term)", lambda: invoices.search_page(limit=20, offset=0, search="Customer 42", user_id=None, open_only=False)),
                 ("admin invoices, search matching ~1,100 invoices by email", lambda: invoices.search_page(limit=20, offset=0, search="customer42", user_id=None, open_only=False)),
                 ("admin invoices, search by a hex fragment", lambda: invoices.search_page(limit=20, offset=0, search="4a2f", user_id=None, open_only=False)),

@@ -132,6 +132,27 @@ def _raw(mail: Mail) -> tuple[str, list[str], bytes] | None:
     return parseaddr(sender)[1] or sender, recipients, headers.encode() + body
 
 
+async def _submit(client: aiosmtplib.SMTP, sender: str, recipients: list[str], message: bytes) -> None:
+    """Hand a message written by `_raw` to the server: aiosmtplib's `sendmail` — its MAIL, RCPT and DATA
+    commands, RSET after a refusal — but declaring the SIZE (RFC 1870, when the server offers it) as the
+    message's length: `sendmail` runs its line-ending regex over the whole message once more only to count the
+    size (~0.3 ms of a billing-day worker per mail with its PDF, a third of the SMTP client's CPU; issue #19),
+    and `_raw` writes CRLF line endings already. DATA still does its own normalising and dot-stuffing. Several
+    recipients (where `sendmail` accepts a partial refusal) go through `sendmail`."""
+    if len(recipients) != 1:
+        await client.sendmail(sender, recipients, message)
+        return
+    size = len(message) if message.endswith(_CRLF) else len(message) + len(_CRLF)
+    try:
+        await client.mail(sender, options=[f"SIZE={size}"] if client.supports_extension("size") else [])
+        await client.rcpt(recipients[0])
+        await client.data(message)
+    except aiosmtplib.SMTPResponseException:
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+            await client.rset()  # the envelope reset for the next mail over this connection, as `sendmail` does
+        raise
+
+
 async def send_now(mail: Mail) -> bool:
     async with connection() as send:
         return await send(mail)
@@ -162,7 +183,7 @@ async def connection() -> AsyncIterator[Callable[[Mail], Awaitable[bool]]]:
                 if raw is None:
                     await client.send_message(_build(mail))
                 else:
-                    await client.sendmail(*raw)
+                    await _submit(client, *raw)
         except (aiosmtplib.SMTPException, OSError) as exc:
             log.warning("email.failed", to=mail.to, subject=mail.subject, error=str(exc))
             return False

@@ -67,3 +67,21 @@ async def test_both_ways_reach_the_smtp_server_with_the_same_content(env, smtp_s
     assert _content(first)["attachments"] == [("INV-2026-000001.pdf", "application/pdf", fast.attachments[0].content)]
     assert _content(second)["attachments"] == [
         ("INV-2026-000001.pdf", "application/pdf", encoded.attachments[0].content)]
+
+
+async def test_over_one_connection_a_refused_mail_leaves_the_next_one_its_envelope_and_the_size_is_exact(
+        env, smtp_sink):
+    """A mail written here goes out as MAIL, RCPT and DATA with its own length as the declared SIZE (not counted
+    again by aiosmtplib's `sendmail`, issue #19): the size is the message's as received; after a refused recipient
+    the envelope is reset, so the next mail over the same connection goes out."""
+    smtp_sink.clear()
+    smtp_sink.refuse("gone@example.com")
+    async with email.connection() as send:
+        assert await send(_mail(to="kim@example.com", message_id="<mail-1@example.com>"))
+        assert not await send(_mail(to="gone@example.com", message_id="<mail-2@example.com>"))
+        assert await send(_mail(to="kim@example.com", message_id="<mail-3@example.com>"))
+    assert [str(m["Message-ID"]) for m in smtp_sink.to("kim@example.com")] == [
+        "<mail-1@example.com>", "<mail-3@example.com>"]
+    for options, received in smtp_sink.envelopes:
+        assert options in ([], [f"SIZE={len(received)}"])
+    assert any(options for options, _received in smtp_sink.envelopes)  # declared once the server's EHLO is known

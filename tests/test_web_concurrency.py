@@ -4,7 +4,9 @@ dies, and takes them all down on SIGTERM."""
 from __future__ import annotations
 
 import base64
+import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -13,6 +15,8 @@ from pathlib import Path
 import httpx
 
 from tests.processes import DECABILL, free_port
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _children(pid: int) -> set[int]:
@@ -83,3 +87,56 @@ def test_several_http_processes_with_metrics_need_the_multiprocess_folder(tmp_pa
     result = subprocess.run([DECABILL, "serve", "--no-socket"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "PROMETHEUS_MULTIPROC_DIR" in result.stderr and "WEB_CONCURRENCY" in result.stderr
+
+
+def test_the_image_default_serves_one_http_process_per_core_on_uvloop_and_httptools_and_schedules_once(tmp_path):
+    """The container's `decabill serve` with the image's WEB_CONCURRENCY: one HTTP process per core, each on uvloop
+    with the httptools parser; the Socket.IO gateway and the job scheduler only in the main process (the HTTP
+    workers only enqueue), so no periodic job is sent once per process."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert 'CMD ["serve"]' in dockerfile
+    image_default = re.search(r"\bWEB_CONCURRENCY=(\d+)", dockerfile).group(1)
+    assert image_default == "0"  # one per core
+    port, ws_port = free_port(), free_port()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}",
+           "AUTHENTICATION_METHOD": "api-key", "STATIC_API_KEY": "w" * 32, "RATE_LIMIT_ENABLED": "false",
+           "ENCRYPTION_KEY": base64.b64encode(b"w" * 32).decode(), "NODE_ENV": "test", "SMTP_HOST": "",
+           "LOG_LEVEL": "info", "HOST": "127.0.0.1", "PORT": str(port), "WEBSOCKET_PORT": str(ws_port),
+           "WEB_CONCURRENCY": image_default}
+    extra = (os.cpu_count() or 1) - 1
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        main = subprocess.Popen([DECABILL, "serve"], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait(lambda: len(_http_workers(main.pid)) == extra, f"{extra} extra HTTP workers")
+            workers = _http_workers(main.pid)
+
+            def answering() -> bool:
+                try:
+                    return (httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200
+                            and httpx.get(f"http://127.0.0.1:{ws_port}/socket.io/", timeout=2,
+                                          params={"EIO": "4", "transport": "polling"}).status_code == 200)
+                except httpx.TransportError:
+                    return False
+
+            _wait(answering, "the API and the Socket.IO gateway answer")
+
+            def logged(event: str) -> list[dict]:
+                lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+                return [line for line in lines if line.get("event") == event]
+
+            jobs = _wait(lambda: len(logged("jobs.started")) == 1 + extra and logged("jobs.started"),
+                         "every process started its job layer")
+            for pid in (main.pid, *workers):
+                mapped = Path(f"/proc/{pid}/maps").read_text()
+                assert "/uvloop/loop." in mapped and "/httptools/parser/" in mapped, f"process {pid}"
+            assert sorted((job["role"], job["scheduler"], job["worker"]) for job in jobs) == \
+                [("all", True, True)] + [("api", False, False)] * extra
+            # the gateway's port is opened by the main process alone
+            assert sorted(str(line["websocket_port"]) for line in logged("decabill.starting")) == \
+                sorted(["None"] * extra + [str(ws_port)])
+            assert all(child in _http_workers(main.pid) for child in workers)  # none of them died meanwhile
+        finally:
+            main.send_signal(signal.SIGTERM)
+            main.wait(timeout=60)
+    assert main.returncode == 0, log_path.read_text()[-2000:]

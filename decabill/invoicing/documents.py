@@ -12,13 +12,13 @@
 * A file is generated when it is first needed (the issued/void mail, or a download) and read from disk
   afterwards, unless BILLING_SKIP_FILE_CACHE=true.
 * Rendering runs outside any database transaction: in a worker thread for one document (a download, a
-  mail), in the render pool's processes for the billing day's batches (`invoice_pdfs`, `render_pool`).
+  mail), in the render pool's processes for the billing day's batches (`invoice_pdfs`, `render_pool`), which
+  also write the files they render.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -193,13 +193,6 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
-def _write(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    temporary.write_bytes(content)
-    os.replace(temporary, path)
-
-
 async def _load(invoice_id: uuid.UUID) -> tuple[Invoice, list[InvoiceLine]]:
     async with db.transaction() as session:
         invoice = await InvoiceRepository(session).get(invoice_id)
@@ -216,7 +209,7 @@ async def _stored_or_rendered(key: str, render, document: str) -> bytes:
     with calls.pdf_render(document):
         content = await asyncio.to_thread(render)
     try:
-        await asyncio.to_thread(_write, path, content)
+        await asyncio.to_thread(render_pool.store, path, content)
     except OSError as exc:  # a read-only or full disk must not cost the customer their download
         log.error("invoicing.pdf_store_failed", key=key, error=str(exc))
     return content
@@ -233,9 +226,9 @@ async def invoice_pdf(invoice_id: uuid.UUID) -> Pdf:
 
 async def invoice_pdfs(invoices: list[Invoice], lines: list[InvoiceLine]) -> dict[uuid.UUID, Pdf | Exception]:
     """The PDFs of several issued invoices (the billing day's render batch; `lines`: all of theirs): read
-    from storage, or rendered in the render pool (`render_pool`: not in this process, whose event loop
-    would wait for the GIL) and stored, all files in one thread hop each way. An invoice whose PDF could
-    not be made has the exception instead."""
+    from storage (one thread hop), or rendered in the render pool and stored there (`render_pool`: not in
+    this process, whose event loop would wait for the GIL; only the bytes come back, for the mail). An
+    invoice whose PDF could not be made has the exception instead."""
     of_invoice: dict[uuid.UUID, list[InvoiceLine]] = defaultdict(list)
     for line in lines:
         of_invoice[line.invoice_id].append(line)
@@ -249,38 +242,28 @@ async def invoice_pdfs(invoices: list[Invoice], lines: list[InvoiceLine]) -> dic
     stored = ({} if get_settings().billing_skip_file_cache
               else await asyncio.to_thread(lambda: {id_: _read(path) for id_, path in paths.items()}))
 
-    async def rendered(invoice: Invoice) -> bytes:
+    async def rendered(invoice: Invoice) -> tuple[bytes, str | None]:
         document = invoice_document(invoice, of_invoice[invoice.id])
         with calls.pdf_render("invoice"):
-            return await render_pool.render(render_invoice_pdf, document)
+            return await render_pool.render(render_invoice_pdf, document, paths[invoice.id])
 
     missing = [invoice for invoice in invoices if invoice.id in paths and not stored.get(invoice.id)]
-    contents = await asyncio.gather(*(rendered(invoice) for invoice in missing), return_exceptions=True)
-    made = {invoice.id: content for invoice, content in zip(missing, contents) if isinstance(content, bytes)}
-    unstored = await asyncio.to_thread(_write_all, [(paths[id_], content) for id_, content in made.items()])
+    made = await asyncio.gather(*(rendered(invoice) for invoice in missing), return_exceptions=True)
+    unstored = [result[1] for result in made if isinstance(result, tuple) and result[1] is not None]
     if unstored:  # a read-only or full disk: the PDFs still go out with their mails
         log.error("invoicing.pdf_store_failed", count=len(unstored), error=unstored[0])
-    for invoice, content in zip(missing, contents):
-        if isinstance(content, BaseException) and not isinstance(content, Exception):
-            raise content  # cancelled, not a failure of this invoice
-        if isinstance(content, Exception):
-            results[invoice.id] = content
+    for invoice, result in zip(missing, made):
+        if isinstance(result, BaseException) and not isinstance(result, Exception):
+            raise result  # cancelled, not a failure of this invoice
+        if isinstance(result, Exception):
+            results[invoice.id] = result
+        else:
+            stored[invoice.id] = result[0]
     for invoice in invoices:
-        content = made.get(invoice.id) or stored.get(invoice.id)
+        content = stored.get(invoice.id)
         if content:
             results[invoice.id] = Pdf(f"{invoice.invoice_number}.pdf", content)
     return results
-
-
-def _write_all(files: list[tuple[Path, bytes]]) -> list[str]:
-    """Write the files; the errors of those that could not be written."""
-    errors = []
-    for path, content in files:
-        try:
-            _write(path, content)
-        except OSError as exc:
-            errors.append(str(exc))
-    return errors
 
 
 async def credit_note_pdf(invoice_id: uuid.UUID) -> Pdf:

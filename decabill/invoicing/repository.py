@@ -54,6 +54,10 @@ _LIKE_ESCAPE = "/"
 _LIKE_SPECIAL = {"%", "_", _LIKE_ESCAPE}
 _UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _HEX_TEXT = re.compile(r"[0-9a-f-]+")
+# A (lower-case) term that can only occur at the start of an invoice number: numbers are written only as
+# `INV-<year>-<digits>` (`format_invoice_number`), so "inv-" appears nowhere but at their start, and for such a
+# term `LIKE '%term%'` and "starts with term" match the same invoices.
+_NUMBER_PREFIX = re.compile(r"inv-[0-9-]*")
 
 
 def of_subscription(subscription_id: Any) -> ColumnElement[bool]:
@@ -239,15 +243,29 @@ class InvoiceRepository(Repository[Invoice]):
 
     #: the bound parameters of the search statements (`_search_statement`)
     SEARCH_PATTERN, SEARCH_ID, SEARCH_USER = "search_pattern", "search_id", "search_user_id"
+    SEARCH_NUMBER_FROM, SEARCH_NUMBER_TO = "search_number_from", "search_number_to"
     _searches: dict[tuple[str, bool, bool, str | None], Select[Any]] = {}
 
     @staticmethod
     def search_kind(fragment: str) -> str | None:
-        """How a (lower-case, stripped) search term can match ids: "uuid" (a whole id: equality on the invoice and
-        the user id), "hex" (only hex digits and dashes: a fragment of an id's text), None (no id holds it)."""
+        """How a (lower-case, stripped) search term can match ids and numbers: "uuid" (a whole id: equality on the
+        invoice and the user id), "hex" (only hex digits and dashes: a fragment of an id's text), "number" (an
+        invoice-number prefix: a range on `ix_invoices_tenant_number_prefix` instead of the trigram index; no id
+        holds it), None (no id holds it)."""
         if _UUID_TEXT.fullmatch(fragment):
             return "uuid"
-        return "hex" if _HEX_TEXT.fullmatch(fragment) else None
+        if _HEX_TEXT.fullmatch(fragment):
+            return "hex"
+        return "number" if _NUMBER_PREFIX.fullmatch(fragment) else None
+
+    @staticmethod
+    def _starting_with(column: Any, dialect: str, low: Any, high: Any) -> ColumnElement[bool]:
+        """`low <= column < high` in byte order: with `high` = `low` whose last character is the next one, the
+        values starting with `low`. On PostgreSQL the pattern operators, which `text_pattern_ops` indexes serve
+        with bound values too (a LIKE with a bound pattern cannot use a btree in the generic plan)."""
+        if dialect == "postgresql":
+            return and_(column.op("~>=~", is_comparison=True)(low), column.op("~<~", is_comparison=True)(high))
+        return and_(column >= low, column < high)  # SQLite compares text byte-wise (BINARY)
 
     @classmethod
     def _search_statement(cls, dialect: str, by_user: bool, open_only: bool, kind: str | None,
@@ -273,7 +291,13 @@ class InvoiceRepository(Repository[Invoice]):
             def matches(column: Any) -> Any:
                 return func.lower(column).like(pattern, escape=_LIKE_ESCAPE)
 
-            branches = [ids.where(matches(Invoice.invoice_number)),
+            if kind == "number":
+                number = cls._starting_with(func.lower(Invoice.invoice_number), dialect,
+                                            bindparam(cls.SEARCH_NUMBER_FROM, type_=String),
+                                            bindparam(cls.SEARCH_NUMBER_TO, type_=String))
+            else:
+                number = matches(Invoice.invoice_number)
+            branches = [ids.where(number),
                         ids.join(Subscription, Subscription.id == Invoice.subscription_id).where(matches(Subscription.number)),
                         ids.join(User, User.id == Invoice.user_id).where(matches(User.email))]
             if kind == "uuid":
@@ -314,6 +338,9 @@ class InvoiceRepository(Repository[Invoice]):
             params[self.SEARCH_PATTERN] = f"%{escaped}%"
         if kind == "uuid":
             params[self.SEARCH_ID] = uuid.UUID(fragment)
+        elif kind == "number":  # ASCII by `_NUMBER_PREFIX`: the next character of the last one ends the range
+            params[self.SEARCH_NUMBER_FROM] = fragment
+            params[self.SEARCH_NUMBER_TO] = fragment[:-1] + chr(ord(fragment[-1]) + 1)
         if user_id is not None:
             params[self.SEARCH_USER] = user_id
         statement = self._search_statement(self.session.bind.dialect.name, user_id is not None, open_only, kind,

@@ -128,3 +128,38 @@ async def test_search_by_whole_ids_and_totals_past_the_last_match(billing_api, a
     assert await listed(search="customer@example", limit=2, offset=7) == ([], 3)
     assert await listed(userId=str(owner), limit=1, offset=3) == ([], 3)
     assert await listed(search="nobody-at-all", offset=4) == ([], 0)
+
+
+async def test_search_by_an_invoice_number_prefix(billing_api, admin, customer, clock):
+    """A term starting with `INV-` is matched as a prefix of the invoice number (a range on its own index) and finds
+    exactly what the same term inside a number finds: every number starting with it, in any case, no draft."""
+    api = billing_api
+    owner = user_id(customer)
+    made, numbers = [], {}
+    for n in range(11):
+        clock.set(dt.datetime(2026, 6, 1, 9, n, tzinfo=dt.timezone.utc))
+        draft = await create_draft(api, admin, owner, [line(f"Item {n}", 1, 10)])
+        made.append(draft["id"])
+        if n < 10:  # the last one stays a draft: no number
+            numbers[draft["id"]] = (await issue(api, admin, draft["id"], dueInDays=1))["invoiceNumber"]
+    clock.now = None
+
+    async def search(term: str) -> list[str]:
+        response = await api.get(f"{BASE}/invoices", token=admin, params={"search": term, "limit": 0})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["total"] == len(body["items"])
+        return [item["id"] for item in body["items"]]
+
+    def starting_with(prefix: str) -> list[str]:
+        return [i for i in made[::-1] if i in numbers and numbers[i].lower().startswith(prefix.lower())]
+
+    first, last = numbers[made[0]], numbers[made[9]]
+    common = first[:-1]  # e.g. INV-2026-0000: the first nine, not the tenth (…00010)
+    assert 0 < len(starting_with(common)) < 10
+    for term in (first, last.lower(), common, common.lower(), last[:-1], "INV-", "inv-2026", f" {first} "):
+        assert await search(term) == starting_with(term.strip()), term
+    assert await search(first + "0") == []
+    assert await search(first[:4] + "1999") == []
+    # the same digits without the prefix are searched inside the numbers (trigrams): the same invoices
+    assert await search(common[3:]) == starting_with(common)

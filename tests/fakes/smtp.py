@@ -33,12 +33,14 @@ class _Handler:
         message = email.message_from_bytes(envelope.content, policy=default_policy)
         with self.sink.lock:
             self.sink.messages.append(message)
+            self.sink.envelopes.append((list(envelope.mail_options), envelope.original_content))
         return "250 Message accepted for delivery"
 
 
 class SmtpSink:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.envelopes: list[tuple[list[str], bytes]] = []  # (MAIL FROM options, the message as received) each
         self.refused: set[str] = set()
         self.data_delay = 0.0
         self.lock = threading.Lock()
@@ -55,6 +57,7 @@ class SmtpSink:
     def clear(self) -> None:
         with self.lock:
             self.messages.clear()
+            self.envelopes.clear()
             self.refused.clear()
         self.data_delay = 0.0
 

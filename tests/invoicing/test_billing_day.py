@@ -463,3 +463,59 @@ async def test_the_first_render_job_after_issuing_refreshes_the_statistics_of_th
             pass  # a billing-day unit ran in this process
         await rendering.after_issuing()
         assert tuple(await analysed_since()) == (4, 4)
+
+
+def _attachments(smtp_sink) -> dict[str, bytes]:
+    """The PDF attached to each "invoice ... is ready" mail, by file name."""
+    return {part.get_filename(): part.get_content() for message in smtp_sink.messages
+            if " is ready" in str(message["Subject"]) for part in message.iter_attachments()}
+
+
+async def test_the_render_pool_stores_each_pdf_as_rendered_on_demand_and_a_crash_before_the_commit_loses_nothing(
+        billing_api, admin, plan, clock, smtp_sink, monkeypatch):
+    """Issue #19: the render pool's processes write the PDF files themselves (the worker gets only the bytes, for the
+    mail). The file is the PDF a download renders on demand, byte for byte, and the one attached to the mail. A
+    process killed after the pool wrote the files but before the batch's commit (tasks left `rendering`, no mail
+    sent) loses nothing and doubles nothing: the batch taken over after the claim timeout reuses the stored files
+    (renders none) and sends each mail once."""
+    from decabill.documents import render_invoice_pdf
+    from decabill.invoicing import render_pool
+    from decabill.invoicing.repository import InvoiceDocumentRepository, InvoiceLineRepository, InvoiceRepository
+
+    await _customers_with_positions(billing_api, admin, plan, clock)
+    monkeypatch.setattr(rendering, "_send", lambda tenant, task_ids: _no_job)
+    await billing_day.run("default", concurrency=2)
+    smtp_sink.clear()
+
+    async def killed(self, task_ids, now):
+        raise ConnectionResetError("the process died before the commit")
+
+    with bound_tenant("default"):
+        task_ids = sorted(task.id for task in await rows(InvoiceDocumentTask))
+        with monkeypatch.context() as patched:
+            patched.setattr(InvoiceDocumentRepository, "mark_rendered", killed)
+            with pytest.raises(ConnectionResetError):
+                await rendering.render_batch(task_ids)
+        assert {task.status for task in await rows(InvoiceDocumentTask)} == {"rendering"}
+        assert smtp_sink.messages == []
+        files = {}
+        async with db.transaction() as session:
+            for invoice in await rows(Invoice):
+                path = documents._path(invoice.pdf_storage_key or documents.storage_key(invoice))
+                lines = await InvoiceLineRepository(session).of_invoice(invoice.id)
+                files[f"{invoice.invoice_number}.pdf"] = path.read_bytes()  # written by the pool before the "kill"
+                assert files[f"{invoice.invoice_number}.pdf"] == render_invoice_pdf(
+                    documents.invoice_document(await InvoiceRepository(session).get(invoice.id), lines))
+        assert len(files) == USERS
+
+        async def no_render(*args):
+            raise AssertionError("rendered again although its file is stored")
+
+        monkeypatch.setattr(render_pool, "render", no_render)
+        assert await rendering.render_batch(task_ids) == {}  # the dead batch's claims still hold
+        clock.set(db.utcnow() + rendering.CLAIM_TIMEOUT + dt.timedelta(seconds=1))
+        assert await rendering.render_batch(task_ids) == {task_id: "rendered" for task_id in task_ids}
+        assert {d.status for d in await rows(MailDelivery)} == {"sent"}
+    ready = [str(m["Message-ID"]) for m in smtp_sink.messages if " is ready" in str(m["Subject"])]
+    assert len(ready) == len(set(ready)) == USERS  # one mail each
+    assert _attachments(smtp_sink) == files
