@@ -103,9 +103,21 @@ async def test_the_driver_reads_answer_what_the_core_reads_answer(billing_api, a
         driver_runs.append(self.sql)
         return await fetch(self, driver, params)
 
+    units = []  # per read unit on the driver path: (whether it checked out a connection, made a session)
+    close = db._DriverReadUnit.close
+
+    async def noted(self):
+        units.append((self._connection is not None, self._session is not None))
+        await close(self)
+
     monkeypatch.setattr(_DriverStatement, "fetch", counted)
+    monkeypatch.setattr(db._DriverReadUnit, "close", noted)
     through_driver = await answers()
     assert bool(driver_runs) == (db.dialect_name() == "postgresql") == db.driver_reads()
+    if db.driver_reads():
+        # the hot reads ran without an ORM session; the admin page past the end read the counter through a session
+        # on the unit's own connection (the same answers as Core, checked below)
+        assert (True, False) in units and (True, True) in units
     monkeypatch.setattr(db, "_driver_reads", False)
     runs = len(driver_runs)
     through_core = await answers()
