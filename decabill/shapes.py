@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import keyword
 import uuid
 from decimal import Decimal
 from collections.abc import Callable
@@ -166,26 +167,33 @@ _SHAPERS: dict[int, tuple[dict, Callable[[Any], dict]]] = {}
 
 def _shaper(schema: dict) -> Callable[[Any], dict]:
     """The function that shapes an object (or a dict) as the resolved object schema says, made once per schema
-    and process: each property's name, attribute, omission and conversion are decided here, not per value. A
-    value of a plain type the schema passes through (str, int, bool, float) is copied without a call; another
-    scalar is converted by its type's function; anything else (objects, arrays, enums) by the field's converter."""
+    and process: each property's name, attribute, omission and conversion are decided here, not per value. For
+    objects it is generated as straight-line code — one block per property, no loop over field descriptions (a
+    page of 20 admin invoices × 17 properties is ~340 of these blocks). A value of a plain type the schema passes
+    through (str, int, bool, float) is copied without a call; another scalar is converted by its type's function;
+    anything else (objects, arrays, enums) by the property's converter."""
     known = _SHAPERS.get(id(schema))
     if known is not None and known[0] is schema:
         return known[1]
-    fields: list[tuple[str, str, bool, dict[type, Callable[[Any], Any]], Callable[[Any], Any]]] = []
+    made: list[Callable[[Any], dict]] = []
+    # registered before the properties' converters are made: a schema that contains itself finds its shaper
+    _SHAPERS[id(schema)] = (schema, lambda obj: made[0](obj))
+    fields = [(field.name, field.attribute, field.omit_none, _by_type(field.schema), _converter(field.schema))
+              for field in _fields(schema)]
+    made.append(_generated_shaper(fields, _dict_shaper(fields)))
+    _SHAPERS[id(schema)] = (schema, made[0])
+    return made[0]
 
-    def shape_object(obj: Any) -> dict:
+
+def _dict_shaper(fields: list[tuple[str, str, bool, dict, Callable[[Any], Any]]]) -> Callable[[dict], dict]:
+    """The shaper for a dict: each property by its camelCase key, else its snake_case one."""
+
+    def shape_dict(obj: dict) -> dict:
         out: dict[str, Any] = {}
-        from_dict = isinstance(obj, dict)
         for name, attribute, omit_none, by_type, convert in fields:
-            if from_dict:
-                value = obj.get(name, _MISSING)
-                if value is _MISSING:
-                    value = obj.get(attribute, _MISSING)
-            else:
-                value = getattr(obj, attribute, _MISSING)
-                if value is _MISSING:
-                    value = getattr(obj, name, _MISSING)
+            value = obj.get(name, _MISSING)
+            if value is _MISSING:
+                value = obj.get(attribute, _MISSING)
             if value is None:
                 if not omit_none:
                     out[name] = None
@@ -193,19 +201,43 @@ def _shaper(schema: dict) -> Callable[[Any], dict]:
             if value is _MISSING:
                 continue
             known = by_type.get(type(value))
-            if known is _same:
-                out[name] = value
-            elif known is not None:
-                out[name] = known(value)
-            else:
-                out[name] = convert(value)
+            out[name] = value if known is _same else known(value) if known is not None else convert(value)
         return out
 
-    # registered before the properties' converters are made: a schema that contains itself finds its shaper
-    _SHAPERS[id(schema)] = (schema, shape_object)
-    fields.extend((field.name, field.attribute, field.omit_none, _by_type(field.schema), _converter(field.schema))
-                  for field in _fields(schema))
-    return shape_object
+    return shape_dict
+
+
+def _generated_shaper(fields: list[tuple[str, str, bool, dict, Callable[[Any], Any]]],
+                      shape_dict: Callable[[dict], dict]) -> Callable[[Any], dict]:
+    """The shaper for an object, as the source of one function: per property, its attribute (else the camelCase
+    one, else left out), null or omitted when None, and the conversion by the value's type. The same results
+    as `_dict_shaper`'s rules, in the properties' order."""
+    namespace: dict[str, Any] = {"MISSING": _MISSING, "SAME": _same, "shape_dict": shape_dict}
+    lines = ["def shape_object(obj):",
+             "    if isinstance(obj, dict):",
+             "        return shape_dict(obj)",
+             "    out = {}"]
+    for index, (name, attribute, omit_none, by_type, convert) in enumerate(fields):
+        namespace[f"by_type_{index}"], namespace[f"convert_{index}"] = by_type, convert
+        read = (f"obj.{attribute}" if attribute.isidentifier() and not keyword.iskeyword(attribute)
+                else f"getattr(obj, {attribute!r})")
+        lines += ["    try:",
+                  f"        value = {read}",
+                  "    except AttributeError:",
+                  f"        value = getattr(obj, {name!r}, MISSING)",
+                  "    if value is None:",
+                  f"        {'pass' if omit_none else f'out[{name!r}] = None'}",
+                  "    elif value is not MISSING:",
+                  f"        known = by_type_{index}.get(type(value))",
+                  "        if known is SAME:",
+                  f"            out[{name!r}] = value",
+                  "        elif known is not None:",
+                  f"            out[{name!r}] = known(value)",
+                  "        else:",
+                  f"            out[{name!r}] = convert_{index}(value)"]
+    lines.append("    return out")
+    exec("\n".join(lines), namespace)  # noqa: S102 - source made here from the spec's property names (repr'd)
+    return namespace["shape_object"]
 
 
 def shape(obj: Any, schema: dict) -> dict:

@@ -11,8 +11,7 @@ flags and derived numbers are computed in one place.
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
+import operator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -29,81 +28,37 @@ class TaxBreakdownView:
     taxable_amount: Decimal = Decimal("0.00")
 
 
+def _of_invoice(column: str) -> property:
+    """A read-only view property that is the invoice's own value."""
+    return property(operator.attrgetter(f"invoice.{column}"))
+
+
 @dataclass
 class InvoiceView:
     invoice: Invoice
     subscription_number: str | None = None
     line_items: list[InvoiceLine] = field(default_factory=list)
 
-    # -- plain fields --
-    @property
-    def id(self) -> uuid.UUID:
-        return self.invoice.id
-
-    @property
-    def invoice_ref_id(self) -> uuid.UUID:
-        return self.invoice.id
-
-    @property
-    def subscription_id(self) -> uuid.UUID | None:
-        return self.invoice.subscription_id
-
-    @property
-    def user_id(self) -> uuid.UUID:
-        return self.invoice.user_id
-
-    @property
-    def invoice_number(self) -> str | None:
-        return self.invoice.invoice_number
-
-    @property
-    def status(self) -> str:
-        return self.invoice.status
-
-    @property
-    def currency(self) -> str:
-        return self.invoice.currency
-
-    @property
-    def subtotal_net(self) -> Decimal:
-        return self.invoice.subtotal_net
-
-    @property
-    def tax_total(self) -> Decimal:
-        return self.invoice.tax_total
-
-    @property
-    def total_gross(self) -> Decimal:
-        return self.invoice.total_gross
-
-    @property
-    def balance_due(self) -> Decimal:
-        return self.invoice.balance_due
-
-    @property
-    def balance(self) -> Decimal:
-        return self.invoice.balance_due
-
-    @property
-    def issued_at(self) -> dt.datetime | None:
-        return self.invoice.issued_at
-
-    @property
-    def due_date(self) -> dt.date | None:
-        return self.invoice.due_date
-
-    @property
-    def created_at(self) -> dt.datetime:
-        return self.invoice.created_at
+    # -- plain fields: read straight from the invoice (a C attribute getter: no Python call per value shaped) --
+    id = _of_invoice("id")
+    invoice_ref_id = _of_invoice("id")
+    subscription_id = _of_invoice("subscription_id")
+    user_id = _of_invoice("user_id")
+    invoice_number = _of_invoice("invoice_number")
+    status = _of_invoice("status")
+    currency = _of_invoice("currency")
+    subtotal_net = _of_invoice("subtotal_net")
+    tax_total = _of_invoice("tax_total")
+    total_gross = _of_invoice("total_gross")
+    balance_due = _of_invoice("balance_due")
+    balance = _of_invoice("balance_due")
+    issued_at = _of_invoice("issued_at")
+    due_date = _of_invoice("due_date")
+    created_at = _of_invoice("created_at")
 
     # -- EU VAT, as determined at issue (the snapshot; nothing recomputes it) --
-    @property
-    def tax_rule(self) -> str | None:
-        return self.invoice.tax_rule
-
-    @property
-    def tax_snapshot(self) -> dict | None:
-        return self.invoice.tax_snapshot
+    tax_rule = _of_invoice("tax_rule")
+    tax_snapshot = _of_invoice("tax_snapshot")
 
     @property
     def buyer_vat_id(self) -> str | None:
@@ -113,13 +68,8 @@ class InvoiceView:
     def dunning_level(self) -> int:
         return self.invoice.dunning_level or 0
 
-    @property
-    def dunning_action(self) -> str | None:
-        return self.invoice.dunning_action
-
-    @property
-    def dunning_applied_at(self) -> dt.datetime | None:
-        return self.invoice.dunning_applied_at
+    dunning_action = _of_invoice("dunning_action")
+    dunning_applied_at = _of_invoice("dunning_applied_at")
 
     # -- capability flags --
     @property

@@ -103,9 +103,21 @@ async def test_the_driver_reads_answer_what_the_core_reads_answer(billing_api, a
         driver_runs.append(self.sql)
         return await fetch(self, driver, params)
 
+    units = []  # per read unit on the driver path: (whether it checked out a connection, made a session)
+    close = db._DriverReadUnit.close
+
+    async def noted(self):
+        units.append((self._connection is not None, self._session is not None))
+        await close(self)
+
     monkeypatch.setattr(_DriverStatement, "fetch", counted)
+    monkeypatch.setattr(db._DriverReadUnit, "close", noted)
     through_driver = await answers()
     assert bool(driver_runs) == (db.dialect_name() == "postgresql") == db.driver_reads()
+    if db.driver_reads():
+        # the hot reads ran without an ORM session; the admin page past the end read the counter through a session
+        # on the unit's own connection (the same answers as Core, checked below)
+        assert (True, False) in units and (True, True) in units
     monkeypatch.setattr(db, "_driver_reads", False)
     runs = len(driver_runs)
     through_core = await answers()
@@ -114,3 +126,42 @@ async def test_the_driver_reads_answer_what_the_core_reads_answer(billing_api, a
     # each tenant saw its own two invoices, and the other tenant's subscription was 404
     assert [len(found) for status, found in through_core[:1]] == [2] and through_core[1][0] == 404
     assert sorted(i["id"] for i in through_core[0][1]) == sorted(tenants[0]["invoices"])
+
+
+async def test_a_driver_read_whose_connection_dies_is_run_again_on_a_fresh_one(billing_api, admin, clock,
+                                                                               monkeypatch):
+    """A hot read's unit of work on PostgreSQL is a pooled connection without an ORM session (`db.read()`): when
+    that connection dies under the read (here: closed just before the statement), the read fails on it, the
+    pool is invalidated and the read runs once more on a fresh connection (`retried_on_lost_connection`) — the
+    customer gets the answer, not a 500."""
+    import pytest
+
+    from decabill import db
+    from decabill.repository import _DriverStatement
+
+    if db.dialect_name() != "postgresql":
+        pytest.skip("PostgreSQL connections die; SQLite has none to lose")
+    api = billing_api
+    t = await _tenant(api, admin, "default", "30.00")
+    clock.set(iso(t["subscription"]["currentPeriodStart"]) + dt.timedelta(days=10))
+    created = await api.post(f"/invoices/{t['subscription']['id']}", token=admin)
+    assert created.status_code == 200, created.text
+    before = _ok(await api.get("/invoices/summary", token=t["customer"]))
+    assert before["openOverdueCount"] == 1
+
+    runs, failed, fetch = [], [], _DriverStatement.fetch
+
+    async def dying_once(self, driver, params):
+        runs.append(driver)
+        if len(runs) == 1:
+            driver.terminate()  # the connection is gone, as after a database restart
+        try:
+            return await fetch(self, driver, params)
+        except Exception as exc:
+            failed.append(exc)
+            raise
+
+    monkeypatch.setattr(_DriverStatement, "fetch", dying_once)
+    assert _ok(await api.get("/invoices/summary", token=t["customer"])) == before
+    assert len(runs) == 2 and len(failed) == 1  # failed on the dead connection, answered on a fresh one
+    assert runs[1] is not runs[0]
