@@ -60,6 +60,7 @@ from sqlalchemy.sql import ColumnElement, Executable, Select
 
 from decabill import db
 from decabill.errors import StillReferenced
+from decabill.memo import PerObject
 from decabill.tenancy import current_tenant
 
 M = TypeVar("M")
@@ -130,7 +131,7 @@ class _DriverStatement:
     Made once per process, statement and dialect; the result conversions at the first run, from the prepared
     statement's column types."""
 
-    _known: ClassVar[dict[int, tuple[Executable, Any, _DriverStatement | None]]] = {}
+    _known: ClassVar[PerObject[Executable, tuple[Any, _DriverStatement | None]]] = PerObject()  # (dialect, made)
 
     def __init__(self, statement: Select[Any], dialect: Any) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -151,11 +152,11 @@ class _DriverStatement:
     @classmethod
     def of(cls, statement: Executable, dialect: Any) -> _DriverStatement | None:
         """The driver statement of `statement` (None: not a SELECT, or not asyncpg's: run it as Core)."""
-        known = cls._known.get(id(statement))
-        if known is not None and known[0] is statement and known[1] is dialect:
-            return known[2]
+        known = cls._known.get(statement)
+        if known is not None and known[0] is dialect:
+            return known[1]
         made = cls(statement, dialect) if isinstance(statement, Select) and dialect.driver == "asyncpg" else None
-        cls._known[id(statement)] = (statement, dialect, made)
+        cls._known.put(statement, (dialect, made))
         return made
 
     async def fetch(self, driver: Any, params: dict[str, Any]) -> list[Any]:

@@ -17,6 +17,7 @@ from typing import Any
 import inflection
 import yaml
 
+from decabill.memo import PerObject
 from spec import OPENAPI_PATH
 
 
@@ -26,15 +27,15 @@ def _schemas() -> dict[str, dict]:
         return yaml.safe_load(fh)["components"]["schemas"]
 
 
-_RESOLVED: dict[int, tuple[dict, dict]] = {}
+_RESOLVED: PerObject[dict, dict] = PerObject()
 
 
 def _resolve(schema: dict) -> dict:
     """`schema` with `$ref`s followed and `allOf` merged; memoised by identity (the spec's dicts live as long as
     the process), so shaping a response never resolves or merges a schema twice."""
-    known = _RESOLVED.get(id(schema))
-    if known is not None and known[0] is schema:
-        return known[1]
+    known = _RESOLVED.get(schema)
+    if known is not None:
+        return known
     resolved = schema
     while "$ref" in resolved:
         resolved = _schemas()[resolved["$ref"].rsplit("/", 1)[-1]]
@@ -46,7 +47,7 @@ def _resolve(schema: dict) -> dict:
             merged["required"] += part.get("required", [])
         merged["nullable"] = resolved.get("nullable", False)
         resolved = merged
-    _RESOLVED[id(schema)] = (schema, resolved)
+    _RESOLVED.put(schema, resolved)
     return resolved
 
 
@@ -68,18 +69,16 @@ class _Field:
         self.omit_none = not required and not self.schema.get("nullable")
 
 
-_FIELDS: dict[int, tuple[dict, list[_Field]]] = {}
+_FIELDS: PerObject[dict, list[_Field]] = PerObject()
 
 
 def _fields(schema: dict) -> list[_Field]:
     """The prepared properties of a resolved object schema (the per-field regexes run once per process)."""
-    known = _FIELDS.get(id(schema))
-    if known is not None and known[0] is schema:
-        return known[1]
-    required = set(schema.get("required", []))
-    fields = [_Field(name, prop, name in required) for name, prop in schema.get("properties", {}).items()]
-    _FIELDS[id(schema)] = (schema, fields)
-    return fields
+    def made(schema: dict) -> list[_Field]:
+        required = set(schema.get("required", []))
+        return [_Field(name, prop, name in required) for name, prop in schema.get("properties", {}).items()]
+
+    return _FIELDS.of(schema, made)
 
 
 def _convert(value: Any, schema: dict, kind: str | None) -> Any:
@@ -162,7 +161,7 @@ def _generic(schema: dict) -> Callable[[Any], Any]:
     return convert
 
 
-_SHAPERS: dict[int, tuple[dict, Callable[[Any], dict]]] = {}
+_SHAPERS: PerObject[dict, Callable[[Any], dict]] = PerObject()
 
 
 def _shaper(schema: dict) -> Callable[[Any], dict]:
@@ -172,17 +171,16 @@ def _shaper(schema: dict) -> Callable[[Any], dict]:
     page of 20 admin invoices × 17 properties is ~340 of these blocks). A value of a plain type the schema passes
     through (str, int, bool, float) is copied without a call; another scalar is converted by its type's function;
     anything else (objects, arrays, enums) by the property's converter."""
-    known = _SHAPERS.get(id(schema))
-    if known is not None and known[0] is schema:
-        return known[1]
+    known = _SHAPERS.get(schema)
+    if known is not None:
+        return known
     made: list[Callable[[Any], dict]] = []
     # registered before the properties' converters are made: a schema that contains itself finds its shaper
-    _SHAPERS[id(schema)] = (schema, lambda obj: made[0](obj))
+    _SHAPERS.put(schema, lambda obj: made[0](obj))
     fields = [(field.name, field.attribute, field.omit_none, _by_type(field.schema), _converter(field.schema))
               for field in _fields(schema)]
     made.append(_generated_shaper(fields, _dict_shaper(fields)))
-    _SHAPERS[id(schema)] = (schema, made[0])
-    return made[0]
+    return _SHAPERS.put(schema, made[0])
 
 
 def _dict_shaper(fields: list[tuple[str, str, bool, dict, Callable[[Any], Any]]]) -> Callable[[dict], dict]:

@@ -25,6 +25,7 @@ from connexion.validators import JSONRequestBodyValidator, ParameterValidator
 from jsonschema import Draft4Validator
 from jsonschema.exceptions import best_match
 
+from decabill.memo import PerObject
 from decabill.validation import MAX_JSON_DEPTH, json_depth
 
 TOO_DEEP = f"Request body is nested more than {MAX_JSON_DEPTH} levels deep"
@@ -75,17 +76,14 @@ class JSONBodyValidator(JSONRequestBodyValidator):
         return super()._validate(body)
 
 
-_PARAMETER_VALIDATORS: dict[int, tuple[dict, Draft4Validator]] = {}
+_PARAMETER_VALIDATORS: PerObject[dict, Draft4Validator] = PerObject()
 
 
 def _parameter_validator(schema: dict) -> Draft4Validator:
     """The validator of a parameter's schema, made once per schema (the operation's spec dicts live as long as the
     app): Connexion deep-copies the parameter and builds a new validator for every parameter of every request."""
-    known = _PARAMETER_VALIDATORS.get(id(schema))
-    if known is None or known[0] is not schema:
-        known = _PARAMETER_VALIDATORS[id(schema)] = (
-            schema, Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER))
-    return known[1]
+    return _PARAMETER_VALIDATORS.of(
+        schema, lambda schema: Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER))
 
 
 class ClearParameterValidator(ParameterValidator):
