@@ -13,11 +13,12 @@ from decabill import db
 from decabill.config import Settings, get_settings
 from decabill.web import observability as observability_http
 from decabill.web import errors
-from decabill.web.docs import middlewares, swagger_ui_options
+from decabill.web.docs import swagger_ui_options
 from decabill.web.encoding import OrjsonJsonifier
 from decabill.web.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from decabill.web.operations import DecabillAsyncApp
 from decabill.web.security import SECURITY_MAP
+from decabill.web.stack import middlewares
 from decabill.web.validation import VALIDATOR_MAP
 from handlers import AreaResolver
 from spec import OPENAPI_PATH

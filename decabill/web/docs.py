@@ -8,7 +8,6 @@ written; only `servers` points at the base path that serves it, so "Try it out" 
 
 from __future__ import annotations
 
-from connexion.middleware.main import ConnexionMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIAPI, SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
 from starlette.types import Receive, Scope, Send
@@ -43,12 +42,6 @@ class DocsMiddleware(SwaggerUIMiddleware):
     def add_api(self, specification, base_path=None, arguments=None, **kwargs) -> None:
         api = _DocsAPI(specification, base_path=base_path, arguments=arguments, default=self.default_fn, **kwargs)
         self.router.mount(api.base_path, app=api.router)
-
-
-def middlewares() -> list:
-    """Connexion's stack with our docs middleware in the place of its own; a new list per app, since
-    `app.add_middleware` inserts into the list it was given."""
-    return [DocsMiddleware if m is SwaggerUIMiddleware else m for m in ConnexionMiddleware.default_middlewares]
 
 
 def swagger_ui_options(settings: Settings) -> SwaggerUIOptions:

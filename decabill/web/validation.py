@@ -20,10 +20,17 @@ import re
 import typing as t
 
 from connexion.exceptions import BadRequestProblem
+from connexion.middleware.request_validation import (
+    RequestValidationAPI,
+    RequestValidationMiddleware,
+    RequestValidationOperation,
+)
+from connexion.operations import AbstractOperation
 from connexion.utils import is_null, is_nullable
 from connexion.validators import JSONRequestBodyValidator, ParameterValidator
 from jsonschema import Draft4Validator
 from jsonschema.exceptions import best_match
+from starlette.types import Receive, Scope, Send
 
 from decabill.memo import PerObject
 from decabill.validation import MAX_JSON_DEPTH, json_depth
@@ -87,6 +94,18 @@ def _parameter_validator(schema: dict) -> Draft4Validator:
 
 
 class ClearParameterValidator(ParameterValidator):
+    def __init__(self, parameters, uri_parser, strict_validation=False, security_query_params=None):
+        super().__init__(parameters, uri_parser, strict_validation=strict_validation,
+                         security_query_params=security_query_params)
+        # the names a query may use, made once per validator rather than for every request
+        self._query_names = frozenset(
+            [p["name"] for p in self.parameters.get("query", [])] + list(self.security_query_params))
+
+    def validate_query_parameter_list(self, request, security_params=None):
+        if security_params is not self.security_query_params and security_params:
+            return super().validate_query_parameter_list(request, security_params)
+        return set(request.query_params) - self._query_names
+
     @staticmethod
     def validate_parameter(parameter_type, value, param, param_name=None):
         """Connexion's check (a null where allowed, the schema, `Missing … parameter`) with a validator made once
@@ -109,3 +128,72 @@ class ClearParameterValidator(ParameterValidator):
 
 
 VALIDATOR_MAP = {"body": {"application/json": JSONBodyValidator}, "parameter": ClearParameterValidator}
+
+
+class PreparedRequestValidationOperation(RequestValidationOperation):
+    """Connexion's request validation of one operation, with what depends on the operation alone made once.
+
+    Connexion's `RequestValidationOperation` builds a new URI parser and a new parameter validator for every
+    request, then reads the content type from the headers and looks the body schema up. Here the parameter
+    validator (with its URI parser) is made at the operation's first request and kept — it holds nothing of a
+    request — and a request without a `Content-Type` header (every GET) takes the operation's default media type
+    as Connexion does (its first `consumes`, which passes the media-type check by definition) with the body
+    schema of that type found once: nothing more to do when there is none. A request with a `Content-Type`
+    header goes through Connexion's own steps (415, body validation) unchanged.
+    """
+
+    _prepared: tuple[ParameterValidator, str, dict] | None = None
+
+    def _prepare(self) -> tuple[ParameterValidator, str, dict]:
+        operation = self._operation
+        uri_parser = operation._uri_parser_class(operation.parameters, operation.body_definition())  # noqa: SLF001
+        parameters = self._validator_map["parameter"](
+            operation.parameters, uri_parser=uri_parser, strict_validation=self.strict_validation,
+            security_query_params=self.security_query_params,
+        )
+        default_type, _ = self.extract_content_type([])
+        self._prepared = (parameters, default_type, operation.body_schema(default_type))
+        return self._prepared
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send):
+        parameters, default_type, default_schema = self._prepared or self._prepare()
+        parameters.validate(scope)
+        for name, _ in scope["headers"]:
+            if name.lower() == b"content-type":
+                break
+        else:
+            if not default_schema:  # no body to validate
+                await self.next_app(scope, receive, send)
+                return
+        await self._validate_body(scope, receive, send)
+
+    async def _validate_body(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Connexion's steps after the parameters (`RequestValidationOperation.__call__`)."""
+        mime_type, encoding = self.extract_content_type(scope["headers"])
+        self.validate_mime_type(mime_type)
+        schema = self._operation.body_schema(mime_type)
+        validator_class = self._validator_map["body"].get(mime_type) if schema else None  # type: ignore[union-attr]
+        if validator_class is not None:
+            validator = validator_class(
+                schema=schema,
+                required=self._operation.request_body.get("required", False),
+                nullable=is_nullable(self._operation.body_definition(mime_type)),
+                encoding=encoding,
+                strict_validation=self.strict_validation,
+                uri_parser=self._operation.uri_parser_class(self._operation.parameters,
+                                                            self._operation.body_definition()),
+            )
+            receive, scope = await validator.wrap_receive(receive, scope=scope)
+        await self.next_app(scope, receive, send)
+
+
+class PreparedRequestValidationAPI(RequestValidationAPI):
+    def make_operation(self, operation: AbstractOperation) -> PreparedRequestValidationOperation:
+        return PreparedRequestValidationOperation(
+            self.next_app, operation=operation, strict_validation=self.strict_validation,
+            validator_map=self.validator_map,
+        )
+
+
+class PreparedRequestValidationMiddleware(RequestValidationMiddleware):
+    api_cls = PreparedRequestValidationAPI
