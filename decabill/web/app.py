@@ -15,7 +15,7 @@ from decabill.web import observability as observability_http
 from decabill.web import errors
 from decabill.web.docs import swagger_ui_options
 from decabill.web.encoding import OrjsonJsonifier
-from decabill.web.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from decabill.web.middleware import RequestContextMiddleware
 from decabill.web.operations import DecabillAsyncApp
 from decabill.web.security import SECURITY_MAP
 from decabill.web.stack import middlewares
@@ -74,9 +74,9 @@ def create_app(settings: Settings | None = None) -> DecabillAsyncApp:
         allow_headers=ALLOWED_HEADERS,
         expose_headers=EXPOSED_HEADERS,
     )
-    # Added after CORS so it sits inside it: its own refusals (400 tenant, 403 origin, 429) carry CORS headers.
+    # Added after CORS so it sits inside it: its own refusals (400 tenant, 403 origin, 429, 413) carry CORS
+    # headers. It bounds the request body after its own checks (rate limited first, the 413 carries the
+    # correlation id), outside the error mapper, which answers the 413 raised while the validator reads an
+    # oversize chunked body.
     app.add_middleware(RequestContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, settings=settings)
-    # Inside the request context (rate limited first, its 413 carries the correlation id); outside the error
-    # mapper, which answers the 413 raised while the validator reads an oversize chunked body.
-    app.add_middleware(BodyLimitMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, settings=settings)
     return app

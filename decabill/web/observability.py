@@ -28,8 +28,10 @@ def operation_of(scope: Scope) -> str:
 
 
 class RequestMetricsMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, traced: bool = True) -> None:
         self.app = app
+        # Without the request span (tracing off) there is nothing to name: no span looked up per request.
+        self.traced = traced
         # The labelled counter and histogram per (operation, status class): `labels()` validates the values
         # and takes the metric's lock at every call (~1 % of a read); the set of keys is bounded.
         self._series: dict[tuple[str, str], tuple] = {}
@@ -46,14 +48,14 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         scope.setdefault("extensions", {})
-        span = trace.get_current_span()  # the ASGI instrumentation's server span when tracing is on
+        span = trace.get_current_span() if self.traced else None  # the ASGI instrumentation's server span
         started = time.perf_counter()
         status = {"code": 500}
 
         async def observe(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
-                if span.is_recording():
+                if span is not None and span.is_recording():
                     operation = operation_of(scope)
                     if operation != UNMATCHED:
                         span.update_name(operation)
@@ -80,4 +82,5 @@ def install(app) -> None:
     if instrumentation is not None:
         middleware, options = instrumentation
         app.add_middleware(middleware, position=MiddlewarePosition.BEFORE_EXCEPTION, **options)
-    app.add_middleware(RequestMetricsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    app.add_middleware(RequestMetricsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
+                       traced=instrumentation is not None)

@@ -18,7 +18,9 @@ import typing as t
 
 from connexion.apps.abstract import AbstractApp
 from connexion.apps.asynchronous import AsyncApi, AsyncApp, AsyncASGIApp, AsyncOperation
+from connexion.context import operation as current_operation
 from connexion.decorators import StarletteDecorator
+from connexion.decorators.response import AsyncResponseDecorator
 from connexion.lifecycle import ConnexionRequest
 from connexion.operations import AbstractOperation
 from starlette.types import Receive, Scope, Send
@@ -36,11 +38,34 @@ class _Request(ConnexionRequest):
         return await super().files()
 
 
+class _ResponseDecorator(AsyncResponseDecorator):
+    """Connexion's response decorator of one operation, whose media types are read once: Connexion infers the
+    content type of every answer from the operation's `produces` (through its context proxy, a set made per
+    answer). An answer without headers of an operation that produces one media type gets that type, as
+    Connexion's inference gives it; anything else is inferred by Connexion."""
+
+    _produces: list[str] | None = None
+
+    def _infer_content_type(self, data: t.Any, headers: dict) -> str | None:  # type: ignore[override]
+        produces = self._produces
+        if produces is None:
+            produces = self._produces = list(set(current_operation.produces))
+        if not headers and len(produces) == 1:
+            return produces[0]
+        return AsyncResponseDecorator._infer_content_type(data, headers)
+
+
+class _Decorator(StarletteDecorator):
+    @property
+    def _response_decorator_cls(self) -> type[AsyncResponseDecorator]:
+        return _ResponseDecorator
+
+
 class PreparedAsyncOperation(AsyncOperation):
     _prepared: tuple[t.Callable, t.Any] | None = None
 
     def _prepare(self) -> tuple[t.Callable, t.Any]:
-        decorator = StarletteDecorator(pythonic_params=self.pythonic_params, jsonifier=self.jsonifier)
+        decorator = _Decorator(pythonic_params=self.pythonic_params, jsonifier=self.jsonifier)
         # The same chain Connexion's decorator builds per request; its URI parser reads the operation
         # from Connexion's context, which is this operation's at any of its requests.
         self._prepared = (decorator.decorate(self._fn), decorator.uri_parser)
