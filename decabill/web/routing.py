@@ -53,28 +53,28 @@ class IndexedRouter(Router):
         index[ANY] = tuple(r for s, r in keyed if s == ANY)
         self._index, self._indexed = index, len(routes)
 
-    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await super().app(scope, receive, send)
-            return
-        partial = partial_scope = None
+    def match(self, scope: Scope) -> tuple[BaseRoute, Scope] | None:
+        """Starlette's choice among the candidates: the first full match, else the first partial one (a method
+        mismatch: 405); None when none matches."""
+        partial = None
         for route in self._candidates(_first_segment(get_route_path(scope))):
             match, child_scope = route.matches(scope)
             if match is Match.FULL:
-                scope.setdefault("router", self)
-                scope["route"] = route
-                scope.update(child_scope)
-                await route.handle(scope, receive, send)
-                return
+                return route, child_scope
             if match is Match.PARTIAL and partial is None:
-                partial, partial_scope = route, child_scope
-        if partial is not None:
-            scope.setdefault("router", self)
-            scope["route"] = partial
-            scope.update(partial_scope)  # type: ignore[arg-type]
-            await partial.handle(scope, receive, send)
+                partial = route, child_scope
+        return partial
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = self.match(scope) if scope["type"] == "http" else None
+        if found is None:  # no candidate, or not a request: Starlette's loop, slash redirect and default
+            await super().app(scope, receive, send)
             return
-        await super().app(scope, receive, send)  # no candidate: Starlette's loop, redirect and default
+        route, child_scope = found
+        scope.setdefault("router", self)
+        scope["route"] = route
+        scope.update(child_scope)
+        await route.handle(scope, receive, send)
 
 
 class IndexedRoutingMiddleware(RoutingMiddleware):
@@ -87,7 +87,12 @@ class IndexedRoutingMiddleware(RoutingMiddleware):
                 route.app = route._base_app = _indexed(route.app)  # noqa: SLF001 - the mount's own app
 
 
-def _indexed(router: Router) -> IndexedRouter:
+def _indexed(router: Router) -> Router:
+    """The same router (its routes, default, lifespan, slash redirect) indexed; a router with middleware of its
+    own (none in Connexion's) is left as it is."""
+    if router.middleware_stack != router.app:
+        return router
     indexed = IndexedRouter.__new__(IndexedRouter)
-    indexed.__dict__.update(router.__dict__)  # the same routes, default, lifespan and redirect setting
+    indexed.__dict__.update(router.__dict__)
+    indexed.middleware_stack = indexed.app  # Router.__call__ enters through its middleware stack
     return indexed
