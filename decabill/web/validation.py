@@ -104,6 +104,8 @@ class ClearParameterValidator(ParameterValidator):
     def validate_query_parameter_list(self, request, security_params=None):
         if security_params is not self.security_query_params and security_params:
             return super().validate_query_parameter_list(request, security_params)
+        if not request.scope.get("query_string"):  # no query: nothing to parse, no unknown parameter
+            return set()
         return set(request.query_params) - self._query_names
 
     @staticmethod
