@@ -54,8 +54,16 @@ async def test_every_path_and_method_of_the_spec_is_routed_as_starlette_s_own_lo
 
     router = _api_router(create_app())
     paths = {re.sub(r"\{[^}/]+\}", ID, route.path) for route in router.routes}
-    paths |= {"/invoices/summary", "/service-types/providers", "/no-such-thing", "/invoices/", "/", "",
-              f"/admin/invoices/{ID}/nope", "/public/service-plan-offerings"}
+    paths |= {
+        "/invoices/summary",
+        "/service-types/providers",
+        "/no-such-thing",
+        "/invoices/",
+        "/",
+        "",
+        f"/admin/invoices/{ID}/nope",
+        "/public/service-plan-offerings",
+    }
     checked = 0
     for path in sorted(paths):
         for method in METHODS:
@@ -94,13 +102,18 @@ async def test_the_stack_holds_our_connexion_replacements_in_connexion_s_order(e
     assert set(REPLACED) <= set(ConnexionMiddleware.default_middlewares)  # Connexion still has what we replace
     ours = middlewares()
     assert [type(m) if not isinstance(m, type) else m for m in ours] == [
-        REPLACED.get(m, m) for m in ConnexionMiddleware.default_middlewares]
+        REPLACED.get(m, m) for m in ConnexionMiddleware.default_middlewares
+    ]
     stack = _stack(create_app())
     assert any(isinstance(m, PreparedRequestValidationMiddleware) for m in stack)
     names = [type(m).__name__ for m in stack]
     # ours around Connexion's error mapper, in the documented order; the request context holds the body limit
-    assert names.index("RequestMetricsMiddleware") < names.index("CORSMiddleware") < names.index(
-        "RequestContextMiddleware") < names.index("ExceptionMiddleware")
+    assert (
+        names.index("RequestMetricsMiddleware")
+        < names.index("CORSMiddleware")
+        < names.index("RequestContextMiddleware")
+        < names.index("ExceptionMiddleware")
+    )
     assert "BodyLimitMiddleware" not in names
 
 
