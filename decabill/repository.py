@@ -129,7 +129,12 @@ class _DriverStatement:
     and of each result column (`UTCDateTime`, `ExactDecimal`...), and the rows as named tuples of the columns'
     keys — what `Result.all()` gives, read from `Connection.fetch` (asyncpg's own prepared-statement cache).
     Made once per process, statement and dialect; the result conversions at the first run, from the prepared
-    statement's column types."""
+    statement's column types.
+
+    Per run only what differs between runs is done: the positional arguments and the rows are made by two
+    functions generated once per statement (`_arguments`, `_rows`) — the constants converted once, a parameter
+    without a conversion copied as it is, each row one tuple of its values, the conversions of its columns
+    written inline — no loop over column descriptions and no Python frame per row or per unconverted value."""
 
     _known: ClassVar[PerObject[Executable, tuple[Any, _DriverStatement | None]]] = PerObject()  # (dialect, made)
 
@@ -138,16 +143,29 @@ class _DriverStatement:
         required = {name for name, bind in compiled.binds.items() if bind.required}
         expanded = compiled.construct_expanded_state({name: None for name in required})
         self.sql: str = expanded.statement
-        identity = lambda value: value  # noqa: E731
-        #: per positional parameter: (its name when the caller gives it, else None; its conversion; its constant)
-        self.arguments = [(name if name in required else None, expanded.processors.get(name) or identity,
-                           None if name in required else expanded.parameters[name])
-                          for name in expanded.positiontup or ()]
+        # per positional parameter: the caller's value of that name (converted when the dialect converts it), or
+        # the statement's constant, converted now
+        namespace: dict[str, Any] = {}
+        values = []
+        for index, name in enumerate(expanded.positiontup or ()):
+            convert = expanded.processors.get(name)
+            if name in required:
+                value = f"params[{name!r}]"
+                if convert is not None:
+                    namespace[f"convert_{index}"] = convert
+                    value = f"convert_{index}({value})"
+            else:
+                constant = expanded.parameters[name]
+                namespace[f"constant_{index}"] = convert(constant) if convert is not None else constant
+                value = f"constant_{index}"
+            values.append(value)
+        exec(f"def arguments(params):\n    return ({''.join(v + ', ' for v in values)})", namespace)  # noqa: S102
+        self._arguments: Callable[[dict[str, Any]], tuple[Any, ...]] = namespace["arguments"]
         self.columns = list(statement.selected_columns)
         self.row = collections.namedtuple("Row", [column.key or "_" for column in self.columns],  # type: ignore[misc]
                                           rename=True)
         self.dialect = dialect
-        self.converters: list[tuple[int, Callable[[Any], Any]]] | None = None
+        self._rows: Callable[[list[Any]], list[Any]] | None = None
 
     @classmethod
     def of(cls, statement: Executable, dialect: Any) -> _DriverStatement | None:
@@ -159,28 +177,31 @@ class _DriverStatement:
         cls._known.put(statement, (dialect, made))
         return made
 
+    def _row_maker(self, types: Sequence[Any]) -> Callable[[list[Any]], list[Any]]:
+        """The function that makes the rows of a run from asyncpg's records: with `types` (the prepared
+        statement's column types) each column's result conversion, by the dialect, as SQLAlchemy applies it."""
+        namespace: dict[str, Any] = {"new": tuple.__new__, "Row": self.row}
+        values = []
+        for index, (column, attribute) in enumerate(zip(self.columns, types, strict=True)):
+            convert = column.type.dialect_impl(self.dialect).result_processor(self.dialect, attribute.type.oid)
+            if convert is None:
+                values.append(f"record[{index}]")
+            else:
+                namespace[f"convert_{index}"] = convert
+                values.append(f"convert_{index}(record[{index}])")
+        if len(values) == sum(value.startswith("record[") for value in values):  # nothing to convert
+            source = "def rows(records):\n    return [new(Row, record) for record in records]"
+        else:
+            source = f"def rows(records):\n    return [new(Row, ({''.join(v + ', ' for v in values)})) for record in records]"
+        exec(source, namespace)  # noqa: S102 - source made here from column indexes only
+        return namespace["rows"]
+
     async def fetch(self, driver: Any, params: dict[str, Any]) -> list[Any]:
-        arguments = [convert(params[name]) if name is not None else convert(constant)
-                     for name, convert, constant in self.arguments]
-        if self.converters is None:  # the first run: the columns' conversions need their database types
+        arguments = self._arguments(params)
+        if self._rows is None:  # the first run: the columns' conversions need their database types
             prepared_statement = await driver.prepare(self.sql)
-            self.converters = [
-                (index, convert) for index, (column, attribute) in
-                enumerate(zip(self.columns, prepared_statement.get_attributes(), strict=True))
-                if (convert := column.type.dialect_impl(self.dialect).result_processor(self.dialect,
-                                                                                       attribute.type.oid))
-            ]
-        records = await driver.fetch(self.sql, *arguments)
-        make, converters = self.row._make, self.converters
-        if not converters:
-            return [make(record) for record in records]
-        rows = []
-        for record in records:
-            values = list(record)
-            for index, convert in converters:
-                values[index] = convert(values[index])
-            rows.append(make(values))
-        return rows
+            self._rows = self._row_maker(prepared_statement.get_attributes())
+        return self._rows(await driver.fetch(self.sql, *arguments))
 
 
 _RECORDS: dict[type, Bundle] = {}

@@ -55,6 +55,20 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
+        """`process_result_value` as one function, where the driver's own conversion is none (asyncpg, psycopg):
+        a value the driver already gives in UTC (asyncpg's timestamptz) is returned as it is — what
+        `astimezone(UTC)` returns for it too — without two Python calls per value."""
+        if self.impl_instance.result_processor(dialect, coltype) is not None:
+            return super().result_processor(dialect, coltype)
+
+        def process(value: Any) -> Any:
+            if value is None or value.tzinfo is UTC:
+                return value
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+        return process
+
 
 class ExactDecimal(TypeDecorator[Decimal]):
     """Exact decimals: NUMERIC on PostgreSQL, scaled integers on SQLite (where NUMERIC would be a float).
@@ -92,3 +106,16 @@ class ExactDecimal(TypeDecorator[Decimal]):
         if dialect.name == "sqlite":
             return (Decimal(int(value)) / self._factor).quantize(self._quantum)
         return Decimal(value).quantize(self._quantum)
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
+        """`process_result_value` as one function for a driver that converts nothing itself (asyncpg and psycopg
+        give NUMERIC as Decimal): the same quantized Decimal, without two Python calls and the dialect test per
+        value. SQLite's scaled integers (and any driver conversion) keep the general path."""
+        if dialect.name == "sqlite" or self.impl_instance.result_processor(dialect, coltype) is not None:
+            return super().result_processor(dialect, coltype)
+        quantum = self._quantum
+
+        def process(value: Any) -> Decimal | None:
+            return None if value is None else Decimal(value).quantize(quantum)
+
+        return process

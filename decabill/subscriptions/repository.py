@@ -49,9 +49,16 @@ class SubscriptionRepository(Repository[Subscription]):
     async def any_of_user(self, user_id: uuid.UUID) -> bool:
         return await self.exists(Subscription.user_id == user_id)
 
+    #: what a list of subscriptions shows of each (SubscriptionResponse): the other columns (tenant, price,
+    #: currency, activation and end) are not read, converted or sent for a list
+    LISTED = ("id", "number", "plan_id", "user_id", "status", "current_period_start", "current_period_end",
+              "next_billing_at", "cancel_requested_at", "cancel_effective_at", "resumed_at", "created_at", "updated_at",
+              "suspended_at")
+
     @prepared
     def _of_user(cls) -> Select[Any]:
-        return paged(cls.scoped().where(Subscription.user_id == bindparam("user_id"))
+        listed = [Subscription.__table__.c[name] for name in cls.LISTED]
+        return paged(cls.scoped(*listed).where(Subscription.user_id == bindparam("user_id"))
                      .order_by(Subscription.created_at.desc(), Subscription.id))
 
     async def of_user(self, user_id: uuid.UUID, limit: int | None, offset: int | None) -> list[Any]:

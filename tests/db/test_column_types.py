@@ -101,3 +101,60 @@ async def test_page_clamps_limits_and_offsets_a_database_would_refuse(database, 
     async with db.transaction() as session:
         rows = (await session.execute(page(select(User), limit, offset))).scalars().all()
     assert rows == []
+
+
+async def test_result_conversions_give_exactly_the_values_of_process_result_value(probe_table):
+    """`ExactDecimal` and `UTCDateTime` convert results with one function per dialect (`result_processor`, no
+    Python call through `TypeDecorator` per value): through Core and, on PostgreSQL, on asyncpg's own connection
+    (`_DriverStatement`, the hot reads' path) each value is exactly what `process_result_value` makes of the
+    driver's raw value — the same Decimal digits and exponent (zero, negatives, more decimals than the scale
+    rounded as before, an integer), the same aware UTC datetime, NULL as None. (SQLite's scaled integers keep
+    SQLAlchemy's general path; the values are checked all the same.)"""
+    from sqlalchemy import literal_column
+
+    from decabill.repository import _DriverStatement
+
+    berlin = dt.timezone(dt.timedelta(hours=2))
+    stored = [(Decimal("0"), dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)),
+              (Decimal("-0.0001"), dt.datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=berlin)),
+              (Decimal("-12.5"), dt.datetime(2026, 6, 1, 0, 0, 0, 1, tzinfo=dt.timezone(-dt.timedelta(hours=9)))),
+              (Decimal("12345678901234.5678"), None), (None, dt.datetime(2026, 3, 29, 1, 30, tzinfo=berlin))]
+    async with db.transaction() as session:
+        await session.execute(probe.insert(), [{"id": i, "amount": a, "at": t} for i, (a, t) in enumerate(stored)])
+    postgresql = db.dialect_name() == "postgresql"
+    # computed values the column type converts too: an integer, and (PostgreSQL) decimals beyond the scale
+    computed = [type_coerce(literal_column("0"), db.ExactDecimal(4)).label("zero")]
+    if postgresql:
+        computed += [type_coerce(literal_column("(probe_column_types.amount / 3)"), db.ExactDecimal(4)).label("third"),
+                     type_coerce(literal_column("-2.00015::numeric"), db.ExactDecimal(4)).label("half"),
+                     type_coerce(literal_column("probe_column_types.at"), db.UTCDateTime()).label("again")]
+    statement = select(probe.c.id, probe.c.amount, probe.c.at, *computed).order_by(probe.c.id)
+    types = [column.type for column in statement.selected_columns]
+
+    def exactly(rows) -> list[tuple[str, ...]]:  # repr: a Decimal's digits and exponent, a datetime's zone
+        return [tuple(repr(value) for value in row) for row in rows]
+
+    async with db.transaction() as session:
+        connection = await session.connection()
+        dialect = connection.dialect
+        raw = (await connection.exec_driver_sql(str(statement.compile(dialect=dialect)))).all()
+        through_core = (await session.execute(statement)).all()
+    if postgresql:  # asyncpg converts nothing itself here: the raw values are what `process_result_value` takes
+        expected = [tuple(value if not hasattr(kind, "process_result_value") else
+                          kind.process_result_value(value, dialect) for kind, value in zip(types, row, strict=True))
+                    for row in raw]
+        assert exactly(through_core) == exactly(expected)
+    assert [row.amount for row in through_core] == [amount for amount, _ in stored]
+    assert repr(through_core[0].zero) == "Decimal('0.0000')" and repr(through_core[0].amount) == "Decimal('0.0000')"
+    assert through_core[4].amount is None and through_core[3].at is None
+    assert all(row.at is None or row.at.tzinfo is dt.timezone.utc for row in through_core)
+    if postgresql:
+        assert repr(through_core[0].half) == "Decimal('-2.0002')"  # half-even at the 4th decimal, as quantize does
+        assert repr(through_core[2].third) == "Decimal('-4.1667')"
+        async with db.read() as unit:
+            connection = await unit.connection()
+            driver = connection.sync_connection.connection.driver_connection
+            made = _DriverStatement(statement, dialect)
+            through_driver = await made.fetch(driver, {})
+            again = await made.fetch(driver, {})  # the second run: the row maker made at the first
+        assert exactly(through_driver) == exactly(again) == exactly(expected)
