@@ -37,13 +37,17 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import AsyncAdaptedQueuePool
-from sqlalchemy.util import await_only
 from sqlalchemy.util import queue as sa_queue
 
 from decabill.errors import DecabillError
 from decabill.observability import tracing
 from models import types
 from models.types import ExactDecimal, UTCDateTime  # noqa: F401 - landed migrations name decabill.db.<type>
+
+try:
+    from sqlalchemy.util import await_
+except ImportError:  # pragma: no cover - SQLAlchemy 2.0 names it await_only
+    from sqlalchemy.util import await_only as await_
 
 UTC = dt.timezone.utc
 log = structlog.get_logger("decabill.db")
@@ -107,9 +111,9 @@ class HandOffQueue(sa_queue.AsyncAdaptedQueue):
     queue and the oldest waiter is only woken; until that waiter runs (the next turn of the event loop), any
     coroutine asking for a connection takes it without waiting (barging), and the woken waiter, finding the queue
     empty again, queues anew at the END. Under load (c=50 on a pool of 10) some requests lost their place several
-    times: p50 25 ms, p99 150-600 ms (docs/performance.md, "A fair pool"). Here a connection returned while
-    coroutines wait is handed to the one that has waited longest (its future gets it), and a connection is taken
-    without waiting only when nobody waits. A waiter that gives up (DB_POOL_TIMEOUT, or its request cancelled) as
+    times: p50 25 ms, p99 150-600 ms (docs/performance.md, "The c=50 tail of the authenticated reads"). Here a
+    connection returned while coroutines wait is handed to the one that has waited longest (its future gets it),
+    and a connection is taken without waiting only when nobody waits. A waiter that gives up (DB_POOL_TIMEOUT, or its request cancelled) as
     the connection reaches it passes it on to the next one."""
 
     def __init__(self, maxsize: int = 0, use_lifo: bool = False) -> None:
@@ -152,7 +156,7 @@ class HandOffQueue(sa_queue.AsyncAdaptedQueue):
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         if self._idle or not block:  # idle connections only while nobody waits (`put_nowait`)
             return self.get_nowait()
-        return await_only(self._wait(timeout))  # in the pool's greenlet: suspends the caller's coroutine
+        return await_(self._wait(timeout))  # in the pool's greenlet: suspends the caller's coroutine
 
     async def _wait(self, timeout: float | None) -> Any:
         waiter = asyncio.get_running_loop().create_future()
