@@ -53,24 +53,31 @@ async def test_a_connection_returned_goes_to_the_longest_waiter_not_to_whoever_a
 
 
 async def test_under_contention_reads_are_served_in_arrival_order(pg):
-    """Forty reads (`db.read()`, the hot reads' unit of work) on a pool of two: each gets its connection in the
-    order it asked for one, however the statements before it interleave."""
+    """Forty reads (`db.read()`, the hot reads' unit of work) on a pool of two, each asking for another read as
+    soon as it returned its connection (as the next request on a keep-alive connection would): every read gets its
+    connection in the order it asked for one — the second round queues behind the first, it does not overtake the
+    waiters it finds."""
     from decabill.identity.repository import UserRepository
 
     engine = db.init_engine(pg, pool_size=2, max_overflow=0, pool_timeout=10)
+    async with engine.connect() as one, engine.connect() as two:  # both open: the order of connecting is not tested
+        await one.execute(text("SELECT 1"))
+        await two.execute(text("SELECT 1"))
     asked: list[int] = []
     got: list[int] = []
 
-    async def read(n: int) -> None:
+    async def read(n: int, again: bool) -> None:
         async with db.read() as session:
             asked.append(n)
             await session.connection()
             got.append(n)
             await UserRepository(session).count()
             await asyncio.sleep(0.001 * (n % 3))  # uneven holding times
+        if again:  # asks in the same turn of the loop as it returned its connection
+            await read(n + 100, False)
 
-    await asyncio.gather(*(read(n) for n in range(40)))
-    assert got == asked
+    await asyncio.gather(*(read(n, True) for n in range(40)))
+    assert len(got) == 80 and got == asked
     assert engine.sync_engine.pool.checkedout() == 0
     await db.dispose_engine()
 
@@ -129,3 +136,31 @@ async def test_a_request_that_gets_no_connection_in_time_is_answered_503_and_the
     served = await api.get("/admin/billing/invoices?limit=5", token=admin)
     assert served.status_code == 200, served.text
     await db.dispose_engine()
+
+
+async def test_a_read_returns_its_connection_before_the_answer_is_shaped_and_sent(pg, api, monkeypatch):
+    """The hot reads (`db.read()`) hold their pooled connection around their statement only: by the time the
+    handler shapes the answer (and the response is encoded and written after it) the connection is back in the pool
+    for the next request. At c=50 a connection held across shaping and sending would serve fewer requests each."""
+    import handlers.invoices
+
+    admin = await api.admin_token()
+    customer = await api.user_token(admin, "reader@example.com")
+    assert (await api.get("/invoices/summary", token=customer)).status_code == 200
+    events: list[tuple[str, asyncio.Task | None]] = []  # per task: a token re-check may run beside the request
+    close, dump = db._DriverReadUnit.close, handlers.invoices.dump
+
+    async def watching_close(self):
+        await close(self)
+        events.append(("connection returned", asyncio.current_task()))
+
+    def watching_dump(*args, **kwargs):
+        events.append(("answer shaped", asyncio.current_task()))
+        return dump(*args, **kwargs)
+
+    monkeypatch.setattr(db._DriverReadUnit, "close", watching_close)
+    monkeypatch.setattr(handlers.invoices, "dump", watching_dump)
+    answer = await api.get("/invoices/summary", token=customer)
+    assert answer.status_code == 200, answer.text
+    request = next(task for event, task in events if event == "answer shaped")
+    assert [event for event, task in events if task is request] == ["connection returned", "answer shaped"]
