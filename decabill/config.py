@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     # Connections opened beyond the pool at peaks and closed on return: none by default (a request waits for a
     # pooled connection instead — see `database_pool`)
     db_pool_max_overflow: int = Field(0, alias="DB_POOL_MAX_OVERFLOW", ge=0, le=1000)
+    # Seconds a unit of work waits for a pooled connection before giving up: the request is answered 503 with
+    # Retry-After instead of hanging (waiters are served in arrival order, `decabill.db.FairPool`)
+    db_pool_timeout: float = Field(10.0, alias="DB_POOL_TIMEOUT", gt=0, le=3600)
     db_username: str = Field("postgres", alias="DB_USERNAME")
     db_password: str = Field("postgres", alias="DB_PASSWORD")
     db_database: str = Field("billing", alias="DB_DATABASE")
@@ -395,7 +398,7 @@ class Settings(BaseSettings):
         return [max(0, int(part)) for part in _split_csv(self.webhook_retry_schedule_raw)]
 
     @property
-    def database_pool(self) -> dict[str, int]:
+    def database_pool(self) -> dict[str, float]:
         """The connection pool's size, as `decabill.db.init_engine` takes it: DB_POOL_SIZE for the requests, plus
         one connection per job a process of the `worker`/`all` role runs at once (QUEUE_WORKER_CONCURRENCY) —
         a billing-day batch holds its connection for seconds and must not take the requests' share — and no
@@ -403,7 +406,8 @@ class Settings(BaseSettings):
         (a new backend, every statement prepared again): under load that cost more than the queries, and more
         backends than cores only contend (docs/performance.md, issue #20, fourth round)."""
         jobs = self.queue_worker_concurrency if self.queue_role in ("worker", "all") else 0
-        return {"pool_size": self.db_pool_size + max(jobs, 0), "max_overflow": self.db_pool_max_overflow}
+        return {"pool_size": self.db_pool_size + max(jobs, 0), "max_overflow": self.db_pool_max_overflow,
+                "pool_timeout": self.db_pool_timeout}
 
     @property
     def tenants(self) -> list[str]:

@@ -7,20 +7,24 @@ realm's JWKS, then linked to a local user row). The same function serves HTTP an
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import uuid
 
 import jwt
+import structlog
 
 from decabill import db
 from decabill.config import get_settings
-from decabill.errors import Forbidden, Unauthorized
+from decabill.errors import DecabillError, Forbidden, Unauthorized
 from decabill.identity.credentials import CREDENTIAL_VERSION_CLAIM, decode_token
 from decabill.identity.keycloak import authenticate_keycloak
 from decabill.identity.principal import SESSION_INVALID, Principal, ensure_usable
 from decabill.identity.repository import UserRepository
 from decabill.identity.verified_tokens import verified_tokens
 from decabill.tenancy import current_tenant
+
+log = structlog.get_logger("decabill.identity.auth")
 
 async def authenticate(authorization: str | None) -> Principal:
     method = get_settings().authentication_method
@@ -69,7 +73,38 @@ async def _authenticate_users_jwt(authorization: str | None) -> Principal:
     key = (db.generation(), current_tenant(), token)
     principal = verified_tokens.get(key)  # verified less than a second ago (decabill/identity/verified_tokens.py)
     if principal is not None:
+        epoch = verified_tokens.claim_refresh(key)
+        if epoch is not None:  # due for a re-check: in the background, this request is answered meanwhile
+            task = db.background_task(_check_again(token, key, epoch))
+            _rechecks.add(task)
+            task.add_done_callback(_rechecks.discard)
         return principal
+    epoch = verified_tokens.epoch
+    principal, expiry = await _verify_users_jwt(token)
+    verified_tokens.put(key, principal, expiry, epoch=epoch)
+    return principal
+
+
+_rechecks: set[asyncio.Task] = set()  # the running re-checks (the loop keeps only weak references to tasks)
+
+
+async def _check_again(token: str, key: tuple[int, str, str], epoch: int) -> None:
+    """Renew the cached verification of a token in use, or drop it when the token is no longer valid."""
+    try:
+        principal, expiry = await _verify_users_jwt(token)
+    except DecabillError:  # no longer valid (ended, locked, deleted): the next request is refused
+        verified_tokens.forget(key)
+    except Exception:  # noqa: BLE001 - the entry expires as it would have; the next request verifies itself
+        log.warning("auth.recheck_failed", exc_info=True)
+    else:
+        verified_tokens.put(key, principal, expiry, epoch=epoch)
+    finally:
+        verified_tokens.refreshed(key)
+
+
+async def _verify_users_jwt(token: str) -> tuple[Principal, float]:
+    """The principal of a users-mode token and the token's expiry (epoch seconds), checked against the user's
+    row; Unauthorized when the token is not (or no longer) valid."""
     try:
         claims = decode_token(token)
         user_id = uuid.UUID(str(claims["sub"]))
@@ -87,5 +122,4 @@ async def _authenticate_users_jwt(authorization: str | None) -> Principal:
     # The role is the account's (the token's `roles` claim is only informative for clients): equal as long as
     # the credential version is, and a role change has moved the version on.
     principal = Principal(tenant=user.tenant_id, role=user.role, method="users", user_id=user.id, email=user.email)
-    verified_tokens.put(key, principal, float(claims["exp"]))
-    return principal
+    return principal, float(claims["exp"])

@@ -1,6 +1,7 @@
 """Every error leaves the API as the contract's `ErrorResponse` with content type application/json:
 our domain errors, Connexion's problems (validation 400, security 401/403), Starlette's routing errors
-(404/405) and anything unexpected (500, traceback logged, no details leaked)."""
+(404/405), no database connection free within DB_POOL_TIMEOUT (503 with Retry-After) and anything unexpected
+(500, traceback logged, no details leaked)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
+from decabill import db
 from decabill.errors import DecabillError, error_body
 from decabill.web.routes import allow_header, allowed_methods
 
@@ -51,6 +53,12 @@ def http_error(request: ConnexionRequest, exc: HTTPException) -> ConnexionRespon
     return _response(exc.status_code, message, headers)
 
 
+def database_busy(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    """Every pooled connection stayed busy for DB_POOL_TIMEOUT (`db.PoolTimeout`): an overload, not a fault."""
+    log.warning("db.pool_timeout", method=request.method, path=request.url.path)
+    return _response(503, "The server is busy; try again shortly", {"Retry-After": "1"})
+
+
 def unexpected(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     log.error("unhandled_exception", exc_info=exc)
     return _response(500, "Internal server error")
@@ -60,4 +68,5 @@ def register(app) -> None:
     app.add_error_handler(DecabillError, domain_error)
     app.add_error_handler(ProblemException, problem)
     app.add_error_handler(HTTPException, http_error)
+    app.add_error_handler(db.PoolTimeout, database_busy)
     app.add_error_handler(Exception, unexpected)
