@@ -181,6 +181,9 @@ class FairPool(AsyncAdaptedQueuePool):
     waits for as many connections to be returned as there were waiters before it, never longer."""
 
     _queue_class = HandOffQueue
+    # SQLAlchemy names a pool's logger after its class; under `decabill.` its notices ("Pool disposed", "Pool
+    # recreating") would log at our LOG_LEVEL. They are SQLAlchemy's and log where its own pools' do.
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.FairPool"
 
 
 def init_engine(
