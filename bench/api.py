@@ -3,6 +3,7 @@
     .venv/bin/python bench/api.py                 # 50 plans, 10,000 customers, 100,000 invoices, 20,000 subscriptions
     .venv/bin/python bench/api.py --quick         # 2,000 customers / 20,000 invoices, 5 s per run (a smoke check)
     .venv/bin/python bench/api.py --workers 2     # both servers with two processes (the image's default on 2 cores)
+    .venv/bin/python bench/api.py --log-level info   # Decabill at LOG_LEVEL=info (production), a log line per request
 
 Needs PostgreSQL (BENCH_PG_URL, default postgresql://postgres@127.0.0.1:5432) and `wrk` (Debian package `wrk`;
 without it a small Python load generator is used, which saturates one core itself and reads lower). It creates the
@@ -203,11 +204,12 @@ def wait_ready(server: Server, path: str, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
-def start_decabill(url: str, workdir: Path, workers: int) -> Server:
+def start_decabill(url: str, workdir: Path, workers: int, log_level: str = "warning") -> Server:
+    """`decabill serve` at `log_level`; its output goes to decabill.log in `workdir` (a file, not a terminal)."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "AUTHENTICATION_METHOD": "users", "JWT_SECRET": JWT_SECRET,
            "HOST": "127.0.0.1", "PORT": str(port), "WEBSOCKET_PORT": "0", "RATE_LIMIT_ENABLED": "false",
-           "LOG_LEVEL": "warning", "NODE_ENV": "production", "WEB_CONCURRENCY": str(workers), "SMTP_HOST": "",
+           "LOG_LEVEL": log_level, "NODE_ENV": "production", "WEB_CONCURRENCY": str(workers), "SMTP_HOST": "",
            "ENCRYPTION_KEY": "dGVzdHRlc3R0ZXN0dGVzdHRlc3R0ZXN0dGVzdHRlc3Q="}
     log = (workdir / "decabill.log").open("wb")
     process = subprocess.Popen([str(BIN / "decabill"), "serve", "--no-socket"], env=env, cwd=workdir,
@@ -343,6 +345,8 @@ def main() -> None:
     parser.add_argument("--profile", help="endpoint name: record Decabill with py-spy during its c=10 run and print "
                         "the hottest functions (needs py-spy)")
     parser.add_argument("--database", default=DATABASE, help="database to (re)create (default %(default)s)")
+    parser.add_argument("--log-level", default="warning", help="Decabill's LOG_LEVEL (default %(default)s, as the "
+                        "earlier figures; `info`, production's default, writes a line per request to its log file)")
     args = parser.parse_args()
     DATABASE = args.database
     sizes = dict(plans=50, customers=2_000, invoices=20_000, subscriptions=4_000) if args.quick else \
@@ -357,7 +361,7 @@ def main() -> None:
         print(f"seeded {sizes} in {time.monotonic() - started:.0f} s")
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-api-"))
-    decabill = start_decabill(url, workdir, args.workers)
+    decabill = start_decabill(url, workdir, args.workers, args.log_level)
     baseline = start_baseline(workdir, args.workers)
     try:
         customer, admin = login(decabill.base, CUSTOMER_EMAIL), login(decabill.base, ADMIN_EMAIL)
@@ -381,7 +385,7 @@ def main() -> None:
             targets = [t for t in targets if t[0] in wanted]
         load = os.getloadavg()
         print(f"{time.strftime('%H:%M:%S', time.gmtime())} UTC, load average before the runs: {load[0]:.2f} "
-              f"{load[1]:.2f} {load[2]:.2f}; workers: {args.workers} each; wrk: {shutil.which('wrk') or 'no (python generator)'}")
+              f"{load[1]:.2f} {load[2]:.2f}; workers: {args.workers} each; Decabill's LOG_LEVEL: {args.log_level}; wrk: {shutil.which('wrk') or 'no (python generator)'}")
         print(f"{'endpoint':30} {'server':9} {'c':>3} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'RSS MB':>7}")
         figures: dict[tuple[str, str, int], Result] = {}
         for name, path, token in targets:

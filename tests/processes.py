@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.log_lines import logged
+
 DECABILL = str(Path(sys.executable).with_name("decabill"))
 
 
@@ -67,11 +69,11 @@ def wait_for(condition, what: str, timeout: float, process: subprocess.Popen | N
 def decabill_process(args: list[str], env: dict[str, str], cwd: Path, log_path: Path, *, ready: str,
                      timeout: float = 30) -> Iterator[subprocess.Popen]:
     """A `decabill <args>` process without HTTP (a worker or scheduler role); yields it once its log has a line
-    with `ready` (e.g. '"event": "jobs.started"'), stops it with SIGTERM afterwards."""
+    of the event `ready` (e.g. "jobs.started"), stops it with SIGTERM afterwards."""
     with log_path.open("wb") as log:
         process = subprocess.Popen([DECABILL, *args], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
         try:
-            wait_for(lambda: ready in log_path.read_text(), f"ready ({ready})", timeout, process, log_path)
+            wait_for(lambda: logged(log_path.read_text(), ready), f"ready ({ready})", timeout, process, log_path)
             yield process
         finally:
             stop(process)

@@ -23,12 +23,12 @@ from decabill import db
 from models.subscriptions import Subscription
 from tests.conftest import BASE_ENV, _create_pg_database, _drop_pg_database
 from tests.invoicing.conftest import ISSUER, user_id
-from tests.observability.test_logs import json_lines
+from tests.log_lines import json_lines
 from tests.processes import decabill_process, decabill_serve
 from tests.subscriptions.conftest import complete_profile, manual_plan, order
 
 REDIS = "redis://127.0.0.1:6379/0"
-WORKER_READY = '"event": "jobs.started"'
+WORKER_READY = "jobs.started"
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ import yaml
 
 from decabill.errors import CapabilityNotAvailable
 from spec import OPENAPI_PATH, SCHEMATHESIS_CONFIG_PATH
+from tests.log_lines import log_records
 from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,7 +119,7 @@ def test_schemathesis_finds_no_contract_violation(served, tmp_path):
         *excluded,
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=ROOT)
-    server_errors = [line for line in (tmp_path / "server.log").read_text().splitlines() if '"level": "error"' in line]
+    server_errors = [str(line) for line in log_records((tmp_path / "server.log").read_text()) if line.get("level") == "error"]
     assert result.returncode == 0, result.stdout[-15000:] + result.stderr[-3000:] + "\n".join(server_errors[-5:])
 
 

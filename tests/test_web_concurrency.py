@@ -4,7 +4,6 @@ dies, and takes them all down on SIGTERM."""
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import signal
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.log_lines import events
 from tests.processes import DECABILL, free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -122,8 +122,7 @@ def test_the_image_default_serves_one_http_process_per_core_on_uvloop_and_httpto
             _wait(answering, "the API and the Socket.IO gateway answer")
 
             def logged(event: str) -> list[dict]:
-                lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
-                return [line for line in lines if line.get("event") == event]
+                return events(log_path.read_text(), event)
 
             jobs = _wait(lambda: len(logged("jobs.started")) == 1 + extra and logged("jobs.started"),
                          "every process started its job layer")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 from collections import Counter
@@ -20,6 +19,7 @@ import tests.conftest as fixtures
 from models.invoicing import Invoice, MailDelivery
 from tests.admin.conftest import add_position
 from tests.invoicing.conftest import customer_with_subscription, rows, user_id
+from tests.log_lines import events
 from tests.processes import DECABILL, free_port, stop
 
 CUSTOMERS = 16
@@ -116,7 +116,7 @@ async def test_a_billing_day_killed_mid_mailing_sends_every_invoice_mail_once(
     assert all(len(ids) == 1 for ids in ids_per_invoice.values()), ids_per_invoice  # one mail per invoice
     assert len(ids_per_invoice) == CUSTOMERS
     copies = Counter(str(message["Message-ID"]) for message in mails)
-    resent = len(re.findall(r'"event": "invoicing.mail_resent_after_crash"', log_path.read_text()))
+    resent = len(events(log_path.read_text(), "invoicing.mail_resent_after_crash"))
     # a second copy only of a mail whose SMTP transaction had started when the process died (at most one per slot)
     assert sum(n - 1 for n in copies.values()) <= resent <= int(server_env["QUEUE_WORKER_CONCURRENCY"])
     assert {d.status for d in await rows(MailDelivery) if d.kind == "invoice_issued"} == {"sent"}

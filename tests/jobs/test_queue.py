@@ -7,10 +7,8 @@ import asyncio
 import datetime as dt
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -24,7 +22,8 @@ from decabill.subscriptions import tasks
 from models.subscriptions import OpenPosition, Subscription
 from tests.jobs.conftest import load_row, now, update_row
 from tests.subscriptions.conftest import hetzner_plan, manual_plan, order
-from tests.processes import free_port
+from tests.log_lines import log_records, logged
+from tests.processes import DECABILL, decabill_process, free_port
 
 
 async def _drain(broker) -> None:
@@ -192,42 +191,33 @@ async def test_with_redis_the_api_enqueues_and_a_worker_consumes(cloud, admin, c
 # --- the roles of `decabill serve` ---------------------------------------------------------------------------
 
 
-def _serve(tmp_path: Path, **extra: str) -> subprocess.Popen:
-    env = {
+def _serve_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DECABILL_", "STATIC_API", "KEYCLOAK_", "REDIS"))},
         "AUTHENTICATION_METHOD": "users", "JWT_SECRET": "serve-test-secret-0123456789abcdef",
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'serve.sqlite3'}", "PORT": str(free_port()),
         "HOST": "127.0.0.1", "SMTP_HOST": "", "LOG_LEVEL": "info", "DECABILL_DATA_DIR": str(tmp_path / "data"),
         **extra,
     }
-    decabill = shutil.which("decabill", path=str(Path(sys.executable).parent)) or "decabill"
-    return subprocess.Popen([decabill, "serve", "--no-socket"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
 
 
 def test_serve_runs_the_jobs_and_stops_them_on_sigterm(tmp_path):
-    process = _serve(tmp_path)
-    lines: list[str] = []
-    deadline = time.monotonic() + 30
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        lines.append(line)
-        if "\"event\": \"jobs.started\"" in line:
-            break
-    time.sleep(1.5)  # the first scheduler tick
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=30)
-    text = "".join(lines) + output
+    log_path = tmp_path / "serve.log"
+    # fails after 30 s without a "jobs.started" line, or when the process exits first; SIGTERM on leaving
+    with decabill_process(["serve", "--no-socket"], _serve_env(tmp_path), tmp_path, log_path,
+                          ready="jobs.started") as process:
+        time.sleep(1.5)  # the first scheduler tick
+    text = log_path.read_text()
     assert process.returncode == 0, text[-3000:]
-    assert '"event": "jobs.started"' in text and '"role": "all"' in text
-    assert '"event": "jobs.stopped"' in text and '"event": "decabill.stopped"' in text
-    assert '"level": "error"' not in text
+    assert logged(text, "jobs.started", role="all")
+    assert logged(text, "jobs.stopped") and logged(text, "decabill.stopped")
+    assert not [record for record in log_records(text) if record.get("level") == "error"], text[-3000:]
 
 
 def test_worker_and_scheduler_roles_need_redis(tmp_path):
     for role in ("worker", "scheduler"):
-        process = _serve(tmp_path, QUEUE_ROLE=role)
+        process = subprocess.Popen([DECABILL, "serve", "--no-socket"], env=_serve_env(tmp_path, QUEUE_ROLE=role),
+                                   cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         output, _ = process.communicate(timeout=30)
         assert process.returncode == 2
         assert f"QUEUE_ROLE={role} needs Redis" in output

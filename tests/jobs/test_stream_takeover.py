@@ -19,11 +19,12 @@ from models.invoicing import Invoice
 from tests.admin.conftest import add_position
 from tests.invoicing.conftest import admin, billing_api, plan  # noqa: F401 - fixtures
 from tests.invoicing.conftest import customer_with_subscription, rows, user_id
+from tests.log_lines import logged
 from tests.processes import decabill_process
 
 REDIS = "redis://127.0.0.1:6379/0"
 CUSTOMERS = 40  # enough that the first worker cannot finish them all between two polls
-READY = '"event": "jobs.started"'
+READY = "jobs.started"
 
 
 @pytest.fixture
@@ -106,5 +107,5 @@ async def test_a_killed_workers_units_are_taken_over_and_the_stream_is_trimmed(
         await until(all_billed, "every customer billed", 120, second, tmp_path / "second.log")
         await until(trimmed, "acknowledged and trimmed", 60, second, tmp_path / "second.log")
     assert set((await invoices_per_user(owners)).values()) == {1}
-    assert '"event": "jobs.messages_taken_over"' in (tmp_path / "second.log").read_text()
+    assert logged((tmp_path / "second.log").read_text(), "jobs.messages_taken_over")
     client.close()

@@ -5,27 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
+import contextvars
+import datetime as dt
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import structlog
 
+from decabill.logging import merge_bound_context
+from tests.log_lines import json_lines
 from tests.processes import decabill_serve
-
-
-def json_lines(text: str) -> list[dict]:
-    """Every line parsed; fails naming the first line that is not exactly one JSON object."""
-    parsed = []
-    for number, line in enumerate(text.splitlines(), 1):
-        try:
-            value = json.loads(line)
-        except ValueError as exc:
-            raise AssertionError(f"line {number} is not one JSON object ({exc}): {line[:300]!r}") from None
-        assert isinstance(value, dict), line
-        parsed.append(value)
-    return parsed
 
 
 def test_every_stdout_line_is_one_json_object_under_concurrent_requests(tmp_path):
@@ -60,24 +52,82 @@ def test_every_stdout_line_is_one_json_object_under_concurrent_requests(tmp_path
     assert {line.get("logger") for line in lines} - {None} > {"uvicorn.error"}  # library lines went the same way
 
 
-def run_logging(level: str, tmp_path: Path) -> list[dict]:
+def run_logging(level: str, tmp_path: Path, lines: str) -> list[dict]:
+    """The JSON lines a process writes that configures logging at `level` as `decabill` does, then runs `lines`."""
     script = (
         "import logging, structlog\n"
         "from decabill.logging import configure_logging\n"
         f"configure_logging({level!r})\n"
-        "logging.getLogger('fontTools.subset').info('font subset')\n"
-        "logging.getLogger('fontTools.ttLib').warning('font warning')\n"
-        "structlog.get_logger('decabill.invoicing').info('ours')\n"
+        f"{lines}"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
-    return json_lines(result.stdout)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stderr == b""
+    return json_lines(result.stdout.decode("utf-8"))
+
+
+LIBRARIES_AND_OURS = (
+    "logging.getLogger('fontTools.subset').info('font subset')\n"
+    "logging.getLogger('fontTools.ttLib').warning('font warning')\n"
+    "structlog.get_logger('decabill.invoicing').info('ours')\n"
+)
 
 
 def test_libraries_log_at_warning_unless_log_level_is_debug(tmp_path):
-    info = run_logging("info", tmp_path)
+    info = run_logging("info", tmp_path, LIBRARIES_AND_OURS)
     assert [(line["event"], line["level"]) for line in info] == [("font warning", "warning"), ("ours", "info")]
-    debug = run_logging("debug", tmp_path)
+    debug = run_logging("debug", tmp_path, LIBRARIES_AND_OURS)
     assert [line["event"] for line in debug] == ["font subset", "font warning", "ours"]
     assert debug[0]["logger"] == "fontTools.subset"
+
+
+def test_a_line_carries_its_fields_the_request_context_non_ascii_and_an_exception(tmp_path):
+    before = dt.datetime.now(dt.UTC)
+    request, failed, odd, library = run_logging("info", tmp_path, (
+        "log = structlog.get_logger('decabill.http')\n"
+        "structlog.contextvars.bind_contextvars(request_id='req-1', method='GET', path='/api/invoices')\n"
+        "log.info('request', status=200, client='127.0.0.1', duration_ms=1.5, customer='Zoë Ñúñez 東京 \"q\"')\n"
+        "structlog.contextvars.clear_contextvars()\n"
+        "log.debug('below LOG_LEVEL')\n"
+        "try:\n"
+        "    1 / 0\n"
+        "except ZeroDivisionError:\n"
+        "    log.exception('invoicing.failed', invoice='INV-1')\n"
+        "import decimal, uuid\n"
+        "log.warning('odd values', amount=decimal.Decimal('1.50'), big=2 ** 70, ids={1: uuid.UUID(int=1)})\n"
+        "logging.getLogger('uvicorn.error').error('Invalid HTTP request: %s', 'é')\n"
+    ))
+    after = dt.datetime.now(dt.UTC)
+    timestamp = request.pop("timestamp")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", timestamp), timestamp
+    assert before <= dt.datetime.fromisoformat(timestamp) <= after
+    assert request == {"event": "request", "level": "info", "request_id": "req-1", "method": "GET",
+                       "path": "/api/invoices", "status": 200, "client": "127.0.0.1", "duration_ms": 1.5,
+                       "customer": 'Zoë Ñúñez 東京 "q"'}
+    assert failed["event"] == "invoicing.failed" and failed["level"] == "error" and failed["invoice"] == "INV-1"
+    assert "request_id" not in failed and "logger" not in failed  # the context was cleared; ours carry no logger
+    assert failed["exception"].startswith("Traceback (most recent call last):")
+    assert failed["exception"].endswith("ZeroDivisionError: division by zero")
+    # what JSON has no type for is written as its repr, as structlog's JSON renderer did; big integers stay exact
+    assert odd["level"] == "warning" and odd["amount"] == "Decimal('1.50')" and odd["big"] == 2 ** 70
+    assert odd["ids"] == {"1": "00000000-0000-0000-0000-000000000001"}
+    assert library["event"] == "Invalid HTTP request: é" and library["logger"] == "uvicorn.error"
+    assert library["level"] == "error" and re.fullmatch(r"\S+T\S+\.\d{6}Z", library["timestamp"])
+
+
+def test_the_bound_context_is_merged_as_structlogs_merge_contextvars_does():
+    def both() -> tuple[dict, dict]:
+        return (merge_bound_context(None, "info", {"event": "e", "path": "given"}),
+                structlog.contextvars.merge_contextvars(None, "info", {"event": "e", "path": "given"}))
+
+    def in_a_context() -> None:
+        assert both()[0] == both()[1] == {"event": "e", "path": "given"}  # nothing bound
+        structlog.contextvars.bind_contextvars(request_id="r-1", path="/bound", tenant_note=None)
+        ours, structlogs = both()
+        assert ours == structlogs == {"event": "e", "path": "given", "request_id": "r-1", "tenant_note": None}
+        structlog.contextvars.unbind_contextvars("tenant_note")
+        assert both()[0] == both()[1] == {"event": "e", "path": "given", "request_id": "r-1"}
+        structlog.contextvars.clear_contextvars()
+        assert both()[0] == both()[1] == {"event": "e", "path": "given"}
+
+    contextvars.copy_context().run(in_a_context)

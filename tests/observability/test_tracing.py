@@ -5,7 +5,6 @@ lines written inside a span carry its trace id. Without the variable nothing is 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from starlette.routing import Route
 from tests import conftest
 from tests.conftest import Api
 from tests.observability.test_metrics_endpoint import server_env  # noqa: F401 - fixture
+from tests.log_lines import log_records
 from tests.processes import decabill_serve
 
 
@@ -129,7 +129,7 @@ async def test_spans_reach_the_collector_and_trace_ids_reach_the_logs(server_env
     assert smtp.trace_id in {s.trace_id for s in register}  # the mail was sent within the request that caused it
     assert jobs[0].attributes["decabill.job"] == "invoicing.bill_due_users"
     # the log line of the traced request carries its trace id
-    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    lines = log_records(log_path.read_text())
     [logged] = [line for line in lines if line.get("event") == "request" and line.get("request_id") == "trace-me-1"]
     assert logged["trace_id"] == request.trace_id
 
@@ -139,6 +139,6 @@ async def test_no_endpoint_no_export(server_env, tmp_path, collector):  # noqa: 
     with decabill_serve(server_env, tmp_path, log_path, timeout=60) as base:
         assert httpx.get(f"{base}/health", timeout=30).status_code == 200
     assert collector.spans == []
-    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    lines = log_records(log_path.read_text())
     assert all("trace_id" not in line for line in lines)
     assert any(line.get("event") == "decabill.starting" and line.get("tracing") is False for line in lines)
