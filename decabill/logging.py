@@ -11,7 +11,7 @@ loggers log at LOG_LEVEL; the libraries' at WARNING unless LOG_LEVEL=debug (font
 lines per invoice PDF).
 
 The line is compact JSON (orjson: no spaces after `:` and `,`, UTF-8 rather than `\\u` escapes); read it as JSON
-(`jq`, a log pipeline, tests/log_lines.py), not as text.
+(`jq`, a log pipeline), not as text.
 """
 
 from __future__ import annotations
