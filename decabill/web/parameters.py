@@ -36,7 +36,7 @@ from connexion.decorators.parameter import (
 from connexion.http_facts import FORM_CONTENT_TYPES
 from connexion.lifecycle import ConnexionRequest
 from connexion.operations import AbstractOperation, Swagger2Operation
-from connexion.utils import deep_merge, inspect_function_arguments
+from connexion.utils import deep_merge
 
 from decabill.web.request import DEFAULT_CONTENT_TYPE
 
@@ -135,7 +135,8 @@ class ArgumentPlan:
 
 class PreparedParameterDecorator(AsyncParameterDecorator):
     def __call__(self, function: t.Callable) -> t.Callable:
-        arguments, has_kwargs = inspect_function_arguments(unwrap_decorators(function))
+        # through Connexion's module, as its own decorator calls it
+        arguments, has_kwargs = connexion_parameters.inspect_function_arguments(unwrap_decorators(function))
         plan: ArgumentPlan | None = None
 
         @functools.wraps(function)
