@@ -56,6 +56,8 @@ class RequestView:
 
     def query_params(self, scope: Scope, uri_parser) -> dict[str, t.Any]:
         """The query parameters as the URI parser resolves them (Connexion's `ConnexionRequest.query_params`)."""
+        if not scope["query_string"]:  # nothing to parse: what Connexion's parse of no query gives
+            return {}
         query = self.query_lists(scope)
         if self._resolved_by is not type(uri_parser):
             self._resolved = uri_parser.resolve_query(dict(query))
