@@ -4,8 +4,10 @@ Connexion 3's `AsyncOperation.fn` is a property: on every request it builds a ne
 the parameter and response decorators, inspects the handler's signature (`inspect_function_arguments`)
 and a new URI parser for the operation — all of which depend on the operation alone. Here they are built
 at the operation's first request (the URI parser needs the operation Connexion's context middleware
-sets) and kept; each request still gets its own `ConnexionRequest`, its parameters parsed, the handler's
-arguments made and its answer turned into a response by the same decorators.
+sets) and kept; each request still gets its own `ConnexionRequest` (a `SharedRequest`, decabill/web/request.py:
+the headers and query parameters the security and validation layers parsed), the handler's arguments made (by
+`PreparedParameterDecorator`, decabill/web/parameters.py) and its answer turned into a response by the same
+decorators.
 
 Plugged in through the classes Connexion exposes (`AsyncApi.make_operation`, `AsyncASGIApp.api_cls`);
 `AsyncApp.__init__` only creates the inner app, so `DecabillAsyncApp` creates ours instead
@@ -21,15 +23,17 @@ from connexion.apps.asynchronous import AsyncApi, AsyncApp, AsyncASGIApp, AsyncO
 from connexion.context import operation as current_operation
 from connexion.decorators import StarletteDecorator
 from connexion.decorators.response import AsyncResponseDecorator
-from connexion.lifecycle import ConnexionRequest
 from connexion.operations import AbstractOperation
 from starlette.types import Receive, Scope, Send
+
+from decabill.web.parameters import PreparedParameterDecorator
+from decabill.web.request import SharedRequest
 
 
 FORM_MIMETYPES = ("multipart/form-data", "application/x-www-form-urlencoded")  # what Starlette parses as a form
 
 
-class _Request(ConnexionRequest):
+class _Request(SharedRequest):
     async def files(self):
         # Connexion asks every request for its uploaded files, which parses its form; only a form body can
         # hold any (Starlette's own test), so any other request has none without the parse.
@@ -56,6 +60,10 @@ class _ResponseDecorator(AsyncResponseDecorator):
 
 
 class _Decorator(StarletteDecorator):
+    @property
+    def _parameter_decorator_cls(self) -> type[PreparedParameterDecorator]:
+        return PreparedParameterDecorator
+
     @property
     def _response_decorator_cls(self) -> type[AsyncResponseDecorator]:
         return _ResponseDecorator

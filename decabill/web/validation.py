@@ -34,6 +34,7 @@ from starlette.types import Receive, Scope, Send
 
 from decabill.memo import PerObject
 from decabill.validation import MAX_JSON_DEPTH, json_depth
+from decabill.web.request import SharedRequest
 
 TOO_DEEP = f"Request body is nested more than {MAX_JSON_DEPTH} levels deep"
 # C0 controls and DEL: no parameter of the contract means one; NUL is refused by PostgreSQL outright.
@@ -100,6 +101,11 @@ class ClearParameterValidator(ParameterValidator):
         # the names a query may use, made once per validator rather than for every request
         self._query_names = frozenset(
             [p["name"] for p in self.parameters.get("query", [])] + list(self.security_query_params))
+
+    def validate(self, scope) -> None:
+        """Connexion's validation of a request's parameters, reading its headers and query through the request's
+        shared view (decabill/web/request.py): parsed here once for the operation's handler too."""
+        self.validate_request(SharedRequest(scope, uri_parser=self.uri_parser))
 
     def validate_query_parameter_list(self, request, security_params=None):
         if security_params is not self.security_query_params and security_params:

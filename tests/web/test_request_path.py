@@ -192,3 +192,198 @@ def test_the_validation_module_keeps_connexion_s_body_step():
     # relies on these methods of Connexion's operation.
     for name in ("extract_content_type", "validate_mime_type", "security_query_params"):
         assert hasattr(validation.RequestValidationOperation, name)
+
+
+# --- one request view, prepared arguments (decabill/web/request.py, parameters.py, security.py) ----------------
+# A small spec with parameters of every kind the contract could use, served twice: by our stack and by Connexion's
+# own classes (its security operation, validation operation, operation and parameter decorator; the same
+# validator classes, with Connexion's own parse of the request), both answering with what the handler was given.
+
+ECHO_SPEC = {
+    "openapi": "3.0.3",
+    "info": {"title": "echo", "version": "1"},
+    "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+    "security": [{"bearerAuth": []}],
+    "paths": {
+        "/things/{thingId}": {
+            "get": {
+                "operationId": "get_thing",
+                "parameters": [
+                    {"name": "thingId", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100,
+                                                                "default": 20}},
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
+                    {"name": "active", "in": "query", "schema": {"type": "boolean"}},
+                    {"name": "verbose", "in": "query", "schema": {"type": "boolean", "default": False}},
+                    {"name": "tags", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}},
+                    {"name": "ids", "in": "query", "explode": False,
+                     "schema": {"type": "array", "items": {"type": "integer"}}},
+                    {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["open", "paid"],
+                                                                 "default": "open"}},
+                    {"name": "since", "in": "query", "schema": {"type": "string", "format": "date"}},
+                    {"name": "ratio", "in": "query", "schema": {"type": "number"}},
+                    {"name": "pageSize", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "type", "in": "query", "schema": {"type": "string"}},
+                    {"name": "note", "in": "query", "schema": {"type": "string", "nullable": True}},
+                    {"name": "unused", "in": "query", "schema": {"type": "integer", "default": 3}},
+                    {"name": "X-Trace", "in": "header", "schema": {"type": "string", "default": "none"}},
+                ],
+                "responses": {"200": {"description": "echo", "content": {"application/json": {"schema": {}}}}},
+            }
+        },
+        "/bag": {
+            "get": {
+                "operationId": "get_bag",
+                "security": [],
+                "parameters": [
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 20}},
+                    {"name": "tags", "in": "query", "schema": {"type": "array", "items": {"type": "string"},
+                                                               "default": ["a"]}},
+                    {"name": "flag", "in": "query", "schema": {"type": "boolean"}},
+                ],
+                "responses": {"200": {"description": "echo", "content": {"application/json": {"schema": {}}}}},
+            },
+            "post": {
+                "operationId": "post_bag",
+                "parameters": [{"name": "dryRun", "in": "query", "schema": {"type": "boolean", "default": True}}],
+                "requestBody": {"content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"n": {"type": "integer"}}}}}},
+                "responses": {"200": {"description": "echo", "content": {"application/json": {"schema": {}}}}},
+            },
+        },
+    },
+}
+
+
+def _echo(**given) -> dict:
+    return {name: [type(value).__name__, value if not isinstance(value, dict) or name != "token_info" else
+                   sorted(value)] for name, value in sorted(given.items())}
+
+
+async def _get_thing(thing_id, limit, offset, verbose, status, active=None, tags=None, ids=None, since=None,
+                     ratio=None, page_size=None, type_=None, note=None, user=None, token_info=None):
+    return _echo(thing_id=thing_id, limit=limit, offset=offset, verbose=verbose, status=status, active=active,
+                 tags=tags, ids=ids, since=since, ratio=ratio, page_size=page_size, type_=type_, note=note,
+                 user=user, token_info=token_info)
+
+
+async def _get_bag(**kwargs):
+    return _echo(**kwargs)
+
+
+async def _post_bag(body, dry_run, token_info):
+    return _echo(body=body, dry_run=dry_run, token_info=token_info)
+
+
+ECHO_HANDLERS = {"get_thing": _get_thing, "get_bag": _get_bag, "post_bag": _post_bag}
+
+
+def _echo_security():
+    from connexion.exceptions import OAuthProblem
+    from connexion.security import AbstractSecurityHandler
+
+    class EchoBearer(AbstractSecurityHandler):
+        def get_fn(self, security_scheme, required_scopes):
+            async def verify(request):
+                given = request.headers.get("authorization")
+                if given != "Bearer ok":
+                    raise OAuthProblem(detail="No valid token")
+                return {"sub": "someone", "scope": "all"}
+
+            return verify
+
+    return {"bearer": EchoBearer}
+
+
+def _echo_apps():
+    """(ours, Connexion's own) serving ECHO_SPEC."""
+    from connexion import AsyncApp
+    from connexion.resolver import Resolver
+    from connexion.validators import ParameterValidator
+
+    from decabill.web.operations import DecabillAsyncApp
+    from decabill.web.stack import middlewares
+
+    class ConnexionsParse(ClearParameterValidator):
+        validate = ParameterValidator.validate  # Connexion's own request object and parse of the query
+
+    options = dict(resolver=Resolver(function_resolver=ECHO_HANDLERS.__getitem__), pythonic_params=True,
+                   strict_validation=True)
+    ours = DecabillAsyncApp(__name__, security_map=_echo_security(), middlewares=middlewares())
+    ours.add_api(ECHO_SPEC, validator_map=validation.VALIDATOR_MAP, **options)
+    theirs = AsyncApp(__name__, security_map=_echo_security())
+    theirs.add_api(ECHO_SPEC, validator_map={**validation.VALIDATOR_MAP, "parameter": ConnexionsParse}, **options)
+    return ours, theirs
+
+
+ECHO_QUERIES = [
+    "", "limit=5", "limit=0", "limit=101", "limit=abc", "limit=5&limit=7", "offset=-1", "active=true",
+    "active=FALSE", "active=yes", "verbose=true", "tags=a&tags=b", "tags=a,b", "tags=", "ids=1,2,3", "ids=1,x",
+    "ids=1&ids=2", "status=paid", "status=nope", "since=2026-01-02", "since=2026-13-45", "ratio=1.5",
+    "ratio=x", "pageSize=3", "pageSize=", "type=x", "note=null", "note=None", "note=text", "nope=1",
+    "note=%00", "limit=3&offset=2&active=false&tags=x&status=paid&pageSize=9&type=t", "unused=4",
+]
+
+
+async def test_our_request_path_gives_handlers_and_errors_what_connexion_s_own_gives(env):
+    import httpx
+
+    ours, theirs = _echo_apps()
+    thing = f"/things/{ID}"
+    requests = [("GET", f"{thing}?{query}", {"Authorization": "Bearer ok"}) for query in ECHO_QUERIES]
+    requests += [("GET", f"/bag?{query}", {}) for query in ("", "limit=2", "tags=x&tags=y", "flag=true", "flag=1",
+                                                             "tags=", "other=1")]
+    requests += [
+        ("GET", thing, {}), ("GET", thing, {"Authorization": "Bearer no"}), ("GET", "/things/not-a-uuid?limit=2",
+                                                                             {"Authorization": "Bearer ok"}),
+        ("GET", thing, {"Authorization": "Bearer ok", "X-Trace": "t"}),
+        ("POST", "/bag", {"Authorization": "Bearer ok"}), ("POST", "/bag?dryRun=false", {"Authorization": "Bearer ok"}),
+    ]
+    bodies = [None, {"n": 2}, {"n": "x"}]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(ours), base_url="http://t") as ours_client, \
+            httpx.AsyncClient(transport=httpx.ASGITransport(theirs), base_url="http://t") as their_client:
+        compared = 0
+        for method, url, headers in requests:
+            for body in bodies if method == "POST" else [None]:
+                kwargs = {"headers": headers} | ({"json": body} if body is not None else {})
+                mine, own = await ours_client.request(method, url, **kwargs), await their_client.request(
+                    method, url, **kwargs)
+                assert (mine.status_code, mine.json()) == (own.status_code, own.json()), (method, url, body)
+                compared += 1
+    assert compared == len(requests) + 2 * len(bodies) - 2
+
+
+async def test_a_request_s_headers_and_query_are_parsed_once_and_its_arguments_planned_once(env, monkeypatch):
+    import httpx
+
+    from decabill.web import parameters, request as request_view
+
+    parsed = {"headers": 0, "query": 0, "plans": 0}
+
+    class CountedHeaders(request_view.Headers):
+        def __init__(self, *args, **kwargs):
+            parsed["headers"] += 1
+            super().__init__(*args, **kwargs)
+
+    class CountedQuery(request_view.QueryParams):
+        def __init__(self, *args, **kwargs):
+            parsed["query"] += 1
+            super().__init__(*args, **kwargs)
+
+    plan_init = parameters.ArgumentPlan.__init__
+
+    def counted_plan(self, *args, **kwargs):
+        parsed["plans"] += 1
+        plan_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(request_view, "Headers", CountedHeaders)
+    monkeypatch.setattr(request_view, "QueryParams", CountedQuery)
+    monkeypatch.setattr(parameters.ArgumentPlan, "__init__", counted_plan)
+    ours, _ = _echo_apps()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(ours), base_url="http://t") as client:
+        for limit in (1, 2, 3):
+            answer = await client.get(f"/things/{ID}?limit={limit}&tags=a,b", headers={"Authorization": "Bearer ok"})
+            assert answer.status_code == 200 and answer.json()["limit"] == ["int", limit]
+            assert answer.json()["tags"] == ["list", ["a", "b"]] and answer.json()["user"] == ["str", "someone"]
+    # security, validation and the operation read one parse per request; one plan for the operation
+    assert parsed == {"headers": 3, "query": 3, "plans": 1}
