@@ -329,45 +329,28 @@ class _DriverReadUnit:
                 await self._connection.close()
 
 
-class _Read:
-    """`read()`'s unit of work as a plain async context manager: entered and left once per hot read, it skips the
-    generator and `asynccontextmanager`'s wrapper (their frames and exception plumbing) that cost about as much as
-    the rest of the unit's own bookkeeping."""
-
-    __slots__ = ("_unit", "_tx", "_token", "_joined")
-
-    async def __aenter__(self) -> AsyncSession:
-        if not _driver_reads or _current.get() is not None:
-            self._joined = autocommit()
-            return await self._joined.__aenter__()
-        if _read_engine is None:
-            raise RuntimeError("database engine not initialised")
-        self._joined = None
-        unit = self._unit = _DriverReadUnit(_read_engine)
-        self._tx = _Transaction(unit)  # type: ignore[arg-type]  # nested reads and transactions join this unit
-        self._token = _current.set(self._tx)
-        return unit  # type: ignore[return-value]
-
-    async def __aexit__(self, exc_type: Any, exc: Any, traceback: Any) -> bool | None:
-        if self._joined is not None:
-            return await self._joined.__aexit__(exc_type, exc, traceback)
-        try:
-            _current.reset(self._token)
-        finally:
-            await self._unit.close()
-        if exc_type is None:
-            for callback in self._tx.after_commit:  # autocommit: whatever was registered is already durable
-                await callback()
-        return None
-
-
-def read() -> _Read:
+@asynccontextmanager
+async def read() -> AsyncIterator[AsyncSession]:
     """A unit of work that only reads: statements run in autocommit, without the BEGIN/COMMIT round trips (or
     SQLite's write lock) of `transaction()`; inside an open transaction it joins that one. Each statement sees
     its own snapshot — use `transaction()` where several reads must agree. On PostgreSQL through asyncpg (and
-    tracing off) the unit is a pooled connection without a session (`_DriverReadUnit`). Use as
-    `async with db.read() as session:`."""
-    return _Read()
+    tracing off) the unit is a pooled connection without a session (`_DriverReadUnit`)."""
+    if not _driver_reads or _current.get() is not None:
+        async with autocommit() as session:
+            yield session
+        return
+    if _read_engine is None:
+        raise RuntimeError("database engine not initialised")
+    unit = _DriverReadUnit(_read_engine)
+    tx = _Transaction(unit)  # type: ignore[arg-type]  # nested reads and transactions join this unit
+    token = _current.set(tx)
+    try:
+        yield unit  # type: ignore[misc]
+    finally:
+        _current.reset(token)
+        await unit.close()
+    for callback in tx.after_commit:  # autocommit: whatever was registered is already durable
+        await callback()
 
 
 @asynccontextmanager
