@@ -63,9 +63,27 @@ async def unit_started(task_name: str, args: list[Any], kwargs: dict[str, Any]) 
 
 
 async def running_since(task_names: list[str], since: dt.datetime) -> bool:
-    """Whether a unit of one of `task_names` started at or after `since` is running now, in any process."""
+    """Whether a unit of one of `task_names` started at or after `since` is running now, in any process.
+    A unit recorded running by a process of this host that no longer exists does not count: it was killed, and
+    nothing will mark it finished (without this, a restart after a crash waited for `since` to pass it by)."""
     async with db.transaction() as session:
-        return await JobUnitRunRepository(session).running_since(task_names, since)
+        workers = await JobUnitRunRepository(session).workers_running_since(task_names, since)
+    return any(_may_be_alive(worker) for worker in workers)
+
+
+def _may_be_alive(worker: str | None) -> bool:
+    """False only for a process of this host that is gone. Another host's process (or one in another PID
+    namespace that shares the hostname) cannot be checked from here: only the unit's age tells."""
+    host, _, pid = (worker or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
 
 
 async def unit_finished(task_name: str, args: list[Any], kwargs: dict[str, Any], error: BaseException | None) -> None:

@@ -60,9 +60,13 @@ class JobUnitRunRepository(InstallationRepository[JobUnitRun]):
         assert row is not None
         return row, row.id == marker
 
-    async def running_since(self, task_names: list[str], since: dt.datetime) -> bool:
-        return await self.exists(JobUnitRun.status == JobRunStatus.RUNNING, JobUnitRun.task_name.in_(task_names),
-                                 JobUnitRun.started_at >= since)
+    async def workers_running_since(self, task_names: list[str], since: dt.datetime) -> list[str | None]:
+        """The workers (host:pid) recorded running a unit of `task_names` started at or after `since`."""
+        statement = (self.statement(JobUnitRun.worker)
+                     .where(JobUnitRun.status == JobRunStatus.RUNNING, JobUnitRun.task_name.in_(task_names),
+                            JobUnitRun.started_at >= since)
+                     .distinct())
+        return [worker for (worker,) in await self.rows(statement)]
 
     async def forget(self, task_name: str, args_key: str) -> None:
         await self.execute(self.delete(JobUnitRun.task_name == task_name, JobUnitRun.args_key == args_key))

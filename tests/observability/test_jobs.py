@@ -110,3 +110,28 @@ def env_value(name: str) -> str:
     import os
 
     return os.environ[name]
+
+
+async def test_a_unit_left_running_by_a_killed_process_of_this_host_stops_counting_as_running(database):
+    """The render jobs wait while a billing unit runs (`invoicing.rendering.after_issuing`); a unit whose
+    process was killed stays recorded `running`. One of this host whose process is gone must not hold them back
+    (a restart after a crash waited two minutes for the unit to age); one of this process, or of another host,
+    still counts."""
+    import socket
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    now = db.utcnow()
+
+    async def recorded_by(worker: str) -> bool:
+        async with db.transaction() as session:
+            await session.execute(JobUnitRun.__table__.delete())
+            session.add(JobUnitRun(task_name="invoicing.bill_users", args_key=uuid.uuid4().hex, args={},
+                                   status=JobRunStatus.RUNNING, worker=worker, started_at=now))
+        return await ledger.running_since(["invoicing.bill_users"], now)
+
+    assert await recorded_by(ledger.worker_name())
+    assert await recorded_by(f"another-host.example:{gone.pid}")
+    assert not await recorded_by(f"{socket.gethostname()}:{gone.pid}")
+    assert not await ledger.running_since(["invoicing.bill_slice"], now)
