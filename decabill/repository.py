@@ -312,16 +312,16 @@ class Repository(Generic[M]):
         (`_DriverStatement`): the same SQL, parameters and column conversions as SQLAlchemy's, without its
         per-execution machinery; elsewhere (SQLite, inside a transaction, tracing on) as Core."""
         params[TENANT_PARAM] = current_tenant()
-        connection = await self.session.connection()
-        core = connection.sync_connection
-        if db.driver_reads() and core.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
-            driver_statement = _DriverStatement.of(statement, core.dialect)
+        session = self.session
+        if db.is_driver_read(session):  # a `db.read()` unit on asyncpg: autocommit, no ORM session needed
+            driver_statement = _DriverStatement.of(statement, session.dialect)
             if driver_statement is not None:
+                driver = await session.driver()
                 try:
-                    return await driver_statement.fetch(core.connection.driver_connection, params)
-                except Exception:  # noqa: BLE001 - SQLAlchemy runs it again and raises (and invalidates) as ever
-                    log.info("db.driver_read_failed", exc_info=True)
-        return (await connection.execute(statement, params)).all()
+                    return await driver_statement.fetch(driver, params)
+                except Exception:  # noqa: BLE001 - SQLAlchemy runs it again (on the same connection) and raises
+                    log.info("db.driver_read_failed", exc_info=True)  # (and invalidates) as ever
+        return (await (await session.connection()).execute(statement, params)).all()
 
     async def page(self, statement: Select[Any], limit: int | None, offset: int | None) -> list[Any]:
         return await self.all(page(statement, limit, offset))

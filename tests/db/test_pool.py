@@ -164,3 +164,58 @@ async def test_a_read_returns_its_connection_before_the_answer_is_shaped_and_sen
     assert answer.status_code == 200, answer.text
     request = next(task for event, task in events if event == "answer shaped")
     assert [event for event, task in events if task is request] == ["connection returned", "answer shaped"]
+
+
+async def test_a_hot_read_takes_an_idle_connection_directly_and_waits_in_turn_when_none_is_idle(pg, monkeypatch):
+    """The statements of a `db.read()` on the driver (`Repository.run`) check an idle connection out of the pool
+    and back in directly (`FairPool.checkout_idle`: no SQLAlchemy `Connection`, no greenlet). With none idle they
+    wait for one in turn like any checkout; a connection to be made again (here: invalidated) is not taken
+    directly but through SQLAlchemy, which reconnects. The pool holds nothing afterwards either way."""
+    import uuid
+
+    from decabill.invoicing.repository import InvoiceRepository
+    from decabill.tenancy import reset_tenant, set_tenant
+
+    engine = db.init_engine(pg, pool_size=1, max_overflow=0, pool_timeout=10)
+    pool = engine.sync_engine.pool
+    taken: list[bool] = []
+    checkout_idle = type(pool).checkout_idle
+
+    def noting(self):
+        connection = checkout_idle(self)
+        taken.append(connection is not None)
+        return connection
+
+    monkeypatch.setattr(type(pool), "checkout_idle", noting)
+    units: list[tuple[bool, bool]] = []
+
+    async def summary() -> tuple:
+        async with db.read() as unit:
+            found = await InvoiceRepository(unit).summary_of_user(uuid.uuid4())
+            units.append((unit._pooled is not None, unit._connection is not None))
+        return found
+
+    token = set_tenant("default")
+    try:
+        nothing = (None, None, 0, 0, 0, 0)
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))  # the pool's one connection, idle from here on
+        assert await summary() == nothing
+        assert taken == [True] and units == [(True, False)] and pool.checkedout() == 0
+
+        holder = await engine.connect()
+        await holder.execute(text("SELECT 1"))
+        waiting = asyncio.create_task(summary())
+        await _settled()
+        assert not waiting.done() and pool._pool.waiting() == 1  # noqa: SLF001
+        await holder.close()
+        assert await waiting == nothing
+        assert taken[1:] == [False] and units[1:] == [(False, True)] and pool.checkedout() == 0
+
+        async with engine.connect() as conn:
+            await conn.invalidate()  # back in the pool without a connection: the next checkout connects
+        assert await summary() == nothing
+        assert taken[2:] == [False] and units[2:] == [(False, True)] and pool.checkedout() == 0
+    finally:
+        reset_tenant(token)
+    await db.dispose_engine()
