@@ -204,6 +204,30 @@ class FairPool(AsyncAdaptedQueuePool):
             return None
         return self.connect()
 
+    async def checkout_in_turn(self) -> PoolProxiedConnection | None:
+        """`checkout_idle`, and when every connection is taken and the pool may open no more, the wait for one in
+        arrival order among all the pool's waiters (`HandOffQueue`), then the same direct checkout of the connection
+        handed over: no greenlet around the wait either. None where SQLAlchemy's checkout has I/O to do (a
+        connection to open or to make again): the caller checks out as usual. No connection within the pool's
+        timeout is SQLAlchemy's `TimeoutError` (`PoolTimeout`), with its message."""
+        connection = self.checkout_idle()
+        queue = self._pool
+        if (connection is not None or queue._idle or self._max_overflow < 0  # type: ignore[attr-defined]
+                or self._overflow < self._max_overflow or self.dispatch.checkout or self._pre_ping):
+            return connection
+        try:
+            record = await queue._wait(self._timeout)  # type: ignore[attr-defined]
+        except sa_queue.Empty:
+            raise PoolTimeout(f"QueuePool limit of size {self.size()} overflow {self.overflow()} reached, connection "
+                              f"timed out, timeout {self._timeout:0.2f}", code="3o7r") from None
+        # handed to this coroutine: idle at the head of the line for the moment it takes to check it out (no await
+        # in between, so nobody else can take it); one to make again is left there for SQLAlchemy's checkout
+        if queue.use_lifo:  # type: ignore[attr-defined]
+            queue._idle.append(record)  # type: ignore[attr-defined]
+        else:
+            queue._idle.appendleft(record)  # type: ignore[attr-defined]
+        return self.checkout_idle()
+
 
 def init_engine(
     url: str, *, pool_size: int = 10, max_overflow: int = 0, pool_timeout: float = 30.0, **kwargs: Any
@@ -322,12 +346,12 @@ class _DriverReadUnit:
     connection (autocommit), without an ORM session or even a Core connection until something other than the
     driver's connection is asked of it.
 
-    The hot reads (`Repository.run`) only need asyncpg's connection (`driver()`): when the pool has one idle it is
-    checked out and back in directly (`FairPool.checkout_idle`), without SQLAlchemy's `Connection`, its
-    `AsyncConnection` and the greenlet each of its calls runs in (~30 µs of a ~450 µs request); when none is idle
-    the checkout is SQLAlchemy's, waiting in turn. `connection()` gives the Core connection (autocommit) — on the
-    connection already checked out, if any — and any other use (`execute`, `get`, ...) a real `AsyncSession` bound
-    to it: one pooled connection per unit either way, from the same pool."""
+    The hot reads (`Repository.run`) only need asyncpg's connection (`driver()`): it is checked out and back in
+    directly (`FairPool.checkout_in_turn`: an idle one at once, else in turn among the pool's waiters), without
+    SQLAlchemy's `Connection`, its `AsyncConnection` and the greenlet each of their calls runs in; where the
+    checkout has I/O to do (a connection to open or to make again) it is SQLAlchemy's. `connection()` gives the
+    Core connection (autocommit) — on the connection already checked out, if any — and any other use (`execute`,
+    `get`, ...) a real `AsyncSession` bound to it: one pooled connection per unit either way, from the same pool."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.bind = engine
@@ -340,8 +364,8 @@ class _DriverReadUnit:
         """asyncpg's connection of this unit, for statements outside a transaction only."""
         if self._connection is None and self._session is None:
             if self._pooled is None:
-                checkout_idle = getattr(self.bind.sync_engine.pool, "checkout_idle", None)
-                self._pooled = checkout_idle() if checkout_idle is not None else None
+                checkout = getattr(self.bind.sync_engine.pool, "checkout_in_turn", None)
+                self._pooled = await checkout() if checkout is not None else None
             if self._pooled is not None:
                 return self._pooled.driver_connection
         return (await self.connection()).sync_connection.connection.driver_connection
