@@ -285,7 +285,8 @@ async def make_api(env, database, smtp_sink):
 
         reset_settings_cache()
         # Building the app parses the whole spec (~0.8 s); reuse it while the environment is the same.
-        key = tuple(sorted(os.environ.items()))
+        # (pytest's PYTEST_CURRENT_TEST names the running test: with it in the key, no app was ever reused)
+        key = tuple(sorted((name, value) for name, value in os.environ.items() if name != "PYTEST_CURRENT_TEST"))
         app = None if fresh else _APPS.get(key)
         if app is None:
             app = _APPS[key] = create_app(get_settings())

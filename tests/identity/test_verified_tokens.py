@@ -74,14 +74,19 @@ def test_the_cache_is_bounded_and_never_outlives_the_token():
     assert tokens.get((0, "default", "c")) is None
 
 
-def _fake_clock(monkeypatch) -> list[float]:
-    """The cache's monotonic clock, moved by the test (the event loop keeps the real one)."""
+def _fake_clock(monkeypatch, token: str) -> list[float]:
+    """The cache's monotonic clock, moved by the test (the event loop keeps the real one). It starts at the moment
+    `token`'s entry was stored, not at the real now: on a loaded machine the requests before this call can take
+    longer than the offsets the tests add, and the entry would already have expired."""
     import time
     import types
 
     from decabill.identity import verified_tokens as module
 
-    clock = [time.monotonic()]
+    stored_at = [refresh_at - module.verified_tokens.refresh_after
+                 for key, (_, _, refresh_at) in module.verified_tokens._entries.items() if key[2] == token]
+    assert len(stored_at) == 1, "the token is held verified"
+    clock = [stored_at[0]]
     monkeypatch.setattr(module, "time", types.SimpleNamespace(monotonic=lambda: clock[0], time=time.time))
     return clock
 
@@ -104,7 +109,7 @@ async def test_a_token_in_steady_use_is_checked_again_in_the_background_not_on_t
     from decabill.identity.repository import UserRepository
 
     _, token, user_id = await _user(api, "steady@example.com")
-    clock = _fake_clock(monkeypatch)
+    clock = _fake_clock(monkeypatch, token)
     lookups, release = [], asyncio.Event()
     original = UserRepository.get_in_any_tenant
 
@@ -130,7 +135,7 @@ async def test_a_re_check_that_finds_the_token_dead_drops_it_before_its_second_i
     """A lock made elsewhere (another process, the database directly) is seen by the first re-check: the token is
     refused from then on, not only once its cached second has run out."""
     _, token, user_id = await _user(api, "recheck@example.com")
-    clock = _fake_clock(monkeypatch)
+    clock = _fake_clock(monkeypatch, token)
     async with db.transaction() as session:  # as another process would: this process is not told
         await session.execute(update(User).where(User.id == uuid.UUID(user_id)).values(locked_at=db.utcnow()))
     clock[0] += 0.6
