@@ -334,7 +334,7 @@ class InvoiceRepository(Repository[Invoice]):
             # a term no id or number prefix holds: planned once per connection (`generic_plan`). A custom plan per
             # search cost PostgreSQL 0.55-0.65 ms of planning against ~0.2 ms of execution; the plan for an unknown
             # pattern ran as fast or faster for every term measured but one matching every invoice
-            # (docs/performance.md, "The admin search's tail: a plan per search")
+            # (docs/performance.md, "The admin search's tail, and hot reads without SQLAlchemy's checkout")
             statement = generic_plan(statement)
         cls._searches[key] = statement
         return statement
