@@ -24,9 +24,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-import yaml
 
-from spec import OPENAPI_PATH, SCHEMATHESIS_CONFIG_PATH
+from spec import OPENAPI_PATH, SCHEMATHESIS_CONFIG_PATH, openapi_document
 
 # The spec (bearerAuth): in `api-key` mode the operations on the caller's own data answer 400 "User not
 # authenticated", since the key has no user. Schema-valid requests to them are then rightly refused.
@@ -121,7 +120,7 @@ def _base_url(raw: str) -> str:
 
 def _operations() -> dict[str, str]:
     """"GET /config" → "getConfig" for every operation of the bundled spec."""
-    paths = yaml.safe_load(OPENAPI_PATH.read_text())["paths"]
+    paths = openapi_document()["paths"]
     return {f"{method.upper()} {path}": op["operationId"]
             for path, item in paths.items() for method, op in item.items() if isinstance(op, dict) and "operationId" in op}
 

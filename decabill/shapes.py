@@ -7,7 +7,6 @@ per field. The handlers shape their responses with it, and webhook events their 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import keyword
 import uuid
 from decimal import Decimal
@@ -15,16 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 import inflection
-import yaml
 
 from decabill.memo import PerObject
-from spec import OPENAPI_PATH
+from spec import openapi_document
 
 
-@functools.cache
 def _schemas() -> dict[str, dict]:
-    with open(OPENAPI_PATH) as fh:
-        return yaml.safe_load(fh)["components"]["schemas"]
+    return openapi_document()["components"]["schemas"]
 
 
 _RESOLVED: PerObject[dict, dict] = PerObject()

@@ -6,8 +6,6 @@ import copy
 import functools
 from contextlib import asynccontextmanager
 
-import yaml
-
 from connexion.decorators import parameter as connexion_parameters
 from connexion.middleware import MiddlewarePosition
 from starlette.middleware.cors import CORSMiddleware
@@ -24,7 +22,7 @@ from decabill.web.security import SECURITY_MAP
 from decabill.web.stack import middlewares
 from decabill.web.validation import VALIDATOR_MAP
 from handlers import AreaResolver
-from spec import OPENAPI_PATH
+from spec import openapi_document
 
 ALLOWED_HEADERS = ["Content-Type", "Authorization", "X-Correlation-Id", "X-Request-Id", "X-Tenant", "Stripe-Signature",
                    "Idempotency-Key"]
@@ -36,15 +34,6 @@ EXPOSED_HEADERS = ["Content-Range", "X-Content-Range", "X-Correlation-Id"]
 # remembered, bounded. Read by Connexion's parameter decorators when the API is added.
 if not hasattr(connexion_parameters.pythonic, "cache_info"):
     connexion_parameters.pythonic = functools.lru_cache(maxsize=1024)(connexion_parameters.pythonic)
-
-
-@functools.cache
-def _openapi_document() -> dict:
-    """spec/openapi.yaml, parsed once per process with libyaml's C loader. Connexion's own file loading uses the
-    pure-Python loader: two thirds of building the app (~0.45 s of ~0.7 s), paid by every process start and by
-    every app the tests build."""
-    with OPENAPI_PATH.open("rb") as document:
-        return yaml.load(document, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def create_app(settings: Settings | None = None) -> DecabillAsyncApp:
@@ -65,7 +54,9 @@ def create_app(settings: Settings | None = None) -> DecabillAsyncApp:
     app = DecabillAsyncApp(__name__, lifespan=lifespan, security_map=SECURITY_MAP, middlewares=middlewares(),
                              jsonifier=OrjsonJsonifier())
     app.add_api(
-        copy.deepcopy(_openapi_document()),  # Connexion fills in defaults in the document it is given
+        # the parsed document, not the file: Connexion would parse it again with the pure-Python YAML loader (two
+        # thirds of building the app); a copy, as Connexion fills in defaults in the document it is given
+        copy.deepcopy(openapi_document()),
         base_path="/api",
         resolver=AreaResolver(wrap_reads=db.retried_on_lost_connection),  # a GET is safe to run twice
         pythonic_params=True,

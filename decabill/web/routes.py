@@ -10,17 +10,14 @@ from __future__ import annotations
 import functools
 import re
 
-import yaml
-
-from spec import OPENAPI_PATH
+from spec import openapi_document
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 
 
 @functools.cache
 def _table() -> tuple[dict[str, frozenset[str]], list[tuple[re.Pattern[str], frozenset[str]]]]:
-    with open(OPENAPI_PATH) as fh:
-        paths = yaml.safe_load(fh)["paths"]
+    paths = openapi_document()["paths"]
     concrete: dict[str, frozenset[str]] = {}
     templated: list[tuple[re.Pattern[str], frozenset[str]]] = []
     for template, item in paths.items():
