@@ -36,6 +36,7 @@ ENDPOINTS = {  # bench/api.py's names: (path, who); "{subscription}" is the benc
     "invoices summary": ("/api/invoices/summary", "customer"),
     "subscriptions (customer)": ("/api/subscriptions", "customer"),
     "admin invoices": ("/api/admin/billing/invoices?limit=20", "admin"),
+    "admin invoices search": ("/api/admin/billing/invoices?limit=20&search=Customer%2042", "admin"),
 }
 
 

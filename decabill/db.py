@@ -18,6 +18,7 @@ import contextvars
 import datetime as dt
 import functools
 import os
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -36,7 +37,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolProxiedConnection
 from sqlalchemy.util import queue as sa_queue
 
 from decabill.errors import DecabillError
@@ -185,6 +187,47 @@ class FairPool(AsyncAdaptedQueuePool):
     # recreating") would log at our LOG_LEVEL. They are SQLAlchemy's and log where its own pools' do.
     _sqla_logger_namespace = "sqlalchemy.pool.impl.FairPool"
 
+    def checkout_idle(self) -> PoolProxiedConnection | None:
+        """An idle connection checked out at once, in the caller's coroutine: the one the queue hands out next,
+        when checking it out needs no I/O — it is open, due for neither recycling nor invalidation, and no checkout
+        listener or pre-ping would talk to the database; None otherwise (nobody idle, or one to reconnect), and the
+        caller checks out as usual, in SQLAlchemy's greenlet, waiting in turn. An idle connection means nobody waits
+        (`HandOffQueue`), so taking it overtakes nobody. `_DriverReadUnit` gives it back with `close()`, which does
+        no I/O either: asyncpg's connection was only given statements outside a transaction."""
+        idle = self._pool._idle  # type: ignore[attr-defined]  # the HandOffQueue of this pool
+        if not idle or self.dispatch.checkout or self._pre_ping:
+            return None
+        record = idle[-1] if self._pool.use_lifo else idle[0]  # type: ignore[attr-defined]
+        if (record.dbapi_connection is None or self._invalidate_time > record.starttime
+                or record._soft_invalidate_time > record.starttime  # noqa: SLF001
+                or (self._recycle > -1 and time.time() - record.starttime > self._recycle)):
+            return None
+        return self.connect()
+
+    async def checkout_in_turn(self) -> PoolProxiedConnection | None:
+        """`checkout_idle`, and when every connection is taken and the pool may open no more, the wait for one in
+        arrival order among all the pool's waiters (`HandOffQueue`), then the same direct checkout of the connection
+        handed over: no greenlet around the wait either. None where SQLAlchemy's checkout has I/O to do (a
+        connection to open or to make again): the caller checks out as usual. No connection within the pool's
+        timeout is SQLAlchemy's `TimeoutError` (`PoolTimeout`), with its message."""
+        connection = self.checkout_idle()
+        queue = self._pool
+        if (connection is not None or queue._idle or self._max_overflow < 0  # type: ignore[attr-defined]
+                or self._overflow < self._max_overflow or self.dispatch.checkout or self._pre_ping):
+            return connection
+        try:
+            record = await queue._wait(self._timeout)  # type: ignore[attr-defined]
+        except sa_queue.Empty:
+            raise PoolTimeout(f"QueuePool limit of size {self.size()} overflow {self.overflow()} reached, connection "
+                              f"timed out, timeout {self._timeout:0.2f}", code="3o7r") from None
+        # handed to this coroutine: idle at the head of the line for the moment it takes to check it out (no await
+        # in between, so nobody else can take it); one to make again is left there for SQLAlchemy's checkout
+        if queue.use_lifo:  # type: ignore[attr-defined]
+            queue._idle.append(record)  # type: ignore[attr-defined]
+        else:
+            queue._idle.appendleft(record)  # type: ignore[attr-defined]
+        return self.checkout_idle()
+
 
 def init_engine(
     url: str, *, pool_size: int = 10, max_overflow: int = 0, pool_timeout: float = 30.0, **kwargs: Any
@@ -225,6 +268,12 @@ def driver_reads() -> bool:
     """Whether `Repository.run` may run the reads of a `read()` on asyncpg's connection itself: PostgreSQL through
     asyncpg, and tracing off (its statement spans come from SQLAlchemy's engine events)."""
     return _driver_reads
+
+
+def is_driver_read(session: Any) -> bool:
+    """Whether `session` is the unit of a `read()` on the driver (`driver_reads()`): its statements may run on
+    asyncpg's connection itself (`_DriverReadUnit.driver()`), outside any transaction."""
+    return type(session) is _DriverReadUnit
 
 
 def get_engine() -> AsyncEngine:
@@ -293,28 +342,57 @@ def retried_on_lost_connection(read: Callable[..., Awaitable[Any]]) -> Callable[
 
 
 class _DriverReadUnit:
-    """What `read()` yields where the driver reads are on (`driver_reads()`): a unit of work on a pooled Core
-    connection (autocommit), without an ORM session until something other than `connection()` is asked of it.
-    The hot reads (`Repository.run`) only need the connection, so they skip the session's set-up and tear-down
-    (~0.1 ms a request); any other use (`execute`, `get`, ...) gets a real `AsyncSession` bound to the same
-    connection — one pooled connection per unit either way, from the same pool."""
+    """What `read()` yields where the driver reads are on (`driver_reads()`): a unit of work on a pooled
+    connection (autocommit), without an ORM session or even a Core connection until something other than the
+    driver's connection is asked of it.
+
+    The hot reads (`Repository.run`) only need asyncpg's connection (`driver()`): it is checked out and back in
+    directly (`FairPool.checkout_in_turn`: an idle one at once, else in turn among the pool's waiters), without
+    SQLAlchemy's `Connection`, its `AsyncConnection` and the greenlet each of their calls runs in; where the
+    checkout has I/O to do (a connection to open or to make again) it is SQLAlchemy's. `connection()` gives the
+    Core connection (autocommit) — on the connection already checked out, if any — and any other use (`execute`,
+    `get`, ...) a real `AsyncSession` bound to it: one pooled connection per unit either way, from the same pool."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.bind = engine
+        self.dialect = engine.dialect
+        self._pooled: PoolProxiedConnection | None = None  # checked out by `driver()` alone
         self._connection: AsyncConnection | None = None
         self._session: AsyncSession | None = None
+
+    async def driver(self) -> Any:
+        """asyncpg's connection of this unit, for statements outside a transaction only."""
+        if self._connection is None and self._session is None:
+            if self._pooled is None:
+                checkout = getattr(self.bind.sync_engine.pool, "checkout_in_turn", None)
+                self._pooled = await checkout() if checkout is not None else None
+            if self._pooled is not None:
+                return self._pooled.driver_connection
+        return (await self.connection()).sync_connection.connection.driver_connection
+
+    def _core(self) -> AsyncConnection | None:
+        """The Core connection of the unit: the one made before, or one made on the connection `driver()` checked
+        out (the engine's execution options applied to it, as `engine.connect()` does: no I/O, no transaction)."""
+        if self._connection is None and self._pooled is not None:
+            pooled, self._pooled = self._pooled, None
+            try:
+                self._connection = AsyncConnection(self.bind, Connection(self.bind.sync_engine, pooled))
+            except BaseException:
+                pooled.close()
+                raise
+        return self._connection
 
     async def connection(self) -> AsyncConnection:
         if self._session is not None:
             return await self._session.connection()
-        if self._connection is None:
+        if self._core() is None:
             self._connection = await self.bind.connect().start()
-        return self._connection
+        return self._connection  # type: ignore[return-value]
 
     @property
     def session(self) -> AsyncSession:
         if self._session is None:
-            self._session = AsyncSession(bind=self._connection or self.bind, expire_on_commit=False)
+            self._session = AsyncSession(bind=self._core() or self.bind, expire_on_commit=False)
         return self._session
 
     def __getattr__(self, name: str) -> Any:  # everything else an AsyncSession offers
@@ -327,6 +405,8 @@ class _DriverReadUnit:
         finally:
             if self._connection is not None:
                 await self._connection.close()
+            elif self._pooled is not None:
+                self._pooled.close()  # back to the pool (or to the longest waiter): no I/O, see `driver()`
 
 
 @asynccontextmanager

@@ -164,3 +164,121 @@ async def test_a_read_returns_its_connection_before_the_answer_is_shaped_and_sen
     assert answer.status_code == 200, answer.text
     request = next(task for event, task in events if event == "answer shaped")
     assert [event for event, task in events if task is request] == ["connection returned", "answer shaped"]
+
+
+async def test_a_hot_read_checks_its_connection_out_directly_in_turn_and_through_sqlalchemy_to_reconnect(pg,
+                                                                                                      monkeypatch):
+    """The statements of a `db.read()` on the driver (`Repository.run`) check their connection out of the pool and
+    back in directly (`FairPool.checkout_in_turn`: no SQLAlchemy `Connection`, no greenlet): an idle one at once;
+    with none idle, the one handed over in turn. A connection to be made again (here: invalidated) is checked out
+    through SQLAlchemy, which reconnects. The pool holds nothing afterwards either way."""
+    import uuid
+
+    from decabill.invoicing.repository import InvoiceRepository
+    from decabill.tenancy import reset_tenant, set_tenant
+
+    engine = db.init_engine(pg, pool_size=1, max_overflow=0, pool_timeout=10)
+    pool = engine.sync_engine.pool
+    direct: list[bool] = []
+    checkout_in_turn = type(pool).checkout_in_turn
+
+    async def noting(self):
+        connection = await checkout_in_turn(self)
+        direct.append(connection is not None)
+        return connection
+
+    monkeypatch.setattr(type(pool), "checkout_in_turn", noting)
+    units: list[tuple[bool, bool]] = []
+
+    async def summary() -> tuple:
+        async with db.read() as unit:
+            found = await InvoiceRepository(unit).summary_of_user(uuid.uuid4())
+            units.append((unit._pooled is not None, unit._connection is not None))
+        return found
+
+    token = set_tenant("default")
+    try:
+        nothing = (None, None, 0, 0, 0, 0)
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))  # the pool's one connection, idle from here on
+        assert await summary() == nothing
+        assert direct == [True] and units == [(True, False)] and pool.checkedout() == 0
+
+        holder = await engine.connect()
+        await holder.execute(text("SELECT 1"))
+        waiting = asyncio.create_task(summary())
+        await _settled()
+        assert not waiting.done() and pool._pool.waiting() == 1  # noqa: SLF001
+        await holder.close()
+        assert await waiting == nothing
+        assert direct[1:] == [True] and units[1:] == [(True, False)] and pool.checkedout() == 0
+
+        async with engine.connect() as conn:
+            await conn.invalidate()  # back in the pool without a connection: the next checkout connects
+        assert await summary() == nothing
+        assert direct[2:] == [False] and units[2:] == [(False, True)] and pool.checkedout() == 0
+    finally:
+        reset_tenant(token)
+    await db.dispose_engine()
+
+
+async def test_a_hot_read_that_gets_no_connection_in_time_raises_the_pools_timeout(pg):
+    """Waiting in turn directly (`FairPool.checkout_in_turn`) ends as SQLAlchemy's checkout does: `PoolTimeout`
+    (the API's 503) after DB_POOL_TIMEOUT, nobody left waiting, the connection free for the next read."""
+    import uuid
+
+    from decabill.invoicing.repository import InvoiceRepository
+    from decabill.tenancy import reset_tenant, set_tenant
+
+    engine = db.init_engine(pg, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    token = set_tenant("default")
+    try:
+        holder = await engine.connect()
+        await holder.execute(text("SELECT 1"))
+        with pytest.raises(db.PoolTimeout, match="QueuePool limit of size 1 overflow 0 reached"):
+            async with db.read() as unit:
+                await InvoiceRepository(unit).summary_of_user(uuid.uuid4())
+        assert engine.sync_engine.pool._pool.waiting() == 0  # noqa: SLF001
+        await holder.close()
+        async with db.read() as unit:
+            assert (await InvoiceRepository(unit).summary_of_user(uuid.uuid4()))[2] == 0
+        assert engine.sync_engine.pool.checkedout() == 0
+    finally:
+        reset_tenant(token)
+    await db.dispose_engine()
+
+
+async def test_a_statement_marked_for_a_generic_plan_runs_with_it_and_leaves_the_connection_as_it_was(pg):
+    """`generic_plan(statement)` (the admin search): its driver read runs with `plan_cache_mode =
+    force_generic_plan`, set for that statement alone — the next statement on the same pooled connection, a
+    statement not marked, and a marked one that fails all leave the connection with the database's default."""
+    from sqlalchemy import func, literal, select
+    from sqlalchemy.exc import DBAPIError
+
+    from decabill.identity.repository import UserRepository
+    from decabill.repository import generic_plan
+
+    engine = db.init_engine(pg, pool_size=1, max_overflow=0, pool_timeout=10)
+    mode = func.current_setting("plan_cache_mode").label("mode")
+    marked, plain = generic_plan(select(mode)), select(mode)
+    failing = generic_plan(select(mode, (literal(1) / (literal(0) * func.length(mode))).label("never")))
+
+    async def run(statement) -> str:
+        async with db.read() as unit:
+            (row,) = await UserRepository(unit).run(statement)
+        return row.mode
+
+    async def connection_mode() -> str:
+        async with engine.connect() as conn:  # the pool's one connection, the reads' too
+            return (await conn.execute(text("SHOW plan_cache_mode"))).scalar_one()
+
+    default = await connection_mode()
+    assert default != "force_generic_plan"
+    assert await run(marked) == "force_generic_plan"
+    assert await connection_mode() == default
+    assert await run(plain) == default
+    with pytest.raises(DBAPIError):
+        await run(failing)
+    assert await connection_mode() == default
+    assert engine.sync_engine.pool.checkedout() == 0
+    await db.dispose_engine()

@@ -107,7 +107,7 @@ async def test_the_driver_reads_answer_what_the_core_reads_answer(billing_api, a
     close = db._DriverReadUnit.close
 
     async def noted(self):
-        units.append((self._connection is not None, self._session is not None))
+        units.append((self._pooled is not None or self._connection is not None, self._session is not None))
         await close(self)
 
     monkeypatch.setattr(_DriverStatement, "fetch", counted)
