@@ -1,4 +1,5 @@
-"""The API contracts (openapi.yaml, asyncapi.yaml, schemathesis.toml); a package only so they ship inside the installed distribution."""
+"""The API contracts (openapi.yaml, asyncapi.yaml, schemathesis.toml), shipped inside the installed distribution, and
+the one parse of openapi.yaml each process shares (`openapi_document`)."""
 import functools
 from pathlib import Path
 
