@@ -61,6 +61,8 @@ async def test_lists_search_and_paging(billing_api, admin, customer, plan, clock
     assert await search(subscription["number"][-4:]) == [ids[0]]
     assert await search("SECOND@EXAMPLE") == [ids[3], ids[2]]
     assert await search(ids[4][4:20].upper()) == [ids[4]]  # across the id's dashes
+    assert await search(ids[1].upper()) == [ids[1]]  # a whole invoice id
+    assert set(await search(str(second_id))) == {ids[3], ids[2]}  # a whole user id: that user's invoices
     assert set(await search(str(second_id)[9:23])) == {ids[3], ids[2]}
     assert await search("%") == [] and await search("_") == []  # no SQL wildcards
     assert await search("  ") == ids[::-1]  # blank: no filter
