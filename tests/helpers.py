@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 ERROR_KEYS = {"statusCode", "message", "error"}
 
 
@@ -24,7 +26,27 @@ async def drain() -> None:
 
     broker = queue.get_broker()
     for _ in range(50):
-        if not broker._running_tasks:
+        # A finished task leaves `_running_tasks` in a done callback that runs on the loop's next turn; awaiting
+        # an already finished task does not yield, so without this the loop could spin on it 50 times.
+        await asyncio.sleep(0)
+        if all(task.done() for task in broker._running_tasks):
             return
         await broker.wait_all()
     raise AssertionError("jobs kept running")
+
+
+async def rows(model, *where, tenant: str | None = None) -> list:
+    """The rows of a table as `tenant` (default: the bound one) sees them, oldest first when the table has `created_at`: PostgreSQL
+    returns unordered rows in whatever order the heap holds them, and the tests empty tables with DELETE, so
+    freed slots are reused."""
+    from sqlmodel import select
+
+    from decabill import db
+    from decabill.tenancy import bound_tenant, current_tenant
+
+    statement = select(model).where(*where)
+    if "created_at" in model.__table__.columns:
+        statement = statement.order_by(model.__table__.c.created_at)
+    with bound_tenant(tenant or current_tenant()):
+        async with db.transaction() as session:
+            return list((await session.execute(statement)).scalars())

@@ -9,7 +9,6 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
 
 from decabill import db
 from decabill.dunning import service as dunning
@@ -18,6 +17,7 @@ from decabill.invoicing.invoices import LineInput
 from decabill.jobs import queue
 from decabill.tenancy import bound_tenant
 from models.invoicing import Invoice
+from tests.helpers import rows  # noqa: F401 - the tests of this area import it from here
 from tests.invoicing.conftest import ISSUER, Clock, user_id
 from tests.payments.conftest import FRONTEND, WEBHOOK_SECRET
 from tests.subscriptions.conftest import complete_profile, digitalocean_plan, hetzner_plan, only_item, order
@@ -103,12 +103,6 @@ def days_after(invoice: Invoice, days: int) -> dt.datetime:
 async def run(token: str):
     with bound_tenant("default"):
         return await dunning.run_customer(user_id(token))
-
-
-async def rows(model, *where) -> list:
-    with bound_tenant("default"):
-        async with db.transaction() as session:
-            return list((await session.execute(select(model).where(*where))).scalars())
 
 
 def hetzner_status(fake_cloud) -> str:

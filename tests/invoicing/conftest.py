@@ -11,16 +11,15 @@ from decimal import Decimal
 from functools import lru_cache
 from io import BytesIO
 from pathlib import Path
-from typing import Any
 
 import facturx
 import jwt
 import pytest
 from lxml import etree
 from pypdf import PdfReader
-from sqlalchemy import select
 
 from decabill import db
+from tests.helpers import rows  # noqa: F401 - the tests of this area import it from here
 from tests.subscriptions.conftest import PROFILE, complete_profile, manual_plan, order  # noqa: F401
 
 ISSUER = {
@@ -93,11 +92,6 @@ async def customer_with_subscription(api, admin: str, plan_id: str, email: str, 
     token = await api.user_token(admin, email, tenant=tenant)
     await complete_profile(api, token, tenant=tenant, email=email)
     return token, await order(api, token, plan_id, tenant=tenant)
-
-
-async def rows(model, *where) -> list[Any]:
-    async with db.transaction() as session:
-        return list((await session.execute(select(model).where(*where))).scalars())
 
 
 # --- documents ---------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
 
 from decabill import db
 from decabill.invoicing import invoices, states
@@ -16,6 +15,7 @@ from decabill.invoicing.invoices import LineInput
 from decabill.tenancy import bound_tenant
 from models.invoicing import Invoice
 from tests.fakes.stripe import webhook_request
+from tests.helpers import rows
 from tests.invoicing.conftest import ISSUER, admin, customer, user_id  # noqa: F401 - fixtures
 
 WEBHOOK_SECRET = "whsec_test_decabill_0123456789"
@@ -82,12 +82,6 @@ def session_id_of(checkout_url: str) -> str:
 async def deliver(api, event: dict, *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None):
     body, headers = webhook_request(event, secret, timestamp)
     return await api.post("/webhooks/payments/stripe", content=body, headers=headers)
-
-
-async def rows(model, *where, tenant: str = "default") -> list:
-    with bound_tenant(tenant):
-        async with db.transaction() as session:
-            return list((await session.execute(select(model).where(*where))).scalars())
 
 
 async def invoice_row(invoice_id, tenant: str = "default") -> Invoice:
