@@ -128,7 +128,8 @@ async def test_steps_fire_once_suspend_stops_servers_and_the_stripe_webhook_rest
     assert (after.steps, after.reactivated, after.started) == ([], False, 0)
     [reactivated] = await _audit("dunning.reactivated")
     assert reactivated.invoice_id == invoice.id and reactivated.context["reason"] == f"invoice {number} paid"
-    assert [s.action for s in await rows(DunningStep)] == ["remind", "suspend"]
+    assert [(s.level, s.action) for s in sorted(await rows(DunningStep), key=lambda s: s.level)] == [
+        (1, "remind"), (2, "suspend")]
     assert [e.process for e in await _audit("dunning.remind")] == ["dunning.remind"]
 
 
