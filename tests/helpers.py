@@ -20,11 +20,12 @@ def assert_error(response, status: int, message: str | None = None) -> dict:
     return body
 
 
-async def drain() -> None:
-    """Wait until the in-process broker has run everything, including the units that units sent."""
+async def drain(broker=None) -> None:
+    """Wait until the in-process broker (default: the current configuration's) has run everything, including the
+    units that units sent."""
     from decabill.jobs import queue
 
-    broker = queue.get_broker()
+    broker = broker or queue.get_broker()
     for _ in range(50):
         # A finished task leaves `_running_tasks` in a done callback that runs on the loop's next turn; awaiting
         # an already finished task does not yield, so without this the loop could spin on it 50 times.

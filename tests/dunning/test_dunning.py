@@ -32,7 +32,7 @@ from tests.dunning.conftest import (
     uid,
 )
 from tests.invoicing.conftest import user_id
-from tests.helpers import assert_error
+from tests.helpers import assert_error, drain
 from tests.payments.conftest import deliver, pay, session_id_of
 
 BASE = "/admin/billing/dunning-policy"
@@ -323,13 +323,6 @@ async def test_the_coordinator_sends_a_unit_per_customer_through_the_queue(api, 
     assert hetzner_status(fake_cloud) == "running" and droplet_status(fake_cloud) == "active"
     with bound_tenant("default"):
         assert await dunning_service.customers_due() == []
-
-
-async def drain(broker) -> None:
-    for _ in range(50):
-        if not broker._running_tasks:
-            return
-        await broker.wait_all()
 
 
 async def test_an_invoice_long_overdue_starts_at_the_first_step_and_keeps_the_policys_gaps(

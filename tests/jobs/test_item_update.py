@@ -14,6 +14,7 @@ from decabill.subscriptions import tasks, updates
 from decabill.subscriptions.keys import generate_ed25519
 from decabill.tenancy import bound_tenant
 from models.subscriptions import SubscriptionItem
+from tests.helpers import drain
 from tests.jobs.conftest import load_row
 from tests.subscriptions.conftest import digitalocean_plan, hetzner_plan, only_item, order
 
@@ -85,10 +86,7 @@ async def test_the_coordinator_sends_one_unit_per_item_through_the_broker(provis
         env.update(SUBSCRIPTION_UPDATE_SSH_PORT=str(host.port))
         broker = queue.get_broker()
         await tasks.update_items.kiq()
-        for _ in range(20):
-            if not broker._running_tasks:
-                break
-            await broker.wait_all()
+        await drain(broker)
     assert len(host.commands) == 1
 
 

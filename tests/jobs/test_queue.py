@@ -20,19 +20,11 @@ from decabill.jobs import queue
 from decabill.jobs.runtime import CoordinatorSchedule, JobRuntime, interval_seconds
 from decabill.subscriptions import tasks
 from models.subscriptions import OpenPosition, Subscription
+from tests.helpers import drain
 from tests.jobs.conftest import load_row, now, update_row
 from tests.subscriptions.conftest import hetzner_plan, manual_plan, order
 from tests.log_lines import log_records, logged
 from tests.processes import DECABILL, decabill_process, free_port
-
-
-async def _drain(broker) -> None:
-    """Wait until the in-process broker has run everything, including units kicked by coordinators."""
-    for _ in range(50):
-        if not broker._running_tasks:
-            return
-        await broker.wait_all()
-    raise AssertionError("jobs kept running")
 
 
 async def _positions(subscription_id: str) -> list[OpenPosition]:
@@ -64,7 +56,7 @@ async def test_a_coordinator_fans_out_units_through_the_in_process_broker(cloud,
     broker = queue.get_broker()
     assert queue.is_in_process(broker)
     await tasks.retry_due_backorders.kiq()  # the coordinator, as the scheduler sends it
-    await _drain(broker)
+    await drain(broker)
 
     assert (await cloud.get(f"/subscriptions/{waiting['id']}", token=customer)).json()["status"] == "active"
     assert len(fake_cloud.hetzner.servers) == 1
@@ -77,7 +69,7 @@ async def test_billing_coordinator_records_each_period_once(cloud, admin, custom
     broker = queue.get_broker()
     for _ in range(3):  # three scheduler ticks: the period is billed on the first one only
         await tasks.bill_due.kiq()
-        await _drain(broker)
+        await drain(broker)
     positions = await _positions(subscription["id"])
     assert [(p.kind, str(p.amount)) for p in positions] == [("recurring", "24.0000")]
     assert positions[0].description == f"Subscription {subscription['number']}"
@@ -99,7 +91,7 @@ async def test_coordinators_cover_every_configured_tenant(cloud, admin, customer
     default_sub = await _due_subscription(cloud, admin, customer)
 
     assert await tasks.bill_due.original_func() == 2  # one unit per due subscription, each in its tenant
-    await _drain(queue.get_broker())
+    await drain(queue.get_broker())
     assert len(await _positions(acme_sub["id"])) == 1 and len(await _positions(default_sub["id"])) == 1
     acme_position = (await _positions(acme_sub["id"]))[0]
     assert acme_position.tenant_id == "acme"

@@ -9,6 +9,7 @@ import pytest
 
 from decabill.jobs import queue
 from decabill.webhooks import signing
+from tests.helpers import drain  # noqa: F401 - the tests of this area import it from here
 from tests.subscriptions.conftest import admin, customer  # noqa: F401 - fixtures
 
 
@@ -30,16 +31,6 @@ def fresh_broker():
     queue.reset_broker()
     yield
     queue.reset_broker()
-
-
-async def drain() -> None:
-    """Wait until the in-process broker has run every job sent so far (deliveries included)."""
-    broker = queue.get_broker()
-    for _ in range(50):
-        if not broker._running_tasks:
-            return
-        await broker.wait_all()
-    raise AssertionError("jobs kept running")
 
 
 async def register(api, admin_token: str, url: str, event_types: list[str], **fields) -> dict:
