@@ -160,12 +160,17 @@ class SubscriptionRepository(Repository[Subscription]):
     # --- suspension for non-payment ------------------------------------------------------------------------
 
     async def running_of_user(self, user_id: uuid.UUID, *, for_update: bool = False) -> list[Subscription]:
-        """The user's subscriptions that run servers and are billed (active, pending_cancel)."""
-        statement = self.statement().where(Subscription.user_id == user_id, Subscription.status.in_(BILLED_STATUSES))
+        """The user's subscriptions that run servers and are billed (active, pending_cancel), oldest first: the
+        order of the numbers in the suspension's audit entry, of the ids in the termination's, and of their webhook
+        events (ix_subscriptions_tenant_user serves it)."""
+        statement = (self.statement().where(Subscription.user_id == user_id, Subscription.status.in_(BILLED_STATUSES))
+                     .order_by(Subscription.created_at, Subscription.id))
         return await self.all(self.for_update(statement) if for_update else statement)
 
     async def suspended_of_user(self, user_id: uuid.UUID, *, for_update: bool = False) -> list[Subscription]:
-        statement = self.statement().where(Subscription.user_id == user_id, Subscription.suspended_at.is_not(None))
+        """The user's suspended subscriptions, oldest first (as `running_of_user`)."""
+        statement = (self.statement().where(Subscription.user_id == user_id, Subscription.suspended_at.is_not(None))
+                     .order_by(Subscription.created_at, Subscription.id))
         return await self.all(self.for_update(statement) if for_update else statement)
 
 
@@ -383,6 +388,8 @@ class SuspensionPeriodRepository(Repository[SuspensionPeriod]):
 
     async def overlapping(self, subscription_id: uuid.UUID, start: dt.datetime,
                           end: dt.datetime) -> list[SuspensionPeriod]:
+        """The subscription's suspension periods that overlap [start, end), earliest first."""
         return await self.all(self.statement().where(
             SuspensionPeriod.subscription_id == subscription_id, SuspensionPeriod.started_at < end,
-            or_(SuspensionPeriod.ended_at.is_(None), SuspensionPeriod.ended_at > start)))
+            or_(SuspensionPeriod.ended_at.is_(None), SuspensionPeriod.ended_at > start))
+            .order_by(SuspensionPeriod.started_at, SuspensionPeriod.id))

@@ -102,6 +102,9 @@ async def test_steps_fire_once_suspend_stops_servers_and_the_stripe_webhook_rest
     done = await run(customer)
     assert done.steps == [(number, 2, "suspend")] and done.suspended and done.stopped == 2
     assert hetzner_status(fake_cloud) == "off" and droplet_status(fake_cloud) == "off"
+    ordered = [servers["hetzner"]["number"], servers["digitalocean"]["number"]]  # the customer's, oldest first
+    [suspended] = await _audit("dunning.suspended")
+    assert suspended.context["subscriptions"] == ordered
     for key in ("hetzner", "digitalocean"):
         shown = (await api.get(f"/subscriptions/{servers[key]['id']}", token=customer)).json()
         assert shown["status"] == "active" and shown["suspendedAt"]
@@ -128,6 +131,7 @@ async def test_steps_fire_once_suspend_stops_servers_and_the_stripe_webhook_rest
     assert (after.steps, after.reactivated, after.started) == ([], False, 0)
     [reactivated] = await _audit("dunning.reactivated")
     assert reactivated.invoice_id == invoice.id and reactivated.context["reason"] == f"invoice {number} paid"
+    assert reactivated.context["subscriptions"] == ordered
     assert [(s.level, s.action) for s in sorted(await rows(DunningStep), key=lambda s: s.level)] == [
         (1, "remind"), (2, "suspend")]
     assert [e.process for e in await _audit("dunning.remind")] == ["dunning.remind"]
@@ -241,7 +245,8 @@ async def test_terminate_cancels_at_once_deletes_the_servers_and_records_the_fin
     billed_until = ended_at if bill_while_suspended else suspended_at
     assert final.period_end == ended_at
     assert final.amount == amount_for(plan, subscription.period_price, start, billed_until) > 0
-    assert len(await _audit("dunning.terminated")) == 1
+    [terminated] = await _audit("dunning.terminated")
+    assert terminated.context["subscriptions"] == [servers["hetzner"]["id"], servers["digitalocean"]["id"]]  # oldest first
     subjects = [m["Subject"] for m in smtp_sink.to(CUSTOMER_EMAIL)]
     assert subjects.count(f"Subscriptions terminated: invoice {invoice.invoice_number} is unpaid") == 1
     assert (await run(customer)).steps == []  # nothing after the last step
