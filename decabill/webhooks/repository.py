@@ -17,9 +17,11 @@ class WebhookEndpointRepository(Repository[WebhookEndpoint]):
                                limit, offset)
 
     async def subscribed_to(self, event_type: str) -> list[WebhookEndpoint]:
-        """The enabled endpoints that asked for `event_type` (filtered here: a tenant has a handful of
-        endpoints, and JSON containment differs between the backends)."""
-        enabled = await self.all(self.statement().where(WebhookEndpoint.enabled.is_(True)))
+        """The enabled endpoints that asked for `event_type`, oldest first (the order their deliveries are written and
+        sent in); filtered here: a tenant has a handful of endpoints, and JSON containment differs between the
+        backends."""
+        enabled = await self.all(self.statement().where(WebhookEndpoint.enabled.is_(True))
+                                 .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id))
         return [e for e in enabled if event_type in (e.event_types or [])]
 
 
@@ -42,7 +44,9 @@ class WebhookDeliveryRepository(Repository[WebhookDelivery]):
         return {status: int(count) for status, count in await self.rows(statement)}
 
     async def due_ids(self, now: dt.datetime, limit: int) -> list[uuid.UUID]:
+        """Pending deliveries whose attempt is due, longest due first; the deliveries of one change share their
+        `next_attempt_at`, so the id decides among them (which of them a full batch leaves for the next run)."""
         statement = self.statement(WebhookDelivery.id).where(
             WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at <= now,
-        ).order_by(WebhookDelivery.next_attempt_at)
+        ).order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
         return await self.page(statement, limit, 0)

@@ -149,6 +149,27 @@ async def test_deliveries_fail_for_good_after_the_schedule(cloud, admin, custome
     assert await webhook_gauges() == {"pending": 0, "failed": 1}
 
 
+async def test_due_deliveries_of_one_moment_are_taken_in_id_order(cloud, admin, fake_cloud):
+    """The deliveries of one change share their `next_attempt_at`: the id decides which of them a batch takes."""
+    from decabill.tenancy import bound_tenant
+    from decabill.webhooks.repository import WebhookDeliveryRepository, WebhookEventRepository
+    from models.webhooks import WebhookDelivery, WebhookEvent
+
+    endpoints = [await register(cloud, admin, f"{fake_cloud.receiver_url}/{n}", ["subscription.created"])
+                 for n in range(4)]
+    moment = db.utcnow() - dt.timedelta(minutes=1)
+    with bound_tenant("default"):
+        async with db.transaction() as session:
+            event = await WebhookEventRepository(session).create(WebhookEvent(type="subscription.created", payload={}))
+            deliveries = WebhookDeliveryRepository(session)
+            made = [deliveries.add(WebhookDelivery(event_id=event.id, endpoint_id=uuid.UUID(endpoint["id"]),
+                                                   event_type="subscription.created", next_attempt_at=moment))
+                    for endpoint in endpoints]
+        ids = sorted(d.id for d in made)
+        assert await delivery.due_deliveries(2) == ids[:2]
+        assert await delivery.due_deliveries(10) == ids
+
+
 async def webhook_gauges() -> dict[str, float]:
     """`decabill_webhook_deliveries` as /metrics would report it now."""
     from decabill.config import get_settings
