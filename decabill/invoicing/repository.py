@@ -488,8 +488,10 @@ class InvoiceLineRepository(Repository[InvoiceLine]):
         return await self.all(self.statement().where(InvoiceLine.invoice_id == invoice_id).order_by(InvoiceLine.position))
 
     async def records_of_invoices(self, invoice_ids: Sequence[uuid.UUID]) -> list[Any]:
-        """The lines of several invoices as plain records (`record()`), in one query."""
-        return await self.all(self.statement(self.record()).where(InvoiceLine.invoice_id.in_(invoice_ids)))
+        """The lines of several invoices as plain records (`record()`), in one query; each invoice's in invoice order
+        (uq_invoice_lines_invoice_position serves it)."""
+        return await self.all(self.statement(self.record()).where(InvoiceLine.invoice_id.in_(invoice_ids))
+                              .order_by(InvoiceLine.invoice_id, InvoiceLine.position))
 
     async def delete_of_invoice(self, invoice_id: uuid.UUID) -> None:
         await self.execute(self.delete(InvoiceLine.invoice_id == invoice_id).execution_options(synchronize_session=False))
@@ -540,9 +542,10 @@ class MailDeliveryRepository(Repository[MailDelivery]):
         return renewed.rowcount > 0
 
     async def pending_ids(self, keys: Sequence[str]) -> list[uuid.UUID]:
-        """The deliveries recorded under `keys` that are still pending."""
+        """The deliveries recorded under `keys` that are still pending, oldest first (the order they are sent in)."""
         return await self.all(self.statement(MailDelivery.id).where(MailDelivery.key.in_(keys),
-                                                                    MailDelivery.status == MailStatus.PENDING))
+                                                                    MailDelivery.status == MailStatus.PENDING)
+                              .order_by(MailDelivery.created_at, MailDelivery.id))
 
     async def update_claimed(self, delivery_id: uuid.UUID, token: uuid.UUID, **values: Any) -> bool:
         """Change the delivery while our claim holds; False when it was taken from us."""
@@ -686,9 +689,11 @@ class InvoiceDocumentRepository(Repository[InvoiceDocumentTask]):
         return await self.all(page(statement, limit, 0))
 
     async def last_error(self, task_ids: Sequence[uuid.UUID]) -> str | None:
-        """The error recorded on one of the tasks (they failed alike, or the first tells enough)."""
+        """The error recorded on one of the tasks (they failed alike, or the first tells enough): the oldest task's,
+        so the same tasks name the same error."""
         return await self.first(self.statement(InvoiceDocumentTask.last_error).where(
-            InvoiceDocumentTask.id.in_(task_ids), InvoiceDocumentTask.last_error.is_not(None)))
+            InvoiceDocumentTask.id.in_(task_ids), InvoiceDocumentTask.last_error.is_not(None))
+            .order_by(InvoiceDocumentTask.created_at, InvoiceDocumentTask.id))
 
     async def unfinished(self) -> int:
         """Tasks of the tenant not rendered yet (pending or rendering)."""
