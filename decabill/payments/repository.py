@@ -25,17 +25,20 @@ class PaymentAttemptRepository(Repository[PaymentAttempt]):
         return await self.one_or_none(statement)
 
     async def other_pending(self, attempt: PaymentAttempt) -> list[PaymentAttempt]:
-        """The invoice's other pending attempts, locked."""
-        statement = self.statement().where(PaymentAttempt.invoice_id == attempt.invoice_id,
-                                           PaymentAttempt.id != attempt.id,
-                                           PaymentAttempt.status == PaymentAttemptStatus.PENDING)
+        """The invoice's other pending attempts, oldest first, locked (in that order)."""
+        statement = (self.statement().where(PaymentAttempt.invoice_id == attempt.invoice_id,
+                                            PaymentAttempt.id != attempt.id,
+                                            PaymentAttempt.status == PaymentAttemptStatus.PENDING)
+                     .order_by(PaymentAttempt.created_at, PaymentAttempt.id))
         return await self.all(self.for_update(statement))
 
     async def with_checkout_of(self, invoice_id: uuid.UUID) -> list[uuid.UUID]:
-        """Ids of the invoice's pending or superseded attempts that still have a checkout URL."""
+        """Ids of the invoice's pending or superseded attempts that still have a checkout URL, oldest first (the
+        order their sessions are closed in)."""
         statement = self.statement(PaymentAttempt.id).where(
             PaymentAttempt.invoice_id == invoice_id, PaymentAttempt.checkout_url.is_not(None),
-            PaymentAttempt.status.in_((PaymentAttemptStatus.PENDING, PaymentAttemptStatus.SUPERSEDED)))
+            PaymentAttempt.status.in_((PaymentAttemptStatus.PENDING, PaymentAttemptStatus.SUPERSEDED)),
+        ).order_by(PaymentAttempt.created_at, PaymentAttempt.id)
         return await self.all(statement)
 
     async def to_close(self, limit: int) -> list[uuid.UUID]:
