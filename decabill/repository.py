@@ -46,6 +46,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
+    literal_column,
     insert,
     select,
     true,
@@ -91,6 +92,35 @@ def paged(statement: Select[Any]) -> Select[Any]:
     """`page()` for a statement built once: limit and offset are bound parameters (64-bit, as the clamped values
     may be); run it with `**paging(limit, offset)`."""
     return statement.limit(bindparam(PAGE_LIMIT, type_=BigInteger)).offset(bindparam(PAGE_OFFSET, type_=BigInteger))
+
+
+_FIRST_PAGES: PerObject[Select[Any], dict[int, Select[Any]]] = PerObject()
+FIRST_PAGE_LIMITS = 100  # distinct limits per statement written into its SQL (the contract's largest page is 100)
+
+
+def planned_first_page(statement: Select[Any]) -> Select[Any]:
+    """Mark a `paged()` statement built once whose first page (offset 0) should be run with its limit written into
+    the SQL. PostgreSQL plans a statement whose LIMIT is a parameter anew at every run when the plan for an unknown
+    limit (which it takes as 10 % of the rows) looks costlier than the plan for the actual one — the admin list's
+    newest-first page of 100,000 invoices: 0.2 ms of planning against 0.08 ms of execution, each time. With the
+    limit in the SQL and no OFFSET its plan for unknown values is the same plan, which PostgreSQL then keeps per
+    connection. Later pages keep the parameters (offsets are many; a statement per offset would not be reused)."""
+    _FIRST_PAGES.put(statement, {})
+    return statement
+
+
+def first_page_of(statement: Select[Any], params: dict[str, Any]) -> Select[Any]:
+    """The statement to run for `params`: `statement` itself, or its first-page variant (`planned_first_page`)."""
+    variants = _FIRST_PAGES.get(statement)
+    if variants is None or params.get(PAGE_OFFSET) != 0:
+        return statement
+    limit = params[PAGE_LIMIT]
+    variant = variants.get(limit)
+    if variant is None:
+        if limit > FIRST_PAGE_LIMITS:
+            return statement
+        variant = variants[limit] = statement.limit(literal_column(str(int(limit)))).offset(None)
+    return variant
 
 
 def paging(limit: int | None, offset: int | None) -> dict[str, int]:
@@ -352,6 +382,7 @@ class Repository(Generic[M]):
         (`_DriverStatement`): the same SQL, parameters and column conversions as SQLAlchemy's, without its
         per-execution machinery; elsewhere (SQLite, inside a transaction, tracing on) as Core."""
         params[TENANT_PARAM] = current_tenant()
+        statement = first_page_of(statement, params)
         session = self.session
         if db.is_driver_read(session):  # a `db.read()` unit on asyncpg: autocommit, no ORM session needed
             driver_statement = _DriverStatement.of(statement, session.dialect)

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import ColumnElement, Select
 
 from decabill.identity.repository import UserRepository
-from decabill.repository import Repository, generic_plan, page, paged, paging, prepared, together
+from decabill.repository import Repository, generic_plan, page, paged, paging, planned_first_page, prepared, together
 from decabill.subscriptions.repository import OpenPositionRepository, SubscriptionRepository
 from decabill.usage.repository import UsageRecordRepository
 from models.catalog import ServicePlan
@@ -370,12 +370,13 @@ class InvoiceRepository(Repository[Invoice]):
     def _latest_page(cls) -> Select[Any]:
         """A page of every invoice of the tenant, newest first, with the tenant's total from its counter (not a
         count that grows with the table) on each row."""
-        return paged(cls.scoped(*cls.listed_columns(), Subscription.number.label("subscription_number"),
-                                User.email.label("user_email"),
-                                InvoiceCountRepository.total_query().scalar_subquery().label("tenant_total"))
-                     .outerjoin(Subscription, Subscription.id == Invoice.subscription_id)
-                     .outerjoin(User, User.id == Invoice.user_id)
-                     .order_by(Invoice.created_at.desc(), Invoice.id.desc()))
+        return planned_first_page(paged(
+            cls.scoped(*cls.listed_columns(), Subscription.number.label("subscription_number"),
+                       User.email.label("user_email"),
+                       InvoiceCountRepository.total_query().scalar_subquery().label("tenant_total"))
+            .outerjoin(Subscription, Subscription.id == Invoice.subscription_id)
+            .outerjoin(User, User.id == Invoice.user_id)
+            .order_by(Invoice.created_at.desc(), Invoice.id.desc())))
 
     async def latest_page(self, *, limit: int, offset: int) -> tuple[list[tuple[Any, str | None, str | None]], int]:
         """`search_page` without a filter, in one statement built once (a page past the end reads the counter

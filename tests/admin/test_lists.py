@@ -50,6 +50,8 @@ async def test_lists_search_and_paging(billing_api, admin, customer, plan, clock
     paged = (await api.get(f"{BASE}/invoices?limit=2&offset=1", token=admin)).json()
     assert [item["id"] for item in paged["items"]] == [ids[3], ids[2]] and paged["total"] == 5
     assert (paged["limit"], paged["offset"]) == (2, 1)
+    first = (await api.get(f"{BASE}/invoices?limit=2", token=admin)).json()  # a first page: its limit in the SQL
+    assert [item["id"] for item in first["items"]] == [ids[4], ids[3]] and first["total"] == 5
     assert len((await api.get(f"{BASE}/invoices?limit=0", token=admin)).json()["items"]) == 5
 
     async def search(term: str, *, path: str = "/invoices", **params) -> list[str]:

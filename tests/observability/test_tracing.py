@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -67,12 +68,14 @@ class Collector:
         with self.lock:
             return [s for s in self.spans if s.name == name]
 
-    def wait_for(self, name: str, timeout: float = 60) -> list[Span]:
+    def wait_for(self, name: str, timeout: float = 60, where: Callable[[Span], bool] = lambda span: True) -> list[Span]:
+        """The spans of that name for which `where` holds, once there is one (spans arrive in batches: the
+        server's readiness probes have `getHealth` spans exported before the test's own request)."""
         deadline = time.monotonic() + timeout
-        while not self.named(name):
+        while not (found := [span for span in self.named(name) if where(span)]):
             assert time.monotonic() < deadline, f"no span {name!r}; got {sorted({s.name for s in self.spans})}"
             time.sleep(0.2)
-        return self.named(name)
+        return found
 
 
 def _value(value):
@@ -111,7 +114,7 @@ async def test_spans_reach_the_collector_and_trace_ids_reach_the_logs(server_env
             await api.user_token(admin, "traced@example.com")  # a confirmation mail over SMTP
             types = await api.get("/service-types/providers/hetzner/server-types", token=admin)
             assert types.status_code == 200
-        [request] = [s for s in collector.wait_for("getHealth") if s.attributes.get("decabill.request_id") == "trace-me-1"]
+        [request] = collector.wait_for("getHealth", where=lambda s: s.attributes.get("decabill.request_id") == "trace-me-1")
         collector.wait_for("provider hetzner fetch_server_types")
         collector.wait_for("smtp send")
         jobs = collector.wait_for("job invoicing.bill_due_users")
@@ -123,7 +126,7 @@ async def test_spans_reach_the_collector_and_trace_ids_reach_the_logs(server_env
                or s.name.startswith("SELECT") for s in statements), [s.name for s in statements]
     [provider] = collector.named("provider hetzner fetch_server_types")
     assert provider.attributes["decabill.provider"] == "hetzner" and "decabill.outcome" not in provider.attributes
-    register = collector.named("createUser")  # the admin creates the user: the confirmation mail goes out
+    register = collector.wait_for("createUser")  # the admin creates the user: the confirmation mail goes out
     assert register, sorted({s.name for s in collector.spans})
     smtp = collector.named("smtp send")[0]
     assert smtp.trace_id in {s.trace_id for s in register}  # the mail was sent within the request that caused it
