@@ -215,9 +215,10 @@ class InvoiceRepository(Repository[Invoice]):
 
     async def past_due_of_user(self, user_id: uuid.UUID, today: dt.date, *, exclude: uuid.UUID | None = None,
                                for_update: bool = False) -> list[Invoice]:
-        """The user's past-due unpaid invoices, oldest due date first."""
+        """The user's past-due unpaid invoices, oldest due date first, then the older invoice (the dunning steps and
+        the suspension's message take them in this order; the id alone would let chance pick among one due date)."""
         statement = (self.statement().where(Invoice.user_id == user_id, *self._past_due(today))
-                     .order_by(Invoice.due_date, Invoice.id))
+                     .order_by(Invoice.due_date, Invoice.created_at, Invoice.id))
         if exclude is not None:
             statement = statement.where(Invoice.id != exclude)
         return await self.all(self.for_update(statement) if for_update else statement)

@@ -31,6 +31,7 @@ from models.customers import CustomerProfile
 from models.invoicing import Invoice, InvoiceAuditLog, InvoiceDocumentTask, InvoiceLine, MailDelivery, UsageRecord
 from models.jobs import NumberSequence
 from models.subscriptions import OpenPosition
+from tests.helpers import drain
 from tests.invoicing.conftest import customer_with_subscription, iso, rows, user_id
 
 USERS = 6
@@ -163,7 +164,7 @@ async def test_the_coordinator_bills_users_on_their_billing_day_through_the_job_
     await broker.startup()
     try:
         assert await tasks.bill_due_users() == billing.ID_SLICES  # one unit per slice of the user ids
-        await broker.wait_all()
+        await drain(broker)  # the slices and what they send
     finally:
         await broker.shutdown()
     [listed] = (await billing_api.get(f"/invoices/{subscription['id']}", token=token)).json()

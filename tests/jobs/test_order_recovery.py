@@ -25,13 +25,13 @@ from structlog.testing import capture_logs
 from decabill import db
 from decabill.config import get_settings
 from decabill.identity.auth import authenticate
-from decabill.jobs import queue
 from decabill.providers import ProviderRequestFailed
 from decabill.providers.digitalocean import DigitalOceanProvider
 from decabill.providers.hetzner import HetznerProvider
 from decabill.subscriptions import billing, dns, recovery, service, tasks
 from decabill.tenancy import bound_tenant
 from models.subscriptions import OpenPosition, Subscription, SubscriptionItem
+from tests.helpers import drain
 from tests.jobs.conftest import load_row, now, update_row
 from tests.jobs.test_backorder_race import _waiting_backorder
 from tests.subscriptions.conftest import digitalocean_plan, hetzner_plan, only_item
@@ -153,10 +153,9 @@ async def test_a_server_created_but_never_recorded_is_adopted(cloud, admin, cust
     assert server["labels"]["decabill-item"] == item["id"]
     assert fake_cloud.cloudflare.records == {}
 
-    broker = queue.get_broker()
     with capture_logs() as logs:
         assert await tasks.recover_stale_orders.original_func() == 1  # the coordinator, as the scheduler sends it
-        await broker.wait_all()
+        await drain()
 
     item = await only_item(cloud, customer, subscription["id"])
     assert item["provisioningStatus"] == "active" and item["hostname"] == server["name"]

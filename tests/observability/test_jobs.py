@@ -15,6 +15,7 @@ from decabill.jobs import ledger, queue
 from decabill.observability import metrics
 from models.invoicing import Invoice
 from models.jobs import JobRunStatus, JobUnitRun
+from tests.helpers import drain
 from tests.invoicing.conftest import ISSUER, complete_profile, manual_plan, order, user_id
 from tests.processes import DECABILL
 
@@ -31,9 +32,8 @@ def counter(metric, *labels: str) -> float:
 
 
 async def _run(unit, *args: str) -> None:
-    broker = queue.get_broker()
     await queue.enqueue(unit, *args)
-    await broker.wait_all()
+    await drain()  # the unit and whatever it sends
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
