@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import inflection
+import orjson
 
 from decabill.memo import PerObject
 from spec import openapi_document
@@ -104,7 +105,9 @@ def _convert(value: Any, schema: dict, kind: str | None) -> Any:
 
 def _utc_datetime(value: dt.datetime) -> Any:
     if value.tzinfo is dt.timezone.utc:  # what the drivers return for timestamptz: already UTC
-        return value.isoformat()[:-6] + "Z"
+        # orjson writes the text `isoformat()[:-6] + "Z"` gives (microseconds only when there are any) in a
+        # fraction of the time: `isoformat` of an aware value was ~9 % of a list of subscriptions (8 per row)
+        return orjson.dumps(value, option=orjson.OPT_UTC_Z)[1:-1].decode()
     return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 

@@ -36,6 +36,16 @@ def test_a_utc_timestamp_is_sent_with_z_and_its_microseconds():
                                    "dueDate": "2026-03-15"}
 
 
+def test_utc_timestamps_read_as_python_writes_them_at_every_precision_and_year():
+    """The UTC fast path writes each timestamp exactly as `isoformat()` with `Z` for `+00:00` does."""
+    values = [dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(999, 12, 31, 23, 59, 59, 1, tzinfo=dt.timezone.utc),
+              dt.datetime(2026, 12, 6, 9, 15, 14, 405980, tzinfo=dt.timezone.utc),
+              dt.datetime(2026, 12, 6, 9, 15, 14, 400000, tzinfo=dt.timezone.utc),
+              dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone.utc)]
+    for value in values:
+        assert shape(Row(value), _SCHEMA)["createdAt"] == value.isoformat().replace("+00:00", "Z")
+
+
 def test_a_timestamp_with_another_offset_is_sent_as_the_same_instant_in_utc():
     berlin = dt.timezone(dt.timedelta(hours=1))
     row = Row(dt.datetime(2026, 3, 1, 0, 15, 0, 500, tzinfo=berlin), issued_at=dt.datetime(2026, 3, 1, tzinfo=berlin))
