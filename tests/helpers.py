@@ -36,20 +36,21 @@ async def drain(broker=None) -> None:
     raise AssertionError("jobs kept running")
 
 
-async def rows(model, *where, tenant: str | None = None) -> list:
+async def rows(model, *where, tenant: str | None = None, order_by: tuple = ()) -> list:
     """The rows of a table as `tenant` (default: the bound one) sees them, oldest first when the table has `created_at`,
     rows of the same time (a frozen test clock, one change's entries) then in primary-key order: PostgreSQL returns
     unordered rows, and rows of equal sort keys, in whatever order the heap holds them, and the tests empty tables
     with DELETE, so freed slots are reused. Audit entries' ids increase in write order (`states.ordered_id`), so
     theirs come in write order; other tables' uuid4 ids give an order that is stable but not the writing order:
-    a test that needs one sorts by what it means (a level, a period)."""
+    a test that needs one sorts by what it means (a level, a period), or passes `order_by` (the primary key still
+    breaks ties)."""
     from sqlmodel import select
 
     from decabill import db
     from decabill.tenancy import bound_tenant, current_tenant
 
     table = model.__table__
-    keys = [table.c.created_at] if "created_at" in table.columns else []
+    keys = list(order_by) or ([table.c.created_at] if "created_at" in table.columns else [])
     statement = select(model).where(*where).order_by(*keys, *table.primary_key.columns)
     with bound_tenant(tenant or current_tenant()):
         async with db.transaction() as session:

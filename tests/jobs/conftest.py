@@ -34,3 +34,12 @@ async def update_row(model, row_id: str | uuid.UUID, **values) -> None:
 async def load_row(model, row_id: str | uuid.UUID):
     async with db.transaction() as session:
         return await session.get(model, uuid.UUID(str(row_id)))
+
+
+async def positions_of(subscription_id: str | uuid.UUID) -> list:
+    """The subscription's open positions (billed or not), earliest period first."""
+    from models.subscriptions import OpenPosition
+    from tests.helpers import rows
+
+    return await rows(OpenPosition, OpenPosition.subscription_id == uuid.UUID(str(subscription_id)),
+                      order_by=(OpenPosition.period_start,))

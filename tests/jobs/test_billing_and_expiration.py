@@ -13,18 +13,11 @@ from sqlalchemy import select
 from decabill import db
 from decabill.subscriptions import billing, expiration
 from decabill.tenancy import bound_tenant
-from models.subscriptions import OpenPosition, Subscription, SubscriptionItem
-from tests.jobs.conftest import load_row, now, update_row
+from models.subscriptions import Subscription, SubscriptionItem
+from tests.jobs.conftest import load_row, now, positions_of, update_row
 from tests.subscriptions.conftest import hetzner_plan, manual_plan, only_item, order
 
 UTC = dt.timezone.utc
-
-
-async def _positions(subscription_id: str) -> list[OpenPosition]:
-    async with db.transaction() as session:
-        query = (select(OpenPosition).where(OpenPosition.subscription_id == uuid.UUID(subscription_id))
-                 .order_by(OpenPosition.period_start))
-        return list((await session.execute(query)).scalars())
 
 
 async def test_the_order_fixes_the_period_price_shown_by_the_price_preview(cloud, admin, customer):
@@ -70,7 +63,7 @@ async def test_billing_is_idempotent_and_backed_by_the_unique_period_key(cloud, 
         await update_row(Subscription, sid, current_period_start=start, current_period_end=start + dt.timedelta(days=1),
                          next_billing_at=start + dt.timedelta(days=1))
         assert await billing.bill_due_period(sid) is None
-    assert len(await _positions(subscription["id"])) == 1
+    assert len(await positions_of(subscription["id"])) == 1
     assert (await load_row(Subscription, sid)).current_period_start == start + dt.timedelta(days=1)
 
 
@@ -86,7 +79,7 @@ async def test_immediate_cancellation_bills_the_partial_last_period(cloud, admin
     effective = dt.datetime.fromisoformat(canceled["cancelEffectiveAt"].replace("Z", "+00:00"))
     with bound_tenant("default"):
         assert await expiration.expire_subscription(sid) == "canceled"
-    [final] = await _positions(str(sid))
+    [final] = await positions_of(str(sid))
     assert final.kind == "final" and final.period_start == start and final.period_end == effective
     minutes = int(effective.timestamp() // 60) - int(start.timestamp() // 60)
     assert final.amount == (Decimal(24) * minutes / Decimal(24 * 60)).quantize(Decimal("0.0001"))
@@ -108,7 +101,7 @@ async def test_cancel_at_period_end_bills_full_periods_and_no_empty_final_one(cl
         assert await billing.bill_due_period(sid) is not None  # the last full period, as a recurring position
         assert await expiration.expire_subscription(sid) == "canceled"
         assert await billing.bill_due_period(sid) is None  # canceled: nothing more
-    positions = await _positions(str(sid))
+    positions = await positions_of(str(sid))
     assert [(p.kind, p.amount) for p in positions] == [("recurring", Decimal("5.0000"))]
 
 
@@ -123,7 +116,7 @@ async def test_a_pending_cancel_subscription_leaves_its_shortened_last_period_to
     with bound_tenant("default"):
         assert await billing.bill_due_period(sid) is None
         assert await expiration.expire_subscription(sid) == "canceled"
-    [final] = await _positions(str(sid))
+    [final] = await positions_of(str(sid))
     assert final.kind == "final" and final.amount == Decimal("12.0000")
 
 
@@ -150,7 +143,7 @@ async def test_failed_deprovisioning_is_retried_until_the_server_is_gone(cloud, 
     stored = await load_row(SubscriptionItem, item["id"])
     assert stored.provider_reference is None and stored.hostname is None
     assert fake_cloud.hetzner.servers == {} and fake_cloud.cloudflare.records == {}
-    assert len([p for p in await _positions(str(sid)) if p.kind == "final"]) <= 1
+    assert len([p for p in await positions_of(str(sid)) if p.kind == "final"]) <= 1
 
 
 @pytest.mark.parametrize("without_items", [False, True], ids=["item-without-server", "no-items"])
@@ -174,7 +167,7 @@ async def test_a_product_without_servers_cancelled_at_once_gets_its_final_charge
     effective = (await load_row(Subscription, sid)).cancel_effective_at
     with bound_tenant("default"):
         assert await expiration.expire_subscription(sid) == "canceled"
-    [final] = await _positions(str(sid))
+    [final] = await positions_of(str(sid))
     assert final.kind == "final" and final.period_start == start and final.period_end == effective
     assert Decimal(29) <= final.amount <= Decimal(31)
     assert (await cloud.get(f"/subscriptions/{sid}", token=customer)).json()["status"] == "canceled"
@@ -193,4 +186,4 @@ async def test_a_delivered_subscription_keeps_its_charges_whoever_asks_to_withdr
         assert await billing.bill_due_period(sid) is not None
         async with db.transaction() as session:
             assert await billing.withdraw_undelivered(session, sid) == 0
-    assert len(await _positions(str(sid))) == 1
+    assert len(await positions_of(str(sid))) == 1

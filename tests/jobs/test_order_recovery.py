@@ -19,10 +19,8 @@ from contextlib import asynccontextmanager
 import pytest
 import requests
 from azure.core.exceptions import ServiceResponseTimeoutError
-from sqlalchemy import select
 from structlog.testing import capture_logs
 
-from decabill import db
 from decabill.config import get_settings
 from decabill.identity.auth import authenticate
 from decabill.providers import ProviderRequestFailed
@@ -30,9 +28,9 @@ from decabill.providers.digitalocean import DigitalOceanProvider
 from decabill.providers.hetzner import HetznerProvider
 from decabill.subscriptions import billing, dns, recovery, service, tasks
 from decabill.tenancy import bound_tenant
-from models.subscriptions import OpenPosition, Subscription, SubscriptionItem
+from models.subscriptions import Subscription, SubscriptionItem
 from tests.helpers import drain
-from tests.jobs.conftest import load_row, now, update_row
+from tests.jobs.conftest import load_row, now, positions_of, update_row
 from tests.jobs.test_backorder_race import _waiting_backorder
 from tests.subscriptions.conftest import digitalocean_plan, hetzner_plan, only_item
 
@@ -140,12 +138,6 @@ async def _run_job() -> dict[str, str]:
         return {str(item_id): await recovery.recover_order(item_id) for item_id in await recovery.stale_orders(100)}
 
 
-async def _positions(subscription_id: str) -> list[OpenPosition]:
-    async with db.transaction() as session:
-        query = select(OpenPosition).where(OpenPosition.subscription_id == uuid.UUID(subscription_id))
-        return list((await session.execute(query)).scalars())
-
-
 async def test_a_server_created_but_never_recorded_is_adopted(cloud, admin, customer, fake_cloud):
     plan = await hetzner_plan(cloud, admin)
     subscription, item = await _crashed_order(cloud, customer, plan["id"], HetznerProvider, server_created=True)
@@ -188,7 +180,7 @@ async def test_an_order_without_server_ends_unbilled(cloud, admin, customer, fak
     assert ended["status"] == "canceled" and ended["nextBillingAt"] is None
     item = await only_item(cloud, customer, subscription["id"])
     assert item["provisioningStatus"] == "failed" and item.get("hostname") is None
-    assert await _positions(subscription["id"]) == []  # never billed
+    assert await positions_of(subscription["id"]) == []  # never billed
     assert fake_cloud.digitalocean.droplets == {} and fake_cloud.cloudflare.records == {}
     with bound_tenant("default"):
         assert await billing.due_for_billing(100) == []
@@ -327,7 +319,7 @@ async def test_a_refused_order_left_billed_by_a_crash_ends_unbilled(cloud, admin
     ended = (await cloud.get(f"/subscriptions/{subscription['id']}", token=customer)).json()
     assert ended["status"] == "canceled" and ended["nextBillingAt"] is None
     assert (await only_item(cloud, customer, subscription["id"]))["provisioningStatus"] == "failed"
-    assert await _positions(subscription["id"]) == []  # never billed
+    assert await positions_of(subscription["id"]) == []  # never billed
     assert fake_cloud.digitalocean.droplets == {}
     await update_row(SubscriptionItem, item["id"], updated_at=now() - STALE)
     assert await _run_job() == {}
@@ -361,7 +353,7 @@ async def test_a_server_made_despite_a_timeout_is_deleted_when_the_crashed_order
     assert await _run_job() == {item["id"]: "cleaned"}
     assert fake_cloud.hetzner.servers == {} and fake_cloud.cloudflare.records == {}
     assert (await only_item(cloud, customer, subscription["id"])).get("hostname") is None
-    assert await _positions(subscription["id"]) == []
+    assert await positions_of(subscription["id"]) == []
     await update_row(SubscriptionItem, item["id"], updated_at=now() - STALE)
     assert await _run_job() == {}
 

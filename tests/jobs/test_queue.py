@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,23 +18,12 @@ from decabill.config import get_settings
 from decabill.jobs import queue
 from decabill.jobs.runtime import CoordinatorSchedule, JobRuntime, interval_seconds
 from decabill.subscriptions import tasks
-from models.subscriptions import OpenPosition, Subscription
+from models.subscriptions import Subscription
 from tests.helpers import drain
-from tests.jobs.conftest import load_row, now, update_row
+from tests.jobs.conftest import load_row, now, positions_of, update_row
 from tests.subscriptions.conftest import hetzner_plan, manual_plan, order
 from tests.log_lines import log_records, logged
 from tests.processes import DECABILL, decabill_process, free_port
-
-
-async def _positions(subscription_id: str) -> list[OpenPosition]:
-    from sqlalchemy import select
-
-    from decabill import db
-
-    async with db.transaction() as session:
-        query = (select(OpenPosition).where(OpenPosition.subscription_id == uuid.UUID(subscription_id))
-                 .order_by(OpenPosition.period_start))
-        return list((await session.execute(query)).scalars())
 
 
 async def _due_subscription(cloud, admin, customer) -> dict:
@@ -70,7 +58,7 @@ async def test_billing_coordinator_records_each_period_once(cloud, admin, custom
     for _ in range(3):  # three scheduler ticks: the period is billed on the first one only
         await tasks.bill_due.kiq()
         await drain(broker)
-    positions = await _positions(subscription["id"])
+    positions = await positions_of(subscription["id"])
     assert [(p.kind, str(p.amount)) for p in positions] == [("recurring", "24.0000")]
     assert positions[0].description == f"Subscription {subscription['number']}"
     advanced = await load_row(Subscription, subscription["id"])
@@ -92,8 +80,8 @@ async def test_coordinators_cover_every_configured_tenant(cloud, admin, customer
 
     assert await tasks.bill_due.original_func() == 2  # one unit per due subscription, each in its tenant
     await drain(queue.get_broker())
-    assert len(await _positions(acme_sub["id"])) == 1 and len(await _positions(default_sub["id"])) == 1
-    acme_position = (await _positions(acme_sub["id"]))[0]
+    assert len(await positions_of(acme_sub["id"])) == 1 and len(await positions_of(default_sub["id"])) == 1
+    acme_position = (await positions_of(acme_sub["id"]))[0]
     assert acme_position.tenant_id == "acme"
 
 
@@ -104,12 +92,12 @@ async def test_the_scheduler_role_sends_coordinators_on_their_interval(cloud, ad
     await runtime.start()
     try:
         for _ in range(60):
-            if await _positions(subscription["id"]):
+            if await positions_of(subscription["id"]):
                 break
             await asyncio.sleep(0.1)
     finally:
         await runtime.stop()
-    assert len(await _positions(subscription["id"])) == 1
+    assert len(await positions_of(subscription["id"])) == 1
 
 
 def test_intervals_come_from_the_settings_in_whole_seconds(env):
@@ -165,19 +153,19 @@ async def test_with_redis_the_api_enqueues_and_a_worker_consumes(cloud, admin, c
     try:
         await tasks.bill_period.kiq("default", subscription["id"])  # enqueued only: no worker yet
         await asyncio.sleep(0.3)
-        assert await _positions(subscription["id"]) == []
+        assert await positions_of(subscription["id"]) == []
         worker = JobRuntime(get_settings(), "worker")
         await worker.start()
         try:
             for _ in range(100):
-                if await _positions(subscription["id"]):
+                if await positions_of(subscription["id"]):
                     break
                 await asyncio.sleep(0.1)
         finally:
             await worker.stop()
     finally:
         queue.reset_broker()
-    assert len(await _positions(subscription["id"])) == 1
+    assert len(await positions_of(subscription["id"])) == 1
 
 
 # --- the roles of `decabill serve` ---------------------------------------------------------------------------
