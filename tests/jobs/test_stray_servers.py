@@ -26,14 +26,13 @@ from decabill.subscriptions import backorders, expiration
 from decabill.tenancy import bound_tenant
 from models.subscriptions import Backorder, Subscription, SubscriptionItem
 from tests.helpers import assert_error
-from tests.jobs.conftest import now, update_row
+from tests.jobs.conftest import now, positions_of, update_row
 from tests.jobs.test_backorder_race import _server_creations, _waiting_backorder
 from tests.jobs.test_order_recovery import (
     STALE,
     _bill_first_day,
     _crash,
     _crashed_order,
-    _positions,
     _run_job,
     _stalled,
     read_timeout,
@@ -76,7 +75,7 @@ async def test_a_server_made_although_the_create_call_timed_out_is_deleted(cloud
     assert await _run_job() == {item["id"]: "cleaned"}
     assert (await only_item(cloud, customer, subscription["id"])).get("hostname") is None
     assert _servers(fake_cloud) == {} and fake_cloud.cloudflare.records == {}
-    assert await _positions(subscription["id"]) == []
+    assert await positions_of(subscription["id"]) == []
 
 
 async def test_a_server_the_provider_finishes_after_the_timeout_is_deleted_by_the_recovery_job(cloud, admin, customer,
@@ -186,7 +185,7 @@ async def test_expiring_an_interrupted_order_deletes_its_unrecorded_server_and_b
     assert (await cloud.get(f"/subscriptions/{subscription['id']}", token=customer)).json()["status"] == "canceled"
     shown = await only_item(cloud, customer, subscription["id"])
     assert shown["provisioningStatus"] == "failed" and shown["hostname"] == item["hostname"]  # the search failed
-    assert await _positions(subscription["id"]) == []  # never delivered: no final period, the first one withdrawn
+    assert await positions_of(subscription["id"]) == []  # never delivered: no final period, the first one withdrawn
     assert len(fake_cloud.hetzner.servers) == 1
 
     await update_row(SubscriptionItem, item["id"], updated_at=now() - STALE)
