@@ -171,7 +171,8 @@ def _shaper(schema: dict) -> Callable[[Any], dict]:
     objects it is generated as straight-line code — one block per property, no loop over field descriptions (a
     page of 20 admin invoices × 17 properties is ~340 of these blocks). A value of a plain type the schema passes
     through (str, int, bool, float) is copied without a call; another scalar is converted by its type's function;
-    anything else (objects, arrays, enums) by the property's converter."""
+    anything else (objects, arrays, enums) by the property's converter. That generic shaper shapes dicts and what
+    a class's own shaper (`_ClassShaper`, made at the first object of each class) hands back to it."""
     known = _SHAPERS.get(schema)
     if known is not None:
         return known
