@@ -91,14 +91,14 @@ async def main() -> None:
         for number, (label, statement, params) in enumerate(captured):
             bound = statement.params(**params)
             literal = bound.compile(engine.sync_engine, compile_kwargs={"literal_binds": True})
-            plan = (await session.execute(text(f"EXPLAIN (ANALYZE, COSTS OFF, TIMING ON) {literal}"))).scalars().all()
+            plan = (await session.execute(text(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING ON) {literal}"))).scalars().all()
             print(f"### {label}\n" + "\n".join(plan) + "\n")
 
             expanded = bound.compile(engine.sync_engine).construct_expanded_state()
             arguments = ", ".join(_literal(expanded.parameters[name]) for name in expanded.positiontup)
             await driver.execute(f"PREPARE q{number} AS {expanded.statement}")
             await driver.execute("SET plan_cache_mode = force_generic_plan")
-            rows = await driver.fetch(f"EXPLAIN (ANALYZE, COSTS OFF, TIMING ON) EXECUTE q{number}({arguments})")
+            rows = await driver.fetch(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING ON) EXECUTE q{number}({arguments})")
             await driver.execute("RESET plan_cache_mode")
             print(f"### {label} — generic plan\n" + "\n".join(row[0] for row in rows) + "\n")
     await engine.dispose()

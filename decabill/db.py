@@ -19,6 +19,7 @@ import datetime as dt
 import functools
 import os
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -249,6 +250,8 @@ def init_engine(
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
+    if engine.dialect.driver == "asyncpg":
+        event.listen(engine.sync_engine, "before_cursor_execute", _default_plans_for_core)
     tracing.instrument_engine(engine)  # a span per statement when tracing is on
     _driver_reads = engine.dialect.driver == "asyncpg" and not tracing.enabled()
     _engine = engine
@@ -262,6 +265,45 @@ def generation() -> int:
     """Which engine (database) is current: a process cache of database content keys on it, so an answer read
     from one database is never served for another (tests swap databases; so may an operator's restore)."""
     return _generation
+
+
+# --- PostgreSQL's plan cache mode, per connection ------------------------------------------------------------
+
+_GENERIC_ON, _GENERIC_OFF = "SET plan_cache_mode = force_generic_plan", "RESET plan_cache_mode"
+#: asyncpg connections that may be in `force_generic_plan`, left so by a driver read of a statement marked for it
+#: (`repository.generic_plan`). The setting stays with the connection until a statement not marked runs on it:
+#: searches one after the other on a connection cost no SET and RESET round trips (with them, two of a search's
+#: three, a third of its time: docs/performance.md, "The generic plan kept by the connection").
+_generic_plan_connections: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+async def use_plans(driver: Any, *, generic: bool) -> None:
+    """Put asyncpg's connection `driver` (outside a transaction: a driver read's) in the plan cache mode of the
+    statement it runs next: `force_generic_plan` for a statement marked for it, else the database's default — a
+    round trip only when the mode changes. A SET or RESET that failed or was cancelled may or may not have taken
+    effect: the connection counts as maybe generic, so that the next statement not marked resets it (RESET is
+    idempotent)."""
+    maybe_generic = driver in _generic_plan_connections
+    if generic == maybe_generic:
+        return
+    _generic_plan_connections.add(driver)
+    await driver.execute(_GENERIC_ON if generic else _GENERIC_OFF)
+    if not generic:
+        _generic_plan_connections.discard(driver)
+
+
+def _default_plans_for_core(conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any,
+                            executemany: bool) -> None:
+    """Before a Core (or ORM) statement on asyncpg: a connection a driver read left with generic plans gets the
+    database's default back first (in the statement's greenlet, so the RESET is awaited here). Only a RESET
+    outside a transaction lasts (one inside could be rolled back): within one the connection stays marked."""
+    if not _generic_plan_connections:
+        return
+    driver = conn.connection.driver_connection
+    if driver in _generic_plan_connections:
+        await_(driver.execute(_GENERIC_OFF))
+        if not driver.is_in_transaction():
+            _generic_plan_connections.discard(driver)
 
 
 def driver_reads() -> bool:

@@ -154,12 +154,12 @@ class prepared:  # noqa: N801 - used as a decorator, like `property`
 
 
 _GENERIC_PLANS: PerObject[Executable, bool] = PerObject()
-_GENERIC_ON, _GENERIC_OFF = "SET plan_cache_mode = force_generic_plan", "RESET plan_cache_mode"
 
 
 def generic_plan(statement: Select[Any]) -> Select[Any]:
     """Mark a statement built once (`scoped()`, run with `run()`) to be planned once per connection on PostgreSQL:
-    its driver read runs it with `plan_cache_mode = force_generic_plan` for that statement alone. For statements
+    its driver read runs it with `plan_cache_mode = force_generic_plan` (`db.use_plans`: the connection keeps the
+    setting for the next marked read; a statement not marked, driver read or Core, resets it first). For statements
     whose every run would otherwise be planned anew (PostgreSQL keeps choosing a custom plan when the plan for
     unknown values looks costlier, as for the admin search's `LIKE` patterns: 0.55–0.65 ms of planning against
     0.2 ms of execution each time, on the database's CPU), where the plan for unknown values serves every value
@@ -247,31 +247,8 @@ class _DriverStatement:
         if self._rows is None:  # the first run: the columns' conversions need their database types
             prepared_statement = await driver.prepare(self.sql)
             self._rows = self._row_maker(prepared_statement.get_attributes())
-        if self.generic_plan:
-            return self._rows(await self._fetch_generic(driver, arguments))
+        await db.use_plans(driver, generic=self.generic_plan)
         return self._rows(await driver.fetch(self.sql, *arguments))
-
-    async def _fetch_generic(self, driver: Any, arguments: tuple[Any, ...]) -> list[Any]:
-        """`fetch` with PostgreSQL's plan for unknown values (`generic_plan`): the setting is the connection's, so it
-        is set for this statement and reset after it; a connection it could not be reset on is closed, never
-        handed back to the pool with it."""
-        await driver.execute(_GENERIC_ON)
-        try:
-            records = await driver.fetch(self.sql, *arguments)
-        except BaseException:  # the statement's own error (or the request's cancellation) is what is raised
-            await self._reset_or_close(driver, reraise=False)
-            raise
-        await self._reset_or_close(driver, reraise=True)
-        return records
-
-    @staticmethod
-    async def _reset_or_close(driver: Any, *, reraise: bool) -> None:
-        try:
-            await driver.execute(_GENERIC_OFF)
-        except BaseException:
-            driver.terminate()  # the pool finds it closed and connects anew (as after a database restart)
-            if reraise:
-                raise
 
 
 _RECORDS: dict[type, Bundle] = {}

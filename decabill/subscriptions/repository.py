@@ -327,18 +327,22 @@ class OpenPositionRepository(BillableRepository[OpenPosition]):
     async def count_of(self, subscription_id: uuid.UUID) -> int:
         return await self.count(OpenPosition.subscription_id == subscription_id)
 
+    #: the order of an invoice's lines: as recorded, and positions recorded at one instant (a run that records
+    #: several periods at once) by their period, before the id that makes the order total
+    _BILLING_ORDER = (OpenPosition.created_at, OpenPosition.period_start, OpenPosition.id)
+
     def _unbilled_of_user(self, user_id: uuid.UUID) -> Select[Any]:
         return self.statement().where(OpenPosition.user_id == user_id, OpenPosition.invoice_id.is_(None))
 
     async def claim_unbilled_of_user(self, user_id: uuid.UUID) -> list[OpenPosition]:
-        """The user's unbilled positions, oldest first, locked (skipping rows another biller holds)."""
-        statement = self._unbilled_of_user(user_id).order_by(OpenPosition.created_at, OpenPosition.id)
+        """The user's unbilled positions, oldest first (`_BILLING_ORDER`), locked (skipping rows another biller holds)."""
+        statement = self._unbilled_of_user(user_id).order_by(*self._BILLING_ORDER)
         return await self.all(self.for_update(statement, skip_locked=True))
 
     async def claim_unbilled_of_users(self, user_ids: Sequence[uuid.UUID]) -> list[OpenPosition]:
         """`claim_unbilled_of_user` for many users at once (the billing day's batch)."""
         statement = (self.statement().where(OpenPosition.user_id.in_(user_ids), OpenPosition.invoice_id.is_(None))
-                     .order_by(OpenPosition.created_at, OpenPosition.id))
+                     .order_by(*self._BILLING_ORDER))
         return await self.all(self.for_update(statement, skip_locked=True))
 
     async def unbilled_total(self, **filters: Any) -> Any:

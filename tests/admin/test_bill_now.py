@@ -16,7 +16,7 @@ from decabill.invoicing import billing
 from decabill.invoicing import tasks as invoicing_tasks
 from decabill.jobs import queue
 from decabill.tenancy import bound_tenant
-from models.invoicing import Invoice, InvoiceAuditLog
+from models.invoicing import Invoice, InvoiceAuditLog, InvoiceLine
 from models.subscriptions import OpenPosition
 from tests.admin.conftest import BASE, add_position, audit
 from tests.helpers import assert_error, drain
@@ -105,6 +105,31 @@ async def test_bill_now_queues_and_bills_through_the_billing_day_unit(billing_ap
 
     summary = (await api.get(f"{BASE}/summary", token=admin)).json()
     assert summary["unbilledTotal"] == 0 and summary["openOverdueCount"] == 3
+
+
+async def test_positions_recorded_at_one_instant_are_invoiced_in_period_order(billing_api, admin, customer, plan):
+    """Positions with the same `created_at` (one job run records several periods at once) become lines in the
+    order of their periods, not of their random ids: the ids here sort the other way round."""
+    api = billing_api
+    subscription = await order(api, customer, plan["id"])
+    owner = user_id(customer)
+    now = db.utcnow().replace(microsecond=0)
+    amounts = ["30.00", "20.00", "10.00"]  # oldest period first
+    async with db.transaction() as session:
+        for index, amount in enumerate(amounts):
+            start = now - dt.timedelta(days=30 * (len(amounts) - index))
+            session.add(OpenPosition(
+                id=uuid.UUID(int=(len(amounts) - index) << 64 | 0x4000_8000_0000_0000), created_at=now,
+                tenant_id="default", subscription_id=uuid.UUID(subscription["id"]), user_id=owner, kind="recurring",
+                description=f"Subscription {subscription['number']}", period_start=start,
+                period_end=start + dt.timedelta(days=30), amount=Decimal(amount), currency="EUR"))
+    response = await api.post(f"{BASE}/bill-now", token=admin, json={"userId": str(owner)})
+    assert response.status_code == 200, response.text
+    await billed({owner: 1})
+    [invoice] = await invoices_of(owner)
+    lines = await rows(InvoiceLine, InvoiceLine.invoice_id == invoice.id, order_by=(InvoiceLine.position,))
+    assert [line.line_net for line in lines] == [Decimal(amount) for amount in amounts]
+    assert [line.period_start for line in lines] == sorted(line.period_start for line in lines)
 
 
 async def test_a_failing_user_is_recorded_and_keeps_its_positions(billing_api, admin, customer, plan):

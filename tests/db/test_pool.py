@@ -248,37 +248,56 @@ async def test_a_hot_read_that_gets_no_connection_in_time_raises_the_pools_timeo
     await db.dispose_engine()
 
 
-async def test_a_statement_marked_for_a_generic_plan_runs_with_it_and_leaves_the_connection_as_it_was(pg):
+async def test_a_statement_marked_for_a_generic_plan_runs_with_it_and_nothing_else_does(pg):
     """`generic_plan(statement)` (the admin search): its driver read runs with `plan_cache_mode =
-    force_generic_plan`, set for that statement alone — the next statement on the same pooled connection, a
-    statement not marked, and a marked one that fails all leave the connection with the database's default."""
+    force_generic_plan`, and the connection keeps it for the next marked read — one SET for a run of them, no
+    RESET after each. Everything else on that pooled connection runs with the database's default: a driver read
+    not marked, a Core statement, an ORM transaction, and the Core rerun of a marked read that failed."""
     from sqlalchemy import func, literal, select
     from sqlalchemy.exc import DBAPIError
 
     from decabill.identity.repository import UserRepository
     from decabill.repository import generic_plan
 
-    engine = db.init_engine(pg, pool_size=1, max_overflow=0, pool_timeout=10)
+    engine = db.init_engine(pg, pool_size=1, max_overflow=0, pool_timeout=10)  # one connection for everything
     mode = func.current_setting("plan_cache_mode").label("mode")
     marked, plain = generic_plan(select(mode)), select(mode)
     failing = generic_plan(select(mode, (literal(1) / (literal(0) * func.length(mode))).label("never")))
+    settings: list[str] = []  # the SET and RESET statements the connection received
+
+    def log_setting(query) -> None:
+        if "plan_cache_mode" in query.query and not query.query.startswith("SELECT"):
+            settings.append(query.query)
 
     async def run(statement) -> str:
         async with db.read() as unit:
+            driver = await unit.driver()
+            if log_setting not in driver._query_loggers:  # noqa: SLF001 - asyncpg keeps no public list
+                driver.add_query_logger(log_setting)
             (row,) = await UserRepository(unit).run(statement)
         return row.mode
 
-    async def connection_mode() -> str:
-        async with engine.connect() as conn:  # the pool's one connection, the reads' too
+    async def core_mode() -> str:
+        async with engine.connect() as conn:
             return (await conn.execute(text("SHOW plan_cache_mode"))).scalar_one()
 
-    default = await connection_mode()
+    async def orm_mode() -> str:
+        async with db.transaction() as session:
+            return (await session.execute(text("SHOW plan_cache_mode"))).scalar_one()
+
+    default = await core_mode()
     assert default != "force_generic_plan"
+    assert [await run(marked) for _ in range(3)] == ["force_generic_plan"] * 3
+    assert settings == ["SET plan_cache_mode = force_generic_plan"]
+    assert await core_mode() == default
     assert await run(marked) == "force_generic_plan"
-    assert await connection_mode() == default
+    assert await orm_mode() == default
+    assert await run(marked) == "force_generic_plan"
     assert await run(plain) == default
+    assert await run(plain) == default
+    assert settings == ["SET plan_cache_mode = force_generic_plan", "RESET plan_cache_mode"] * 3
     with pytest.raises(DBAPIError):
         await run(failing)
-    assert await connection_mode() == default
+    assert await core_mode() == default
     assert engine.sync_engine.pool.checkedout() == 0
     await db.dispose_engine()
