@@ -308,8 +308,10 @@ def start_profile(server: Server, out: Path, seconds: int) -> subprocess.Popen:
 
 
 def print_profile(spy: subprocess.Popen, out: Path, top: int = 25) -> None:
-    """The functions holding most samples, inclusive (anywhere on the stack) and exclusive (on top)."""
+    """The functions holding most samples, inclusive (anywhere on the stack) and exclusive (on top); the raw
+    collapsed stacks are kept as bench-profile.txt in the working directory (for a flame graph or a closer look)."""
     spy.wait(timeout=60)
+    shutil.copyfile(out, Path.cwd() / "bench-profile.txt")
     inclusive: dict[str, int] = {}
     exclusive: dict[str, int] = {}
     total = 0
@@ -342,8 +344,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="WEB_CONCURRENCY of decabill serve (default 1)")
     parser.add_argument("--skip-seed", action="store_true", help="reuse the database of the previous run")
     parser.add_argument("--only", help="comma-separated subset of endpoint names to drive")
-    parser.add_argument("--profile", help="endpoint name: record Decabill with py-spy during its c=10 run and print "
+    parser.add_argument("--profile", help="endpoint name: record Decabill with py-spy during its run (--profile-connections) and print "
                         "the hottest functions (needs py-spy)")
+    parser.add_argument("--profile-connections", type=int, default=10, choices=(10, 50),
+                        help="the run --profile records (default %(default)s connections)")
     parser.add_argument("--database", default=DATABASE, help="database to (re)create (default %(default)s)")
     parser.add_argument("--log-level", default="warning", help="Decabill's LOG_LEVEL (default %(default)s, as the "
                         "earlier figures; `info`, production's default, writes a line per request to its log file)")
@@ -401,7 +405,7 @@ def main() -> None:
             for server in (decabill, baseline):
                 drive(server.base + path, connections=10, seconds=2, headers=headers)  # warm-up
                 for connections in (10, 50):
-                    profiling = args.profile == name and server is decabill and connections == 10
+                    profiling = args.profile == name and server is decabill and connections == args.profile_connections
                     spy = start_profile(server, workdir / f"profile-{len(figures)}.txt", seconds) if profiling else None
                     result = drive(server.base + path, connections=connections, seconds=seconds, headers=headers)
                     if spy is not None:
