@@ -19,6 +19,7 @@ import uvicorn
 
 from decabill import collector
 from decabill.config import ConfigurationError, Settings, get_settings
+from decabill.web.protocol import http_protocol
 
 log = structlog.get_logger("decabill")
 
@@ -125,6 +126,11 @@ def _uvicorn_config(app, host: str | None, port: int | None, trusted_proxies: li
         listener.update(host=host, port=port)
     return uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", **listener,
                           proxy_headers=bool(trusted_proxies), forwarded_allow_ips=trusted_proxies or None)
+
+
+def _api_config(app, host: str | None, port: int | None, trusted_proxies: list[str], **listener) -> uvicorn.Config:
+    """The API's listener: a response's writes in one step of the event loop go out as one (decabill/web/protocol.py)."""
+    return _uvicorn_config(app, host, port, trusted_proxies, http=http_protocol(), **listener)
 
 
 def _http_socket(host: str, port: int) -> socket_module.socket:
@@ -234,12 +240,12 @@ async def _serve(settings: Settings, *, http: bool, socket: bool, jobs: bool = T
 
         app = create_app(settings)
         if http_fd is not None:
-            servers.append(_Server(_uvicorn_config(app, None, None, settings.trusted_proxies, fd=http_fd)))
+            servers.append(_Server(_api_config(app, None, None, settings.trusted_proxies, fd=http_fd)))
         elif http_socket is not None:
-            config = _uvicorn_config(app, settings.host, settings.port, settings.trusted_proxies)
+            config = _api_config(app, settings.host, settings.port, settings.trusted_proxies)
             servers.append(_BoundServer(config, http_socket))
         else:
-            servers.append(_Server(_uvicorn_config(app, settings.host, settings.port, settings.trusted_proxies)))
+            servers.append(_Server(_api_config(app, settings.host, settings.port, settings.trusted_proxies)))
     http_workers = _HttpWorkers(extra_workers, http_socket) if http_socket is not None else None
     if socket and settings.websocket_port:
         from decabill.realtime.server import create_socket_app
