@@ -124,7 +124,8 @@ def _uvicorn_config(app, host: str | None, port: int | None, trusted_proxies: li
     # behind a proxy that does not set the header) choose their address for the rate limiter.
     if host is not None:
         listener.update(host=host, port=port)
-    return uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", **listener,
+    # no `server: uvicorn` header: an answer need not name the software behind it
+    return uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", server_header=False, **listener,
                           proxy_headers=bool(trusted_proxies), forwarded_allow_ips=trusted_proxies or None)
 
 

@@ -1,16 +1,17 @@
 """The API server's HTTP protocol (decabill/web/protocol.py): what a response writes in one step of the event loop
 reaches the socket as one write; a response streamed over several steps and a connection closed after its
-response lose nothing; `decabill serve` runs the API on it."""
+response lose nothing; `decabill serve` runs the API on it, without a `server` header."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import uvicorn
 from starlette.responses import Response, StreamingResponse
 from uvicorn.server import ServerState
 
-from decabill.cli import _api_config
+from decabill.cli import _api_config, _BoundServer
 from decabill.web.protocol import OneWriteHttpProtocol, StepWriteTransport
 
 
@@ -126,24 +127,27 @@ async def test_the_api_server_runs_on_it_and_keeps_connections_alive():
 
     config = _api_config(api, "127.0.0.1", 0, [])
     config.lifespan = "off"
-    config.load()
-    assert config.http_protocol_class is OneWriteHttpProtocol
-    loop = asyncio.get_running_loop()
-    state = ServerState()
-    server = await loop.create_server(lambda: config.http_protocol_class(config, state, {}, loop), "127.0.0.1", 0)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = _BoundServer(config, sock)  # as `decabill serve` runs a listener on a bound socket
+    serving = asyncio.create_task(server.serve())
     try:
-        port = server.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(500):
+            if server.started:
+                break
+            await asyncio.sleep(0.01)
+        assert config.http_protocol_class is OneWriteHttpProtocol
+        reader, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
         answers = []
         for path in (b"/first", b"/second"):  # one connection, two requests
             writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: api\r\n\r\n")
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert b"\r\ndate:" in head.lower()
+            assert b"\r\nserver:" not in head.lower()  # the software behind the API is not named
             length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
             answers.append((head.split(b"\r\n")[0], await asyncio.wait_for(reader.readexactly(length), 5)))
         assert answers == [(b"HTTP/1.1 200 OK", b"/first"), (b"HTTP/1.1 200 OK", b"/second")]
         writer.close()
     finally:
-        for connection in list(state.connections):
-            connection.shutdown()
-        server.close()
-        await server.wait_closed()
+        server.should_exit = True
+        await asyncio.wait_for(serving, 10)
