@@ -30,6 +30,8 @@ class StepWriteTransport:
         self._pending: list[bytes] | None = None
 
     def write(self, data: bytes) -> None:
+        if type(data) is not bytes:  # a bytearray or memoryview may change before the flush: keep what was written
+            data = bytes(data)
         if self._pending is None:
             self._pending = [data]
             self._loop.call_soon(self._flush)

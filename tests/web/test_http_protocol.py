@@ -120,6 +120,17 @@ async def test_what_is_held_counts_in_the_write_buffer_and_an_abort_drops_it():
     assert transport.get_extra_info("peername") == ("127.0.0.1", 50000)  # the rest is the socket's
 
 
+async def test_a_buffer_changed_after_its_write_goes_out_as_it_was_written():
+    real = RecordingTransport()
+    transport = StepWriteTransport(real, asyncio.get_running_loop())
+    body = bytearray(b"paid")
+    transport.write(b"status: ")
+    transport.write(body)
+    body[:] = b"void"  # the writer reuses its buffer before the loop's next turn
+    await asyncio.sleep(0)
+    assert real.writes == [b"status: paid"]
+
+
 async def test_the_api_server_runs_on_it_and_keeps_connections_alive():
     async def api(scope, receive, send):
         if scope["type"] == "http":
