@@ -344,8 +344,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="WEB_CONCURRENCY of decabill serve (default 1)")
     parser.add_argument("--skip-seed", action="store_true", help="reuse the database of the previous run")
     parser.add_argument("--only", help="comma-separated subset of endpoint names to drive")
-    parser.add_argument("--profile", help="endpoint name: record Decabill with py-spy during its run (--profile-connections) and print "
-                        "the hottest functions (needs py-spy)")
+    parser.add_argument("--profile", help="endpoint name: record Decabill with py-spy during its run "
+                        "(--profile-connections) and print the hottest functions (needs py-spy)")
     parser.add_argument("--profile-connections", type=int, default=10, choices=(10, 50),
                         help="the run --profile records (default %(default)s connections)")
     parser.add_argument("--database", default=DATABASE, help="database to (re)create (default %(default)s)")

@@ -19,7 +19,7 @@ import uvicorn
 
 from decabill import collector
 from decabill.config import ConfigurationError, Settings, get_settings
-from decabill.web.protocol import http_protocol
+from decabill.web.protocol import OneWriteHttpProtocol
 
 log = structlog.get_logger("decabill")
 
@@ -130,8 +130,9 @@ def _uvicorn_config(app, host: str | None, port: int | None, trusted_proxies: li
 
 
 def _api_config(app, host: str | None, port: int | None, trusted_proxies: list[str], **listener) -> uvicorn.Config:
-    """The API's listener: a response's writes in one step of the event loop go out as one (decabill/web/protocol.py)."""
-    return _uvicorn_config(app, host, port, trusted_proxies, http=http_protocol(), **listener)
+    """The API's listener: what a response writes in one step of the event loop goes out as one write
+    (decabill/web/protocol.py)."""
+    return _uvicorn_config(app, host, port, trusted_proxies, http=OneWriteHttpProtocol, **listener)
 
 
 def _http_socket(host: str, port: int) -> socket_module.socket:

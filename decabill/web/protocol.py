@@ -12,10 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-try:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-except ImportError:  # pragma: no cover - httptools ships with uvicorn[standard]
-    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # httptools comes with uvicorn[standard]
 
 
 class StepWriteTransport:
@@ -66,18 +63,8 @@ class StepWriteTransport:
         return getattr(self._transport, name)
 
 
-if HttpToolsProtocol is not None:
+class OneWriteHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol on a `StepWriteTransport`: a response written in one step is one write."""
 
-    class OneWriteHttpProtocol(HttpToolsProtocol):
-        """uvicorn's httptools protocol on a `StepWriteTransport`: a response written in one step is one write."""
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(StepWriteTransport(transport, self.loop))  # type: ignore[arg-type]
-
-else:  # pragma: no cover
-    OneWriteHttpProtocol = None  # type: ignore[assignment,misc]
-
-
-def http_protocol() -> Any:
-    """What `uvicorn.Config(http=...)` takes for the API: this protocol, or "auto" where httptools is missing."""
-    return OneWriteHttpProtocol or "auto"
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(StepWriteTransport(transport, self.loop))  # type: ignore[arg-type]

@@ -155,7 +155,8 @@ async def test_the_api_server_runs_on_it_and_keeps_connections_alive():
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             assert b"\r\ndate:" in head.lower()
             assert b"\r\nserver:" not in head.lower()  # the software behind the API is not named
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
             answers.append((head.split(b"\r\n")[0], await asyncio.wait_for(reader.readexactly(length), 5)))
         assert answers == [(b"HTTP/1.1 200 OK", b"/first"), (b"HTTP/1.1 200 OK", b"/second")]
         writer.close()
