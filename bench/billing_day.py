@@ -182,7 +182,7 @@ def environment(database_url: str, smtp_port: int, data_dir: Path, prefix: str, 
         "BILLING_ISSUER_NAME": "Bench Hosting GmbH", "BILLING_ISSUER_VAT_ID": "DE123456789",
         "BILLING_ISSUER_ADDRESS_LINE1": "Hauptstraße 1", "BILLING_ISSUER_POSTAL_CODE": "10115",
         "BILLING_ISSUER_CITY": "Berlin", "BILLING_ISSUER_IBAN": "DE89370400440532013000",
-        "BILLING_ISSUER_BIC": "COBADEFFXXX", "BILLING_ISSUER_BANK": "Example Bank AG", "LOG_LEVEL": "info",
+        "BILLING_ISSUER_BIC": "COBADEFF", "BILLING_ISSUER_BANK": "Example Bank AG", "LOG_LEVEL": "info",
     }
 
 

@@ -21,7 +21,7 @@ from decabill.documents import InvoiceDocument, Issuer, Party, breakdown, make_l
 
 ISSUER = Issuer(name="Decabill Hosting GmbH", address_line1="Hauptstraße 1", postal_code="10115", city="Berlin",
                 country="DE", vat_id="DE123456789", email="billing@decabill.example", bank="Example Bank AG",
-                iban="DE89 3704 0044 0532 0130 00", bic="COBADEFFXXX")
+                iban="DE89 3704 0044 0532 0130 00", bic="COBADEFF")
 CUSTOMER = Party(name="Müller & Söhne Webdesign KG", address_line1="Königsallee 27", postal_code="40212",
                  city="Düsseldorf", country="DE", email="buchhaltung@mueller.example")
 
