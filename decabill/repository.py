@@ -53,6 +53,7 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -168,6 +169,35 @@ def generic_plan(statement: Select[Any]) -> Select[Any]:
     return statement
 
 
+_JSON_ARRAYS: PerObject[Executable, dict[Callable[[Any], Any], Select[Any]]] = PerObject()
+
+
+def json_array_of(statement: Select[Any], item: Callable[[Any], Any], *, order_by: Sequence[str], keep: Sequence[str] = (),
+                  present: str = "id") -> Select[Any]:
+    """ONE row for a statement built once (PostgreSQL): `items`, the JSON text of an array of `item(row)` — the
+    SQL of one row's JSON (`shapes.sql_object`) over the statement's row columns — in the order of the columns
+    `order_by` (each newest first, as the lists read: descending), over the rows whose `present` column is not NULL
+    (`[]` when none); and each column of `keep` as its largest value over the rows (a total every row carries),
+    NULL when there are none. Built once per statement and item; run with the statement's parameters (`run()`),
+    planned like it (`generic_plan`)."""
+    def made(_: Select[Any]) -> dict[Callable[[Any], Any], Select[Any]]:
+        return {}
+
+    built = _JSON_ARRAYS.of(statement, made)
+    wrapped = built.get(item)
+    if wrapped is None:
+        rows = statement.subquery("listed")
+        order = [rows.c[name].desc() for name in order_by]
+        joined = func.string_agg(item(rows.c), aggregate_order_by(literal_column("','"), *order)).filter(
+            rows.c[present].is_not(None))
+        items = func.coalesce(literal_column("'['").op("||")(joined).op("||")(literal_column("']'")),
+                              literal_column("'[]'"))
+        wrapped = built[item] = select(*(func.max(rows.c[name]).label(name) for name in keep), items.label("items"))
+        if _GENERIC_PLANS.get(statement):
+            generic_plan(wrapped)
+    return wrapped
+
+
 class _DriverStatement:
     """A statement built once, as asyncpg runs it: the SQL and the order of its parameters as SQLAlchemy's
     asyncpg dialect compiles them (constant `IN` lists expanded), with the dialect's conversions of the parameters
@@ -269,6 +299,11 @@ class Repository(Generic[M]):
     @classmethod
     def _tenant_condition(cls) -> ColumnElement[bool]:
         return cls.model.tenant_id == current_tenant() if cls.tenant_scoped else true()
+
+    @property
+    def writes_json(self) -> bool:
+        """Whether lists can be read as JSON the database writes (`json_array_of`): on PostgreSQL."""
+        return self.session.bind.dialect.name == "postgresql"
 
     def statement(self, *columns: Any) -> Select[Any]:
         """`SELECT model` (or the given columns) of the request's tenant."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -29,7 +29,18 @@ from sqlalchemy import (
 from sqlalchemy.sql import ColumnElement, Select
 
 from decabill.identity.repository import UserRepository
-from decabill.repository import Repository, generic_plan, page, paged, paging, planned_first_page, prepared, together
+from decabill.repository import (
+    Repository,
+    first_page_of,
+    generic_plan,
+    json_array_of,
+    page,
+    paged,
+    paging,
+    planned_first_page,
+    prepared,
+    together,
+)
 from decabill.subscriptions.repository import OpenPositionRepository, SubscriptionRepository
 from decabill.usage.repository import UsageRecordRepository
 from models.catalog import ServicePlan
@@ -342,15 +353,16 @@ class InvoiceRepository(Repository[Invoice]):
         cls._searches[key] = statement
         return statement
 
-    async def search_page(self, *, limit: int, offset: int, search: str | None, user_id: uuid.UUID | None,
-                          open_only: bool) -> tuple[list[tuple[Any, str | None, str | None]], int]:
-        """(invoice record (read-only), subscription number, user email) rows newest first, and how many match in all. `search`
-        matches (case-insensitive) the invoice number, subscription number, email, invoice id or user id."""
+    def _page_statement(self, *, limit: int, offset: int, search: str | None, user_id: uuid.UUID | None,
+                        open_only: bool) -> tuple[Select[Any], dict[str, Any], str]:
+        """The statement of an admin page (built once per variant), its parameters, and the column of its rows that
+        carries the total: the tenant's newest invoices (`_latest_page`) when nothing filters, else a search
+        (`_search_statement`)."""
+        params: dict[str, Any] = paging(limit, offset)
         fragment = search.strip().lower() if search else ""
         if not fragment and user_id is None and not open_only:
-            return await self.latest_page(limit=limit, offset=offset)
+            return first_page_of(self._latest_page, params), params, "tenant_total"
         kind = self.search_kind(fragment) if fragment else None
-        params: dict[str, Any] = paging(limit, offset)
         if fragment:
             escaped = "".join(_LIKE_ESCAPE + char if char in _LIKE_SPECIAL else char for char in fragment)
             params[self.SEARCH_PATTERN] = f"%{escaped}%"
@@ -363,9 +375,36 @@ class InvoiceRepository(Repository[Invoice]):
             params[self.SEARCH_USER] = user_id
         statement = self._search_statement(self.session.bind.dialect.name, user_id is not None, open_only, kind,
                                            bool(fragment))
+        return statement, params, "matches_total"
+
+    async def _total_of(self, rows: Sequence[Any], total_column: str) -> int:
+        """The total the page's rows carry; a page past the last invoice of the tenant reads the counter."""
+        if rows and getattr(rows[0], total_column) is not None:
+            return int(getattr(rows[0], total_column))
+        if total_column == "tenant_total":
+            return int(await InvoiceCountRepository(self.session).total() or 0)
+        return 0
+
+    async def search_page(self, *, limit: int, offset: int, search: str | None, user_id: uuid.UUID | None,
+                          open_only: bool) -> tuple[list[tuple[Any, str | None, str | None]], int]:
+        """(invoice record (read-only), subscription number, user email) rows newest first, and how many match in all. `search`
+        matches (case-insensitive) the invoice number, subscription number, email, invoice id or user id."""
+        statement, params, total_column = self._page_statement(limit=limit, offset=offset, search=search,
+                                                               user_id=user_id, open_only=open_only)
         rows = await self.run(statement, **params)
-        total = rows[0].matches_total if rows else 0
-        return [(row, row.subscription_number, row.user_email) for row in rows if row.id is not None], int(total)
+        listed = [(row, row.subscription_number, row.user_email) for row in rows if row.id is not None]
+        return listed, await self._total_of(rows, total_column)
+
+    async def search_page_json(self, *, limit: int, offset: int, search: str | None, user_id: uuid.UUID | None,
+                               open_only: bool, item: Callable[[Any], Any]) -> tuple[str, int]:
+        """`search_page` on PostgreSQL with the items as JSON text the database writes: the array of `item(row)`
+        (the SQL of one item's JSON over the row of `search_page`'s columns, `shapes.sql_object`) newest first,
+        and the total."""
+        statement, params, total_column = self._page_statement(limit=limit, offset=offset, search=search,
+                                                               user_id=user_id, open_only=open_only)
+        written = json_array_of(statement, item, order_by=("created_at", "id"), keep=(total_column,))
+        (row,) = await self.run(written, **params)
+        return row.items, await self._total_of([row], total_column)
 
     @prepared
     def _latest_page(cls) -> Select[Any]:
@@ -378,13 +417,6 @@ class InvoiceRepository(Repository[Invoice]):
             .outerjoin(Subscription, Subscription.id == Invoice.subscription_id)
             .outerjoin(User, User.id == Invoice.user_id)
             .order_by(Invoice.created_at.desc(), Invoice.id.desc())))
-
-    async def latest_page(self, *, limit: int, offset: int) -> tuple[list[tuple[Any, str | None, str | None]], int]:
-        """`search_page` without a filter, in one statement built once (a page past the end reads the counter
-        on its own)."""
-        rows = await self.run(self._latest_page, **paging(limit, offset))
-        total = rows[0].tenant_total if rows else await InvoiceCountRepository(self.session).total()
-        return [(row, row.subscription_number, row.user_email) for row in rows], int(total or 0)
 
     def _billed_in(self, lower: dt.datetime, upper: dt.datetime, user_id: uuid.UUID | None) -> list[Any]:
         conditions = [Invoice.status.in_(InvoiceStatus.BILLED), Invoice.issued_at >= lower, Invoice.issued_at < upper]

@@ -8,7 +8,9 @@ import pytest
 from sqlalchemy import text
 
 from decabill import db
+from decabill.admin.views import AdminInvoiceView
 from decabill.invoicing.repository import InvoiceRepository
+from decabill.shapes import sql_object
 from decabill.tenancy import bound_tenant
 
 
@@ -28,15 +30,26 @@ async def _plans(engine) -> dict[str, tuple[int, int]]:
         return {statement: (int(generic), int(custom)) for statement, generic, custom in rows}
 
 
-async def test_the_first_page_is_planned_once_later_pages_keep_their_parameters(pg):
+def _item(row) -> object:
+    return sql_object("AdminInvoiceListItem", AdminInvoiceView.sql_values(row))
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["rows", "json"])
+async def test_the_first_page_is_planned_once_later_pages_keep_their_parameters(pg, as_json):
     engine = db.init_engine(pg, pool_size=1, max_overflow=0, pool_timeout=10)  # every read on one connection
     with bound_tenant("default"):
         for offset in (0, 0, 0, 0, 0, 0, 0, 40, 40):
             async with db.read() as session:
-                rows, total = await InvoiceRepository(session).latest_page(limit=20, offset=offset)
-                assert rows == [] and total == 0
+                repository, unfiltered = InvoiceRepository(session), dict(search=None, user_id=None, open_only=False)
+                if as_json:  # the page written as JSON by PostgreSQL: the same statement inside its aggregate
+                    items, total = await repository.search_page_json(limit=20, offset=offset, item=_item, **unfiltered)
+                    assert (items, total) == ("[]", 0)
+                else:
+                    rows, total = await repository.search_page(limit=20, offset=offset, **unfiltered)
+                    assert rows == [] and total == 0
     plans = await _plans(engine)
-    [first] = [plan for statement, plan in plans.items() if "invoices" in statement and statement.endswith("LIMIT 20")]
+    end = "LIMIT 20) AS listed" if as_json else "LIMIT 20"
+    [first] = [plan for statement, plan in plans.items() if "invoices" in statement and statement.endswith(end)]
     assert first[0] >= 1, plans  # after five custom plans PostgreSQL settled on one for every run
     [later] = [plan for statement, plan in plans.items() if "invoices" in statement and "OFFSET $" in statement]
     assert sum(later) == 2, plans  # the later pages: one statement, its limit and offset as parameters
