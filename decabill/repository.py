@@ -172,14 +172,15 @@ def generic_plan(statement: Select[Any]) -> Select[Any]:
 _JSON_ARRAYS: PerObject[Executable, dict[Callable[[Any], Any], Select[Any]]] = PerObject()
 
 
-def json_array_of(statement: Select[Any], item: Callable[[Any], Any], *, order_by: Sequence[str], keep: Sequence[str] = (),
+def json_array_of(statement: Select[Any], item: Callable[[Any], Any], *,
+                  order_by: Callable[[Any], Sequence[ColumnElement[Any]]], keep: Sequence[str] = (),
                   present: str = "id") -> Select[Any]:
     """ONE row for a statement built once (PostgreSQL): `items`, the JSON text of an array of `item(row)` — the
-    SQL of one row's JSON (`shapes.sql_object`) over the statement's row columns — in the order of the columns
-    `order_by` (each newest first, as the lists read: descending), over the rows whose `present` column is not NULL
-    (`[]` when none); and each column of `keep` as its largest value over the rows (a total every row carries),
-    NULL when there are none. Built once per statement and item; run with the statement's parameters (`run()`),
-    planned like it (`generic_plan`)."""
+    SQL of one row's JSON (`shapes.sql_object`) over the statement's row columns — in the order `order_by(row)`
+    gives, over the rows whose `present` column is not NULL (`[]` when none); `listed_rows`, how many rows the
+    statement gave (those of NULLs too); and each column of `keep` as its largest value over the rows (a total
+    every row carries), NULL when there are none. Built once per statement and item (`order_by` is read then);
+    run with the statement's parameters (`run_json()`), planned like it (`generic_plan`)."""
     def made(_: Select[Any]) -> dict[Callable[[Any], Any], Select[Any]]:
         return {}
 
@@ -187,12 +188,12 @@ def json_array_of(statement: Select[Any], item: Callable[[Any], Any], *, order_b
     wrapped = built.get(item)
     if wrapped is None:
         rows = statement.subquery("listed")
-        order = [rows.c[name].desc() for name in order_by]
-        joined = func.string_agg(item(rows.c), aggregate_order_by(literal_column("','"), *order)).filter(
+        joined = func.string_agg(item(rows.c), aggregate_order_by(literal_column("','"), *order_by(rows.c))).filter(
             rows.c[present].is_not(None))
         items = func.coalesce(literal_column("'['").op("||")(joined).op("||")(literal_column("']'")),
                               literal_column("'[]'"))
-        wrapped = built[item] = select(*(func.max(rows.c[name]).label(name) for name in keep), items.label("items"))
+        wrapped = built[item] = select(*(func.max(rows.c[name]).label(name) for name in keep),
+                                       func.count().label("listed_rows"), items.label("items"))
         if _GENERIC_PLANS.get(statement):
             generic_plan(wrapped)
     return wrapped
@@ -405,6 +406,15 @@ class Repository(Generic[M]):
                 except Exception:  # noqa: BLE001 - SQLAlchemy runs it again (on the same connection) and raises
                     log.info("db.driver_read_failed", exc_info=True)  # (and invalidates) as ever
         return (await (await session.connection()).execute(statement, params)).all()
+
+    async def run_json(self, statement: Executable, item: Callable[[Any], Any], *,
+                       order_by: Callable[[Any], Sequence[ColumnElement[Any]]], keep: Sequence[str] = (),
+                       present: str = "id", **params: Any) -> Any:
+        """`run()` of a statement built once with its rows as JSON the database writes (`json_array_of`, PostgreSQL:
+        `writes_json`): the one row of `items` (the JSON text), `listed_rows` and the `keep` columns."""
+        written = json_array_of(first_page_of(statement, params), item, order_by=order_by, keep=keep, present=present)
+        (row,) = await self.run(written, **params)
+        return row
 
     async def page(self, statement: Select[Any], limit: int | None, offset: int | None) -> list[Any]:
         return await self.all(page(statement, limit, offset))

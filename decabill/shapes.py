@@ -470,7 +470,9 @@ def dump(obj: Any, schema_name: str) -> dict:
     return shape(obj, _schemas()[schema_name])
 
 
-def dump_list(items: Any, schema_name: str) -> list[dict]:
+def dump_list(items: Any, schema_name: str) -> list[dict] | Json:
+    if type(items) is Json:  # written by the database (`sql_object`)
+        return items
     schema = _resolve(_schemas()[schema_name])
     shape_list = _LIST_SHAPERS.get(schema)
     if shape_list is None:

@@ -33,7 +33,6 @@ from decabill.repository import (
     Repository,
     first_page_of,
     generic_plan,
-    json_array_of,
     page,
     paged,
     paging,
@@ -91,6 +90,16 @@ class InvoiceCountRepository(Repository[InvoiceCount]):
         return cls.scoped(InvoiceCount.invoices)
 
 
+def _newest_first(row: Any) -> tuple[Any, ...]:
+    """The order of the customer's invoice lists, over a row of their statement (`json_array_of`)."""
+    return row.created_at.desc(), row.id
+
+
+def _newest_first_both(row: Any) -> tuple[Any, ...]:
+    """The order of the admin page, over a row of its statement."""
+    return row.created_at.desc(), row.id.desc()
+
+
 class InvoiceRepository(Repository[Invoice]):
     model = Invoice
 
@@ -136,6 +145,13 @@ class InvoiceRepository(Repository[Invoice]):
                 .outerjoin(Invoice, invoices)
                 .order_by(Invoice.created_at.desc(), Invoice.id))
 
+    async def of_own_subscription_json(self, user_id: uuid.UUID, subscription_id: uuid.UUID,
+                                       item: Callable[[Any], Any]) -> str | None:
+        """`of_own_subscription` with the items as JSON text PostgreSQL writes (`item(row)`: one item's JSON)."""
+        row = await self.run_json(self._of_own_subscription, item, order_by=_newest_first,
+                                  subscription_id=subscription_id, user_id=user_id)
+        return row.items if row.listed_rows else None
+
     async def of_own_subscription(self, user_id: uuid.UUID, subscription_id: uuid.UUID) -> list[Any] | None:
         """The records (read-only) of the user's invoices of the subscription, newest first; None when the
         subscription is not the user's (or not the tenant's, or missing) — the ownership check and the list in
@@ -151,6 +167,10 @@ class InvoiceRepository(Repository[Invoice]):
                 .outerjoin(Subscription, Subscription.id == Invoice.subscription_id)
                 .where(Invoice.user_id == bindparam("user_id"), Invoice.status.in_(InvoiceStatus.OPEN))
                 .order_by(Invoice.created_at.desc(), Invoice.id))
+
+    async def open_of_user_json(self, user_id: uuid.UUID, item: Callable[[Any], Any]) -> str:
+        """`open_of_user_with_number` with the items as JSON text PostgreSQL writes (`item(row)`: one item's JSON)."""
+        return (await self.run_json(self._open_of_user, item, order_by=_newest_first, user_id=user_id)).items
 
     async def open_of_user_with_number(self, user_id: uuid.UUID) -> list[tuple[Any, str | None]]:
         """The user's open and overdue invoices (records, read-only) with their subscription's number, newest first."""
@@ -402,8 +422,7 @@ class InvoiceRepository(Repository[Invoice]):
         and the total."""
         statement, params, total_column = self._page_statement(limit=limit, offset=offset, search=search,
                                                                user_id=user_id, open_only=open_only)
-        written = json_array_of(statement, item, order_by=("created_at", "id"), keep=(total_column,))
-        (row,) = await self.run(written, **params)
+        row = await self.run_json(statement, item, order_by=_newest_first_both, keep=(total_column,), **params)
         return row.items, await self._total_of([row], total_column)
 
     @prepared

@@ -14,12 +14,14 @@ Rules every operation here shares
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import structlog
 
 from decabill import db
 from decabill.jobs.queue import enqueue
 from decabill.tenancy import current_tenant
+from decabill.shapes import Json, sql_object
 from decabill.validation import text
 from decabill.documents import round_cents
 from decabill.identity.principal import Principal
@@ -102,20 +104,35 @@ async def get_summary(principal: Principal) -> InvoicesSummaryView:
     )
 
 
-async def list_open_overdue(principal: Principal) -> list[InvoiceView]:
+def _list_item_json(row: Any) -> Any:
+    """The SQL of one listed invoice's JSON (the contract's InvoiceResponse) over a row of a customer's list."""
+    return sql_object("InvoiceResponse", InvoiceView.sql_values(row))
+
+
+async def list_open_overdue(principal: Principal) -> list[InvoiceView] | Json:
+    """The user's open and overdue invoices; on PostgreSQL as the JSON the database wrote, else the views."""
     user_id = principal.require_user_id()
     async with db.read() as session:
-        rows = await InvoiceRepository(session).open_of_user_with_number(user_id)
+        invoices = InvoiceRepository(session)
+        if invoices.writes_json:
+            return Json(await invoices.open_of_user_json(user_id, _list_item_json))
+        rows = await invoices.open_of_user_with_number(user_id)
     return [InvoiceView(invoice, subscription_number=number) for invoice, number in rows]
 
 
-async def list_invoices(principal: Principal, subscription_id: uuid.UUID) -> list[InvoiceView]:
+async def list_invoices(principal: Principal, subscription_id: uuid.UUID) -> list[InvoiceView] | Json:
+    """The user's invoices of the subscription (404 unless it is theirs); on PostgreSQL as the JSON the database
+    wrote, else the views."""
     user_id = principal.require_user_id()
     async with db.read() as session:  # the ownership check and the list in one statement
-        found = await InvoiceRepository(session).of_own_subscription(user_id, subscription_id)
+        invoices = InvoiceRepository(session)
+        if invoices.writes_json:
+            found: Any = await invoices.of_own_subscription_json(user_id, subscription_id, _list_item_json)
+        else:
+            found = await invoices.of_own_subscription(user_id, subscription_id)
     if found is None:
         raise SubscriptionNotFound(subscription_id)
-    return [InvoiceView(invoice) for invoice in found]
+    return Json(found) if isinstance(found, str) else [InvoiceView(invoice) for invoice in found]
 
 
 # --- one invoice -------------------------------------------------------------------------------------------

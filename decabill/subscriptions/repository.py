@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import JSON, and_, bindparam, exists, or_
@@ -60,6 +60,13 @@ class SubscriptionRepository(Repository[Subscription]):
         listed = [Subscription.__table__.c[name] for name in cls.LISTED]
         return paged(cls.scoped(*listed).where(Subscription.user_id == bindparam("user_id"))
                      .order_by(Subscription.created_at.desc(), Subscription.id))
+
+    async def of_user_json(self, user_id: uuid.UUID, limit: int | None, offset: int | None,
+                           item: Callable[[Any], Any]) -> str:
+        """`of_user` with the items as JSON text PostgreSQL writes (`item(row)`: one item's JSON)."""
+        row = await self.run_json(self._of_user, item, order_by=lambda row: (row.created_at.desc(), row.id),
+                                  user_id=user_id, **paging(limit, offset))
+        return row.items
 
     async def of_user(self, user_id: uuid.UUID, limit: int | None, offset: int | None) -> list[Any]:
         """One page of the user's subscriptions as records (read-only), newest first."""

@@ -1,10 +1,11 @@
-"""On PostgreSQL the admin invoice page's items are JSON the database writes (`decabill.shapes.sql_object` over
-`AdminInvoiceView.sql_values`); elsewhere the views are shaped in Python. The two must give the same answer for
-every rule and every format: each page below is read both ways on the same rows — invoices in every status the
-flags tell apart (draft, issued with and without a balance, partially paid, overdue with a dunning step, paid,
-void with and without a number), one without a subscription (`subscriptionId` left out), timestamps with and
-without a fraction of a second, balances with four decimals, text that JSON must escape — unfiltered, paged,
-searched every way the admin search matches, for one owner, open only, and past the end."""
+"""On PostgreSQL the hot lists' items are JSON the database writes (`decabill.shapes.sql_object` over
+`AdminInvoiceView.sql_values` / `InvoiceView.sql_values`, and a subscription's row); elsewhere the views are shaped
+in Python. The two must give the same answer for every rule and every format: each list below is read both ways on
+the same rows — invoices in every status the flags tell apart (draft, issued with and without a balance, partially
+paid, overdue with a dunning step, paid, void with and without a number), one without a subscription
+(`subscriptionId` left out), timestamps with and without a fraction of a second, balances with four decimals, text
+that JSON must escape. The admin page unfiltered, paged, searched every way the admin search matches, for one owner,
+open only, and past the end; the customer's invoices of a subscription, open and overdue invoices, subscriptions."""
 
 from __future__ import annotations
 
@@ -18,8 +19,11 @@ import pytest
 
 from decabill import db
 from decabill.admin import invoices as admin_invoices
-from decabill.invoicing.repository import InvoiceRepository
-from decabill.shapes import Json, dump
+from decabill.identity.principal import Principal
+from decabill.invoicing import service as invoicing
+from decabill.repository import Repository
+from decabill.subscriptions import service as subscriptions
+from decabill.shapes import Json, dump, dump_list
 from decabill.tenancy import bound_tenant
 from models.identity import User
 from models.invoicing import Invoice, InvoiceStatus
@@ -57,19 +61,31 @@ def _invoices(owner: uuid.UUID, subscription: uuid.UUID) -> list[Invoice]:
     ]
 
 
-async def _both_ways(monkeypatch, **query) -> tuple[dict, dict]:
-    """The page as answered on PostgreSQL (the database's JSON) and as the Python views shape the same rows."""
+def _answer(data) -> object:
+    """As a client reads an answer; numbers as exact decimals (7.7400 and 7.74 are one value)."""
+    return json.loads(orjson.dumps(data), parse_float=Decimal)
+
+
+async def _both_ways(monkeypatch, read):
+    """What `read()` gives on PostgreSQL (the database's JSON) and as the Python views shape the same rows."""
     with bound_tenant("default"):
-        written = await admin_invoices.list_invoices(None, **query)
+        written = await read()
         with monkeypatch.context() as patched:
-            patched.setattr(InvoiceRepository, "writes_json", property(lambda self: False))
-            shaped = await admin_invoices.list_invoices(None, **query)
+            patched.setattr(Repository, "writes_json", property(lambda self: False))
+            shaped = await read()
+    return written, shaped
+
+
+async def _admin_page(monkeypatch, **query) -> tuple[dict, dict]:
+    written, shaped = await _both_ways(monkeypatch, lambda: admin_invoices.list_invoices(None, **query))
     assert type(written.items) is Json and isinstance(shaped.items, list)
+    return tuple(_answer(dump(page, "PaginatedAdminInvoicesResponse")) for page in (written, shaped))
 
-    def answer(page) -> dict:  # as a client reads it; numbers as exact decimals (7.7400 and 7.74 are one value)
-        return json.loads(orjson.dumps(dump(page, "PaginatedAdminInvoicesResponse")), parse_float=Decimal)
 
-    return answer(written), answer(shaped)
+async def _customer_list(monkeypatch, read, schema: str) -> tuple[list, list]:
+    written, shaped = await _both_ways(monkeypatch, read)
+    assert type(written) is Json and isinstance(shaped, list)
+    return _answer(written), _answer(dump_list(shaped, schema))
 
 
 async def test_the_page_postgresql_writes_is_the_page_the_views_shape(billing_api, admin, monkeypatch):
@@ -101,11 +117,25 @@ async def test_the_page_postgresql_writes_is_the_page_the_views_shape(billing_ap
         {"limit": 20, "offset": 0, "user_id": owner, "open_only": True},
     ]
     for query in pages:
-        written, shaped = await _both_ways(monkeypatch, **query)
+        written, shaped = await _admin_page(monkeypatch, **query)
         assert written == shaped, query
 
+    customer = Principal(tenant="default", role="user", method="users", user_id=owner)
+    of_subscription, shaped = await _customer_list(
+        monkeypatch, lambda: invoicing.list_invoices(customer, subscription_id), "InvoiceResponse")
+    assert of_subscription == shaped and len(of_subscription) == len(made) - 1  # the manual invoice is of none
+    assert {item["subscriptionNumber"] for item in of_subscription} == {None}
+    open_overdue, shaped = await _customer_list(
+        monkeypatch, lambda: invoicing.list_open_overdue(customer), "InvoiceResponse")
+    assert open_overdue == shaped and len(open_overdue) == 5
+    assert {item["subscriptionNumber"] for item in open_overdue} == {subscription["number"], None}
+    listed, shaped = await _customer_list(
+        monkeypatch, lambda: subscriptions.list_subscriptions(customer), "SubscriptionResponse")
+    assert listed == shaped and [item["id"] for item in listed] == [subscription["id"]]
+    assert "suspendedAt" in listed[0] and listed[0]["suspendedAt"] is None  # nullable: written as null
+
     # and the page holds what was made, each flag as its rule says
-    written, _ = await _both_ways(monkeypatch, limit=20, offset=0, user_id=owner)
+    written, _ = await _admin_page(monkeypatch, limit=20, offset=0, user_id=owner)
     by_number = {item.get("invoiceNumber"): item for item in written["items"]}
     assert written["total"] == len(made) == len(written["items"])
     assert [item["id"] for item in written["items"]] == [str(invoice.id) for invoice in reversed(made)]
