@@ -163,7 +163,10 @@ class InvoiceRepository(Repository[Invoice]):
 
     @prepared
     def _open_of_user(cls) -> Select[Any]:
-        return (cls.scoped(*cls.listed_columns(), Subscription.number.label("subscription_number"))
+        # planned once per connection (`generic_plan`): PostgreSQL planned it anew at every run otherwise (its status
+        # list makes the plan for unknown values look costlier), 0.11 ms of the 0.22 ms a run took on the benchmark
+        # database; the plan for unknown values is the user's index range whoever the user is
+        return generic_plan(cls.scoped(*cls.listed_columns(), Subscription.number.label("subscription_number"))
                 .outerjoin(Subscription, Subscription.id == Invoice.subscription_id)
                 .where(Invoice.user_id == bindparam("user_id"), Invoice.status.in_(InvoiceStatus.OPEN))
                 .order_by(Invoice.created_at.desc(), Invoice.id))

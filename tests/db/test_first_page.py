@@ -53,3 +53,25 @@ async def test_the_first_page_is_planned_once_later_pages_keep_their_parameters(
     assert first[0] >= 1, plans  # after five custom plans PostgreSQL settled on one for every run
     [later] = [plan for statement, plan in plans.items() if "invoices" in statement and "OFFSET $" in statement]
     assert sum(later) == 2, plans  # the later pages: one statement, its limit and offset as parameters
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["rows", "json"])
+async def test_the_open_invoices_of_a_customer_are_planned_once(pg, as_json):
+    """The customer's open and overdue invoices (`_open_of_user`, marked `generic_plan`): PostgreSQL planned that
+    statement anew at every run before (its status list made the plan for unknown values look costlier)."""
+    import uuid
+
+    from decabill.invoicing.service import _list_item_json
+
+    engine = db.init_engine(pg, pool_size=1, max_overflow=0, pool_timeout=10)
+    with bound_tenant("default"):
+        for _ in range(8):
+            async with db.read() as session:
+                repository, someone = InvoiceRepository(session), uuid.uuid4()
+                if as_json:
+                    assert await repository.open_of_user_json(someone, _list_item_json) == "[]"
+                else:
+                    assert await repository.open_of_user_with_number(someone) == []
+    plans = await _plans(engine)
+    [(generic, custom)] = [plan for statement, plan in plans.items() if "invoices.status IN" in statement]
+    assert custom == 0 and generic >= 8, plans
