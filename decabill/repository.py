@@ -36,14 +36,18 @@ import collections
 import uuid
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
+import orjson
 import structlog
 from sqlalchemy import (
     BigInteger,
     Delete,
+    Numeric,
+    Text,
     Update,
     bindparam,
+    cast,
     delete,
     func,
     insert,
@@ -169,31 +173,103 @@ def generic_plan(statement: Select[Any]) -> Select[Any]:
     return statement
 
 
-_JSON_ARRAYS: PerObject[Executable, dict[Callable[[Any], Any], Select[Any]]] = PerObject()
+# --- lists written as JSON by PostgreSQL ----------------------------------------------------------------------
+# The same text the shapers (decabill/shapes.py) give for a row: the property names, null or left out when absent,
+# UTC timestamps as orjson writes them (`…:SS.ffffffZ`, no fraction when it is zero), numbers as their exact decimal
+# value (`trim_scale`: 7.74 for a stored 7.7400, what `float()` gives), text quoted and escaped by `to_json`.
+
+_TIMESTAMP_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
 
 
-def json_array_of(statement: Select[Any], item: Callable[[Any], Any], *,
+class JsonField(Protocol):
+    """A property as `json_object` writes it (`shapes.JsonField`, from the contract's schema)."""
+
+    name: str  # in the JSON
+    attribute: str  # the key of its value in `values`
+    kind: str | None  # the schema's type
+    format: str | None
+    omit_none: bool  # left out when NULL (else null)
+
+
+def _sql_text(text: str) -> Any:
+    """`text` as an SQL string constant written into the statement (not a parameter)."""
+    return literal_column("'" + text.replace("'", "''") + "'", type_=Text)
+
+
+def _joined(*parts: Any) -> Any:
+    """`a || b || …`: NULL when any part is NULL."""
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = joined.op("||", return_type=Text)(part)
+    return joined
+
+
+def _is_numeric(value: Any) -> bool:
+    kind = getattr(value.type, "impl", value.type)
+    return isinstance(kind, Numeric) or (isinstance(kind, type) and issubclass(kind, Numeric))
+
+
+def _json_value(field: JsonField, value: Any) -> Any:
+    """The JSON text of a value of the property (NULL for NULL)."""
+    if field.kind == "string" and field.format == "date-time":
+        written = func.to_char(func.timezone(_sql_text("UTC"), value), _sql_text(_TIMESTAMP_FORMAT), type_=Text)
+        without_zero_fraction = func.replace(written, _sql_text(".000000Z"), _sql_text("Z"), type_=Text)
+        return _joined(_sql_text('"'), without_zero_fraction, _sql_text('"'))
+    if field.kind == "string":  # a uuid, a date, an enum's value or text; a decimal as its text
+        return cast(func.to_json(cast(value, Text) if _is_numeric(value) else value), Text)
+    if field.kind == "number":
+        return cast(func.trim_scale(cast(value, Numeric)), Text)
+    if field.kind in ("integer", "boolean"):
+        return cast(value, Text)
+    raise ValueError(f"{field.name}: no JSON written for a property of type {field.kind}")
+
+
+def json_object(shape: Sequence[JsonField], values: Any) -> Any:
+    """The SQL of the JSON text of one object of `shape` (`shapes.json_fields`): each property's value from
+    `values[attribute]` (a mapping or a row's columns: every property must be there, more may be), in the shape's
+    order; a property that may be left out is left out when its value is NULL (`concat_ws` skips a NULL piece)."""
+    pieces = []
+    for field in shape:
+        if field.attribute not in values:
+            raise ValueError(f"{field.name}: no SQL value given for {field.attribute!r}")
+        written = _json_value(field, values[field.attribute])
+        if not field.omit_none:
+            written = func.coalesce(written, _sql_text("null"), type_=Text)
+        pieces.append(_joined(_sql_text(orjson.dumps(field.name).decode() + ":"), written))
+    return _joined(_sql_text("{"), func.concat_ws(_sql_text(","), *pieces, type_=Text), _sql_text("}"))
+
+
+def row_columns(row: Any) -> Any:
+    """The values of a listed item that are its row's own columns (`json_array_of`'s `values`)."""
+    return row
+
+
+_JSON_ARRAYS: PerObject[Executable, dict[tuple[Any, ...], Select[Any]]] = PerObject()
+
+
+def json_array_of(statement: Select[Any], shape: Sequence[JsonField], values: Callable[[Any], Any], *,
                   order_by: Callable[[Any], Sequence[ColumnElement[Any]]], keep: Sequence[str] = (),
                   present: str = "id") -> Select[Any]:
-    """ONE row for a statement built once (PostgreSQL): `items`, the JSON text of an array of `item(row)` — the
-    SQL of one row's JSON (`shapes.sql_object`) over the statement's row columns — in the order `order_by(row)`
-    gives, over the rows whose `present` column is not NULL (`[]` when none); `listed_rows`, how many rows the
-    statement gave (those of NULLs too); and each column of `keep` as its largest value over the rows (a total
-    every row carries), NULL when there are none. Built once per statement and item (`order_by` is read then);
-    run with the statement's parameters (`run_json()`), planned like it (`generic_plan`)."""
-    def made(_: Select[Any]) -> dict[Callable[[Any], Any], Select[Any]]:
+    """ONE row for a statement built once (PostgreSQL): `items`, the JSON text of the array of its rows as objects
+    of `shape` (`json_object` of `values(row)`: the SQL values of an item's properties over the statement's row
+    columns), in the order `order_by(row)` gives, over the rows whose `present` column is not NULL (`[]` when none);
+    `listed_rows`, how many rows the statement gave (those of NULLs too); and each column of `keep` as its largest
+    value over the rows (a total every row carries), NULL when there are none. Built once per statement, shape and
+    `values` (`order_by` is read then); run with the statement's parameters (`run_json()`), planned like it
+    (`generic_plan`)."""
+    def made(_: Select[Any]) -> dict[tuple[Any, ...], Select[Any]]:
         return {}
 
     built = _JSON_ARRAYS.of(statement, made)
-    wrapped = built.get(item)
+    wrapped = built.get((shape, values))
     if wrapped is None:
         rows = statement.subquery("listed")
-        joined = func.string_agg(item(rows.c), aggregate_order_by(literal_column("','"), *order_by(rows.c))).filter(
+        item = json_object(shape, values(rows.c))
+        joined = func.string_agg(item, aggregate_order_by(literal_column("','"), *order_by(rows.c))).filter(
             rows.c[present].is_not(None))
-        items = func.coalesce(literal_column("'['").op("||")(joined).op("||")(literal_column("']'")),
-                              literal_column("'[]'"))
-        wrapped = built[item] = select(*(func.max(rows.c[name]).label(name) for name in keep),
-                                       func.count().label("listed_rows"), items.label("items"))
+        items = func.coalesce(_joined(_sql_text("["), joined, _sql_text("]")), _sql_text("[]"))
+        wrapped = built[(shape, values)] = select(*(func.max(rows.c[name]).label(name) for name in keep),
+                                                  func.count().label("listed_rows"), items.label("items"))
         if _GENERIC_PLANS.get(statement):
             generic_plan(wrapped)
     return wrapped
@@ -407,12 +483,13 @@ class Repository(Generic[M]):
                     log.info("db.driver_read_failed", exc_info=True)  # (and invalidates) as ever
         return (await (await session.connection()).execute(statement, params)).all()
 
-    async def run_json(self, statement: Executable, item: Callable[[Any], Any], *,
+    async def run_json(self, statement: Executable, shape: Sequence[JsonField], values: Callable[[Any], Any], *,
                        order_by: Callable[[Any], Sequence[ColumnElement[Any]]], keep: Sequence[str] = (),
                        present: str = "id", **params: Any) -> Any:
         """`run()` of a statement built once with its rows as JSON the database writes (`json_array_of`, PostgreSQL:
         `writes_json`): the one row of `items` (the JSON text), `listed_rows` and the `keep` columns."""
-        written = json_array_of(first_page_of(statement, params), item, order_by=order_by, keep=keep, present=present)
+        written = json_array_of(first_page_of(statement, params), shape, values, order_by=order_by, keep=keep,
+                                present=present)
         (row,) = await self.run(written, **params)
         return row
 

@@ -11,12 +11,11 @@ import keyword
 import operator
 import uuid
 from decimal import Decimal
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import inflection
 import orjson
-from sqlalchemy import Numeric, Text, cast, func, literal_column
 
 from decabill.memo import PerObject
 from spec import openapi_document
@@ -136,7 +135,7 @@ def _converter(schema: dict) -> Callable[[Any], Any]:
     if kind == "array":
         items = _resolve(schema.get("items", {}))
         convert_item = _converter(items)
-        return lambda values: (values if type(values) is Json  # written by the database (`sql_object`)
+        return lambda values: (values if type(values) is Json  # written by the database
                                else [None if item is None else convert_item(item) for item in values])
     by_type, generic = _by_type(schema), _generic(schema)
     return lambda value: by_type.get(type(value), generic)(value)
@@ -471,7 +470,7 @@ def dump(obj: Any, schema_name: str) -> dict:
 
 
 def dump_list(items: Any, schema_name: str) -> list[dict] | Json:
-    if type(items) is Json:  # written by the database (`sql_object`)
+    if type(items) is Json:  # written by the database (`decabill.repository.json_object`)
         return items
     schema = _resolve(_schemas()[schema_name])
     shape_list = _LIST_SHAPERS.get(schema)
@@ -483,65 +482,41 @@ def dump_list(items: Any, schema_name: str) -> list[dict] | Json:
 
 # --- the same shapes written by PostgreSQL -------------------------------------------------------------------
 #
-# A list read on PostgreSQL can have the database write its items' JSON (`sql_object`) while it reads the rows:
-# the process then neither converts the rows to Python values nor shapes and encodes them — for the admin's page
-# of 20 invoices that was about a third of the server's work per request, the database spending ~0.1 ms more
-# (docs/performance.md, "Lists written as JSON by PostgreSQL"). Same rules as the shapers above: the property
-# names, null or left out when absent, UTC timestamps as orjson writes them (`…:SS.ffffffZ`, no fraction when
-# it is zero), numbers as their exact decimal value (`7.74` for a stored 7.7400, as `float()` gives it).
+# A list read on PostgreSQL can have the database write its items' JSON while it reads the rows
+# (`decabill.repository.json_object`): the process then neither converts the rows to Python values nor shapes and
+# encodes them — for the admin's page of 20 invoices that was about a third of the server's work per request
+# (docs/performance.md, "Lists written as JSON by PostgreSQL"). `json_fields` describes a schema for that writer:
+# the same names, omissions and kinds as the shapers above use.
+
+
+class JsonField(NamedTuple):
+    """One property as the database writes it: its name, the attribute (snake_case) its value is given under, its
+    kind and format (`type`, `format` of the schema), and whether an absent value is left out (else null)."""
+
+    name: str
+    attribute: str
+    kind: str | None
+    format: str | None
+    omit_none: bool
+
+
+_JSON_FIELDS: PerObject[dict, tuple[JsonField, ...]] = PerObject()
+
+
+def json_fields(schema_name: str) -> tuple[JsonField, ...]:
+    """The properties of a flat object schema of the contract, for `decabill.repository.json_object` (ValueError
+    for a schema with an object or array property: those are not written by the database)."""
+    def made(schema: dict) -> tuple[JsonField, ...]:
+        fields = tuple(JsonField(field.name, field.attribute, field.kind, field.schema.get("format"), field.omit_none)
+                       for field in _fields(schema))
+        nested = [field.name for field in fields if field.kind in ("object", "array")]
+        if nested:
+            raise ValueError(f"{schema_name}: {nested} cannot be written by the database")
+        return fields
+
+    return _JSON_FIELDS.of(_resolve(_schemas()[schema_name]), made)
+
 
 Json = orjson.Fragment
-"""JSON text written elsewhere (a list PostgreSQL wrote with `sql_object`), put into a response as it is."""
-
-_TIMESTAMP_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
-
-
-def _sql_literal(text: str) -> Any:
-    """`text` as an SQL string constant written into the statement (not a parameter)."""
-    return literal_column("'" + text.replace("'", "''") + "'", type_=Text)
-
-
-def _joined(*parts: Any) -> Any:
-    """`a || b || …`: NULL when any part is NULL."""
-    joined = parts[0]
-    for part in parts[1:]:
-        joined = joined.op("||", return_type=Text)(part)
-    return joined
-
-
-def _sql_json_value(field: _Field, value: Any) -> Any:
-    """The JSON text of a non-null value of the property (NULL for NULL)."""
-    kind, fmt = field.kind, field.schema.get("format")
-    if kind == "string" and fmt == "date-time":
-        written = func.to_char(func.timezone(_sql_literal("UTC"), value), _sql_literal(_TIMESTAMP_FORMAT), type_=Text)
-        return _joined(_sql_literal('"'), func.replace(written, _sql_literal(".000000Z"), _sql_literal("Z"),
-                                                          type_=Text), _sql_literal('"'))
-    if kind == "string":  # a uuid, a date, an enum's value or text: quoted and escaped by to_json
-        return cast(func.to_json(cast(value, Text) if _is_numeric(value) else value), Text)
-    if kind == "number":
-        return cast(func.trim_scale(cast(value, Numeric)), Text)
-    if kind in ("integer", "boolean"):
-        return cast(value, Text)
-    raise ValueError(f"{field.name}: no SQL shape for a property of type {kind}")
-
-
-def _is_numeric(value: Any) -> bool:
-    kind = getattr(value.type, "impl", value.type)
-    return isinstance(kind, Numeric) or (isinstance(kind, type) and issubclass(kind, Numeric))
-
-
-def sql_object(schema_name: str, values: Mapping[str, Any]) -> Any:
-    """The SQL expression of the JSON text of one object of the contract's schema `schema_name`: each property
-    from `values[attribute]` (its snake_case name, as the shapers read objects; more entries may be given, every
-    property must be), in the schema's order, a property that may be left out left out when its value is NULL.
-    Objects and arrays inside are not written (ValueError when the schema has one)."""
-    pieces = []
-    for field in _fields(_resolve(_schemas()[schema_name])):
-        if field.attribute not in values:
-            raise ValueError(f"{schema_name}.{field.name}: no SQL value given for {field.attribute!r}")
-        written = _sql_json_value(field, values[field.attribute])
-        if not field.omit_none:
-            written = func.coalesce(written, _sql_literal("null"), type_=Text)
-        pieces.append(_joined(_sql_literal(orjson.dumps(field.name).decode() + ":"), written))
-    # concat_ws skips a NULL piece: the property left out
-    return _joined(_sql_literal("{"), func.concat_ws(_sql_literal(","), *pieces, type_=Text), _sql_literal("}"))
+"""JSON text written elsewhere (a list PostgreSQL wrote, `decabill.repository.json_object`), put into a response as
+it is."""

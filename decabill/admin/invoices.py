@@ -16,7 +16,6 @@ its PDFs, its audit trail — plus the lookups the other admin modules share.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,7 +28,7 @@ from decabill.invoicing import service as invoicing
 from decabill.invoicing.service import Pdf
 from decabill.invoicing.errors import InvoiceNotFound
 from decabill.invoicing.repository import InvoiceAuditLogRepository, InvoiceRepository
-from decabill.shapes import Json, sql_object
+from decabill.shapes import Json, json_fields
 from decabill.subscriptions.service import subscription_number
 from models.invoicing import Invoice
 
@@ -58,11 +57,6 @@ async def detail_view(session: AsyncSession, invoice: Invoice) -> AdminInvoiceVi
 # --- lists -------------------------------------------------------------------------------------------------
 
 
-def _list_item_json(row: Any) -> Any:
-    """The SQL of one listed invoice's JSON (the contract's AdminInvoiceListItem) over a row of the admin page."""
-    return sql_object("AdminInvoiceListItem", AdminInvoiceView.sql_values(row))
-
-
 async def list_invoices(principal: Principal, *, limit: int, offset: int, search: str | None = None,
                         user_id: uuid.UUID | None = None, open_only: bool = False) -> Page:
     """A page of the tenant's invoices; on PostgreSQL its items are the JSON the database wrote (`Json`), else
@@ -71,7 +65,8 @@ async def list_invoices(principal: Principal, *, limit: int, offset: int, search
     async with db.read() as session:
         invoices = InvoiceRepository(session)
         if invoices.writes_json:
-            written, total = await invoices.search_page_json(limit=limit, offset=offset, item=_list_item_json, **filters)
+            written, total = await invoices.search_page_json(limit=limit, offset=offset,
+                                                             shape=json_fields("AdminInvoiceListItem"), **filters)
             return Page(Json(written), total, limit, offset)
         rows, total = await invoices.search_page(limit=limit, offset=offset, **filters)
     items = [AdminInvoiceView(invoice, subscription_number=number, user_email=email) for invoice, number, email in rows]

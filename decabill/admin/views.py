@@ -20,11 +20,6 @@ class AdminInvoiceView(InvoiceView):
 
     user_email: str | None = None
 
-    @staticmethod
-    def sql_values(row: Any) -> dict[str, Any]:
-        """`InvoiceView.sql_values` and the owner's `user_email` (a column of `row`)."""
-        return {**InvoiceView.sql_values(row), "user_email": row.user_email}
-
 
 @dataclass
 class AuditEntryView:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    null,
     or_,
     select,
     text,
@@ -30,6 +31,7 @@ from sqlalchemy.sql import ColumnElement, Select
 
 from decabill.identity.repository import UserRepository
 from decabill.repository import (
+    JsonField,
     Repository,
     first_page_of,
     generic_plan,
@@ -90,6 +92,29 @@ class InvoiceCountRepository(Repository[InvoiceCount]):
         return cls.scoped(InvoiceCount.invoices)
 
 
+def invoice_view_values(row: Any) -> dict[str, Any]:
+    """The properties of `InvoiceView` (decabill/invoicing/views.py) as SQL over a row of the listed columns (`LISTED`
+    and `subscription_number` when the list reads it), for the lists PostgreSQL writes as JSON (`json_array_of`): the
+    same rules as the view's properties — tests/invoicing/test_list_json.py reads every list both ways."""
+    void_with_number = and_(row.status == InvoiceStatus.VOID, func.coalesce(row.invoice_number, "") != "")
+    plain = ("id", "subscription_id", "user_id", "invoice_number", "status", "balance_due", "created_at", "due_date",
+             "tax_rule", "dunning_action", "dunning_applied_at")
+    # a list of one subscription's invoices does not read its number: null, as `InvoiceView(invoice)` shows
+    number = row.subscription_number if "subscription_number" in row else cast(null(), String)
+    return {**{name: row[name] for name in plain}, "subscription_number": number,
+            "invoice_ref_id": row.id, "balance": row.balance_due,
+            "dunning_level": func.coalesce(row.dunning_level, 0),
+            "can_pay": and_(row.status.in_(InvoiceStatus.OPEN), row.balance_due > 0),
+            "can_download": row.status != InvoiceStatus.DRAFT, "can_preview": row.status != InvoiceStatus.DRAFT,
+            "can_download_void_document": void_with_number,
+            "void_document_number": case((void_with_number, row.credit_note_number))}
+
+
+def admin_invoice_view_values(row: Any) -> dict[str, Any]:
+    """`invoice_view_values` and the owner's email (`AdminInvoiceView.user_email`), a column of the admin page."""
+    return {**invoice_view_values(row), "user_email": row.user_email}
+
+
 def _newest_first(row: Any) -> tuple[Any, ...]:
     """The order of the customer's invoice lists, over a row of their statement (`json_array_of`)."""
     return row.created_at.desc(), row.id
@@ -146,9 +171,10 @@ class InvoiceRepository(Repository[Invoice]):
                 .order_by(Invoice.created_at.desc(), Invoice.id))
 
     async def of_own_subscription_json(self, user_id: uuid.UUID, subscription_id: uuid.UUID,
-                                       item: Callable[[Any], Any]) -> str | None:
-        """`of_own_subscription` with the items as JSON text PostgreSQL writes (`item(row)`: one item's JSON)."""
-        row = await self.run_json(self._of_own_subscription, item, order_by=_newest_first,
+                                       shape: Sequence[JsonField]) -> str | None:
+        """`of_own_subscription` with the items as JSON text PostgreSQL writes (objects of `shape`, the contract's
+        InvoiceResponse, from `invoice_view_values`)."""
+        row = await self.run_json(self._of_own_subscription, shape, invoice_view_values, order_by=_newest_first,
                                   subscription_id=subscription_id, user_id=user_id)
         return row.items if row.listed_rows else None
 
@@ -171,9 +197,11 @@ class InvoiceRepository(Repository[Invoice]):
                 .where(Invoice.user_id == bindparam("user_id"), Invoice.status.in_(InvoiceStatus.OPEN))
                 .order_by(Invoice.created_at.desc(), Invoice.id))
 
-    async def open_of_user_json(self, user_id: uuid.UUID, item: Callable[[Any], Any]) -> str:
-        """`open_of_user_with_number` with the items as JSON text PostgreSQL writes (`item(row)`: one item's JSON)."""
-        return (await self.run_json(self._open_of_user, item, order_by=_newest_first, user_id=user_id)).items
+    async def open_of_user_json(self, user_id: uuid.UUID, shape: Sequence[JsonField]) -> str:
+        """`open_of_user_with_number` with the items as JSON text PostgreSQL writes (objects of `shape`, the
+        contract's InvoiceResponse, from `invoice_view_values`)."""
+        row = await self.run_json(self._open_of_user, shape, invoice_view_values, order_by=_newest_first, user_id=user_id)
+        return row.items
 
     async def open_of_user_with_number(self, user_id: uuid.UUID) -> list[tuple[Any, str | None]]:
         """The user's open and overdue invoices (records, read-only) with their subscription's number, newest first."""
@@ -419,13 +447,13 @@ class InvoiceRepository(Repository[Invoice]):
         return listed, await self._total_of(rows, total_column)
 
     async def search_page_json(self, *, limit: int, offset: int, search: str | None, user_id: uuid.UUID | None,
-                               open_only: bool, item: Callable[[Any], Any]) -> tuple[str, int]:
-        """`search_page` on PostgreSQL with the items as JSON text the database writes: the array of `item(row)`
-        (the SQL of one item's JSON over the row of `search_page`'s columns, `shapes.sql_object`) newest first,
-        and the total."""
+                               open_only: bool, shape: Sequence[JsonField]) -> tuple[str, int]:
+        """`search_page` on PostgreSQL with the items as JSON text the database writes (objects of `shape`, the
+        contract's AdminInvoiceListItem, from `admin_invoice_view_values`), newest first, and the total."""
         statement, params, total_column = self._page_statement(limit=limit, offset=offset, search=search,
                                                                user_id=user_id, open_only=open_only)
-        row = await self.run_json(statement, item, order_by=_newest_first_both, keep=(total_column,), **params)
+        row = await self.run_json(statement, shape, admin_invoice_view_values, order_by=_newest_first_both,
+                                  keep=(total_column,), **params)
         return row.items, await self._total_of([row], total_column)
 
     @prepared

@@ -21,7 +21,7 @@ import structlog
 from decabill import db
 from decabill.jobs.queue import enqueue
 from decabill.tenancy import current_tenant
-from decabill.shapes import Json, sql_object
+from decabill.shapes import Json, json_fields
 from decabill.validation import text
 from decabill.documents import round_cents
 from decabill.identity.principal import Principal
@@ -104,18 +104,13 @@ async def get_summary(principal: Principal) -> InvoicesSummaryView:
     )
 
 
-def _list_item_json(row: Any) -> Any:
-    """The SQL of one listed invoice's JSON (the contract's InvoiceResponse) over a row of a customer's list."""
-    return sql_object("InvoiceResponse", InvoiceView.sql_values(row))
-
-
 async def list_open_overdue(principal: Principal) -> list[InvoiceView] | Json:
     """The user's open and overdue invoices; on PostgreSQL as the JSON the database wrote, else the views."""
     user_id = principal.require_user_id()
     async with db.read() as session:
         invoices = InvoiceRepository(session)
         if invoices.writes_json:
-            return Json(await invoices.open_of_user_json(user_id, _list_item_json))
+            return Json(await invoices.open_of_user_json(user_id, json_fields("InvoiceResponse")))
         rows = await invoices.open_of_user_with_number(user_id)
     return [InvoiceView(invoice, subscription_number=number) for invoice, number in rows]
 
@@ -127,7 +122,8 @@ async def list_invoices(principal: Principal, subscription_id: uuid.UUID) -> lis
     async with db.read() as session:  # the ownership check and the list in one statement
         invoices = InvoiceRepository(session)
         if invoices.writes_json:
-            found: Any = await invoices.of_own_subscription_json(user_id, subscription_id, _list_item_json)
+            found: Any = await invoices.of_own_subscription_json(user_id, subscription_id,
+                                                                 json_fields("InvoiceResponse"))
         else:
             found = await invoices.of_own_subscription(user_id, subscription_id)
     if found is None:

@@ -14,9 +14,6 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
-
-from sqlalchemy import String, and_, case, cast, func, null
 
 from decabill.documents import round_cents
 from models.invoicing import Invoice, InvoiceLine, InvoiceStatus
@@ -74,7 +71,8 @@ class InvoiceView:
     dunning_action = _of_invoice("dunning_action")
     dunning_applied_at = _of_invoice("dunning_applied_at")
 
-    # -- capability flags --
+    # -- capability flags (the same rules in SQL for the lists PostgreSQL writes: `invoice_view_values` in
+    #    decabill/invoicing/repository.py) --
     @property
     def can_pay(self) -> bool:
         return self.invoice.status in InvoiceStatus.OPEN and self.invoice.balance_due > 0
@@ -92,24 +90,6 @@ class InvoiceView:
     @property
     def void_document_number(self) -> str | None:
         return self.invoice.credit_note_number if self.can_download_void_document else None
-
-    @staticmethod
-    def sql_values(row: Any) -> dict[str, Any]:
-        """The properties above as SQL over a row of the listed columns (`row`: `InvoiceRepository.LISTED` and
-        `subscription_number`), for the lists PostgreSQL writes as JSON (`shapes.sql_object`): the same rules, side
-        by side with them — tests/invoicing/test_list_records.py holds each item to the view of the whole row."""
-        void_with_number = and_(row.status == InvoiceStatus.VOID, func.coalesce(row.invoice_number, "") != "")
-        plain = ("id", "subscription_id", "user_id", "invoice_number", "status", "balance_due", "created_at",
-                 "due_date", "tax_rule", "dunning_action", "dunning_applied_at")
-        # a list of one subscription's invoices does not read its number: null, as `InvoiceView(invoice)` shows
-        number = row.subscription_number if "subscription_number" in row else cast(null(), String)
-        return {**{name: row[name] for name in plain}, "subscription_number": number,
-                "invoice_ref_id": row.id, "balance": row.balance_due,
-                "dunning_level": func.coalesce(row.dunning_level, 0),
-                "can_pay": and_(row.status.in_(InvoiceStatus.OPEN), row.balance_due > 0),
-                "can_download": row.status != InvoiceStatus.DRAFT, "can_preview": row.status != InvoiceStatus.DRAFT,
-                "can_download_void_document": void_with_number,
-                "void_document_number": case((void_with_number, row.credit_note_number))}
 
     @property
     def tax_breakdown(self) -> list[TaxBreakdownView]:

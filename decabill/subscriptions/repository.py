@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import JSON, and_, bindparam, exists, or_
 from sqlalchemy.sql import ColumnElement, Select
 
-from decabill.repository import BillableRepository, Repository, page, paged, paging, prepared
+from decabill.repository import (
+    BillableRepository,
+    JsonField,
+    Repository,
+    page,
+    paged,
+    paging,
+    prepared,
+    row_columns,
+)
 from models.subscriptions import (
     Backorder,
     BackorderStatus,
@@ -27,6 +36,11 @@ from models.subscriptions import (
 
 #: the statuses in which a subscription is billed (and runs its servers)
 BILLED_STATUSES = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING_CANCEL)
+
+
+def _newest_first(row: Any) -> tuple[Any, ...]:
+    """The order of a user's subscriptions, over a row of their statement (`json_array_of`)."""
+    return row.created_at.desc(), row.id
 
 
 class SubscriptionRepository(Repository[Subscription]):
@@ -62,10 +76,11 @@ class SubscriptionRepository(Repository[Subscription]):
                      .order_by(Subscription.created_at.desc(), Subscription.id))
 
     async def of_user_json(self, user_id: uuid.UUID, limit: int | None, offset: int | None,
-                           item: Callable[[Any], Any]) -> str:
-        """`of_user` with the items as JSON text PostgreSQL writes (`item(row)`: one item's JSON)."""
-        row = await self.run_json(self._of_user, item, order_by=lambda row: (row.created_at.desc(), row.id),
-                                  user_id=user_id, **paging(limit, offset))
+                           shape: Sequence[JsonField]) -> str:
+        """`of_user` with the items as JSON text PostgreSQL writes (objects of `shape`, the contract's
+        SubscriptionResponse: the listed columns themselves)."""
+        row = await self.run_json(self._of_user, shape, row_columns, order_by=_newest_first, user_id=user_id,
+                                  **paging(limit, offset))
         return row.items
 
     async def of_user(self, user_id: uuid.UUID, limit: int | None, offset: int | None) -> list[Any]:

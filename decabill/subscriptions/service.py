@@ -43,7 +43,7 @@ from decabill.customers.service import require_complete_profile
 from decabill.errors import DecabillError
 from decabill.identity.principal import Principal, require_admin
 from decabill.providers import get_registry
-from decabill.shapes import Json, sql_object
+from decabill.shapes import Json, json_fields
 from decabill.subscriptions import backorders, errors, expiration, hostnames, provisioning, suspension
 from decabill.subscriptions.lifecycle import announce_created, end_failed_order, new_subscription, start_first_period
 from decabill.subscriptions.provisioning import info_snapshot
@@ -160,18 +160,13 @@ async def create_subscription(principal: Principal, plan_id: uuid.UUID, requeste
 # --- reading --------------------------------------------------------------------------------------------
 
 
-def _list_item_json(row: Any) -> Any:
-    """The SQL of one listed subscription's JSON (the contract's SubscriptionResponse): its row's columns."""
-    return sql_object("SubscriptionResponse", row)
-
-
 async def _page_of_subscriptions(user_id: uuid.UUID, limit: int, offset: int) -> list[Subscription] | Json:
     """One page of a user's subscriptions in the request's tenant, every status, newest first: on PostgreSQL the
     JSON the database wrote, else read-only records."""
     async with db.read() as session:
         subscriptions = SubscriptionRepository(session)
         if subscriptions.writes_json:
-            return Json(await subscriptions.of_user_json(user_id, limit, offset, _list_item_json))
+            return Json(await subscriptions.of_user_json(user_id, limit, offset, json_fields("SubscriptionResponse")))
         return await subscriptions.of_user(user_id, limit, offset)
 
 

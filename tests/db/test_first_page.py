@@ -8,9 +8,8 @@ import pytest
 from sqlalchemy import text
 
 from decabill import db
-from decabill.admin.views import AdminInvoiceView
 from decabill.invoicing.repository import InvoiceRepository
-from decabill.shapes import sql_object
+from decabill.shapes import json_fields
 from decabill.tenancy import bound_tenant
 
 
@@ -30,10 +29,6 @@ async def _plans(engine) -> dict[str, tuple[int, int]]:
         return {statement: (int(generic), int(custom)) for statement, generic, custom in rows}
 
 
-def _item(row) -> object:
-    return sql_object("AdminInvoiceListItem", AdminInvoiceView.sql_values(row))
-
-
 @pytest.mark.parametrize("as_json", [False, True], ids=["rows", "json"])
 async def test_the_first_page_is_planned_once_later_pages_keep_their_parameters(pg, as_json):
     engine = db.init_engine(pg, pool_size=1, max_overflow=0, pool_timeout=10)  # every read on one connection
@@ -42,7 +37,8 @@ async def test_the_first_page_is_planned_once_later_pages_keep_their_parameters(
             async with db.read() as session:
                 repository, unfiltered = InvoiceRepository(session), dict(search=None, user_id=None, open_only=False)
                 if as_json:  # the page written as JSON by PostgreSQL: the same statement inside its aggregate
-                    items, total = await repository.search_page_json(limit=20, offset=offset, item=_item, **unfiltered)
+                    items, total = await repository.search_page_json(limit=20, offset=offset, **unfiltered,
+                                                                     shape=json_fields("AdminInvoiceListItem"))
                     assert (items, total) == ("[]", 0)
                 else:
                     rows, total = await repository.search_page(limit=20, offset=offset, **unfiltered)
@@ -61,15 +57,13 @@ async def test_the_open_invoices_of_a_customer_are_planned_once(pg, as_json):
     statement anew at every run before (its status list made the plan for unknown values look costlier)."""
     import uuid
 
-    from decabill.invoicing.service import _list_item_json
-
     engine = db.init_engine(pg, pool_size=1, max_overflow=0, pool_timeout=10)
     with bound_tenant("default"):
         for _ in range(8):
             async with db.read() as session:
                 repository, someone = InvoiceRepository(session), uuid.uuid4()
                 if as_json:
-                    assert await repository.open_of_user_json(someone, _list_item_json) == "[]"
+                    assert await repository.open_of_user_json(someone, json_fields("InvoiceResponse")) == "[]"
                 else:
                     assert await repository.open_of_user_with_number(someone) == []
     plans = await _plans(engine)
