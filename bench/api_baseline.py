@@ -90,15 +90,18 @@ ORDER BY i.created_at DESC, i.id DESC LIMIT $2 OFFSET $3
 """
 
 
-def _admin_search(number_branch: str) -> str:
+_SUBSCRIPTION_BRANCH = """
+    UNION SELECT i.id, i.created_at FROM invoices i JOIN subscriptions s ON s.id = i.subscription_id
+          WHERE i.tenant_id = $1 AND lower(s.number) LIKE $2 ESCAPE '/'"""
+
+
+def _admin_search(number_branch: str, subscription_branch: str = _SUBSCRIPTION_BRANCH) -> str:
     """The admin search as `InvoiceRepository._search_statement` shapes it (no id branches: the bench's terms
     hold no id): the matching (id, created_at) as a CTE, their count LEFT JOIN the page, the number and email per
     row of the page."""
     return f"""
 WITH matches AS (
-    SELECT i.id, i.created_at FROM invoices i WHERE i.tenant_id = $1 AND {number_branch}
-    UNION SELECT i.id, i.created_at FROM invoices i JOIN subscriptions s ON s.id = i.subscription_id
-          WHERE i.tenant_id = $1 AND lower(s.number) LIKE $2 ESCAPE '/'
+    SELECT i.id, i.created_at FROM invoices i WHERE i.tenant_id = $1 AND {number_branch}{subscription_branch}
     UNION SELECT i.id, i.created_at FROM invoices i JOIN users u ON u.id = i.user_id
           WHERE i.tenant_id = $1 AND lower(u.email) LIKE $2 ESCAPE '/'
 )
@@ -112,9 +115,10 @@ ORDER BY page.created_at DESC, page.id DESC
 """
 
 
-# the term anywhere in the number (trigram index); an `INV-…` prefix as a byte-wise range (migration 0027), $5/$6
+# the term anywhere in the number (trigram index); an `INV-…` prefix as a byte-wise range (migration 0027), $5/$6,
+# and not looked for in the subscription numbers (`SUB-<digits>` hold no "inv-")
 ADMIN_SEARCH = _admin_search("lower(i.invoice_number) LIKE $2 ESCAPE '/'")
-ADMIN_SEARCH_NUMBER = _admin_search("lower(i.invoice_number) ~>=~ $5 AND lower(i.invoice_number) ~<~ $6")
+ADMIN_SEARCH_NUMBER = _admin_search("lower(i.invoice_number) ~>=~ $5 AND lower(i.invoice_number) ~<~ $6", "")
 NUMBER_PREFIX = re.compile(r"inv-[0-9-]*")
 OPEN_OR_OVERDUE = ("issued", "partially_paid", "overdue")
 

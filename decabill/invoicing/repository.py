@@ -68,7 +68,8 @@ _UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 _HEX_TEXT = re.compile(r"[0-9a-f-]+")
 # A (lower-case) term that can only occur at the start of an invoice number: numbers are written only as
 # `INV-<year>-<digits>` (`format_invoice_number`), so "inv-" appears nowhere but at their start, and for such a
-# term `LIKE '%term%'` and "starts with term" match the same invoices.
+# term `LIKE '%term%'` and "starts with term" match the same invoices. Subscription numbers are `SUB-<digits>`
+# (decabill/subscriptions/lifecycle.py), so such a term is in none of them: that branch of the search is left out.
 _NUMBER_PREFIX = re.compile(r"inv-[0-9-]*")
 
 
@@ -368,9 +369,10 @@ class InvoiceRepository(Repository[Invoice]):
                                             bindparam(cls.SEARCH_NUMBER_TO, type_=String))
             else:
                 number = matches(Invoice.invoice_number)
-            branches = [ids.where(number),
-                        ids.join(Subscription, Subscription.id == Invoice.subscription_id).where(matches(Subscription.number)),
-                        ids.join(User, User.id == Invoice.user_id).where(matches(User.email))]
+            branches = [ids.where(number), ids.join(User, User.id == Invoice.user_id).where(matches(User.email))]
+            if kind != "number":  # (no subscription number holds "inv-": `_NUMBER_PREFIX`)
+                branches.append(ids.join(Subscription, Subscription.id == Invoice.subscription_id)
+                                .where(matches(Subscription.number)))
             if kind == "uuid":
                 whole = bindparam(cls.SEARCH_ID, type_=Invoice.id.type)
                 branches += [ids.where(Invoice.id == whole), ids.where(Invoice.user_id == whole)]

@@ -167,3 +167,8 @@ async def test_search_by_an_invoice_number_prefix(billing_api, admin, customer, 
     assert await search(first[:4] + "1999") == []
     # the same digits without the prefix are searched inside the numbers (trigrams): the same invoices
     assert await search(common[3:]) == starting_with(common)
+    # such a term is still looked for in the owners' emails (only the subscription numbers, `SUB-<digits>`, cannot
+    # hold it): a customer whose email holds it is found with their invoice too
+    holder = user_id(await api.user_token(admin, f"{first.lower()}.billing@example.com"))
+    holders = (await create_draft(api, admin, holder, [line("Held", 1, 10)]))["id"]
+    assert await search(first) == [holders, *starting_with(first)]
