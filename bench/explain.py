@@ -28,6 +28,7 @@ async def main() -> None:
     import models  # noqa: F401
     from decabill.invoicing.repository import InvoiceRepository
     from decabill.repository import TENANT_PARAM, Repository
+    from decabill.shapes import json_fields
     from decabill.subscriptions.repository import SubscriptionRepository
     from decabill.tenancy import bound_tenant
     from models.identity import User
@@ -81,6 +82,16 @@ async def main() -> None:
                 ("admin invoices, search matching ~1,100 invoices by email", lambda: invoices.search_page(limit=20, offset=0, search="customer42", user_id=None, open_only=False)),
                 ("admin invoices, search by a hex fragment", lambda: invoices.search_page(limit=20, offset=0, search="4a2f", user_id=None, open_only=False)),
                 ("admin invoices, search by a whole id", lambda: invoices.search_page(limit=20, offset=0, search=str(customer), user_id=None, open_only=False)),
+                # the same lists as PostgreSQL writes them as JSON (what `decabill serve` runs on PostgreSQL): the
+                # statements above inside one aggregate, their index scans unchanged
+                ("admin invoices, page and total, written as JSON",
+                 lambda: invoices.search_page_json(limit=20, offset=0, search=None, user_id=None, open_only=False,
+                                                   shape=json_fields("AdminInvoiceListItem"))),
+                ("admin invoices, search by an invoice-number prefix, written as JSON",
+                 lambda: invoices.search_page_json(limit=20, offset=0, search="INV-2026-0001", user_id=None,
+                                                   open_only=False, shape=json_fields("AdminInvoiceListItem"))),
+                ("open and overdue invoices of a customer, written as JSON",
+                 lambda: invoices.open_of_user_json(customer, json_fields("InvoiceResponse"))),
             ]:
                 await call()
         Repository.run = run  # type: ignore[method-assign]
