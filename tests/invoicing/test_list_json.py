@@ -23,7 +23,8 @@ from decabill.identity.principal import Principal
 from decabill.invoicing import service as invoicing
 from decabill.repository import Repository
 from decabill.subscriptions import service as subscriptions
-from decabill.shapes import Json, dump, dump_list
+from decabill.invoicing.repository import InvoiceRepository
+from decabill.shapes import Json, dump, dump_list, json_fields
 from decabill.tenancy import bound_tenant
 from models.identity import User
 from models.invoicing import Invoice, InvoiceStatus
@@ -119,6 +120,15 @@ async def test_the_page_postgresql_writes_is_the_page_the_views_shape(billing_ap
     for query in pages:
         written, shaped = await _admin_page(monkeypatch, **query)
         assert written == shaped, query
+
+    # run as Core (inside a transaction, as with tracing on) rather than on the driver's connection: the same text
+    with bound_tenant("default"):
+        unfiltered = {"limit": 20, "offset": 0, "search": None, "user_id": None, "open_only": False,
+                      "shape": json_fields("AdminInvoiceListItem")}
+        async with db.read() as session:
+            on_driver = await InvoiceRepository(session).search_page_json(**unfiltered)
+        async with db.transaction() as session:
+            assert await InvoiceRepository(session).search_page_json(**unfiltered) == on_driver
 
     customer = Principal(tenant="default", role="user", method="users", user_id=owner)
     of_subscription, shaped = await _customer_list(
