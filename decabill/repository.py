@@ -62,7 +62,8 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Bundle
-from sqlalchemy.sql import ColumnElement, Executable, Select
+from sqlalchemy.sql import ColumnElement, Executable, Select, operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 from decabill import db
 from decabill.errors import StillReferenced
@@ -205,6 +206,7 @@ def _joined(*parts: Any) -> Any:
 
 
 def _is_numeric(value: Any) -> bool:
+    # a TypeDecorator (ExactDecimal) names its implementation as a class
     kind = getattr(value.type, "impl", value.type)
     return isinstance(kind, Numeric) or (isinstance(kind, type) and issubclass(kind, Numeric))
 
@@ -244,19 +246,31 @@ def row_columns(row: Any) -> Any:
     return row
 
 
+def _order_of(statement: Select[Any], rows: Any) -> list[ColumnElement[Any]]:
+    """The statement's ORDER BY over the columns of `rows`, its subquery: the order of the list it gives."""
+    order = []
+    for clause in statement._order_by_clauses:  # noqa: SLF001 - SQLAlchemy keeps no public accessor
+        descending = isinstance(clause, UnaryExpression) and clause.modifier is operators.desc_op
+        column = rows.corresponding_column(clause.element if isinstance(clause, UnaryExpression) else clause)
+        if column is None:
+            raise ValueError(f"ORDER BY {clause}: not a column the statement selects")
+        order.append(column.desc() if descending else column)
+    if not order:
+        raise ValueError("a list written as JSON keeps its statement's order: the statement has none")
+    return order
+
+
 _JSON_ARRAYS: PerObject[Executable, dict[tuple[Any, ...], Select[Any]]] = PerObject()
 
 
 def json_array_of(statement: Select[Any], shape: Sequence[JsonField], values: Callable[[Any], Any], *,
-                  order_by: Callable[[Any], Sequence[ColumnElement[Any]]], keep: Sequence[str] = (),
-                  present: str = "id") -> Select[Any]:
+                  keep: Sequence[str] = (), present: str = "id") -> Select[Any]:
     """ONE row for a statement built once (PostgreSQL): `items`, the JSON text of the array of its rows as objects
     of `shape` (`json_object` of `values(row)`: the SQL values of an item's properties over the statement's row
-    columns), in the order `order_by(row)` gives, over the rows whose `present` column is not NULL (`[]` when none);
+    columns), in the statement's own order, over the rows whose `present` column is not NULL (`[]` when none);
     `listed_rows`, how many rows the statement gave (those of NULLs too); and each column of `keep` as its largest
     value over the rows (a total every row carries), NULL when there are none. Built once per statement, shape and
-    `values` (`order_by` is read then); run with the statement's parameters (`run_json()`), planned like it
-    (`generic_plan`)."""
+    `values`; run with the statement's parameters (`run_json()`), planned like it (`generic_plan`)."""
     def made(_: Select[Any]) -> dict[tuple[Any, ...], Select[Any]]:
         return {}
 
@@ -265,7 +279,7 @@ def json_array_of(statement: Select[Any], shape: Sequence[JsonField], values: Ca
     if wrapped is None:
         rows = statement.subquery("listed")
         item = json_object(shape, values(rows.c))
-        joined = func.string_agg(item, aggregate_order_by(literal_column("','"), *order_by(rows.c))).filter(
+        joined = func.string_agg(item, aggregate_order_by(literal_column("','"), *_order_of(statement, rows))).filter(
             rows.c[present].is_not(None))
         items = func.coalesce(_joined(_sql_text("["), joined, _sql_text("]")), _sql_text("[]"))
         wrapped = built[(shape, values)] = select(*(func.max(rows.c[name]).label(name) for name in keep),
@@ -484,12 +498,10 @@ class Repository(Generic[M]):
         return (await (await session.connection()).execute(statement, params)).all()
 
     async def run_json(self, statement: Executable, shape: Sequence[JsonField], values: Callable[[Any], Any], *,
-                       order_by: Callable[[Any], Sequence[ColumnElement[Any]]], keep: Sequence[str] = (),
-                       present: str = "id", **params: Any) -> Any:
+                       keep: Sequence[str] = (), present: str = "id", **params: Any) -> Any:
         """`run()` of a statement built once with its rows as JSON the database writes (`json_array_of`, PostgreSQL:
         `writes_json`): the one row of `items` (the JSON text), `listed_rows` and the `keep` columns."""
-        written = json_array_of(first_page_of(statement, params), shape, values, order_by=order_by, keep=keep,
-                                present=present)
+        written = json_array_of(first_page_of(statement, params), shape, values, keep=keep, present=present)
         (row,) = await self.run(written, **params)
         return row
 

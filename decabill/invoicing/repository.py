@@ -116,16 +116,6 @@ def admin_invoice_view_values(row: Any) -> dict[str, Any]:
     return {**invoice_view_values(row), "user_email": row.user_email}
 
 
-def _newest_first(row: Any) -> tuple[Any, ...]:
-    """The order of the customer's invoice lists, over a row of their statement (`json_array_of`)."""
-    return row.created_at.desc(), row.id
-
-
-def _newest_first_both(row: Any) -> tuple[Any, ...]:
-    """The order of the admin page, over a row of its statement."""
-    return row.created_at.desc(), row.id.desc()
-
-
 class InvoiceRepository(Repository[Invoice]):
     model = Invoice
 
@@ -175,7 +165,7 @@ class InvoiceRepository(Repository[Invoice]):
                                        shape: Sequence[JsonField]) -> str | None:
         """`of_own_subscription` with the items as JSON text PostgreSQL writes (objects of `shape`, the contract's
         InvoiceResponse, from `invoice_view_values`)."""
-        row = await self.run_json(self._of_own_subscription, shape, invoice_view_values, order_by=_newest_first,
+        row = await self.run_json(self._of_own_subscription, shape, invoice_view_values,
                                   subscription_id=subscription_id, user_id=user_id)
         return row.items if row.listed_rows else None
 
@@ -201,7 +191,7 @@ class InvoiceRepository(Repository[Invoice]):
     async def open_of_user_json(self, user_id: uuid.UUID, shape: Sequence[JsonField]) -> str:
         """`open_of_user_with_number` with the items as JSON text PostgreSQL writes (objects of `shape`, the
         contract's InvoiceResponse, from `invoice_view_values`)."""
-        row = await self.run_json(self._open_of_user, shape, invoice_view_values, order_by=_newest_first, user_id=user_id)
+        row = await self.run_json(self._open_of_user, shape, invoice_view_values, user_id=user_id)
         return row.items
 
     async def open_of_user_with_number(self, user_id: uuid.UUID) -> list[tuple[Any, str | None]]:
@@ -454,8 +444,8 @@ class InvoiceRepository(Repository[Invoice]):
         contract's AdminInvoiceListItem, from `admin_invoice_view_values`), newest first, and the total."""
         statement, params, total_column = self._page_statement(limit=limit, offset=offset, search=search,
                                                                user_id=user_id, open_only=open_only)
-        row = await self.run_json(statement, shape, admin_invoice_view_values, order_by=_newest_first_both,
-                                  keep=(total_column,), **params)
+        row = await self.run_json(statement, shape, admin_invoice_view_values, keep=(total_column,),
+                                  **params)
         return row.items, await self._total_of([row], total_column)
 
     @prepared

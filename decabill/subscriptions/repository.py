@@ -38,11 +38,6 @@ from models.subscriptions import (
 BILLED_STATUSES = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING_CANCEL)
 
 
-def _newest_first(row: Any) -> tuple[Any, ...]:
-    """The order of a user's subscriptions, over a row of their statement (`json_array_of`)."""
-    return row.created_at.desc(), row.id
-
-
 class SubscriptionRepository(Repository[Subscription]):
     model = Subscription
 
@@ -79,8 +74,7 @@ class SubscriptionRepository(Repository[Subscription]):
                            shape: Sequence[JsonField]) -> str:
         """`of_user` with the items as JSON text PostgreSQL writes (objects of `shape`, the contract's
         SubscriptionResponse: the listed columns themselves)."""
-        row = await self.run_json(self._of_user, shape, row_columns, order_by=_newest_first, user_id=user_id,
-                                  **paging(limit, offset))
+        row = await self.run_json(self._of_user, shape, row_columns, user_id=user_id, **paging(limit, offset))
         return row.items
 
     async def of_user(self, user_id: uuid.UUID, limit: int | None, offset: int | None) -> list[Any]:
