@@ -14,7 +14,6 @@ Rules every operation here shares
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import structlog
 
@@ -122,13 +121,14 @@ async def list_invoices(principal: Principal, subscription_id: uuid.UUID) -> lis
     async with db.read() as session:  # the ownership check and the list in one statement
         invoices = InvoiceRepository(session)
         if invoices.writes_json:
-            found: Any = await invoices.of_own_subscription_json(user_id, subscription_id,
-                                                                 json_fields("InvoiceResponse"))
+            written = await invoices.of_own_subscription_json(user_id, subscription_id, json_fields("InvoiceResponse"))
+            found: list[InvoiceView] | Json | None = None if written is None else Json(written)
         else:
-            found = await invoices.of_own_subscription(user_id, subscription_id)
+            records = await invoices.of_own_subscription(user_id, subscription_id)
+            found = None if records is None else [InvoiceView(invoice) for invoice in records]
     if found is None:
         raise SubscriptionNotFound(subscription_id)
-    return Json(found) if isinstance(found, str) else [InvoiceView(invoice) for invoice in found]
+    return found
 
 
 # --- one invoice -------------------------------------------------------------------------------------------
