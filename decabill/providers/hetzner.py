@@ -39,12 +39,21 @@ class HetznerProvider(SyncApiProvider):
     # --- plumbing ---
     def _new_client(self, token: str):
         import hcloud
+        from requests.adapters import HTTPAdapter
+        from urllib3.util.retry import Retry
 
         client = hcloud.Client(token=token, api_endpoint=self._api_url, timeout=self._timeout,
                                poll_interval=1.0, application_name="decabill")
         # hcloud retries rate limits, conflicts and gateway errors up to 5 times with exponential backoff
         # (1 s, 2 s, 4 s, ...); an API request of ours should not hang for half a minute.
         client._client._retry_max_retries = self._max_retries
+        # A kept-alive connection the API closed while it sat idle in the pool shows as dead only when reused
+        # ("Connection aborted"): hcloud retries rate limits, conflicts and timeouts, not that. A read (GET, HEAD)
+        # is sent once more on a new connection; a connection that cannot be made is tried once more whatever the
+        # method (nothing was sent). Other methods are not repeated: the first may have been carried out.
+        stale = Retry(total=1, connect=1, read=1, status=0, other=0, redirect=False, raise_on_status=False,
+                      allowed_methods=frozenset({"GET", "HEAD"}))
+        client._client._session.mount(self._api_url, HTTPAdapter(max_retries=stale))
         return client
 
     @staticmethod
