@@ -4,6 +4,7 @@
     .venv/bin/python bench/api.py --quick         # 2,000 customers / 20,000 invoices, 5 s per run (a smoke check)
     .venv/bin/python bench/api.py --workers 2     # both servers with two processes (the image's default on 2 cores)
     .venv/bin/python bench/api.py --log-level info   # Decabill at LOG_LEVEL=info (production), a log line per request
+    .venv/bin/python bench/api.py --pg-socket /var/run/postgresql   # both servers on PostgreSQL's Unix socket
 
 Needs PostgreSQL (BENCH_PG_URL, default postgresql://postgres@127.0.0.1:5432) and `wrk` (Debian package `wrk`;
 without it a small Python load generator is used, which saturates one core itself and reads lower). It creates the
@@ -11,8 +12,9 @@ database `decabill_bench_api` (`--database`) afresh, seeds it through the models
 production event loop, `WEB_CONCURRENCY` = `--workers`) and the baseline (bench/api_baseline.py, uvloop +
 httptools, as many uvicorn workers) on free ports. Every endpoint — the public offerings and the authenticated
 hot reads, with the users-mode tokens Decabill issued, which the baseline verifies too — is driven on both servers
-at c=10 and c=50; it prints req/s, p50/p99 latency and the servers' RSS, then per endpoint Decabill's figures
-against the bare server's and their ratio. Before driving, it checks that both answer 200 with the same fields.
+at c=10 and c=50; it prints req/s, p50/p99 latency, the servers' RSS and their CPU time per request (user +
+system from /proc during the run: on this shared host it moves less between runs than req/s), then per endpoint
+Decabill's figures against the bare server's and their ratio. Before driving, it checks that both answer 200 with the same fields.
 Run it on a quiet machine: the load generator shares the two cores with the server under test.
 """
 
@@ -45,6 +47,7 @@ PG_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
 DATABASE = os.environ.get("BENCH_DATABASE", "decabill_bench_api")  # --database: your own on a shared server
 JWT_SECRET = "b" * 64  # Decabill's, and the baseline's to verify the same tokens
 ADMIN_EMAIL, CUSTOMER_EMAIL, PASSWORD = "bench-admin@example.com", "bench-customer@example.com", "bench-password-1"
+ENCRYPTION_KEY = "dGVzdHRlc3R0ZXN0dGVzdHRlc3R0ZXN0dGVzdHRlc3Q="  # production settings require one
 
 
 def free_port() -> int:
@@ -169,14 +172,27 @@ class Server:
     process: subprocess.Popen
     base: str
 
-    def rss_mb(self) -> float:
-        """Resident memory of the process and its children (uvicorn workers), in MB."""
+    def pids(self) -> list[int]:
+        """The process and its children (uvicorn workers)."""
         pids = [self.process.pid]
         with contextlib.suppress(FileNotFoundError):
             children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
             pids += [int(p) for p in children]
+        return pids
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the process and its children have used so far."""
+        ticks = 0
+        for pid in self.pids():
+            with contextlib.suppress(FileNotFoundError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> float:
+        """Resident memory of the process and its children (uvicorn workers), in MB."""
         total = 0
-        for pid in pids:
+        for pid in self.pids():
             with contextlib.suppress(FileNotFoundError):
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmRSS:"):
@@ -210,7 +226,7 @@ def start_decabill(url: str, workdir: Path, workers: int, log_level: str = "warn
     env = {**os.environ, "DATABASE_URL": url, "AUTHENTICATION_METHOD": "users", "JWT_SECRET": JWT_SECRET,
            "HOST": "127.0.0.1", "PORT": str(port), "WEBSOCKET_PORT": "0", "RATE_LIMIT_ENABLED": "false",
            "LOG_LEVEL": log_level, "NODE_ENV": "production", "WEB_CONCURRENCY": str(workers), "SMTP_HOST": "",
-           "ENCRYPTION_KEY": "dGVzdHRlc3R0ZXN0dGVzdHRlc3R0ZXN0dGVzdHRlc3Q="}
+           "ENCRYPTION_KEY": ENCRYPTION_KEY}
     log = (workdir / "decabill.log").open("wb")
     process = subprocess.Popen([str(BIN / "decabill"), "serve", "--no-socket"], env=env, cwd=workdir,
                                stdout=log, stderr=subprocess.STDOUT)
@@ -219,9 +235,9 @@ def start_decabill(url: str, workdir: Path, workers: int, log_level: str = "warn
     return server
 
 
-def start_baseline(workdir: Path, workers: int) -> Server:
+def start_baseline(dsn: str, workdir: Path, workers: int) -> Server:
     port = free_port()
-    env = {**os.environ, "BENCH_DSN": f"{PG_URL}/{DATABASE}", "BENCH_JWT_SECRET": JWT_SECRET}
+    env = {**os.environ, "BENCH_DSN": dsn, "BENCH_JWT_SECRET": JWT_SECRET}
     log = (workdir / "baseline.log").open("wb")
     process = subprocess.Popen([str(BIN / "python"), "-m", "uvicorn", "api_baseline:app", "--app-dir", str(ROOT / "bench"),
                                 "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
@@ -255,6 +271,8 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int
+    cpu_us: float = 0.0  # the server's CPU time per request during the run (µs): less noisy than req/s here
 
 
 def _ms(value: str) -> float:
@@ -271,13 +289,14 @@ def drive(url: str, *, connections: int, seconds: int, headers: dict[str, str]) 
         args += ["-H", f"{name}: {value}"]
     out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = int(bad.group(1)) if bad else 0
     errors += sum(int(g) for g in socket_errors.groups()) if socket_errors else 0
-    return Result(rps, p50, p99, errors)
+    return Result(rps, p50, p99, errors, requests)
 
 
 async def _drive_python(url: str, *, connections: int, seconds: int, headers: dict[str, str]) -> Result:
@@ -297,7 +316,7 @@ async def _drive_python(url: str, *, connections: int, seconds: int, headers: di
     await asyncio.gather(*(client() for _ in range(connections)))
     latencies.sort()
     return Result(len(latencies) / seconds, latencies[len(latencies) // 2] * 1000,
-                  latencies[int(len(latencies) * 0.99)] * 1000, errors)
+                  latencies[int(len(latencies) * 0.99)] * 1000, errors, len(latencies))
 
 
 def start_profile(server: Server, out: Path, seconds: int) -> subprocess.Popen:
@@ -349,6 +368,8 @@ def main() -> None:
     parser.add_argument("--profile-connections", type=int, default=10, choices=(10, 50),
                         help="the run --profile records (default %(default)s connections)")
     parser.add_argument("--database", default=DATABASE, help="database to (re)create (default %(default)s)")
+    parser.add_argument("--pg-socket", metavar="FOLDER", help="both servers connect through PostgreSQL's Unix socket "
+                        "in FOLDER (e.g. /var/run/postgresql) instead of TCP; seeding still uses BENCH_PG_URL")
     parser.add_argument("--log-level", default="warning", help="Decabill's LOG_LEVEL (default %(default)s, as the "
                         "earlier figures; `info`, production's default, writes a line per request to its log file)")
     args = parser.parse_args()
@@ -365,8 +386,13 @@ def main() -> None:
         print(f"seeded {sizes} in {time.monotonic() - started:.0f} s")
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    dsn = f"{PG_URL}/{DATABASE}"
+    if args.pg_socket:
+        user = PG_URL.partition("://")[2].partition("@")[0]
+        dsn = f"postgresql://{user}@/{DATABASE}?host={args.pg_socket}&port={PG_URL.rpartition(':')[2]}"
+        url = dsn.replace("postgresql://", "postgresql+asyncpg://")
     decabill = start_decabill(url, workdir, args.workers, args.log_level)
-    baseline = start_baseline(workdir, args.workers)
+    baseline = start_baseline(dsn, workdir, args.workers)
     try:
         customer, admin = login(decabill.base, CUSTOMER_EMAIL), login(decabill.base, ADMIN_EMAIL)
         first_subscription = httpx.get(f"{decabill.base}/api/subscriptions", headers={"Authorization": f"Bearer {customer}"},
@@ -389,8 +415,9 @@ def main() -> None:
             targets = [t for t in targets if t[0] in wanted]
         load = os.getloadavg()
         print(f"{time.strftime('%H:%M:%S', time.gmtime())} UTC, load average before the runs: {load[0]:.2f} "
-              f"{load[1]:.2f} {load[2]:.2f}; workers: {args.workers} each; Decabill's LOG_LEVEL: {args.log_level}; wrk: {shutil.which('wrk') or 'no (python generator)'}")
-        print(f"{'endpoint':30} {'server':9} {'c':>3} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'RSS MB':>7}")
+              f"{load[1]:.2f} {load[2]:.2f}; workers: {args.workers} each; Decabill's LOG_LEVEL: {args.log_level}; wrk: {shutil.which('wrk') or 'no (python generator)'}; "
+              f"PostgreSQL: {'Unix socket in ' + args.pg_socket if args.pg_socket else 'TCP'}")
+        print(f"{'endpoint':30} {'server':9} {'c':>3} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'RSS MB':>7} {'CPU µs':>8}")
         figures: dict[tuple[str, str, int], Result] = {}
         for name, path, token in targets:
             headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -407,21 +434,26 @@ def main() -> None:
                 for connections in (10, 50):
                     profiling = args.profile == name and server is decabill and connections == args.profile_connections
                     spy = start_profile(server, workdir / f"profile-{len(figures)}.txt", seconds) if profiling else None
+                    cpu_before = server.cpu_seconds()
                     result = drive(server.base + path, connections=connections, seconds=seconds, headers=headers)
+                    result.cpu_us = (server.cpu_seconds() - cpu_before) * 1e6 / max(result.requests, 1)
                     if spy is not None:
                         print_profile(spy, workdir / f"profile-{len(figures)}.txt")
                     figures[(name, server.name, connections)] = result
                     print(f"{name:30} {server.name:9} {connections:>3} {result.rps:>8.0f} {result.p50_ms:>8.1f} "
-                          f"{result.p99_ms:>8.1f} {result.errors:>6} {server.rss_mb():>7.0f}", flush=True)
+                          f"{result.p99_ms:>8.1f} {result.errors:>6} {server.rss_mb():>7.0f} {result.cpu_us:>8.0f}",
+                          flush=True)
         load = os.getloadavg()
         print(f"{time.strftime('%H:%M:%S', time.gmtime())} UTC, load average after the runs: {load[0]:.2f} "
               f"{load[1]:.2f} {load[2]:.2f}")
-        print(f"\n{'endpoint':30} {'c':>3} {'decabill req/s (p50 / p99 ms)':>30} {'bare req/s (p50 / p99 ms)':>28} {'ratio':>6}")
+        print(f"\n{'endpoint':30} {'c':>3} {'decabill req/s (p50 / p99 ms)':>30} {'bare req/s (p50 / p99 ms)':>28} "
+              f"{'ratio':>6} {'CPU µs decabill / bare':>22}")
         for name, _path, _token in targets:
             for connections in (10, 50):
                 ours, bare = figures[(name, "decabill", connections)], figures[(name, "bare", connections)]
                 print(f"{name:30} {connections:>3} {ours.rps:>11,.0f} ({ours.p50_ms:.1f} / {ours.p99_ms:.1f}) "
-                      f"{bare.rps:>11,.0f} ({bare.p50_ms:.1f} / {bare.p99_ms:.1f}) {ours.rps / bare.rps:>6.2f}")
+                      f"{bare.rps:>11,.0f} ({bare.p50_ms:.1f} / {bare.p99_ms:.1f}) {ours.rps / bare.rps:>6.2f} "
+                      f"{ours.cpu_us:>11.0f} / {bare.cpu_us:.0f}")
         print(json.dumps({f"{k[0]}|{k[1]}|c{k[2]}": round(v.rps) for k, v in figures.items()}))
     finally:
         decabill.stop()

@@ -13,6 +13,7 @@ from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -469,10 +470,11 @@ class Settings(BaseSettings):
                 return f"{'postgresql' if backend == 'postgres' else backend}+{DATABASE_DRIVERS[backend]}://{rest}"
             return self.database_url_raw.strip()
         if self.db_host:
-            return (
-                f"postgresql+asyncpg://{self.db_username}:{self.db_password}"
-                f"@{self.db_host}:{self.db_port}/{self.db_database}"
-            )
+            credentials = f"{quote(self.db_username, safe='')}:{quote(self.db_password, safe='')}"
+            if self.db_host.startswith("/"):  # the folder of PostgreSQL's Unix socket: no TCP on the same machine
+                return (f"postgresql+asyncpg://{credentials}@/{self.db_database}"
+                        f"?host={quote(self.db_host)}&port={self.db_port}")
+            return f"postgresql+asyncpg://{credentials}@{self.db_host}:{self.db_port}/{self.db_database}"
         return f"sqlite+aiosqlite:///{(self.data_dir / 'decabill.sqlite3').resolve()}"
 
     @property

@@ -614,6 +614,16 @@ async def schema_revision(url: str) -> str | None:
         await engine.dispose()
 
 
+def postgres_server(url: Any) -> str:
+    """Where a PostgreSQL URL (SQLAlchemy's `URL`) connects, for messages: `host:port`, or the Unix socket's path
+    when the URL names a socket folder (`?host=/var/run/postgresql`, as DB_HOST=/var/run/postgresql writes it)."""
+    folder = url.query.get("host")
+    port = url.query.get("port") or url.port or 5432
+    if isinstance(folder, str) and folder.startswith("/"):
+        return f"{folder.rstrip('/')}/.s.PGSQL.{port}"
+    return f"{url.host}:{port}"
+
+
 async def unusable_reason(url: str, timeout: float = 10.0) -> str | None:
     """Why the database at `url` cannot be used, in one line (None when it answers). Start-up asks this before
     migrating, so that an operator reads "database 'x' does not exist" instead of a driver's traceback."""
@@ -634,7 +644,7 @@ async def unusable_reason(url: str, timeout: float = 10.0) -> str | None:
         if not os.access(folder, os.W_OK):
             return f"the folder {folder} of the SQLite file is not writable"
         return None
-    where = f"PostgreSQL at {parsed.host}:{parsed.port or 5432}"
+    where = f"PostgreSQL at {postgres_server(parsed)}"
     engine = create_async_engine(url, poolclass=NullPool)
     try:
         async with asyncio.timeout(timeout), engine.connect() as conn:

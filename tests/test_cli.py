@@ -173,6 +173,8 @@ def test_serve_does_not_warn_when_the_billing_issuer_is_complete(workdir, cli_en
     ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL: unsupported database 'mysql'"),
     ({"DATABASE_URL": None, "DB_HOST": "127.0.0.1", "DB_PORT": "1", "DB_USERNAME": "postgres"},
      "DB_HOST/DB_PORT/DB_USERNAME/DB_PASSWORD/DB_DATABASE: cannot reach PostgreSQL at 127.0.0.1:1"),
+    ({"DATABASE_URL": None, "DB_HOST": "/var/run/postgresql", "DB_PORT": "1", "DB_USERNAME": "postgres"},
+     "DB_HOST/DB_PORT/DB_USERNAME/DB_PASSWORD/DB_DATABASE: cannot reach PostgreSQL at /var/run/postgresql/.s.PGSQL.1"),
     ({"DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/decabill_no_such_database"},
      "DATABASE_URL: database 'decabill_no_such_database' does not exist on PostgreSQL at 127.0.0.1:5432"),
     ({"DATABASE_URL": "sqlite+aiosqlite:///{tmp}/missing/decabill.sqlite3"},

@@ -137,3 +137,39 @@ async def test_the_processes_start_with_redis_and_bill_a_customer_through_the_wo
     assert not [line for line in lines if line["level"] in ("error", "critical")], lines[-20:]
     assert not [line for line in lines if line.get("logger", "").startswith("fontTools")]  # the PDF was quiet
 
+
+
+PG_SOCKET_FOLDER = Path("/var/run/postgresql")  # where the machine's PostgreSQL keeps its Unix socket
+
+
+@pytest.mark.skipif(not (PG_SOCKET_FOLDER / ".s.PGSQL.5432").exists(), reason="no PostgreSQL Unix socket here")
+async def test_postgresql_on_the_same_machine_through_its_unix_socket(database_url, key_prefix, smtp_sink, tmp_path):
+    """DB_HOST naming the socket folder: the server migrates, answers and reads with no TCP connection to
+    PostgreSQL (each query saves the loopback TCP path: docs/performance.md)."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    fixtures.SMTP_SINK = smtp_sink
+    name = make_url(database_url).database
+    env = production_env(database_url, key_prefix, smtp_sink.port, tmp_path)
+    del env["DATABASE_URL"]
+    env.update(DB_HOST=str(PG_SOCKET_FOLDER), DB_PORT="5432", DB_USERNAME="postgres", DB_DATABASE=name)
+    with deployment("all", env, tmp_path) as base:
+        async with httpx.AsyncClient(base_url=base.removesuffix("/api"), timeout=60) as client:
+            api = fixtures.Api(client)
+            assert (await api.get("/health/ready")).json()["database"] == "ok"
+            admin = await api.admin_token()
+            plan = await manual_plan(api, admin, basePrice="30.00")
+            offered = (await api.get(f"/service-plans/{plan['id']}", token=admin)).json()
+            assert Decimal(str(offered["basePrice"])) == Decimal("30") and offered["id"] == plan["id"]
+            assert (await api.get("/admin/billing/invoices?limit=20", token=admin)).json()["total"] == 0
+            watcher = await asyncpg.connect(make_url(database_url).set(drivername="postgresql")
+                                            .render_as_string(hide_password=False))
+            try:
+                backends = await watcher.fetch(
+                    "SELECT client_addr, client_port FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    name)
+            finally:
+                await watcher.close()
+    assert backends, "the server holds no connection to its database"
+    assert all(row["client_addr"] is None and row["client_port"] == -1 for row in backends), backends  # Unix socket

@@ -55,10 +55,12 @@ def _reason(exc: BaseException) -> str:
 def _database_name(settings: Settings) -> str:
     from sqlalchemy.engine import make_url
 
+    from decabill.db import postgres_server
+
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
         return f"SQLite {url.database}"
-    return f"PostgreSQL {url.host}:{url.port or 5432}/{url.database}"
+    return f"PostgreSQL {postgres_server(url)}/{url.database}"
 
 
 async def check_database(settings: Settings) -> list[Check]:
