@@ -20,7 +20,7 @@ from decabill.web.middleware import RequestContextMiddleware
 from decabill.web.operations import DecabillAsyncApp
 from decabill.web.security import SECURITY_MAP
 from decabill.web.stack import middlewares
-from decabill.web.validation import VALIDATOR_MAP
+from decabill.web.validation import VALIDATOR_MAP, SpecURIParser
 from handlers import AreaResolver
 from spec import openapi_document
 
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> DecabillAsyncApp:
         strict_validation=True,
         validate_responses=settings.validate_responses,
         validator_map=VALIDATOR_MAP,
+        uri_parser_class=SpecURIParser,
         swagger_ui_options=swagger_ui_options(settings),  # /api/docs/, /api/openapi.json
     )
     errors.register(app)
