@@ -2,7 +2,8 @@
 validation and parameters, the handler, its read and the response, called as uvicorn calls it — without uvicorn's
 HTTP parsing and socket writes, wrk, and the noise of a load run on two shared cores.
 
-    .venv/bin/python -m bench.asgi_cpu --database decabill_bench_<you> [--calls 3000] [--log-level info]
+    .venv/bin/python -m bench.asgi_cpu --database decabill_bench_<you> [--calls 3000] [--log-level info] \
+        [--pg-socket /var/run/postgresql]
 
 On a database bench/api.py has seeded. The app is built and started as `decabill serve` builds it (logging at
 `--log-level` into a file, the collector tuned after start-up), tokens come from its own login. Each endpoint of
@@ -67,7 +68,8 @@ class Client:
         return status, b"".join(chunks)
 
 
-async def main(database: str, calls: int, concurrency: int, log_level: str, only: set[str] | None) -> None:
+async def main(database: str, calls: int, concurrency: int, log_level: str, only: set[str] | None,
+               pg_socket: str | None) -> None:
     import orjson
 
     from bench.api import ADMIN_EMAIL, CUSTOMER_EMAIL, ENCRYPTION_KEY, JWT_SECRET, PASSWORD
@@ -76,7 +78,10 @@ async def main(database: str, calls: int, concurrency: int, log_level: str, only
     from decabill.logging import configure_logging
     from decabill.web.app import create_app
 
-    os.environ.update({"DATABASE_URL": f"{PG_URL.replace('postgresql://', 'postgresql+asyncpg://')}/{database}",
+    url = f"{PG_URL.replace('postgresql://', 'postgresql+asyncpg://')}/{database}"
+    if pg_socket:  # as bench/api.py --pg-socket
+        url = f"postgresql+asyncpg://{PG_URL.partition('://')[2].partition('@')[0]}@/{database}?host={pg_socket}"
+    os.environ.update({"DATABASE_URL": url,
                        "AUTHENTICATION_METHOD": "users", "JWT_SECRET": JWT_SECRET, "RATE_LIMIT_ENABLED": "false",
                        "LOG_LEVEL": log_level, "NODE_ENV": "production", "SMTP_HOST": "",
                        "ENCRYPTION_KEY": ENCRYPTION_KEY})
@@ -160,8 +165,9 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=10, help="requests in flight at once (as wrk -c)")
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--only", help="comma-separated endpoint names")
+    parser.add_argument("--pg-socket", metavar="FOLDER", help="connect through PostgreSQL's Unix socket in FOLDER")
     arguments = parser.parse_args()
     import uvloop
 
     uvloop.run(main(arguments.database, arguments.calls, arguments.concurrency, arguments.log_level,
-                    set(arguments.only.split(",")) if arguments.only else None))
+                    set(arguments.only.split(",")) if arguments.only else None, arguments.pg_socket))
