@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import operator
 import re
 import typing as t
 
@@ -110,20 +111,21 @@ def _acceptance(schema: dict) -> t.Callable[[t.Any], bool] | None:
     decides and words the error. None: the schema has something the test does not know."""
     if not isinstance(schema, dict) or any(key not in _PLAIN_KEYWORDS and not key.startswith("x-") for key in schema):
         return None
-    kind = _PLAIN_TYPES.get(schema.get("type"))  # type: ignore[arg-type]
+    type_name = schema.get("type")
+    kind = _PLAIN_TYPES.get(type_name) if isinstance(type_name, str) else None  # (a list of types: not plain)
     if kind is None:
         return None
     tests: list[t.Callable[[t.Any], bool]] = []
     bounds = [schema[key] for key in ("minimum", "maximum") if key in schema]
     lengths = [schema[key] for key in ("minLength", "maxLength") if key in schema]
-    if (bounds and kind is not int) or (lengths or "pattern" in schema or "format" in schema) and kind is not str:
+    if (bounds and kind is not int) or ((lengths or "pattern" in schema or "format" in schema) and kind is not str):
         return None
     if not all(type(bound) in (int, float) for bound in bounds) or not all(type(n) is int for n in lengths):
         return None
     if "minimum" in schema:
-        tests.append(functools.partial(_at_least, schema["minimum"]))
+        tests.append(functools.partial(operator.le, schema["minimum"]))  # minimum <= value
     if "maximum" in schema:
-        tests.append(functools.partial(_at_most, schema["maximum"]))
+        tests.append(functools.partial(operator.ge, schema["maximum"]))  # maximum >= value
     if "minLength" in schema:
         tests.append(functools.partial(_length_at_least, schema["minLength"]))
     if "maxLength" in schema:
@@ -143,14 +145,6 @@ def _acceptance(schema: dict) -> t.Callable[[t.Any], bool] | None:
         return type(value) is kind and all(test(value) for test in tests)  # bool is not int: `type`, not isinstance
 
     return accepted
-
-
-def _at_least(bound: float, value: int) -> bool:
-    return value >= bound
-
-
-def _at_most(bound: float, value: int) -> bool:
-    return value <= bound
 
 
 def _length_at_least(length: int, value: str) -> bool:

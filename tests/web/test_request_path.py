@@ -152,6 +152,7 @@ async def test_plain_parameter_values_are_accepted_without_running_the_schema_s_
     assert validation._acceptance({"type": "integer", "exclusiveMinimum": True, "minimum": 1}) is None
     assert validation._acceptance({"type": "string", "format": "date"}) is None  # a format it does not check
     assert validation._acceptance({"type": "number"}) is None
+    assert validation._acceptance({"type": ["string", "null"]}) is None
 
 
 async def test_bodies_are_still_validated_and_media_types_checked(api):
