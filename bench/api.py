@@ -349,6 +349,29 @@ def print_profile(spy: subprocess.Popen, out: Path, top: int = 25) -> None:
             print(f"    {100 * samples / total:5.1f} %  {frame[:150]}")
 
 
+def endpoints(subscription_id: str, customer: str, admin: str) -> list[tuple[str, str, str | None]]:
+    """(name, path, token) of every endpoint the benchmarks drive."""
+    return [
+        ("offerings", "/api/public/service-plan-offerings?limit=20", None),
+        ("invoices of a subscription", f"/api/invoices/{subscription_id}", customer),
+        ("open and overdue invoices", "/api/invoices/open-overdue", customer),
+        ("invoices summary", "/api/invoices/summary", customer),
+        ("subscriptions (customer)", "/api/subscriptions", customer),
+        ("admin invoices", "/api/admin/billing/invoices?limit=20", admin),
+        ("admin invoices search", "/api/admin/billing/invoices?limit=20&search=Customer%2042", admin),
+        # matches the emails customer42, customer420…429, customer4200…4299: ~1,100 invoices counted, 20 shown
+        ("admin invoices search email", "/api/admin/billing/invoices?limit=20&search=customer42", admin),
+        # an invoice-number prefix (~40 matches): the range on ix_invoices_tenant_number_prefix (migration 0027)
+        ("admin invoices search number", "/api/admin/billing/invoices?limit=20&search=INV-2026-0001", admin),
+    ]
+
+
+def socket_dsn(folder: str, database: str) -> str:
+    """BENCH_PG_URL's user and port, through PostgreSQL's Unix socket in `folder`."""
+    user = PG_URL.partition("://")[2].partition("@")[0]
+    return f"postgresql://{user}@/{database}?host={folder}&port={PG_URL.rpartition(':')[2]}"
+
+
 def login(base: str, email: str) -> str:
     response = httpx.post(f"{base}/api/auth/login", json={"email": email, "password": PASSWORD}, timeout=30)
     response.raise_for_status()
@@ -388,8 +411,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-api-"))
     dsn = f"{PG_URL}/{DATABASE}"
     if args.pg_socket:
-        user = PG_URL.partition("://")[2].partition("@")[0]
-        dsn = f"postgresql://{user}@/{DATABASE}?host={args.pg_socket}&port={PG_URL.rpartition(':')[2]}"
+        dsn = socket_dsn(args.pg_socket, DATABASE)
         url = dsn.replace("postgresql://", "postgresql+asyncpg://")
     decabill = start_decabill(url, workdir, args.workers, args.log_level)
     baseline = start_baseline(dsn, workdir, args.workers)
@@ -397,19 +419,7 @@ def main() -> None:
         customer, admin = login(decabill.base, CUSTOMER_EMAIL), login(decabill.base, ADMIN_EMAIL)
         first_subscription = httpx.get(f"{decabill.base}/api/subscriptions", headers={"Authorization": f"Bearer {customer}"},
                                        timeout=30).json()[0]["id"]
-        targets = [  # (name, path, token): each driven on Decabill and on the bare server
-            ("offerings", "/api/public/service-plan-offerings?limit=20", None),
-            ("invoices of a subscription", f"/api/invoices/{first_subscription}", customer),
-            ("open and overdue invoices", "/api/invoices/open-overdue", customer),
-            ("invoices summary", "/api/invoices/summary", customer),
-            ("subscriptions (customer)", "/api/subscriptions", customer),
-            ("admin invoices", "/api/admin/billing/invoices?limit=20", admin),
-            ("admin invoices search", "/api/admin/billing/invoices?limit=20&search=Customer%2042", admin),
-            # matches the emails customer42, customer420…429, customer4200…4299: ~1,100 invoices counted, 20 shown
-            ("admin invoices search email", "/api/admin/billing/invoices?limit=20&search=customer42", admin),
-            # an invoice-number prefix (~40 matches): the range on ix_invoices_tenant_number_prefix (migration 0027)
-            ("admin invoices search number", "/api/admin/billing/invoices?limit=20&search=INV-2026-0001", admin),
-        ]
+        targets = endpoints(first_subscription, customer, admin)
         if args.only:
             wanted = set(args.only.split(","))
             targets = [t for t in targets if t[0] in wanted]

@@ -24,7 +24,6 @@ import tempfile
 import time
 from urllib.parse import urlsplit
 
-PG_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
 
 
 def _scope(method: str, target: str, headers: list[tuple[bytes, bytes]], state: dict) -> dict:
@@ -72,15 +71,15 @@ async def main(database: str, calls: int, concurrency: int, log_level: str, only
                pg_socket: str | None) -> None:
     import orjson
 
-    from bench.api import ADMIN_EMAIL, CUSTOMER_EMAIL, ENCRYPTION_KEY, JWT_SECRET, PASSWORD
+    from bench.api import (ADMIN_EMAIL, CUSTOMER_EMAIL, ENCRYPTION_KEY, JWT_SECRET, PASSWORD, PG_URL, endpoints,
+                           socket_dsn)
     from decabill import collector, db
     from decabill.config import get_settings
     from decabill.logging import configure_logging
     from decabill.web.app import create_app
 
-    url = f"{PG_URL.replace('postgresql://', 'postgresql+asyncpg://')}/{database}"
-    if pg_socket:  # as bench/api.py --pg-socket
-        url = f"postgresql+asyncpg://{PG_URL.partition('://')[2].partition('@')[0]}@/{database}?host={pg_socket}"
+    url = socket_dsn(pg_socket, database) if pg_socket else f"{PG_URL}/{database}"  # as bench/api.py's
+    url = url.replace("postgresql://", "postgresql+asyncpg://")
     os.environ.update({"DATABASE_URL": url,
                        "AUTHENTICATION_METHOD": "users", "JWT_SECRET": JWT_SECRET, "RATE_LIMIT_ENABLED": "false",
                        "LOG_LEVEL": log_level, "NODE_ENV": "production", "SMTP_HOST": "",
@@ -124,16 +123,7 @@ async def main(database: str, calls: int, concurrency: int, log_level: str, only
     customer, admin = await login(CUSTOMER_EMAIL), await login(ADMIN_EMAIL)
     status, body = await client.call("GET", "/api/subscriptions", customer)
     subscription = orjson.loads(body)[0]["id"]
-    targets = [
-        ("offerings", "/api/public/service-plan-offerings?limit=20", None),
-        ("invoices of a subscription", f"/api/invoices/{subscription}", customer),
-        ("open and overdue invoices", "/api/invoices/open-overdue", customer),
-        ("invoices summary", "/api/invoices/summary", customer),
-        ("subscriptions (customer)", "/api/subscriptions", customer),
-        ("admin invoices", "/api/admin/billing/invoices?limit=20", admin),
-        ("admin invoices search", "/api/admin/billing/invoices?limit=20&search=Customer%2042", admin),
-        ("admin invoices search number", "/api/admin/billing/invoices?limit=20&search=INV-2026-0001", admin),
-    ]
+    targets = endpoints(subscription, customer, admin)
     print(f"{'endpoint':32} {'CPU µs/request':>15} {'wall µs/request':>16}", file=real_stdout)
     for name, target, token in targets:
         if only and name not in only:
