@@ -60,7 +60,7 @@ def _database_name(settings: Settings) -> str:
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
         return f"SQLite {url.database}"
-    return f"PostgreSQL {postgres_server(url)}/{url.database}"
+    return f"PostgreSQL {url.database!r} at {postgres_server(url)}"
 
 
 async def check_database(settings: Settings) -> list[Check]:

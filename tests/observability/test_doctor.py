@@ -82,6 +82,8 @@ def test_unconfigured_dependencies_are_skipped_not_failed(healthy_env, tmp_path)
 
 @pytest.mark.parametrize("down, failing, advice", [
     ({"DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:{closed}/nothing"}, "database", "DATABASE_URL"),
+    ({"DATABASE_URL": "", "DB_HOST": "/var/run/postgresql", "DB_PORT": "{closed}"}, "database",
+     "'billing' at /var/run/postgresql/.s.PGSQL.{closed}"),  # the socket it looked for
     ({"REDIS_URL": "redis://127.0.0.1:{closed}/0"}, "redis", "REDIS_URL"),
     ({"SMTP_PORT": "{closed}"}, "smtp", "SMTP_PORT"),
     ({"STRIPE_SECRET_KEY": "sk_test_not_the_one_stripe_knows"}, "payments stripe", "STRIPE_SECRET_KEY"),
@@ -100,7 +102,7 @@ def test_each_dependency_down_fails_with_advice(healthy_env, tmp_path, fake_clou
     code, lines = doctor(healthy_env, tmp_path)
     assert code == 1, lines["_stdout"]
     assert status(lines, failing) == "FAIL", lines["_stdout"]
-    assert advice in lines[failing]  # the line, or the advice under it
+    assert advice.replace("{closed}", closed) in lines[failing]  # the line, or the advice under it
     assert [name for name, line in lines.items() if not name.startswith("_") and line.startswith("FAIL")] == [failing]
 
 
