@@ -29,15 +29,10 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
 
-ENDPOINTS = {  # bench/api.py's names: (path, who); "{subscription}" is the bench customer's first subscription
-    "offerings": ("/api/public/service-plan-offerings?limit=20", None),
-    "invoices of a subscription": ("/api/invoices/{subscription}", "customer"),
-    "open and overdue invoices": ("/api/invoices/open-overdue", "customer"),
-    "invoices summary": ("/api/invoices/summary", "customer"),
-    "subscriptions (customer)": ("/api/subscriptions", "customer"),
-    "admin invoices": ("/api/admin/billing/invoices?limit=20", "admin"),
-    "admin invoices search": ("/api/admin/billing/invoices?limit=20&search=Customer%2042", "admin"),
-}
+from bench.api import endpoints
+
+# bench/api.py's endpoints: name -> (path, who); "{subscription}" stands for the bench customer's first subscription
+ENDPOINTS = {name: (path, who) for name, path, who in endpoints("{subscription}", "customer", "admin")}
 
 
 async def _connection(
