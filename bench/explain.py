@@ -3,9 +3,9 @@
     .venv/bin/python bench/explain.py        # after bench/api.py has seeded decabill_bench_api (BENCH_DATABASE)
 
 Prints each query's plan twice: with the values written into the SQL (the plan PostgreSQL makes for one
-execution) and as the generic plan of the prepared statement (`plan_cache_mode = force_generic_plan`: what a
-pooled connection runs once asyncpg's statement has been executed a few times — the tenant, the user and
-limit/offset are parameters then). `docs/performance.md` quotes them (every list query must use an index).
+execution) and as the generic plan of the statement as the driver reads prepare it (`_DriverStatement`: its
+constants written into the SQL; `plan_cache_mode = force_generic_plan`: what a pooled connection runs once
+asyncpg's statement has been executed a few times — the tenant, the user and limit/offset are parameters then). `docs/performance.md` quotes them (every list query must use an index).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _literal(value: Any) -> str:
 async def main() -> None:
     import models  # noqa: F401
     from decabill.invoicing.repository import InvoiceRepository
-    from decabill.repository import TENANT_PARAM, Repository
+    from decabill.repository import TENANT_PARAM, Repository, _DriverStatement
     from decabill.shapes import json_fields
     from decabill.subscriptions.repository import SubscriptionRepository
     from decabill.tenancy import bound_tenant
@@ -105,9 +105,9 @@ async def main() -> None:
             plan = (await session.execute(text(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING ON) {literal}"))).scalars().all()
             print(f"### {label}\n" + "\n".join(plan) + "\n")
 
-            expanded = bound.compile(engine.sync_engine).construct_expanded_state()
-            arguments = ", ".join(_literal(expanded.parameters[name]) for name in expanded.positiontup)
-            await driver.execute(f"PREPARE q{number} AS {expanded.statement}")
+            run_by_driver = _DriverStatement(statement, engine.dialect)  # the SQL asyncpg runs, constants written
+            arguments = ", ".join(_literal(value) for value in run_by_driver._arguments(params))  # noqa: SLF001
+            await driver.execute(f"PREPARE q{number} AS {run_by_driver.sql}")
             await driver.execute("SET plan_cache_mode = force_generic_plan")
             rows = await driver.fetch(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING ON) EXECUTE q{number}({arguments})")
             await driver.execute("RESET plan_cache_mode")

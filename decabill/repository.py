@@ -59,11 +59,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import CompileError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Bundle
-from sqlalchemy.sql import ColumnElement, Executable, Select, operators
-from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.sql import ColumnElement, Executable, Select, operators, visitors
+from sqlalchemy.sql.elements import BindParameter, UnaryExpression
 
 from decabill import db
 from decabill.errors import StillReferenced
@@ -289,9 +289,22 @@ def json_array_of(statement: Select[Any], shape: Sequence[JsonField], values: Ca
     return wrapped
 
 
+def _with_constants_written(statement: Select[Any]) -> Select[Any]:
+    """A copy of `statement` whose constants (bound values it carries, not the caller's parameters) are rendered
+    into its SQL when it is compiled (`literal_execute`)."""
+    def written(element: Any) -> Any:
+        if isinstance(element, BindParameter) and not element.required and not element.literal_execute \
+                and element.callable is None and element.value is not None:
+            return element.render_literal_execute()
+        return None
+
+    return visitors.replacement_traverse(statement, {}, written)
+
+
 class _DriverStatement:
     """A statement built once, as asyncpg runs it: the SQL and the order of its parameters as SQLAlchemy's
-    asyncpg dialect compiles them (constant `IN` lists expanded), with the dialect's conversions of the parameters
+    asyncpg dialect compiles them (its constants, `IN` lists included, written into the SQL where their types have
+    a literal form: asyncpg encodes every parameter at every run), with the dialect's conversions of the parameters
     and of each result column (`UTCDateTime`, `ExactDecimal`...), and the rows as named tuples of the columns'
     keys — what `Result.all()` gives, read from `Connection.fetch` (asyncpg's own prepared-statement cache).
     Made once per process, statement and dialect; the result conversions at the first run, from the prepared
@@ -305,9 +318,10 @@ class _DriverStatement:
     _known: ClassVar[PerObject[Executable, tuple[Any, _DriverStatement | None]]] = PerObject()  # (dialect, made)
 
     def __init__(self, statement: Select[Any], dialect: Any) -> None:
-        compiled = statement.compile(dialect=dialect)
-        required = {name for name, bind in compiled.binds.items() if bind.required}
-        expanded = compiled.construct_expanded_state({name: None for name in required})
+        try:  # the statement's constants written into its SQL: asyncpg would encode each at every run
+            required, expanded = self._expanded(_with_constants_written(statement), dialect)
+        except CompileError:  # a constant of a type without a literal form: all stay parameters
+            required, expanded = self._expanded(statement, dialect)
         self.sql: str = expanded.statement
         # per positional parameter: the caller's value of that name (converted when the dialect converts it), or
         # the statement's constant, converted now
@@ -333,6 +347,13 @@ class _DriverStatement:
         self.dialect = dialect
         self.generic_plan = bool(_GENERIC_PLANS.get(statement))
         self._rows: Callable[[list[Any]], list[Any]] | None = None
+
+    @staticmethod
+    def _expanded(statement: Select[Any], dialect: Any) -> tuple[set[str], Any]:
+        """The names of the caller's parameters, and the statement compiled for them (IN lists expanded)."""
+        compiled = statement.compile(dialect=dialect)
+        required = {name for name, bind in compiled.binds.items() if bind.required}
+        return required, compiled.construct_expanded_state({name: None for name in required})
 
     @classmethod
     def of(cls, statement: Executable, dialect: Any) -> _DriverStatement | None:
