@@ -289,12 +289,23 @@ def json_array_of(statement: Select[Any], shape: Sequence[JsonField], values: Ca
     return wrapped
 
 
+# The constants written as SQL literals: text, integers and booleans (and IN lists of them), whose literals
+# PostgreSQL reads back as the same values; others (bytes, timestamps, decimals...) stay parameters.
+_WRITTEN_CONSTANTS = (str, int, bool)
+
+
+def _written_constant(value: Any) -> bool:
+    if isinstance(value, list | tuple):
+        return bool(value) and all(_written_constant(item) for item in value)
+    return type(value) in _WRITTEN_CONSTANTS and not (type(value) is str and "\x00" in value)
+
+
 def _with_constants_written(statement: Select[Any]) -> Select[Any]:
-    """A copy of `statement` whose constants (bound values it carries, not the caller's parameters) are rendered
-    into its SQL when it is compiled (`literal_execute`)."""
+    """A copy of `statement` whose constants (bound values it carries, not the caller's parameters) of the kinds
+    `_written_constant` allows are rendered into its SQL when it is compiled (`literal_execute`)."""
     def written(element: Any) -> Any:
         if isinstance(element, BindParameter) and not element.required and not element.literal_execute \
-                and element.callable is None and element.value is not None:
+                and element.callable is None and _written_constant(element.value):
             return element.render_literal_execute()
         return None
 
