@@ -314,8 +314,8 @@ def _with_constants_written(statement: Select[Any]) -> Select[Any]:
 
 class _DriverStatement:
     """A statement built once, as asyncpg runs it: the SQL and the order of its parameters as SQLAlchemy's
-    asyncpg dialect compiles them (its constants, `IN` lists included, written into the SQL where their types have
-    a literal form: asyncpg encodes every parameter at every run), with the dialect's conversions of the parameters
+    asyncpg dialect compiles them (its text, integer and boolean constants, `IN` lists included, written into the
+    SQL: asyncpg encodes every parameter at every run), with the dialect's conversions of the parameters
     and of each result column (`UTCDateTime`, `ExactDecimal`...), and the rows as named tuples of the columns'
     keys — what `Result.all()` gives, read from `Connection.fetch` (asyncpg's own prepared-statement cache).
     Made once per process, statement and dialect; the result conversions at the first run, from the prepared
@@ -331,7 +331,7 @@ class _DriverStatement:
     def __init__(self, statement: Select[Any], dialect: Any) -> None:
         try:  # the statement's constants written into its SQL: asyncpg would encode each at every run
             required, expanded = self._expanded(_with_constants_written(statement), dialect)
-        except CompileError:  # a constant of a type without a literal form: all stay parameters
+        except CompileError:  # a written constant whose type has no literal form: all stay parameters
             required, expanded = self._expanded(statement, dialect)
         self.sql: str = expanded.statement
         # per positional parameter: the caller's value of that name (converted when the dialect converts it), or
