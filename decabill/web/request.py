@@ -20,6 +20,7 @@ import typing as t
 
 from connexion.lifecycle import ConnexionRequest
 from starlette.datastructures import Headers, QueryParams
+from starlette.requests import cookie_parser
 from starlette.types import Receive, Scope
 
 VIEW = "decabill.request_view"  # the key in scope["extensions"]
@@ -103,3 +104,33 @@ class SharedRequest(ConnexionRequest):
                 return super().query_params
             self._query_params = self._view.query_params(self._scope, self.uri_parser)
         return self._query_params
+
+
+class ParameterView:
+    """What Connexion's parameter validator reads of a request (`ConnexionRequest`'s query, path parameters,
+    headers and cookies), read through the scope's `RequestView`, without making a request object: the
+    query parsed here once for the operation's handler too (decabill/web/validation.py)."""
+
+    __slots__ = ("scope", "uri_parser", "_view", "_path_params")
+
+    def __init__(self, scope: Scope, uri_parser) -> None:
+        self.scope, self.uri_parser, self._view = scope, uri_parser, view_of(scope)
+        self._path_params: dict | None = None
+
+    @property
+    def query_params(self) -> dict[str, t.Any]:
+        return self._view.query_params(self.scope, self.uri_parser)
+
+    @property
+    def path_params(self) -> dict[str, t.Any]:
+        if self._path_params is None:
+            self._path_params = self.uri_parser.resolve_path(self.scope.get("path_params", {}))
+        return self._path_params
+
+    @property
+    def headers(self):
+        return self._view.headers(self.scope)
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        return cookie_parser(self.headers.get("cookie", ""))

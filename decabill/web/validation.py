@@ -33,12 +33,11 @@ from connexion.utils import is_null, is_nullable
 from connexion.validators import JSONRequestBodyValidator, ParameterValidator
 from jsonschema import Draft4Validator
 from jsonschema.exceptions import best_match
-from starlette.requests import cookie_parser
 from starlette.types import Receive, Scope, Send
 
 from decabill.memo import PerObject
 from decabill.validation import MAX_JSON_DEPTH, json_depth
-from decabill.web.request import view_of
+from decabill.web.request import ParameterView
 
 TOO_DEEP = f"Request body is nested more than {MAX_JSON_DEPTH} levels deep"
 # C0 controls and DEL: no parameter of the contract means one; NUL is refused by PostgreSQL outright.
@@ -167,36 +166,6 @@ class SpecURIParser(OpenAPIURIParser):
         return {name: definition.get("schema", {}) for name, definition in self.param_defns.items()}
 
 
-class _RequestParameters:
-    """What Connexion's parameter validator reads of a request (`ConnexionRequest`'s query, path parameters,
-    headers and cookies), read through the scope's shared view (decabill/web/request.py), without making a
-    request object: the query parsed here once for the operation's handler too."""
-
-    __slots__ = ("scope", "uri_parser", "_view", "_path_params")
-
-    def __init__(self, scope: Scope, uri_parser) -> None:
-        self.scope, self.uri_parser, self._view = scope, uri_parser, view_of(scope)
-        self._path_params: dict | None = None
-
-    @property
-    def query_params(self) -> dict[str, t.Any]:
-        return self._view.query_params(self.scope, self.uri_parser)
-
-    @property
-    def path_params(self) -> dict[str, t.Any]:
-        if self._path_params is None:
-            self._path_params = self.uri_parser.resolve_path(self.scope.get("path_params", {}))
-        return self._path_params
-
-    @property
-    def headers(self):
-        return self._view.headers(self.scope)
-
-    @property
-    def cookies(self) -> dict[str, str]:
-        return cookie_parser(self.headers.get("cookie", ""))
-
-
 class ClearParameterValidator(ParameterValidator):
     def __init__(self, parameters, uri_parser, strict_validation=False, security_query_params=None):
         super().__init__(parameters, uri_parser, strict_validation=strict_validation,
@@ -208,7 +177,7 @@ class ClearParameterValidator(ParameterValidator):
     def validate(self, scope) -> None:
         """Connexion's validation of a request's parameters (`validate_request`), reading them through the
         request's shared view."""
-        self.validate_request(_RequestParameters(scope, self.uri_parser))
+        self.validate_request(ParameterView(scope, self.uri_parser))
 
     def validate_query_parameter_list(self, request, security_params=None):
         if security_params is not self.security_query_params and security_params:
