@@ -13,7 +13,7 @@ from decabill.invoicing import overdue
 from decabill.payments import settlement
 from decabill.tenancy import bound_tenant
 from tests.admin.conftest import BASE, action, audit, create_draft, issue, line, processes
-from tests.invoicing.conftest import customer_with_subscription, order, user_id
+from tests.invoicing.conftest import complete_profile, customer_with_subscription, order, user_id
 
 
 async def test_lists_search_and_paging(billing_api, admin, customer, plan, clock):
@@ -172,3 +172,41 @@ async def test_search_by_an_invoice_number_prefix(billing_api, admin, customer, 
     holder = user_id(await api.user_token(admin, f"{first.lower()}.billing@example.com"))
     holders = (await create_draft(api, admin, holder, [line("Held", 1, 10)]))["id"]
     assert await search(first) == [holders, *starting_with(first)]
+
+
+async def test_an_invoice_found_through_several_columns_is_listed_and_counted_once(billing_api, admin, plan, clock):
+    """The search's branches (the email, the invoice number, the subscription number) can match the same invoice:
+    it is listed and counted once, whichever branch counts it; an invoice only one branch matches is there too."""
+    api = billing_api
+    clock.set(dt.datetime(2026, 6, 1, 9, tzinfo=dt.timezone.utc))
+    club, club_subscription = await customer_with_subscription(api, admin, plan["id"], "club-0@example.com")
+    plain, plain_subscription = await customer_with_subscription(api, admin, plan["id"], "plain@example.com")
+    holder = await api.user_token(admin, "inv-2026-00009@example.com")
+    await complete_profile(api, holder, email="inv-2026-00009@example.com")
+
+    async def draft(owner: str, minute: int, subscription: dict | None = None, *, issued: bool = False) -> str:
+        clock.set(dt.datetime(2026, 6, 1, 10, minute, tzinfo=dt.timezone.utc))
+        extra = {"subscriptionId": subscription["id"]} if subscription else {}
+        made = (await create_draft(api, admin, user_id(owner), [line("Hosting", 1, 10)], **extra))["id"]
+        if issued:
+            assert (await issue(api, admin, made, dueInDays=1))["invoiceNumber"].startswith("INV-2026-0000")
+        return made
+
+    both = await draft(club, 1, club_subscription, issued=True)  # the email, the subscription and the number
+    email_only = await draft(club, 2)
+    subscription_only = await draft(plain, 3, plain_subscription)
+    await draft(plain, 4)  # matched by nothing
+    holder_issued = await draft(holder, 5, issued=True)  # the email and the number
+    holder_draft = await draft(holder, 6)
+    clock.now = None
+
+    async def search(term: str, **params) -> tuple[list[str], int]:
+        response = await api.get(f"{BASE}/invoices", token=admin, params={"search": term, "limit": 0, **params})
+        assert response.status_code == 200, response.text
+        return [item["id"] for item in response.json()["items"]], response.json()["total"]
+
+    assert await search("ub-0") == ([subscription_only, email_only, both], 3)  # "club-0@…", "SUB-0…"
+    assert await search("nv-2026-0000") == ([holder_draft, holder_issued, both], 3)  # inside numbers and an email
+    assert await search("inv-2026-0000") == ([holder_draft, holder_issued, both], 3)  # a number prefix, and an email
+    assert await search("INV-2026-0000", limit=1, offset=1) == ([holder_issued], 3)
+    assert await search("ub-0", userId=str(user_id(club))) == ([email_only, both], 2)
