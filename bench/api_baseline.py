@@ -90,21 +90,16 @@ ORDER BY i.created_at DESC, i.id DESC LIMIT $2 OFFSET $3
 """
 
 
-_SUBSCRIPTION_BRANCH = """
-    UNION SELECT i.id, i.created_at FROM invoices i JOIN subscriptions s ON s.id = i.subscription_id
-          WHERE i.tenant_id = $1 AND lower(s.number) LIKE $2 ESCAPE '/'"""
+_EMAIL = "lower(u.email) LIKE $2 ESCAPE '/'"
+_NUMBER_RANGE = "lower(i.invoice_number) ~>=~ $5 AND lower(i.invoice_number) ~<~ $6"
 
 
-def _admin_search(number_branch: str, subscription_branch: str = _SUBSCRIPTION_BRANCH) -> str:
+def _admin_search(matches: str) -> str:
     """The admin search as `InvoiceRepository._search_statement` shapes it (no id branches: the bench's terms
     hold no id): the matching (id, created_at) as a CTE, their count LEFT JOIN the page, the number and email per
     row of the page."""
     return f"""
-WITH matches AS (
-    SELECT i.id, i.created_at FROM invoices i WHERE i.tenant_id = $1 AND {number_branch}{subscription_branch}
-    UNION SELECT i.id, i.created_at FROM invoices i JOIN users u ON u.id = i.user_id
-          WHERE i.tenant_id = $1 AND lower(u.email) LIKE $2 ESCAPE '/'
-)
+WITH matches AS ({matches})
 SELECT total.total, page.*,
        (SELECT s.number FROM subscriptions s WHERE s.id = page.subscription_id) AS subscription_number,
        (SELECT u.email FROM users u WHERE u.id = page.user_id) AS user_email
@@ -115,10 +110,25 @@ ORDER BY page.created_at DESC, page.id DESC
 """
 
 
-# the term anywhere in the number (trigram index); an `INV-…` prefix as a byte-wise range (migration 0027), $5/$6,
-# and not looked for in the subscription numbers (`SUB-<digits>` hold no "inv-")
-ADMIN_SEARCH = _admin_search("lower(i.invoice_number) LIKE $2 ESCAPE '/'")
-ADMIN_SEARCH_NUMBER = _admin_search("lower(i.invoice_number) ~>=~ $5 AND lower(i.invoice_number) ~<~ $6", "")
+# The branch likely to match most counted as it comes, the others deduplicated among themselves without what it
+# matched (its condition read per row by primary key). The term anywhere in the email, number or subscription
+# number (trigram indexes); an `INV-…` prefix as a byte-wise range (migration 0027), $5/$6, first, and not looked
+# for in the subscription numbers (`SUB-<digits>` hold no "inv-").
+ADMIN_SEARCH = _admin_search(f"""
+    SELECT i.id, i.created_at FROM invoices i JOIN users u ON u.id = i.user_id WHERE i.tenant_id = $1 AND {_EMAIL}
+    UNION ALL
+    SELECT rest.id, rest.created_at FROM (
+        SELECT i.id, i.created_at, i.user_id FROM invoices i
+        WHERE i.tenant_id = $1 AND lower(i.invoice_number) LIKE $2 ESCAPE '/'
+        UNION SELECT i.id, i.created_at, i.user_id FROM invoices i JOIN subscriptions s ON s.id = i.subscription_id
+        WHERE i.tenant_id = $1 AND lower(s.number) LIKE $2 ESCAPE '/') rest
+    WHERE (SELECT {_EMAIL} FROM users u WHERE u.id = rest.user_id) IS NOT TRUE""")
+ADMIN_SEARCH_NUMBER = _admin_search(f"""
+    SELECT i.id, i.created_at FROM invoices i WHERE i.tenant_id = $1 AND {_NUMBER_RANGE}
+    UNION ALL
+    SELECT rest.id, rest.created_at FROM (
+        SELECT i.id, i.created_at FROM invoices i JOIN users u ON u.id = i.user_id WHERE i.tenant_id = $1 AND {_EMAIL}) rest
+    WHERE (SELECT {_NUMBER_RANGE} FROM invoices i WHERE i.id = rest.id) IS NOT TRUE""")
 NUMBER_PREFIX = re.compile(r"inv-[0-9-]*")
 OPEN_OR_OVERDUE = ("issued", "partially_paid", "overdue")
 
