@@ -6,12 +6,20 @@ Prints each query's plan twice: with the values written into the SQL (the plan P
 execution) and as the generic plan of the statement as the driver reads prepare it (`_DriverStatement`: its
 constants written into the SQL; `plan_cache_mode = force_generic_plan`: what a pooled connection runs once
 asyncpg's statement has been executed a few times — the tenant, the user and limit/offset are parameters then). `docs/performance.md` quotes them (every list query must use an index).
+
+    .venv/bin/python bench/explain.py --time 200 --only "admin invoices, search"
+
+times each statement instead (µs per run, best of three rounds of `--time` runs after 30 warm-up runs), prepared
+through asyncpg as the driver reads run it: the generic plan where the repository marks it (`generic_plan`), else
+PostgreSQL's choice. Compare two checkouts by running each in turn, more than once (the host's speed drifts).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
+import time
 from typing import Any
 
 from sqlalchemy import select, text
@@ -24,10 +32,10 @@ def _literal(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-async def main() -> None:
+async def main(runs: int, only: str) -> None:
     import models  # noqa: F401
     from decabill.invoicing.repository import InvoiceRepository
-    from decabill.repository import TENANT_PARAM, Repository, _DriverStatement
+    from decabill.repository import _GENERIC_PLANS, TENANT_PARAM, Repository, _DriverStatement
     from decabill.shapes import json_fields
     from decabill.subscriptions.repository import SubscriptionRepository
     from decabill.tenancy import bound_tenant
@@ -80,6 +88,8 @@ async def main() -> None:
                                                                        user_id=None, open_only=False))),
                 ("admin invoices, search (the benchmark's term)", lambda: invoices.search_page(limit=20, offset=0, search="Customer 42", user_id=None, open_only=False)),
                 ("admin invoices, search matching ~1,100 invoices by email", lambda: invoices.search_page(limit=20, offset=0, search="customer42", user_id=None, open_only=False)),
+                ("admin invoices, search matching every email (100,000 invoices)", lambda: invoices.search_page(limit=20, offset=0, search="example.com", user_id=None, open_only=False)),
+                ("admin invoices, search by the prefix of every number (100,000 invoices)", lambda: invoices.search_page(limit=20, offset=0, search="inv-", user_id=None, open_only=False)),
                 ("admin invoices, search by a hex fragment", lambda: invoices.search_page(limit=20, offset=0, search="4a2f", user_id=None, open_only=False)),
                 ("admin invoices, search by a whole id", lambda: invoices.search_page(limit=20, offset=0, search=str(customer), user_id=None, open_only=False)),
                 # the same lists as PostgreSQL writes them as JSON (what `decabill serve` runs on PostgreSQL): the
@@ -100,12 +110,17 @@ async def main() -> None:
         connection = await session.connection()
         driver = (await connection.get_raw_connection()).driver_connection
         for number, (label, statement, params) in enumerate(captured):
+            if only not in label:
+                continue
+            run_by_driver = _DriverStatement(statement, engine.dialect)  # the SQL asyncpg runs, constants written
+            if runs:
+                print(f"{await _time(driver, run_by_driver, params, runs, bool(_GENERIC_PLANS.get(statement))):8.0f} µs  {label}")
+                continue
             bound = statement.params(**params)
             literal = bound.compile(engine.sync_engine, compile_kwargs={"literal_binds": True})
             plan = (await session.execute(text(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING ON) {literal}"))).scalars().all()
             print(f"### {label}\n" + "\n".join(plan) + "\n")
 
-            run_by_driver = _DriverStatement(statement, engine.dialect)  # the SQL asyncpg runs, constants written
             arguments = ", ".join(_literal(value) for value in run_by_driver._arguments(params))  # noqa: SLF001
             await driver.execute(f"PREPARE q{number} AS {run_by_driver.sql}")
             await driver.execute("SET plan_cache_mode = force_generic_plan")
@@ -115,5 +130,28 @@ async def main() -> None:
     await engine.dispose()
 
 
+async def _time(driver: Any, run_by_driver: Any, params: dict[str, Any], runs: int, generic: bool) -> float:
+    """µs per run of the driver's statement, best of three rounds of `runs` (after 30 warm-up runs)."""
+    await driver.execute(f"SET plan_cache_mode = {'force_generic_plan' if generic else 'auto'}")
+    try:
+        prepared = await driver.prepare(run_by_driver.sql)
+        arguments = run_by_driver._arguments(params)  # noqa: SLF001
+        for _ in range(30):
+            await prepared.fetch(*arguments)
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            for _ in range(runs):
+                await prepared.fetch(*arguments)
+            best = min(best, (time.perf_counter() - started) / runs * 1e6)
+        return best
+    finally:
+        await driver.execute("RESET plan_cache_mode")
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--time", type=int, default=0, metavar="RUNS", help="time each statement instead")
+    parser.add_argument("--only", default="", help="the statements whose label holds this text")
+    args = parser.parse_args()
+    asyncio.run(main(args.time, args.only))
