@@ -336,8 +336,8 @@ class InvoiceRepository(Repository[Invoice]):
         """ONE statement for a filtered admin page, built once per process and variant: the matching ids as a CTE
         (with `text`: one branch per searched column, each using its own trigram index on PostgreSQL — an OR
         across three joined tables reads every invoice of the tenant; the id branches only for a term an id can
-        hold), their count, and the page's rows LEFT JOINed to that count — a page past
-        the last match is one row of NULLs that still carries the total. The page is chosen from the CTE's
+        hold), their count, and the page's rows LEFT JOINed to that count — a page past the last match is one row
+        of NULLs that still carries the total. The page is chosen from the CTE's
         (id, created_at) and only its rows are read from `invoices`."""
         key = (dialect, by_user, open_only, kind if text else "none")
         statement = cls._searches.get(key)
@@ -372,7 +372,7 @@ class InvoiceRepository(Repository[Invoice]):
                 return (chosen.join(Subscription, Subscription.id == Invoice.subscription_id)
                         .where(matches(Subscription.number)))
 
-            if kind in ("uuid", "hex"):  # an id's text: a few matches each, deduplicated as before
+            if kind in ("uuid", "hex"):  # an id or a fragment of its text: one UNION (the shape below was slower)
                 if kind == "uuid":
                     whole = bindparam(cls.SEARCH_ID, type_=Invoice.id.type)
                     by_id = [ids.where(Invoice.id == whole), ids.where(Invoice.user_id == whole)]
@@ -386,8 +386,9 @@ class InvoiceRepository(Repository[Invoice]):
                 # deduplicated among themselves and leave out what it matched — its condition read per row by a
                 # primary key, as a scalar subquery (a condition with a subquery stays above them: pushed into a
                 # branch's join, the generic plan tested it on every invoice before finding no subscription). One
-                # UNION of all branches deduplicated every match in a hash (docs/performance.md: a fragment of
-                # 100,000 emails 136 -> 58-120 ms, the prefix "inv-" 117 -> 60-80 ms, ~1,200 matches -15 %).
+                # UNION of all branches put every match in a hash (docs/performance.md, "The admin search: the
+                # likeliest branch counted as it comes": every email 123-142 -> 84-95 ms, the prefix "inv-"
+                # 102 -> 62 ms, ~1,200 matches 10-40 % less).
                 keyed = invoices(Invoice.id, Invoice.created_at, Invoice.user_id)  # the others' rows, keyed for it
                 if kind == "number":  # (no subscription number holds "inv-": `_NUMBER_PREFIX`)
                     first, condition, table, link = ids.where(number), number, Invoice, "id"
