@@ -27,7 +27,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Column, Date, ForeignKey, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Date, ForeignKey, Index, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -136,6 +136,9 @@ class InvoiceCount(SQLModel, table=True):
 
     tenant_id: str = Field(max_length=64, primary_key=True)
     invoices: int = Field(default=0)
+    #: changed at the commit of every transaction that changes what the admin invoice list shows (PostgreSQL:
+    #: triggers of migration 0029); a process serves an admin page it kept while this is unchanged
+    list_version: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
 
 
 class InvoiceLine(SQLModel, table=True):

@@ -16,18 +16,20 @@ its PDFs, its audit trail — plus the lookups the other admin modules share.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from decabill import db
 from decabill.admin.errors import AdminInvoiceNotFound
+from decabill.admin.page_cache import admin_pages
 from decabill.admin.views import AdminInvoiceView, AuditEntryView, Page
 from decabill.identity.principal import Principal
 from decabill.identity.service import user_email
 from decabill.invoicing import service as invoicing
 from decabill.invoicing.service import Pdf
 from decabill.invoicing.errors import InvoiceNotFound
-from decabill.invoicing.repository import InvoiceAuditLogRepository, InvoiceRepository
+from decabill.invoicing.repository import InvoiceAuditLogRepository, InvoiceCountRepository, InvoiceRepository
 from decabill.shapes import Json, json_fields
 from decabill.subscriptions.service import subscription_number
 from models.invoicing import Invoice
@@ -59,14 +61,18 @@ async def detail_view(session: AsyncSession, invoice: Invoice) -> AdminInvoiceVi
 
 async def list_invoices(principal: Principal, *, limit: int, offset: int, search: str | None = None,
                         user_id: uuid.UUID | None = None, open_only: bool = False) -> Page:
-    """A page of the tenant's invoices; on PostgreSQL its items are the JSON the database wrote (`Json`), else
-    the views."""
+    """A page of the tenant's invoices; on PostgreSQL its items are the JSON the database wrote (`Json`), kept by
+    the process and answered again while the list is unchanged (`page_cache`), else the views."""
     filters = {"search": search, "user_id": user_id, "open_only": open_only}
     async with db.read() as session:
         invoices = InvoiceRepository(session)
         if invoices.writes_json:
-            written, total = await invoices.search_page_json(limit=limit, offset=offset,
-                                                             shape=json_fields("AdminInvoiceListItem"), **filters)
+            def read() -> Awaitable[tuple[str, int, int | None]]:
+                return invoices.search_page_json(limit=limit, offset=offset,
+                                                 shape=json_fields("AdminInvoiceListItem"), **filters)
+
+            written, total = await admin_pages.page((limit, offset, search, user_id, open_only),
+                                                    InvoiceCountRepository(session).list_version, read)
             return Page(Json(written), total, limit, offset)
         rows, total = await invoices.search_page(limit=limit, offset=offset, **filters)
     items = [AdminInvoiceView(invoice, subscription_number=number, user_email=email) for invoice, number, email in rows]

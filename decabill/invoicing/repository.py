@@ -93,6 +93,20 @@ class InvoiceCountRepository(Repository[InvoiceCount]):
         """`total()` as a one-value statement of the bound tenant (NULL when there is no row yet)."""
         return cls.scoped(InvoiceCount.invoices)
 
+    async def list_version(self) -> int:
+        """The version of the tenant's admin invoice list (`InvoiceCount.list_version`; no row yet = 0)."""
+        (row,) = await self.run(self._list_version)
+        return row.list_version
+
+    @classmethod
+    def list_version_column(cls) -> Any:
+        """`list_version()` as a column of another statement, read in its snapshot: the version of what it read."""
+        return func.coalesce(cls.scoped(InvoiceCount.list_version).scalar_subquery(), 0).label("list_version")
+
+    @prepared
+    def _list_version(cls) -> Select[Any]:
+        return select(cls.list_version_column())
+
 
 def invoice_view_values(row: Any) -> dict[str, Any]:
     """The properties of `InvoiceView` (decabill/invoicing/views.py) as SQL over a row of the listed columns (`LISTED`
@@ -412,7 +426,7 @@ class InvoiceRepository(Repository[Invoice]):
         email = select(User.email).where(User.id == rows.c.user_id).correlate(rows)
         statement = (
             select(total.c.matches_total, *rows.c, number.scalar_subquery().label("subscription_number"),
-                   email.scalar_subquery().label("user_email"))
+                   email.scalar_subquery().label("user_email"), InvoiceCountRepository.list_version_column())
             .select_from(total.outerjoin(rows, true()))
             .order_by(rows.c.created_at.desc(), rows.c.id.desc()))
         if text and kind != "hex":
@@ -469,14 +483,16 @@ class InvoiceRepository(Repository[Invoice]):
         return listed, await self._total_of(rows, total_column)
 
     async def search_page_json(self, *, limit: int, offset: int, search: str | None, user_id: uuid.UUID | None,
-                               open_only: bool, shape: Sequence[JsonField]) -> tuple[str, int]:
+                               open_only: bool, shape: Sequence[JsonField]) -> tuple[str, int, int | None]:
         """`search_page` on PostgreSQL with the items as JSON text the database writes (objects of `shape`, the
-        contract's AdminInvoiceListItem, from `admin_invoice_view_values`), newest first, and the total."""
+        contract's AdminInvoiceListItem, from `admin_invoice_view_values`), newest first, the total, and the
+        list's version they were read at (`InvoiceCountRepository.list_version`; None for a page past the end of
+        the unfiltered list, which reads no row)."""
         statement, params, total_column = self._page_statement(limit=limit, offset=offset, search=search,
                                                                user_id=user_id, open_only=open_only)
-        row = await self.run_json(statement, shape, admin_invoice_view_values, keep=(total_column,),
-                                  **params)
-        return row.items, await self._total_of([row], total_column)
+        row = await self.run_json(statement, shape, admin_invoice_view_values,
+                                  keep=(total_column, "list_version"), **params)
+        return row.items, await self._total_of([row], total_column), row.list_version
 
     @prepared
     def _latest_page(cls) -> Select[Any]:
@@ -485,7 +501,8 @@ class InvoiceRepository(Repository[Invoice]):
         return planned_first_page(paged(
             cls.scoped(*cls.listed_columns(), Subscription.number.label("subscription_number"),
                        User.email.label("user_email"),
-                       InvoiceCountRepository.total_query().scalar_subquery().label("tenant_total"))
+                       InvoiceCountRepository.total_query().scalar_subquery().label("tenant_total"),
+                       InvoiceCountRepository.list_version_column())
             .outerjoin(Subscription, Subscription.id == Invoice.subscription_id)
             .outerjoin(User, User.id == Invoice.user_id)
             .order_by(Invoice.created_at.desc(), Invoice.id.desc())))

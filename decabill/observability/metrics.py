@@ -36,6 +36,10 @@ HTTP_DURATION = Histogram("decabill_http_request_duration_seconds",
                           ["operation", "status_class"], buckets=REQUEST_BUCKETS)
 HTTP_IN_PROGRESS = Gauge("decabill_http_requests_in_progress", "Requests being answered now",
                          multiprocess_mode="livesum")
+ADMIN_PAGE_CACHE = Counter("decabill_admin_invoice_page_cache",
+                           "Admin invoice pages on PostgreSQL: answered from the page the process kept (hit), read "
+                           "again because the list changed since (stale) or because none was kept (miss)",
+                           ["outcome"])
 
 # --- jobs and the queue -----------------------------------------------------------------------------
 JOB_RUNS = Counter("decabill_job_runs", "Job executions (units and periodic coordinators) by outcome",

@@ -37,7 +37,7 @@ async def test_the_first_page_is_planned_once_later_pages_keep_their_parameters(
             async with db.read() as session:
                 repository, unfiltered = InvoiceRepository(session), dict(search=None, user_id=None, open_only=False)
                 if as_json:  # the page written as JSON by PostgreSQL: the same statement inside its aggregate
-                    items, total = await repository.search_page_json(limit=20, offset=offset, **unfiltered,
+                    items, total, _ = await repository.search_page_json(limit=20, offset=offset, **unfiltered,
                                                                      shape=json_fields("AdminInvoiceListItem"))
                     assert (items, total) == ("[]", 0)
                 else:
