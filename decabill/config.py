@@ -147,7 +147,7 @@ class Settings(BaseSettings):
     provider_cache_seconds: float = Field(60, alias="PROVIDER_CACHE_SECONDS", ge=0)
     # Cache-Control max-age of the public catalogue's answers (0: revalidate with the ETag every time).
     public_cache_max_age: int = Field(0, alias="PUBLIC_CACHE_MAX_AGE", ge=0, le=86400)
-    # Memory per process for the admin invoice pages kept with their list version (PostgreSQL; 0: none kept).
+    # Characters of JSON per process of the admin invoice pages kept with their list version (PostgreSQL; 0: none).
     admin_page_cache_bytes: int = Field(16 * 1024 * 1024, alias="ADMIN_PAGE_CACHE_BYTES", ge=0, le=2**34)
     provider_timeout_seconds: float = Field(30, alias="PROVIDER_TIMEOUT_SECONDS", gt=0)
     provider_max_retries: int = Field(2, alias="PROVIDER_MAX_RETRIES", ge=0, le=10)
