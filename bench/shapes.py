@@ -72,7 +72,7 @@ def admin_invoices(count: int = 20) -> list[AdminInvoiceView]:
         values = _invoice_values(rng, index)
         number = None if values["subscription_id"] is None else f"SUB-{index:06d}"
         email = None if index == 7 else f"customer{index}@example.com"
-        record = row(**values, subscription_number=number, user_email=email, tenant_total=1234)
+        record = row(**values, subscription_number=number, user_email=email, tenant_total=1234, list_version=7)
         items.append(AdminInvoiceView(record, subscription_number=number, user_email=email))
     return items
 
