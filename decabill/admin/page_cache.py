@@ -8,8 +8,8 @@ read at, and answered again while that version is unchanged.
   the version of exactly what it holds. Answering a kept page costs one primary-key read of the current version;
   equal means nothing the page shows has been committed since, so the kept page is what the search would read now.
   Never out of date, across processes, without a message between them.
-* Bounded by `ADMIN_PAGE_CACHE_BYTES` of JSON per process (least recently used first out; a page larger than the
-  whole budget is not kept). `0` keeps none. Keyed by database (`db.generation()`), tenant and query.
+* Bounded by `ADMIN_PAGE_CACHE_BYTES` per process, counting each page's JSON, its query's text and a fixed
+  overhead (least recently used first out; a page larger than the whole budget is not kept). `0` keeps none. Keyed by database (`db.generation()`), tenant and query.
 """
 
 from __future__ import annotations
@@ -25,14 +25,20 @@ from decabill.observability import metrics
 from decabill.tenancy import current_tenant
 
 
+#: what an entry costs besides its JSON and its query's text (the key, the tuple, the objects): a page of no items
+#: for a long search term must count too, or the budget would not bound the entries
+ENTRY_OVERHEAD = 256
+
+
 class KeptPage(NamedTuple):
     items: str  # the page's items as the JSON text PostgreSQL wrote
     total: int
     version: int
+    size: int  # counted against the budget: the JSON, the query's text and ENTRY_OVERHEAD
 
 
 def _size(page: KeptPage) -> int:
-    return len(page.items)
+    return page.size
 
 
 class AdminPageCache:
@@ -51,8 +57,9 @@ class AdminPageCache:
             return kept.items, kept.total
         metrics.ADMIN_PAGE_CACHE.labels("miss" if kept is None else "stale").inc()
         items, total, version = await read()
-        if version is not None and len(items) <= pages.maxsize:
-            pages[key] = KeptPage(items, total, version)
+        size = len(items) + len(repr(query)) + ENTRY_OVERHEAD
+        if version is not None and size <= pages.maxsize:
+            pages[key] = KeptPage(items, total, version, size)
         return items, total
 
     def _sized(self) -> LRUCache[Hashable, KeptPage]:

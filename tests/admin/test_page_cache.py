@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from decabill import db
+from decabill.admin.page_cache import ENTRY_OVERHEAD
 from decabill.invoicing.repository import InvoiceRepository
 from tests.admin.conftest import BASE, create_draft, issue, line
 from tests.invoicing.conftest import customer_with_subscription, user_id
@@ -167,12 +168,20 @@ async def test_the_budget_bounds_what_is_kept(billing_api, admin, env):
     pages = Pages(api, admin)
     one = await pages.read("miss", limit=1)
     assert await pages.read("hit", limit=1) == one
-    # a page larger than the whole budget is not kept; the smaller one still is
-    env.update(ADMIN_PAGE_CACHE_BYTES=str(len(orjson.dumps(one["items"])) * 2))  # PostgreSQL's JSON is longer
+    # a page larger than the whole budget is not kept; the smaller one still is (PostgreSQL's JSON is longer)
+    env.update(ADMIN_PAGE_CACHE_BYTES=str(len(orjson.dumps(one["items"])) * 2 + ENTRY_OVERHEAD + 150))
     await pages.read("miss", limit=1)
     await pages.read("miss", limit=3)
     await pages.read("miss", limit=3)
     await pages.read("hit", limit=1)
+    # pages of no items count their query's text: long terms matching nothing fill the budget too
+    terms = [f"{n}{'x' * 3000}" for n in range(4)]
+    env.update(ADMIN_PAGE_CACHE_BYTES=str(2 * (3000 + ENTRY_OVERHEAD + 100)))
+    for term in terms:
+        assert (await pages.read("miss", search=term))["total"] == 0
+    await pages.read("hit", search=terms[-1])
+    await pages.read("hit", search=terms[-2])
+    await pages.read("miss", search=terms[0])  # the least recently used went first
     env.update(ADMIN_PAGE_CACHE_BYTES="0")  # none kept
     await pages.read("miss", limit=1)
     await pages.read("miss", limit=1)
