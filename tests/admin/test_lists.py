@@ -210,3 +210,16 @@ async def test_an_invoice_found_through_several_columns_is_listed_and_counted_on
     assert await search("inv-2026-0000") == ([holder_draft, holder_issued, both], 3)  # a number prefix, and an email
     assert await search("INV-2026-0000", limit=1, offset=1) == ([holder_issued], 3)
     assert await search("ub-0", userId=str(user_id(club))) == ([email_only, both], 2)
+
+
+async def test_an_offset_beyond_64_bits_is_echoed_with_an_empty_page(billing_api, admin, customer):
+    """Found by schemathesis: the page PostgreSQL writes as JSON could not be encoded next to such an offset (500)."""
+    await create_draft(billing_api, admin, user_id(customer), [line("Setup", 1, 10)])
+    for path in ("/invoices", "/invoices/open-overdue"):
+        for params in ({}, {"search": "customer"}):
+            response = await billing_api.get(f"{BASE}{path}", token=admin,
+                                             params={"offset": str(2**73), "limit": "-5", **params})
+            assert response.status_code == 200, response.text
+            page = response.json()
+            assert (page["items"], page["offset"], page["limit"]) == ([], 2**73, -5)
+            assert page["total"] == (1 if path == "/invoices" else 0)
