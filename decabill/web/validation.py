@@ -40,8 +40,9 @@ from decabill.validation import MAX_JSON_DEPTH, json_depth
 from decabill.web.request import ParameterView
 
 TOO_DEEP = f"Request body is nested more than {MAX_JSON_DEPTH} levels deep"
-# C0 controls and DEL: no parameter of the contract means one; NUL is refused by PostgreSQL outright.
-CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+# C0 controls and DEL: no parameter of the contract means one; NUL is refused by PostgreSQL outright. Not the
+# tab: HTTP allows it inside a header's value (RFC 9110, 5.5), so a valid `If-None-Match` may hold one.
+CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 UUID_PATTERN = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
