@@ -9,7 +9,8 @@ read at, and answered again while that version is unchanged.
   equal means nothing the page shows has been committed since, so the kept page is what the search would read now.
   Never out of date, across processes, without a message between them.
 * Bounded by `ADMIN_PAGE_CACHE_BYTES` per process, counting each page's JSON, its query's text and a fixed
-  overhead (least recently used first out; a page larger than the whole budget is not kept). `0` keeps none. Keyed by database (`db.generation()`), tenant and query.
+  overhead (least recently used first out; a page larger than the whole budget is not kept). `0` keeps none.
+* Keyed by database (`db.generation()`), tenant and query.
 """
 
 from __future__ import annotations
