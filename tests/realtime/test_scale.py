@@ -161,7 +161,9 @@ async def test_many_users_subscribing_at_once_never_exhaust_a_small_pool(cloud, 
             await asyncio.gather(*(c.subscribe({"pollIntervalMs": 10000}) for c in clients))
             await asyncio.gather(*(c.wait_updates(3, timeout=60) for c in clients))
             assert running.gateway.db_in_use_max == 1
-            assert counts["max_checked_out"] <= 2
+            if db.dialect_name() == "postgresql":  # the pool of two; SQLite keeps SQLAlchemy's own pool (db.py),
+                # where the sockets' sign-in reads may overlap the gateway's one unit of work
+                assert counts["max_checked_out"] <= 2
             assert all(c.errors == [] for c in clients), [c.errors for c in clients if c.errors]
             # Cost grows with users: far fewer loads than snapshots.
             assert running.gateway.watch_list_loads * 3 < sum(len(c.updates) for c in clients)
