@@ -3,6 +3,7 @@
     .venv/bin/python bench/api.py                 # 50 plans, 10,000 customers, 100,000 invoices, 20,000 subscriptions
     .venv/bin/python bench/api.py --quick         # 2,000 customers / 20,000 invoices, 5 s per run (a smoke check)
     .venv/bin/python bench/api.py --workers 2     # both servers with two processes (the image's default on 2 cores)
+    .venv/bin/python bench/api.py --rounds 3      # every endpoint three times, both servers in turn: medians and ranges
     .venv/bin/python bench/api.py --log-level info   # Decabill at LOG_LEVEL=info (production), a log line per request
     .venv/bin/python bench/api.py --pg-socket /var/run/postgresql   # both servers on PostgreSQL's Unix socket
 
@@ -31,6 +32,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -378,6 +380,33 @@ def login(base: str, email: str) -> str:
     return response.json()["access_token"]
 
 
+def print_summary(targets: list[tuple[str, str, str | None]], figures: dict[tuple[str, str, int], list[Result]],
+                  rounds: int) -> None:
+    """Per endpoint and connections, Decabill's figures next to the bare server's and their ratio. Over several
+    rounds each figure is the median of its rounds and the ratio the median of the rounds' ratios (each round's
+    pair was driven minutes apart at most), with the range of Decabill's req/s and p99 and of the ratio."""
+    print(f"\n{'endpoint':30} {'c':>3} {'decabill req/s (p50 / p99 ms)':>30} {'bare req/s (p50 / p99 ms)':>28} "
+          f"{'ratio':>6} {'CPU µs decabill / bare':>22}" + ("   over the rounds: decabill req/s, p99 ms, ratio"
+                                                              if rounds > 1 else ""))
+    for name, _path, _token in targets:
+        for connections in (10, 50):
+            ours, bare = figures[(name, "decabill", connections)], figures[(name, "bare", connections)]
+            ratios = [o.rps / b.rps for o, b in zip(ours, bare)]
+            o_rps, o_p50, o_p99, o_cpu = (statistics.median(getattr(r, f) for r in ours)
+                                          for f in ("rps", "p50_ms", "p99_ms", "cpu_us"))
+            b_rps, b_p50, b_p99, b_cpu = (statistics.median(getattr(r, f) for r in bare)
+                                          for f in ("rps", "p50_ms", "p99_ms", "cpu_us"))
+            spread = ""
+            if rounds > 1:
+                spread = (f"   {min(r.rps for r in ours):,.0f}-{max(r.rps for r in ours):,.0f}, "
+                          f"{min(r.p99_ms for r in ours):.1f}-{max(r.p99_ms for r in ours):.1f}, "
+                          f"{min(ratios):.2f}-{max(ratios):.2f}")
+            print(f"{name:30} {connections:>3} {o_rps:>11,.0f} ({o_p50:.1f} / {o_p99:.1f}) "
+                  f"{b_rps:>11,.0f} ({b_p50:.1f} / {b_p99:.1f}) {statistics.median(ratios):>6.2f} "
+                  f"{o_cpu:>11.0f} / {b_cpu:.0f}{spread}")
+    print(json.dumps({f"{k[0]}|{k[1]}|c{k[2]}": round(statistics.median(r.rps for r in v)) for k, v in figures.items()}))
+
+
 def main() -> None:
     global DATABASE
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -386,6 +415,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="WEB_CONCURRENCY of decabill serve (default 1)")
     parser.add_argument("--skip-seed", action="store_true", help="reuse the database of the previous run")
     parser.add_argument("--only", help="comma-separated subset of endpoint names to drive")
+    parser.add_argument("--rounds", type=lambda text: max(int(text), 1), default=1,
+                        help="drive every endpoint this many times, both servers in turn each time, and summarise "
+                             "each figure as its median (and range) over the rounds: on a shared host one run's "
+                             "req/s moves by 10-30 %% (default 1)")
     parser.add_argument("--profile", help="endpoint name: record Decabill with py-spy during its run "
                         "(--profile-connections) and print the hottest functions (needs py-spy)")
     parser.add_argument("--profile-connections", type=int, default=10, choices=(10, 50),
@@ -428,7 +461,7 @@ def main() -> None:
               f"{load[1]:.2f} {load[2]:.2f}; workers: {args.workers} each; Decabill's LOG_LEVEL: {args.log_level}; wrk: {shutil.which('wrk') or 'no (python generator)'}; "
               f"PostgreSQL: {'Unix socket in ' + args.pg_socket if args.pg_socket else 'TCP'}")
         print(f"{'endpoint':30} {'server':9} {'c':>3} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'RSS MB':>7} {'CPU µs':>8}")
-        figures: dict[tuple[str, str, int], Result] = {}
+        figures: dict[tuple[str, str, int], list[Result]] = {}
         for name, path, token in targets:
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             answers = {}
@@ -439,32 +472,27 @@ def main() -> None:
             difference = same_fields(answers["decabill"], answers["bare"])
             if difference:
                 print(f"  note: {name}: the answers differ: {difference}")
-            for server in (decabill, baseline):
-                drive(server.base + path, connections=10, seconds=2, headers=headers)  # warm-up
-                for connections in (10, 50):
-                    profiling = args.profile == name and server is decabill and connections == args.profile_connections
-                    spy = start_profile(server, workdir / f"profile-{len(figures)}.txt", seconds) if profiling else None
-                    cpu_before = server.cpu_seconds()
-                    result = drive(server.base + path, connections=connections, seconds=seconds, headers=headers)
-                    result.cpu_us = (server.cpu_seconds() - cpu_before) * 1e6 / max(result.requests, 1)
-                    if spy is not None:
-                        print_profile(spy, workdir / f"profile-{len(figures)}.txt")
-                    figures[(name, server.name, connections)] = result
-                    print(f"{name:30} {server.name:9} {connections:>3} {result.rps:>8.0f} {result.p50_ms:>8.1f} "
-                          f"{result.p99_ms:>8.1f} {result.errors:>6} {server.rss_mb():>7.0f} {result.cpu_us:>8.0f}",
-                          flush=True)
+            for round_ in range(args.rounds):
+                for server in (decabill, baseline):
+                    if round_ == 0:
+                        drive(server.base + path, connections=10, seconds=2, headers=headers)  # warm-up
+                    for connections in (10, 50):
+                        profiling = (args.profile == name and server is decabill and round_ == 0
+                                     and connections == args.profile_connections)
+                        spy = start_profile(server, workdir / f"profile-{len(figures)}.txt", seconds) if profiling else None
+                        cpu_before = server.cpu_seconds()
+                        result = drive(server.base + path, connections=connections, seconds=seconds, headers=headers)
+                        result.cpu_us = (server.cpu_seconds() - cpu_before) * 1e6 / max(result.requests, 1)
+                        if spy is not None:
+                            print_profile(spy, workdir / f"profile-{len(figures)}.txt")
+                        figures.setdefault((name, server.name, connections), []).append(result)
+                        print(f"{name:30} {server.name:9} {connections:>3} {result.rps:>8.0f} {result.p50_ms:>8.1f} "
+                              f"{result.p99_ms:>8.1f} {result.errors:>6} {server.rss_mb():>7.0f} {result.cpu_us:>8.0f}",
+                              flush=True)
         load = os.getloadavg()
         print(f"{time.strftime('%H:%M:%S', time.gmtime())} UTC, load average after the runs: {load[0]:.2f} "
               f"{load[1]:.2f} {load[2]:.2f}")
-        print(f"\n{'endpoint':30} {'c':>3} {'decabill req/s (p50 / p99 ms)':>30} {'bare req/s (p50 / p99 ms)':>28} "
-              f"{'ratio':>6} {'CPU µs decabill / bare':>22}")
-        for name, _path, _token in targets:
-            for connections in (10, 50):
-                ours, bare = figures[(name, "decabill", connections)], figures[(name, "bare", connections)]
-                print(f"{name:30} {connections:>3} {ours.rps:>11,.0f} ({ours.p50_ms:.1f} / {ours.p99_ms:.1f}) "
-                      f"{bare.rps:>11,.0f} ({bare.p50_ms:.1f} / {bare.p99_ms:.1f}) {ours.rps / bare.rps:>6.2f} "
-                      f"{ours.cpu_us:>11.0f} / {bare.cpu_us:.0f}")
-        print(json.dumps({f"{k[0]}|{k[1]}|c{k[2]}": round(v.rps) for k, v in figures.items()}))
+        print_summary(targets, figures, args.rounds)
     finally:
         decabill.stop()
         baseline.stop()
