@@ -3,10 +3,8 @@
 uvicorn writes a response's status line and headers, then its body: two writes, so two system calls and two TCP
 segments the client wakes up for (uvloop sets TCP_NODELAY). Starlette sends `http.response.start` and a whole body
 in one step of the event loop (neither `await send(...)` suspends), so a transport that holds what is written until
-the loop's next turn sends both in one write. A complete response is sent at once, as its last part is written: held
-to the next turn, it waited behind every other request's step of this turn (at 50 connections, a few milliseconds).
-A response streamed in several steps goes out one step at a time, as before; nothing is held past the step that
-wrote it. docs/performance.md ("One write per response", "A complete response sent at once") has the figures.
+the loop's next turn sends both in one write. A response streamed in several steps goes out one step at a time, as
+before; nothing is held past the step that wrote it. docs/performance.md ("One write per response") has the figures.
 """
 
 from __future__ import annotations
@@ -33,7 +31,7 @@ class StepWriteTransport:
             data = bytes(data)
         if self._pending is None:
             self._pending = [data]
-            self._loop.call_soon(self.flush)
+            self._loop.call_soon(self._flush)
         else:
             self._pending.append(data)
 
@@ -41,8 +39,7 @@ class StepWriteTransport:
         for data in list_of_data:
             self.write(data)
 
-    def flush(self) -> None:
-        """Send what is held now, as one write."""
+    def _flush(self) -> None:
         pending, self._pending = self._pending, None
         if pending and not self._transport.is_closing():
             self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
@@ -51,11 +48,11 @@ class StepWriteTransport:
         return self._transport.get_write_buffer_size() + sum(map(len, self._pending or ()))
 
     def write_eof(self) -> None:
-        self.flush()
+        self._flush()
         self._transport.write_eof()
 
     def close(self) -> None:
-        self.flush()
+        self._flush()
         self._transport.close()
 
     def abort(self) -> None:
@@ -67,15 +64,7 @@ class StepWriteTransport:
 
 
 class OneWriteHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol on a `StepWriteTransport`: a response written in one step is one write, sent as
-    soon as the response is complete."""
-
-    transport: StepWriteTransport  # type: ignore[assignment]
+    """uvicorn's httptools protocol on a `StepWriteTransport`: a response written in one step is one write."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(StepWriteTransport(transport, self.loop))  # type: ignore[arg-type]
-
-    def on_response_complete(self) -> None:
-        # uvicorn calls this right after writing a response's last part, in the step that wrote it
-        self.transport.flush()
-        super().on_response_complete()

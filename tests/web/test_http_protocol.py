@@ -1,6 +1,6 @@
 """The API server's HTTP protocol (decabill/web/protocol.py): what a response writes in one step of the event loop
-reaches the socket as one write, a complete one before the step ends; a response streamed over several steps and a
-connection closed after its response lose nothing; `decabill serve` runs the API on it, without a `server` header."""
+reaches the socket as one write; a response streamed over several steps and a connection closed after its
+response lose nothing; `decabill serve` runs the API on it, without a `server` header."""
 
 from __future__ import annotations
 
@@ -46,11 +46,6 @@ class RecordingTransport(asyncio.Transport):
         return 0
 
 
-#: what the socket had received when the app's response had been sent, per path (the app's step goes on after it)
-WRITTEN_WHEN_SENT: dict[str, list[bytes]] = {}
-TRANSPORTS: list[RecordingTransport] = []
-
-
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         return
@@ -63,7 +58,6 @@ async def app(scope, receive, send):
     else:
         response = Response(b'{"answer":42}', media_type="application/json")
     await response(scope, receive, send)
-    WRITTEN_WHEN_SENT[scope["path"]] = list(TRANSPORTS[-1].writes)  # no await since: still the same step
 
 
 async def exchange(request: bytes) -> RecordingTransport:
@@ -72,7 +66,6 @@ async def exchange(request: bytes) -> RecordingTransport:
     config.load()
     protocol = OneWriteHttpProtocol(config, ServerState(), {}, asyncio.get_running_loop())
     transport = RecordingTransport()
-    TRANSPORTS.append(transport)
     protocol.connection_made(transport)
     protocol.data_received(request)
     for _ in range(200):
@@ -94,13 +87,6 @@ async def test_a_response_written_in_one_step_reaches_the_socket_as_one_write():
     assert b"content-length: 13" in head.lower()
     assert body == b'{"answer":42}'
     assert not transport.closed_by_server  # kept alive
-
-
-async def test_a_complete_response_is_sent_in_the_step_that_completes_it():
-    # held to the loop's next turn, it would wait behind every other request's step of this one
-    transport = await exchange(b"GET /sent-at-once HTTP/1.1\r\nHost: api\r\n\r\n")
-    assert WRITTEN_WHEN_SENT["/sent-at-once"] == transport.writes
-    assert len(transport.writes) == 1 and transport.writes[0].endswith(b'\r\n\r\n{"answer":42}')
 
 
 async def test_a_response_streamed_over_several_steps_arrives_whole_and_in_order():
