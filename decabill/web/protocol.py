@@ -5,6 +5,8 @@ segments the client wakes up for (uvloop sets TCP_NODELAY). Starlette sends `htt
 in one step of the event loop (neither `await send(...)` suspends), so a transport that holds what is written until
 the loop's next turn sends both in one write. A response streamed in several steps goes out one step at a time, as
 before; nothing is held past the step that wrote it. docs/performance.md ("One write per response") has the figures.
+Sending a complete response at once instead of at the next turn was tried and measured: the offerings' p99 at 50
+connections went from ~20 to 40-125 ms ("Main on a quiet host, ninth session").
 """
 
 from __future__ import annotations
