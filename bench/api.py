@@ -380,6 +380,12 @@ def login(base: str, email: str) -> str:
     return response.json()["access_token"]
 
 
+def _medians(results: list[Result]) -> list[float]:
+    """req/s, p50, p99 and CPU µs per request, each the median over `results` (the rounds)."""
+    return [statistics.median(getattr(result, field) for result in results)
+            for field in ("rps", "p50_ms", "p99_ms", "cpu_us")]
+
+
 def print_summary(targets: list[tuple[str, str, str | None]], figures: dict[tuple[str, str, int], list[Result]],
                   rounds: int) -> None:
     """Per endpoint and connections, Decabill's figures next to the bare server's and their ratio. Over several
@@ -392,10 +398,8 @@ def print_summary(targets: list[tuple[str, str, str | None]], figures: dict[tupl
         for connections in (10, 50):
             ours, bare = figures[(name, "decabill", connections)], figures[(name, "bare", connections)]
             ratios = [o.rps / b.rps for o, b in zip(ours, bare)]
-            o_rps, o_p50, o_p99, o_cpu = (statistics.median(getattr(r, f) for r in ours)
-                                          for f in ("rps", "p50_ms", "p99_ms", "cpu_us"))
-            b_rps, b_p50, b_p99, b_cpu = (statistics.median(getattr(r, f) for r in bare)
-                                          for f in ("rps", "p50_ms", "p99_ms", "cpu_us"))
+            o_rps, o_p50, o_p99, o_cpu = _medians(ours)
+            b_rps, b_p50, b_p99, b_cpu = _medians(bare)
             spread = ""
             if rounds > 1:
                 spread = (f"   {min(r.rps for r in ours):,.0f}-{max(r.rps for r in ours):,.0f}, "
