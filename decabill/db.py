@@ -162,21 +162,37 @@ class HandOffQueue(sa_queue.AsyncAdaptedQueue):
         return await_(self._wait(timeout))  # in the pool's greenlet: suspends the caller's coroutine
 
     async def _wait(self, timeout: float | None) -> Any:
-        waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
         self._waiters.append(waiter)
+        # A plain timer that fails the waiter, not `asyncio.timeout()`: under load every request waits here, and
+        # the timeout's context manager (a task cancellation turned into TimeoutError) cost ~6 µs a wait, the
+        # timer ~2 (docs/performance.md, "The pool's wait").
+        timer = loop.call_later(timeout, _give_up_waiting, waiter) if timeout is not None else None
         try:
-            async with asyncio.timeout(timeout):
-                return await waiter
+            return await waiter
         except BaseException as exc:
-            if waiter.done() and not waiter.cancelled():  # handed over just as the wait ended: to the next one
-                self.put_nowait(waiter.result())
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self.put_nowait(waiter.result())  # handed over just as the wait ended: to the next one
             else:
                 waiter.cancel()
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
-            if isinstance(exc, TimeoutError):
+            if isinstance(exc, _WaitExpired):
                 raise sa_queue.Empty() from None  # QueuePool turns it into its TimeoutError (`PoolTimeout`)
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+
+class _WaitExpired(Exception):
+    """A pool waiter's timeout (`HandOffQueue._wait`)."""
+
+
+def _give_up_waiting(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():  # not handed a connection (nor cancelled) meanwhile
+        waiter.set_exception(_WaitExpired())
 
 
 class FairPool(AsyncAdaptedQueuePool):
@@ -451,28 +467,44 @@ class _DriverReadUnit:
                 self._pooled.close()  # back to the pool (or to the longest waiter): no I/O, see `driver()`
 
 
-@asynccontextmanager
-async def read() -> AsyncIterator[AsyncSession]:
+class _Read:
+    """`read()`'s unit of work as a plain async context manager. Every hot read enters and leaves one; the
+    generator and `asynccontextmanager`'s wrapper around it cost more than the unit's own bookkeeping."""
+
+    __slots__ = ("_joined", "_token", "_tx", "_unit")
+
+    async def __aenter__(self) -> AsyncSession:
+        if not _driver_reads or _current.get() is not None:
+            self._joined = autocommit()
+            return await self._joined.__aenter__()
+        if _read_engine is None:
+            raise RuntimeError("database engine not initialised")
+        self._joined = None
+        unit = self._unit = _DriverReadUnit(_read_engine)
+        self._tx = _Transaction(unit)  # type: ignore[arg-type]  # nested reads and transactions join this unit
+        self._token = _current.set(self._tx)
+        return unit  # type: ignore[return-value]
+
+    async def __aexit__(self, exc_type: Any, exc: Any, traceback: Any) -> bool | None:
+        if self._joined is not None:
+            return await self._joined.__aexit__(exc_type, exc, traceback)
+        try:
+            _current.reset(self._token)
+        finally:
+            await self._unit.close()
+        if exc_type is None:
+            for callback in self._tx.after_commit:  # autocommit: whatever was registered is already durable
+                await callback()
+        return None
+
+
+def read() -> _Read:
     """A unit of work that only reads: statements run in autocommit, without the BEGIN/COMMIT round trips (or
     SQLite's write lock) of `transaction()`; inside an open transaction it joins that one. Each statement sees
     its own snapshot — use `transaction()` where several reads must agree. On PostgreSQL through asyncpg (and
-    tracing off) the unit is a pooled connection without a session (`_DriverReadUnit`)."""
-    if not _driver_reads or _current.get() is not None:
-        async with autocommit() as session:
-            yield session
-        return
-    if _read_engine is None:
-        raise RuntimeError("database engine not initialised")
-    unit = _DriverReadUnit(_read_engine)
-    tx = _Transaction(unit)  # type: ignore[arg-type]  # nested reads and transactions join this unit
-    token = _current.set(tx)
-    try:
-        yield unit  # type: ignore[misc]
-    finally:
-        _current.reset(token)
-        await unit.close()
-    for callback in tx.after_commit:  # autocommit: whatever was registered is already durable
-        await callback()
+    tracing off) the unit is a pooled connection without a session (`_DriverReadUnit`). Use as
+    `async with db.read() as session:`."""
+    return _Read()
 
 
 @asynccontextmanager
