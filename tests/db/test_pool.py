@@ -166,11 +166,11 @@ async def test_a_read_returns_its_connection_before_the_answer_is_shaped_and_sen
     assert [event for event, task in events if task is request] == ["connection returned", "answer shaped"]
 
 
-async def test_a_hot_read_checks_its_connection_out_directly_in_turn_and_through_sqlalchemy_to_reconnect(pg,
-                                                                                                      monkeypatch):
-    """The statements of a `db.read()` on the driver (`Repository.run`) check their connection out of the pool and
-    back in directly (`FairPool.checkout_in_turn`: no SQLAlchemy `Connection`, no greenlet): an idle one at once;
-    with none idle, the one handed over in turn. A connection to be made again (here: invalidated) is checked out
+async def test_a_hot_read_leases_its_connection_directly_in_turn_and_checks_out_through_sqlalchemy_to_reconnect(
+        pg, monkeypatch):
+    """The statements of a `db.read()` on the driver (`Repository.run`) lease their connection from the pool and
+    give it back directly (`FairPool.lease_in_turn`: no checked-out SQLAlchemy connection, no `Connection`, no
+    greenlet): an idle one at once; with none idle, the one handed over in turn. A connection to be made again (here: invalidated) is checked out
     through SQLAlchemy, which reconnects. The pool holds nothing afterwards either way."""
     import uuid
 
@@ -180,20 +180,20 @@ async def test_a_hot_read_checks_its_connection_out_directly_in_turn_and_through
     engine = db.init_engine(pg, pool_size=1, max_overflow=0, pool_timeout=10)
     pool = engine.sync_engine.pool
     direct: list[bool] = []
-    checkout_in_turn = type(pool).checkout_in_turn
+    lease_in_turn = type(pool).lease_in_turn
 
     async def noting(self):
-        connection = await checkout_in_turn(self)
-        direct.append(connection is not None)
-        return connection
+        lease = await lease_in_turn(self)
+        direct.append(lease is not None)
+        return lease
 
-    monkeypatch.setattr(type(pool), "checkout_in_turn", noting)
+    monkeypatch.setattr(type(pool), "lease_in_turn", noting)
     units: list[tuple[bool, bool]] = []
 
     async def summary() -> tuple:
         async with db.read() as unit:
             found = await InvoiceRepository(unit).summary_of_user(uuid.uuid4())
-            units.append((unit._pooled is not None, unit._connection is not None))
+            units.append((unit._lease is not None, unit._connection is not None))
         return found
 
     token = set_tenant("default")
@@ -223,7 +223,7 @@ async def test_a_hot_read_checks_its_connection_out_directly_in_turn_and_through
 
 
 async def test_a_hot_read_that_gets_no_connection_in_time_raises_the_pools_timeout(pg):
-    """Waiting in turn directly (`FairPool.checkout_in_turn`) ends as SQLAlchemy's checkout does: `PoolTimeout`
+    """Waiting in turn directly (`FairPool.lease_in_turn`) ends as SQLAlchemy's checkout does: `PoolTimeout`
     (the API's 503) after DB_POOL_TIMEOUT, nobody left waiting, the connection free for the next read."""
     import uuid
 
@@ -300,4 +300,68 @@ async def test_a_statement_marked_for_a_generic_plan_runs_with_it_and_nothing_el
         await run(failing)
     assert await core_mode() == default
     assert engine.sync_engine.pool.checkedout() == 0
+    await db.dispose_engine()
+
+
+async def test_a_leased_connection_is_counted_as_checked_out_and_given_back_to_the_pool_it_came_from(pg):
+    """A hot read's lease (`FairPool.lease_in_turn`) takes its connection out of the pool as a checkout does: the
+    pool counts it checked out until the unit ends. Asked for a Core connection afterwards, the unit checks the
+    leased connection out as SQLAlchemy's — unless the pool was invalidated meanwhile: then the lease goes back
+    and a fresh connection is checked out (with the I/O that needs, in SQLAlchemy's greenlet). A lease that
+    outlives its pool (the engine disposed meanwhile) goes back to that pool, not to the engine's new one."""
+    from decabill.identity.repository import UserRepository
+
+    engine = db.init_engine(pg, pool_size=2, max_overflow=0, pool_timeout=10)
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))  # one connection open and idle
+    pool = engine.sync_engine.pool
+
+    async with db.read() as unit:
+        leased = await unit.driver()
+        assert unit._lease is not None and pool.checkedout() == 1  # noqa: SLF001
+        core = await unit.connection()  # the same connection, now SQLAlchemy's checked-out one
+        assert core.sync_connection.connection.driver_connection is leased and unit._lease is None  # noqa: SLF001
+        assert pool.checkedout() == 1
+        assert await UserRepository(unit).count() == 0
+    assert pool.checkedout() == 0
+
+    async with db.read() as unit:
+        leased = await unit.driver()
+        pool._invalidate(None)  # noqa: SLF001 - what SQLAlchemy does when a statement finds a connection dead
+        core = await unit.connection()
+        assert core.sync_connection.connection.driver_connection is not leased  # made again, not the stale one
+        assert (await core.execute(text("SELECT 1"))).scalar() == 1
+    assert pool.checkedout() == 0
+
+    unit_cm = db.read()
+    unit = await unit_cm.__aenter__()
+    await unit.driver()
+    old_pool = pool
+    await engine.dispose()  # the engine gets a new, empty pool
+    await unit_cm.__aexit__(None, None, None)
+    assert engine.sync_engine.pool is not old_pool
+    assert old_pool._pool.qsize() == 1  # noqa: SLF001 - back where it came from, as a checked-out one would go
+    assert engine.sync_engine.pool.checkedout() == 0
+    assert engine.sync_engine.pool._pool.qsize() == 0  # noqa: SLF001 - nothing of the old pool in the new one
+    await db.dispose_engine()
+
+
+async def test_a_lease_given_back_to_a_full_pool_is_closed_as_a_surplus_overflow_connection(pg):
+    """Pool of one with one overflow: a hot read leases the idle connection, another unit opens the overflow one
+    and returns it, which fills the pool. The lease then comes back surplus: its connection is closed and the
+    overflow count drops, as SQLAlchemy's checkin does for a surplus connection — the pool stays at its size."""
+    engine = db.init_engine(pg, pool_size=1, max_overflow=1, pool_timeout=10)
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+    pool = engine.sync_engine.pool
+    async with db.read() as unit:
+        leased = await unit.driver()
+        async with engine.connect() as overflow:  # nobody idle: the overflow connection is opened
+            await overflow.execute(text("SELECT 1"))
+            assert pool.checkedout() == 2
+        assert pool._pool.qsize() == 1  # noqa: SLF001 - the overflow connection fills the pool
+    assert leased.is_closed()
+    assert pool.checkedout() == 0 and pool._pool.qsize() == 1 and pool.overflow() == 0  # noqa: SLF001
+    async with db.read() as unit:
+        assert (await unit.driver()) is not leased  # the pool serves the one it kept
     await db.dispose_engine()

@@ -103,11 +103,11 @@ async def test_the_driver_reads_answer_what_the_core_reads_answer(billing_api, a
         driver_runs.append(self.sql)
         return await fetch(self, driver, params)
 
-    units = []  # per read unit on the driver path: (whether it checked out a connection, made a session)
+    units = []  # per read unit on the driver path: (whether it leased or checked out a connection, made a session)
     close = db._DriverReadUnit.close
 
     async def noted(self):
-        units.append((self._pooled is not None or self._connection is not None, self._session is not None))
+        units.append((self._lease is not None or self._connection is not None, self._session is not None))
         await close(self)
 
     monkeypatch.setattr(_DriverStatement, "fetch", counted)
