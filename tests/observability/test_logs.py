@@ -134,3 +134,73 @@ def test_the_bound_context_is_merged_as_structlogs_merge_contextvars_does():
         assert both()[0] == both()[1] == {"event": "e", "path": "given"}
 
     contextvars.copy_context().run(in_a_context)
+
+
+class _CountingStream:
+    """A text stream that records each write (and each flush) as it comes."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+        self.flushes = 0
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+def test_the_lines_of_one_loop_turn_go_out_together_at_its_end_and_others_at_once():
+    """`TurnWriter`: in the event loop, the lines logged in one turn are written by one write (and one flush) at
+    the end of that turn — nothing before it; outside a loop and from another thread a line is written at once,
+    after the lines still held, so the order of the lines is the order they were logged in. A loop that stops
+    with lines held strands none: the next line, in another loop or none, writes them first."""
+    import threading
+
+    from decabill.logging import TurnWriter
+
+    stream = _CountingStream()
+    writer = TurnWriter(stream)
+    writer.info("start-up")  # no loop: at once
+    assert stream.writes == ["start-up\n"]
+
+    async def requests() -> list[str]:
+        seen = []
+        for n in range(3):
+            writer.info(f"request {n}")
+        seen.append(len(stream.writes))  # nothing written during the turn
+        await asyncio.sleep(0)  # the turn ends
+        seen.append(len(stream.writes))
+        writer.info("held")
+        thread = threading.Thread(target=writer.info, args=("from a thread",))
+        thread.start()
+        thread.join()  # written at once, after the line held before it
+        writer.info("last of the loop")
+        return seen
+
+    assert asyncio.run(requests()) == [1, 2]
+    assert stream.writes[1] == "request 0\nrequest 1\nrequest 2\n"
+    assert stream.writes[2] == "held\nfrom a thread\n"
+    assert stream.flushes == len(stream.writes)
+
+    async def stops_with_a_line_held() -> None:
+        writer.info("held when the loop stopped")
+        asyncio.get_running_loop().stop()  # its turn is cut short
+
+    loop = asyncio.new_event_loop()
+    loop.create_task(stops_with_a_line_held())
+    loop.run_forever()
+    written_before = len(stream.writes)
+
+    async def next_loop() -> None:
+        writer.info("in the next loop")
+        await asyncio.sleep(0)
+
+    asyncio.run(next_loop())
+    loop.close()
+    assert "".join(stream.writes[written_before:]).splitlines()[-2:] == ["held when the loop stopped",
+                                                                          "in the next loop"]
+    assert "".join(stream.writes).splitlines() == [
+        "start-up", "request 0", "request 1", "request 2", "held", "from a thread", "last of the loop",
+        "held when the loop stopped", "in the next loop"]
