@@ -167,7 +167,7 @@ class HandOffQueue(sa_queue.AsyncAdaptedQueue):
         self._waiters.append(waiter)
         # A plain timer that fails the waiter, not `asyncio.timeout()`: under load every request waits here, and
         # the timeout's context manager (a task cancellation turned into TimeoutError) cost ~6 µs a wait, the
-        # timer ~2 (docs/performance.md, "The pool's wait").
+        # timer ~2 (docs/performance.md, "Less CPU around each hot read").
         timer = loop.call_later(timeout, _give_up_waiting, waiter) if timeout is not None else None
         try:
             return await waiter
