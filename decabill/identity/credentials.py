@@ -33,13 +33,21 @@ async def hash_secret(secret: str) -> str:
     return hashed.decode()
 
 
+# bcrypt reads at most 72 bytes (bcrypt 5 refuses more: ValueError). Passwords are refused beyond that when set
+# (identity.service `_validate_password`), so a longer one matches nothing stored; it is checked on its first 72
+# bytes all the same, for the same work and time as any other.
+BCRYPT_MAX_BYTES = 72
+
+
 async def verify_secret(secret: str, hashed: str | None) -> bool:
     if not hashed:
         return False
+    encoded = secret.encode()
     try:
-        return await asyncio.to_thread(bcrypt.checkpw, secret.encode(), hashed.encode())
+        matched = await asyncio.to_thread(bcrypt.checkpw, encoded[:BCRYPT_MAX_BYTES], hashed.encode())
     except ValueError:  # malformed stored hash
         return False
+    return matched and len(encoded) <= BCRYPT_MAX_BYTES
 
 
 @functools.cache
@@ -53,7 +61,7 @@ async def verify_password(password: str, hashed: str | None) -> bool:
     if hashed:
         return await verify_secret(password, hashed)
     stand_in = _stand_in_hash(get_settings().password_hash_rounds)
-    await asyncio.to_thread(bcrypt.checkpw, password.encode(), stand_in)
+    await asyncio.to_thread(bcrypt.checkpw, password.encode()[:BCRYPT_MAX_BYTES], stand_in)
     return False
 
 

@@ -18,7 +18,14 @@ from decabill import db
 from decabill.config import get_settings
 from decabill.email import Mail, send_after_commit
 from decabill.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, TooManyRequests, Unauthorized
-from decabill.identity.credentials import hash_secret, issue_token, new_code, verify_password, verify_secret
+from decabill.identity.credentials import (
+    BCRYPT_MAX_BYTES,
+    hash_secret,
+    issue_token,
+    new_code,
+    verify_password,
+    verify_secret,
+)
 from decabill.identity.keycloak import fetch_key_set as fetch_key_set  # for `decabill doctor`
 from decabill.identity.principal import LOCKED_MESSAGE, Principal
 from decabill.identity.repository import UserRepository
@@ -71,8 +78,8 @@ def _require_mode(*modes: str) -> None:
 def _validate_password(password: str, field: str = "Password") -> None:
     if len(password) < 8:
         raise BadRequest(f"{field} must be at least 8 characters long")
-    if len(password.encode()) > 72:  # bcrypt only looks at the first 72 bytes; refuse rather than truncate
-        raise BadRequest(f"{field} must be at most 72 bytes long")
+    if len(password.encode()) > BCRYPT_MAX_BYTES:  # bcrypt reads no more; refuse rather than truncate
+        raise BadRequest(f"{field} must be at most {BCRYPT_MAX_BYTES} bytes long")
 
 
 async def _tenant_is_empty(users: UserRepository) -> bool:

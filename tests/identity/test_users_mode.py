@@ -71,6 +71,21 @@ async def test_login_failures_answer_401_without_revealing_which_part_was_wrong(
     assert_error(wrong, 401, "Invalid email or password")
 
 
+async def test_a_password_longer_than_bcrypt_reads_is_a_wrong_password_not_a_server_error(api):
+    """bcrypt reads 72 bytes (bcrypt 5 raises on more). Passwords are refused beyond that when set, so a longer one
+    at sign-in matches nothing: 401 as any wrong password, for an unknown email too (found by the contract fuzz:
+    it was a 500). A stored password of exactly 72 bytes still signs in, and not with anything appended to it."""
+    exact = "p" * 70 + "é"  # 72 bytes in UTF-8
+    assert (await api.register("exact@example.com", password=exact)).status_code == 201  # the first: admin
+    assert await api.login("exact@example.com", exact)
+    for email, password in (("nobody@example.com", "x" * 100), ("exact@example.com", "y" * 73),
+                            ("exact@example.com", exact + "x"), ("exact@example.com", "é" * 60)):
+        answer = await api.post("/auth/login", json={"email": email, "password": password})
+        assert_error(answer, 401, "Invalid email or password")
+    too_long = await api.register("over@example.com", password="z" * 73)
+    assert_error(too_long, 400, "Password must be at most 72 bytes long")
+
+
 async def test_password_reset_code_is_single_use_and_expires_after_five_wrong_tries(api, smtp_sink):
     await api.admin_token("reset@example.com")
     answer = await api.post("/auth/request-password-reset", json={"email": "reset@example.com"})
