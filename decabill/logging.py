@@ -73,14 +73,13 @@ class UtcTimestamp:
 class TurnWriter:
     """Whole lines to a text stream: in the thread of a running event loop, the lines of the loop's current turn
     written together at its end (`call_soon`); anywhere else at once, after the ones still held. A process that
-    exits normally writes what it holds (`atexit`)."""
+    exits normally writes what the last configured writer holds (`atexit`, `configure_logging`)."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
         self._lock = threading.RLock()  # re-entered by a signal handler that logs while a line is written
         self._held: list[str] = []
         self._flush_loop: asyncio.AbstractEventLoop | None = None  # the loop whose turn's end writes what is held
-        atexit.register(self.flush)
 
     def msg(self, message: str) -> None:
         try:
@@ -103,11 +102,25 @@ class TurnWriter:
             if not self._held:
                 return
             lines, self._held = self._held, []
-            self._stream.write("\n".join(lines) + "\n")
-            self._stream.flush()
+            try:
+                self._stream.write("\n".join(lines) + "\n")
+                self._stream.flush()
+            except (OSError, ValueError):
+                # stdout gone (a closed pipe, a closed file): the lines have nowhere to go, and the process keeps
+                # serving rather than failing the request or the loop's callback that logged
+                pass
 
     # structlog calls the method named after the level; every level is a line
     log = debug = info = warning = warn = error = critical = exception = fatal = failure = err = msg
+
+
+_writer: TurnWriter | None = None  # the one `configure_logging` installed last
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    if _writer is not None:
+        _writer.flush()
 
 
 def _unserialisable(value: Any) -> str:
@@ -146,7 +159,10 @@ def configure_logging(level: str = "info") -> None:
         UtcTimestamp(),
         tracing.add_trace_ids,  # trace_id / span_id when tracing is on
     ]
-    writer = TurnWriter(sys.stdout)
+    global _writer
+    if _writer is not None:
+        _writer.flush()  # what the writer being replaced still holds
+    writer = _writer = TurnWriter(sys.stdout)
     structlog.configure(
         processors=[merge_bound_context, *shared, structlog.processors.format_exc_info, render_json_line],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

@@ -204,3 +204,30 @@ def test_the_lines_of_one_loop_turn_go_out_together_at_its_end_and_others_at_onc
     assert "".join(stream.writes).splitlines() == [
         "start-up", "request 0", "request 1", "request 2", "held", "from a thread", "last of the loop",
         "held when the loop stopped", "in the next loop"]
+
+
+def test_a_stream_that_cannot_be_written_drops_the_lines_and_keeps_the_process_going():
+    """stdout gone (a closed pipe or file): `TurnWriter` drops the lines it cannot write instead of raising into
+    the code that logged (a request, the loop's callback), and writes again once the stream takes lines."""
+    from decabill.logging import TurnWriter
+
+    class Broken(_CountingStream):
+        broken = True
+
+        def write(self, text: str) -> int:
+            if self.broken:
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(text)
+
+    stream = Broken()
+    writer = TurnWriter(stream)
+    writer.info("lost")  # no loop: written at once, which fails quietly
+
+    async def in_the_loop() -> None:
+        writer.info("lost too")
+        await asyncio.sleep(0)  # the turn's write fails inside the loop's callback
+
+    asyncio.run(in_the_loop())
+    stream.broken = False
+    writer.info("written")
+    assert stream.writes == ["written\n"]
