@@ -39,15 +39,18 @@ async def hash_secret(secret: str) -> str:
 BCRYPT_MAX_BYTES = 72
 
 
+def _checked_bytes(secret: str) -> bytes:
+    return secret.encode()[:BCRYPT_MAX_BYTES]
+
+
 async def verify_secret(secret: str, hashed: str | None) -> bool:
     if not hashed:
         return False
-    encoded = secret.encode()
     try:
-        matched = await asyncio.to_thread(bcrypt.checkpw, encoded[:BCRYPT_MAX_BYTES], hashed.encode())
+        matched = await asyncio.to_thread(bcrypt.checkpw, _checked_bytes(secret), hashed.encode())
     except ValueError:  # malformed stored hash
         return False
-    return matched and len(encoded) <= BCRYPT_MAX_BYTES
+    return matched and len(secret.encode()) <= BCRYPT_MAX_BYTES
 
 
 @functools.cache
@@ -61,7 +64,7 @@ async def verify_password(password: str, hashed: str | None) -> bool:
     if hashed:
         return await verify_secret(password, hashed)
     stand_in = _stand_in_hash(get_settings().password_hash_rounds)
-    await asyncio.to_thread(bcrypt.checkpw, password.encode()[:BCRYPT_MAX_BYTES], stand_in)
+    await asyncio.to_thread(bcrypt.checkpw, _checked_bytes(password), stand_in)
     return False
 
 
