@@ -43,7 +43,9 @@ async def main(runs: int, only: str) -> None:
     from models.subscriptions import Subscription
 
     database = os.environ.get("BENCH_DATABASE", "decabill_bench_api")
-    engine = create_async_engine(f"{PG_URL.replace('postgresql://', 'postgresql+asyncpg://')}/{database}")
+    # without JIT compilation, as the service's connections run (decabill/db.py `init_engine`)
+    engine = create_async_engine(f"{PG_URL.replace('postgresql://', 'postgresql+asyncpg://')}/{database}",
+                                 connect_args={"server_settings": {"jit": "off"}})
     captured: list[tuple[str, Any, dict[str, Any]]] = []
     label = ""
 

@@ -289,6 +289,13 @@ def init_engine(
     # No pre-ping: it costs a round trip on every checkout (~10 % of a cheap read). A connection found dead
     # fails its statement instead; SQLAlchemy then invalidates the pool and `retried_on_lost_connection` runs
     # the read again on a fresh connection.
+    if url.startswith("postgresql+asyncpg"):
+        # No JIT compilation: PostgreSQL compiles a statement whose estimated cost passes jit_above_cost at every
+        # run, and the generic plans of the admin search (unknown LIKE patterns) are estimated that costly — 50-150 ms
+        # of compiling for a read of ~0.5 ms, each time (docs/performance.md, "JIT compilation off"). No statement
+        # of this service runs long enough to gain from it.
+        connect_args = kwargs.setdefault("connect_args", {})
+        connect_args.setdefault("server_settings", {}).setdefault("jit", "off")
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
