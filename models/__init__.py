@@ -19,6 +19,7 @@ from models.invoicing import (  # noqa: F401
     InvoiceAuditLog,
     InvoiceCount,
     InvoiceLine,
+    InvoiceUserCount,
     MailDelivery,
     UsageRecord,
 )

@@ -10,6 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Float,
     Integer,
     String,
     and_,
@@ -32,6 +34,8 @@ from sqlalchemy.sql import ColumnElement, Select
 
 from decabill.identity.repository import UserRepository
 from decabill.repository import (
+    PAGE_LIMIT,
+    PAGE_OFFSET,
     JsonField,
     Repository,
     first_page_of,
@@ -55,6 +59,7 @@ from models.invoicing import (
     InvoiceCount,
     InvoiceLine,
     InvoiceOrigin,
+    InvoiceUserCount,
     InvoiceStatus,
     MailDelivery,
     MailStatus,
@@ -106,6 +111,18 @@ class InvoiceCountRepository(Repository[InvoiceCount]):
     @prepared
     def _list_version(cls) -> Select[Any]:
         return select(cls.list_version_column())
+
+
+class InvoiceUserCountRepository(Repository[InvoiceUserCount]):
+    model = InvoiceUserCount
+
+    @classmethod
+    def invoices_of_query(cls, user_ids: Any) -> Select[Any]:
+        """How many invoices of the bound tenant the users of `user_ids` (a one-column CTE or subquery of user
+        ids) have, from the counters the triggers of migration 0030 keep: one primary-key read per user (a
+        lookup per user, not a join: the generic plan, not knowing how few users match, hashed every counter)."""
+        counter = cls.scoped(InvoiceUserCount.invoices).where(InvoiceUserCount.user_id == user_ids.c.id)
+        return select(func.coalesce(func.sum(counter.scalar_subquery()), 0)).select_from(user_ids)
 
 
 def invoice_view_values(row: Any) -> dict[str, Any]:
@@ -412,13 +429,19 @@ class InvoiceRepository(Repository[Invoice]):
                     others = [keyed.where(number), by_subscription(keyed)]
                 rest = (union(*others) if len(others) > 1 else others[0]).subquery("rest")
                 matched_first = select(condition).where(table.id == rest.c[link]).scalar_subquery()
-                found = union_all(first, select(rest.c.id, rest.c.created_at).where(matched_first.is_not(true()))
-                                  ).cte("matches")
+                not_first = select(rest.c.id, rest.c.created_at).where(matched_first.is_not(true()))
+                if kind is None and not by_user and not open_only:
+                    found = None
+                    total, rows = cls._broad_or_narrow_page(ids, email, not_first)
+                else:
+                    found = union_all(first, not_first).cte("matches")
         else:
             found = ids.cte("matches")
-        total = select(func.count().label("matches_total")).select_from(found).subquery("total")
-        chosen = paged(select(found.c.id).order_by(found.c.created_at.desc(), found.c.id.desc())).subquery("chosen")
-        rows = select(*cls.listed_columns()).select_from(chosen.join(Invoice, Invoice.id == chosen.c.id)).subquery("page")
+        if found is not None:
+            total = select(func.count().label("matches_total")).select_from(found).subquery("total")
+            chosen = paged(select(found.c.id).order_by(found.c.created_at.desc(), found.c.id.desc())
+                           ).subquery("chosen")
+            rows = cls._rows_of(chosen).subquery("page")
         # the page's subscription number and email looked up per row of the page (at most `limit` primary-key
         # reads), not joined before the limit: the generic plan of the prepared statement cannot know how many
         # ids match and hash-joined every user
@@ -439,6 +462,51 @@ class InvoiceRepository(Repository[Invoice]):
             statement = generic_plan(statement)
         cls._searches[key] = statement
         return statement
+
+    @classmethod
+    def _broad_or_narrow_page(cls, ids: Select[Any], email: ColumnElement[bool],
+                              not_by_email: Select[Any]) -> tuple[Any, Any]:
+        """The total and the page's ids of a plain-term search of the whole list (no owner or status filter), whose
+        cost follows the matched customers and the page, not the matched invoices:
+
+        * the total: the matched customers' invoice counters (`InvoiceUserCountRepository`, one read per customer)
+          plus the invoices the other branches alone match (`not_by_email`, usually few);
+        * the page: for a term matching many invoices, the tenant's invoices newest first (the index on
+          (tenant, created_at, id)) kept while their owner matched or the others matched them, until the page is
+          full: about (limit + offset) × (tenant's invoices / matches) rows read. For a term matching few, the
+          matches gathered and sorted, as the other searches do: about as many rows as match. The walk is
+          chosen when it reads fewer, matches² ≥ (limit + offset) × tenant's invoices, decided in the statement
+          from the total (each page is a branch behind a one-time filter; the other is not run).
+
+        A term matching every e-mail of 100,000 invoices read them all, matched and sorted (64–83 ms; now
+        docs/performance.md, "Broad search terms")."""
+        customers = UserRepository.scoped(User.id).where(email).cte("matched_customers")
+        rest = not_by_email.cte("matched_otherwise")
+        counted = (select(InvoiceUserCountRepository.invoices_of_query(customers).scalar_subquery()
+                          + select(func.count()).select_from(rest).scalar_subquery())
+                   .scalar_subquery())
+        total = select(counted.label("matches_total")).cte("total")
+        matches = select(total.c.matches_total).scalar_subquery()
+        invoices = InvoiceCountRepository.total_query().scalar_subquery()
+        # in floating point: limit + offset may be as large as MAX_ROWS (no limit) and its product overflow an integer
+        walk = (cast(matches, Float) * cast(matches, Float)
+                >= (cast(bindparam(PAGE_LIMIT, type_=BigInteger), Float) + cast(bindparam(PAGE_OFFSET, type_=BigInteger), Float))
+                * cast(func.coalesce(invoices, 0), Float))
+        # the walk reads the page's rows as it goes; the gathered ids are read back by primary key (`_rows_of`)
+        walked = paged(cls.scoped(*cls.listed_columns())
+                       .where(or_(Invoice.user_id.in_(select(customers.c.id)), Invoice.id.in_(select(rest.c.id))), walk)
+                       .order_by(Invoice.created_at.desc(), Invoice.id.desc()))
+        gathered = union_all(ids.join(customers, customers.c.id == Invoice.user_id), select(rest.c.id, rest.c.created_at)
+                             ).subquery("gathered")
+        sorted_ids = paged(select(gathered.c.id).where(~walk)
+                           .order_by(gathered.c.created_at.desc(), gathered.c.id.desc())).subquery("sorted")
+        walked = walked.subquery("walked")
+        return total, union_all(select(*walked.c), cls._rows_of(sorted_ids)).subquery("page")
+
+    @classmethod
+    def _rows_of(cls, chosen: Any) -> Select[Any]:
+        """The listed columns of the invoices whose ids `chosen` (a subquery with an `id` column) holds."""
+        return select(*cls.listed_columns()).select_from(chosen.join(Invoice, Invoice.id == chosen.c.id))
 
     def _page_statement(self, *, limit: int, offset: int, search: str | None, user_id: uuid.UUID | None,
                         open_only: bool) -> tuple[Select[Any], dict[str, Any], str]:

@@ -1,12 +1,14 @@
 """The admin invoice list's unfiltered total is the tenant's invoice counter (migration 0024's triggers), not a
-count: it must follow every way an invoice is made or removed — a manual draft and its deletion, issuing, the
-subscription charge, the billing day's unit of one customer and its batch — stay per tenant, and start at zero
-again when the table is emptied (the test database reset truncates it)."""
+count, and its search counts a matched customer's invoices from that customer's counter (migration 0030's): both
+must follow every way an invoice is made or removed — a manual draft and its deletion, issuing, the subscription
+charge, the billing day's unit of one customer and its batch — stay per tenant, and start at zero again when the
+table is emptied (the test database reset truncates it)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections import Counter
 
 from sqlalchemy import text
 
@@ -14,7 +16,7 @@ from decabill import db
 from decabill.invoicing import billing
 from decabill.subscriptions import billing as subscription_billing
 from decabill.tenancy import bound_tenant
-from models.invoicing import Invoice, InvoiceCount
+from models.invoicing import Invoice, InvoiceCount, InvoiceUserCount
 from tests.admin.conftest import BASE, create_draft, issue, line
 from tests.invoicing.conftest import customer_with_subscription, rows, user_id
 
@@ -30,6 +32,11 @@ async def _assert_total(api, admin: str, expected: int) -> None:
     assert await _total(api, admin) == expected
     assert len(await rows(Invoice, Invoice.tenant_id == "default")) == expected
     assert [c.invoices for c in await rows(InvoiceCount, InvoiceCount.tenant_id == "default")] in ([expected], [])
+    # each customer's counter holds as many as the customer has (a customer with none: no row, or 0)
+    invoices = await rows(Invoice)
+    owned = Counter((invoice.tenant_id, invoice.user_id) for invoice in invoices)
+    counted = {(c.tenant_id, c.user_id): c.invoices for c in await rows(InvoiceUserCount) if c.invoices}
+    assert counted == dict(owned)
 
 
 async def test_the_total_follows_every_way_invoices_are_made_and_removed(billing_api, admin, plan, clock):
@@ -82,3 +89,4 @@ async def test_emptying_the_invoices_resets_the_counters(billing_api, admin, cus
             await conn.execute(text("DELETE FROM invoices"))
     assert await _total(api, admin) == 0
     assert await rows(InvoiceCount, InvoiceCount.invoices != 0) == []
+    assert await rows(InvoiceUserCount, InvoiceUserCount.invoices != 0) == []
