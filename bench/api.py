@@ -222,13 +222,17 @@ def wait_ready(server: Server, path: str, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
-def start_decabill(url: str, workdir: Path, workers: int, log_level: str = "warning") -> Server:
-    """`decabill serve` at `log_level`; its output goes to decabill.log in `workdir` (a file, not a terminal)."""
+def start_decabill(url: str, workdir: Path, workers: int, log_level: str = "warning",
+                   keep_pages: bool = True) -> Server:
+    """`decabill serve` at `log_level`; its output goes to decabill.log in `workdir` (a file, not a terminal).
+    Without `keep_pages` it keeps no admin page (ADMIN_PAGE_CACHE_BYTES=0): every admin read is a first read."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "AUTHENTICATION_METHOD": "users", "JWT_SECRET": JWT_SECRET,
            "HOST": "127.0.0.1", "PORT": str(port), "WEBSOCKET_PORT": "0", "RATE_LIMIT_ENABLED": "false",
            "LOG_LEVEL": log_level, "NODE_ENV": "production", "WEB_CONCURRENCY": str(workers), "SMTP_HOST": "",
            "ENCRYPTION_KEY": ENCRYPTION_KEY}
+    if not keep_pages:
+        env["ADMIN_PAGE_CACHE_BYTES"] = "0"
     log = (workdir / "decabill.log").open("wb")
     process = subprocess.Popen([str(BIN / "decabill"), "serve", "--no-socket"], env=env, cwd=workdir,
                                stdout=log, stderr=subprocess.STDOUT)
@@ -427,6 +431,9 @@ def main() -> None:
                         "(--profile-connections) and print the hottest functions (needs py-spy)")
     parser.add_argument("--profile-connections", type=int, default=10, choices=(10, 50),
                         help="the run --profile records (default %(default)s connections)")
+    parser.add_argument("--no-page-cache", action="store_true",
+                        help="Decabill keeps no admin page (ADMIN_PAGE_CACHE_BYTES=0): the admin reads are measured "
+                             "as first reads, each one running its statement (the baseline keeps none either)")
     parser.add_argument("--database", default=DATABASE, help="database to (re)create (default %(default)s)")
     parser.add_argument("--pg-socket", metavar="FOLDER", help="both servers connect through PostgreSQL's Unix socket "
                         "in FOLDER (e.g. /var/run/postgresql) instead of TCP; seeding still uses BENCH_PG_URL")
@@ -450,7 +457,7 @@ def main() -> None:
     if args.pg_socket:
         dsn = socket_dsn(args.pg_socket, DATABASE)
         url = dsn.replace("postgresql://", "postgresql+asyncpg://")
-    decabill = start_decabill(url, workdir, args.workers, args.log_level)
+    decabill = start_decabill(url, workdir, args.workers, args.log_level, keep_pages=not args.no_page_cache)
     baseline = start_baseline(dsn, workdir, args.workers)
     try:
         customer, admin = login(decabill.base, CUSTOMER_EMAIL), login(decabill.base, ADMIN_EMAIL)
@@ -462,7 +469,7 @@ def main() -> None:
             targets = [t for t in targets if t[0] in wanted]
         load = os.getloadavg()
         print(f"{time.strftime('%H:%M:%S', time.gmtime())} UTC, load average before the runs: {load[0]:.2f} "
-              f"{load[1]:.2f} {load[2]:.2f}; workers: {args.workers} each; Decabill's LOG_LEVEL: {args.log_level}; wrk: {shutil.which('wrk') or 'no (python generator)'}; "
+              f"{load[1]:.2f} {load[2]:.2f}; workers: {args.workers} each; Decabill's LOG_LEVEL: {args.log_level}; admin pages kept: {'no' if args.no_page_cache else 'yes'}; wrk: {shutil.which('wrk') or 'no (python generator)'}; "
               f"PostgreSQL: {'Unix socket in ' + args.pg_socket if args.pg_socket else 'TCP'}")
         print(f"{'endpoint':30} {'server':9} {'c':>3} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'RSS MB':>7} {'CPU µs':>8}")
         figures: dict[tuple[str, str, int], list[Result]] = {}

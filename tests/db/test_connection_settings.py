@@ -9,8 +9,8 @@ from decabill import db
 
 
 async def test_postgresql_connections_compile_no_statement_just_in_time(database):
-    """PostgreSQL JIT-compiles, at every run, a statement whose estimated cost passes jit_above_cost; the generic
-    plans of the admin search are estimated that costly, and compiling took 50-150 ms per uncached search."""
+    """PostgreSQL JIT-compiles, at every run, a statement whose estimated cost passes jit_above_cost; the admin
+    search's plain-term statement is estimated that costly, and compiling took 50-150 ms of its ~0.3 ms read."""
     if not database.startswith("postgresql"):
         pytest.skip("a PostgreSQL setting")
     async with db.transaction() as session:
