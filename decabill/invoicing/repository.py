@@ -7,7 +7,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -111,6 +111,16 @@ class InvoiceCountRepository(Repository[InvoiceCount]):
     @prepared
     def _list_version(cls) -> Select[Any]:
         return select(cls.list_version_column())
+
+
+class _Likeliest(NamedTuple):
+    """The search branch likely to match most invoices, as `InvoiceRepository._broad_or_narrow_page` reads it:
+    `count`, a one-value statement of how many invoices it matches; `holds`, its condition on an invoice row;
+    `gathered`, its matches' (id, created_at)."""
+
+    count: Select[Any]
+    holds: ColumnElement[bool]
+    gathered: Select[Any]
 
 
 class InvoiceUserCountRepository(Repository[InvoiceUserCount]):
@@ -430,9 +440,16 @@ class InvoiceRepository(Repository[Invoice]):
                 rest = (union(*others) if len(others) > 1 else others[0]).subquery("rest")
                 matched_first = select(condition).where(table.id == rest.c[link]).scalar_subquery()
                 not_first = select(rest.c.id, rest.c.created_at).where(matched_first.is_not(true()))
-                if kind is None and not by_user and not open_only:
+                if not by_user and not open_only:  # the whole list: counted and paged by the likeliest branch
                     found = None
-                    total, rows = cls._broad_or_narrow_page(ids, email, not_first)
+                    if kind == "number":  # counted from the (covering, 0031) prefix index alone
+                        likeliest = _Likeliest(cls.scoped(func.count()).where(number), number, first)
+                    else:
+                        customers = UserRepository.scoped(User.id).where(email).cte("matched_customers")
+                        likeliest = _Likeliest(InvoiceUserCountRepository.invoices_of_query(customers),
+                                               Invoice.user_id.in_(select(customers.c.id)),
+                                               ids.join(customers, customers.c.id == Invoice.user_id))
+                    total, rows = cls._broad_or_narrow_page(ids, likeliest, not_first)
                 else:
                     found = union_all(first, not_first).cte("matches")
         else:
@@ -464,26 +481,25 @@ class InvoiceRepository(Repository[Invoice]):
         return statement
 
     @classmethod
-    def _broad_or_narrow_page(cls, ids: Select[Any], email: ColumnElement[bool],
-                              not_by_email: Select[Any]) -> tuple[Any, Any]:
-        """The total and the page's ids of a plain-term search of the whole list (no owner or status filter), whose
-        cost follows the matched customers and the page, not the matched invoices:
+    def _broad_or_narrow_page(cls, ids: Select[Any], likeliest: _Likeliest,
+                              otherwise: Select[Any]) -> tuple[Any, Any]:
+        """The total and the page's rows of a term searched over the whole list (no owner or status filter), whose
+        cost follows what `likeliest` counts and the page, not every matched invoice:
 
-        * the total: the matched customers' invoice counters (`InvoiceUserCountRepository`, one read per customer)
-          plus the invoices the other branches alone match (`not_by_email`, usually few);
+        * the total: `likeliest.count` (the e-mail branch: the matched customers' invoice counters, one read per
+          customer; the number-prefix branch: a count from its index alone) plus the invoices the other branches
+          alone match (`otherwise`, usually few);
         * the page: for a term matching many invoices, the tenant's invoices newest first (the index on
-          (tenant, created_at, id)) kept while their owner matched or the others matched them, until the page is
+          (tenant, created_at, id)) kept while `likeliest.holds` or the others matched them, until the page is
           full: about (limit + offset) × (tenant's invoices / matches) rows read. For a term matching few, the
           matches gathered and sorted, as the other searches do: about as many rows as match. The walk is
           chosen when it reads fewer, matches² ≥ (limit + offset) × tenant's invoices, decided in the statement
           from the total (each page is a branch behind a one-time filter; the other is not run).
 
-        A term matching every e-mail of 100,000 invoices read them all, matched and sorted (64–83 ms; now
-        docs/performance.md, "Broad search terms")."""
-        customers = UserRepository.scoped(User.id).where(email).cte("matched_customers")
-        rest = not_by_email.cte("matched_otherwise")
-        counted = (select(InvoiceUserCountRepository.invoices_of_query(customers).scalar_subquery()
-                          + select(func.count()).select_from(rest).scalar_subquery())
+        A term held by every e-mail of 100,000 invoices read them all, matched and sorted them (93–100 ms; now
+        38–40: docs/performance.md, "Broad search terms")."""
+        rest = otherwise.cte("matched_otherwise")
+        counted = (select(likeliest.count.scalar_subquery() + select(func.count()).select_from(rest).scalar_subquery())
                    .scalar_subquery())
         total = select(counted.label("matches_total")).cte("total")
         matches = select(total.c.matches_total).scalar_subquery()
@@ -494,10 +510,9 @@ class InvoiceRepository(Repository[Invoice]):
                 * cast(func.coalesce(invoices, 0), Float))
         # the walk reads the page's rows as it goes; the gathered ids are read back by primary key (`_rows_of`)
         walked = paged(cls.scoped(*cls.listed_columns())
-                       .where(or_(Invoice.user_id.in_(select(customers.c.id)), Invoice.id.in_(select(rest.c.id))), walk)
+                       .where(or_(likeliest.holds, Invoice.id.in_(select(rest.c.id))), walk)
                        .order_by(Invoice.created_at.desc(), Invoice.id.desc()))
-        gathered = union_all(ids.join(customers, customers.c.id == Invoice.user_id), select(rest.c.id, rest.c.created_at)
-                             ).subquery("gathered")
+        gathered = union_all(likeliest.gathered, select(rest.c.id, rest.c.created_at)).subquery("gathered")
         sorted_ids = paged(select(gathered.c.id).where(~walk)
                            .order_by(gathered.c.created_at.desc(), gathered.c.id.desc())).subquery("sorted")
         walked = walked.subquery("walked")

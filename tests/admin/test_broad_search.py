@@ -94,3 +94,28 @@ async def test_an_invoice_matched_by_its_owner_and_its_number_is_counted_once(bi
     assert await _listed(api, admin, search=term, limit=0) == ([second, first], 2)
     assert await _listed(api, admin, search=term, limit=1) == ([second], 2)
     assert await _listed(api, admin, search=term, limit=1, offset=1) == ([first], 2)
+
+
+async def test_an_invoice_number_prefix_over_the_whole_list_is_counted_from_its_index_and_paged_both_ways(
+        billing_api, admin, clock):
+    """`INV-…` is matched as a prefix of the numbers (counted from the prefix index alone on PostgreSQL, 0031), and in
+    the owners' e-mails: an invoice of a customer whose e-mail holds it is found by that branch alone."""
+    api = billing_api
+    owner = await _customer(api, admin, "owner@example.com")
+    holder = await _customer(api, admin, "inv-holder@example.com")
+    made: list[tuple[int, str, bool]] = []
+    for minute, who, issued in ((0, owner, True), (2, owner, False), (4, owner, True), (6, owner, False),
+                                (8, owner, True), (9, holder, False), (10, owner, True)):
+        clock.set(dt.datetime(2026, 6, 1, 9, minute, tzinfo=dt.timezone.utc))
+        invoice_id = (await create_draft(api, admin, who, [line(f"Item {minute}", 1, 10)]))["id"]
+        if issued:
+            await issue(api, admin, invoice_id, dueInDays=1)
+        made.append((minute, invoice_id, issued or who == holder))
+    clock.now = None
+    expected = [invoice_id for _, invoice_id, matched in sorted(made, reverse=True) if matched]
+    assert len(expected) == 5 and expected[1] == made[5][1]  # the holder's draft second
+
+    assert await _listed(api, admin, search="inv-", limit=0) == (expected, 5)  # gathered
+    # one by one: 5² ≥ (1 + offset) × 7 walks offsets 0-2 (the holder's draft among them), gathers 3 and 4
+    assert [(await _listed(api, admin, search="INV-", limit=1, offset=offset)) for offset in range(6)] == \
+        [([invoice_id], 5) for invoice_id in expected] + [([], 5)]
