@@ -1,7 +1,8 @@
 """The invoices of a user are read by ix_invoices_tenant_user_created (tenant_id, user_id, created_at, id; migration
-0028, in place of ix_invoices_tenant_user without `id`): the admin search's e-mail branch takes the matched users'
-invoice ids (and created_at) from the index alone, an Index Only Scan without heap fetches once the table is
-vacuumed. Real PostgreSQL for the plan; the index itself on both backends."""
+0028, in place of ix_invoices_tenant_user without `id`): the admin search's e-mail branch, when it gathers a few
+matches, takes the matched users' invoice ids (and created_at) from the index alone, an Index Only Scan without heap
+fetches once the table is vacuumed; a term matching most invoices walks the newest instead and reads none of them
+this way. Real PostgreSQL for the plan; the index itself on both backends."""
 
 from __future__ import annotations
 
@@ -54,17 +55,15 @@ async def test_the_migrated_schema_has_the_index_of_the_model(database):
     assert [column.name for column in model.columns] == indexes[INDEX]
 
 
-async def test_the_search_by_email_reads_the_invoice_ids_of_the_matched_users_from_the_index_alone(database):
-    if db.dialect_name() != "postgresql":
-        pytest.skip("the plan is PostgreSQL's")
-    await _seed(users=60, invoices_each=20)
+async def _search_plan(pattern: str) -> dict[str, Any]:
+    """EXPLAIN ANALYZE of the e-mail search statement as search_page builds it (a pattern, no id branch, the whole
+    list), its values written into it, on vacuumed tables."""
     async with db.get_engine().connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
         await conn.execute(text("VACUUM ANALYZE invoices"))  # the visibility map: no heap fetch for the index's rows
         await conn.execute(text("ANALYZE users"))
-    # the e-mail search statement as search_page builds it (a pattern, no id branch), its values written into it
     statement = InvoiceRepository._search_statement("postgresql", False, False, None, True).params(
-        **{TENANT_PARAM: "default", InvoiceRepository.SEARCH_PATTERN: "%customer04%", **paging(20, 0)})
+        **{TENANT_PARAM: "default", InvoiceRepository.SEARCH_PATTERN: pattern, **paging(20, 0)})
     sql = statement.compile(db.get_engine().sync_engine, compile_kwargs={"literal_binds": True})
     async with db.get_engine().connect() as conn:
         # the tables are tiny: keep the planner off whole-table reads so that it chooses as at 100,000 invoices
@@ -74,10 +73,37 @@ async def test_the_search_by_email_reads_the_invoice_ids_of_the_matched_users_fr
         await conn.execute(text("SET enable_mergejoin = off"))
         [[plan]] = (await conn.execute(text(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}"))).all()
         await conn.rollback()
-    by_user = [node for node in _nodes(plan[0]["Plan"])
-               if node.get("Relation Name") == "invoices" and "user_id" in node.get("Index Cond", "")]
-    assert by_user, plan
+    return plan[0]["Plan"]
+
+
+def _invoices_by_user(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [node for node in _nodes(plan)
+            if node.get("Relation Name") == "invoices" and "user_id" in node.get("Index Cond", "")]
+
+
+async def test_the_search_by_email_reads_the_invoice_ids_of_the_matched_users_from_the_index_alone(database):
+    if db.dialect_name() != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    # 10 of 60 customers match, 100 of 600 invoices: few enough (100² < 20 × 600) to be gathered, not walked
+    await _seed(users=60, invoices_each=10)
+    by_user = _invoices_by_user(await _search_plan("%customer04%"))
+    assert by_user
     for node in by_user:
         assert (node["Node Type"], node["Index Name"]) == ("Index Only Scan", INDEX), node
         assert node["Heap Fetches"] == 0, node
-    assert sum(node["Actual Rows"] * node["Actual Loops"] for node in by_user) == 10 * 20  # customer040..049
+    assert sum(node["Actual Rows"] * node["Actual Loops"] for node in by_user) == 10 * 10  # customer040..049
+
+
+async def test_a_search_matching_most_invoices_walks_the_newest_and_reads_no_invoice_of_a_user(database):
+    """Every customer matches (600 invoices): the page is the first 20 of the tenant's invoices newest first whose
+    owner matched, read from ix_invoices_tenant_created; the matched customers are counted from their counters."""
+    if db.dialect_name() != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    await _seed(users=60, invoices_each=10)
+    plan = await _search_plan("%customer0%")
+    walked = [node for node in _nodes(plan) if node.get("Index Name") == "ix_invoices_tenant_created"]
+    assert [(node["Node Type"], node["Scan Direction"], node["Actual Rows"]) for node in walked] == \
+        [("Index Scan", "Backward", 20)], plan
+    assert all(node.get("Actual Loops", 0) == 0 for node in _invoices_by_user(plan)), plan  # the gathering never ran
+    counters = [node for node in _nodes(plan) if node.get("Relation Name") == "invoice_user_counts"]
+    assert sum(node["Actual Rows"] * node["Actual Loops"] for node in counters) == 60, plan
