@@ -348,6 +348,9 @@ class InvoiceRepository(Repository[Invoice]):
     #: the bound parameters of the search statements (`_search_statement`)
     SEARCH_PATTERN, SEARCH_ID, SEARCH_USER = "search_pattern", "search_id", "search_user_id"
     SEARCH_NUMBER_FROM, SEARCH_NUMBER_TO = "search_number_from", "search_number_to"
+    #: above this many matched customers the e-mail branch is counted from their invoice counters; up to it, from the
+    #: matches it gathers anyway for a page of few (a counter read per customer added ~10 % to such a search)
+    COUNTERS_ABOVE_CUSTOMERS = 1000
     _searches: dict[tuple[str, bool, bool, str | None], Select[Any]] = {}
 
     @staticmethod
@@ -446,9 +449,15 @@ class InvoiceRepository(Repository[Invoice]):
                         likeliest = _Likeliest(cls.scoped(func.count()).where(number), number, first)
                     else:
                         customers = UserRepository.scoped(User.id).where(email).cte("matched_customers")
-                        likeliest = _Likeliest(InvoiceUserCountRepository.invoices_of_query(customers),
-                                               Invoice.user_id.in_(select(customers.c.id)),
-                                               ids.join(customers, customers.c.id == Invoice.user_id))
+                        owned = ids.join(customers, customers.c.id == Invoice.user_id).cte("matched_by_email")
+                        many = (select(func.count()).select_from(customers).scalar_subquery()
+                                > literal_column(str(int(cls.COUNTERS_ABOVE_CUSTOMERS))))
+                        # only the count of the branch CASE takes is run (PostgreSQL runs a subquery's plan when
+                        # its value is first needed)
+                        counted = case((many, InvoiceUserCountRepository.invoices_of_query(customers).scalar_subquery()),
+                                       else_=select(func.count()).select_from(owned).scalar_subquery())
+                        likeliest = _Likeliest(select(counted), Invoice.user_id.in_(select(customers.c.id)),
+                                               select(owned.c.id, owned.c.created_at))
                     total, rows = cls._broad_or_narrow_page(ids, likeliest, not_first)
                 else:
                     found = union_all(first, not_first).cte("matches")
@@ -487,8 +496,9 @@ class InvoiceRepository(Repository[Invoice]):
         cost follows what `likeliest` counts and the page, not every matched invoice:
 
         * the total: `likeliest.count` (the e-mail branch: the matched customers' invoice counters, one read per
-          customer; the number-prefix branch: a count from its index alone) plus the invoices the other branches
-          alone match (`otherwise`, usually few);
+          customer, when they are many — `COUNTERS_ABOVE_CUSTOMERS` —, else the matches it gathers; the
+          number-prefix branch: a count from its index alone) plus the invoices the other branches alone match
+          (`otherwise`, usually few);
         * the page: for a term matching many invoices, the tenant's invoices newest first (the index on
           (tenant, created_at, id)) kept while `likeliest.holds` or the others matched them, until the page is
           full: about (limit + offset) × (tenant's invoices / matches) rows read. For a term matching few, the

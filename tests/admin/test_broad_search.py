@@ -8,8 +8,21 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
+from decabill.invoicing.repository import InvoiceRepository
 from tests.admin.conftest import BASE, create_draft, issue, line
 from tests.invoicing.conftest import complete_profile, user_id
+
+
+@pytest.fixture(autouse=True, params=["counters", "gathered"])
+def email_count(request, monkeypatch):
+    """Each test twice: the e-mail branch counted from the customers' counters (any matched customer is "many"),
+    and from the matches it gathers (the default bound, far above these tests' customers)."""
+    if request.param == "counters":
+        monkeypatch.setattr(InvoiceRepository, "COUNTERS_ABOVE_CUSTOMERS", 0)
+        monkeypatch.setattr(InvoiceRepository, "_searches", {})  # statements are built once per process
+    return request.param
 
 
 async def _customer(api, admin: str, email: str):

@@ -92,18 +92,30 @@ async def test_the_search_by_email_reads_the_invoice_ids_of_the_matched_users_fr
         assert (node["Node Type"], node["Index Name"]) == ("Index Only Scan", INDEX), node
         assert node["Heap Fetches"] == 0, node
     assert sum(node["Actual Rows"] * node["Actual Loops"] for node in by_user) == 10 * 10  # customer040..049
+    assert _counter_reads(await _search_plan("%customer04%")) == 0  # counted from what it gathered
 
 
-async def test_a_search_matching_most_invoices_walks_the_newest_and_reads_no_invoice_of_a_user(database):
+def _counter_reads(plan: dict[str, Any]) -> int:
+    return sum(node["Actual Rows"] * node["Actual Loops"] for node in _nodes(plan)
+               if node.get("Relation Name") == "invoice_user_counts")
+
+
+@pytest.mark.parametrize("counters_above", [10, 1000])
+async def test_a_search_matching_most_invoices_walks_the_newest(database, monkeypatch, counters_above):
     """Every customer matches (600 invoices): the page is the first 20 of the tenant's invoices newest first whose
-    owner matched, read from ix_invoices_tenant_created; the matched customers are counted from their counters."""
+    owner matched, read from ix_invoices_tenant_created. More matched customers than `COUNTERS_ABOVE_CUSTOMERS`
+    are counted from their counters, reading no invoice of theirs; fewer, from their invoices' index entries."""
     if db.dialect_name() != "postgresql":
         pytest.skip("the plan is PostgreSQL's")
+    monkeypatch.setattr(InvoiceRepository, "COUNTERS_ABOVE_CUSTOMERS", counters_above)
+    monkeypatch.setattr(InvoiceRepository, "_searches", {})  # statements are built once per process
     await _seed(users=60, invoices_each=10)
     plan = await _search_plan("%customer0%")
     walked = [node for node in _nodes(plan) if node.get("Index Name") == "ix_invoices_tenant_created"]
     assert [(node["Node Type"], node["Scan Direction"], node["Actual Rows"]) for node in walked] == \
         [("Index Scan", "Backward", 20)], plan
-    assert all(node.get("Actual Loops", 0) == 0 for node in _invoices_by_user(plan)), plan  # the gathering never ran
-    counters = [node for node in _nodes(plan) if node.get("Relation Name") == "invoice_user_counts"]
-    assert sum(node["Actual Rows"] * node["Actual Loops"] for node in counters) == 60, plan
+    by_user = sum(node["Actual Rows"] * node["Actual Loops"] for node in _invoices_by_user(plan))
+    if counters_above < 60:
+        assert (_counter_reads(plan), by_user) == (60, 0), plan
+    else:
+        assert (_counter_reads(plan), by_user) == (0, 600), plan
