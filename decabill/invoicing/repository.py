@@ -506,8 +506,8 @@ class InvoiceRepository(Repository[Invoice]):
           chosen when it reads fewer, matches² ≥ (limit + offset) × tenant's invoices, decided in the statement
           from the total (each page is a branch behind a one-time filter; the other is not run).
 
-        A term held by every e-mail of 100,000 invoices read them all, matched and sorted them (93–100 ms; now
-        38–40: docs/performance.md, "Broad search terms")."""
+        A term held by every e-mail of 100,000 invoices read them all, matched and sorted them (93–142 ms; now
+        38–48: docs/performance.md, "Broad search terms")."""
         rest = otherwise.cte("matched_otherwise")
         counted = (select(likeliest.count.scalar_subquery() + select(func.count()).select_from(rest).scalar_subquery())
                    .scalar_subquery())
