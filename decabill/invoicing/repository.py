@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     String,
     and_,
+    any_,
     bindparam,
     case,
     cast,
@@ -347,11 +348,15 @@ class InvoiceRepository(Repository[Invoice]):
 
     #: the bound parameters of the search statements (`_search_statement`)
     SEARCH_PATTERN, SEARCH_ID, SEARCH_USER = "search_pattern", "search_id", "search_user_id"
+    SEARCH_TERM = "search_term"  # a term shorter than `TRIGRAM`, matched as it is (`_search_statement`)
+    #: the shortest term a trigram index can serve: a shorter one makes PostgreSQL read a whole trigram index (every
+    #: entry matches) and then every row it names, slower than reading the table
+    TRIGRAM = 3
     SEARCH_NUMBER_FROM, SEARCH_NUMBER_TO = "search_number_from", "search_number_to"
     #: above this many matched customers the e-mail branch is counted from their invoice counters; up to it, from the
     #: matches it gathers anyway for a page of few (a counter read per customer added ~10 % to such a search)
     COUNTERS_ABOVE_CUSTOMERS = 1000
-    _searches: dict[tuple[str, bool, bool, str | None], Select[Any]] = {}
+    _searches: dict[tuple[str, bool, bool, str | None, bool], Select[Any]] = {}
 
     @staticmethod
     def search_kind(fragment: str) -> str | None:
@@ -376,14 +381,17 @@ class InvoiceRepository(Repository[Invoice]):
 
     @classmethod
     def _search_statement(cls, dialect: str, by_user: bool, open_only: bool, kind: str | None,
-                          text: bool) -> Select[Any]:
+                          text: bool, short: bool = False) -> Select[Any]:
         """ONE statement for a filtered admin page, built once per process and variant: the matching ids as a CTE
         (with `text`: one branch per searched column, each using its own trigram index on PostgreSQL — an OR
         across three joined tables reads every invoice of the tenant; the id branches only for a term an id can
         hold), their count, and the page's rows LEFT JOINed to that count — a page past the last match is one row
         of NULLs that still carries the total. The page is chosen from the CTE's
-        (id, created_at) and only its rows are read from `invoices`."""
-        key = (dialect, by_user, open_only, kind if text else "none")
+        (id, created_at) and only its rows are read from `invoices`. A `short` term (under `TRIGRAM` characters) is
+        matched by its position in the text, which no trigram index serves: each column is scanned, as it would be
+        anyway, without reading a whole trigram index first (docs/performance.md, "Owner ids matched per
+        customer, short terms scanned")."""
+        key = (dialect, by_user, open_only, kind if text else "none", short)
         statement = cls._searches.get(key)
         if statement is not None:
             return statement
@@ -397,8 +405,12 @@ class InvoiceRepository(Repository[Invoice]):
         ids = invoices(Invoice.id, Invoice.created_at)  # the page is chosen from the CTE alone
         if text:
             pattern = bindparam(cls.SEARCH_PATTERN, type_=String)
+            term = bindparam(cls.SEARCH_TERM, type_=String)
+            position = func.strpos if dialect == "postgresql" else func.instr
 
             def matches(column: Any) -> Any:
+                if short:
+                    return position(func.lower(column), term) > 0
                 return func.lower(column).like(pattern, escape=_LIKE_ESCAPE)
 
             if kind == "number":
@@ -409,8 +421,8 @@ class InvoiceRepository(Repository[Invoice]):
                 number = matches(Invoice.invoice_number)
             email = matches(User.email)
 
-            def by_email(chosen: Select[Any]) -> Select[Any]:
-                return chosen.join(User, User.id == Invoice.user_id).where(email)
+            def by_email(chosen: Select[Any], owner: ColumnElement[bool] = email) -> Select[Any]:
+                return chosen.join(User, User.id == Invoice.user_id).where(owner)
 
             def by_subscription(chosen: Select[Any]) -> Select[Any]:
                 return (chosen.join(Subscription, Subscription.id == Invoice.subscription_id)
@@ -419,11 +431,15 @@ class InvoiceRepository(Repository[Invoice]):
             if kind in ("uuid", "hex"):  # an id or a fragment of its text: one UNION (the shape below was slower)
                 if kind == "uuid":
                     whole = bindparam(cls.SEARCH_ID, type_=Invoice.id.type)
+                    by_owner = by_email(ids)
                     by_id = [ids.where(Invoice.id == whole), ids.where(Invoice.user_id == whole)]
                 else:
-                    by_id = [ids.where(matches(cls._id_text(Invoice.id, dialect))),
-                             ids.where(matches(cls._id_text(Invoice.user_id, dialect)))]
-                found = union(ids.where(number), by_email(ids), by_subscription(ids), *by_id).cte("matches")
+                    # The owner's id is matched on `users` (its trigram index, 0032), in one branch with the e-mail:
+                    # a customer's id is one row there and on every one of its invoices here (matched per invoice,
+                    # "ab" read 100,000 invoice ids: docs/performance.md, "Owner ids matched per customer").
+                    by_owner = by_email(ids, or_(email, matches(cls._id_text(User.id, dialect))))
+                    by_id = [ids.where(matches(cls._id_text(Invoice.id, dialect)))]
+                found = union(ids.where(number), by_owner, by_subscription(ids), *by_id).cte("matches")
             else:
                 # The branch likely to match most (an invoice-number prefix; else a fragment of emails, which can
                 # match every invoice of many customers) is counted as it comes; the others, usually few rows, are
@@ -458,7 +474,7 @@ class InvoiceRepository(Repository[Invoice]):
                                        else_=select(func.count()).select_from(owned).scalar_subquery())
                         likeliest = _Likeliest(select(counted), Invoice.user_id.in_(select(customers.c.id)),
                                                select(owned.c.id, owned.c.created_at))
-                    total, rows = cls._broad_or_narrow_page(ids, likeliest, not_first)
+                    total, rows = cls._broad_or_narrow_page(ids, likeliest, not_first, dialect)
                 else:
                     found = union_all(first, not_first).cte("matches")
         else:
@@ -467,7 +483,7 @@ class InvoiceRepository(Repository[Invoice]):
             total = select(func.count().label("matches_total")).select_from(found).subquery("total")
             chosen = paged(select(found.c.id).order_by(found.c.created_at.desc(), found.c.id.desc())
                            ).subquery("chosen")
-            rows = cls._rows_of(chosen).subquery("page")
+            rows = cls._rows_of(chosen, dialect).subquery("page")
         # the page's subscription number and email looked up per row of the page (at most `limit` primary-key
         # reads), not joined before the limit: the generic plan of the prepared statement cannot know how many
         # ids match and hash-joined every user
@@ -490,8 +506,8 @@ class InvoiceRepository(Repository[Invoice]):
         return statement
 
     @classmethod
-    def _broad_or_narrow_page(cls, ids: Select[Any], likeliest: _Likeliest,
-                              otherwise: Select[Any]) -> tuple[Any, Any]:
+    def _broad_or_narrow_page(cls, ids: Select[Any], likeliest: _Likeliest, otherwise: Select[Any],
+                              dialect: str) -> tuple[Any, Any]:
         """The total and the page's rows of a term searched over the whole list (no owner or status filter), whose
         cost follows what `likeliest` counts and the page, not every matched invoice:
 
@@ -526,12 +542,17 @@ class InvoiceRepository(Repository[Invoice]):
         sorted_ids = paged(select(gathered.c.id).where(~walk)
                            .order_by(gathered.c.created_at.desc(), gathered.c.id.desc())).subquery("sorted")
         walked = walked.subquery("walked")
-        return total, union_all(select(*walked.c), cls._rows_of(sorted_ids)).subquery("page")
+        return total, union_all(select(*walked.c), cls._rows_of(sorted_ids, dialect)).subquery("page")
 
     @classmethod
-    def _rows_of(cls, chosen: Any) -> Select[Any]:
-        """The listed columns of the invoices whose ids `chosen` (a subquery with an `id` column) holds."""
-        return select(*cls.listed_columns()).select_from(chosen.join(Invoice, Invoice.id == chosen.c.id))
+    def _rows_of(cls, chosen: Any, dialect: str) -> Select[Any]:
+        """The listed columns of the invoices whose ids `chosen` (a subquery with an `id` column: a page) holds. On
+        PostgreSQL as `id = ANY(ARRAY(chosen))`, read by primary key whatever the estimates: joined, a generic plan
+        that expected many matches hashed every invoice of the table for a page of none (a short term: 50 ms)."""
+        listed = select(*cls.listed_columns())
+        if dialect == "postgresql":
+            return listed.where(Invoice.id == any_(func.array(select(chosen.c.id).scalar_subquery())))
+        return listed.select_from(chosen.join(Invoice, Invoice.id == chosen.c.id))
 
     def _page_statement(self, *, limit: int, offset: int, search: str | None, user_id: uuid.UUID | None,
                         open_only: bool) -> tuple[Select[Any], dict[str, Any], str]:
@@ -543,7 +564,10 @@ class InvoiceRepository(Repository[Invoice]):
         if not fragment and user_id is None and not open_only:
             return first_page_of(self._latest_page, params), params, "tenant_total"
         kind = self.search_kind(fragment) if fragment else None
-        if fragment:
+        short = 0 < len(fragment) < self.TRIGRAM
+        if short:
+            params[self.SEARCH_TERM] = fragment
+        elif fragment:
             escaped = "".join(_LIKE_ESCAPE + char if char in _LIKE_SPECIAL else char for char in fragment)
             params[self.SEARCH_PATTERN] = f"%{escaped}%"
         if kind == "uuid":
@@ -554,7 +578,7 @@ class InvoiceRepository(Repository[Invoice]):
         if user_id is not None:
             params[self.SEARCH_USER] = user_id
         statement = self._search_statement(self.session.bind.dialect.name, user_id is not None, open_only, kind,
-                                           bool(fragment))
+                                           bool(fragment), short)
         return statement, params, "matches_total"
 
     async def _total_of(self, rows: Sequence[Any], total_column: str) -> int:

@@ -1,0 +1,170 @@
+"""Admin search terms shorter than a trigram, and owner ids matched on `users` (migration 0032).
+
+A term of one or two characters is matched by its position in each searched text (no trigram index can serve it; a
+whole trigram index read first cost more than the scan), and a fragment of an owner's id is matched on the owner's
+row, not on every invoice of theirs. Either way the answer must stay what the contract says: the invoices whose
+number, subscription number, owner e-mail, id or owner id holds the term, case-insensitively, newest first. Both
+backends; the plans and the migration on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any, Iterator
+
+import pytest
+from alembic import command
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from decabill import db
+from decabill.invoicing.repository import InvoiceRepository
+from decabill.migrations import alembic_config, migrate
+from decabill.repository import TENANT_PARAM, paging
+from tests.admin.conftest import BASE, create_draft, issue, line
+from tests.conftest import BACKENDS, _create_pg_database, _drop_pg_database
+from tests.invoicing.conftest import complete_profile, user_id
+
+
+async def _everything(api, admin: str) -> list[dict[str, Any]]:
+    response = await api.get(f"{BASE}/invoices", token=admin, params={"limit": 0})
+    assert response.status_code == 200, response.text
+    return response.json()["items"]
+
+
+def _holds(item: dict[str, Any], term: str) -> bool:
+    texts = (item.get("invoiceNumber"), item.get("subscriptionNumber"), item["userEmail"], item["id"], item["userId"])
+    return any(term in value.lower() for value in texts if value)
+
+
+async def test_every_short_term_finds_what_holds_it_and_owner_ids_match_all_their_invoices(billing_api, admin, clock):
+    api = billing_api
+    owners = []
+    for email in ("ab.first@example.com", "Second-XY@example.org", "third_100%@example.net"):
+        token = await api.user_token(admin, email)
+        await complete_profile(api, token)
+        owners.append(user_id(token))
+    for minute in range(12):
+        clock.set(dt.datetime(2026, 6, 1, 9, minute, tzinfo=dt.timezone.utc))
+        draft = await create_draft(api, admin, owners[minute % 3], [line(f"Item {minute}", 1, 10)])
+        if minute % 2:  # issued ones carry a number; drafts have none
+            await issue(api, admin, draft["id"])
+    clock.now = None
+    listed = await _everything(api, admin)
+    assert len(listed) == 12
+
+    # one and two characters: letters, digits, the ids' dashes, the e-mails' punctuation and LIKE's wildcards and
+    # escape character (matched as themselves), and two-character pieces of every kind of searched text
+    terms = {*"abcdef0123456789-@._%/xyz", "ab", "xy", "Y@", "0%", ".n", "iv", "v-", "zz"}
+    for item in listed:
+        terms |= {item["id"][:2], item["id"][-2:], item["userId"][9:11]}
+        if item.get("invoiceNumber"):
+            terms.add(item["invoiceNumber"][-2:])
+    found_any = 0
+    for term in sorted(terms):
+        expected = [item["id"] for item in listed if _holds(item, term.lower())]
+        response = await api.get(f"{BASE}/invoices", token=admin, params={"search": term, "limit": 0})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert ([item["id"] for item in body["items"]], body["total"]) == (expected, len(expected)), term
+        found_any += bool(expected)
+        # paged: the same invoices in the same order, the same total on every page
+        paged = []
+        for offset in range(0, max(len(expected), 1), 5):
+            page = (await api.get(f"{BASE}/invoices", token=admin,
+                                  params={"search": term, "limit": 5, "offset": offset})).json()
+            assert page["total"] == len(expected), term
+            paged += [item["id"] for item in page["items"]]
+        assert paged == expected, term
+    assert found_any >= len(terms) // 2  # the terms are not vacuous
+
+    # a fragment of an owner's id (hex: the id branches run) finds every invoice of that owner and those whose own
+    # id or number holds it
+    for owner in owners:
+        fragment = str(owner)[9:18]
+        expected = [item["id"] for item in listed if _holds(item, fragment)]
+        assert {item["id"] for item in listed if item["userId"] == str(owner)} <= set(expected)
+        response = await api.get(f"{BASE}/invoices", token=admin, params={"search": fragment.upper(), "limit": 0})
+        assert [item["id"] for item in response.json()["items"]] == expected
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", ()):
+        yield from _nodes(child)
+
+
+async def _plan(kind: str | None, term: str, *settings: str) -> dict[str, Any]:
+    """EXPLAIN ANALYZE of the whole-list search statement for `term` as `_page_statement` builds it, values written
+    in, under the planner `settings`."""
+    short = len(term) < InvoiceRepository.TRIGRAM
+    values = {TENANT_PARAM: "default", **paging(20, 0)}
+    if short:
+        values[InvoiceRepository.SEARCH_TERM] = term
+    else:
+        values[InvoiceRepository.SEARCH_PATTERN] = f"%{term}%"
+    statement = InvoiceRepository._search_statement("postgresql", False, False, kind, True, short).params(**values)
+    sql = statement.compile(db.get_engine().sync_engine, compile_kwargs={"literal_binds": True})
+    async with db.get_engine().connect() as conn:
+        for setting in settings:
+            await conn.execute(text(f"SET {setting}"))
+        [[plan]] = (await conn.execute(text(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}"))).all()
+        await conn.rollback()
+    return plan[0]["Plan"]
+
+
+def _trigram_reads(plan: dict[str, Any]) -> list[str]:
+    return [node["Index Name"] for node in _nodes(plan) if node.get("Index Name", "").endswith("_trgm")]
+
+
+@pytest.mark.parametrize("kind, short_term, long_term", [(None, "xy", "xyz"), ("hex", "ab", "abc")])
+async def test_a_short_term_reads_no_trigram_index_and_the_page_by_primary_key(billing_api, admin, kind, short_term,
+                                                                                long_term):
+    if db.dialect_name() != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    token = await billing_api.user_token(admin, "xyz.abc@example.com")
+    await complete_profile(billing_api, token)
+    for minute in range(3):
+        await create_draft(billing_api, admin, user_id(token), [line(f"Item {minute}", 1, 10)])
+    async with db.get_engine().begin() as conn:  # enough customers that a trigram index beats reading them all
+        await conn.execute(text(
+            "INSERT INTO users (id, tenant_id, email, role, created_at, updated_at, password_reset_failed_attempts,"
+            " credential_version) SELECT gen_random_uuid(), 'default', 'other' || n || '@example.org', 'user', now(),"
+            " now(), 0, 0 FROM generate_series(1, 5000) AS n"))
+        await conn.execute(text("ANALYZE users"))
+    if kind is None:  # (every column is matched alike; this one's plan reads a trigram index at this size)
+        # whole-table and plain index reads priced out: an index that can serve a condition by itself is read
+        bitmaps_only = ("enable_seqscan = off", "enable_indexscan = off", "enable_indexonlyscan = off")
+        assert _trigram_reads(await _plan(kind, long_term, *bitmaps_only))  # a trigram: its indexes serve it
+        assert _trigram_reads(await _plan(kind, short_term, *bitmaps_only)) == []
+    # the page's rows by primary key, whatever the joins cost: none hashes or merges the invoices for them
+    plan = await _plan(kind, short_term, "enable_nestloop = off", "enable_seqscan = off")
+    by_key = [node for node in _nodes(plan) if node.get("Index Name") == "invoices_pkey"]
+    assert by_key and all("ANY" in node["Index Cond"] for node in by_key), by_key
+    assert sum(node["Actual Rows"] * node["Actual Loops"] for node in by_key) == 3
+
+
+@pytest.mark.skipif("postgresql" not in BACKENDS, reason="PostgreSQL not in DECABILL_TEST_BACKENDS")
+async def test_migration_0032_moves_the_owner_id_trigram_index_to_users_and_back():
+    name, url = await _create_pg_database()
+    engine = create_async_engine(url)
+
+    async def trigram_indexes() -> set[str]:
+        async with engine.connect() as conn:
+            rows = await conn.execute(text("SELECT indexname FROM pg_indexes WHERE indexname LIKE '%id_trgm'"))
+            return {name for (name,) in rows}
+
+    try:
+        await migrate(url)
+        assert await trigram_indexes() == {"ix_invoices_id_trgm", "ix_users_id_trgm"}
+        await asyncio.to_thread(command.downgrade, alembic_config(url), "0031")
+        assert await trigram_indexes() == {"ix_invoices_id_trgm", "ix_invoices_user_id_trgm"}
+        await migrate(url)
+        assert await trigram_indexes() == {"ix_invoices_id_trgm", "ix_users_id_trgm"}
+        async with engine.connect() as conn:  # the index is on the expression the search matches
+            [definition] = (await conn.execute(text(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_users_id_trgm'"))).scalars().all()
+        assert "lower(((id)::character varying)::text) gin_trgm_ops" in definition
+    finally:
+        await engine.dispose()
+        await _drop_pg_database(name)
