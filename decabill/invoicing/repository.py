@@ -348,11 +348,11 @@ class InvoiceRepository(Repository[Invoice]):
 
     #: the bound parameters of the search statements (`_search_statement`)
     SEARCH_PATTERN, SEARCH_ID, SEARCH_USER = "search_pattern", "search_id", "search_user_id"
+    SEARCH_NUMBER_FROM, SEARCH_NUMBER_TO = "search_number_from", "search_number_to"
     SEARCH_TERM = "search_term"  # a term shorter than `TRIGRAM`, matched as it is (`_search_statement`)
     #: the shortest term a trigram index can serve: a shorter one makes PostgreSQL read a whole trigram index (every
     #: entry matches) and then every row it names, slower than reading the table
     TRIGRAM = 3
-    SEARCH_NUMBER_FROM, SEARCH_NUMBER_TO = "search_number_from", "search_number_to"
     #: above this many matched customers the e-mail branch is counted from their invoice counters; up to it, from the
     #: matches it gathers anyway for a page of few (a counter read per customer added ~10 % to such a search)
     COUNTERS_ABOVE_CUSTOMERS = 1000
@@ -421,8 +421,9 @@ class InvoiceRepository(Repository[Invoice]):
                 number = matches(Invoice.invoice_number)
             email = matches(User.email)
 
-            def by_email(chosen: Select[Any], owner: ColumnElement[bool] = email) -> Select[Any]:
-                return chosen.join(User, User.id == Invoice.user_id).where(owner)
+            def by_owner(chosen: Select[Any], condition: ColumnElement[bool] = email) -> Select[Any]:
+                """The invoices whose owner's row meets `condition` (by default: the e-mail matches)."""
+                return chosen.join(User, User.id == Invoice.user_id).where(condition)
 
             def by_subscription(chosen: Select[Any]) -> Select[Any]:
                 return (chosen.join(Subscription, Subscription.id == Invoice.subscription_id)
@@ -431,15 +432,15 @@ class InvoiceRepository(Repository[Invoice]):
             if kind in ("uuid", "hex"):  # an id or a fragment of its text: one UNION (the shape below was slower)
                 if kind == "uuid":
                     whole = bindparam(cls.SEARCH_ID, type_=Invoice.id.type)
-                    by_owner = by_email(ids)
+                    owners = by_owner(ids)
                     by_id = [ids.where(Invoice.id == whole), ids.where(Invoice.user_id == whole)]
                 else:
                     # The owner's id is matched on `users` (its trigram index, 0032), in one branch with the e-mail:
                     # a customer's id is one row there and on every one of its invoices here (matched per invoice,
                     # "ab" read 100,000 invoice ids: docs/performance.md, "Owner ids matched per customer").
-                    by_owner = by_email(ids, or_(email, matches(cls._id_text(User.id, dialect))))
+                    owners = by_owner(ids, or_(email, matches(cls._id_text(User.id, dialect))))
                     by_id = [ids.where(matches(cls._id_text(Invoice.id, dialect)))]
-                found = union(ids.where(number), by_owner, by_subscription(ids), *by_id).cte("matches")
+                found = union(ids.where(number), owners, by_subscription(ids), *by_id).cte("matches")
             else:
                 # The branch likely to match most (an invoice-number prefix; else a fragment of emails, which can
                 # match every invoice of many customers) is counted as it comes; the others, usually few rows, are
@@ -452,9 +453,9 @@ class InvoiceRepository(Repository[Invoice]):
                 keyed = invoices(Invoice.id, Invoice.created_at, Invoice.user_id)  # the others' rows, keyed for it
                 if kind == "number":  # (no subscription number holds "inv-": `_NUMBER_PREFIX`)
                     first, condition, table, link = ids.where(number), number, Invoice, "id"
-                    others = [by_email(keyed)]
+                    others = [by_owner(keyed)]
                 else:
-                    first, condition, table, link = by_email(ids), email, User, "user_id"
+                    first, condition, table, link = by_owner(ids), email, User, "user_id"
                     others = [keyed.where(number), by_subscription(keyed)]
                 rest = (union(*others) if len(others) > 1 else others[0]).subquery("rest")
                 matched_first = select(condition).where(table.id == rest.c[link]).scalar_subquery()
