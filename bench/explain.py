@@ -93,8 +93,12 @@ async def main(runs: int, only: str) -> None:
                 ("admin invoices, search matching every email (100,000 invoices)", lambda: invoices.search_page(limit=20, offset=0, search="example.com", user_id=None, open_only=False)),
                 ("admin invoices, search by the prefix of every number (100,000 invoices)", lambda: invoices.search_page(limit=20, offset=0, search="inv-", user_id=None, open_only=False)),
                 ("admin invoices, search by a hex fragment", lambda: invoices.search_page(limit=20, offset=0, search="4a2f", user_id=None, open_only=False)),
+                # digits: invoice numbers hold them (a year: about half of the seeded numbers), and ids
+                ("admin invoices, search by a year (digits)", lambda: invoices.search_page(limit=20, offset=0, search="2026", user_id=None, open_only=False)),
+                ("admin invoices, search by four digits of numbers (digits)", lambda: invoices.search_page(limit=20, offset=0, search="0001", user_id=None, open_only=False)),
                 # terms shorter than a trigram: no trigram index can serve them
                 ("admin invoices, search by two hex digits (short: a fifth of the ids)", lambda: invoices.search_page(limit=20, offset=0, search="ab", user_id=None, open_only=False)),
+                ("admin invoices, search by two digits (short, digits)", lambda: invoices.search_page(limit=20, offset=0, search="42", user_id=None, open_only=False)),
                 ("admin invoices, search by two letters (short: no id holds them)", lambda: invoices.search_page(limit=20, offset=0, search="xy", user_id=None, open_only=False)),
                 ("admin invoices, search by a whole id", lambda: invoices.search_page(limit=20, offset=0, search=str(customer), user_id=None, open_only=False)),
                 # the same lists as PostgreSQL writes them as JSON (what `decabill serve` runs on PostgreSQL): the

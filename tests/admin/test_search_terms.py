@@ -1,15 +1,17 @@
-"""Admin search terms shorter than a trigram, and owner ids matched on `users` (migration 0032).
+"""Admin search terms shorter than a trigram, runs of digits, and owner ids matched on `users` (migration 0032).
 
 A term of one or two characters is matched by its position in each searched text (no trigram index can serve it; a
-whole trigram index read first cost more than the scan), and a fragment of an owner's id is matched on the owner's
-row, not on every invoice of theirs. Either way the answer must stay what the contract says: the invoices whose
-number, subscription number, owner e-mail, id or owner id holds the term, case-insensitively, newest first. Both
-backends; the plans and the migration on PostgreSQL."""
+whole trigram index read first cost more than the scan); a run of digits (a year) is counted and paged by the
+invoice-number branch, the ids and subscription numbers added; a fragment of an owner's id is matched on the
+owner's row, not on every invoice of theirs. Either way the answer must stay what the contract says: the invoices
+whose number, subscription number, owner e-mail, id or owner id holds the term, case-insensitively, newest first.
+Both backends; the plans and the migration on PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 from typing import Any, Iterator
 
 import pytest
@@ -37,10 +39,11 @@ def _holds(item: dict[str, Any], term: str) -> bool:
     return any(term in value.lower() for value in texts if value)
 
 
-async def test_every_short_term_finds_what_holds_it_and_owner_ids_match_all_their_invoices(billing_api, admin, clock):
+async def test_short_terms_and_runs_of_digits_find_what_holds_them_and_owner_ids_all_their_invoices(billing_api, admin, clock):
     api = billing_api
     owners = []
-    for email in ("ab.first@example.com", "Second-XY@example.org", "third_100%@example.net"):
+    # the first e-mail holds the numbers' year: its issued invoices match a year twice (number and owner), once counted
+    for email in ("ab.first.2026@example.com", "Second-XY@example.org", "third_100%@example.net"):
         token = await api.user_token(admin, email)
         await complete_profile(api, token)
         owners.append(user_id(token))
@@ -58,8 +61,16 @@ async def test_every_short_term_finds_what_holds_it_and_owner_ids_match_all_thei
     terms = {*"abcdef0123456789-@._%/xyz", "ab", "xy", "Y@", "0%", ".n", "iv", "v-", "zz"}
     for item in listed:
         terms |= {item["id"][:2], item["id"][-2:], item["userId"][9:11]}
+        # runs of digits (and dashes) of three or more in ids: the invoice-number branch counts and pages them
+        terms |= {run[:4] for run in re.findall(r"[0-9-]{3,}", item["id"] + " " + item["userId"])}
         if item.get("invoiceNumber"):
-            terms.add(item["invoiceNumber"][-2:])
+            number = item["invoiceNumber"]  # INV-<year>-<digits>
+            terms |= {number[-2:], number[4:8], number[4:9], number[-3:], number[-5:-1], number[8:11]}
+    # the year of the numbers: a run of digits held by every issued invoice, enough of them (6² ≥ 2 × 12) that its
+    # first page of 2 is walked
+    year = next(item["invoiceNumber"][4:8] for item in listed if item.get("invoiceNumber"))
+    assert year == "2026" and InvoiceRepository.search_kind(year) == "digits" and year in terms
+    assert sum(_holds(item, year) for item in listed) >= 6
     found_any = 0
     for term in sorted(terms):
         expected = [item["id"] for item in listed if _holds(item, term.lower())]
@@ -68,14 +79,16 @@ async def test_every_short_term_finds_what_holds_it_and_owner_ids_match_all_thei
         body = response.json()
         assert ([item["id"] for item in body["items"]], body["total"]) == (expected, len(expected)), term
         found_any += bool(expected)
-        # paged: the same invoices in the same order, the same total on every page
-        paged = []
-        for offset in range(0, max(len(expected), 1), 5):
-            page = (await api.get(f"{BASE}/invoices", token=admin,
-                                  params={"search": term, "limit": 5, "offset": offset})).json()
-            assert page["total"] == len(expected), term
-            paged += [item["id"] for item in page["items"]]
-        assert paged == expected, term
+        # paged: the same invoices in the same order, the same total on every page (pages of 2 walk the list
+        # newest first for a term matching many, pages of 5 gather the matches: `_broad_or_narrow_page`)
+        for size in (2, 5):
+            paged = []
+            for offset in range(0, max(len(expected), 1), size):
+                page = (await api.get(f"{BASE}/invoices", token=admin,
+                                      params={"search": term, "limit": size, "offset": offset})).json()
+                assert page["total"] == len(expected), (term, size)
+                paged += [item["id"] for item in page["items"]]
+            assert paged == expected, (term, size)
     assert found_any >= len(terms) // 2  # the terms are not vacuous
 
     # a fragment of an owner's id (hex: the id branches run) finds every invoice of that owner and those whose own
