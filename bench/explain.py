@@ -95,6 +95,8 @@ async def main(runs: int, only: str) -> None:
                 ("admin invoices, search by a hex fragment", lambda: invoices.search_page(limit=20, offset=0, search="4a2f", user_id=None, open_only=False)),
                 # digits: invoice numbers hold them (a year: about half of the seeded numbers), and ids
                 ("admin invoices, search by a year (digits)", lambda: invoices.search_page(limit=20, offset=0, search="2026", user_id=None, open_only=False)),
+                ("admin invoices, search by a year and digits (digits: 42 numbers)", lambda: invoices.search_page(limit=20, offset=0, search="2026-0001", user_id=None, open_only=False)),
+                ("admin invoices, search by six digits (digits: 2 numbers)", lambda: invoices.search_page(limit=20, offset=0, search="000123", user_id=None, open_only=False)),
                 ("admin invoices, search by four digits of numbers (digits)", lambda: invoices.search_page(limit=20, offset=0, search="0001", user_id=None, open_only=False)),
                 # terms shorter than a trigram: no trigram index can serve them
                 ("admin invoices, search by two hex digits (short: a fifth of the ids)", lambda: invoices.search_page(limit=20, offset=0, search="ab", user_id=None, open_only=False)),
