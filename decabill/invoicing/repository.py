@@ -364,8 +364,8 @@ class InvoiceRepository(Repository[Invoice]):
         """How a (lower-case, stripped) search term can match ids and numbers: "uuid" (a whole id: equality on the
         invoice and the user id), "digits" (only digits and dashes, a trigram or more: a fragment of invoice numbers,
         such as a year, or of an id's text), "hex" (other hex digits and dashes: a fragment of an id's text, which
-        no invoice number holds unless it is all digits), "number" (an invoice-number prefix: a range on `ix_invoices_tenant_number_prefix` instead of
-        the trigram index; no id holds it), None (no id holds it)."""
+        no invoice number holds unless it is all digits), "number" (an invoice-number prefix: a range on
+        `ix_invoices_tenant_number_prefix` instead of the trigram index; no id holds it), None (no id holds it)."""
         if _UUID_TEXT.fullmatch(fragment):
             return "uuid"
         if _HEX_TEXT.fullmatch(fragment):
@@ -450,20 +450,18 @@ class InvoiceRepository(Repository[Invoice]):
             else:
                 # The branch likely to match most (an invoice-number prefix or a run of digits, such as a year; else a
                 # fragment of emails, which can match every invoice of many customers) is counted as it comes; the
-                # others, usually few rows, are
-                # deduplicated among themselves and leave out what it matched — its condition read per row by a
-                # primary key, as a scalar subquery (a condition with a subquery stays above them: pushed into a
-                # branch's join, the generic plan tested it on every invoice before finding no subscription). One
-                # UNION of all branches put every match in a hash (docs/performance.md, "The admin search: the
+                # others, usually few rows, are deduplicated among themselves and leave out what it matched — its
+                # condition read per row by a primary key, as a scalar subquery (a condition with a subquery stays
+                # above them: pushed into a branch's join, the generic plan tested it on every invoice before finding
+                # no subscription). One UNION of all branches put every match in a hash (docs/performance.md, "The admin search: the
                 # likeliest branch counted as it comes": every email 123-142 -> 84-95 ms, the prefix "inv-"
                 # 102 -> 62 ms, ~1,200 matches 10-40 % less).
                 keyed = invoices(Invoice.id, Invoice.created_at, Invoice.user_id)  # the others' rows, keyed for it
-                if kind == "number":  # (no subscription number holds "inv-": `_NUMBER_PREFIX`)
+                if kind in ("number", "digits"):
                     first, condition, table, link = ids.where(number), number, Invoice, "id"
-                    others = [by_owner(keyed)]
-                elif kind == "digits":  # ids and subscription numbers hold digits too
-                    first, condition, table, link = ids.where(number), number, Invoice, "id"
-                    others = [by_owner(keyed, email_or_owner_id), by_subscription(keyed), keyed.where(invoice_id)]
+                    # no subscription number holds "inv-" (`_NUMBER_PREFIX`); ids and subscription numbers hold digits
+                    others = ([by_owner(keyed)] if kind == "number" else
+                              [by_owner(keyed, email_or_owner_id), by_subscription(keyed), keyed.where(invoice_id)])
                 else:
                     first, condition, table, link = by_owner(ids), email, User, "user_id"
                     others = [keyed.where(number), by_subscription(keyed)]
