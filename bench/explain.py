@@ -106,6 +106,11 @@ async def main(runs: int, only: str) -> None:
                 ("admin invoices, search by two hex digits (short: a fifth of the ids)", lambda: first_page("ab")),
                 ("admin invoices, search by two digits (short, digits)", lambda: first_page("42")),
                 ("admin invoices, search by two letters (short: no id holds them)", lambda: first_page("xy")),
+                ("admin invoices, search by one character every e-mail holds (short: 100,000 invoices)",
+                 lambda: first_page("@")),
+                ("admin invoices, search by a hex letter every e-mail holds (short: 100,000 invoices)",
+                 lambda: first_page("c")),
+                ("admin invoices, search by a letter nothing holds (short: no match)", lambda: first_page("q")),
                 ("admin invoices, search by a whole id", lambda: first_page(str(customer))),
                 # the same lists as PostgreSQL writes them as JSON (what `decabill serve` runs on PostgreSQL): the
                 # statements above inside one aggregate, their index scans unchanged

@@ -351,6 +351,7 @@ class InvoiceRepository(Repository[Invoice]):
     SEARCH_PATTERN, SEARCH_ID, SEARCH_USER = "search_pattern", "search_id", "search_user_id"
     SEARCH_NUMBER_FROM, SEARCH_NUMBER_TO = "search_number_from", "search_number_to"
     SEARCH_TERM = "search_term"  # a term shorter than `TRIGRAM`, matched as it is (`_search_statement`)
+    SEARCH_NUMBER_TERM = "search_number_term"  # that term as numbers are written (upper case)
     #: the shortest term a trigram index can serve: a shorter one makes PostgreSQL read a whole trigram index (every
     #: entry matches) and then every row it names, slower than reading the table
     TRIGRAM = 3
@@ -392,9 +393,9 @@ class InvoiceRepository(Repository[Invoice]):
         hold), their count, and the page's rows LEFT JOINed to that count — a page past the last match is one row
         of NULLs that still carries the total. The page is chosen from the CTE's
         (id, created_at) and only its rows are read from `invoices`. A `short` term (under `TRIGRAM` characters) is
-        matched by its position in the text, which no trigram index serves: each column is scanned, as it would be
-        anyway, without reading a whole trigram index first (docs/performance.md, "Owner ids matched per
-        customer, short terms scanned")."""
+        matched by its position in the text, which no trigram index serves: the tenant's invoices are read once,
+        without reading a whole trigram index first (docs/performance.md, "Owner ids matched per customer, short
+        terms scanned" and "Short terms in one scan")."""
         key = (dialect, by_user, open_only, kind if text else "none", short)
         statement = cls._searches.get(key)
         if statement is not None:
@@ -438,7 +439,26 @@ class InvoiceRepository(Repository[Invoice]):
                 return (chosen.join(Subscription, Subscription.id == Invoice.subscription_id)
                         .where(matches(Subscription.number)))
 
-            if kind in ("uuid", "hex"):  # an id or a fragment of its text: one UNION (the shape below was slower)
+            if short:
+                # Every invoice is read whatever the shape (no index serves a term this short), so once: each invoice
+                # tested against its owners and subscriptions matched beforehand (hashed: users and subscriptions
+                # are scanned once each, not per invoice), its number, then its id's text (the dearest test, last).
+                # An id's text is lower-case already. A UNION of one branch per column read the invoices three
+                # times and hashed every match (docs/performance.md, "Short terms in one scan").
+                # Numbers are written in upper case (`INV-…`, `SUB-…`: `_NUMBER_PREFIX`), so they are searched for
+                # the term in upper case (`SEARCH_NUMBER_TERM`) as they are: lower() cost more than the rest of the
+                # test (20 of 27 ms over 100,000 numbers).
+                def holds(column: Any, searched: Any = term) -> Any:
+                    return position(column, searched) > 0
+
+                as_numbers = bindparam(cls.SEARCH_NUMBER_TERM, type_=String)
+                owner = or_(email, holds(cls._id_text(User.id, dialect))) if kind == "hex" else email
+                tests = [Invoice.user_id.in_(select(User.id).where(owner)), holds(Invoice.invoice_number, as_numbers),
+                         Invoice.subscription_id.in_(select(Subscription.id)
+                                                     .where(holds(Subscription.number, as_numbers))),
+                         *([holds(cls._id_text(Invoice.id, dialect))] if kind == "hex" else [])]
+                found = ids.where(or_(*tests)).cte("matches")
+            elif kind in ("uuid", "hex"):  # an id or a fragment of its text: one UNION (the shape below was slower)
                 if kind == "uuid":
                     whole = bindparam(cls.SEARCH_ID, type_=Invoice.id.type)
                     owners = by_owner(ids)
@@ -573,22 +593,37 @@ class InvoiceRepository(Repository[Invoice]):
         if not fragment and user_id is None and not open_only:
             return first_page_of(self._latest_page, params), params, "tenant_total"
         kind = self.search_kind(fragment) if fragment else None
-        short = 0 < len(fragment) < self.TRIGRAM
-        if short:
-            params[self.SEARCH_TERM] = fragment
-        elif fragment:
-            escaped = "".join(_LIKE_ESCAPE + char if char in _LIKE_SPECIAL else char for char in fragment)
-            params[self.SEARCH_PATTERN] = f"%{escaped}%"
-        if kind == "uuid":
-            params[self.SEARCH_ID] = uuid.UUID(fragment)
-        elif kind == "number":  # ASCII by `_NUMBER_PREFIX`: the next character of the last one ends the range
-            params[self.SEARCH_NUMBER_FROM] = fragment
-            params[self.SEARCH_NUMBER_TO] = fragment[:-1] + chr(ord(fragment[-1]) + 1)
+        if fragment:
+            params.update(self.search_term_values(fragment, kind))
         if user_id is not None:
             params[self.SEARCH_USER] = user_id
         statement = self._search_statement(self.session.bind.dialect.name, user_id is not None, open_only, kind,
-                                           bool(fragment), short)
+                                           bool(fragment), self.is_short(fragment))
         return statement, params, "matches_total"
+
+    @classmethod
+    def is_short(cls, fragment: str) -> bool:
+        """A term no trigram index serves (`TRIGRAM`)."""
+        return 0 < len(fragment) < cls.TRIGRAM
+
+    @classmethod
+    def search_term_values(cls, fragment: str, kind: str | None) -> dict[str, Any]:
+        """The values of `_search_statement`'s parameters for a (lower-case, stripped, non-empty) term of `kind`."""
+        values: dict[str, Any] = {}
+        if cls.is_short(fragment):
+            values[cls.SEARCH_TERM] = fragment
+            # an upper-cased non-ASCII character may turn ASCII ("ı" -> "I"); numbers hold ASCII only, so such a
+            # term is searched as it is, which none holds
+            values[cls.SEARCH_NUMBER_TERM] = fragment.upper() if fragment.isascii() else fragment
+        else:
+            escaped = "".join(_LIKE_ESCAPE + char if char in _LIKE_SPECIAL else char for char in fragment)
+            values[cls.SEARCH_PATTERN] = f"%{escaped}%"
+        if kind == "uuid":
+            values[cls.SEARCH_ID] = uuid.UUID(fragment)
+        elif kind == "number":  # ASCII by `_NUMBER_PREFIX`: the next character of the last one ends the range
+            values[cls.SEARCH_NUMBER_FROM] = fragment
+            values[cls.SEARCH_NUMBER_TO] = fragment[:-1] + chr(ord(fragment[-1]) + 1)
+        return values
 
     async def _total_of(self, rows: Sequence[Any], total_column: str) -> int:
         """The total the page's rows carry; a page past the last invoice of the tenant reads the counter."""

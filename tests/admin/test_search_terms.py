@@ -25,7 +25,7 @@ from decabill.migrations import alembic_config, migrate
 from decabill.repository import TENANT_PARAM, paging
 from tests.admin.conftest import BASE, create_draft, issue, line
 from tests.conftest import BACKENDS, _create_pg_database, _drop_pg_database
-from tests.invoicing.conftest import complete_profile, user_id
+from tests.invoicing.conftest import complete_profile, customer_with_subscription, user_id
 
 
 async def _everything(api, admin: str) -> list[dict[str, Any]]:
@@ -39,7 +39,8 @@ def _holds(item: dict[str, Any], term: str) -> bool:
     return any(term in value.lower() for value in texts if value)
 
 
-async def test_short_terms_and_runs_of_digits_find_what_holds_them_and_owner_ids_all_their_invoices(billing_api, admin, clock):
+async def test_short_terms_and_runs_of_digits_find_what_holds_them_and_owner_ids_all_their_invoices(billing_api, admin,
+                                                                                                     plan, clock):
     api = billing_api
     owners = []
     # the first e-mail holds the numbers' year: its issued invoices match a year twice (number and owner), once counted
@@ -47,18 +48,25 @@ async def test_short_terms_and_runs_of_digits_find_what_holds_them_and_owner_ids
         token = await api.user_token(admin, email)
         await complete_profile(api, token)
         owners.append(user_id(token))
+    # the second owner's invoices belong to a subscription: its number (SUB-<digits>) is searched too
+    token, subscription = await customer_with_subscription(api, admin, plan["id"], "fourth@example.com")
+    owners.append(user_id(token))
     for minute in range(12):
         clock.set(dt.datetime(2026, 6, 1, 9, minute, tzinfo=dt.timezone.utc))
-        draft = await create_draft(api, admin, owners[minute % 3], [line(f"Item {minute}", 1, 10)])
+        extra = {"subscriptionId": subscription["id"]} if minute % 4 == 3 else {}
+        draft = await create_draft(api, admin, owners[minute % 4], [line(f"Item {minute}", 1, 10)], **extra)
         if minute % 2:  # issued ones carry a number; drafts have none
             await issue(api, admin, draft["id"])
     clock.now = None
     listed = await _everything(api, admin)
-    assert len(listed) == 12
+    assert len(listed) == 12 and sum(bool(item.get("subscriptionNumber")) for item in listed) == 3
 
     # one and two characters: letters, digits, the ids' dashes, the e-mails' punctuation and LIKE's wildcards and
     # escape character (matched as themselves), and two-character pieces of every kind of searched text
-    terms = {*"abcdef0123456789-@._%/xyz", "ab", "xy", "Y@", "0%", ".n", "iv", "v-", "zz"}
+    terms = {*"abcdef0123456789-@._%/xyz", "ab", "xy", "Y@", "0%", ".n", "iv", "v-", "zz", "su", "b-", "s"}
+    # non-ASCII letters whose upper case is ASCII ("ı" -> "I", "ſ" -> "S"): numbers are searched in upper case, and
+    # INV-/SUB- must not match them
+    terms |= {"ı", "ıv", "ſ", "ſu"}
     for item in listed:
         terms |= {item["id"][:2], item["id"][-2:], item["userId"][9:11]}
         # runs of digits (and dashes) of three or more in ids: the invoice-number branch counts and pages them
@@ -110,13 +118,9 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 async def _plan(kind: str | None, term: str, *settings: str) -> dict[str, Any]:
     """EXPLAIN ANALYZE of the whole-list search statement for `term` as `_page_statement` builds it, values written
     in, under the planner `settings`."""
-    short = len(term) < InvoiceRepository.TRIGRAM
-    values = {TENANT_PARAM: "default", **paging(20, 0)}
-    if short:
-        values[InvoiceRepository.SEARCH_TERM] = term
-    else:
-        values[InvoiceRepository.SEARCH_PATTERN] = f"%{term}%"
-    statement = InvoiceRepository._search_statement("postgresql", False, False, kind, True, short).params(**values)
+    values = {TENANT_PARAM: "default", **paging(20, 0), **InvoiceRepository.search_term_values(term, kind)}
+    statement = InvoiceRepository._search_statement("postgresql", False, False, kind, True,
+                                                    InvoiceRepository.is_short(term)).params(**values)
     sql = statement.compile(db.get_engine().sync_engine, compile_kwargs={"literal_binds": True})
     async with db.get_engine().connect() as conn:
         for setting in settings:
