@@ -111,6 +111,8 @@ async def main(runs: int, only: str) -> None:
                 ("admin invoices, search by a hex letter every e-mail holds (short: 100,000 invoices)",
                  lambda: first_page("c")),
                 ("admin invoices, search by a letter nothing holds (short: no match)", lambda: first_page("q")),
+                ("admin invoices, search by two characters few hold (short: the bench customer's invoices)",
+                 lambda: first_page("h-")),
                 ("admin invoices, search by a whole id", lambda: first_page(str(customer))),
                 # the same lists as PostgreSQL writes them as JSON (what `decabill serve` runs on PostgreSQL): the
                 # statements above inside one aggregate, their index scans unchanged
