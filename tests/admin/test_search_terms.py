@@ -48,7 +48,7 @@ async def test_short_terms_and_runs_of_digits_find_what_holds_them_and_owner_ids
         token = await api.user_token(admin, email)
         await complete_profile(api, token)
         owners.append(user_id(token))
-    # the second owner's invoices belong to a subscription: its number (SUB-<digits>) is searched too
+    # a fourth owner, with a subscription: three of the invoices belong to it, and its number (SUB-<digits>) is searched
     token, subscription = await customer_with_subscription(api, admin, plan["id"], "fourth@example.com")
     owners.append(user_id(token))
     for minute in range(12):
