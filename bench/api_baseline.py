@@ -123,6 +123,9 @@ ADMIN_SEARCH = _admin_search(f"""
         UNION SELECT i.id, i.created_at, i.user_id FROM invoices i JOIN subscriptions s ON s.id = i.subscription_id
         WHERE i.tenant_id = $1 AND lower(s.number) LIKE $2 ESCAPE '/') rest
     WHERE (SELECT {_EMAIL} FROM users u WHERE u.id = rest.user_id) IS NOT TRUE""")
+# A term holding a character no number and no id holds (Decabill's `search_kind` "email"): the e-mails alone.
+ADMIN_SEARCH_EMAIL = _admin_search(f"""
+    SELECT i.id, i.created_at FROM invoices i JOIN users u ON u.id = i.user_id WHERE i.tenant_id = $1 AND {_EMAIL}""")
 ADMIN_SEARCH_NUMBER = _admin_search(f"""
     SELECT i.id, i.created_at FROM invoices i WHERE i.tenant_id = $1 AND {_NUMBER_RANGE}
     UNION ALL
@@ -130,6 +133,7 @@ ADMIN_SEARCH_NUMBER = _admin_search(f"""
         SELECT i.id, i.created_at FROM invoices i JOIN users u ON u.id = i.user_id WHERE i.tenant_id = $1 AND {_EMAIL}) rest
     WHERE (SELECT {_NUMBER_RANGE} FROM invoices i WHERE i.id = rest.id) IS NOT TRUE""")
 NUMBER_PREFIX = re.compile(r"inv-[0-9-]*")
+NUMBER_OR_ID_CHARACTERS = frozenset("0123456789abcdef-" "inv" "sub")
 OPEN_OR_OVERDUE = ("issued", "partially_paid", "overdue")
 
 SECRET = os.environ.get("BENCH_JWT_SECRET", "")
@@ -271,7 +275,9 @@ async def admin_invoices(request: Request) -> Response:
             rows = await pool.fetch(ADMIN_SEARCH_NUMBER, claims["tenant"], pattern, limit, offset,
                                     term, term[:-1] + chr(ord(term[-1]) + 1))
         else:
-            rows = await pool.fetch(ADMIN_SEARCH, claims["tenant"], pattern, limit, offset)
+            only_emails = not NUMBER_OR_ID_CHARACTERS.issuperset(term)
+            rows = await pool.fetch(ADMIN_SEARCH_EMAIL if only_emails else ADMIN_SEARCH, claims["tenant"], pattern,
+                                    limit, offset)
         total = rows[0]["total"] if rows else 0
     items = [admin_item(row) for row in rows if row["id"] is not None]
     return json_response({"items": items, "total": total or 0, "limit": limit or 0, "offset": offset})

@@ -79,6 +79,9 @@ _DIGITS_TEXT = re.compile(r"[0-9-]+")
 # term `LIKE '%term%'` and "starts with term" match the same invoices. Subscription numbers are `SUB-<digits>`
 # (decabill/subscriptions/lifecycle.py), so such a term is in none of them: that branch of the search is left out.
 _NUMBER_PREFIX = re.compile(r"inv-[0-9-]*")
+# The characters of every searched text but the e-mails, lower-case: invoice and subscription numbers (the formats
+# above) and ids' text (hex digits and dashes). A term holding any other character can only be in an e-mail.
+_NUMBER_OR_ID_CHARACTERS = frozenset("0123456789abcdef-" "inv" "sub")
 
 
 def of_subscription(subscription_id: Any) -> ColumnElement[bool]:
@@ -366,14 +369,17 @@ class InvoiceRepository(Repository[Invoice]):
         invoice and the user id), "digits" (only digits and dashes, a trigram or more: a fragment of invoice numbers,
         such as a year, or of an id's text), "hex" (other hex digits and dashes: a fragment of an id's text, which
         no invoice number holds unless it is all digits), "number" (an invoice-number prefix: a range on
-        `ix_invoices_tenant_number_prefix` instead of the trigram index; no id holds it), None (no id holds it)."""
+        `ix_invoices_tenant_number_prefix` instead of the trigram index; no id holds it), "email" (a character no
+        number and no id holds: only an owner's e-mail can hold it), None (no id holds it)."""
         if _UUID_TEXT.fullmatch(fragment):
             return "uuid"
         if _HEX_TEXT.fullmatch(fragment):
             # (a short run of digits, matching a tenth of the ids, gathers its matches faster in one UNION as "hex")
             long_digits = len(fragment) >= InvoiceRepository.TRIGRAM and _DIGITS_TEXT.fullmatch(fragment)
             return "digits" if long_digits else "hex"
-        return "number" if _NUMBER_PREFIX.fullmatch(fragment) else None
+        if _NUMBER_PREFIX.fullmatch(fragment):
+            return "number"
+        return None if _NUMBER_OR_ID_CHARACTERS.issuperset(fragment) else "email"
 
     @staticmethod
     def _starting_with(column: Any, dialect: str, low: Any, high: Any) -> ColumnElement[bool]:
@@ -439,7 +445,7 @@ class InvoiceRepository(Repository[Invoice]):
                 return (chosen.join(Subscription, Subscription.id == Invoice.subscription_id)
                         .where(matches(Subscription.number)))
 
-            if short:
+            if short and kind != "email":
                 # Every invoice is read whatever the shape (no index serves a term this short), so once: each invoice
                 # tested against its owners and subscriptions matched beforehand (hashed: users and subscriptions
                 # are scanned once each, not per invoice), its number, then its id's text (the dearest test, last).
@@ -484,10 +490,13 @@ class InvoiceRepository(Repository[Invoice]):
                               [by_owner(keyed, email_or_owner_id), by_subscription(keyed), keyed.where(invoice_id)])
                 else:
                     first, condition, table, link = by_owner(ids), email, User, "user_id"
-                    others = [keyed.where(number), by_subscription(keyed)]
-                rest = (union(*others) if len(others) > 1 else others[0]).subquery("rest")
-                matched_first = select(condition).where(table.id == rest.c[link]).scalar_subquery()
-                not_first = select(rest.c.id, rest.c.created_at).where(matched_first.is_not(true()))
+                    # a term only an e-mail can hold (`search_kind`): no number or id is read for it, short or long
+                    others = [] if kind == "email" else [keyed.where(number), by_subscription(keyed)]
+                not_first = None
+                if others:
+                    rest = (union(*others) if len(others) > 1 else others[0]).subquery("rest")
+                    matched_first = select(condition).where(table.id == rest.c[link]).scalar_subquery()
+                    not_first = select(rest.c.id, rest.c.created_at).where(matched_first.is_not(true()))
                 if not by_user and not open_only:  # the whole list: counted and paged by the likeliest branch
                     found = None
                     if kind in ("number", "digits"):  # a prefix from the (covering, 0031) index alone; digits by trigrams
@@ -505,7 +514,7 @@ class InvoiceRepository(Repository[Invoice]):
                                                select(owned.c.id, owned.c.created_at))
                     total, rows = cls._broad_or_narrow_page(ids, likeliest, not_first, dialect)
                 else:
-                    found = union_all(first, not_first).cte("matches")
+                    found = (first if not_first is None else union_all(first, not_first)).cte("matches")
         else:
             found = ids.cte("matches")
         if found is not None:
@@ -535,7 +544,7 @@ class InvoiceRepository(Repository[Invoice]):
         return statement
 
     @classmethod
-    def _broad_or_narrow_page(cls, ids: Select[Any], likeliest: _Likeliest, otherwise: Select[Any],
+    def _broad_or_narrow_page(cls, ids: Select[Any], likeliest: _Likeliest, otherwise: Select[Any] | None,
                               dialect: str) -> tuple[Any, Any]:
         """The total and the page's rows of a term searched over the whole list (no owner or status filter), whose
         cost follows what `likeliest` counts and the page, not every matched invoice:
@@ -543,7 +552,7 @@ class InvoiceRepository(Repository[Invoice]):
         * the total: `likeliest.count` (the e-mail branch: the matched customers' invoice counters, one read per
           customer, when they are many — `COUNTERS_ABOVE_CUSTOMERS` —, else the matches it gathers; the
           number-prefix branch: a count from its index alone) plus the invoices the other branches alone match
-          (`otherwise`, usually few);
+          (`otherwise`, usually few; None when no other branch can match: a term only e-mails hold);
         * the page: for a term matching many invoices, the tenant's invoices newest first (the index on
           (tenant, created_at, id)) kept while `likeliest.holds` or the others matched them, until the page is
           full: about (limit + offset) × (tenant's invoices / matches) rows read. For a term matching few, the
@@ -553,9 +562,10 @@ class InvoiceRepository(Repository[Invoice]):
 
         A term held by every e-mail of 100,000 invoices read them all, matched and sorted them (93–142 ms; now
         38–48: docs/performance.md, "Broad search terms")."""
-        rest = otherwise.cte("matched_otherwise")
-        counted = (select(likeliest.count.scalar_subquery() + select(func.count()).select_from(rest).scalar_subquery())
-                   .scalar_subquery())
+        rest = otherwise.cte("matched_otherwise") if otherwise is not None else None
+        counted = likeliest.count.scalar_subquery()
+        if rest is not None:
+            counted = select(counted + select(func.count()).select_from(rest).scalar_subquery()).scalar_subquery()
         total = select(counted.label("matches_total")).cte("total")
         matches = select(total.c.matches_total).scalar_subquery()
         invoices = InvoiceCountRepository.total_query().scalar_subquery()
@@ -564,10 +574,15 @@ class InvoiceRepository(Repository[Invoice]):
                 >= (cast(bindparam(PAGE_LIMIT, type_=BigInteger), Float) + cast(bindparam(PAGE_OFFSET, type_=BigInteger), Float))
                 * cast(func.coalesce(invoices, 0), Float))
         # the walk reads the page's rows as it goes; the gathered ids are read back by primary key (`_rows_of`)
-        walked = paged(cls.scoped(*cls.listed_columns())
-                       .where(or_(likeliest.holds, Invoice.id.in_(select(rest.c.id))), walk)
+        # a condition the walk tests on each row it reads, newest first, until the page is full: alone, an IN
+        # (subquery) would be turned into a join with every match sorted (every e-mail: 23 -> 167 ms), so it is
+        # kept behind IS TRUE, which PostgreSQL does not rewrite (an OR with the others' matches did the same)
+        holds = (likeliest.holds.is_(true()) if rest is None else
+                 or_(likeliest.holds, Invoice.id.in_(select(rest.c.id))))
+        walked = paged(cls.scoped(*cls.listed_columns()).where(holds, walk)
                        .order_by(Invoice.created_at.desc(), Invoice.id.desc()))
-        gathered = union_all(likeliest.gathered, select(rest.c.id, rest.c.created_at)).subquery("gathered")
+        gathered = (likeliest.gathered if rest is None else
+                    union_all(likeliest.gathered, select(rest.c.id, rest.c.created_at))).subquery("gathered")
         sorted_ids = paged(select(gathered.c.id).where(~walk)
                            .order_by(gathered.c.created_at.desc(), gathered.c.id.desc())).subquery("sorted")
         walked = walked.subquery("walked")
