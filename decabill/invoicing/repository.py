@@ -370,7 +370,7 @@ class InvoiceRepository(Repository[Invoice]):
         such as a year, or of an id's text), "hex" (other hex digits and dashes: a fragment of an id's text, which
         no invoice number holds unless it is all digits), "number" (an invoice-number prefix: a range on
         `ix_invoices_tenant_number_prefix` instead of the trigram index; no id holds it), "email" (a character no
-        number and no id holds: only an owner's e-mail can hold it), None (no id holds it)."""
+        number and no id holds: only an owner's e-mail can hold it), None (an e-mail or a number can hold it, no id)."""
         if _UUID_TEXT.fullmatch(fragment):
             return "uuid"
         if _HEX_TEXT.fullmatch(fragment):
@@ -399,8 +399,9 @@ class InvoiceRepository(Repository[Invoice]):
         hold), their count, and the page's rows LEFT JOINed to that count — a page past the last match is one row
         of NULLs that still carries the total. The page is chosen from the CTE's
         (id, created_at) and only its rows are read from `invoices`. A `short` term (under `TRIGRAM` characters) is
-        matched by its position in the text, which no trigram index serves: the tenant's invoices are read once,
-        without reading a whole trigram index first (docs/performance.md, "Owner ids matched per customer, short
+        matched by its position in the text, which no trigram index serves: the tenant's invoices are read once (a
+        term only e-mails hold: the users, then the matched owners' invoices), without reading a whole trigram index
+        first (docs/performance.md, "Owner ids matched per customer, short
         terms scanned" and "Short terms in one scan")."""
         key = (dialect, by_user, open_only, kind if text else "none", short)
         statement = cls._searches.get(key)
