@@ -421,6 +421,8 @@ class InvoiceRepository(Repository[Invoice]):
             position = func.strpos if dialect == "postgresql" else func.instr
 
             def matches(column: Any) -> Any:
+                # a short term reaches here only for the e-mails (and for the conditions the short paths below
+                # leave unused): its numbers and ids are tested as written, in the one-scan branch
                 if short:
                     return position(func.lower(column), term) > 0
                 return func.lower(column).like(pattern, escape=_LIKE_ESCAPE)
