@@ -393,16 +393,19 @@ class InvoiceRepository(Repository[Invoice]):
     @classmethod
     def _search_statement(cls, dialect: str, by_user: bool, open_only: bool, kind: str | None,
                           text: bool, short: bool = False) -> Select[Any]:
-        """ONE statement for a filtered admin page, built once per process and variant: the matching ids as a CTE
-        (with `text`: one branch per searched column, each using its own trigram index on PostgreSQL — an OR
-        across three joined tables reads every invoice of the tenant; the id branches only for a term an id can
-        hold), their count, and the page's rows LEFT JOINed to that count — a page past the last match is one row
-        of NULLs that still carries the total. The page is chosen from the CTE's
-        (id, created_at) and only its rows are read from `invoices`. A `short` term (under `TRIGRAM` characters) is
-        matched by its position in the text, which no trigram index serves: the tenant's invoices are read once (a
-        term only e-mails hold: the users, then the matched owners' invoices), without reading a whole trigram index
-        first (docs/performance.md, "Owner ids matched per customer, short
-        terms scanned" and "Short terms in one scan")."""
+        """ONE statement for a filtered admin page, built once per process and variant: the matching ids, their
+        count, and the page's rows LEFT JOINed to that count — a page past the last match is one row of NULLs that
+        still carries the total. How the matches are found depends on the term (`search_kind`, `is_short`):
+
+        * a `short` term (under `TRIGRAM` characters) a number or an id can hold: the tenant's invoices read once
+          (`_matches_in_one_scan`);
+        * a whole id or a fragment of an id's text: one branch per searched column united (`_matches_by_id`);
+        * any other term: the branch likely to match most counted as it comes, the others added
+          (`_matches_likeliest_first`).
+
+        On PostgreSQL each branch uses its own trigram index: an OR across three joined tables read every invoice of
+        the tenant. The page is chosen from the matches' (id, created_at) and only its rows are read from `invoices`
+        (docs/performance.md, "Owner ids matched per customer, short terms scanned" and "Short terms in one scan")."""
         key = (dialect, by_user, open_only, kind if text else "none", short)
         statement = cls._searches.get(key)
         if statement is not None:
@@ -414,117 +417,27 @@ class InvoiceRepository(Repository[Invoice]):
                 chosen = chosen.where(Invoice.user_id == bindparam(cls.SEARCH_USER, type_=Invoice.user_id.type))
             return chosen.where(Invoice.status.in_(InvoiceStatus.OPEN)) if open_only else chosen
 
-        ids = invoices(Invoice.id, Invoice.created_at)  # the page is chosen from the CTE alone
-        if text:
-            pattern = bindparam(cls.SEARCH_PATTERN, type_=String)
-            term = bindparam(cls.SEARCH_TERM, type_=String)
-            position = func.strpos if dialect == "postgresql" else func.instr
-
-            def matches(column: Any) -> Any:
-                # a short term reaches here only for the e-mails (and for the conditions the short paths below
-                # leave unused): its numbers and ids are tested as written, in the one-scan branch
-                if short:
-                    return position(func.lower(column), term) > 0
-                return func.lower(column).like(pattern, escape=_LIKE_ESCAPE)
-
-            if kind == "number":
-                number = cls._starting_with(func.lower(Invoice.invoice_number), dialect,
-                                            bindparam(cls.SEARCH_NUMBER_FROM, type_=String),
-                                            bindparam(cls.SEARCH_NUMBER_TO, type_=String))
-            else:
-                number = matches(Invoice.invoice_number)
-            email = matches(User.email)
-            # The owner's id is matched on `users` (its trigram index, 0032), in one branch with the e-mail: a
-            # customer's id is one row there and on every one of its invoices here (matched per invoice, "ab" read
-            # 100,000 invoice ids: docs/performance.md, "Owner ids matched per customer").
-            email_or_owner_id = or_(email, matches(cls._id_text(User.id, dialect)))
-            invoice_id = matches(cls._id_text(Invoice.id, dialect))
-
-            def by_owner(chosen: Select[Any], condition: ColumnElement[bool] = email) -> Select[Any]:
-                """The invoices whose owner's row meets `condition` (by default: the e-mail matches)."""
-                return chosen.join(User, User.id == Invoice.user_id).where(condition)
-
-            def by_subscription(chosen: Select[Any]) -> Select[Any]:
-                return (chosen.join(Subscription, Subscription.id == Invoice.subscription_id)
-                        .where(matches(Subscription.number)))
-
-            if short and kind != "email":
-                # Every invoice is read whatever the shape (no index serves a term this short), so once: each invoice
-                # tested against its owners and subscriptions matched beforehand (hashed: users and subscriptions
-                # are scanned once each, not per invoice), its number, then its id's text (the dearest test, last).
-                # An id's text is lower-case already. A UNION of one branch per column read the invoices three
-                # times and hashed every match (docs/performance.md, "Short terms in one scan").
-                # Numbers are written in upper case (`INV-…`, `SUB-…`: `_NUMBER_PREFIX`), so they are searched for
-                # the term in upper case (`SEARCH_NUMBER_TERM`) as they are: lower() cost more than the rest of the
-                # test (20 of 27 ms over 100,000 numbers).
-                def holds(column: Any, searched: Any = term) -> Any:
-                    return position(column, searched) > 0
-
-                as_numbers = bindparam(cls.SEARCH_NUMBER_TERM, type_=String)
-                owner = or_(email, holds(cls._id_text(User.id, dialect))) if kind == "hex" else email
-                tests = [Invoice.user_id.in_(select(User.id).where(owner)), holds(Invoice.invoice_number, as_numbers),
-                         Invoice.subscription_id.in_(select(Subscription.id)
-                                                     .where(holds(Subscription.number, as_numbers))),
-                         *([holds(cls._id_text(Invoice.id, dialect))] if kind == "hex" else [])]
-                found = ids.where(or_(*tests)).cte("matches")
-            elif kind in ("uuid", "hex"):  # an id or a fragment of its text: one UNION (the shape below was slower)
-                if kind == "uuid":
-                    whole = bindparam(cls.SEARCH_ID, type_=Invoice.id.type)
-                    owners = by_owner(ids)
-                    by_id = [ids.where(Invoice.id == whole), ids.where(Invoice.user_id == whole)]
-                else:
-                    owners = by_owner(ids, email_or_owner_id)
-                    by_id = [ids.where(invoice_id)]
-                found = union(ids.where(number), owners, by_subscription(ids), *by_id).cte("matches")
-            else:
-                # The branch likely to match most (an invoice-number prefix or a run of digits, such as a year; else a
-                # fragment of emails, which can match every invoice of many customers) is counted as it comes; the
-                # others, usually few rows, are deduplicated among themselves and leave out what it matched — its
-                # condition read per row by a primary key, as a scalar subquery (a condition with a subquery stays
-                # above them: pushed into a branch's join, the generic plan tested it on every invoice before finding
-                # no subscription). One UNION of all branches put every match in a hash (docs/performance.md, "The admin search: the
-                # likeliest branch counted as it comes": every email 123-142 -> 84-95 ms, the prefix "inv-"
-                # 102 -> 62 ms, ~1,200 matches 10-40 % less).
-                keyed = invoices(Invoice.id, Invoice.created_at, Invoice.user_id)  # the others' rows, keyed for it
-                if kind in ("number", "digits"):
-                    first, condition, table, link = ids.where(number), number, Invoice, "id"
-                    # no subscription number holds "inv-" (`_NUMBER_PREFIX`); ids and subscription numbers hold digits
-                    others = ([by_owner(keyed)] if kind == "number" else
-                              [by_owner(keyed, email_or_owner_id), by_subscription(keyed), keyed.where(invoice_id)])
-                else:
-                    first, condition, table, link = by_owner(ids), email, User, "user_id"
-                    # a term only an e-mail can hold (`search_kind`): no number or id is read for it, short or long
-                    others = [] if kind == "email" else [keyed.where(number), by_subscription(keyed)]
-                not_first = None
-                if others:
-                    rest = (union(*others) if len(others) > 1 else others[0]).subquery("rest")
-                    matched_first = select(condition).where(table.id == rest.c[link]).scalar_subquery()
-                    not_first = select(rest.c.id, rest.c.created_at).where(matched_first.is_not(true()))
-                if not by_user and not open_only:  # the whole list: counted and paged by the likeliest branch
-                    found = None
-                    if kind in ("number", "digits"):  # a prefix from the (covering, 0031) index alone; digits by trigrams
-                        likeliest = _Likeliest(cls.scoped(func.count()).where(number), number, first)
-                    else:
-                        customers = UserRepository.scoped(User.id).where(email).cte("matched_customers")
-                        owned = ids.join(customers, customers.c.id == Invoice.user_id).cte("matched_by_email")
-                        many = (select(func.count()).select_from(customers).scalar_subquery()
-                                > literal_column(str(int(cls.COUNTERS_ABOVE_CUSTOMERS))))
-                        # only the count of the branch CASE takes is run (PostgreSQL runs a subquery's plan when
-                        # its value is first needed)
-                        counted = case((many, InvoiceUserCountRepository.invoices_of_query(customers).scalar_subquery()),
-                                       else_=select(func.count()).select_from(owned).scalar_subquery())
-                        likeliest = _Likeliest(select(counted), Invoice.user_id.in_(select(customers.c.id)),
-                                               select(owned.c.id, owned.c.created_at))
-                    total, rows = cls._broad_or_narrow_page(ids, likeliest, not_first, dialect)
-                else:
-                    found = (first if not_first is None else union_all(first, not_first)).cte("matches")
-        else:
+        ids = invoices(Invoice.id, Invoice.created_at)  # the page is chosen from the matches alone
+        total_and_rows = None
+        if not text:
             found = ids.cte("matches")
+        else:
+            tests = _TermTests(dialect, kind, short)
+            if short and kind != "email":
+                found = cls._matches_in_one_scan(ids, tests)
+            elif kind in ("uuid", "hex"):
+                found = cls._matches_by_id(ids, tests)
+            else:
+                # (the others' rows keyed for the likeliest branch's condition)
+                keyed = invoices(Invoice.id, Invoice.created_at, Invoice.user_id)
+                found, total_and_rows = cls._matches_likeliest_first(ids, keyed, tests,
+                                                                     whole_list=not by_user and not open_only)
         if found is not None:
             total = select(func.count().label("matches_total")).select_from(found).subquery("total")
             chosen = paged(select(found.c.id).order_by(found.c.created_at.desc(), found.c.id.desc())
                            ).subquery("chosen")
-            rows = cls._rows_of(chosen, dialect).subquery("page")
+            total_and_rows = total, cls._rows_of(chosen, dialect).subquery("page")
+        total, rows = total_and_rows
         # the page's subscription number and email looked up per row of the page (at most `limit` primary-key
         # reads), not joined before the limit: the generic plan of the prepared statement cannot know how many
         # ids match and hash-joined every user
@@ -545,6 +458,86 @@ class InvoiceRepository(Repository[Invoice]):
             statement = generic_plan(statement)
         cls._searches[key] = statement
         return statement
+
+    @staticmethod
+    def _matches_in_one_scan(ids: Select[Any], tests: _TermTests) -> Any:
+        """The matches of a short term a number or an id can hold, as a CTE. Every invoice is read whatever the shape
+        (no index serves a term this short), so once: each invoice tested against its owners and subscriptions
+        matched beforehand (hashed: users and subscriptions are scanned once each, not per invoice), its number,
+        then its id's text (the dearest test, last). An id's text is lower-case already. A UNION of one branch per
+        column read the invoices three times and hashed every match (docs/performance.md, "Short terms in one
+        scan"). Numbers are written in upper case (`INV-…`, `SUB-…`: `_NUMBER_PREFIX`), so they are searched for the
+        term in upper case (`SEARCH_NUMBER_TERM`) as they are: lower() cost more than the rest of the test (20 of
+        27 ms over 100,000 numbers)."""
+        as_numbers = bindparam(InvoiceRepository.SEARCH_NUMBER_TERM, type_=String)
+        hex_term = tests.kind == "hex"
+        owner = or_(tests.email, tests.holds(tests.id_text(User.id))) if hex_term else tests.email
+        conditions = [Invoice.user_id.in_(select(User.id).where(owner)), tests.holds(Invoice.invoice_number, as_numbers),
+                      Invoice.subscription_id.in_(select(Subscription.id)
+                                                  .where(tests.holds(Subscription.number, as_numbers))),
+                      *([tests.holds(tests.id_text(Invoice.id))] if hex_term else [])]
+        return ids.where(or_(*conditions)).cte("matches")
+
+    @staticmethod
+    def _matches_by_id(ids: Select[Any], tests: _TermTests) -> Any:
+        """The matches of a whole id or a fragment of an id's text, as a CTE: one UNION of a branch per column (an
+        id and an owner's id, or a fragment of their text; the number, the e-mail, the subscription number)."""
+        if tests.kind == "uuid":
+            whole = bindparam(InvoiceRepository.SEARCH_ID, type_=Invoice.id.type)
+            owners = tests.by_owner(ids)
+            by_id = [ids.where(Invoice.id == whole), ids.where(Invoice.user_id == whole)]
+        else:
+            owners = tests.by_owner(ids, tests.email_or_owner_id)
+            by_id = [ids.where(tests.invoice_id)]
+        return union(ids.where(tests.number), owners, tests.by_subscription(ids), *by_id).cte("matches")
+
+    @classmethod
+    def _matches_likeliest_first(cls, ids: Select[Any], keyed: Select[Any], tests: _TermTests,
+                                 whole_list: bool) -> tuple[Any, tuple[Any, Any] | None]:
+        """The matches of a term searched by the branch likely to match most (an invoice-number prefix or a run of
+        digits, such as a year; else a fragment of e-mails, which can match every invoice of many customers),
+        counted as it comes; the others, usually few rows, are deduplicated among themselves and leave out what it
+        matched — its condition read per row by a primary key, as a scalar subquery (a condition with a subquery
+        stays above them: pushed into a branch's join, the generic plan tested it on every invoice before finding
+        no subscription). One UNION of all branches put every match in a hash (docs/performance.md, "The admin
+        search: the likeliest branch counted as it comes": every email 123-142 -> 84-95 ms, the prefix "inv-" 102
+        -> 62 ms, ~1,200 matches 10-40 % less).
+
+        Over the `whole_list` (no owner, no status filter): (None, (the total, the page's rows)) from
+        `_broad_or_narrow_page`; else (the matches as a CTE, None). `keyed` selects the others' (id, created_at,
+        user_id)."""
+        number, email = tests.number, tests.email
+        if tests.kind in ("number", "digits"):
+            first, condition, table, link = ids.where(number), number, Invoice, "id"
+            # no subscription number holds "inv-" (`_NUMBER_PREFIX`); ids and subscription numbers hold digits
+            others = ([tests.by_owner(keyed)] if tests.kind == "number" else
+                      [tests.by_owner(keyed, tests.email_or_owner_id), tests.by_subscription(keyed),
+                       keyed.where(tests.invoice_id)])
+        else:
+            first, condition, table, link = tests.by_owner(ids), email, User, "user_id"
+            # a term only an e-mail can hold (`search_kind`): no number or id is read for it, short or long
+            others = [] if tests.kind == "email" else [keyed.where(number), tests.by_subscription(keyed)]
+        not_first = None
+        if others:
+            rest = (union(*others) if len(others) > 1 else others[0]).subquery("rest")
+            matched_first = select(condition).where(table.id == rest.c[link]).scalar_subquery()
+            not_first = select(rest.c.id, rest.c.created_at).where(matched_first.is_not(true()))
+        if not whole_list:
+            return (first if not_first is None else union_all(first, not_first)).cte("matches"), None
+        if tests.kind in ("number", "digits"):  # a prefix from the (covering, 0031) index alone; digits by trigrams
+            likeliest = _Likeliest(cls.scoped(func.count()).where(number), number, first)
+        else:
+            customers = UserRepository.scoped(User.id).where(email).cte("matched_customers")
+            owned = ids.join(customers, customers.c.id == Invoice.user_id).cte("matched_by_email")
+            many = (select(func.count()).select_from(customers).scalar_subquery()
+                    > literal_column(str(int(cls.COUNTERS_ABOVE_CUSTOMERS))))
+            # only the count of the branch CASE takes is run (PostgreSQL runs a subquery's plan when its value is
+            # first needed)
+            counted = case((many, InvoiceUserCountRepository.invoices_of_query(customers).scalar_subquery()),
+                           else_=select(func.count()).select_from(owned).scalar_subquery())
+            likeliest = _Likeliest(select(counted), Invoice.user_id.in_(select(customers.c.id)),
+                                   select(owned.c.id, owned.c.created_at))
+        return None, cls._broad_or_narrow_page(ids, likeliest, not_first, tests.dialect)
 
     @classmethod
     def _broad_or_narrow_page(cls, ids: Select[Any], likeliest: _Likeliest, otherwise: Select[Any] | None,
@@ -739,6 +732,54 @@ class InvoiceRepository(Repository[Invoice]):
                      .group_by(*keys)
                      .order_by(*keys))
         return [tuple(row) for row in await self.rows(statement)]  # type: ignore[misc]
+
+
+class _TermTests:
+    """How each searched column is tested against a search term of one shape (`InvoiceRepository.search_kind`,
+    `is_short`), on the bound parameters of `InvoiceRepository._search_statement`, and the invoices whose owner or
+    subscription passes."""
+
+    def __init__(self, dialect: str, kind: str | None, short: bool) -> None:
+        self.dialect, self.kind, self.short = dialect, kind, short
+        self.pattern = bindparam(InvoiceRepository.SEARCH_PATTERN, type_=String)
+        self.term = bindparam(InvoiceRepository.SEARCH_TERM, type_=String)
+        self.position = func.strpos if dialect == "postgresql" else func.instr
+        if kind == "number":
+            self.number = InvoiceRepository._starting_with(
+                func.lower(Invoice.invoice_number), dialect,
+                bindparam(InvoiceRepository.SEARCH_NUMBER_FROM, type_=String),
+                bindparam(InvoiceRepository.SEARCH_NUMBER_TO, type_=String))
+        else:
+            self.number = self.matches(Invoice.invoice_number)
+        self.email = self.matches(User.email)
+        # The owner's id is matched on `users` (its trigram index, 0032), in one branch with the e-mail: a customer's
+        # id is one row there and on every one of its invoices here (matched per invoice, "ab" read 100,000 invoice
+        # ids: docs/performance.md, "Owner ids matched per customer").
+        self.email_or_owner_id = or_(self.email, self.matches(self.id_text(User.id)))
+        self.invoice_id = self.matches(self.id_text(Invoice.id))
+
+    def id_text(self, column: Any) -> Any:
+        return InvoiceRepository._id_text(column, self.dialect)
+
+    def matches(self, column: Any) -> Any:
+        """The column, lower-cased, holds the term. A short term reaches here only for the e-mails (and for the
+        conditions the short paths leave unused): its numbers and ids are tested as written (`holds`)."""
+        if self.short:
+            return self.holds(func.lower(column))
+        return func.lower(column).like(self.pattern, escape=_LIKE_ESCAPE)
+
+    def holds(self, column: Any, searched: Any = None) -> Any:
+        """The column, as it is written, holds `searched` (by default the short term) at some position."""
+        return self.position(column, self.term if searched is None else searched) > 0
+
+    def by_owner(self, chosen: Select[Any], condition: ColumnElement[bool] | None = None) -> Select[Any]:
+        """The invoices of `chosen` whose owner's row meets `condition` (by default: the e-mail holds the term)."""
+        return chosen.join(User, User.id == Invoice.user_id).where(self.email if condition is None else condition)
+
+    def by_subscription(self, chosen: Select[Any]) -> Select[Any]:
+        """The invoices of `chosen` whose subscription's number holds the term."""
+        return chosen.join(Subscription, Subscription.id == Invoice.subscription_id).where(
+            self.matches(Subscription.number))
 
 
 class BillingDayRepository(Repository[User]):
