@@ -47,6 +47,7 @@ async def main(runs: int, only: str) -> None:
     engine = create_async_engine(f"{PG_URL.replace('postgresql://', 'postgresql+asyncpg://')}/{database}",
                                  connect_args={"server_settings": {"jit": "off"}})
     captured: list[tuple[str, Any, dict[str, Any]]] = []
+    results: dict[str, Any] = {}  # what each labelled call returned: a search's total is printed with its time
     label = ""
 
     async with AsyncSession(engine) as session:
@@ -125,7 +126,7 @@ async def main(runs: int, only: str) -> None:
                 ("open and overdue invoices of a customer, written as JSON",
                  lambda: invoices.open_of_user_json(customer, json_fields("InvoiceResponse"))),
             ]:
-                await call()
+                results[label] = await call()
         Repository.run = run  # type: ignore[method-assign]
         session.execute = execute  # type: ignore[method-assign]
 
@@ -136,7 +137,8 @@ async def main(runs: int, only: str) -> None:
                 continue
             run_by_driver = _DriverStatement(statement, engine.dialect)  # the SQL asyncpg runs, constants written
             if runs:
-                print(f"{await _time(driver, run_by_driver, params, runs, bool(_GENERIC_PLANS.get(statement))):8.0f} µs  {label}")
+                micros = await _time(driver, run_by_driver, params, runs, bool(_GENERIC_PLANS.get(statement)))
+                print(f"{micros:8.0f} µs  {label}{_matches(results.get(label))}")
                 continue
             bound = statement.params(**params)
             literal = bound.compile(engine.sync_engine, compile_kwargs={"literal_binds": True})
@@ -150,6 +152,13 @@ async def main(runs: int, only: str) -> None:
             await driver.execute("RESET plan_cache_mode")
             print(f"### {label} — generic plan\n" + "\n".join(row[0] for row in rows) + "\n")
     await engine.dispose()
+
+
+def _matches(result: Any) -> str:
+    """`  [N matches]` for what a search returned (its rows and total, and for JSON its list version), else ""."""
+    if isinstance(result, tuple) and len(result) >= 2 and isinstance(result[1], int):
+        return f"  [{result[1]} matches]"
+    return ""
 
 
 async def _time(driver: Any, run_by_driver: Any, params: dict[str, Any], runs: int, generic: bool) -> float:
