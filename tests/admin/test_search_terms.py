@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
+import uuid
 from typing import Any, Iterator
 
 import pytest
@@ -161,6 +162,27 @@ async def test_a_short_term_reads_no_trigram_index_and_the_page_by_primary_key(b
     by_key = [node for node in _nodes(plan) if node.get("Index Name") == "invoices_pkey"]
     assert by_key and all("ANY" in node["Index Cond"] for node in by_key), by_key
     assert sum(node["Actual Rows"] * node["Actual Loops"] for node in by_key) == 3
+
+
+async def test_a_whole_id_is_searched_in_the_ids_and_e_mails_alone(billing_api, admin):
+    """A whole id's text has four dashes, which no invoice number (two) or subscription number (one) holds: no number
+    is read for it (at 1,000,000 invoices their trigram indexes took 19.7 of the 20.7 ms), and an e-mail that holds
+    the id is still found."""
+    api = billing_api
+    held = uuid.uuid4()
+    token = await api.user_token(admin, f"{held}@example.com")
+    await complete_profile(api, token)
+    drafts = [await create_draft(api, admin, user_id(token), [line(f"Item {n}", 1, 10)]) for n in range(2)]
+    response = await api.get(f"{BASE}/invoices", token=admin, params={"search": str(held).upper(), "limit": 0})
+    assert response.status_code == 200, response.text
+    assert [item["id"] for item in response.json()["items"]] == [drafts[1]["id"], drafts[0]["id"]]
+    if db.dialect_name() != "postgresql":
+        return
+    assert InvoiceRepository.search_kind(str(held)) == "uuid"
+    plan = await _plan("uuid", str(held))
+    conditions = [node[key] for node in _nodes(plan) for key in ("Filter", "Index Cond", "Recheck Cond") if key in node]
+    matched_as_text = [condition for condition in conditions if "~~" in condition]  # LIKE '%<id>%'
+    assert matched_as_text and all("(email)" in condition for condition in matched_as_text), matched_as_text
 
 
 async def test_a_term_only_e_mails_hold_walks_the_list_testing_each_invoice_it_reads(billing_api):
