@@ -100,7 +100,7 @@ async def main(runs: int, only: str) -> None:
                 ("admin invoices, search by a hex fragment", lambda: first_page("4a2f")),
                 # digits: invoice numbers hold them (a year: about half of the seeded numbers), and ids
                 ("admin invoices, search by a year (digits)", lambda: first_page("2026")),
-                ("admin invoices, search by a year and digits (digits: 42 numbers)", lambda: first_page("2026-0001")),
+                ("admin invoices, search by a year and digits (dated: a number prefix, 42 numbers)", lambda: first_page("2026-0001")),
                 ("admin invoices, search by six digits (digits: 2 numbers)", lambda: first_page("000123")),
                 ("admin invoices, search by four digits of numbers (digits)", lambda: first_page("0001")),
                 # terms shorter than a trigram: no trigram index can serve them

@@ -79,6 +79,10 @@ _DIGITS_TEXT = re.compile(r"[0-9-]+")
 # term `LIKE '%term%'` and "starts with term" match the same invoices. Subscription numbers are `SUB-<digits>`
 # (decabill/subscriptions/lifecycle.py), so such a term is in none of them: that branch of the search is left out.
 _NUMBER_PREFIX = re.compile(r"inv-[0-9-]*")
+# A run of digits that starts with four digits and a dash (`2026-0001`): in an invoice number it can only be the year
+# and what follows it (the only other dash follows "inv"), so the numbers holding it are those starting with "inv-" and
+# it. No subscription number holds it (their one dash follows "sub"); an id's text or an e-mail can.
+_YEAR_AND_AFTER = re.compile(r"[0-9]{4}-[0-9]*")
 # The characters of every searched text but the e-mails, lower-case: invoice and subscription numbers (the formats
 # above) and ids' text (hex digits and dashes). A term holding any other character can only be in an e-mail.
 _NUMBER_OR_ID_CHARACTERS = frozenset("0123456789abcdef-" "inv" "sub")
@@ -369,10 +373,13 @@ class InvoiceRepository(Repository[Invoice]):
         invoice and the user id), "digits" (only digits and dashes, a trigram or more: a fragment of invoice numbers,
         such as a year, or of an id's text), "hex" (other hex digits and dashes: a fragment of an id's text, which
         no invoice number holds unless it is all digits), "number" (an invoice-number prefix: a range on
-        `ix_invoices_tenant_number_prefix` instead of the trigram index; no id holds it), "email" (a character no
+        `ix_invoices_tenant_number_prefix` instead of the trigram index; no id holds it), "dated" (a year, a dash and
+        digits: "inv-" and the term as a number prefix, as "number"; an id can hold it), "email" (a character no
         number and no id holds: only an owner's e-mail can hold it), None (an e-mail or a number can hold it, no id)."""
         if _UUID_TEXT.fullmatch(fragment):
             return "uuid"
+        if _YEAR_AND_AFTER.fullmatch(fragment):
+            return "dated"
         if _HEX_TEXT.fullmatch(fragment):
             # (a short run of digits, matching a tenth of the ids, gathers its matches faster in one UNION as "hex")
             long_digits = len(fragment) >= InvoiceRepository.TRIGRAM and _DIGITS_TEXT.fullmatch(fragment)
@@ -511,12 +518,13 @@ class InvoiceRepository(Repository[Invoice]):
         `_broad_or_narrow_page`; else (the matches as a CTE, None). `keyed` selects the others' (id, created_at,
         user_id)."""
         number, email = tests.number, tests.email
-        if tests.kind in ("number", "digits"):
+        if tests.kind in ("number", "dated", "digits"):
             first, condition, table, link = ids.where(number), number, Invoice, "id"
-            # no subscription number holds "inv-" (`_NUMBER_PREFIX`); ids and subscription numbers hold digits
-            others = ([tests.by_owner(keyed)] if tests.kind == "number" else
-                      [tests.by_owner(keyed, tests.email_or_owner_id), tests.by_subscription(keyed),
-                       keyed.where(tests.invoice_id)])
+            # no subscription number holds "inv-" (`_NUMBER_PREFIX`) or a year's dash (`_YEAR_AND_AFTER`), and no id
+            # holds "inv-"; ids and subscription numbers hold digits
+            others = [tests.by_owner(keyed)] if tests.kind == "number" else [
+                tests.by_owner(keyed, tests.email_or_owner_id),
+                *([tests.by_subscription(keyed)] if tests.kind == "digits" else []), keyed.where(tests.invoice_id)]
         else:
             first, condition, table, link = tests.by_owner(ids), email, User, "user_id"
             # a term only an e-mail can hold (`search_kind`): no number or id is read for it, short or long
@@ -528,7 +536,7 @@ class InvoiceRepository(Repository[Invoice]):
             not_first = select(rest.c.id, rest.c.created_at).where(matched_first.is_not(true()))
         if not whole_list:
             return (first if not_first is None else union_all(first, not_first)).cte("matches"), None
-        if tests.kind in ("number", "digits"):  # a prefix from the (covering, 0031) index alone; digits by trigrams
+        if tests.kind in ("number", "dated", "digits"):  # a prefix from the (covering, 0031) index alone; digits by trigrams
             likeliest = _Likeliest(cls.scoped(func.count()).where(number), number, first)
         else:
             customers = UserRepository.scoped(User.id).where(email).cte("matched_customers")
@@ -635,9 +643,10 @@ class InvoiceRepository(Repository[Invoice]):
             values[cls.SEARCH_PATTERN] = f"%{escaped}%"
         if kind == "uuid":
             values[cls.SEARCH_ID] = uuid.UUID(fragment)
-        elif kind == "number":  # ASCII by `_NUMBER_PREFIX`: the next character of the last one ends the range
-            values[cls.SEARCH_NUMBER_FROM] = fragment
-            values[cls.SEARCH_NUMBER_TO] = fragment[:-1] + chr(ord(fragment[-1]) + 1)
+        elif kind in ("number", "dated"):  # ASCII by their patterns: the next character of the last one ends the range
+            prefix = fragment if kind == "number" else f"inv-{fragment}"
+            values[cls.SEARCH_NUMBER_FROM] = prefix
+            values[cls.SEARCH_NUMBER_TO] = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         return values
 
     async def _total_of(self, rows: Sequence[Any], total_column: str) -> int:
@@ -748,7 +757,7 @@ class _TermTests:
         self.pattern = bindparam(InvoiceRepository.SEARCH_PATTERN, type_=String)
         self.term = bindparam(InvoiceRepository.SEARCH_TERM, type_=String)
         self.position = func.strpos if dialect == "postgresql" else func.instr
-        if kind == "number":
+        if kind in ("number", "dated"):  # an invoice-number prefix (`search_term_values`)
             self.number = InvoiceRepository._starting_with(
                 func.lower(Invoice.invoice_number), dialect,
                 bindparam(InvoiceRepository.SEARCH_NUMBER_FROM, type_=String),

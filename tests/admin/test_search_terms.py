@@ -44,8 +44,9 @@ async def test_short_terms_and_runs_of_digits_find_what_holds_them_and_owner_ids
                                                                                                      plan, clock):
     api = billing_api
     owners = []
-    # the first e-mail holds the numbers' year: its issued invoices match a year twice (number and owner), once counted
-    for email in ("ab.first.2026@example.com", "Second-XY@example.org", "third_100%@example.net"):
+    # the first e-mail holds the numbers' year: its issued invoices match a year twice (number and owner), once counted;
+    # the third a year and a dash, as the numbers do ("dated": the numbers read as a prefix, the e-mails as text)
+    for email in ("ab.first.2026@example.com", "Second-XY@example.org", "third_100%.2026-9@example.net"):
         token = await api.user_token(admin, email)
         await complete_profile(api, token)
         owners.append(user_id(token))
@@ -74,12 +75,15 @@ async def test_short_terms_and_runs_of_digits_find_what_holds_them_and_owner_ids
         terms |= {run[:4] for run in re.findall(r"[0-9-]{3,}", item["id"] + " " + item["userId"])}
         if item.get("invoiceNumber"):
             number = item["invoiceNumber"]  # INV-<year>-<digits>
-            terms |= {number[-2:], number[4:8], number[4:9], number[-3:], number[-5:-1], number[8:11]}
+            terms |= {number[-2:], number[4:8], number[4:9], number[-3:], number[-5:-1], number[8:11], number[4:],
+                      number[4:10], number[4:-1]}
+    terms |= {"2026-9", "2026-09", "2025-0"}  # a year and a dash: an e-mail's, none, and another year
     # the year of the numbers: a run of digits held by every issued invoice, enough of them (6² ≥ 2 × 12) that its
     # first page of 2 is walked
     year = next(item["invoiceNumber"][4:8] for item in listed if item.get("invoiceNumber"))
     assert year == "2026" and InvoiceRepository.search_kind(year) == "digits" and year in terms
     assert sum(_holds(item, year) for item in listed) >= 6
+    assert {InvoiceRepository.search_kind(term) for term in terms if term.startswith(f"{year}-")} == {"dated"}
     found_any = 0
     for term in sorted(terms):
         expected = [item["id"] for item in listed if _holds(item, term.lower())]
@@ -183,6 +187,21 @@ async def test_a_whole_id_is_searched_in_the_ids_and_e_mails_alone(billing_api, 
     conditions = [node[key] for node in _nodes(plan) for key in ("Filter", "Index Cond", "Recheck Cond") if key in node]
     matched_as_text = [condition for condition in conditions if "~~" in condition]  # LIKE '%<id>%'
     assert matched_as_text and all("(email)" in condition for condition in matched_as_text), matched_as_text
+
+
+async def test_a_year_and_a_dash_reads_the_numbers_as_a_prefix(billing_api):
+    """A term starting with four digits and a dash can only be a year and what follows it in an invoice number, so
+    the numbers holding it start with "inv-" and it: read as a range (at 1,000,000 invoices the trigram index took
+    17.5 of the search's 37.7 ms), and no subscription number (whose one dash follows "sub") is read."""
+    if db.dialect_name() != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    assert InvoiceRepository.search_kind("2026-0001") == "dated"
+    assert InvoiceRepository.search_term_values("2026-0001", "dated")[InvoiceRepository.SEARCH_NUMBER_FROM] == "inv-2026-0001"
+    plan = await _plan("dated", "2026-0001")
+    conditions = [node[key] for node in _nodes(plan) for key in ("Filter", "Index Cond", "Recheck Cond") if key in node]
+    assert any("(invoice_number)::text) ~>=~ 'inv-2026-0001'" in condition for condition in conditions), conditions
+    matched_as_text = [condition for condition in conditions if "~~" in condition]  # LIKE '%2026-0001%'
+    assert matched_as_text and not [condition for condition in matched_as_text if "number)" in condition], conditions
 
 
 async def test_a_term_only_e_mails_hold_walks_the_list_testing_each_invoice_it_reads(billing_api):
