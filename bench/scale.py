@@ -6,14 +6,15 @@ and on a copy with `--factor` times its customers, subscriptions and invoices.
 
 The copy (`<database>_x<factor>`, made from the seeded database as a template, dropped and made again each run)
 gets (factor - 1) more customers per seeded customer, each with copies of that customer's subscriptions and
-invoices. They are older (a year per copy) and written so that none of them matches a search term of
-bench/explain.py that names something (an e-mail, a customer, a year, an invoice-number prefix, a whole id): their
-e-mails are letters a term of the bench does not hold (`fK.<letters>@fill.test`), their invoice numbers the same but ten years
-earlier per copy (`INV-<year - 10 K>-…`), their subscription numbers `SUB-<K><the seeded digits>`. Terms that every row or a share of
-all rows can hold (one or two characters, a fragment of digits or of hex, "inv-", "@") match the copies too, as
-they would on a grown database. Then bench/explain.py times every statement on both databases in turn
-(`--rounds` times, the best kept) and prints µs per run side by side with the matches each search counts, so a
-statement whose cost follows the table's size, rather than what it matches and shows, stands out.
+invoices, loaded without triggers (the counters are set afterwards). The copies are older (a year per copy) and
+written so that none matches a search term of bench/explain.py that names something (an e-mail, a customer, a year,
+an invoice-number prefix, a whole id): their e-mails are made of letters no such term holds
+(`fK.<letters>@fill.test`), their invoice numbers are the originals ten years earlier per copy
+(`INV-<year - 10 K>-…`), their subscription numbers `SUB-<K><the seeded digits>`. Terms that every row or a share of
+all rows can hold (one or two characters, a fragment of digits or of hex, "inv-", "@") match the copies too, as they
+would on a grown database. Then bench/explain.py times every statement on both databases in turn (`--rounds` times,
+the best kept) and prints µs per run side by side with the matches each search counts, so a statement whose cost
+follows the table's size, rather than what it matches and shows, stands out.
 """
 
 from __future__ import annotations
