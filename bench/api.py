@@ -44,6 +44,8 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+if not __package__:  # run as `python bench/api.py`: `bench.…` from the repository's root
+    sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
 PG_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
 DATABASE = os.environ.get("BENCH_DATABASE", "decabill_bench_api")  # --database: your own on a shared server
@@ -62,14 +64,9 @@ def free_port() -> int:
 
 
 async def recreate_database() -> str:
-    import asyncpg
+    from bench.pg import recreate_database as recreate
 
-    conn = await asyncpg.connect(f"{PG_URL}/postgres")
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    finally:
-        await conn.close()
+    await recreate(f"{PG_URL}/postgres", DATABASE)
     return f"{PG_URL.replace('postgresql://', 'postgresql+asyncpg://')}/{DATABASE}"
 
 

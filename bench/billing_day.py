@@ -42,6 +42,8 @@ import asyncpg
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
+from bench.pg import recreate_database
+
 from decabill.invoicing.billing import billing_today
 from tests.processes import free_port
 
@@ -101,15 +103,6 @@ class CountingSink:
 
 
 # --- seeding ------------------------------------------------------------------------------------------
-
-
-async def recreate_database(admin_dsn: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
 
 
 async def seed(dsn: str, customers: int, positions: int, now: dt.datetime) -> None:

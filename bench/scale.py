@@ -29,6 +29,8 @@ from pathlib import Path
 
 import asyncpg
 
+from bench.pg import recreate_database
+
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
 
@@ -55,12 +57,7 @@ async def _copy(connection: asyncpg.Connection, table: str, source: str, overrid
 async def grow(database: str, factor: int) -> str:
     """The copy of `database` with `factor` times its customers, subscriptions and invoices; its name."""
     grown = f"{database}_x{factor}"
-    admin = await asyncpg.connect(f"{PG_URL}/postgres")
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{grown}"')
-        await admin.execute(f'CREATE DATABASE "{grown}" TEMPLATE "{database}"')
-    finally:
-        await admin.close()
+    await recreate_database(f"{PG_URL}/postgres", grown, template=database)
     connection = await asyncpg.connect(f"{PG_URL}/{grown}")
     try:
         async with connection.transaction():
