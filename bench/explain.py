@@ -115,6 +115,8 @@ async def main(runs: int, only: str) -> None:
                 ("admin invoices, search by two characters few hold (short: the bench customer's invoices)",
                  lambda: first_page("h-")),
                 ("admin invoices, search by a whole id", lambda: first_page(str(customer))),
+                ("admin invoices, search by a subscription number (4 invoices)", lambda: first_page("SUB-00000001")),
+                ("admin invoices, search by the digits of a subscription number", lambda: first_page("00000001")),
                 # the same lists as PostgreSQL writes them as JSON (what `decabill serve` runs on PostgreSQL): the
                 # statements above inside one aggregate, their index scans unchanged
                 ("admin invoices, page and total, written as JSON",

@@ -83,6 +83,9 @@ _NUMBER_PREFIX = re.compile(r"inv-[0-9-]*")
 # and what follows it (the only other dash follows "inv"), so the numbers holding it are those starting with "inv-" and
 # it. No subscription number holds it (their one dash follows "sub"); an id's text or an e-mail can.
 _YEAR_AND_AFTER = re.compile(r"[0-9]{4}-[0-9]*")
+# A (lower-case) term that can only occur at the start of a subscription number (`SUB-<digits>`): no invoice number
+# holds "sub-" and no id an "s"; an e-mail can.
+_SUBSCRIPTION_PREFIX = re.compile(r"sub-[0-9]*")
 # The characters of every searched text but the e-mails, lower-case: invoice and subscription numbers (the formats
 # above) and ids' text (hex digits and dashes). A term holding any other character can only be in an e-mail.
 _NUMBER_OR_ID_CHARACTERS = frozenset("0123456789abcdef-" "inv" "sub")
@@ -374,7 +377,9 @@ class InvoiceRepository(Repository[Invoice]):
         such as a year, or of an id's text), "hex" (other hex digits and dashes: a fragment of an id's text, which
         no invoice number holds unless it is all digits), "number" (an invoice-number prefix: a range on
         `ix_invoices_tenant_number_prefix` instead of the trigram index; no id holds it), "dated" (a year, a dash and
-        digits: "inv-" and the term as a number prefix, as "number"; an id can hold it), "email" (a character no
+        digits: "inv-" and the term as a number prefix, as "number"; an id can hold it), "subscription" (a
+        subscription-number prefix: a range on `ix_subscriptions_number_prefix`; only e-mails hold it too),
+        "email" (a character no
         number and no id holds: only an owner's e-mail can hold it), None (an e-mail or a number can hold it, no id)."""
         if _UUID_TEXT.fullmatch(fragment):
             return "uuid"
@@ -386,6 +391,8 @@ class InvoiceRepository(Repository[Invoice]):
             return "digits" if long_digits else "hex"
         if _NUMBER_PREFIX.fullmatch(fragment):
             return "number"
+        if _SUBSCRIPTION_PREFIX.fullmatch(fragment):
+            return "subscription"
         return None if _NUMBER_OR_ID_CHARACTERS.issuperset(fragment) else "email"
 
     @staticmethod
@@ -527,8 +534,10 @@ class InvoiceRepository(Repository[Invoice]):
                 *([tests.by_subscription(keyed)] if tests.kind == "digits" else []), keyed.where(tests.invoice_id)]
         else:
             first, condition, table, link = tests.by_owner(ids), email, User, "user_id"
-            # a term only an e-mail can hold (`search_kind`): no number or id is read for it, short or long
-            others = [] if tests.kind == "email" else [keyed.where(number), tests.by_subscription(keyed)]
+            # a term only an e-mail can hold (`search_kind`): no number or id is read for it, short or long; no
+            # invoice number holds a subscription-number prefix
+            others = ([] if tests.kind == "email" else [tests.by_subscription(keyed)] if tests.kind == "subscription"
+                      else [keyed.where(number), tests.by_subscription(keyed)])
         not_first = None
         if others:
             rest = (union(*others) if len(others) > 1 else others[0]).subquery("rest")
@@ -643,8 +652,9 @@ class InvoiceRepository(Repository[Invoice]):
             values[cls.SEARCH_PATTERN] = f"%{escaped}%"
         if kind == "uuid":
             values[cls.SEARCH_ID] = uuid.UUID(fragment)
-        elif kind in ("number", "dated"):  # ASCII by their patterns: the next character of the last one ends the range
-            prefix = fragment if kind == "number" else f"inv-{fragment}"
+        elif kind in ("number", "dated", "subscription"):  # ASCII by their patterns: the next character of the
+            # last one ends the range; subscription numbers are compared as written, in upper case
+            prefix = {"number": fragment, "dated": f"inv-{fragment}", "subscription": fragment.upper()}[kind]
             values[cls.SEARCH_NUMBER_FROM] = prefix
             values[cls.SEARCH_NUMBER_TO] = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         return values
@@ -764,6 +774,12 @@ class _TermTests:
                 bindparam(InvoiceRepository.SEARCH_NUMBER_TO, type_=String))
         else:
             self.number = self.matches(Invoice.invoice_number)
+        if kind == "subscription":  # a subscription-number prefix (`search_term_values`), as written
+            self.subscription_number = InvoiceRepository._starting_with(
+                Subscription.number, dialect, bindparam(InvoiceRepository.SEARCH_NUMBER_FROM, type_=String),
+                bindparam(InvoiceRepository.SEARCH_NUMBER_TO, type_=String))
+        else:
+            self.subscription_number = self.matches(Subscription.number)
         self.email = self.matches(User.email)
         # The owner's id is matched on `users` (its trigram index, 0032), in one branch with the e-mail: a customer's
         # id is one row there and on every one of its invoices here (matched per invoice, "ab" read 100,000 invoice
@@ -791,8 +807,7 @@ class _TermTests:
 
     def by_subscription(self, chosen: Select[Any]) -> Select[Any]:
         """The invoices of `chosen` whose subscription's number holds the term."""
-        return chosen.join(Subscription, Subscription.id == Invoice.subscription_id).where(
-            self.matches(Subscription.number))
+        return chosen.join(Subscription, Subscription.id == Invoice.subscription_id).where(self.subscription_number)
 
 
 class BillingDayRepository(Repository[User]):
