@@ -534,10 +534,12 @@ class InvoiceRepository(Repository[Invoice]):
                 *([tests.by_subscription(keyed)] if tests.kind == "digits" else []), keyed.where(tests.invoice_id)]
         else:
             first, condition, table, link = tests.by_owner(ids), email, User, "user_id"
-            # a term only an e-mail can hold (`search_kind`): no number or id is read for it, short or long; no
-            # invoice number holds a subscription-number prefix
-            others = ([] if tests.kind == "email" else [tests.by_subscription(keyed)] if tests.kind == "subscription"
-                      else [keyed.where(number), tests.by_subscription(keyed)])
+            if tests.kind == "email":  # only an e-mail can hold it (`search_kind`): no number or id is read, short or long
+                others = []
+            elif tests.kind == "subscription":  # no invoice number holds "sub-" (`_SUBSCRIPTION_PREFIX`)
+                others = [tests.by_subscription(keyed)]
+            else:
+                others = [keyed.where(number), tests.by_subscription(keyed)]
         not_first = None
         if others:
             rest = (union(*others) if len(others) > 1 else others[0]).subquery("rest")
@@ -545,7 +547,8 @@ class InvoiceRepository(Repository[Invoice]):
             not_first = select(rest.c.id, rest.c.created_at).where(matched_first.is_not(true()))
         if not whole_list:
             return (first if not_first is None else union_all(first, not_first)).cte("matches"), None
-        if tests.kind in ("number", "dated", "digits"):  # a prefix from the (covering, 0031) index alone; digits by trigrams
+        if tests.kind in ("number", "dated", "digits"):  # a prefix from the (covering, 0031) index alone; digits by
+            # trigrams
             likeliest = _Likeliest(cls.scoped(func.count()).where(number), number, first)
         else:
             customers = UserRepository.scoped(User.id).where(email).cte("matched_customers")
