@@ -505,7 +505,8 @@ class InvoiceRepository(Repository[Invoice]):
         id and an owner's id, or a fragment of their text; the e-mail; for a fragment the number and the subscription
         number).
 
-        A whole id's text holds four dashes, an invoice number two and a subscription number one (`_NUMBER_PREFIX`):
+        A whole id's text holds four dashes, an invoice number two and a subscription number one (their formats:
+        `_NUMBER_PREFIX`, `_SUBSCRIPTION_PREFIX`):
         no number holds a whole id, so none is read for it. Their trigram indexes, asked for the id's 34 trigrams,
         read posting lists that grow with the table: 19.7 of the 20.7 ms at 1,000,000 invoices (docs/performance.md,
         "Ten times the rows")."""
@@ -534,11 +535,13 @@ class InvoiceRepository(Repository[Invoice]):
         number, email = tests.number, tests.email
         if tests.kind in ("number", "dated", "digits"):
             first, condition, table, link = ids.where(number), number, Invoice, "id"
-            # no subscription number holds "inv-" (`_NUMBER_PREFIX`) or a year's dash (`_YEAR_AND_AFTER`), and no id
-            # holds "inv-"; ids and subscription numbers hold digits
-            others = [tests.by_owner(keyed)] if tests.kind == "number" else [
-                tests.by_owner(keyed, tests.email_or_owner_id),
-                *([tests.by_subscription(keyed)] if tests.kind == "digits" else []), keyed.where(tests.invoice_id)]
+            if tests.kind == "number":  # no id and no subscription number holds "inv-" (`_NUMBER_PREFIX`)
+                others = [tests.by_owner(keyed)]
+            elif tests.kind == "dated":  # an id can hold a year's dash, no subscription number (`_YEAR_AND_AFTER`)
+                others = [tests.by_owner(keyed, tests.email_or_owner_id), keyed.where(tests.invoice_id)]
+            else:  # ids and subscription numbers hold digits
+                others = [tests.by_owner(keyed, tests.email_or_owner_id), tests.by_subscription(keyed),
+                          keyed.where(tests.invoice_id)]
         else:
             first, condition, table, link = tests.by_owner(ids), email, User, "user_id"
             if tests.kind == "email":  # only an e-mail can hold it (`search_kind`): no number or id is read, short or long
