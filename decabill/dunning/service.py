@@ -144,10 +144,12 @@ async def list_customers(principal: Principal, min_level: int = 0, limit: int = 
     min_level = max(0, min(min_level, policies.MAX_STEPS + 1))
     async with db.transaction() as session:
         rows, total = await InvoiceRepository(session).dunning_levels_page(today(now), min_level, limit, offset)
-        pauses = await DunningPauseRepository(session).of_users([row[0] for row in rows])
+        user_ids = [row[0] for row in rows]
+        pauses = await DunningPauseRepository(session).of_users(user_ids)
+        suspensions = await subscriptions.suspensions_of(session, user_ids)
         items = []
         for user_id, email, level, balance, count, oldest in rows:
-            suspension = await subscriptions.suspension_of(session, user_id)
+            suspension = suspensions.get(user_id)
             pause = pauses.get(user_id)
             items.append(DunningCustomerView(
                 user_id=user_id, email=email, dunning_level=int(level), overdue_invoices=int(count),

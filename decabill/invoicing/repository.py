@@ -346,12 +346,17 @@ class InvoiceRepository(Repository[Invoice]):
                      .group_by(Invoice.user_id)
                      .having(level >= min_level)).subquery("past_due_customers")
         email = select(User.email).where(User.id == customers.c.user_id).scalar_subquery()
-        total = int(await self.scalar(select(func.count()).select_from(customers)))
+        # the page and, in its rows, how many customers there are in all: one statement (the e-mail, a subquery
+        # PostgreSQL runs after the LIMIT, is read for the page's rows alone)
         statement = (select(customers.c.user_id, email, customers.c.level, customers.c.balance_due, customers.c.invoices,
-                            customers.c.oldest)
+                            customers.c.oldest, func.count().over().label("total"))
                      .order_by(customers.c.level.desc(), customers.c.oldest, customers.c.user_id))
         rows = await self.rows(page(statement, limit, offset))
-        return [tuple(row) for row in rows], total
+        if rows:
+            return [tuple(row)[:-1] for row in rows], int(rows[0].total)
+        # a page past the end holds no row to carry the count
+        total = int(await self.scalar(select(func.count()).select_from(customers))) if offset else 0
+        return [], total
 
     # --- admin billing ----------------------------------------------------------------------------------------
 

@@ -385,6 +385,11 @@ class CustomerSuspensionRepository(Repository[CustomerSuspension]):
     async def of_user(self, user_id: uuid.UUID, *, for_update: bool = False) -> CustomerSuspension | None:
         return await self.get_by(CustomerSuspension.user_id == user_id, for_update=for_update)
 
+    async def of_users(self, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, CustomerSuspension]:
+        if not user_ids:
+            return {}
+        return {s.user_id: s for s in await self.all(self.statement().where(CustomerSuspension.user_id.in_(user_ids)))}
+
     async def insert_once(self, values: dict[str, Any]) -> bool:
         """True when this call suspended the customer; False when a suspension was recorded before."""
         return await self.insert_if_missing(values, ["user_id"]) is not None

@@ -71,6 +71,7 @@ from decabill.subscriptions.suspension import stop_owed_servers as stop_owed_ser
 from decabill.subscriptions.suspension import suspend as suspend
 from decabill.subscriptions.suspension import suspended_users as suspended_users
 from decabill.subscriptions.suspension import suspension_of as suspension_of
+from decabill.subscriptions.suspension import suspensions_of as suspensions_of
 from decabill.subscriptions.suspension import users_with_servers_to_start as users_with_servers_to_start
 from models.subscriptions import (
     ProvisioningStatus,

@@ -58,6 +58,11 @@ async def suspension_of(session: AsyncSession, user_id: uuid.UUID, *, lock: bool
     return await CustomerSuspensionRepository(session).of_user(user_id, for_update=lock)
 
 
+async def suspensions_of(session: AsyncSession, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, CustomerSuspension]:
+    """The suspensions of those of `user_ids` who are suspended, by user id (one statement for a page of them)."""
+    return await CustomerSuspensionRepository(session).of_users(user_ids)
+
+
 async def require_not_suspended(user_id: uuid.UUID) -> None:
     """400 naming the unpaid invoice while the customer is suspended."""
     async with db.transaction() as session:
