@@ -5,12 +5,26 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy import Text, cast, func
+from sqlalchemy.dialects.postgresql import ARRAY, array
+
 from decabill.repository import Repository
 from models.identity import User
+
+#: the longest piece of an e-mail that `ix_users_email_short_grams` indexes (migration 0034)
+EMAIL_GRAM = 2
 
 
 class UserRepository(Repository[User]):
     model = User
+
+    @staticmethod
+    def lower_email_has_piece(piece: Any) -> Any:
+        """PostgreSQL: the lower-cased e-mail has `piece` (of at most `EMAIL_GRAM` characters) among its pieces, as
+        `ix_users_email_short_grams` (migration 0034) indexes them: the same test as the e-mail holding it, with an
+        index to serve it where no trigram index can."""
+        pieces = func.decabill_short_grams(func.lower(User.email), type_=ARRAY(Text))
+        return pieces.contains(array([cast(piece, Text)]))
 
     async def by_ids(self, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, User]:
         if not user_ids:
