@@ -24,6 +24,8 @@ from decabill import db
 from decabill.invoicing.repository import InvoiceRepository
 from decabill.migrations import alembic_config, migrate
 from decabill.repository import TENANT_PARAM, paging
+from models.identity import User
+from models.invoicing import Invoice
 from tests.admin.conftest import BASE, create_draft, issue, line
 from tests.conftest import BACKENDS, _create_pg_database, _drop_pg_database
 from tests.invoicing.conftest import complete_profile, customer_with_subscription, user_id
@@ -240,6 +242,20 @@ async def test_a_term_only_e_mails_hold_walks_the_list_testing_each_invoice_it_r
     if db.dialect_name() != "postgresql":
         pytest.skip("the plan is PostgreSQL's")
     assert InvoiceRepository.search_kind("example.com") == "email"
+    # customers of its own, every one matching, and fresh statistics: the plan must not rest on what earlier tests
+    # left in the tables' statistics (with none of its own it once planned no walk at all, under `-n 2`)
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    async with db.transaction() as session:
+        for number in range(60):
+            user = User(tenant_id="default", email=f"walker{number:02d}@example.com", id=uuid.uuid4())
+            session.add(user)
+            await session.flush()
+            session.add_all(Invoice(tenant_id="default", user_id=user.id, created_at=start + dt.timedelta(days=day))
+                            for day in range(10))
+    async with db.get_engine().connect() as conn:
+        await conn.execute(text("ANALYZE users"))
+        await conn.execute(text("ANALYZE invoices"))
+        await conn.commit()
     plan = await _plan("email", "example.com", "enable_seqscan = off", "enable_sort = off")
     walked = [node for node in _nodes(plan) if node.get("Index Name") == "ix_invoices_tenant_created"]
     assert walked, plan
