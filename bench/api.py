@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -124,6 +125,11 @@ async def seed(url: str, *, plans: int, customers: int, invoices: int, subscript
                                  created_at=start))
     await insert(subs)
 
+    # most invoices name one of their owner's subscriptions, as billing-day invoices name their first group's
+    # (behavior.md); the owner's n-th invoice the (n mod k)-th of its k subscriptions, drawing nothing from `rng`
+    subscriptions_of: dict[Any, list[Any]] = {}
+    for subscription in subs:
+        subscriptions_of.setdefault(subscription.user_id, []).append(subscription.id)
     invoice_rows, line_rows = [], []
     for n in range(invoices):
         user_id = customer_ids[0] if n < 20 else rng.choice(customer_ids)
@@ -131,7 +137,11 @@ async def seed(url: str, *, plans: int, customers: int, invoices: int, subscript
         net = Decimal(rng.randint(100, 50000)) / 100
         tax = (net * Decimal("0.19")).quantize(Decimal("0.01"))
         paid = rng.random() < 0.8
-        subscription_id = subs[n % 5].id if n < 20 else None  # the bench customer's invoices list per subscription
+        if n < 20:  # the bench customer's invoices, listed per subscription
+            subscription_id = subs[n % 5].id
+        else:
+            owned = subscriptions_of.get(user_id)
+            subscription_id = owned[n % len(owned)] if owned else None
         invoice = Invoice(tenant_id="default", user_id=user_id, subscription_id=subscription_id, origin="billing_run",
                           invoice_number=f"INV-{issued.year}-{n + 1:06d}", status="paid" if paid else "issued",
                           subtotal_net=net, tax_total=tax, total_gross=net + tax, amount_paid=net + tax if paid else 0,
