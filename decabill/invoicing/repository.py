@@ -528,8 +528,7 @@ class InvoiceRepository(Repository[Invoice]):
         """The matches of a term searched by the branch likely to match most (an invoice-number prefix or a run of
         digits, such as a year; else a fragment of e-mails, which can match every invoice of many customers),
         counted as it comes; the others, usually few rows, are deduplicated among themselves and leave out what it
-        matched — its condition carried in their rows when it is the invoice's number, else read per row by a
-        primary key, as a scalar subquery (a condition with a subquery
+        matched — its condition read per row by a primary key, as a scalar subquery (a condition with a subquery
         stays above them: pushed into a branch's join, the generic plan tested it on every invoice before finding
         no subscription). One UNION of all branches put every match in a hash (docs/performance.md, "The admin
         search: the likeliest branch counted as it comes": every email 123-142 -> 84-95 ms, the prefix "inv-" 102
@@ -540,11 +539,7 @@ class InvoiceRepository(Repository[Invoice]):
         user_id)."""
         number, email = tests.number, tests.email
         if tests.kind in ("number", "dated", "digits"):
-            first, condition, table, link = ids.where(number), number, None, "id"
-            # the others read the invoice's row anyway: each carries its number, tested once they are deduplicated
-            # (a subscription's invoices read back by primary key cost 3 µs each, 47,000 for "0001"; tested in the
-            # branch, every invoice its join read: docs/performance.md, "Invoices linked to their subscriptions")
-            keyed = keyed.add_columns(Invoice.invoice_number)
+            first, condition, table, link = ids.where(number), number, Invoice, "id"
             if tests.kind == "number":  # no id and no subscription number holds "inv-" (`_NUMBER_PREFIX`)
                 others = [tests.by_owner(keyed)]
             elif tests.kind == "dated":  # an id can hold a year's dash, no subscription number (`_YEAR_AND_AFTER`)
@@ -562,12 +557,8 @@ class InvoiceRepository(Repository[Invoice]):
                 others = [keyed.where(number), tests.by_subscription(keyed)]
         not_first = None
         if others:
-            rest = union(*others) if len(others) > 1 else others[0]
-            if table is None:  # (OFFSET 0: PostgreSQL pushes no condition into a branch past it)
-                rest = rest.offset(0)
-            rest = rest.subquery("rest")
-            matched_first = (tests.number_of(rest.c.invoice_number) if table is None
-                             else select(condition).where(table.id == rest.c[link]).scalar_subquery())
+            rest = (union(*others) if len(others) > 1 else others[0]).subquery("rest")
+            matched_first = select(condition).where(table.id == rest.c[link]).scalar_subquery()
             not_first = select(rest.c.id, rest.c.created_at).where(matched_first.is_not(true()))
         if not whole_list:
             return (first if not_first is None else union_all(first, not_first)).cte("matches"), None
@@ -794,7 +785,13 @@ class _TermTests:
         self.pattern = bindparam(InvoiceRepository.SEARCH_PATTERN, type_=String)
         self.term = bindparam(InvoiceRepository.SEARCH_TERM, type_=String)
         self.position = func.strpos if dialect == "postgresql" else func.instr
-        self.number = self.number_of(Invoice.invoice_number)
+        if kind in ("number", "dated"):  # an invoice-number prefix (`search_term_values`)
+            self.number = InvoiceRepository._starting_with(
+                func.lower(Invoice.invoice_number), dialect,
+                bindparam(InvoiceRepository.SEARCH_NUMBER_FROM, type_=String),
+                bindparam(InvoiceRepository.SEARCH_NUMBER_TO, type_=String))
+        else:
+            self.number = self.matches(Invoice.invoice_number)
         if kind == "subscription":  # a subscription-number prefix (`search_term_values`), as written
             self.subscription_number = InvoiceRepository._starting_with(
                 Subscription.number, dialect, bindparam(InvoiceRepository.SEARCH_NUMBER_FROM, type_=String),
@@ -813,15 +810,6 @@ class _TermTests:
 
     def id_text(self, column: Any) -> Any:
         return InvoiceRepository._id_text(column, self.dialect)
-
-    def number_of(self, column: Any) -> Any:
-        """The invoice number in `column` matches: as a prefix range for the kinds that name one
-        (`search_term_values`), else as text holding the term."""
-        if self.kind in ("number", "dated"):
-            return InvoiceRepository._starting_with(
-                func.lower(column), self.dialect, bindparam(InvoiceRepository.SEARCH_NUMBER_FROM, type_=String),
-                bindparam(InvoiceRepository.SEARCH_NUMBER_TO, type_=String))
-        return self.matches(column)
 
     def matches(self, column: Any) -> Any:
         """The column, lower-cased, holds the term. A short term reaches here only for the e-mails (and for the

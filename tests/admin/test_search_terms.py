@@ -344,27 +344,3 @@ async def test_migration_0034_adds_the_e_mail_pieces_index_and_takes_it_away():
     finally:
         await engine.dispose()
         await _drop_pg_database(name)
-
-
-async def test_the_other_matches_of_a_run_of_digits_carry_their_number(billing_api, admin, plan):
-    """A run of digits is counted by the number branch first; the invoices the other branches find (a subscription's
-    number, an id, an owner) leave out those the number matched by the number each carries, tested once they are
-    deduplicated: no invoice is read again by primary key for it (3 µs each, 47,000 for "0001" once invoices are
-    linked to their subscriptions), and no branch tests it on every invoice its join reads."""
-    if db.dialect_name() != "postgresql":
-        pytest.skip("the plan is PostgreSQL's")
-    token, subscription = await customer_with_subscription(billing_api, admin, plan["id"], "digits@example.com")
-    for minute in range(3):
-        await create_draft(billing_api, admin, user_id(token), [line(f"Item {minute}", 1, 10)],
-                           subscriptionId=subscription["id"])
-    term = subscription["number"][4:]  # SUB-<digits>: its digits alone
-    assert InvoiceRepository.search_kind(term) == "digits"
-    found = await billing_api.get(f"{BASE}/invoices", token=admin, params={"search": term, "limit": 0})
-    assert found.json()["total"] == 3  # by the subscription's number: the drafts have none of their own
-    tree = await _plan("digits", term)
-    nodes = list(_nodes(tree))
-    by_key_for_rest = [node for node in nodes if "rest.id" in node.get("Index Cond", "")]
-    assert by_key_for_rest == [], by_key_for_rest
-    [rest] = [node for node in nodes if node.get("Alias") == "rest"]
-    assert "rest.invoice_number" in rest.get("Filter", ""), rest
-    assert not [node for node in _nodes(rest) if node is not rest and "invoice_number" in node.get("Filter", "")], rest
