@@ -26,6 +26,7 @@ from decabill.migrations import alembic_config, migrate
 from decabill.repository import TENANT_PARAM, paging
 from models.identity import User
 from models.invoicing import Invoice
+from models.subscriptions import Subscription
 from tests.admin.conftest import BASE, create_draft, issue, line
 from tests.conftest import BACKENDS, _create_pg_database, _drop_pg_database
 from tests.invoicing.conftest import complete_profile, customer_with_subscription, user_id
@@ -210,7 +211,8 @@ async def test_a_year_and_a_dash_reads_the_numbers_as_a_prefix(billing_api):
     conditions = [node[key] for node in _nodes(plan) for key in ("Filter", "Index Cond", "Recheck Cond") if key in node]
     assert any("(invoice_number)::text) ~>=~ 'inv-2026-0001'" in condition for condition in conditions), conditions
     matched_as_text = [condition for condition in conditions if "~~" in condition]  # LIKE '%2026-0001%'
-    assert matched_as_text and not [condition for condition in matched_as_text if "number)" in condition], conditions
+    # (a number may be tested by its range next to an id's pattern, never by the pattern)
+    assert matched_as_text and not [condition for condition in matched_as_text if "number)::text) ~~" in condition], conditions
 
 
 async def test_a_subscription_number_prefix_reads_the_numbers_as_a_range(billing_api):
@@ -260,6 +262,48 @@ async def test_a_term_only_e_mails_hold_walks_the_list_testing_each_invoice_it_r
     walked = [node for node in _nodes(plan) if node.get("Index Name") == "ix_invoices_tenant_created"]
     assert walked, plan
     assert all(node["Scan Direction"] == "Backward" and "SubPlan" in node.get("Filter", "") for node in walked), walked
+
+
+async def test_a_run_of_digits_tests_the_numbers_of_subscription_matches_on_the_rows_it_reads(billing_api, admin, plan):
+    """A run of digits that many subscription numbers hold ("0001" in 11,111 of 20,000) matches their invoices, which
+    the subscription branch reads row by row anyway: it tests their invoice number there, where each used to be read
+    again by primary key to leave out what the number branch counted (~4 µs per match: 47,000 of them took 200 of
+    the search's 550 ms in bench/scale.py). Each match is still counted once."""
+    if db.dialect_name() != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    assert InvoiceRepository.search_kind("4242") == "digits"
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    owner_id = next(candidate for candidate in iter(uuid.uuid4, None) if "4242" not in str(candidate))
+    async with db.transaction() as session:
+        session.add(User(tenant_id="default", email="digits.owner@example.com", id=owner_id))
+        await session.flush()
+        for number in range(40):
+            subscription = Subscription(tenant_id="default", number=f"SUB-4242{number:04d}", status="active",
+                                        plan_id=uuid.UUID(plan["id"]), user_id=owner_id)
+            session.add(subscription)
+            await session.flush()
+            # the first subscription's invoices hold the run in their numbers too: matched twice, counted once
+            session.add_all(Invoice(tenant_id="default", user_id=owner_id, subscription_id=subscription.id,
+                                    invoice_number=f"INV-2026-4242{number}{hour}" if number == 0 else None,
+                                    created_at=start + dt.timedelta(days=number, hours=hour)) for hour in range(3))
+    async with db.get_engine().connect() as conn:
+        await conn.execute(text("ANALYZE subscriptions"))
+        await conn.execute(text("ANALYZE invoices"))
+        await conn.commit()
+    held = [item for item in await _everything(billing_api, admin) if _holds(item, "4242")]
+    assert len(held) == 120
+    response = await billing_api.get(f"{BASE}/invoices", token=admin, params={"search": "4242", "limit": 5})
+    assert response.status_code == 200, response.text
+    assert response.json()["total"] == 120
+    assert [item["id"] for item in response.json()["items"]] == [item["id"] for item in held[:5]]
+    found = await _plan("digits", "4242")
+    # no invoice read again per matched row (by primary key, or on tables this small by a scan) to test its number
+    per_row = [node for node in _nodes(found)
+               if node.get("Parent Relationship") == "SubPlan" and node.get("Relation Name") == "invoices"]
+    assert sum(node["Actual Loops"] for node in per_row) == 0, per_row
+    by_subscription = [node for node in _nodes(found) if node.get("Relation Name") == "invoices"
+                       and "(invoice_number)" in node.get("Filter", "") and "IS NOT TRUE" in node.get("Filter", "")]
+    assert by_subscription and sum(node["Actual Rows"] * node["Actual Loops"] for node in by_subscription) == 117, found
 
 
 @pytest.mark.skipif("postgresql" not in BACKENDS, reason="PostgreSQL not in DECABILL_TEST_BACKENDS")
