@@ -553,7 +553,13 @@ class InvoiceRepository(Repository[Invoice]):
                 row_others = [ids.where(tests.invoice_id, unmatched)]
             else:  # ids and subscription numbers hold digits
                 others = [tests.by_owner(keyed, tests.email_or_owner_id)]
-                row_others = [tests.by_subscription(ids).where(unmatched), ids.where(tests.invoice_id, unmatched)]
+                # (the number carried out of the subscription branch and tested above it, behind OFFSET 0: pushed
+                # into its join, a plan that hashed the matched subscriptions tested every invoice it read)
+                carried = (tests.by_subscription(ids.add_columns(Invoice.invoice_number))
+                           .offset(literal_column("0")).subquery("by_subscription"))
+                row_others = [select(carried.c.id, carried.c.created_at)
+                              .where(tests.matches(carried.c.invoice_number).is_not(true())),
+                              ids.where(tests.invoice_id, unmatched)]
         else:
             first, condition, table, link = tests.by_owner(ids), email, User, "user_id"
             if tests.kind == "email":  # only an e-mail can hold it (`search_kind`): no number or id is read, short or long
