@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from decabill import db
+from decabill.identity.repository import EMAIL_GRAM
 from decabill.invoicing.repository import InvoiceRepository
 from decabill.migrations import alembic_config, migrate
 from decabill.repository import TENANT_PARAM, paging
@@ -366,6 +367,14 @@ async def test_a_short_term_only_e_mails_hold_reads_the_index_of_their_pieces(bi
             term, plan)
         holdings[term] = holding
     assert holdings["xy"] >= 1 and holdings["-x"] >= 1 and holdings["q"] == 0  # the terms are not vacuous
+
+
+def test_every_short_term_is_a_piece_the_e_mail_pieces_index_holds():
+    """A short term is under `TRIGRAM` characters; the index holds the e-mails' pieces up to `EMAIL_GRAM`: were the
+    trigram raised or the pieces shortened, a short term would find no piece and no e-mail."""
+    assert InvoiceRepository.TRIGRAM - 1 <= EMAIL_GRAM
+    assert InvoiceRepository.is_short("x" * (InvoiceRepository.TRIGRAM - 1))
+    assert not InvoiceRepository.is_short("x" * InvoiceRepository.TRIGRAM)
 
 
 @pytest.mark.skipif("postgresql" not in BACKENDS, reason="PostgreSQL not in DECABILL_TEST_BACKENDS")
