@@ -540,9 +540,7 @@ class InvoiceRepository(Repository[Invoice]):
         `_broad_or_narrow_page`; else (the matches as a CTE, None). `keyed` selects the others' (id, created_at,
         user_id)."""
         number, email = tests.number, tests.email
-        # branches that read the invoice's row anyway test its number there (`unmatched`); the others' rows are
-        # tested by a primary-key read each, above them
-        row_others: list[Select[Any]] = []
+        row_others: list[Select[Any]] = []  # branches that read the invoice's row: its number tested there
         if tests.kind in ("number", "dated", "digits"):
             first, condition, table, link = ids.where(number), number, Invoice, "id"
             unmatched = number.is_not(true())
@@ -575,10 +573,8 @@ class InvoiceRepository(Repository[Invoice]):
             rest = (union(*others) if len(others) > 1 else others[0].offset(literal_column("0"))).subquery("rest")
             matched_first = select(condition).where(table.id == rest.c[link]).scalar_subquery()
             parts.insert(0, select(rest.c.id, rest.c.created_at).where(matched_first.is_not(true())))
-        not_first = None
-        if len(parts) == 1:
-            not_first = parts[0]
-        elif parts:
+        not_first = parts[0] if len(parts) == 1 else None
+        if len(parts) > 1:
             united = union(*parts).subquery("not_first")
             not_first = select(united.c.id, united.c.created_at)
         if not whole_list:
@@ -820,7 +816,7 @@ class _TermTests:
         else:
             self.subscription_number = self.matches(Subscription.number)
         self.email = self.matches(User.email)
-        # (the pieces' index, 0034, serves the term alone: its pieces are as long as any short term: tested)
+        # (the pieces' index, 0034, serves the term alone; it holds pieces as long as any short term, as a test checks)
         if short and kind == "email" and dialect == "postgresql":
             self.email = and_(UserRepository.lower_email_has_piece(self.term), self.email)
         # The owner's id is matched on `users` (its trigram index, 0032), in one branch with the e-mail: a customer's
